@@ -1,0 +1,131 @@
+//! What one instance shares between its connections and background tasks. Nothing here is a
+//! source of truth: state lives in the store; this is sockets, subscriptions and handles.
+
+use crate::config::Config;
+use crate::hub::{ConnId, Hub};
+use crate::ids::{GameId, PlayerId};
+use crate::protocol::Role;
+use crate::ratelimit::{Decision, LocalLimiter, Rule};
+use crate::store::{PresenceEntry, Store, StoreError};
+use dashmap::DashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Per-IP limiters used only while Redis is unreachable, so that an outage does not lift
+/// the per-IP limits altogether. Bounded: cleared when it grows past this many addresses.
+const FALLBACK_IPS: usize = 10_000;
+
+/// A presence decrement that could not reach the store, retried by the housekeeping task.
+#[derive(Clone, Debug)]
+pub struct PendingLeave {
+    pub game: GameId,
+    pub player: PlayerId,
+    pub role: Role,
+}
+
+pub struct App {
+    pub config: Config,
+    pub store: Arc<dyn Store>,
+    pub hub: Arc<Hub>,
+    /// The configured instance id, for logs and the welcome message.
+    pub instance: String,
+    /// This process's lease: instance id plus a per-start nonce, so a restarted instance
+    /// never inherits its previous life's presence entries.
+    pub lease: String,
+    /// Cancelled when the instance shuts down.
+    pub shutdown: CancellationToken,
+    /// Every session task, so shutdown can wait for them (axum does not).
+    pub sessions: TaskTracker,
+    /// Local connections waiting for a quick match, with their player.
+    pub waiting: DashMap<ConnId, PlayerId>,
+    pub trusted_proxies: Vec<IpAddr>,
+    /// Presence decrements to retry.
+    pub pending_leaves: Mutex<Vec<PendingLeave>>,
+    next_conn: AtomicU64,
+    ip_fallback: Mutex<std::collections::HashMap<(&'static str, IpAddr), LocalLimiter>>,
+}
+
+impl App {
+    pub fn new(
+        config: Config,
+        store: Arc<dyn Store>,
+        instance: String,
+        lease: String,
+        shutdown: CancellationToken,
+    ) -> App {
+        let hub = Arc::new(Hub::new(store.keys().clone(), &lease));
+        App {
+            trusted_proxies: config.trusted_proxy_ips(),
+            config,
+            store,
+            hub,
+            instance,
+            lease,
+            shutdown,
+            sessions: TaskTracker::new(),
+            waiting: DashMap::new(),
+            pending_leaves: Mutex::new(Vec::new()),
+            next_conn: AtomicU64::new(1),
+            ip_fallback: Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    pub fn next_conn_id(&self) -> ConnId {
+        self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub fn presence_entry<'a>(&'a self, player: &'a PlayerId, role: Role) -> PresenceEntry<'a> {
+        PresenceEntry {
+            lease: &self.lease,
+            player,
+            role,
+        }
+    }
+
+    /// Checks a per-IP budget (`scope` names it) in the store. While the store is
+    /// unreachable the check falls back to this instance's own limiter: it fails open to a
+    /// per-instance limit, since refusing every connection would also refuse the players who
+    /// only want to see that the game is unavailable. `Err` holds the wait in ms.
+    pub async fn limit_ip(&self, scope: &'static str, ip: IpAddr, rule: Rule) -> Result<(), u64> {
+        let key = self.store.keys().rate(scope, &ip.to_string());
+        match self.store.rate(&key, rule).await {
+            Ok(Decision::Allow { .. }) => Ok(()),
+            Ok(Decision::Deny { retry_after_us }) => Err(Decision::retry_after_ms(retry_after_us)),
+            Err(e) => {
+                if !matches!(e, StoreError::Unavailable(_)) {
+                    tracing::error!(error = %e, scope, "rate limit check failed");
+                }
+                metrics::counter!("rate_limit_fallback_total", "rule" => scope).increment(1);
+                let mut map = self.ip_fallback.lock().unwrap_or_else(|p| p.into_inner());
+                if map.len() >= FALLBACK_IPS {
+                    map.clear();
+                }
+                map.entry((scope, ip))
+                    .or_insert_with(|| LocalLimiter::new(rule))
+                    .check()
+                    .map_err(|d| d.as_millis() as u64 + 1)
+            }
+        }
+    }
+
+    pub fn defer_leave(&self, leave: PendingLeave) {
+        self.pending_leaves
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(leave);
+    }
+}
+
+/// Wall-clock milliseconds since the epoch. Deadlines written with it are compared against
+/// Redis's clock: instances and Redis are assumed to agree within well under a second.
+pub fn wall_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_millis() as u64
+}

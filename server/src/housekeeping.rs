@@ -1,0 +1,187 @@
+//! Background duties every instance shares, none of which belongs to any one instance: lease
+//! heartbeats, sweeping dead instances' presence, firing due deadlines (forfeits, match
+//! aborts), retrying deferred presence updates, keeping quick-match tickets fresh and pushing
+//! lobby changes to watchers.
+
+use crate::app::App;
+use crate::games;
+use crate::hub::{ConnId, Outbound};
+use crate::session::{LOBBY_MAX, start_forfeit_clock};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// How often coalesced lobby changes are pushed to watchers.
+const LOBBY_EVERY: Duration = Duration::from_millis(300);
+/// Due deadlines handled per tick.
+const DEADLINES_PER_TICK: usize = 100;
+
+pub async fn run(app: Arc<App>, stop: CancellationToken) {
+    let lobby = {
+        let app = app.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(LOBBY_EVERY);
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tick.tick() => {}
+                }
+                app.hub
+                    .flush_lobby(app.store.as_ref(), LOBBY_MAX, app.config.game_ttl())
+                    .await;
+            }
+        })
+    };
+    let mut tick = tokio::time::interval(app.config.sweep_interval());
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let heartbeat_every = app.config.lease_ttl() / 3;
+    let mut last_heartbeat: Option<tokio::time::Instant> = None;
+    let mut ticket_misses: HashMap<ConnId, u32> = HashMap::new();
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        if last_heartbeat.is_none_or(|t| t.elapsed() >= heartbeat_every) {
+            last_heartbeat = Some(tokio::time::Instant::now());
+            heartbeat(&app).await;
+            refresh_tickets(&app, &mut ticket_misses).await;
+        }
+        retry_leaves(&app).await;
+        sweep_dead_instances(&app).await;
+        fire_deadlines(&app).await;
+    }
+    lobby.abort();
+}
+
+/// Renews this instance's lease. If it had lapsed (Redis was unreachable for longer than the
+/// lease) another instance may have swept its presence: announce it again.
+async fn heartbeat(app: &App) {
+    match app
+        .store
+        .renew_lease(&app.lease, app.config.lease_ttl())
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => {
+            // Anything deferred was swept with the lease.
+            app.pending_leaves
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clear();
+            let memberships = app.hub.memberships();
+            if !memberships.is_empty() {
+                tracing::warn!(
+                    entries = memberships.len(),
+                    "lease had lapsed; announcing presence again"
+                );
+            }
+            for (game, player, role) in memberships {
+                let entry = app.presence_entry(&player, role);
+                if let Err(e) = app
+                    .store
+                    .presence_change(&game, &entry, 1, app.config.game_ttl())
+                    .await
+                {
+                    tracing::warn!(%game, error = %e, "could not announce presence");
+                }
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "lease renewal failed"),
+    }
+}
+
+async fn retry_leaves(app: &App) {
+    let pending: Vec<_> =
+        std::mem::take(&mut *app.pending_leaves.lock().unwrap_or_else(|p| p.into_inner()));
+    for leave in pending {
+        let entry = app.presence_entry(&leave.player, leave.role);
+        match app
+            .store
+            .presence_change(&leave.game, &entry, -1, app.config.game_ttl())
+            .await
+        {
+            Ok(change) => start_forfeit_clock(app, &leave.game, &change).await,
+            Err(_) => app.defer_leave(leave),
+        }
+    }
+}
+
+/// Clears the presence of instances whose lease expired (they died without a clean
+/// shutdown), so their players show as gone and their forfeit clocks start.
+async fn sweep_dead_instances(app: &App) {
+    let leases = match app.store.expired_leases().await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::debug!(error = %e, "could not list expired leases");
+            return;
+        }
+    };
+    for lease in leases.into_iter().filter(|l| *l != app.lease) {
+        match app.store.sweep_lease(&lease, app.config.game_ttl()).await {
+            Ok(emptied) => {
+                tracing::info!(%lease, games = emptied.len(), "swept a dead instance's presence");
+                metrics::counter!("leases_swept_total").increment(1);
+                let at = crate::app::wall_ms() + app.config.forfeit_grace_ms;
+                for (game, _) in emptied {
+                    if let Err(e) = app.store.set_deadline(&game, at).await {
+                        tracing::warn!(%game, error = %e, "could not start the forfeit clock");
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(%lease, error = %e, "sweep failed"),
+        }
+    }
+}
+
+async fn fire_deadlines(app: &App) {
+    let due = match app.store.due_deadlines(DEADLINES_PER_TICK).await {
+        Ok((_, due)) => due,
+        Err(e) => {
+            tracing::debug!(error = %e, "could not read deadlines");
+            return;
+        }
+    };
+    for (game, at) in due {
+        if let Err(e) = games::resolve_deadline(app, &game, at).await {
+            tracing::warn!(%game, error = %e, "deadline not resolved; will retry");
+        }
+    }
+}
+
+/// Keeps this instance's waiting tickets fresh. A ticket that left the queue without its
+/// connection hearing of a match (the pairing instance died before telling it) is queued
+/// again at the next refresh.
+async fn refresh_tickets(app: &App, misses: &mut HashMap<ConnId, u32>) {
+    let waiting: Vec<(ConnId, crate::ids::PlayerId)> = app
+        .waiting
+        .iter()
+        .map(|e| (*e.key(), e.value().clone()))
+        .collect();
+    misses.retain(|c, _| app.waiting.contains_key(c));
+    if waiting.is_empty() {
+        return;
+    }
+    let players: Vec<_> = waiting.iter().map(|(_, p)| p.clone()).collect();
+    let missing = match app.store.match_refresh(&players).await {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::debug!(error = %e, "could not refresh tickets");
+            return;
+        }
+    };
+    for (conn, player) in waiting {
+        if missing.contains(&player) {
+            let n = misses.entry(conn).or_insert(0);
+            *n += 1;
+            if *n >= 2 {
+                misses.remove(&conn);
+                app.hub.deliver(conn, Outbound::Requeue);
+            }
+        } else {
+            misses.remove(&conn);
+        }
+    }
+}

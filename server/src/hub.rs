@@ -1,0 +1,580 @@
+//! Fan-out of pub/sub messages to this instance's connections.
+//!
+//! One bus connection per instance. A game's channel is subscribed while at least one local
+//! connection has joined the game (reference counted by the topic's subscriber list) and
+//! unsubscribed when the last one leaves; never one subscription per client, never a pattern.
+//! Every connection has a bounded queue: a client that cannot keep up is closed, and nobody
+//! else waits for it. The hub also keeps the latest state of each local game (the highest
+//! version it has seen), so a move can be computed without reading Redis first.
+
+use crate::game::{GameState, Mark};
+use crate::ids::{GameId, PlayerId};
+use crate::protocol::{Role, ServerMsg};
+use crate::store::{Bus, BusConnection, BusMessage, Keys, Store, StoreError};
+use axum::extract::ws::Utf8Bytes;
+use dashmap::DashMap;
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+
+pub type ConnId = u64;
+
+/// What the hub (or another instance, through it) hands to a connection.
+#[derive(Debug)]
+pub enum Outbound {
+    /// A message from a game's channel; `version` is set for versioned game events.
+    Game {
+        game: GameId,
+        version: Option<u64>,
+        payload: Utf8Bytes,
+    },
+    /// Messages of this game may have been lost (the bus reconnected): catch up from the log.
+    Resync(GameId),
+    /// A lobby frame (a coalesced `lobby` list or a lobby chat line).
+    Lobby(Utf8Bytes),
+    /// Quick match paired this connection into `game`.
+    Matched { game: GameId, you: Mark },
+    /// This connection's quick-match ticket vanished without a match: queue it again.
+    Requeue,
+}
+
+/// The sending half of one connection's bounded queue, and the switch that closes it.
+#[derive(Clone, Debug)]
+pub struct Client {
+    tx: mpsc::Sender<Outbound>,
+    kill: CancellationToken,
+}
+
+impl Client {
+    pub fn new(tx: mpsc::Sender<Outbound>, kill: CancellationToken) -> Client {
+        Client { tx, kill }
+    }
+
+    /// Queues without waiting. A full queue means the client is too slow: it is closed
+    /// rather than allowed to hold anyone up. False once the connection is gone.
+    pub fn offer(&self, out: Outbound) -> bool {
+        match self.tx.try_send(out) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                metrics::counter!("outbound_dropped_total").increment(1);
+                if !self.kill.is_cancelled() {
+                    metrics::counter!("slow_client_closes_total").increment(1);
+                    self.kill.cancel();
+                }
+                true
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+}
+
+/// A local connection's membership in a game.
+#[derive(Clone, Debug)]
+pub struct Subscriber {
+    pub conn: ConnId,
+    pub client: Client,
+    pub player: PlayerId,
+    pub role: Role,
+}
+
+struct Topic {
+    subscribers: Vec<Subscriber>,
+    cache: Option<(u64, GameState)>,
+    /// True while the game's channel is subscribed on the current bus connection.
+    ready: watch::Sender<bool>,
+}
+
+impl Topic {
+    fn observe(&mut self, version: u64, state: &GameState) {
+        if self.cache.as_ref().is_none_or(|(v, _)| version > *v) {
+            self.cache = Some((version, state.clone()));
+        }
+    }
+}
+
+/// Messages on an instance's own channel.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum InstanceMsg {
+    /// Tell connection `conn` it was matched into `game` as `you`.
+    MatchFound {
+        conn: ConnId,
+        game: GameId,
+        you: Mark,
+    },
+    /// A readiness probe the instance sends itself.
+    Probe { nonce: u64 },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HubError {
+    #[error("pub/sub is not connected")]
+    Unavailable,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub struct Hub {
+    keys: Keys,
+    instance_channel: String,
+    lobby_channel: String,
+    topics: DashMap<GameId, Topic>,
+    clients: DashMap<ConnId, Client>,
+    lobby_watchers: DashMap<ConnId, Client>,
+    lobby_dirty: AtomicBool,
+    bus_up: AtomicBool,
+    /// Games whose subscription may need to change; drained by the bus task.
+    pending: Mutex<HashSet<GameId>>,
+    wake: Notify,
+    probes: DashMap<u64, oneshot::Sender<()>>,
+}
+
+impl Hub {
+    pub fn new(keys: Keys, lease: &str) -> Hub {
+        Hub {
+            instance_channel: keys.instance_channel(lease),
+            lobby_channel: keys.lobby_channel(),
+            keys,
+            topics: DashMap::new(),
+            clients: DashMap::new(),
+            lobby_watchers: DashMap::new(),
+            lobby_dirty: AtomicBool::new(false),
+            bus_up: AtomicBool::new(false),
+            pending: Mutex::new(HashSet::new()),
+            wake: Notify::new(),
+            probes: DashMap::new(),
+        }
+    }
+
+    pub fn register(&self, conn: ConnId, client: Client) {
+        self.clients.insert(conn, client);
+        metrics::gauge!("connections").set(self.clients.len() as f64);
+    }
+
+    pub fn unregister(&self, conn: ConnId) {
+        self.clients.remove(&conn);
+        self.lobby_watchers.remove(&conn);
+        metrics::gauge!("connections").set(self.clients.len() as f64);
+    }
+
+    /// Adds a connection to a game and returns once the game's channel is subscribed, so
+    /// that a snapshot read afterwards misses no event.
+    pub async fn join(
+        &self,
+        game: &GameId,
+        sub: Subscriber,
+        timeout: Duration,
+    ) -> Result<(), HubError> {
+        let mut ready = {
+            let mut topic = self.topics.entry(game.clone()).or_insert_with(|| Topic {
+                subscribers: Vec::new(),
+                cache: None,
+                ready: watch::Sender::new(false),
+            });
+            topic.subscribers.retain(|s| s.conn != sub.conn);
+            topic.subscribers.push(sub);
+            topic.ready.subscribe()
+        };
+        metrics::gauge!("games_local").set(self.topics.len() as f64);
+        self.request_sync(game);
+        match tokio::time::timeout(timeout, ready.wait_for(|r| *r)).await {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(HubError::Unavailable),
+        }
+    }
+
+    /// Removes a connection from a game; the last one out unsubscribes the instance.
+    pub fn leave(&self, game: &GameId, conn: ConnId) {
+        let empty = match self.topics.get_mut(game) {
+            Some(mut t) => {
+                t.subscribers.retain(|s| s.conn != conn);
+                t.subscribers.is_empty()
+            }
+            None => false,
+        };
+        if empty {
+            self.topics.remove_if(game, |_, t| t.subscribers.is_empty());
+            metrics::gauge!("games_local").set(self.topics.len() as f64);
+            self.request_sync(game);
+        }
+    }
+
+    /// The newest state of a local game this instance knows of.
+    pub fn cached(&self, game: &GameId) -> Option<(u64, GameState)> {
+        self.topics.get(game).and_then(|t| t.cache.clone())
+    }
+
+    /// Records a state this instance learnt outside the bus (a snapshot, its own write).
+    pub fn observe(&self, game: &GameId, version: u64, state: &GameState) {
+        if let Some(mut t) = self.topics.get_mut(game) {
+            t.observe(version, state);
+        }
+    }
+
+    /// Every local membership, for re-announcing presence after this instance's lease lapsed.
+    pub fn memberships(&self) -> Vec<(GameId, PlayerId, Role)> {
+        self.topics
+            .iter()
+            .flat_map(|t| {
+                let game = t.key().clone();
+                t.subscribers
+                    .iter()
+                    .map(|s| (game.clone(), s.player.clone(), s.role))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    pub fn watch_lobby(&self, conn: ConnId, client: Client) {
+        self.lobby_watchers.insert(conn, client);
+    }
+
+    pub fn unwatch_lobby(&self, conn: ConnId) {
+        self.lobby_watchers.remove(&conn);
+    }
+
+    /// Sends a frame to one local connection, if it is still here.
+    pub fn deliver(&self, conn: ConnId, out: Outbound) -> bool {
+        self.clients.get(&conn).is_some_and(|c| c.offer(out))
+    }
+
+    pub fn is_bus_up(&self) -> bool {
+        self.bus_up.load(Ordering::Relaxed)
+    }
+
+    pub fn local_games(&self) -> usize {
+        self.topics.len()
+    }
+
+    fn request_sync(&self, game: &GameId) {
+        if let Ok(mut p) = self.pending.lock() {
+            p.insert(game.clone());
+        }
+        self.wake.notify_one();
+    }
+
+    fn take_pending(&self) -> HashSet<GameId> {
+        self.pending
+            .lock()
+            .map(|mut p| std::mem::take(&mut *p))
+            .unwrap_or_default()
+    }
+
+    fn set_ready(&self, game: &GameId, ready: bool) {
+        if let Some(t) = self.topics.get(game) {
+            t.ready.send_replace(ready);
+        }
+    }
+
+    fn set_all_unready(&self) {
+        for t in self.topics.iter() {
+            t.ready.send_replace(false);
+        }
+    }
+
+    /// Routes one bus message to the local connections that want it.
+    fn dispatch(&self, msg: BusMessage) {
+        if msg.channel == self.instance_channel {
+            return self.on_instance_msg(&msg.payload);
+        }
+        if msg.channel == self.lobby_channel {
+            return self.on_lobby_msg(msg.payload);
+        }
+        let Some(game) = self.keys.game_of_channel(&msg.channel) else {
+            return;
+        };
+        // Only well-formed protocol messages reach clients: a stray PUBLISH by hand on a game
+        // channel is dropped here.
+        let Ok(parsed) = serde_json::from_str::<ServerMsg>(&msg.payload) else {
+            tracing::debug!(%game, "dropping a malformed message from the game channel");
+            return;
+        };
+        let version = parsed.game_version().map(|(_, v)| v);
+        let Some(mut topic) = self.topics.get_mut(&game) else {
+            return;
+        };
+        if let (Some(v), Some(state)) = (version, parsed.state()) {
+            topic.observe(v, state);
+        }
+        topic.subscribers.retain(|s| {
+            s.client.offer(Outbound::Game {
+                game: game.clone(),
+                version,
+                payload: msg.payload.clone(),
+            })
+        });
+    }
+
+    fn on_instance_msg(&self, payload: &str) {
+        match serde_json::from_str::<InstanceMsg>(payload) {
+            Ok(InstanceMsg::MatchFound { conn, game, you }) => {
+                self.deliver(conn, Outbound::Matched { game, you });
+            }
+            Ok(InstanceMsg::Probe { nonce }) => {
+                if let Some((_, tx)) = self.probes.remove(&nonce) {
+                    let _ = tx.send(());
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "malformed instance message"),
+        }
+    }
+
+    fn on_lobby_msg(&self, payload: Utf8Bytes) {
+        match serde_json::from_str::<ServerMsg>(&payload) {
+            Ok(ServerMsg::LobbyChanged { .. }) => self.lobby_dirty.store(true, Ordering::Relaxed),
+            Ok(ServerMsg::Chat { .. }) => {
+                self.lobby_watchers
+                    .retain(|_, c| c.offer(Outbound::Lobby(payload.clone())));
+            }
+            _ => {}
+        }
+    }
+
+    /// Publishes a probe to this instance's own channel and waits for it to come back:
+    /// proof that Redis answers and the subscription delivers. Returns the round trip.
+    pub async fn probe(&self, store: &dyn Store, timeout: Duration) -> Result<Duration, HubError> {
+        if !self.is_bus_up() {
+            return Err(HubError::Unavailable);
+        }
+        let nonce = uuid::Uuid::new_v4().as_u64_pair().0;
+        let (tx, rx) = oneshot::channel();
+        self.probes.insert(nonce, tx);
+        let started = Instant::now();
+        let result = async {
+            let msg = serde_json::to_string(&InstanceMsg::Probe { nonce })
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            store.publish(&self.instance_channel, &msg).await?;
+            match tokio::time::timeout(timeout, rx).await {
+                Ok(Ok(())) => Ok(started.elapsed()),
+                _ => Err(HubError::Unavailable),
+            }
+        }
+        .await;
+        self.probes.remove(&nonce);
+        if let Ok(lag) = result {
+            metrics::histogram!("pubsub_lag_seconds").record(lag.as_secs_f64());
+        }
+        result
+    }
+
+    /// Sends the lobby list to every watcher if it changed since the last call.
+    pub async fn flush_lobby(&self, store: &dyn Store, max: usize, ttl: Duration) {
+        if self.lobby_watchers.is_empty() || !self.lobby_dirty.swap(false, Ordering::Relaxed) {
+            return;
+        }
+        match store.lobby_list(max, ttl).await {
+            Ok((open, live)) => {
+                let frame: Utf8Bytes = ServerMsg::Lobby { open, live }.to_json().into();
+                self.lobby_watchers
+                    .retain(|_, c| c.offer(Outbound::Lobby(frame.clone())));
+            }
+            Err(e) => {
+                // Try again on the next tick.
+                self.lobby_dirty.store(true, Ordering::Relaxed);
+                tracing::warn!(error = %e, "could not refresh the lobby");
+            }
+        }
+    }
+
+    /// Owns the bus connection for the life of the instance: connects, subscribes to what
+    /// the topics need, dispatches messages, and after a loss reconnects with backoff,
+    /// resubscribes and tells every local connection to resynchronise.
+    pub async fn run_bus(self: Arc<Self>, bus: Arc<dyn Bus>, shutdown: CancellationToken) {
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
+        let mut connected_before = false;
+        loop {
+            let conn = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                c = bus.connect() => c,
+            };
+            match conn {
+                Ok(conn) => {
+                    let outcome = self
+                        .serve_bus(conn, &shutdown, connected_before, &mut backoff)
+                        .await;
+                    self.bus_up.store(false, Ordering::Relaxed);
+                    self.set_all_unready();
+                    metrics::gauge!("pubsub_subscriptions").set(0.0);
+                    if outcome == BusExit::Shutdown {
+                        return;
+                    }
+                    connected_before = true;
+                    metrics::counter!("pubsub_disconnects_total").increment(1);
+                    tracing::warn!("pub/sub connection lost; reconnecting");
+                }
+                Err(e) => tracing::warn!(error = %e, "pub/sub connect failed"),
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(backoff.next_delay()) => {}
+            }
+        }
+    }
+
+    async fn serve_bus(
+        &self,
+        conn: BusConnection,
+        shutdown: &CancellationToken,
+        reconnected: bool,
+        backoff: &mut Backoff,
+    ) -> BusExit {
+        let BusConnection {
+            mut sink,
+            mut messages,
+        } = conn;
+        // Whatever is wanted now; changes from here on arrive through `pending`.
+        self.take_pending();
+        let games: Vec<GameId> = self.topics.iter().map(|t| t.key().clone()).collect();
+        let mut channels = vec![self.instance_channel.clone(), self.lobby_channel.clone()];
+        channels.extend(games.iter().map(|g| self.keys.game_channel(g)));
+        for batch in channels.chunks(512) {
+            if let Err(e) = sink.subscribe(batch).await {
+                tracing::warn!(error = %e, "pub/sub subscribe failed");
+                return BusExit::Lost;
+            }
+        }
+        let mut subscribed: HashSet<GameId> = games.iter().cloned().collect();
+        metrics::gauge!("pubsub_subscriptions").set(subscribed.len() as f64);
+        self.bus_up.store(true, Ordering::Relaxed);
+        backoff.reset();
+        for g in &games {
+            self.set_ready(g, true);
+        }
+        if reconnected {
+            tracing::info!(games = games.len(), "pub/sub reconnected; resynchronising");
+            self.lobby_dirty.store(true, Ordering::Relaxed);
+            for g in &games {
+                if let Some(t) = self.topics.get(g) {
+                    for s in &t.subscribers {
+                        s.client.offer(Outbound::Resync(g.clone()));
+                    }
+                }
+            }
+        }
+        loop {
+            for game in self.take_pending() {
+                let wanted = self.topics.contains_key(&game);
+                let channel = [self.keys.game_channel(&game)];
+                if wanted && !subscribed.contains(&game) {
+                    if let Err(e) = sink.subscribe(&channel).await {
+                        tracing::warn!(error = %e, "pub/sub subscribe failed");
+                        self.request_sync(&game);
+                        return BusExit::Lost;
+                    }
+                    subscribed.insert(game.clone());
+                } else if !wanted && subscribed.contains(&game) {
+                    if let Err(e) = sink.unsubscribe(&channel).await {
+                        tracing::warn!(error = %e, "pub/sub unsubscribe failed");
+                        return BusExit::Lost;
+                    }
+                    subscribed.remove(&game);
+                }
+                if wanted {
+                    self.set_ready(&game, true);
+                }
+                metrics::gauge!("pubsub_subscriptions").set(subscribed.len() as f64);
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return BusExit::Shutdown,
+                _ = self.wake.notified() => {}
+                m = messages.next() => match m {
+                    Some(m) => self.dispatch(m),
+                    None => return BusExit::Lost,
+                },
+            }
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum BusExit {
+    Lost,
+    Shutdown,
+}
+
+/// Exponential backoff with jitter: each delay is drawn from [d/2, d], d doubling up to max.
+#[derive(Debug)]
+pub struct Backoff {
+    min: Duration,
+    max: Duration,
+    current: Duration,
+}
+
+impl Backoff {
+    pub fn new(min: Duration, max: Duration) -> Backoff {
+        Backoff {
+            min,
+            max,
+            current: min,
+        }
+    }
+
+    pub fn next_delay(&mut self) -> Duration {
+        let d = self.current;
+        self.current = (self.current * 2).min(self.max);
+        let half = d / 2;
+        let jitter = uuid::Uuid::new_v4().as_u64_pair().0 % (half.as_micros() as u64 + 1);
+        half + Duration::from_micros(jitter)
+    }
+
+    pub fn reset(&mut self) {
+        self.current = self.min;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_to_its_cap_with_jitter_and_resets() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
+        let first = b.next_delay();
+        assert!(first >= Duration::from_millis(50) && first <= Duration::from_millis(100));
+        for _ in 0..10 {
+            let d = b.next_delay();
+            assert!(d <= Duration::from_secs(1));
+        }
+        let capped = b.next_delay();
+        assert!(capped >= Duration::from_millis(500));
+        b.reset();
+        assert!(b.next_delay() <= Duration::from_millis(100));
+    }
+
+    #[test]
+    fn a_full_queue_closes_the_slow_client_and_only_it() {
+        let (tx, _rx) = mpsc::channel(1);
+        let slow = Client::new(tx, CancellationToken::new());
+        assert!(slow.offer(Outbound::Requeue));
+        assert!(!slow.kill.is_cancelled());
+        assert!(slow.offer(Outbound::Requeue));
+        assert!(slow.kill.is_cancelled());
+
+        let (tx, mut rx) = mpsc::channel(4);
+        let fine = Client::new(tx, CancellationToken::new());
+        assert!(fine.offer(Outbound::Requeue));
+        assert!(rx.try_recv().is_ok());
+        assert!(!fine.kill.is_cancelled());
+        drop(rx);
+        assert!(!fine.offer(Outbound::Requeue), "a gone client is reported");
+    }
+
+    #[test]
+    fn the_cache_keeps_the_newest_version() {
+        let mut t = Topic {
+            subscribers: Vec::new(),
+            cache: None,
+            ready: watch::Sender::new(false),
+        };
+        let a = GameState::new("a");
+        let b = a.seat_o("b").unwrap();
+        t.observe(2, &b);
+        t.observe(1, &a);
+        assert_eq!(t.cache, Some((2, b)));
+    }
+}

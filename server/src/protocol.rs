@@ -1,0 +1,555 @@
+//! Wire protocol v1: the JSON messages between browsers and instances, and on Redis channels.
+//!
+//! `docs/protocol.md` is the specification; these types follow it field for field, and a test
+//! parses every example in that document. Game events are published on Redis verbatim, so what
+//! `redis-cli SUBSCRIBE` shows is exactly what clients receive.
+
+use crate::game::{Cell, EndReason, GameState, Mark, Seats, Status};
+use crate::ids::{GameId, PlayerId};
+use serde::{Deserialize, Serialize};
+
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// WebSocket close codes sent by the server.
+pub mod close {
+    /// The peer broke the protocol's rules: no hello in time, or rate limits exceeded
+    /// again and again. Do not reconnect at once.
+    pub const POLICY: u16 = 1008;
+    /// A message or frame over the size limit.
+    pub const TOO_BIG: u16 = 1009;
+    /// The instance is shutting down: reconnect (the load balancer picks another instance).
+    pub const SERVICE_RESTART: u16 = 1012;
+    /// Nothing heard from the client (not even a pong) for the idle timeout.
+    pub const IDLE: u16 = 4000;
+    /// The client did not read fast enough and its queue filled: reconnect and resync.
+    pub const SLOW_CONSUMER: u16 = 4001;
+}
+
+/// A client's request id, echoed in the reply so requests and answers can be matched.
+pub type Req = u64;
+
+/// What a connection is in a game.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Role {
+    X,
+    O,
+    #[serde(rename = "spectator")]
+    Spectator,
+}
+
+impl Role {
+    pub fn mark(self) -> Option<Mark> {
+        match self {
+            Role::X => Some(Mark::X),
+            Role::O => Some(Mark::O),
+            Role::Spectator => None,
+        }
+    }
+}
+
+impl From<Mark> for Role {
+    fn from(m: Mark) -> Role {
+        match m {
+            Mark::X => Role::X,
+            Mark::O => Role::O,
+        }
+    }
+}
+
+/// A game the client was in and the last version it saw, offered on reconnect.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResumeGame {
+    pub game: GameId,
+    pub version: u64,
+}
+
+/// Client to server.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientMsg {
+    /// Must be the first message. Without a token (or with an expired one) a new session is
+    /// issued; with a valid one the session's seats and games are restored.
+    Hello {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        req: Option<Req>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        resume: Vec<ResumeGame>,
+    },
+    /// Create a game and sit as X.
+    Create {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        req: Option<Req>,
+    },
+    /// Join a game: take the free O seat, or watch when both are taken (or `spectate` is set).
+    Join {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        req: Option<Req>,
+        game: GameId,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        spectate: bool,
+    },
+    /// Stop receiving a game's events on this connection. A seat is kept.
+    Leave {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        req: Option<Req>,
+        game: GameId,
+    },
+    Move {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        req: Option<Req>,
+        game: GameId,
+        /// 0..=8; checked by the rules, so an out-of-range value gets its own error code.
+        cell: i64,
+        /// Client move id: a retry with the same id is applied at most once.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mid: Option<String>,
+        /// The game version the client's board shows.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        version: Option<u64>,
+    },
+    Resign {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        req: Option<Req>,
+        game: GameId,
+    },
+    /// Ask for the next round; it starts when both players have asked.
+    Rematch {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        req: Option<Req>,
+        game: GameId,
+    },
+    /// A chat line in a game, or in the lobby when `game` is absent.
+    Chat {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        req: Option<Req>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        game: Option<GameId>,
+        text: String,
+    },
+    /// Ask for the events after `since`, or a snapshot when they are no longer kept.
+    Sync {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        req: Option<Req>,
+        game: GameId,
+        since: u64,
+    },
+    /// Start or stop receiving the lobby.
+    Lobby {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        req: Option<Req>,
+        watch: bool,
+    },
+    QuickMatch {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        req: Option<Req>,
+    },
+    CancelMatch {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        req: Option<Req>,
+    },
+    Ping {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        req: Option<Req>,
+    },
+}
+
+/// The `type` values [`ClientMsg`] knows, to tell an unknown type from a malformed message.
+pub const CLIENT_TYPES: &[&str] = &[
+    "hello",
+    "create",
+    "join",
+    "leave",
+    "move",
+    "resign",
+    "rematch",
+    "chat",
+    "sync",
+    "lobby",
+    "quick_match",
+    "cancel_match",
+    "ping",
+];
+
+/// Error codes. Stable strings: clients switch on them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The frame is not a JSON object.
+    BadJson,
+    /// Valid JSON, known type, but a field is missing or has the wrong type or shape.
+    BadRequest,
+    UnknownType,
+    /// Only `hello` (and `ping`) may come before `hello`.
+    HelloRequired,
+    UnknownGame,
+    /// The request names a game this connection has not joined.
+    NotInGame,
+    /// Spectators cannot move, resign or ask for a rematch.
+    NotYourSeat,
+    NotYourTurn,
+    CellOccupied,
+    CellOutOfRange,
+    NotStarted,
+    GameOver,
+    RoundInProgress,
+    Aborted,
+    /// Chat text empty after cleaning, or longer than the limit.
+    InvalidText,
+    AlreadyQueued,
+    RateLimited,
+    /// Redis cannot be reached; nothing was changed. Retry later.
+    Unavailable,
+    /// Something unexpected; details are in the server log, not here.
+    Internal,
+}
+
+/// Side effects of a request that succeeded, beyond `req`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AckInfo {
+    /// The game version the request produced (moves, rematch, resign).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
+    /// True when a move with this `mid` had already been applied: nothing new happened.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub duplicate: bool,
+}
+
+/// Who is connected to a game right now.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Presence {
+    pub players: Seats<bool>,
+    pub spectators: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatLine {
+    /// Redis stream id of the line: increasing within a game (or the lobby).
+    pub id: String,
+    pub from: String,
+    /// The sender's role in the game; absent in the lobby.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
+    pub text: String,
+    /// Milliseconds since the Unix epoch, from the Redis clock.
+    pub ts: u64,
+}
+
+/// A game as listed in the lobby.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LobbyGame {
+    pub game: GameId,
+    pub status: Status,
+    pub players: Seats<Option<String>>,
+    pub round: u32,
+}
+
+/// Server to client. The variants from `Created` to `Presence` are also what is published on
+/// the game's Redis channel.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMsg {
+    Welcome {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        req: Option<Req>,
+        /// Present only when a new session was issued: keep it and send it in the next hello.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token: Option<String>,
+        player: PlayerId,
+        name: String,
+        resumed: bool,
+        instance: String,
+        protocol: u32,
+    },
+    /// The whole of a game as this connection sees it.
+    Snapshot {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        req: Option<Req>,
+        game: GameId,
+        version: u64,
+        you: Role,
+        state: GameState,
+        presence: Presence,
+        chat: Vec<ChatLine>,
+    },
+    Ack {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        req: Option<Req>,
+        #[serde(flatten)]
+        info: AckInfo,
+    },
+    Error {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        req: Option<Req>,
+        code: ErrorCode,
+        message: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_after_ms: Option<u64>,
+    },
+    Pong {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        req: Option<Req>,
+    },
+
+    // Versioned game events: each carries the version it produced and the state after it.
+    Created {
+        game: GameId,
+        version: u64,
+        state: GameState,
+    },
+    Seated {
+        game: GameId,
+        version: u64,
+        mark: Mark,
+        state: GameState,
+    },
+    Moved {
+        game: GameId,
+        version: u64,
+        mark: Mark,
+        cell: Cell,
+        state: GameState,
+    },
+    RematchRequested {
+        game: GameId,
+        version: u64,
+        mark: Mark,
+        state: GameState,
+    },
+    RoundStarted {
+        game: GameId,
+        version: u64,
+        round: u32,
+        state: GameState,
+    },
+    /// `mark` lost the round without a line: it resigned or was away too long.
+    Conceded {
+        game: GameId,
+        version: u64,
+        mark: Mark,
+        reason: EndReason,
+        state: GameState,
+    },
+    /// A quick-match game that did not start because a player never arrived.
+    Aborted {
+        game: GameId,
+        version: u64,
+        state: GameState,
+    },
+
+    // Unversioned messages on the game (or lobby) channel.
+    Chat {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        game: Option<GameId>,
+        #[serde(flatten)]
+        line: ChatLine,
+    },
+    Presence {
+        game: GameId,
+        #[serde(flatten)]
+        presence: Presence,
+    },
+
+    // Direct messages.
+    /// Recent chat of a game (or of the lobby), oldest first; replaces what the client shows.
+    ChatHistory {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        game: Option<GameId>,
+        lines: Vec<ChatLine>,
+    },
+    Lobby {
+        open: Vec<LobbyGame>,
+        live: Vec<LobbyGame>,
+    },
+    /// On the lobby channel only: a game entered, moved within or left the lobby. Instances
+    /// coalesce these into `lobby` messages for their clients.
+    LobbyChanged {
+        #[serde(flatten)]
+        entry: LobbyGame,
+    },
+    /// Quick match paired this client; a snapshot of the game follows.
+    MatchFound { game: GameId, you: Mark },
+    /// The quick match that paired this client fell through; the client is queued again.
+    MatchCancelled { game: GameId },
+}
+
+impl ServerMsg {
+    pub fn error(req: Option<Req>, code: ErrorCode, message: impl Into<String>) -> ServerMsg {
+        ServerMsg::Error {
+            req,
+            code,
+            message: message.into(),
+            retry_after_ms: None,
+        }
+    }
+
+    pub fn ack(req: Option<Req>, info: AckInfo) -> ServerMsg {
+        ServerMsg::Ack { req, info }
+    }
+
+    /// The game and version of a versioned game event.
+    pub fn game_version(&self) -> Option<(&GameId, u64)> {
+        match self {
+            ServerMsg::Created { game, version, .. }
+            | ServerMsg::Seated { game, version, .. }
+            | ServerMsg::Moved { game, version, .. }
+            | ServerMsg::RematchRequested { game, version, .. }
+            | ServerMsg::RoundStarted { game, version, .. }
+            | ServerMsg::Conceded { game, version, .. }
+            | ServerMsg::Aborted { game, version, .. } => Some((game, *version)),
+            _ => None,
+        }
+    }
+
+    /// The state a versioned game event produced.
+    pub fn state(&self) -> Option<&GameState> {
+        match self {
+            ServerMsg::Created { state, .. }
+            | ServerMsg::Seated { state, .. }
+            | ServerMsg::Moved { state, .. }
+            | ServerMsg::RematchRequested { state, .. }
+            | ServerMsg::RoundStarted { state, .. }
+            | ServerMsg::Conceded { state, .. }
+            | ServerMsg::Aborted { state, .. } => Some(state),
+            ServerMsg::Snapshot { state, .. } => Some(state),
+            _ => None,
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        // Serializing these types cannot fail: no maps with non-string keys, no foreign types.
+        serde_json::to_string(self).expect("server messages always serialize")
+    }
+}
+
+/// Why a frame could not become a [`ClientMsg`], with whatever `req` could be salvaged.
+#[derive(Debug, PartialEq)]
+pub struct ParseError {
+    pub req: Option<Req>,
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+/// Parses a text frame, telling malformed JSON, unknown types and bad fields apart and
+/// keeping the request id whenever the frame had one.
+pub fn parse_client(text: &str) -> Result<ClientMsg, ParseError> {
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| ParseError {
+        req: None,
+        code: ErrorCode::BadJson,
+        message: format!("not valid JSON: {e}"),
+    })?;
+    let Some(obj) = value.as_object() else {
+        return Err(ParseError {
+            req: None,
+            code: ErrorCode::BadJson,
+            message: "a message is a JSON object".into(),
+        });
+    };
+    let req = obj.get("req").and_then(serde_json::Value::as_u64);
+    let ty = match obj.get("type") {
+        Some(serde_json::Value::String(t)) => t.clone(),
+        _ => {
+            return Err(ParseError {
+                req,
+                code: ErrorCode::BadRequest,
+                message: "missing string field \"type\"".into(),
+            });
+        }
+    };
+    if !CLIENT_TYPES.contains(&ty.as_str()) {
+        let shown: String = ty.chars().take(32).collect();
+        return Err(ParseError {
+            req,
+            code: ErrorCode::UnknownType,
+            message: format!("unknown message type {shown:?}"),
+        });
+    }
+    serde_json::from_value(value).map_err(|e| ParseError {
+        req,
+        code: ErrorCode::BadRequest,
+        message: format!("invalid {ty} message: {e}"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_client_type_is_known_to_the_parser() {
+        // A message of each type with its required fields, so CLIENT_TYPES cannot drift.
+        let samples = [
+            r#"{"type":"hello"}"#,
+            r#"{"type":"create"}"#,
+            r#"{"type":"join","game":"g1"}"#,
+            r#"{"type":"leave","game":"g1"}"#,
+            r#"{"type":"move","game":"g1","cell":4}"#,
+            r#"{"type":"resign","game":"g1"}"#,
+            r#"{"type":"rematch","game":"g1"}"#,
+            r#"{"type":"chat","text":"hi"}"#,
+            r#"{"type":"sync","game":"g1","since":3}"#,
+            r#"{"type":"lobby","watch":true}"#,
+            r#"{"type":"quick_match"}"#,
+            r#"{"type":"cancel_match"}"#,
+            r#"{"type":"ping"}"#,
+        ];
+        assert_eq!(samples.len(), CLIENT_TYPES.len());
+        for s in samples {
+            assert!(parse_client(s).is_ok(), "{s}");
+        }
+    }
+
+    #[test]
+    fn malformed_frames_get_distinct_codes_and_keep_req() {
+        let cases = [
+            ("{not json", ErrorCode::BadJson, None),
+            ("[1,2]", ErrorCode::BadJson, None),
+            (r#"{"req":4}"#, ErrorCode::BadRequest, Some(4)),
+            (r#"{"type":"fly","req":5}"#, ErrorCode::UnknownType, Some(5)),
+            (
+                r#"{"type":"move","req":6,"game":"g"}"#,
+                ErrorCode::BadRequest,
+                Some(6),
+            ),
+            (
+                r#"{"type":"move","req":7,"game":"g","cell":"4"}"#,
+                ErrorCode::BadRequest,
+                Some(7),
+            ),
+            (
+                r#"{"type":"join","req":8,"game":"a}b"}"#,
+                ErrorCode::BadRequest,
+                Some(8),
+            ),
+        ];
+        for (text, code, req) in cases {
+            let e = parse_client(text).unwrap_err();
+            assert_eq!((e.code, e.req), (code, req), "{text}: {}", e.message);
+        }
+    }
+
+    #[test]
+    fn out_of_range_cells_parse_so_the_rules_can_name_the_error() {
+        let m = parse_client(r#"{"type":"move","game":"g","cell":42}"#).unwrap();
+        assert!(matches!(m, ClientMsg::Move { cell: 42, .. }));
+    }
+
+    #[test]
+    fn events_report_their_game_and_version() {
+        let e = ServerMsg::Created {
+            game: GameId::try_from("g1".to_string()).unwrap(),
+            version: 1,
+            state: GameState::new("ann"),
+        };
+        let json = e.to_json();
+        let back: ServerMsg = serde_json::from_str(&json).unwrap();
+        assert_eq!(
+            back.game_version().map(|(g, v)| (g.as_str(), v)),
+            Some(("g1", 1))
+        );
+        assert!(ServerMsg::Pong { req: None }.game_version().is_none());
+    }
+}

@@ -1,0 +1,264 @@
+//! HTTP routes on one port: the static page, `/ws`, `/healthz`, `/readyz` and `/metrics`.
+
+use crate::app::App;
+use crate::session;
+use axum::Router;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+use tower_http::services::ServeDir;
+use tower_http::set_header::SetResponseHeaderLayer;
+
+/// The WebSocket read buffer. tungstenite's default (128 KiB per connection, allocated at
+/// upgrade) would dominate an idle connection's memory; game frames are a few hundred bytes.
+const READ_BUFFER: usize = 1024;
+/// Outgoing bytes a connection may have buffered before writes fail: bounds a client that
+/// stopped reading, on top of its message queue.
+const MAX_WRITE_BUFFER: usize = 64 * 1024;
+
+pub fn router(app: Arc<App>) -> Router {
+    let page = ServeDir::new(&app.config.web_dir).append_index_html_on_directories(true);
+    Router::new()
+        .route("/ws", get(ws_upgrade))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_page))
+        .fallback_service(page)
+        // No build step and no fingerprinted file names: make browsers revalidate.
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-cache"),
+        ))
+        .with_state(app)
+}
+
+async fn ws_upgrade(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    if app.shutdown.is_cancelled() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
+    }
+    if !origin_allowed(&headers, &app.config.allowed_origins) {
+        metrics::counter!("rejected_upgrades_total", "reason" => "origin").increment(1);
+        return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
+    }
+    let ip = client_ip(peer.ip(), &headers, &app.trusted_proxies);
+    if let Err(ms) = app.limit_ip("ip-conn", ip, app.config.ip_conn_rule()).await {
+        metrics::counter!("rate_limited_total", "rule" => "connections").increment(1);
+        let secs = ms.div_ceil(1000).max(1).to_string();
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::RETRY_AFTER, secs)],
+            "too many connections from this address",
+        )
+            .into_response();
+    }
+    let max = app.config.max_message_bytes.max(256);
+    ws.read_buffer_size(READ_BUFFER)
+        .write_buffer_size(0)
+        .max_write_buffer_size(MAX_WRITE_BUFFER)
+        .max_message_size(max)
+        .max_frame_size(max)
+        .on_upgrade(move |socket| {
+            let sessions = app.sessions.clone();
+            sessions.track_future(session::serve(app, socket, ip))
+        })
+}
+
+/// Browsers always send Origin on a WebSocket handshake; refusing foreign ones stops other
+/// sites from driving a player's session (cross-site WebSocket hijacking). Clients without
+/// an Origin are not browsers and could claim any origin anyway.
+pub fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return true;
+    };
+    let origin = origin.trim_end_matches('/').to_ascii_lowercase();
+    let allowed: Vec<String> = allowed
+        .iter()
+        .map(|a| a.trim().trim_end_matches('/').to_ascii_lowercase())
+        .filter(|a| !a.is_empty())
+        .collect();
+    if allowed.iter().any(|a| a == "*" || *a == origin) {
+        return true;
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_ascii_lowercase);
+    let same_origin =
+        host.is_some_and(|h| origin == format!("http://{h}") || origin == format!("https://{h}"));
+    if same_origin {
+        return true;
+    }
+    allowed.is_empty() && is_localhost(&origin)
+}
+
+fn is_localhost(origin: &str) -> bool {
+    let Some(rest) = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))
+    else {
+        return false;
+    };
+    let host = match rest.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => rest.split(':').next().unwrap_or_default(),
+    };
+    matches!(host, "localhost" | "127.0.0.1" | "::1")
+}
+
+/// The client's address: the peer's, unless the peer is a trusted proxy, in which case the
+/// nearest X-Forwarded-For entry that is not itself a trusted proxy.
+pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> IpAddr {
+    if !trusted.contains(&peer) {
+        return peer;
+    }
+    let forwarded: Vec<IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    forwarded
+        .into_iter()
+        .rev()
+        .find(|ip| !trusted.contains(ip))
+        .unwrap_or(peer)
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// Ready when Redis answers and this instance's pub/sub delivers end to end (a probe it
+/// publishes to itself comes back), and it is not shutting down.
+async fn readyz(State(app): State<Arc<App>>) -> Response {
+    let timeout = Duration::from_millis(app.config.redis_timeout_ms.min(1000));
+    let store = match app.store.ping().await {
+        Ok(()) => Ok(()),
+        Err(e) => Err(e.to_string()),
+    };
+    let pubsub = match app.hub.probe(app.store.as_ref(), timeout).await {
+        Ok(lag) => Ok(lag),
+        Err(e) => Err(e.to_string()),
+    };
+    let shutting_down = app.shutdown.is_cancelled();
+    let ready = store.is_ok() && pubsub.is_ok() && !shutting_down;
+    let body = serde_json::json!({
+        "ready": ready,
+        "instance": app.instance,
+        "store": store.as_ref().err().map_or("ok", |e| e.as_str()),
+        "pubsub": match &pubsub {
+            Ok(lag) => format!("ok ({} us round trip)", lag.as_micros()),
+            Err(e) => e.clone(),
+        },
+        "shutting_down": shutting_down,
+        "local_games": app.hub.local_games(),
+    });
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, axum::Json(body)).into_response()
+}
+
+async fn metrics_page() -> Response {
+    match crate::telemetry::metrics_handle() {
+        Some(h) => (
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            h.render(),
+        )
+            .into_response(),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "metrics recorder not installed",
+        )
+            .into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn same_origin_and_localhost_pass_by_default_others_do_not() {
+        let none: Vec<String> = vec![];
+        assert!(origin_allowed(&headers(&[]), &none));
+        assert!(origin_allowed(
+            &headers(&[("origin", "https://play.example"), ("host", "play.example")]),
+            &none
+        ));
+        assert!(origin_allowed(
+            &headers(&[("origin", "http://localhost:5173")]),
+            &none
+        ));
+        assert!(origin_allowed(
+            &headers(&[("origin", "http://127.0.0.1:9")]),
+            &none
+        ));
+        assert!(origin_allowed(
+            &headers(&[("origin", "http://[::1]:80")]),
+            &none
+        ));
+        assert!(!origin_allowed(
+            &headers(&[("origin", "https://evil.example"), ("host", "play.example")]),
+            &none
+        ));
+        assert!(!origin_allowed(
+            &headers(&[("origin", "http://localhost.evil.example")]),
+            &none
+        ));
+    }
+
+    #[test]
+    fn a_configured_list_replaces_the_localhost_default() {
+        let list = vec!["https://play.example".to_string()];
+        assert!(origin_allowed(
+            &headers(&[("origin", "https://play.example/")]),
+            &list
+        ));
+        assert!(!origin_allowed(
+            &headers(&[("origin", "http://localhost:1")]),
+            &list
+        ));
+        assert!(origin_allowed(
+            &headers(&[("origin", "https://x.example")]),
+            &["*".to_string()]
+        ));
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let proxy: IpAddr = "10.0.0.2".parse().unwrap();
+        let client: IpAddr = "203.0.113.7".parse().unwrap();
+        let h = headers(&[("x-forwarded-for", "198.51.100.1, 203.0.113.7")]);
+        assert_eq!(client_ip(client, &h, &[proxy]), client, "untrusted peer");
+        assert_eq!(
+            client_ip(proxy, &h, &[proxy]),
+            client,
+            "rightmost untrusted entry"
+        );
+        assert_eq!(client_ip(proxy, &headers(&[]), &[proxy]), proxy);
+        let chained = headers(&[("x-forwarded-for", "203.0.113.7, 10.0.0.2")]);
+        assert_eq!(client_ip(proxy, &chained, &[proxy]), client);
+    }
+}

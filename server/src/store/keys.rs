@@ -1,0 +1,173 @@
+//! Redis key and channel names, in one place. `docs/redis.md` documents each of them.
+//!
+//! Everything about one game shares the hash tag `{<game id>}`, so a game's scripts touch one
+//! slot and run unchanged on Redis Cluster. Global indexes have hash tags of their own.
+
+use crate::ids::{GameId, PlayerId, TokenHash};
+
+#[derive(Clone, Debug)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    pub fn new(prefix: impl Into<String>) -> Keys {
+        Keys {
+            prefix: prefix.into(),
+        }
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Hash: `v` version, `s` state JSON, `x`/`o` player ids of the seats.
+    pub fn game(&self, g: &GameId) -> String {
+        format!("{}game:{{{g}}}", self.prefix)
+    }
+
+    /// Stream of the game's events; entry id `0-<version>`, field `e` the event JSON.
+    pub fn game_log(&self, g: &GameId) -> String {
+        format!("{}game:{{{g}}}:log", self.prefix)
+    }
+
+    /// Sorted set of applied client move ids (`<player>|<mid>`), scored by version.
+    pub fn game_mids(&self, g: &GameId) -> String {
+        format!("{}game:{{{g}}}:mids", self.prefix)
+    }
+
+    /// A player's move budget in this game (GCRA theoretical arrival time, microseconds).
+    pub fn game_move_rate(&self, g: &GameId, p: &PlayerId) -> String {
+        format!("{}game:{{{g}}}:rl:{p}", self.prefix)
+    }
+
+    /// Stream of chat lines.
+    pub fn game_chat(&self, g: &GameId) -> String {
+        format!("{}game:{{{g}}}:chat", self.prefix)
+    }
+
+    /// Hash of who is connected: field `<lease>|<player>|<role>`, value a connection count.
+    pub fn game_presence(&self, g: &GameId) -> String {
+        format!("{}game:{{{g}}}:presence", self.prefix)
+    }
+
+    /// The game's pub/sub channel: every event, chat line and presence change, as JSON.
+    pub fn game_channel(&self, g: &GameId) -> String {
+        format!("{}game:{{{g}}}:events", self.prefix)
+    }
+
+    /// Hash: `player`, `name`.
+    pub fn session(&self, t: &TokenHash) -> String {
+        format!("{}session:{{{}}}", self.prefix, t.as_str())
+    }
+
+    /// Sorted set of the session's games, scored by when it last joined them.
+    pub fn session_games(&self, t: &TokenHash) -> String {
+        format!("{}session:{{{}}}:games", self.prefix, t.as_str())
+    }
+
+    /// A rate-limit bucket that is not per game: `scope` names the rule and its subject.
+    pub fn rate(&self, scope: &str, subject: &str) -> String {
+        format!("{}rl:{scope}:{{{subject}}}", self.prefix)
+    }
+
+    pub fn lobby_open(&self) -> String {
+        format!("{}{{lobby}}:open", self.prefix)
+    }
+
+    pub fn lobby_live(&self) -> String {
+        format!("{}{{lobby}}:live", self.prefix)
+    }
+
+    /// Hash: game id -> lobby entry JSON.
+    pub fn lobby_info(&self) -> String {
+        format!("{}{{lobby}}:info", self.prefix)
+    }
+
+    pub fn lobby_chat(&self) -> String {
+        format!("{}{{lobby}}:chat", self.prefix)
+    }
+
+    pub fn lobby_channel(&self) -> String {
+        format!("{}{{lobby}}:events", self.prefix)
+    }
+
+    /// Sorted set of waiting quick-match tickets, scored by their last refresh (ms).
+    pub fn match_queue(&self) -> String {
+        format!("{}{{match}}:queue", self.prefix)
+    }
+
+    /// Hash: ticket -> ticket JSON.
+    pub fn match_tickets(&self) -> String {
+        format!("{}{{match}}:tickets", self.prefix)
+    }
+
+    /// Sorted set of live instance leases, scored by lease expiry (ms).
+    pub fn instances(&self) -> String {
+        format!("{}{{instances}}", self.prefix)
+    }
+
+    /// Set of games in which an instance lease holds presence entries.
+    pub fn instance_games(&self, lease: &str) -> String {
+        format!("{}instance:{{{lease}}}:games", self.prefix)
+    }
+
+    /// Channel for messages addressed to one instance (quick-match results, readiness probes).
+    pub fn instance_channel(&self, lease: &str) -> String {
+        format!("{}instance:{{{lease}}}", self.prefix)
+    }
+
+    /// Sorted set of game ids scored by the time a deadline (forfeit, match start) falls due.
+    pub fn deadlines(&self) -> String {
+        format!("{}{{deadlines}}", self.prefix)
+    }
+
+    /// The game id in a game channel name, if it is one.
+    pub fn game_of_channel(&self, channel: &str) -> Option<GameId> {
+        let rest = channel.strip_prefix(&self.prefix)?.strip_prefix("game:{")?;
+        let id = rest.strip_suffix("}:events")?;
+        GameId::try_from(id.to_string()).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Redis Cluster hashes only the part between the first `{` and the next `}`.
+    fn hash_tag(key: &str) -> &str {
+        let open = key.find('{').unwrap();
+        let close = open + key[open..].find('}').unwrap();
+        &key[open + 1..close]
+    }
+
+    #[test]
+    fn all_of_a_games_keys_and_its_channel_share_one_hash_tag() {
+        let k = Keys::new("ttt:");
+        let g = GameId::try_from("k3n8vq2xhd".to_string()).unwrap();
+        let p = PlayerId::try_from("p-abc".to_string()).unwrap();
+        for key in [
+            k.game(&g),
+            k.game_log(&g),
+            k.game_mids(&g),
+            k.game_move_rate(&g, &p),
+            k.game_chat(&g),
+            k.game_presence(&g),
+            k.game_channel(&g),
+        ] {
+            assert_eq!(hash_tag(&key), "k3n8vq2xhd", "{key}");
+        }
+        assert_eq!(k.game_of_channel(&k.game_channel(&g)), Some(g));
+        assert_eq!(k.game_of_channel("ttt:{lobby}:events"), None);
+    }
+
+    #[test]
+    fn global_indexes_have_their_own_tags() {
+        let k = Keys::new("t1:");
+        assert_eq!(hash_tag(&k.lobby_open()), "lobby");
+        assert_eq!(hash_tag(&k.lobby_live()), "lobby");
+        assert_eq!(hash_tag(&k.match_queue()), "match");
+        assert_eq!(hash_tag(&k.match_tickets()), "match");
+        assert_eq!(hash_tag(&k.rate("ip-conn", "10.0.0.1")), "10.0.0.1");
+    }
+}

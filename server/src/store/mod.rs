@@ -1,0 +1,357 @@
+//! Where every game, seat, session, chat line and budget lives, behind one trait.
+//!
+//! [`redis::RedisStore`] is the reference implementation (Lua scripts, one round trip per
+//! move); [`memory::MemoryStore`] is the zero-setup single-instance default. Both pass the same
+//! conformance suite (`tests/it/store_conformance.rs`). The [`Bus`] half is the pub/sub side:
+//! game events reach instances through it.
+
+pub mod keys;
+pub mod memory;
+pub mod redis;
+
+use crate::game::{GameState, Mark, Seats};
+use crate::ids::{GameId, PlayerId, TokenHash};
+use crate::protocol::{ChatLine, LobbyGame, Presence, Role};
+use crate::ratelimit::{Decision, Rule};
+use async_trait::async_trait;
+use axum::extract::ws::Utf8Bytes;
+use futures_util::stream::BoxStream;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use keys::Keys;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// The backend cannot be reached or did not answer in time. The operation may or may not
+    /// have been applied (it is idempotent where that matters: moves carry a move id).
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The backend answered with something this version does not understand.
+    #[error("unexpected data in the store: {0}")]
+    Corrupt(String),
+    /// The store cannot be set up as configured.
+    #[error("store misconfigured: {0}")]
+    Config(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A game as stored: the public state plus who holds each seat.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredGame {
+    pub version: u64,
+    pub state: GameState,
+    pub seats: Seats<Option<PlayerId>>,
+}
+
+impl StoredGame {
+    /// The seat `player` holds, if any.
+    pub fn seat_of(&self, player: &PlayerId) -> Option<Mark> {
+        [Mark::X, Mark::O]
+            .into_iter()
+            .find(|m| self.seats.get(*m).as_ref() == Some(player))
+    }
+}
+
+/// What a transition requires of the actor's seat.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SeatCheck {
+    /// Nothing (the deadline sweeper acts for nobody).
+    None,
+    /// The actor must hold this seat.
+    Holds(Mark),
+    /// The seat must be empty; the actor takes it.
+    Claims(Mark),
+}
+
+/// One compare-and-set of a game: applied only if the stored version is still `expected`.
+#[derive(Clone, Debug)]
+pub struct Transition<'a> {
+    pub game: &'a GameId,
+    pub expected: u64,
+    pub actor: &'a PlayerId,
+    pub seat: SeatCheck,
+    /// The state after the transition, computed by the rules from version `expected`.
+    pub state: &'a GameState,
+    /// The event JSON, carrying version `expected + 1`; logged and published as is.
+    pub event: &'a str,
+    pub ttl: Duration,
+    /// The actor's move budget in this game, checked in the same atomic step.
+    pub limit: Option<Rule>,
+    /// Client move id: if this player already had a transition with it, nothing happens.
+    pub mid: Option<&'a str>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Applied {
+    Ok {
+        version: u64,
+    },
+    /// The game moved on: here it is, recompute and try again.
+    Stale(StoredGame),
+    /// This move id was already applied, at `version`.
+    Duplicate {
+        version: u64,
+    },
+    NotSeated,
+    SeatTaken,
+    UnknownGame,
+    RateLimited {
+        retry_after_ms: u64,
+    },
+}
+
+/// Events after a version, from a game's log.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Replay {
+    UpToDate,
+    /// Every event after the requested version, in order, as JSON.
+    Events(Vec<String>),
+    /// The log no longer reaches back that far (or the gap is too long): send a snapshot.
+    TooOld,
+    UnknownGame,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionRecord {
+    pub player: PlayerId,
+    pub name: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OpenSession {
+    pub record: SessionRecord,
+    /// The session's games, most recently joined first.
+    pub games: Vec<GameId>,
+}
+
+/// Sizes and lifetimes the store enforces.
+#[derive(Clone, Debug)]
+pub struct StoreLimits {
+    /// Events kept per game log (for replay on resume).
+    pub log_len: usize,
+    /// Client move ids remembered per game (for exactly-once retries).
+    pub mids_kept: usize,
+    /// Chat lines kept per game and in the lobby.
+    pub chat_len: usize,
+    /// Games remembered per session.
+    pub session_games: usize,
+}
+
+impl Default for StoreLimits {
+    fn default() -> Self {
+        StoreLimits {
+            log_len: 64,
+            mids_kept: 64,
+            chat_len: 100,
+            session_games: 20,
+        }
+    }
+}
+
+/// A presence entry: one player in one role, on the instance holding `lease`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PresenceEntry<'a> {
+    pub lease: &'a str,
+    pub player: &'a PlayerId,
+    pub role: Role,
+}
+
+/// A quick-match ticket: who waits, and where to tell them they were matched.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Ticket {
+    pub player: PlayerId,
+    pub name: String,
+    /// The instance lease holding the waiting connection.
+    pub lease: String,
+    pub conn: u64,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    fn keys(&self) -> &Keys;
+
+    /// A cheap round trip, for readiness.
+    async fn ping(&self) -> StoreResult<()>;
+
+    /// Publishes on a channel (game channels are published by the transition scripts).
+    async fn publish(&self, channel: &str, payload: &str) -> StoreResult<()>;
+
+    fn bus(&self) -> Arc<dyn Bus>;
+
+    // Sessions.
+    async fn create_session(
+        &self,
+        token: &TokenHash,
+        record: &SessionRecord,
+        ttl: Duration,
+    ) -> StoreResult<()>;
+    /// Loads a session and renews its lifetime; `rename` changes its display name.
+    async fn open_session(
+        &self,
+        token: &TokenHash,
+        rename: Option<&str>,
+        ttl: Duration,
+    ) -> StoreResult<Option<OpenSession>>;
+    async fn remember_game(
+        &self,
+        token: &TokenHash,
+        game: &GameId,
+        ttl: Duration,
+    ) -> StoreResult<()>;
+    async fn forget_game(&self, token: &TokenHash, game: &GameId) -> StoreResult<()>;
+
+    // Games.
+    /// Creates a game at version 1 with `event` as its first log entry. False if the id is
+    /// taken.
+    async fn create_game(
+        &self,
+        game: &GameId,
+        seats: &Seats<Option<PlayerId>>,
+        state: &GameState,
+        event: &str,
+        ttl: Duration,
+    ) -> StoreResult<bool>;
+    async fn load_game(&self, game: &GameId) -> StoreResult<Option<StoredGame>>;
+    async fn transition(&self, t: &Transition<'_>) -> StoreResult<Applied>;
+    async fn events_since(&self, game: &GameId, since: u64) -> StoreResult<Replay>;
+    /// The version at which `player`'s move `mid` was applied, if it was (and is still
+    /// remembered).
+    async fn applied_move(
+        &self,
+        game: &GameId,
+        player: &PlayerId,
+        mid: &str,
+    ) -> StoreResult<Option<u64>>;
+
+    // Chat.
+    /// Appends a chat line to a game (or the lobby) and publishes it; returns it as stored.
+    async fn append_chat(
+        &self,
+        game: Option<&GameId>,
+        from: &str,
+        role: Option<Role>,
+        text: &str,
+        ttl: Duration,
+    ) -> StoreResult<Option<ChatLine>>;
+    /// The most recent `n` lines, oldest first.
+    async fn recent_chat(&self, game: Option<&GameId>, n: usize) -> StoreResult<Vec<ChatLine>>;
+
+    // Rate limits.
+    /// One GCRA step on the named bucket, on the store's clock.
+    async fn rate(&self, key: &str, rule: Rule) -> StoreResult<Decision>;
+
+    // Presence.
+    /// Adds (`delta` 1) or removes (`delta` -1) a connection of `entry` in `game`, and
+    /// publishes the game's presence when it changed.
+    async fn presence_change(
+        &self,
+        game: &GameId,
+        entry: &PresenceEntry<'_>,
+        delta: i64,
+        ttl: Duration,
+    ) -> StoreResult<PresenceChange>;
+    async fn presence(&self, game: &GameId) -> StoreResult<Presence>;
+    /// The game and its seats' attendance, for the forfeit clock. Starts the away clock of
+    /// an absent seat that has none. `None` for an unknown game.
+    async fn inspect_seats(&self, game: &GameId) -> StoreResult<Option<SeatsView>>;
+    /// Renews this instance's lease (registering it if needed). False if the lease was not
+    /// registered (first start, or it lapsed and was swept): the caller re-announces its
+    /// presence entries.
+    async fn renew_lease(&self, lease: &str, ttl: Duration) -> StoreResult<bool>;
+    /// Leases that expired without being dropped: their instance died.
+    async fn expired_leases(&self) -> StoreResult<Vec<String>>;
+    /// Removes every presence entry of a lease, publishes the new presence of each game
+    /// touched, and forgets the lease: for a dead instance's lease, and for an instance's own
+    /// at shutdown. Returns the games whose seats it emptied.
+    async fn sweep_lease(
+        &self,
+        lease: &str,
+        ttl: Duration,
+    ) -> StoreResult<Vec<(GameId, Seats<bool>)>>;
+
+    // Lobby.
+    /// Records where a game stands in the lobby and announces the change on the lobby channel.
+    async fn lobby_update(&self, entry: &LobbyGame) -> StoreResult<()>;
+    /// Open and live games, newest first; entries not updated within `ttl` are pruned.
+    async fn lobby_list(
+        &self,
+        max: usize,
+        ttl: Duration,
+    ) -> StoreResult<(Vec<LobbyGame>, Vec<LobbyGame>)>;
+
+    // Quick match.
+    /// Queues `ticket`, unless another ticket refreshed within `fresh` waits: then that one
+    /// leaves the queue and is returned, and the two are paired. Atomic: a ticket is paired
+    /// at most once.
+    async fn match_enqueue(&self, ticket: &Ticket, fresh: Duration) -> StoreResult<Option<Ticket>>;
+    /// Removes a waiting ticket. False if it was no longer queued.
+    async fn match_cancel(&self, player: &PlayerId) -> StoreResult<bool>;
+    /// Marks these tickets as still waiting; returns those no longer queued.
+    async fn match_refresh(&self, players: &[PlayerId]) -> StoreResult<Vec<PlayerId>>;
+
+    // Deadlines (forfeit clocks, match starts).
+    /// Sets a game's due date, keeping the earlier one if it already has one.
+    async fn set_deadline(&self, game: &GameId, at_ms: u64) -> StoreResult<()>;
+    /// The store's clock (ms) and up to `max` games whose date has passed, oldest first.
+    async fn due_deadlines(&self, max: usize) -> StoreResult<(u64, Vec<(GameId, u64)>)>;
+    /// Moves a due date to `next` (or removes it) if it is still `due`. False if another
+    /// instance changed it meanwhile.
+    async fn settle_deadline(
+        &self,
+        game: &GameId,
+        due: u64,
+        next: Option<u64>,
+    ) -> StoreResult<bool>;
+}
+
+/// The result of a presence change.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PresenceChange {
+    pub presence: Presence,
+    /// Seats whose player just left (their forfeit clock started).
+    pub left: Seats<bool>,
+    /// Connections this lease still has in the game.
+    pub lease_entries: u64,
+}
+
+/// A game's seats as the forfeit clock sees them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SeatsView {
+    pub now_ms: u64,
+    pub version: u64,
+    pub state: GameState,
+    pub present: Seats<bool>,
+    /// Whether each seat's player was ever present.
+    pub seen: Seats<bool>,
+    /// Since when each absent seat has been away (ms).
+    pub away_since: Seats<Option<u64>>,
+}
+
+/// A message received on a subscribed channel.
+#[derive(Clone, Debug)]
+pub struct BusMessage {
+    pub channel: String,
+    pub payload: Utf8Bytes,
+}
+
+/// The pub/sub side of a store: one connection per instance, used by the hub.
+#[async_trait]
+pub trait Bus: Send + Sync {
+    async fn connect(&self) -> StoreResult<BusConnection>;
+}
+
+/// A live subscription connection. The stream ends when the connection is lost; whatever was
+/// published meanwhile is gone, so the hub re-reads state after reconnecting.
+pub struct BusConnection {
+    pub sink: Box<dyn BusSink>,
+    pub messages: BoxStream<'static, BusMessage>,
+}
+
+#[async_trait]
+pub trait BusSink: Send {
+    /// Returns once the subscription is confirmed: messages published after that arrive.
+    async fn subscribe(&mut self, channels: &[String]) -> StoreResult<()>;
+    async fn unsubscribe(&mut self, channels: &[String]) -> StoreResult<()>;
+}

@@ -1,0 +1,44 @@
+-- The quick-match queue: a sorted set of waiting players scored by their ticket's last refresh
+-- (ms), tickets' JSON in a hash. Pairing pops the other ticket in the same atomic step, so no
+-- ticket is ever paired twice.
+-- KEYS  1 queue zset  2 tickets hash
+-- ARGV  1 mode
+--   enqueue: 2 player  3 ticket JSON  4 freshness ms -> {'queued'} or {'paired', other ticket}
+--   cancel:  2 player -> 1 if it was queued
+--   refresh: 2.. players -> the players no longer queued
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local mode = ARGV[1]
+if mode == 'enqueue' then
+  local stale = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', string.format('(%d', now - tonumber(ARGV[4])))
+  for _, p in ipairs(stale) do
+    redis.call('ZREM', KEYS[1], p)
+    redis.call('HDEL', KEYS[2], p)
+  end
+  if not redis.call('ZSCORE', KEYS[1], ARGV[2]) then
+    local first = redis.call('ZRANGE', KEYS[1], 0, 0)
+    if #first > 0 then
+      local other = redis.call('HGET', KEYS[2], first[1])
+      redis.call('ZREM', KEYS[1], first[1])
+      redis.call('HDEL', KEYS[2], first[1])
+      if other then
+        return {'paired', other}
+      end
+    end
+  end
+  redis.call('ZADD', KEYS[1], now, ARGV[2])
+  redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
+  return {'queued'}
+elseif mode == 'cancel' then
+  redis.call('HDEL', KEYS[2], ARGV[2])
+  return redis.call('ZREM', KEYS[1], ARGV[2])
+end
+local missing = {}
+for i = 2, #ARGV do
+  if redis.call('ZSCORE', KEYS[1], ARGV[i]) then
+    redis.call('ZADD', KEYS[1], now, ARGV[i])
+  else
+    missing[#missing + 1] = ARGV[i]
+  end
+end
+return missing
