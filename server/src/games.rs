@@ -135,13 +135,21 @@ pub async fn apply<F>(
 where
     F: Fn(u64, &GameState) -> Result<(GameState, ServerMsg), RuleError>,
 {
-    let mut current = match start.or_else(|| app.hub.cached(game)) {
-        Some(c) if hint.is_none_or(|h| h <= c.0) => c,
-        _ => load(app, game).await?,
+    // `fresh`: the state was just read from the store, not taken from a cache that may lag
+    // behind what the client has already seen through another instance.
+    let (mut current, mut fresh) = match start.or_else(|| app.hub.cached(game)) {
+        Some(c) if hint.is_none_or(|h| h <= c.0) => (c, false),
+        _ => (load(app, game).await?, true),
     };
     for _ in 0..ATTEMPTS {
         let (state, event) = match step(current.0 + 1, &current.1) {
             Ok(next) => next,
+            Err(_) if !fresh => {
+                // Refused on cached state: confirm against the store before answering.
+                current = load(app, game).await?;
+                fresh = true;
+                continue;
+            }
             Err(rule) => {
                 // A retried move whose first attempt went through now breaks the rules (its
                 // cell is taken): recognise it by its id and acknowledge it instead.
@@ -187,6 +195,7 @@ where
                 metrics::counter!("transitions_total", "result" => "stale").increment(1);
                 app.hub.observe(game, sg.version, &sg.state);
                 current = (sg.version, sg.state);
+                fresh = true;
             }
             Applied::Duplicate { version } => {
                 return Ok(Done {

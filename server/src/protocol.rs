@@ -372,8 +372,6 @@ pub enum ServerMsg {
     },
     /// Quick match paired this client; a snapshot of the game follows.
     MatchFound { game: GameId, you: Mark },
-    /// The quick match that paired this client fell through; the client is queued again.
-    MatchCancelled { game: GameId },
 }
 
 impl ServerMsg {

@@ -1,0 +1,416 @@
+//! Playing games across instances: the core promises of the server.
+
+use crate::helpers::*;
+use futures_util::StreamExt;
+use serde_json::json;
+use tictactoe::game::{EndReason, Mark, Status};
+use tictactoe::protocol::{ErrorCode, Role, ServerMsg};
+
+/// Two instances against one Redis, and a player connected to each.
+async fn two_instances() -> (RedisServer, Instance, Instance) {
+    let redis = RedisServer::start();
+    let config = test_config(Some(&redis));
+    let a = Instance::start(config.clone()).await;
+    let b = Instance::start(config).await;
+    (redis, a, b)
+}
+
+async fn player(inst: &Instance, name: &str) -> Ws {
+    let mut ws = inst.connect().await;
+    ws.hello(name).await;
+    ws
+}
+
+fn state_of(m: &ServerMsg) -> &tictactoe::game::GameState {
+    m.state().unwrap_or_else(|| panic!("no state in {m:?}"))
+}
+
+#[tokio::test]
+async fn x_on_instance_a_beats_o_on_instance_b() {
+    let (_redis, a, b) = two_instances().await;
+    let mut x = player(&a, "ann").await;
+    let mut o = player(&b, "bob").await;
+    let game = x.create().await;
+    match o.join(&game).await {
+        ServerMsg::Snapshot {
+            you,
+            version,
+            state,
+            ..
+        } => {
+            assert_eq!(you, Role::O);
+            assert_eq!(version, 2);
+            assert_eq!(state.status, Status::Playing);
+            assert_eq!(state.players.o.as_deref(), Some("bob"));
+        }
+        other => panic!("{other:?}"),
+    }
+    // X learns that O sat down, through Redis pub/sub.
+    assert!(matches!(
+        x.event(&game, 2).await,
+        ServerMsg::Seated { mark: Mark::O, .. }
+    ));
+
+    // X: 0, 1, 2 (top row); O: 3, 4.
+    let moves = [(0, true), (3, false), (1, true), (4, false), (2, true)];
+    let mut last = None;
+    for (i, (cell, is_x)) in moves.into_iter().enumerate() {
+        let version = 3 + i as u64;
+        let (mover, other) = if is_x {
+            (&mut x, &mut o)
+        } else {
+            (&mut o, &mut x)
+        };
+        assert_eq!(ack_version(&mover.play(&game, cell).await), version);
+        for ws in [mover, other] {
+            let event = ws.event(&game, version).await;
+            match &event {
+                ServerMsg::Moved { cell: c, mark, .. } => {
+                    assert_eq!(c.index() as i64, cell);
+                    assert_eq!(*mark, if is_x { Mark::X } else { Mark::O });
+                }
+                other => panic!("{other:?}"),
+            }
+            last = Some(event);
+        }
+    }
+    let last = last.unwrap();
+    let state = state_of(&last);
+    assert_eq!(state.board.to_string(), "XXXOO....");
+    assert_eq!(state.status, Status::Finished);
+    let result = state.result.unwrap();
+    assert_eq!(
+        (result.winner, result.reason),
+        (Some(Mark::X), EndReason::Line)
+    );
+    assert_eq!(result.line, Some([0, 1, 2]));
+    // Play stops after the win.
+    assert_eq!(error_code(&o.play(&game, 8).await), ErrorCode::GameOver);
+}
+
+#[tokio::test]
+async fn a_draw_then_a_rematch_that_needs_both_players() {
+    let (_redis, a, b) = two_instances().await;
+    let mut x = player(&a, "ann").await;
+    let mut o = player(&b, "bob").await;
+    let game = x.create().await;
+    o.join(&game).await;
+    // X O X / X O O / O X X
+    for (i, cell) in [0, 1, 2, 4, 3, 5, 7, 6, 8].into_iter().enumerate() {
+        let ws = if i % 2 == 0 { &mut x } else { &mut o };
+        ack_version(&ws.play(&game, cell).await);
+    }
+    let end = x.event(&game, 11).await;
+    assert_eq!(state_of(&end).result.unwrap().reason, EndReason::Draw);
+
+    // One player alone cannot reset the board.
+    assert_eq!(
+        ack_version(&x.request(json!({"type":"rematch","game":game})).await),
+        12
+    );
+    assert!(matches!(
+        o.event(&game, 12).await,
+        ServerMsg::RematchRequested { mark: Mark::X, .. }
+    ));
+    assert_eq!(error_code(&x.play(&game, 0).await), ErrorCode::GameOver);
+    assert_eq!(
+        ack_version(&o.request(json!({"type":"rematch","game":game})).await),
+        13
+    );
+    match x.event(&game, 13).await {
+        ServerMsg::RoundStarted { round, state, .. } => {
+            assert_eq!(round, 2);
+            assert_eq!(state.turn, Mark::O, "the second round starts with O");
+            assert_eq!(state.board.to_string(), ".........");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(ack_version(&o.play(&game, 4).await), 14);
+}
+
+#[tokio::test]
+async fn racing_moves_from_two_instances_are_accepted_exactly_once_each_time() {
+    let (_redis, a, b) = two_instances().await;
+    // X is one session connected to both instances; O plays from instance B.
+    let mut xa = player(&a, "ann").await;
+    let mut xb = b.connect().await;
+    xb.token = xa.token.clone();
+    xb.hello("ann").await;
+    let mut o = player(&b, "bob").await;
+    let game = xa.create().await;
+    let joined = o.join(&game).await;
+    xb.join(&game).await;
+
+    let mut version = 2;
+    let mut state = state_of(&joined).clone();
+    let mut races = 0;
+    while races < 300 {
+        if state.status == Status::Finished {
+            ack_version(&xa.request(json!({"type":"rematch","game":game})).await);
+            ack_version(&o.request(json!({"type":"rematch","game":game})).await);
+            version += 2;
+        } else {
+            let free: Vec<i64> = (0..9)
+                .filter(|&c| {
+                    state
+                        .board
+                        .get(tictactoe::game::Cell::new(c).unwrap())
+                        .is_none()
+                })
+                .collect();
+            if state.turn == Mark::O {
+                ack_version(&o.play(&game, free[0]).await);
+            } else {
+                // X moves from both instances at once, to different cells when it can.
+                let (c1, c2) = (free[0], *free.last().unwrap());
+                let (r1, r2) = tokio::join!(xa.play(&game, c1), xb.play(&game, c2));
+                let acks: Vec<u64> = [&r1, &r2]
+                    .into_iter()
+                    .filter(|r| matches!(r, ServerMsg::Ack { .. }))
+                    .map(ack_version)
+                    .collect();
+                assert_eq!(acks, vec![version + 1], "race {races}: {r1:?} / {r2:?}");
+                let refused = if matches!(r1, ServerMsg::Ack { .. }) {
+                    &r2
+                } else {
+                    &r1
+                };
+                let code = error_code(refused);
+                assert!(
+                    matches!(
+                        code,
+                        ErrorCode::NotYourTurn | ErrorCode::CellOccupied | ErrorCode::GameOver
+                    ),
+                    "{code:?}"
+                );
+                races += 1;
+            }
+            version += 1;
+        }
+        state = state_of(&o.event(&game, version).await).clone();
+    }
+    // Every version was produced exactly once: the log has no gap and no repeat.
+    let mut c = _redis.sync_conn();
+    let log = format!("{}game:{{{game}}}:log", a.config.key_prefix);
+    let ids: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+        .arg(&log)
+        .arg("-")
+        .arg("+")
+        .query(&mut c)
+        .unwrap();
+    let versions: Vec<u64> = ids
+        .iter()
+        .map(|(id, _)| id.trim_start_matches("0-").parse().unwrap())
+        .collect();
+    let expected: Vec<u64> = (version + 1 - versions.len() as u64..=version).collect();
+    assert_eq!(versions, expected);
+}
+
+#[tokio::test]
+async fn bad_requests_get_typed_errors_and_the_connection_stays_usable() {
+    let (_redis, a, b) = two_instances().await;
+    let mut x = player(&a, "ann").await;
+    let mut o = player(&b, "bob").await;
+    let mut eve = player(&a, "eve").await;
+    let game = x.create().await;
+    o.join(&game).await;
+    eve.join(&game).await;
+
+    assert_eq!(error_code(&o.play(&game, 0).await), ErrorCode::NotYourTurn);
+    ack_version(&x.play(&game, 4).await);
+    assert_eq!(error_code(&o.play(&game, 4).await), ErrorCode::CellOccupied);
+    assert_eq!(
+        error_code(&o.play(&game, 9).await),
+        ErrorCode::CellOutOfRange
+    );
+    assert_eq!(
+        error_code(&o.play(&game, -1).await),
+        ErrorCode::CellOutOfRange
+    );
+    assert_eq!(
+        error_code(&o.request(json!({"type":"join","game":"nosuchgame"})).await),
+        ErrorCode::UnknownGame
+    );
+    assert_eq!(
+        error_code(&eve.play(&game, 0).await),
+        ErrorCode::NotYourSeat
+    );
+    assert_eq!(
+        error_code(
+            &o.request(json!({"type":"move","game":"othergame","cell":1}))
+                .await
+        ),
+        ErrorCode::NotInGame
+    );
+    assert_eq!(
+        error_code(&o.request(json!({"type":"teleport"})).await),
+        ErrorCode::UnknownType
+    );
+    assert_eq!(
+        error_code(&o.request(json!({"type":"move","game":game})).await),
+        ErrorCode::BadRequest
+    );
+    o.send_text("{this is not json").await;
+    let reply = o.recv_until(|m| matches!(m, ServerMsg::Error { .. })).await;
+    assert_eq!(error_code(&reply), ErrorCode::BadJson);
+
+    // Still usable: a ping answers and a legal move goes through.
+    assert!(matches!(
+        o.request(json!({"type":"ping"})).await,
+        ServerMsg::Pong { .. }
+    ));
+    ack_version(&o.play(&game, 0).await);
+}
+
+#[tokio::test]
+async fn nothing_but_hello_is_accepted_before_hello() {
+    let redis = RedisServer::start();
+    let a = Instance::start(test_config(Some(&redis))).await;
+    let mut ws = a.connect().await;
+    assert_eq!(
+        error_code(&ws.request(json!({"type":"create"})).await),
+        ErrorCode::HelloRequired
+    );
+    assert!(matches!(
+        ws.request(json!({"type":"ping"})).await,
+        ServerMsg::Pong { .. }
+    ));
+    ws.hello("ann").await;
+    assert_eq!(
+        error_code(&ws.request(json!({"type":"hello"})).await),
+        ErrorCode::BadRequest
+    );
+}
+
+#[tokio::test]
+async fn a_spectator_sees_every_move_but_cannot_move() {
+    let (_redis, a, b) = two_instances().await;
+    let mut x = player(&a, "ann").await;
+    let mut o = player(&b, "bob").await;
+    let mut s = player(&b, "sue").await;
+    let game = x.create().await;
+    o.join(&game).await;
+    match s.join(&game).await {
+        ServerMsg::Snapshot { you, .. } => assert_eq!(you, Role::Spectator),
+        other => panic!("{other:?}"),
+    }
+    for (i, cell) in [4, 0, 8, 2, 6].into_iter().enumerate() {
+        let ws = if i % 2 == 0 { &mut x } else { &mut o };
+        ack_version(&ws.play(&game, cell).await);
+        match s.event(&game, 3 + i as u64).await {
+            ServerMsg::Moved { cell: c, .. } => assert_eq!(c.index() as i64, cell),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(error_code(&s.play(&game, 1).await), ErrorCode::NotYourSeat);
+    assert_eq!(
+        error_code(&s.request(json!({"type":"rematch","game":game})).await),
+        ErrorCode::NotYourSeat
+    );
+}
+
+#[tokio::test]
+async fn a_plain_redis_subscriber_sees_each_move_as_json() {
+    let (redis, a, b) = two_instances().await;
+    let mut x = player(&a, "ann").await;
+    let mut o = player(&b, "bob").await;
+    let game = x.create().await;
+    let channel = format!("{}game:{{{game}}}:events", a.config.key_prefix);
+    let mut pubsub = redis.client().get_async_pubsub().await.unwrap();
+    pubsub.subscribe(&channel).await.unwrap();
+    let mut stream = pubsub.on_message();
+    o.join(&game).await;
+    ack_version(&x.play(&game, 4).await);
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let msg = tokio::time::timeout(WAIT, stream.next())
+            .await
+            .unwrap()
+            .unwrap();
+        let text: String = msg.get_payload().unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text).expect("JSON on the channel");
+        // Presence changes travel on the same channel.
+        if v["type"] != "presence" {
+            seen.push(v);
+        }
+    }
+    assert_eq!(seen[0]["type"], "seated");
+    assert_eq!(seen[1]["type"], "moved");
+    assert_eq!(seen[1]["cell"], 4);
+    assert_eq!(seen[1]["mark"], "X");
+    assert_eq!(seen[1]["state"]["board"], "....X....");
+    assert_eq!(seen[1]["version"], 3);
+}
+
+fn numsub(redis: &RedisServer, channel: &str) -> i64 {
+    let mut c = redis.sync_conn();
+    let (_, n): (String, i64) = redis::cmd("PUBSUB")
+        .arg("NUMSUB")
+        .arg(channel)
+        .query(&mut c)
+        .unwrap();
+    n
+}
+
+#[tokio::test]
+async fn each_instance_subscribes_once_per_game_with_local_clients() {
+    let (redis, a, b) = two_instances().await;
+    let mut x = player(&a, "ann").await;
+    let game = x.create().await;
+    let channel = format!("{}game:{{{game}}}:events", a.config.key_prefix);
+    eventually("one subscriber", || async {
+        (numsub(&redis, &channel) == 1).then_some(())
+    })
+    .await;
+
+    // More local clients on the same instance: still one subscription.
+    let mut watchers = Vec::new();
+    for i in 0..3 {
+        let mut w = player(&a, &format!("w{i}")).await;
+        w.request(json!({"type":"join","game":game,"spectate":true}))
+            .await;
+        watchers.push(w);
+    }
+    assert_eq!(numsub(&redis, &channel), 1);
+
+    // A client on the other instance adds that instance's one subscription.
+    let mut o = player(&b, "bob").await;
+    o.join(&game).await;
+    assert_eq!(numsub(&redis, &channel), 2);
+
+    // The last local client of B leaving drops B's subscription; A keeps its own.
+    o.request(json!({"type":"leave","game":game})).await;
+    eventually("B unsubscribed", || async {
+        (numsub(&redis, &channel) == 1).then_some(())
+    })
+    .await;
+    for w in watchers {
+        w.close().await;
+    }
+    assert_eq!(numsub(&redis, &channel), 1, "X is still on A");
+    x.close().await;
+    eventually("A unsubscribed", || async {
+        (numsub(&redis, &channel) == 0).then_some(())
+    })
+    .await;
+
+    // No pattern subscriptions, ever.
+    let mut c = redis.sync_conn();
+    let patterns: i64 = redis::cmd("PUBSUB").arg("NUMPAT").query(&mut c).unwrap();
+    assert_eq!(patterns, 0);
+}
+
+#[tokio::test]
+async fn the_in_memory_default_plays_a_whole_game_on_one_instance() {
+    let a = Instance::start(test_config(None)).await;
+    let mut x = player(&a, "ann").await;
+    let mut o = player(&a, "bob").await;
+    let game = x.create().await;
+    o.join(&game).await;
+    for (i, cell) in [0, 3, 1, 4, 2].into_iter().enumerate() {
+        let ws = if i % 2 == 0 { &mut x } else { &mut o };
+        ack_version(&ws.play(&game, cell).await);
+    }
+    let end = o.event(&game, 7).await;
+    assert_eq!(state_of(&end).result.unwrap().winner, Some(Mark::X));
+}
