@@ -4,3 +4,4 @@
 mod game_flow;
 mod helpers;
 mod protocol_doc;
+mod store_conformance;

@@ -23,6 +23,8 @@ if not score or tonumber(score) ~= tonumber(ARGV[3]) then
   return 0
 end
 if ARGV[4] == '' then
-  return redis.call('ZREM', KEYS[1], ARGV[2])
+  redis.call('ZREM', KEYS[1], ARGV[2])
+else
+  redis.call('ZADD', KEYS[1], ARGV[4], ARGV[2])
 end
-return redis.call('ZADD', KEYS[1], ARGV[4], ARGV[2])
+return 1

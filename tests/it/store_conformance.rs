@@ -1,0 +1,612 @@
+//! One conformance suite, run against both stores: the Redis store (on a real redis-server)
+//! and the in-memory store must behave the same for every operation the server relies on.
+
+use crate::helpers::*;
+use futures_util::StreamExt;
+use std::sync::Arc;
+use std::time::Duration;
+use tictactoe::game::{GameState, Mark, Seats, Status};
+use tictactoe::ids::{GameId, PlayerId, SessionToken};
+use tictactoe::protocol::{LobbyGame, Role, ServerMsg};
+use tictactoe::ratelimit::{Decision, Rule};
+use tictactoe::store::memory::MemoryStore;
+use tictactoe::store::redis::RedisStore;
+use tictactoe::store::{
+    Applied, Keys, PresenceEntry, Replay, SeatCheck, SessionRecord, Store, StoreLimits, Ticket,
+    Transition,
+};
+
+const TTL: Duration = Duration::from_secs(60);
+
+fn limits() -> StoreLimits {
+    StoreLimits {
+        log_len: 8,
+        mids_kept: 4,
+        chat_len: 5,
+        session_games: 3,
+    }
+}
+
+fn keys() -> Keys {
+    Keys::new(format!("c{}:", &uuid::Uuid::new_v4().simple().to_string()[..8]))
+}
+
+/// Runs each test body against both stores. The Redis server lives as long as the test.
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            use super::{Arc, Store};
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let store: Arc<dyn Store> = Arc::new(super::MemoryStore::new(super::keys(), super::limits()));
+                    super::$name(store).await;
+                }
+            )*
+        }
+        mod redis {
+            use super::{Arc, Duration, Store};
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let server = super::RedisServer::start();
+                    let store: Arc<dyn Store> = Arc::new(
+                        super::RedisStore::connect(&server.url(), super::keys(), super::limits(), Duration::from_secs(2))
+                            .expect("redis store"),
+                    );
+                    super::$name(store).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    games_are_created_once_and_loaded_back,
+    a_transition_applies_only_at_the_expected_version,
+    concurrent_transitions_at_one_version_apply_exactly_once,
+    seats_are_checked_and_claimed_atomically,
+    a_move_id_is_applied_at_most_once,
+    the_move_budget_is_checked_in_the_same_step,
+    the_log_replays_missed_events_or_says_too_old,
+    events_are_published_to_subscribers,
+    sessions_open_rename_remember_and_expire,
+    chat_is_bounded_and_needs_the_game,
+    rate_buckets_allow_exactly_the_burst,
+    presence_counts_connections_and_starts_clocks,
+    a_dead_lease_is_swept,
+    the_lobby_lists_open_and_live_games,
+    quick_match_pairs_each_ticket_exactly_once,
+    deadlines_keep_the_earliest_and_settle_only_if_unchanged,
+    keys_expire_with_their_ttl,
+);
+
+fn gid(s: &str) -> GameId {
+    GameId::try_from(s.to_string()).unwrap()
+}
+
+fn pid(s: &str) -> PlayerId {
+    PlayerId::try_from(s.to_string()).unwrap()
+}
+
+fn seats(x: &str, o: Option<&str>) -> Seats<Option<PlayerId>> {
+    Seats {
+        x: Some(pid(x)),
+        o: o.map(pid),
+    }
+}
+
+fn event(g: &GameId, version: u64, state: &GameState) -> String {
+    ServerMsg::Created {
+        game: g.clone(),
+        version,
+        state: state.clone(),
+    }
+    .to_json()
+}
+
+/// A game with X = ann, O = bob, at version 2.
+async fn started_game(store: &dyn Store, g: &GameId) -> GameState {
+    let s1 = GameState::new("ann");
+    assert!(store.create_game(g, &seats("ann", None), &s1, &event(g, 1, &s1), TTL).await.unwrap());
+    let s2 = s1.seat_o("bob").unwrap();
+    let t = Transition {
+        game: g,
+        expected: 1,
+        actor: &pid("bob"),
+        seat: SeatCheck::Claims(Mark::O),
+        state: &s2,
+        event: &event(g, 2, &s2),
+        ttl: TTL,
+        limit: None,
+        mid: None,
+    };
+    assert_eq!(store.transition(&t).await.unwrap(), Applied::Ok { version: 2 });
+    s2
+}
+
+fn step<'a>(
+    g: &'a GameId,
+    expected: u64,
+    actor: &'a PlayerId,
+    state: &'a GameState,
+    ev: &'a str,
+) -> Transition<'a> {
+    Transition {
+        game: g,
+        expected,
+        actor,
+        seat: SeatCheck::Holds(Mark::X),
+        state,
+        event: ev,
+        ttl: TTL,
+        limit: None,
+        mid: None,
+    }
+}
+
+async fn games_are_created_once_and_loaded_back(store: Arc<dyn Store>) {
+    let g = gid("g1");
+    let s = GameState::new("ann");
+    assert!(store.create_game(&g, &seats("ann", None), &s, &event(&g, 1, &s), TTL).await.unwrap());
+    assert!(!store.create_game(&g, &seats("eve", None), &s, &event(&g, 1, &s), TTL).await.unwrap());
+    let loaded = store.load_game(&g).await.unwrap().unwrap();
+    assert_eq!(loaded.version, 1);
+    assert_eq!(loaded.state, s);
+    assert_eq!(loaded.seats, seats("ann", None));
+    assert_eq!(loaded.seat_of(&pid("ann")), Some(Mark::X));
+    assert!(store.load_game(&gid("nope")).await.unwrap().is_none());
+}
+
+async fn a_transition_applies_only_at_the_expected_version(store: Arc<dyn Store>) {
+    let g = gid("g1");
+    let s2 = started_game(store.as_ref(), &g).await;
+    let s3 = s2.play(Mark::X, tictactoe::game::Cell::new(4).unwrap()).unwrap();
+    let (ann, ev) = (pid("ann"), event(&g, 3, &s3));
+    // A stale writer gets the current game back instead.
+    match store.transition(&step(&g, 1, &ann, &s3, &ev)).await.unwrap() {
+        Applied::Stale(sg) => {
+            assert_eq!(sg.version, 2);
+            assert_eq!(sg.state, s2);
+            assert_eq!(sg.seats, seats("ann", Some("bob")));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(store.transition(&step(&g, 2, &ann, &s3, &ev)).await.unwrap(), Applied::Ok { version: 3 });
+    assert_eq!(store.load_game(&g).await.unwrap().unwrap().state, s3);
+    let unknown = gid("nope");
+    assert_eq!(
+        store.transition(&step(&unknown, 1, &ann, &s3, &ev)).await.unwrap(),
+        Applied::UnknownGame
+    );
+}
+
+async fn concurrent_transitions_at_one_version_apply_exactly_once(store: Arc<dyn Store>) {
+    let g = gid("race");
+    let s2 = started_game(store.as_ref(), &g).await;
+    let mut tasks = Vec::new();
+    for cell in 0..9 {
+        let store = store.clone();
+        let g = g.clone();
+        let s3 = s2.play(Mark::X, tictactoe::game::Cell::new(cell).unwrap()).unwrap();
+        tasks.push(tokio::spawn(async move {
+            let ann = pid("ann");
+            let ev = event(&g, 3, &s3);
+            store.transition(&step(&g, 2, &ann, &s3, &ev)).await.unwrap()
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Applied::Ok { version } => {
+                assert_eq!(version, 3);
+                ok += 1;
+            }
+            Applied::Stale(sg) => assert_eq!(sg.version, 3),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(ok, 1);
+    assert_eq!(store.load_game(&g).await.unwrap().unwrap().state.board.count(Mark::X), 1);
+}
+
+async fn seats_are_checked_and_claimed_atomically(store: Arc<dyn Store>) {
+    let g = gid("g1");
+    let s2 = started_game(store.as_ref(), &g).await;
+    let s3 = s2.play(Mark::X, tictactoe::game::Cell::new(0).unwrap()).unwrap();
+    let ev = event(&g, 3, &s3);
+    // Bob does not hold X.
+    let bob = pid("bob");
+    assert_eq!(store.transition(&step(&g, 2, &bob, &s3, &ev)).await.unwrap(), Applied::NotSeated);
+    // O is taken: a second claim fails even at the right version.
+    let eve = pid("eve");
+    let t = Transition {
+        seat: SeatCheck::Claims(Mark::O),
+        ..step(&g, 2, &eve, &s3, &ev)
+    };
+    assert_eq!(store.transition(&t).await.unwrap(), Applied::SeatTaken);
+    assert_eq!(store.load_game(&g).await.unwrap().unwrap().version, 2);
+}
+
+async fn a_move_id_is_applied_at_most_once(store: Arc<dyn Store>) {
+    let g = gid("g1");
+    let s2 = started_game(store.as_ref(), &g).await;
+    let ann = pid("ann");
+    let s3 = s2.play(Mark::X, tictactoe::game::Cell::new(0).unwrap()).unwrap();
+    let ev = event(&g, 3, &s3);
+    let t = Transition {
+        mid: Some("m-1"),
+        ..step(&g, 2, &ann, &s3, &ev)
+    };
+    assert_eq!(store.transition(&t).await.unwrap(), Applied::Ok { version: 3 });
+    // Retried (even from a stale view), it is recognised and nothing changes.
+    assert_eq!(store.transition(&t).await.unwrap(), Applied::Duplicate { version: 3 });
+    assert_eq!(store.applied_move(&g, &ann, "m-1").await.unwrap(), Some(3));
+    assert_eq!(store.applied_move(&g, &pid("bob"), "m-1").await.unwrap(), None);
+    assert_eq!(store.load_game(&g).await.unwrap().unwrap().version, 3);
+    // Only the last `mids_kept` ids are remembered.
+    let mut v = 3;
+    for i in 2..=6 {
+        let id = format!("m-{i}");
+        let t = Transition {
+            mid: Some(&id),
+            seat: SeatCheck::None,
+            ..step(&g, v, &ann, &s3, &ev)
+        };
+        assert_eq!(store.transition(&t).await.unwrap(), Applied::Ok { version: v + 1 });
+        v += 1;
+    }
+    assert_eq!(store.applied_move(&g, &ann, "m-1").await.unwrap(), None);
+    assert_eq!(store.applied_move(&g, &ann, "m-6").await.unwrap(), Some(v));
+}
+
+async fn the_move_budget_is_checked_in_the_same_step(store: Arc<dyn Store>) {
+    let g = gid("g1");
+    let s2 = started_game(store.as_ref(), &g).await;
+    let ann = pid("ann");
+    let rule = Rule::per_second(0.001, 2);
+    let mut v = 2;
+    for _ in 0..2 {
+        let ev = event(&g, v + 1, &s2);
+        let t = Transition {
+            limit: Some(rule),
+            ..step(&g, v, &ann, &s2, &ev)
+        };
+        assert_eq!(store.transition(&t).await.unwrap(), Applied::Ok { version: v + 1 });
+        v += 1;
+    }
+    let ev = event(&g, v + 1, &s2);
+    let t = Transition {
+        limit: Some(rule),
+        ..step(&g, v, &ann, &s2, &ev)
+    };
+    match store.transition(&t).await.unwrap() {
+        Applied::RateLimited { retry_after_ms } => assert!(retry_after_ms > 900_000),
+        other => panic!("{other:?}"),
+    }
+    // A refused move changes nothing.
+    assert_eq!(store.load_game(&g).await.unwrap().unwrap().version, v);
+    // Another player's budget is its own.
+    let bob = pid("bob");
+    let t = Transition {
+        limit: Some(rule),
+        seat: SeatCheck::Holds(Mark::O),
+        ..step(&g, v, &bob, &s2, &ev)
+    };
+    assert_eq!(store.transition(&t).await.unwrap(), Applied::Ok { version: v + 1 });
+}
+
+async fn the_log_replays_missed_events_or_says_too_old(store: Arc<dyn Store>) {
+    let g = gid("g1");
+    let s2 = started_game(store.as_ref(), &g).await;
+    let ann = pid("ann");
+    assert_eq!(store.events_since(&g, 2).await.unwrap(), Replay::UpToDate);
+    match store.events_since(&g, 0).await.unwrap() {
+        Replay::Events(e) => {
+            assert_eq!(e.len(), 2);
+            assert!(e[1].contains("\"version\":2"));
+        }
+        other => panic!("{other:?}"),
+    }
+    let mut v = 2;
+    for _ in 0..10 {
+        let ev = event(&g, v + 1, &s2);
+        let t = Transition {
+            seat: SeatCheck::None,
+            ..step(&g, v, &ann, &s2, &ev)
+        };
+        store.transition(&t).await.unwrap();
+        v += 1;
+    }
+    match store.events_since(&g, v - 3).await.unwrap() {
+        Replay::Events(e) => {
+            assert_eq!(e.len(), 3);
+            assert!(e[0].contains(&format!("\"version\":{}", v - 2)));
+        }
+        other => panic!("{other:?}"),
+    }
+    // The log keeps 8 entries: version 1 is long gone.
+    assert_eq!(store.events_since(&g, 1).await.unwrap(), Replay::TooOld);
+    assert_eq!(store.events_since(&gid("nope"), 0).await.unwrap(), Replay::UnknownGame);
+}
+
+async fn events_are_published_to_subscribers(store: Arc<dyn Store>) {
+    let g = gid("g1");
+    let mut conn = store.bus().connect().await.unwrap();
+    let channel = store.keys().game_channel(&g);
+    conn.sink.subscribe(std::slice::from_ref(&channel)).await.unwrap();
+    started_game(store.as_ref(), &g).await;
+    let first = tokio::time::timeout(WAIT, conn.messages.next()).await.unwrap().unwrap();
+    assert_eq!(first.channel, channel);
+    assert!(first.payload.contains("\"version\":1"));
+    let second = tokio::time::timeout(WAIT, conn.messages.next()).await.unwrap().unwrap();
+    assert!(second.payload.contains("\"version\":2"));
+    // After unsubscribing, nothing more arrives from that game.
+    conn.sink.unsubscribe(std::slice::from_ref(&channel)).await.unwrap();
+    let other = store.keys().game_channel(&gid("g2"));
+    conn.sink.subscribe(std::slice::from_ref(&other)).await.unwrap();
+    store.publish(&channel, "{}").await.unwrap();
+    store.publish(&other, "{\"n\":2}").await.unwrap();
+    let next = tokio::time::timeout(WAIT, conn.messages.next()).await.unwrap().unwrap();
+    assert_eq!(next.channel, other);
+}
+
+async fn sessions_open_rename_remember_and_expire(store: Arc<dyn Store>) {
+    let token = SessionToken::generate().hash();
+    assert!(store.open_session(&token, None, TTL).await.unwrap().is_none());
+    let rec = SessionRecord {
+        player: pid("p-ann"),
+        name: "Ann".into(),
+    };
+    store.create_session(&token, &rec, TTL).await.unwrap();
+    let open = store.open_session(&token, Some("Annie"), TTL).await.unwrap().unwrap();
+    assert_eq!(open.record.player, rec.player);
+    assert_eq!(open.record.name, "Annie");
+    for g in ["g1", "g2", "g3", "g4"] {
+        store.remember_game(&token, &gid(g), TTL).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+    store.forget_game(&token, &gid("g3")).await.unwrap();
+    let open = store.open_session(&token, None, TTL).await.unwrap().unwrap();
+    // At most three remembered, newest first; g3 forgotten.
+    assert_eq!(open.games, vec![gid("g4"), gid("g2")]);
+    // A short lifetime ends the session.
+    let short = SessionToken::generate().hash();
+    store.create_session(&short, &rec, Duration::from_millis(50)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    assert!(store.open_session(&short, None, TTL).await.unwrap().is_none());
+}
+
+async fn chat_is_bounded_and_needs_the_game(store: Arc<dyn Store>) {
+    let g = gid("g1");
+    assert!(store.append_chat(Some(&g), "ann", Some(Role::X), "hi", TTL).await.unwrap().is_none());
+    started_game(store.as_ref(), &g).await;
+    let mut conn = store.bus().connect().await.unwrap();
+    conn.sink.subscribe(&[store.keys().game_channel(&g)]).await.unwrap();
+    for i in 0..7 {
+        let line = store
+            .append_chat(Some(&g), "ann", Some(Role::X), &format!("line {i} <b>\"q\"</b>"), TTL)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(line.text, format!("line {i} <b>\"q\"</b>"));
+    }
+    let published = tokio::time::timeout(WAIT, conn.messages.next()).await.unwrap().unwrap();
+    let msg: ServerMsg = serde_json::from_str(&published.payload).expect("a chat message");
+    match msg {
+        ServerMsg::Chat { game, line } => {
+            assert_eq!(game, Some(g.clone()));
+            assert_eq!(line.text, "line 0 <b>\"q\"</b>");
+            assert_eq!(line.role, Some(Role::X));
+        }
+        other => panic!("{other:?}"),
+    }
+    let recent = store.recent_chat(Some(&g), 3).await.unwrap();
+    let texts: Vec<_> = recent.iter().map(|l| l.text.split(' ').nth(1).unwrap().to_string()).collect();
+    assert_eq!(texts, ["4", "5", "6"]);
+    assert!(recent.windows(2).all(|w| w[0].id < w[1].id || w[0].ts < w[1].ts));
+    // The stream keeps only chat_len (5) lines.
+    assert_eq!(store.recent_chat(Some(&g), 100).await.unwrap().len(), 5);
+    // The lobby has its own chat.
+    store.append_chat(None, "bob", None, "hello lobby", TTL).await.unwrap().unwrap();
+    let lobby = store.recent_chat(None, 10).await.unwrap();
+    assert_eq!(lobby.len(), 1);
+    assert_eq!(lobby[0].role, None);
+}
+
+async fn rate_buckets_allow_exactly_the_burst(store: Arc<dyn Store>) {
+    let key = store.keys().rate("test", "10.0.0.1");
+    let rule = Rule::per_second(1.0, 3);
+    for _ in 0..3 {
+        assert!(matches!(store.rate(&key, rule).await.unwrap(), Decision::Allow { .. }));
+    }
+    match store.rate(&key, rule).await.unwrap() {
+        Decision::Deny { retry_after_us } => assert!(retry_after_us > 900_000 && retry_after_us <= 1_000_000),
+        other => panic!("{other:?}"),
+    }
+    let other = store.keys().rate("test", "10.0.0.2");
+    assert!(matches!(store.rate(&other, rule).await.unwrap(), Decision::Allow { .. }));
+}
+
+async fn presence_counts_connections_and_starts_clocks(store: Arc<dyn Store>) {
+    let g = gid("g1");
+    started_game(store.as_ref(), &g).await;
+    let (ann, bob, sue) = (pid("ann"), pid("bob"), pid("sue"));
+    let e = |lease, player, role| PresenceEntry { lease, player, role };
+    let c = store.presence_change(&g, &e("i1", &ann, Role::X), 1, TTL).await.unwrap();
+    assert!(c.presence.players.x && !c.presence.players.o);
+    store.presence_change(&g, &e("i2", &bob, Role::O), 1, TTL).await.unwrap();
+    // One spectator with two connections on two instances counts once.
+    store.presence_change(&g, &e("i1", &sue, Role::Spectator), 1, TTL).await.unwrap();
+    let c = store.presence_change(&g, &e("i2", &sue, Role::Spectator), 1, TTL).await.unwrap();
+    assert_eq!(c.presence.spectators, 1);
+    assert_eq!(c.lease_entries, 2);
+    // X's second connection, then one of them leaves: X is still here.
+    store.presence_change(&g, &e("i1", &ann, Role::X), 1, TTL).await.unwrap();
+    let c = store.presence_change(&g, &e("i1", &ann, Role::X), -1, TTL).await.unwrap();
+    assert!(c.presence.players.x && !c.left.x);
+    let c = store.presence_change(&g, &e("i1", &ann, Role::X), -1, TTL).await.unwrap();
+    assert!(!c.presence.players.x && c.left.x);
+    assert_eq!(store.presence(&g).await.unwrap(), c.presence);
+    let view = store.inspect_seats(&g).await.unwrap().unwrap();
+    assert_eq!(view.version, 2);
+    assert!(view.seen.x && view.seen.o);
+    assert!(!view.present.x && view.present.o);
+    let since = view.away_since.x.expect("X's clock started");
+    assert!(since <= view.now_ms && view.now_ms - since < 60_000);
+    assert_eq!(view.away_since.o, None);
+    assert!(store.inspect_seats(&gid("nope")).await.unwrap().is_none());
+}
+
+async fn a_dead_lease_is_swept(store: Arc<dyn Store>) {
+    let g = gid("g1");
+    started_game(store.as_ref(), &g).await;
+    let (ann, bob) = (pid("ann"), pid("bob"));
+    assert!(!store.renew_lease("dead", Duration::from_millis(50)).await.unwrap());
+    assert!(store.renew_lease("dead", Duration::from_millis(50)).await.unwrap());
+    store.renew_lease("alive", TTL).await.unwrap();
+    let e = |lease, player, role| PresenceEntry { lease, player, role };
+    store.presence_change(&g, &e("dead", &ann, Role::X), 1, TTL).await.unwrap();
+    store.presence_change(&g, &e("alive", &bob, Role::O), 1, TTL).await.unwrap();
+    let mut conn = store.bus().connect().await.unwrap();
+    conn.sink.subscribe(&[store.keys().game_channel(&g)]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(80)).await;
+    assert_eq!(store.expired_leases().await.unwrap(), vec!["dead".to_string()]);
+    let swept = store.sweep_lease("dead", TTL).await.unwrap();
+    assert_eq!(swept.len(), 1);
+    assert_eq!(swept[0].0, g);
+    assert!(swept[0].1.x && !swept[0].1.o);
+    let p = store.presence(&g).await.unwrap();
+    assert!(!p.players.x && p.players.o);
+    // The change was announced on the game's channel.
+    let msg = tokio::time::timeout(WAIT, conn.messages.next()).await.unwrap().unwrap();
+    assert!(msg.payload.contains("\"type\":\"presence\""), "{}", msg.payload);
+    assert!(store.expired_leases().await.unwrap().is_empty());
+    // A swept lease that renews learns it was forgotten.
+    assert!(!store.renew_lease("dead", TTL).await.unwrap());
+}
+
+async fn the_lobby_lists_open_and_live_games(store: Arc<dyn Store>) {
+    let entry = |g: &str, status, o: Option<&str>| LobbyGame {
+        game: gid(g),
+        status,
+        players: Seats {
+            x: Some("ann".into()),
+            o: o.map(str::to_string),
+        },
+        round: 1,
+    };
+    let mut conn = store.bus().connect().await.unwrap();
+    conn.sink.subscribe(&[store.keys().lobby_channel()]).await.unwrap();
+    store.lobby_update(&entry("g1", Status::Waiting, None)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(3)).await;
+    store.lobby_update(&entry("g2", Status::Waiting, None)).await.unwrap();
+    store.lobby_update(&entry("g3", Status::Playing, Some("bob"))).await.unwrap();
+    let (open, live) = store.lobby_list(10, TTL).await.unwrap();
+    assert_eq!(open.iter().map(|e| e.game.as_str()).collect::<Vec<_>>(), ["g2", "g1"]);
+    assert_eq!(live.len(), 1);
+    assert_eq!(live[0].players.o.as_deref(), Some("bob"));
+    // Filled, finished.
+    store.lobby_update(&entry("g1", Status::Playing, Some("cy"))).await.unwrap();
+    store.lobby_update(&entry("g3", Status::Finished, Some("bob"))).await.unwrap();
+    let (open, live) = store.lobby_list(10, TTL).await.unwrap();
+    assert_eq!(open.len(), 1);
+    assert_eq!(live.iter().map(|e| e.game.as_str()).collect::<Vec<_>>(), ["g1"]);
+    let (open, _) = store.lobby_list(1, TTL).await.unwrap();
+    assert_eq!(open.len(), 1);
+    // Stale entries are pruned.
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let (open, live) = store.lobby_list(10, Duration::from_millis(10)).await.unwrap();
+    assert!(open.is_empty() && live.is_empty());
+    let msg = tokio::time::timeout(WAIT, conn.messages.next()).await.unwrap().unwrap();
+    assert!(msg.payload.contains("\"type\":\"lobby_changed\""));
+}
+
+async fn quick_match_pairs_each_ticket_exactly_once(store: Arc<dyn Store>) {
+    let ticket = |p: &str| Ticket {
+        player: pid(p),
+        name: p.to_string(),
+        lease: "i1".into(),
+        conn: 1,
+    };
+    let fresh = Duration::from_secs(30);
+    assert_eq!(store.match_enqueue(&ticket("a"), fresh).await.unwrap(), None);
+    // Queuing again only refreshes.
+    assert_eq!(store.match_enqueue(&ticket("a"), fresh).await.unwrap(), None);
+    assert_eq!(store.match_enqueue(&ticket("b"), fresh).await.unwrap(), Some(ticket("a")));
+    assert_eq!(store.match_enqueue(&ticket("c"), fresh).await.unwrap(), None);
+    assert!(store.match_cancel(&pid("c")).await.unwrap());
+    assert!(!store.match_cancel(&pid("c")).await.unwrap());
+    assert_eq!(store.match_enqueue(&ticket("d"), fresh).await.unwrap(), None);
+    assert_eq!(store.match_refresh(&[pid("d"), pid("a")]).await.unwrap(), vec![pid("a")]);
+
+    // Many at once: everyone is paired exactly once.
+    let n = 100;
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let t = Ticket {
+                player: pid(&format!("q{i}")),
+                name: format!("q{i}"),
+                lease: "i1".into(),
+                conn: i,
+            };
+            (t.player.clone(), store.match_enqueue(&t, Duration::from_secs(30)).await.unwrap())
+        }));
+    }
+    let mut paired = std::collections::HashSet::new();
+    let mut pairs = 0;
+    for t in tasks {
+        let (me, other) = t.await.unwrap();
+        if let Some(other) = other {
+            pairs += 1;
+            assert!(paired.insert(me.clone()), "{me} paired twice");
+            assert!(paired.insert(other.player.clone()), "{} paired twice", other.player);
+        }
+    }
+    // d was still waiting: 101 players, 50 pairs and one left in the queue.
+    assert_eq!(pairs, 50);
+    assert_eq!(paired.len(), 100);
+    let left = store
+        .match_refresh(&(0..n).map(|i| pid(&format!("q{i}"))).chain([pid("d")]).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    assert_eq!(left.len(), 100, "exactly one ticket still queued");
+
+    // A ticket not refreshed within `fresh` is dropped instead of paired.
+    let leftover = (0..n).map(|i| pid(&format!("q{i}"))).chain([pid("d")]).find(|p| !left.contains(p)).unwrap();
+    assert!(store.match_cancel(&leftover).await.unwrap());
+    store.match_enqueue(&ticket("old"), fresh).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    assert_eq!(store.match_enqueue(&ticket("new"), Duration::from_millis(30)).await.unwrap(), None);
+}
+
+async fn deadlines_keep_the_earliest_and_settle_only_if_unchanged(store: Arc<dyn Store>) {
+    let (g1, g2) = (gid("g1"), gid("g2"));
+    let now = tictactoe::app::wall_ms();
+    store.set_deadline(&g1, now - 1000).await.unwrap();
+    store.set_deadline(&g1, now + 60_000).await.unwrap();
+    store.set_deadline(&g2, now + 60_000).await.unwrap();
+    let (store_now, due) = store.due_deadlines(10).await.unwrap();
+    assert!(store_now + 5_000 > now);
+    assert_eq!(due, vec![(g1.clone(), now - 1000)]);
+    // Someone else moved it meanwhile: settling the old date changes nothing.
+    assert!(!store.settle_deadline(&g1, now - 999, None).await.unwrap());
+    assert!(store.settle_deadline(&g1, now - 1000, Some(now - 500)).await.unwrap());
+    assert_eq!(store.due_deadlines(10).await.unwrap().1, vec![(g1.clone(), now - 500)]);
+    assert!(store.settle_deadline(&g1, now - 500, None).await.unwrap());
+    assert!(store.due_deadlines(10).await.unwrap().1.is_empty());
+}
+
+async fn keys_expire_with_their_ttl(store: Arc<dyn Store>) {
+    let g = gid("short");
+    let s = GameState::new("ann");
+    let short = Duration::from_millis(60);
+    assert!(store.create_game(&g, &seats("ann", None), &s, &event(&g, 1, &s), short).await.unwrap());
+    store.append_chat(Some(&g), "ann", Some(Role::X), "hi", short).await.unwrap().unwrap();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert!(store.load_game(&g).await.unwrap().is_none());
+    assert_eq!(store.events_since(&g, 0).await.unwrap(), Replay::UnknownGame);
+    assert!(store.recent_chat(Some(&g), 10).await.unwrap().is_empty());
+}
