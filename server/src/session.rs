@@ -666,7 +666,11 @@ where
             Ok(_) => {}
             Err(e) => return self.op_error(req, e.into()).await,
         }
-        let ttl = match game {
+        // A line must not keep a game's chat alive longer than the game itself.
+        let ttl = match &game {
+            Some(g) if app.hub.cached(g).is_some_and(|(_, s)| s.is_over()) => {
+                app.config.finished_game_ttl()
+            }
             Some(_) => app.config.game_ttl(),
             None => app.config.session_ttl(),
         };

@@ -654,3 +654,42 @@ impl Drop for ServerProcess {
         self.kill9();
     }
 }
+
+/// Connects with extra handshake headers; `Err` carries the HTTP status of a refusal.
+pub async fn try_connect(url: &str, headers: &[(&str, &str)]) -> Result<Ws, u16> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = url.into_client_request().expect("request");
+    for (k, v) in headers {
+        request.headers_mut().insert(
+            tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(k.as_bytes())
+                .expect("header name"),
+            v.parse().expect("header value"),
+        );
+    }
+    match tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request))
+        .await
+        .expect("connect timed out")
+    {
+        Ok((stream, _)) => Ok(Ws {
+            stream,
+            next_req: 1,
+            backlog: Default::default(),
+            token: None,
+            player: None,
+        }),
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => Err(resp.status().as_u16()),
+        Err(e) => panic!("connect failed: {e}"),
+    }
+}
+
+/// A rate-limited error's `retry_after_ms`, panicking on anything else.
+pub fn retry_after(m: &ServerMsg) -> u64 {
+    match m {
+        ServerMsg::Error {
+            code: tictactoe::protocol::ErrorCode::RateLimited,
+            retry_after_ms: Some(ms),
+            ..
+        } => *ms,
+        other => panic!("expected rate_limited, got {other:?}"),
+    }
+}

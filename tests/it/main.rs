@@ -3,5 +3,6 @@
 
 mod game_flow;
 mod helpers;
+mod limits;
 mod protocol_doc;
 mod store_conformance;

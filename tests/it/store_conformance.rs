@@ -28,7 +28,10 @@ fn limits() -> StoreLimits {
 }
 
 fn keys() -> Keys {
-    Keys::new(format!("c{}:", &uuid::Uuid::new_v4().simple().to_string()[..8]))
+    Keys::new(format!(
+        "c{}:",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    ))
 }
 
 /// Runs each test body against both stores. The Redis server lives as long as the test.
@@ -108,7 +111,12 @@ fn event(g: &GameId, version: u64, state: &GameState) -> String {
 /// A game with X = ann, O = bob, at version 2.
 async fn started_game(store: &dyn Store, g: &GameId) -> GameState {
     let s1 = GameState::new("ann");
-    assert!(store.create_game(g, &seats("ann", None), &s1, &event(g, 1, &s1), TTL).await.unwrap());
+    assert!(
+        store
+            .create_game(g, &seats("ann", None), &s1, &event(g, 1, &s1), TTL)
+            .await
+            .unwrap()
+    );
     let s2 = s1.seat_o("bob").unwrap();
     let t = Transition {
         game: g,
@@ -121,7 +129,10 @@ async fn started_game(store: &dyn Store, g: &GameId) -> GameState {
         limit: None,
         mid: None,
     };
-    assert_eq!(store.transition(&t).await.unwrap(), Applied::Ok { version: 2 });
+    assert_eq!(
+        store.transition(&t).await.unwrap(),
+        Applied::Ok { version: 2 }
+    );
     s2
 }
 
@@ -148,8 +159,18 @@ fn step<'a>(
 async fn games_are_created_once_and_loaded_back(store: Arc<dyn Store>) {
     let g = gid("g1");
     let s = GameState::new("ann");
-    assert!(store.create_game(&g, &seats("ann", None), &s, &event(&g, 1, &s), TTL).await.unwrap());
-    assert!(!store.create_game(&g, &seats("eve", None), &s, &event(&g, 1, &s), TTL).await.unwrap());
+    assert!(
+        store
+            .create_game(&g, &seats("ann", None), &s, &event(&g, 1, &s), TTL)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .create_game(&g, &seats("eve", None), &s, &event(&g, 1, &s), TTL)
+            .await
+            .unwrap()
+    );
     let loaded = store.load_game(&g).await.unwrap().unwrap();
     assert_eq!(loaded.version, 1);
     assert_eq!(loaded.state, s);
@@ -161,10 +182,16 @@ async fn games_are_created_once_and_loaded_back(store: Arc<dyn Store>) {
 async fn a_transition_applies_only_at_the_expected_version(store: Arc<dyn Store>) {
     let g = gid("g1");
     let s2 = started_game(store.as_ref(), &g).await;
-    let s3 = s2.play(Mark::X, tictactoe::game::Cell::new(4).unwrap()).unwrap();
+    let s3 = s2
+        .play(Mark::X, tictactoe::game::Cell::new(4).unwrap())
+        .unwrap();
     let (ann, ev) = (pid("ann"), event(&g, 3, &s3));
     // A stale writer gets the current game back instead.
-    match store.transition(&step(&g, 1, &ann, &s3, &ev)).await.unwrap() {
+    match store
+        .transition(&step(&g, 1, &ann, &s3, &ev))
+        .await
+        .unwrap()
+    {
         Applied::Stale(sg) => {
             assert_eq!(sg.version, 2);
             assert_eq!(sg.state, s2);
@@ -172,11 +199,20 @@ async fn a_transition_applies_only_at_the_expected_version(store: Arc<dyn Store>
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(store.transition(&step(&g, 2, &ann, &s3, &ev)).await.unwrap(), Applied::Ok { version: 3 });
+    assert_eq!(
+        store
+            .transition(&step(&g, 2, &ann, &s3, &ev))
+            .await
+            .unwrap(),
+        Applied::Ok { version: 3 }
+    );
     assert_eq!(store.load_game(&g).await.unwrap().unwrap().state, s3);
     let unknown = gid("nope");
     assert_eq!(
-        store.transition(&step(&unknown, 1, &ann, &s3, &ev)).await.unwrap(),
+        store
+            .transition(&step(&unknown, 1, &ann, &s3, &ev))
+            .await
+            .unwrap(),
         Applied::UnknownGame
     );
 }
@@ -188,11 +224,16 @@ async fn concurrent_transitions_at_one_version_apply_exactly_once(store: Arc<dyn
     for cell in 0..9 {
         let store = store.clone();
         let g = g.clone();
-        let s3 = s2.play(Mark::X, tictactoe::game::Cell::new(cell).unwrap()).unwrap();
+        let s3 = s2
+            .play(Mark::X, tictactoe::game::Cell::new(cell).unwrap())
+            .unwrap();
         tasks.push(tokio::spawn(async move {
             let ann = pid("ann");
             let ev = event(&g, 3, &s3);
-            store.transition(&step(&g, 2, &ann, &s3, &ev)).await.unwrap()
+            store
+                .transition(&step(&g, 2, &ann, &s3, &ev))
+                .await
+                .unwrap()
         }));
     }
     let mut ok = 0;
@@ -207,17 +248,35 @@ async fn concurrent_transitions_at_one_version_apply_exactly_once(store: Arc<dyn
         }
     }
     assert_eq!(ok, 1);
-    assert_eq!(store.load_game(&g).await.unwrap().unwrap().state.board.count(Mark::X), 1);
+    assert_eq!(
+        store
+            .load_game(&g)
+            .await
+            .unwrap()
+            .unwrap()
+            .state
+            .board
+            .count(Mark::X),
+        1
+    );
 }
 
 async fn seats_are_checked_and_claimed_atomically(store: Arc<dyn Store>) {
     let g = gid("g1");
     let s2 = started_game(store.as_ref(), &g).await;
-    let s3 = s2.play(Mark::X, tictactoe::game::Cell::new(0).unwrap()).unwrap();
+    let s3 = s2
+        .play(Mark::X, tictactoe::game::Cell::new(0).unwrap())
+        .unwrap();
     let ev = event(&g, 3, &s3);
     // Bob does not hold X.
     let bob = pid("bob");
-    assert_eq!(store.transition(&step(&g, 2, &bob, &s3, &ev)).await.unwrap(), Applied::NotSeated);
+    assert_eq!(
+        store
+            .transition(&step(&g, 2, &bob, &s3, &ev))
+            .await
+            .unwrap(),
+        Applied::NotSeated
+    );
     // O is taken: a second claim fails even at the right version.
     let eve = pid("eve");
     let t = Transition {
@@ -232,17 +291,28 @@ async fn a_move_id_is_applied_at_most_once(store: Arc<dyn Store>) {
     let g = gid("g1");
     let s2 = started_game(store.as_ref(), &g).await;
     let ann = pid("ann");
-    let s3 = s2.play(Mark::X, tictactoe::game::Cell::new(0).unwrap()).unwrap();
+    let s3 = s2
+        .play(Mark::X, tictactoe::game::Cell::new(0).unwrap())
+        .unwrap();
     let ev = event(&g, 3, &s3);
     let t = Transition {
         mid: Some("m-1"),
         ..step(&g, 2, &ann, &s3, &ev)
     };
-    assert_eq!(store.transition(&t).await.unwrap(), Applied::Ok { version: 3 });
+    assert_eq!(
+        store.transition(&t).await.unwrap(),
+        Applied::Ok { version: 3 }
+    );
     // Retried (even from a stale view), it is recognised and nothing changes.
-    assert_eq!(store.transition(&t).await.unwrap(), Applied::Duplicate { version: 3 });
+    assert_eq!(
+        store.transition(&t).await.unwrap(),
+        Applied::Duplicate { version: 3 }
+    );
     assert_eq!(store.applied_move(&g, &ann, "m-1").await.unwrap(), Some(3));
-    assert_eq!(store.applied_move(&g, &pid("bob"), "m-1").await.unwrap(), None);
+    assert_eq!(
+        store.applied_move(&g, &pid("bob"), "m-1").await.unwrap(),
+        None
+    );
     assert_eq!(store.load_game(&g).await.unwrap().unwrap().version, 3);
     // Only the last `mids_kept` ids are remembered.
     let mut v = 3;
@@ -253,7 +323,10 @@ async fn a_move_id_is_applied_at_most_once(store: Arc<dyn Store>) {
             seat: SeatCheck::None,
             ..step(&g, v, &ann, &s3, &ev)
         };
-        assert_eq!(store.transition(&t).await.unwrap(), Applied::Ok { version: v + 1 });
+        assert_eq!(
+            store.transition(&t).await.unwrap(),
+            Applied::Ok { version: v + 1 }
+        );
         v += 1;
     }
     assert_eq!(store.applied_move(&g, &ann, "m-1").await.unwrap(), None);
@@ -272,7 +345,10 @@ async fn the_move_budget_is_checked_in_the_same_step(store: Arc<dyn Store>) {
             limit: Some(rule),
             ..step(&g, v, &ann, &s2, &ev)
         };
-        assert_eq!(store.transition(&t).await.unwrap(), Applied::Ok { version: v + 1 });
+        assert_eq!(
+            store.transition(&t).await.unwrap(),
+            Applied::Ok { version: v + 1 }
+        );
         v += 1;
     }
     let ev = event(&g, v + 1, &s2);
@@ -293,7 +369,10 @@ async fn the_move_budget_is_checked_in_the_same_step(store: Arc<dyn Store>) {
         seat: SeatCheck::Holds(Mark::O),
         ..step(&g, v, &bob, &s2, &ev)
     };
-    assert_eq!(store.transition(&t).await.unwrap(), Applied::Ok { version: v + 1 });
+    assert_eq!(
+        store.transition(&t).await.unwrap(),
+        Applied::Ok { version: v + 1 }
+    );
 }
 
 async fn the_log_replays_missed_events_or_says_too_old(store: Arc<dyn Store>) {
@@ -327,39 +406,70 @@ async fn the_log_replays_missed_events_or_says_too_old(store: Arc<dyn Store>) {
     }
     // The log keeps 8 entries: version 1 is long gone.
     assert_eq!(store.events_since(&g, 1).await.unwrap(), Replay::TooOld);
-    assert_eq!(store.events_since(&gid("nope"), 0).await.unwrap(), Replay::UnknownGame);
+    assert_eq!(
+        store.events_since(&gid("nope"), 0).await.unwrap(),
+        Replay::UnknownGame
+    );
 }
 
 async fn events_are_published_to_subscribers(store: Arc<dyn Store>) {
     let g = gid("g1");
     let mut conn = store.bus().connect().await.unwrap();
     let channel = store.keys().game_channel(&g);
-    conn.sink.subscribe(std::slice::from_ref(&channel)).await.unwrap();
+    conn.sink
+        .subscribe(std::slice::from_ref(&channel))
+        .await
+        .unwrap();
     started_game(store.as_ref(), &g).await;
-    let first = tokio::time::timeout(WAIT, conn.messages.next()).await.unwrap().unwrap();
+    let first = tokio::time::timeout(WAIT, conn.messages.next())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(first.channel, channel);
     assert!(first.payload.contains("\"version\":1"));
-    let second = tokio::time::timeout(WAIT, conn.messages.next()).await.unwrap().unwrap();
+    let second = tokio::time::timeout(WAIT, conn.messages.next())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(second.payload.contains("\"version\":2"));
     // After unsubscribing, nothing more arrives from that game.
-    conn.sink.unsubscribe(std::slice::from_ref(&channel)).await.unwrap();
+    conn.sink
+        .unsubscribe(std::slice::from_ref(&channel))
+        .await
+        .unwrap();
     let other = store.keys().game_channel(&gid("g2"));
-    conn.sink.subscribe(std::slice::from_ref(&other)).await.unwrap();
+    conn.sink
+        .subscribe(std::slice::from_ref(&other))
+        .await
+        .unwrap();
     store.publish(&channel, "{}").await.unwrap();
     store.publish(&other, "{\"n\":2}").await.unwrap();
-    let next = tokio::time::timeout(WAIT, conn.messages.next()).await.unwrap().unwrap();
+    let next = tokio::time::timeout(WAIT, conn.messages.next())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(next.channel, other);
 }
 
 async fn sessions_open_rename_remember_and_expire(store: Arc<dyn Store>) {
     let token = SessionToken::generate().hash();
-    assert!(store.open_session(&token, None, TTL).await.unwrap().is_none());
+    assert!(
+        store
+            .open_session(&token, None, TTL)
+            .await
+            .unwrap()
+            .is_none()
+    );
     let rec = SessionRecord {
         player: pid("p-ann"),
         name: "Ann".into(),
     };
     store.create_session(&token, &rec, TTL).await.unwrap();
-    let open = store.open_session(&token, Some("Annie"), TTL).await.unwrap().unwrap();
+    let open = store
+        .open_session(&token, Some("Annie"), TTL)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(open.record.player, rec.player);
     assert_eq!(open.record.name, "Annie");
     for g in ["g1", "g2", "g3", "g4"] {
@@ -367,31 +477,62 @@ async fn sessions_open_rename_remember_and_expire(store: Arc<dyn Store>) {
         tokio::time::sleep(Duration::from_millis(3)).await;
     }
     store.forget_game(&token, &gid("g3")).await.unwrap();
-    let open = store.open_session(&token, None, TTL).await.unwrap().unwrap();
+    let open = store
+        .open_session(&token, None, TTL)
+        .await
+        .unwrap()
+        .unwrap();
     // At most three remembered, newest first; g3 forgotten.
     assert_eq!(open.games, vec![gid("g4"), gid("g2")]);
     // A short lifetime ends the session.
     let short = SessionToken::generate().hash();
-    store.create_session(&short, &rec, Duration::from_millis(50)).await.unwrap();
+    store
+        .create_session(&short, &rec, Duration::from_millis(50))
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(120)).await;
-    assert!(store.open_session(&short, None, TTL).await.unwrap().is_none());
+    assert!(
+        store
+            .open_session(&short, None, TTL)
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 async fn chat_is_bounded_and_needs_the_game(store: Arc<dyn Store>) {
     let g = gid("g1");
-    assert!(store.append_chat(Some(&g), "ann", Some(Role::X), "hi", TTL).await.unwrap().is_none());
+    assert!(
+        store
+            .append_chat(Some(&g), "ann", Some(Role::X), "hi", TTL)
+            .await
+            .unwrap()
+            .is_none()
+    );
     started_game(store.as_ref(), &g).await;
     let mut conn = store.bus().connect().await.unwrap();
-    conn.sink.subscribe(&[store.keys().game_channel(&g)]).await.unwrap();
+    conn.sink
+        .subscribe(&[store.keys().game_channel(&g)])
+        .await
+        .unwrap();
     for i in 0..7 {
         let line = store
-            .append_chat(Some(&g), "ann", Some(Role::X), &format!("line {i} <b>\"q\"</b>"), TTL)
+            .append_chat(
+                Some(&g),
+                "ann",
+                Some(Role::X),
+                &format!("line {i} <b>\"q\"</b>"),
+                TTL,
+            )
             .await
             .unwrap()
             .unwrap();
         assert_eq!(line.text, format!("line {i} <b>\"q\"</b>"));
     }
-    let published = tokio::time::timeout(WAIT, conn.messages.next()).await.unwrap().unwrap();
+    let published = tokio::time::timeout(WAIT, conn.messages.next())
+        .await
+        .unwrap()
+        .unwrap();
     let msg: ServerMsg = serde_json::from_str(&published.payload).expect("a chat message");
     match msg {
         ServerMsg::Chat { game, line } => {
@@ -402,13 +543,24 @@ async fn chat_is_bounded_and_needs_the_game(store: Arc<dyn Store>) {
         other => panic!("{other:?}"),
     }
     let recent = store.recent_chat(Some(&g), 3).await.unwrap();
-    let texts: Vec<_> = recent.iter().map(|l| l.text.split(' ').nth(1).unwrap().to_string()).collect();
+    let texts: Vec<_> = recent
+        .iter()
+        .map(|l| l.text.split(' ').nth(1).unwrap().to_string())
+        .collect();
     assert_eq!(texts, ["4", "5", "6"]);
-    assert!(recent.windows(2).all(|w| w[0].id < w[1].id || w[0].ts < w[1].ts));
+    assert!(
+        recent
+            .windows(2)
+            .all(|w| w[0].id < w[1].id || w[0].ts < w[1].ts)
+    );
     // The stream keeps only chat_len (5) lines.
     assert_eq!(store.recent_chat(Some(&g), 100).await.unwrap().len(), 5);
     // The lobby has its own chat.
-    store.append_chat(None, "bob", None, "hello lobby", TTL).await.unwrap().unwrap();
+    store
+        .append_chat(None, "bob", None, "hello lobby", TTL)
+        .await
+        .unwrap()
+        .unwrap();
     let lobby = store.recent_chat(None, 10).await.unwrap();
     assert_eq!(lobby.len(), 1);
     assert_eq!(lobby[0].role, None);
@@ -418,34 +570,67 @@ async fn rate_buckets_allow_exactly_the_burst(store: Arc<dyn Store>) {
     let key = store.keys().rate("test", "10.0.0.1");
     let rule = Rule::per_second(1.0, 3);
     for _ in 0..3 {
-        assert!(matches!(store.rate(&key, rule).await.unwrap(), Decision::Allow { .. }));
+        assert!(matches!(
+            store.rate(&key, rule).await.unwrap(),
+            Decision::Allow { .. }
+        ));
     }
     match store.rate(&key, rule).await.unwrap() {
-        Decision::Deny { retry_after_us } => assert!(retry_after_us > 900_000 && retry_after_us <= 1_000_000),
+        Decision::Deny { retry_after_us } => {
+            assert!(retry_after_us > 900_000 && retry_after_us <= 1_000_000)
+        }
         other => panic!("{other:?}"),
     }
     let other = store.keys().rate("test", "10.0.0.2");
-    assert!(matches!(store.rate(&other, rule).await.unwrap(), Decision::Allow { .. }));
+    assert!(matches!(
+        store.rate(&other, rule).await.unwrap(),
+        Decision::Allow { .. }
+    ));
 }
 
 async fn presence_counts_connections_and_starts_clocks(store: Arc<dyn Store>) {
     let g = gid("g1");
     started_game(store.as_ref(), &g).await;
     let (ann, bob, sue) = (pid("ann"), pid("bob"), pid("sue"));
-    let e = |lease, player, role| PresenceEntry { lease, player, role };
-    let c = store.presence_change(&g, &e("i1", &ann, Role::X), 1, TTL).await.unwrap();
+    let e = |lease, player, role| PresenceEntry {
+        lease,
+        player,
+        role,
+    };
+    let c = store
+        .presence_change(&g, &e("i1", &ann, Role::X), 1, TTL)
+        .await
+        .unwrap();
     assert!(c.presence.players.x && !c.presence.players.o);
-    store.presence_change(&g, &e("i2", &bob, Role::O), 1, TTL).await.unwrap();
+    store
+        .presence_change(&g, &e("i2", &bob, Role::O), 1, TTL)
+        .await
+        .unwrap();
     // One spectator with two connections on two instances counts once.
-    store.presence_change(&g, &e("i1", &sue, Role::Spectator), 1, TTL).await.unwrap();
-    let c = store.presence_change(&g, &e("i2", &sue, Role::Spectator), 1, TTL).await.unwrap();
+    store
+        .presence_change(&g, &e("i1", &sue, Role::Spectator), 1, TTL)
+        .await
+        .unwrap();
+    let c = store
+        .presence_change(&g, &e("i2", &sue, Role::Spectator), 1, TTL)
+        .await
+        .unwrap();
     assert_eq!(c.presence.spectators, 1);
     assert_eq!(c.lease_entries, 2);
     // X's second connection, then one of them leaves: X is still here.
-    store.presence_change(&g, &e("i1", &ann, Role::X), 1, TTL).await.unwrap();
-    let c = store.presence_change(&g, &e("i1", &ann, Role::X), -1, TTL).await.unwrap();
+    store
+        .presence_change(&g, &e("i1", &ann, Role::X), 1, TTL)
+        .await
+        .unwrap();
+    let c = store
+        .presence_change(&g, &e("i1", &ann, Role::X), -1, TTL)
+        .await
+        .unwrap();
     assert!(c.presence.players.x && !c.left.x);
-    let c = store.presence_change(&g, &e("i1", &ann, Role::X), -1, TTL).await.unwrap();
+    let c = store
+        .presence_change(&g, &e("i1", &ann, Role::X), -1, TTL)
+        .await
+        .unwrap();
     assert!(!c.presence.players.x && c.left.x);
     assert_eq!(store.presence(&g).await.unwrap(), c.presence);
     let view = store.inspect_seats(&g).await.unwrap().unwrap();
@@ -462,16 +647,42 @@ async fn a_dead_lease_is_swept(store: Arc<dyn Store>) {
     let g = gid("g1");
     started_game(store.as_ref(), &g).await;
     let (ann, bob) = (pid("ann"), pid("bob"));
-    assert!(!store.renew_lease("dead", Duration::from_millis(50)).await.unwrap());
-    assert!(store.renew_lease("dead", Duration::from_millis(50)).await.unwrap());
+    assert!(
+        !store
+            .renew_lease("dead", Duration::from_millis(50))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .renew_lease("dead", Duration::from_millis(50))
+            .await
+            .unwrap()
+    );
     store.renew_lease("alive", TTL).await.unwrap();
-    let e = |lease, player, role| PresenceEntry { lease, player, role };
-    store.presence_change(&g, &e("dead", &ann, Role::X), 1, TTL).await.unwrap();
-    store.presence_change(&g, &e("alive", &bob, Role::O), 1, TTL).await.unwrap();
+    let e = |lease, player, role| PresenceEntry {
+        lease,
+        player,
+        role,
+    };
+    store
+        .presence_change(&g, &e("dead", &ann, Role::X), 1, TTL)
+        .await
+        .unwrap();
+    store
+        .presence_change(&g, &e("alive", &bob, Role::O), 1, TTL)
+        .await
+        .unwrap();
     let mut conn = store.bus().connect().await.unwrap();
-    conn.sink.subscribe(&[store.keys().game_channel(&g)]).await.unwrap();
+    conn.sink
+        .subscribe(&[store.keys().game_channel(&g)])
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(80)).await;
-    assert_eq!(store.expired_leases().await.unwrap(), vec!["dead".to_string()]);
+    assert_eq!(
+        store.expired_leases().await.unwrap(),
+        vec!["dead".to_string()]
+    );
     let swept = store.sweep_lease("dead", TTL).await.unwrap();
     assert_eq!(swept.len(), 1);
     assert_eq!(swept[0].0, g);
@@ -479,8 +690,15 @@ async fn a_dead_lease_is_swept(store: Arc<dyn Store>) {
     let p = store.presence(&g).await.unwrap();
     assert!(!p.players.x && p.players.o);
     // The change was announced on the game's channel.
-    let msg = tokio::time::timeout(WAIT, conn.messages.next()).await.unwrap().unwrap();
-    assert!(msg.payload.contains("\"type\":\"presence\""), "{}", msg.payload);
+    let msg = tokio::time::timeout(WAIT, conn.messages.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        msg.payload.contains("\"type\":\"presence\""),
+        "{}",
+        msg.payload
+    );
     assert!(store.expired_leases().await.unwrap().is_empty());
     // A swept lease that renews learns it was forgotten.
     assert!(!store.renew_lease("dead", TTL).await.unwrap());
@@ -497,28 +715,58 @@ async fn the_lobby_lists_open_and_live_games(store: Arc<dyn Store>) {
         round: 1,
     };
     let mut conn = store.bus().connect().await.unwrap();
-    conn.sink.subscribe(&[store.keys().lobby_channel()]).await.unwrap();
-    store.lobby_update(&entry("g1", Status::Waiting, None)).await.unwrap();
+    conn.sink
+        .subscribe(&[store.keys().lobby_channel()])
+        .await
+        .unwrap();
+    store
+        .lobby_update(&entry("g1", Status::Waiting, None))
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(3)).await;
-    store.lobby_update(&entry("g2", Status::Waiting, None)).await.unwrap();
-    store.lobby_update(&entry("g3", Status::Playing, Some("bob"))).await.unwrap();
+    store
+        .lobby_update(&entry("g2", Status::Waiting, None))
+        .await
+        .unwrap();
+    store
+        .lobby_update(&entry("g3", Status::Playing, Some("bob")))
+        .await
+        .unwrap();
     let (open, live) = store.lobby_list(10, TTL).await.unwrap();
-    assert_eq!(open.iter().map(|e| e.game.as_str()).collect::<Vec<_>>(), ["g2", "g1"]);
+    assert_eq!(
+        open.iter().map(|e| e.game.as_str()).collect::<Vec<_>>(),
+        ["g2", "g1"]
+    );
     assert_eq!(live.len(), 1);
     assert_eq!(live[0].players.o.as_deref(), Some("bob"));
     // Filled, finished.
-    store.lobby_update(&entry("g1", Status::Playing, Some("cy"))).await.unwrap();
-    store.lobby_update(&entry("g3", Status::Finished, Some("bob"))).await.unwrap();
+    store
+        .lobby_update(&entry("g1", Status::Playing, Some("cy")))
+        .await
+        .unwrap();
+    store
+        .lobby_update(&entry("g3", Status::Finished, Some("bob")))
+        .await
+        .unwrap();
     let (open, live) = store.lobby_list(10, TTL).await.unwrap();
     assert_eq!(open.len(), 1);
-    assert_eq!(live.iter().map(|e| e.game.as_str()).collect::<Vec<_>>(), ["g1"]);
+    assert_eq!(
+        live.iter().map(|e| e.game.as_str()).collect::<Vec<_>>(),
+        ["g1"]
+    );
     let (open, _) = store.lobby_list(1, TTL).await.unwrap();
     assert_eq!(open.len(), 1);
     // Stale entries are pruned.
     tokio::time::sleep(Duration::from_millis(30)).await;
-    let (open, live) = store.lobby_list(10, Duration::from_millis(10)).await.unwrap();
+    let (open, live) = store
+        .lobby_list(10, Duration::from_millis(10))
+        .await
+        .unwrap();
     assert!(open.is_empty() && live.is_empty());
-    let msg = tokio::time::timeout(WAIT, conn.messages.next()).await.unwrap().unwrap();
+    let msg = tokio::time::timeout(WAIT, conn.messages.next())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(msg.payload.contains("\"type\":\"lobby_changed\""));
 }
 
@@ -530,15 +778,33 @@ async fn quick_match_pairs_each_ticket_exactly_once(store: Arc<dyn Store>) {
         conn: 1,
     };
     let fresh = Duration::from_secs(30);
-    assert_eq!(store.match_enqueue(&ticket("a"), fresh).await.unwrap(), None);
+    assert_eq!(
+        store.match_enqueue(&ticket("a"), fresh).await.unwrap(),
+        None
+    );
     // Queuing again only refreshes.
-    assert_eq!(store.match_enqueue(&ticket("a"), fresh).await.unwrap(), None);
-    assert_eq!(store.match_enqueue(&ticket("b"), fresh).await.unwrap(), Some(ticket("a")));
-    assert_eq!(store.match_enqueue(&ticket("c"), fresh).await.unwrap(), None);
+    assert_eq!(
+        store.match_enqueue(&ticket("a"), fresh).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store.match_enqueue(&ticket("b"), fresh).await.unwrap(),
+        Some(ticket("a"))
+    );
+    assert_eq!(
+        store.match_enqueue(&ticket("c"), fresh).await.unwrap(),
+        None
+    );
     assert!(store.match_cancel(&pid("c")).await.unwrap());
     assert!(!store.match_cancel(&pid("c")).await.unwrap());
-    assert_eq!(store.match_enqueue(&ticket("d"), fresh).await.unwrap(), None);
-    assert_eq!(store.match_refresh(&[pid("d"), pid("a")]).await.unwrap(), vec![pid("a")]);
+    assert_eq!(
+        store.match_enqueue(&ticket("d"), fresh).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store.match_refresh(&[pid("d"), pid("a")]).await.unwrap(),
+        vec![pid("a")]
+    );
 
     // Many at once: everyone is paired exactly once.
     let n = 100;
@@ -552,7 +818,13 @@ async fn quick_match_pairs_each_ticket_exactly_once(store: Arc<dyn Store>) {
                 lease: "i1".into(),
                 conn: i,
             };
-            (t.player.clone(), store.match_enqueue(&t, Duration::from_secs(30)).await.unwrap())
+            (
+                t.player.clone(),
+                store
+                    .match_enqueue(&t, Duration::from_secs(30))
+                    .await
+                    .unwrap(),
+            )
         }));
     }
     let mut paired = std::collections::HashSet::new();
@@ -562,24 +834,43 @@ async fn quick_match_pairs_each_ticket_exactly_once(store: Arc<dyn Store>) {
         if let Some(other) = other {
             pairs += 1;
             assert!(paired.insert(me.clone()), "{me} paired twice");
-            assert!(paired.insert(other.player.clone()), "{} paired twice", other.player);
+            assert!(
+                paired.insert(other.player.clone()),
+                "{} paired twice",
+                other.player
+            );
         }
     }
     // d was still waiting: 101 players, 50 pairs and one left in the queue.
     assert_eq!(pairs, 50);
     assert_eq!(paired.len(), 100);
     let left = store
-        .match_refresh(&(0..n).map(|i| pid(&format!("q{i}"))).chain([pid("d")]).collect::<Vec<_>>())
+        .match_refresh(
+            &(0..n)
+                .map(|i| pid(&format!("q{i}")))
+                .chain([pid("d")])
+                .collect::<Vec<_>>(),
+        )
         .await
         .unwrap();
     assert_eq!(left.len(), 100, "exactly one ticket still queued");
 
     // A ticket not refreshed within `fresh` is dropped instead of paired.
-    let leftover = (0..n).map(|i| pid(&format!("q{i}"))).chain([pid("d")]).find(|p| !left.contains(p)).unwrap();
+    let leftover = (0..n)
+        .map(|i| pid(&format!("q{i}")))
+        .chain([pid("d")])
+        .find(|p| !left.contains(p))
+        .unwrap();
     assert!(store.match_cancel(&leftover).await.unwrap());
     store.match_enqueue(&ticket("old"), fresh).await.unwrap();
     tokio::time::sleep(Duration::from_millis(60)).await;
-    assert_eq!(store.match_enqueue(&ticket("new"), Duration::from_millis(30)).await.unwrap(), None);
+    assert_eq!(
+        store
+            .match_enqueue(&ticket("new"), Duration::from_millis(30))
+            .await
+            .unwrap(),
+        None
+    );
 }
 
 async fn deadlines_keep_the_earliest_and_settle_only_if_unchanged(store: Arc<dyn Store>) {
@@ -593,8 +884,16 @@ async fn deadlines_keep_the_earliest_and_settle_only_if_unchanged(store: Arc<dyn
     assert_eq!(due, vec![(g1.clone(), now - 1000)]);
     // Someone else moved it meanwhile: settling the old date changes nothing.
     assert!(!store.settle_deadline(&g1, now - 999, None).await.unwrap());
-    assert!(store.settle_deadline(&g1, now - 1000, Some(now - 500)).await.unwrap());
-    assert_eq!(store.due_deadlines(10).await.unwrap().1, vec![(g1.clone(), now - 500)]);
+    assert!(
+        store
+            .settle_deadline(&g1, now - 1000, Some(now - 500))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.due_deadlines(10).await.unwrap().1,
+        vec![(g1.clone(), now - 500)]
+    );
     assert!(store.settle_deadline(&g1, now - 500, None).await.unwrap());
     assert!(store.due_deadlines(10).await.unwrap().1.is_empty());
 }
@@ -603,10 +902,22 @@ async fn keys_expire_with_their_ttl(store: Arc<dyn Store>) {
     let g = gid("short");
     let s = GameState::new("ann");
     let short = Duration::from_millis(60);
-    assert!(store.create_game(&g, &seats("ann", None), &s, &event(&g, 1, &s), short).await.unwrap());
-    store.append_chat(Some(&g), "ann", Some(Role::X), "hi", short).await.unwrap().unwrap();
+    assert!(
+        store
+            .create_game(&g, &seats("ann", None), &s, &event(&g, 1, &s), short)
+            .await
+            .unwrap()
+    );
+    store
+        .append_chat(Some(&g), "ann", Some(Role::X), "hi", short)
+        .await
+        .unwrap()
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(150)).await;
     assert!(store.load_game(&g).await.unwrap().is_none());
-    assert_eq!(store.events_since(&g, 0).await.unwrap(), Replay::UnknownGame);
+    assert_eq!(
+        store.events_since(&g, 0).await.unwrap(),
+        Replay::UnknownGame
+    );
     assert!(store.recent_chat(Some(&g), 10).await.unwrap().is_empty());
 }

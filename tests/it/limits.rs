@@ -1,0 +1,334 @@
+//! Rate limits and input hardening (issue: "Rate limits and abuse protection that hold across
+//! instances"). Budgets live in Redis, so neither reconnecting nor changing instance resets
+//! them.
+
+use crate::helpers::*;
+use serde_json::json;
+use std::time::Duration;
+use tictactoe::protocol::{ErrorCode, ServerMsg, close};
+
+async fn hello(ws: &mut Ws, name: &str) {
+    ws.hello(name).await;
+}
+
+/// X and O seated in a fresh game on instance `a`; returns (x, o, game).
+async fn seated(a: &Instance, b: &Instance) -> (Ws, Ws, String) {
+    let mut x = a.connect().await;
+    hello(&mut x, "ann").await;
+    let mut o = b.connect().await;
+    hello(&mut o, "bob").await;
+    let game = x.create().await;
+    o.join(&game).await;
+    (x, o, game)
+}
+
+#[tokio::test]
+async fn the_move_budget_holds_across_a_reconnect_and_an_instance_hop() {
+    let redis = RedisServer::start();
+    let mut config = test_config(Some(&redis));
+    // Three moves at once, then one every five seconds: the test never waits that long,
+    // so the count at the boundary is exact.
+    config.move_rate = 0.2;
+    config.move_burst = 3;
+    let a = Instance::start(config.clone()).await;
+    let b = Instance::start(config).await;
+    let (mut x, mut o, game) = seated(&a, &b).await;
+
+    // X: 0 and 2 on instance A.
+    ack_version(&x.play(&game, 0).await);
+    ack_version(&o.play(&game, 1).await);
+    ack_version(&x.play(&game, 2).await);
+    ack_version(&o.play(&game, 4).await);
+    // X reconnects to instance B with its session: the budget continues.
+    let token = x.token.clone();
+    x.close().await;
+    let mut x = b.connect().await;
+    x.token = token;
+    hello(&mut x, "ann").await;
+    x.join(&game).await;
+    ack_version(&x.play(&game, 3).await);
+    ack_version(&o.play(&game, 5).await);
+    // The fourth move is one over the burst of three.
+    let refused = x.play(&game, 7).await;
+    let wait = retry_after(&refused);
+    assert!(wait > 3000 && wait <= 5000, "{wait}");
+    // The refused move changed nothing.
+    let mut c = redis.sync_conn();
+    let v: u64 = redis::cmd("HGET")
+        .arg(format!("{}game:{{{game}}}", a.config.key_prefix))
+        .arg("v")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(v, 8);
+    drop(o);
+}
+
+#[tokio::test]
+async fn a_move_retried_after_retry_after_succeeds() {
+    let redis = RedisServer::start();
+    let mut config = test_config(Some(&redis));
+    config.move_rate = 5.0;
+    config.move_burst = 1;
+    let a = Instance::start(config.clone()).await;
+    let (mut x, mut o, game) = seated(&a, &a).await;
+    ack_version(&x.play(&game, 0).await);
+    ack_version(&o.play(&game, 1).await);
+    let refused = x.play(&game, 2).await;
+    let wait = retry_after(&refused);
+    assert!(wait <= 200, "{wait}");
+    tokio::time::sleep(Duration::from_millis(wait)).await;
+    assert_eq!(ack_version(&x.play(&game, 2).await), 5);
+}
+
+#[tokio::test]
+async fn two_sessions_do_not_share_a_budget() {
+    let redis = RedisServer::start();
+    let mut config = test_config(Some(&redis));
+    config.chat_rate = 0.01;
+    config.chat_burst = 2;
+    let a = Instance::start(config).await;
+    let (mut x, mut o, game) = seated(&a, &a).await;
+    for _ in 0..2 {
+        x.request(json!({"type":"chat","game":game,"text":"hi"}))
+            .await;
+    }
+    let refused = x
+        .request(json!({"type":"chat","game":game,"text":"hi"}))
+        .await;
+    retry_after(&refused);
+    // Bob still has his whole budget, on the same game and instance.
+    for _ in 0..2 {
+        assert!(matches!(
+            o.request(json!({"type":"chat","game":game,"text":"yo"}))
+                .await,
+            ServerMsg::Ack { .. }
+        ));
+    }
+}
+
+#[tokio::test]
+async fn new_sessions_and_connections_per_address_are_capped() {
+    let redis = RedisServer::start();
+    let mut config = test_config(Some(&redis));
+    config.ip_session_rate = 0.01;
+    config.ip_session_burst = 3;
+    config.ip_conn_rate = 0.01;
+    config.ip_conn_burst = 6;
+    config.trusted_proxies = vec!["127.0.0.1".into()];
+    let a = Instance::start(config.clone()).await;
+    let b = Instance::start(config).await;
+    let xff = [("x-forwarded-for", "203.0.113.9")];
+    // Three sessions from one address, across two instances; the fourth is refused.
+    let mut kept = Vec::new();
+    for inst in [&a, &b, &a] {
+        let mut ws = try_connect(&inst.ws_url(), &xff).await.unwrap();
+        hello(&mut ws, "p").await;
+        kept.push(ws);
+    }
+    let mut ws = try_connect(&b.ws_url(), &xff).await.unwrap();
+    let refused = ws.request(json!({"type":"hello"})).await;
+    retry_after(&refused);
+    // Resuming an existing session is not minting a new one.
+    ws.token = kept[0].token.clone();
+    hello(&mut ws, "p").await;
+    // Connections: six in all from that address (four so far), then HTTP 429.
+    let mut conns = Vec::new();
+    conns.push(try_connect(&a.ws_url(), &xff).await.unwrap());
+    conns.push(try_connect(&b.ws_url(), &xff).await.unwrap());
+    assert_eq!(try_connect(&a.ws_url(), &xff).await.err(), Some(429));
+    assert_eq!(try_connect(&b.ws_url(), &xff).await.err(), Some(429));
+    // Another address behind the same proxy has its own budgets.
+    let mut other = try_connect(&a.ws_url(), &[("x-forwarded-for", "198.51.100.4")])
+        .await
+        .unwrap();
+    hello(&mut other, "q").await;
+}
+
+#[tokio::test]
+async fn forwarded_for_from_an_untrusted_peer_is_ignored() {
+    let redis = RedisServer::start();
+    let mut config = test_config(Some(&redis));
+    config.ip_conn_rate = 0.01;
+    config.ip_conn_burst = 2;
+    let a = Instance::start(config).await;
+    // No trusted proxies: every connection counts against 127.0.0.1, whatever it claims.
+    let _c1 = try_connect(&a.ws_url(), &[("x-forwarded-for", "1.1.1.1")])
+        .await
+        .unwrap();
+    let _c2 = try_connect(&a.ws_url(), &[("x-forwarded-for", "2.2.2.2")])
+        .await
+        .unwrap();
+    assert_eq!(
+        try_connect(&a.ws_url(), &[("x-forwarded-for", "3.3.3.3")])
+            .await
+            .err(),
+        Some(429)
+    );
+}
+
+#[tokio::test]
+async fn a_flood_of_frames_is_limited_before_parsing_then_closed_as_abuse() {
+    let redis = RedisServer::start();
+    let mut config = test_config(Some(&redis));
+    config.msg_rate = 0.01;
+    config.msg_burst = 5;
+    config.abuse_limit = 3;
+    let a = Instance::start(config).await;
+    let mut ws = a.connect().await;
+    // Five frames pass (hello and four pings), even malformed ones count.
+    hello(&mut ws, "flooder").await;
+    for _ in 0..3 {
+        assert!(matches!(
+            ws.request(json!({"type":"ping"})).await,
+            ServerMsg::Pong { .. }
+        ));
+    }
+    ws.send_text("not json").await;
+    assert_eq!(error_code(&ws.recv().await), ErrorCode::BadJson);
+    // Over the budget: typed refusals (without `req`: the frames are not even read), three
+    // of them, then the connection is closed.
+    for _ in 0..3 {
+        ws.send(json!({"type":"ping","req":99})).await;
+        let m = ws.recv().await;
+        retry_after(&m);
+        assert_eq!(reply_req(&m), None);
+    }
+    ws.send(json!({"type":"ping"})).await;
+    let frame = ws.closed().await.expect("a close frame");
+    assert_eq!(u16::from(frame.code), close::POLICY);
+}
+
+#[tokio::test]
+async fn the_local_tier_stops_a_move_flood_without_touching_redis() {
+    let redis = RedisServer::start();
+    let mut config = test_config(Some(&redis));
+    config.move_rate = 0.01;
+    config.move_burst = 2;
+    let a = Instance::start(config.clone()).await;
+    let (mut x, _o, game) = seated(&a, &a).await;
+    let key = format!(
+        "{}game:{{{game}}}:rl:{}",
+        config.key_prefix,
+        x.player.clone().unwrap()
+    );
+    // Two moves pass the local tier: one legal, one refused by the rules.
+    ack_version(&x.play(&game, 4).await);
+    assert_eq!(error_code(&x.play(&game, 4).await), ErrorCode::NotYourTurn);
+    // The rest of the flood stops in the instance.
+    for _ in 0..5 {
+        retry_after(&x.play(&game, 0).await);
+    }
+    // Redis saw exactly one move against the budget: its bucket holds one interval.
+    let mut c = redis.sync_conn();
+    let tat: u64 = redis::cmd("GET").arg(&key).query(&mut c).unwrap();
+    let now: (u64, u64) = redis::cmd("TIME").query(&mut c).unwrap();
+    let now_us = now.0 * 1_000_000 + now.1;
+    let ahead = tat.saturating_sub(now_us);
+    assert!(
+        ahead > 90_000_000 && ahead <= 100_000_000,
+        "one interval ahead, got {ahead} us"
+    );
+}
+
+#[tokio::test]
+async fn an_oversize_message_closes_with_1009() {
+    let redis = RedisServer::start();
+    let mut config = test_config(Some(&redis));
+    config.max_message_bytes = 1024;
+    let a = Instance::start(config).await;
+    let mut ws = a.connect().await;
+    hello(&mut ws, "big").await;
+    let text = "x".repeat(2000);
+    ws.send(json!({"type":"chat","text":text})).await;
+    let frame = ws.closed().await.expect("a close frame");
+    assert_eq!(u16::from(frame.code), close::TOO_BIG);
+    // A message just under the limit is fine on a new connection.
+    let mut ws = a.connect().await;
+    hello(&mut ws, "ok").await;
+    let reply = ws
+        .request(json!({"type":"chat","text":"y".repeat(900)}))
+        .await;
+    assert_eq!(
+        error_code(&reply),
+        ErrorCode::InvalidText,
+        "too long for chat, but read"
+    );
+}
+
+#[tokio::test]
+async fn a_foreign_origin_is_refused_and_the_pages_own_is_not() {
+    let a = Instance::start(test_config(None)).await;
+    let url = a.ws_url();
+    assert_eq!(
+        try_connect(&url, &[("origin", "https://evil.example")])
+            .await
+            .err(),
+        Some(403)
+    );
+    let own = format!("http://{}", a.addr);
+    assert!(try_connect(&url, &[("origin", &own)]).await.is_ok());
+    assert!(
+        try_connect(&url, &[("origin", "http://localhost:3000")])
+            .await
+            .is_ok()
+    );
+
+    let mut config = test_config(None);
+    config.allowed_origins = vec!["https://play.example".into()];
+    let b = Instance::start(config).await;
+    assert!(
+        try_connect(&b.ws_url(), &[("origin", "https://play.example")])
+            .await
+            .is_ok()
+    );
+    assert_eq!(
+        try_connect(&b.ws_url(), &[("origin", "http://localhost:3000")])
+            .await
+            .err(),
+        Some(403)
+    );
+}
+
+#[tokio::test]
+async fn with_redis_down_moves_fail_closed_and_connections_fall_back_to_a_local_limit() {
+    let mut redis = RedisServer::start();
+    let mut config = test_config(Some(&redis));
+    config.ip_conn_rate = 0.01;
+    config.ip_conn_burst = 1000;
+    let a = Instance::start(config.clone()).await;
+    let (mut x, _o, game) = seated(&a, &a).await;
+    redis.stop();
+    // Moves need Redis: refused with `unavailable`, never applied half-way.
+    assert_eq!(error_code(&x.play(&game, 4).await), ErrorCode::Unavailable);
+    // New connections are still let in, under a per-instance limit of the same size.
+    let mut c = try_connect(&a.ws_url(), &[])
+        .await
+        .expect("connection while Redis is down");
+    assert!(matches!(
+        c.request(json!({"type":"ping"})).await,
+        ServerMsg::Pong { .. }
+    ));
+    redis.restart();
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        match x.play(&game, 4).await {
+            ServerMsg::Ack { .. } => break,
+            other => assert_eq!(error_code(&other), ErrorCode::Unavailable),
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "moves never came back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // The fallback is a limit, not an open door.
+    let mut tight = test_config(Some(&redis));
+    tight.ip_conn_rate = 0.01;
+    tight.ip_conn_burst = 2;
+    let b = Instance::start(tight).await;
+    redis.stop();
+    let _k1 = try_connect(&b.ws_url(), &[]).await.unwrap();
+    let _k2 = try_connect(&b.ws_url(), &[]).await.unwrap();
+    assert_eq!(try_connect(&b.ws_url(), &[]).await.err(), Some(429));
+}
