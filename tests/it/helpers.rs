@@ -556,6 +556,10 @@ pub fn config_env(c: &Config) -> Vec<(String, String)> {
 
 impl ServerProcess {
     pub fn start(config: &Config, instance: &str) -> ServerProcess {
+        Self::start_with_env(config, instance, &[])
+    }
+
+    pub fn start_with_env(config: &Config, instance: &str, env: &[(&str, &str)]) -> ServerProcess {
         let dir = TempDir::new("server");
         let log = dir.0.join("server.log");
         let port = free_port();
@@ -569,6 +573,7 @@ impl ServerProcess {
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
             )
+            .envs(env.iter().copied())
             .stdout(out.try_clone().expect("log file"))
             .stderr(out)
             .spawn()
@@ -691,5 +696,27 @@ pub fn retry_after(m: &ServerMsg) -> u64 {
             ..
         } => *ms,
         other => panic!("expected rate_limited, got {other:?}"),
+    }
+}
+
+impl Ws {
+    /// `hello` with this client's token and the games (with last versions) it was in.
+    pub async fn hello_resume(&mut self, name: &str, games: &[(&str, u64)]) -> ServerMsg {
+        let resume: Vec<Value> = games
+            .iter()
+            .map(|(g, v)| json!({"game": g, "version": v}))
+            .collect();
+        let v = json!({"type": "hello", "name": name, "token": self.token, "resume": resume});
+        let reply = self.request(v).await;
+        if let ServerMsg::Welcome {
+            token: Some(t),
+            player,
+            ..
+        } = &reply
+        {
+            self.token = Some(t.clone());
+            self.player = Some(player.to_string());
+        }
+        reply
     }
 }

@@ -1,8 +1,10 @@
 //! All integration tests, in one binary: they share the harness in `helpers` and start real
 //! redis-server processes and real server instances on random free ports.
 
+mod failover;
 mod game_flow;
 mod helpers;
 mod limits;
 mod protocol_doc;
+mod social;
 mod store_conformance;

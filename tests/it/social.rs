@@ -1,0 +1,393 @@
+//! Chat, lobby, quick match, presence and game lifetimes, across instances.
+
+use crate::helpers::*;
+use serde_json::json;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+use tictactoe::game::{Mark, Status};
+use tictactoe::protocol::{ErrorCode, Role, ServerMsg};
+
+async fn two_instances() -> (RedisServer, Instance, Instance) {
+    let redis = RedisServer::start();
+    let config = test_config(Some(&redis));
+    let a = Instance::start(config.clone()).await;
+    let b = Instance::start(config).await;
+    (redis, a, b)
+}
+
+async fn player(inst: &Instance, name: &str) -> Ws {
+    let mut ws = inst.connect().await;
+    ws.hello(name).await;
+    ws
+}
+
+fn chat_text(m: &ServerMsg) -> Option<&str> {
+    match m {
+        ServerMsg::Chat { line, .. } => Some(&line.text),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn game_chat_reaches_players_and_spectators_on_every_instance_and_is_replayed_to_joiners() {
+    let (_redis, a, b) = two_instances().await;
+    let mut x = player(&a, "ann").await;
+    let mut o = player(&b, "bob").await;
+    let game = x.create().await;
+    o.join(&game).await;
+    let reply = x
+        .request(json!({"type":"chat","game":game,"text":"  hi\u{7} there \n\n<b>bob</b>"}))
+        .await;
+    assert!(matches!(reply, ServerMsg::Ack { .. }));
+    for ws in [&mut x, &mut o] {
+        let m = ws.recv_until(|m| chat_text(m).is_some()).await;
+        match m {
+            ServerMsg::Chat { game: g, line } => {
+                assert_eq!(g.unwrap().as_str(), game);
+                assert_eq!(
+                    line.text, "hi there <b>bob</b>",
+                    "cleaned, markup kept as text"
+                );
+                assert_eq!(line.from, "ann");
+                assert_eq!(line.role, Some(Role::X));
+            }
+            _ => unreachable!(),
+        }
+    }
+    o.request(json!({"type":"chat","game":game,"text":"hello ann"}))
+        .await;
+    // A spectator joining later gets the recent lines, oldest first.
+    let mut s = player(&b, "sue").await;
+    match s.join(&game).await {
+        ServerMsg::Snapshot { you, chat, .. } => {
+            assert_eq!(you, Role::Spectator);
+            let texts: Vec<_> = chat.iter().map(|l| l.text.as_str()).collect();
+            assert_eq!(texts, ["hi there <b>bob</b>", "hello ann"]);
+        }
+        other => panic!("{other:?}"),
+    }
+    // Spectators chat too, and are labelled as such.
+    s.request(json!({"type":"chat","game":game,"text":"go ann"}))
+        .await;
+    let m = x.recv_until(|m| chat_text(m) == Some("go ann")).await;
+    assert!(matches!(m, ServerMsg::Chat { line, .. } if line.role == Some(Role::Spectator)));
+    // Bad text is refused with its own code.
+    for text in [" \u{0}\u{202e} ", &"x".repeat(281)] {
+        let r = s
+            .request(json!({"type":"chat","game":game,"text":text}))
+            .await;
+        assert_eq!(error_code(&r), ErrorCode::InvalidText);
+    }
+    let r = s
+        .request(json!({"type":"chat","game":"elsewhere","text":"hi"}))
+        .await;
+    assert_eq!(error_code(&r), ErrorCode::NotInGame);
+}
+
+#[tokio::test]
+async fn chat_history_is_bounded() {
+    let redis = RedisServer::start();
+    let mut config = test_config(Some(&redis));
+    config.chat_kept = 5;
+    config.chat_history = 3;
+    let a = Instance::start(config.clone()).await;
+    let mut x = player(&a, "ann").await;
+    let game = x.create().await;
+    for i in 0..8 {
+        x.request(json!({"type":"chat","game":game,"text":format!("n{i}")}))
+            .await;
+    }
+    let mut s = player(&a, "sue").await;
+    match s.join(&game).await {
+        ServerMsg::Snapshot { chat, .. } => {
+            let texts: Vec<_> = chat.iter().map(|l| l.text.as_str()).collect();
+            assert_eq!(texts, ["n5", "n6", "n7"]);
+        }
+        other => panic!("{other:?}"),
+    }
+    let mut c = redis.sync_conn();
+    let len: u64 = redis::cmd("XLEN")
+        .arg(format!("{}game:{{{game}}}:chat", config.key_prefix))
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(len, 5);
+}
+
+#[tokio::test]
+async fn lobby_chat_reaches_lobby_watchers_on_every_instance() {
+    let (_redis, a, b) = two_instances().await;
+    let mut w1 = player(&a, "ann").await;
+    let mut w2 = player(&b, "bob").await;
+    for w in [&mut w1, &mut w2] {
+        assert!(matches!(
+            w.request(json!({"type":"lobby","watch":true})).await,
+            ServerMsg::Ack { .. }
+        ));
+    }
+    w1.request(json!({"type":"chat","text":"anyone?"})).await;
+    let m = w2.recv_until(|m| chat_text(m) == Some("anyone?")).await;
+    assert!(
+        matches!(m, ServerMsg::Chat { game: None, line } if line.from == "ann" && line.role.is_none())
+    );
+    // A newcomer to the lobby gets its history.
+    let mut w3 = player(&b, "cy").await;
+    w3.request(json!({"type":"lobby","watch":true})).await;
+    let h = w3
+        .recv_until(|m| matches!(m, ServerMsg::ChatHistory { game: None, .. }))
+        .await;
+    assert!(matches!(h, ServerMsg::ChatHistory { lines, .. } if lines.len() == 1));
+}
+
+/// The newest `lobby` list a watcher receives that satisfies `pred`.
+async fn lobby_until(
+    ws: &mut Ws,
+    mut pred: impl FnMut(&[String], &[String]) -> bool,
+) -> (Vec<String>, Vec<String>) {
+    loop {
+        let m = ws
+            .recv_until(|m| matches!(m, ServerMsg::Lobby { .. }))
+            .await;
+        if let ServerMsg::Lobby { open, live } = m {
+            let open: Vec<String> = open.iter().map(|e| e.game.to_string()).collect();
+            let live: Vec<String> = live.iter().map(|e| e.game.to_string()).collect();
+            if pred(&open, &live) {
+                return (open, live);
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_lobby_follows_games_being_created_filled_and_finished_on_every_instance() {
+    let (_redis, a, b) = two_instances().await;
+    let mut watcher = player(&b, "wes").await;
+    watcher.request(json!({"type":"lobby","watch":true})).await;
+    let mut x = player(&a, "ann").await;
+    let game = x.create().await;
+    lobby_until(&mut watcher, |open, _| open.contains(&game)).await;
+
+    let mut o = player(&a, "bob").await;
+    o.join(&game).await;
+    lobby_until(&mut watcher, |open, live| {
+        !open.contains(&game) && live.contains(&game)
+    })
+    .await;
+
+    for (i, cell) in [0, 3, 1, 4, 2].into_iter().enumerate() {
+        let ws = if i % 2 == 0 { &mut x } else { &mut o };
+        ack_version(&ws.play(&game, cell).await);
+    }
+    lobby_until(&mut watcher, |open, live| {
+        !open.contains(&game) && !live.contains(&game)
+    })
+    .await;
+
+    // A rematch brings it back as live.
+    x.request(json!({"type":"rematch","game":game})).await;
+    o.request(json!({"type":"rematch","game":game})).await;
+    lobby_until(&mut watcher, |_, live| live.contains(&game)).await;
+
+    // Watching stops on request.
+    watcher.request(json!({"type":"lobby","watch":false})).await;
+    let _ = x.create().await;
+    let later = watcher.drain_for(Duration::from_millis(800)).await;
+    assert!(
+        !later.iter().any(|m| matches!(m, ServerMsg::Lobby { .. })),
+        "{later:?}"
+    );
+}
+
+#[tokio::test]
+async fn two_hundred_players_asking_at_once_across_instances_are_all_paired_exactly_once() {
+    let (_redis, a, b) = two_instances().await;
+    let mut players = Vec::new();
+    for i in 0..200 {
+        let inst = if i % 2 == 0 { &a } else { &b };
+        players.push(player(inst, &format!("p{i}")).await);
+    }
+    // Everyone asks at once.
+    let asks = players.iter_mut().map(|ws| async move {
+        let reply = ws.request(json!({"type":"quick_match"})).await;
+        assert!(matches!(reply, ServerMsg::Ack { .. }), "{reply:?}");
+        let found = ws
+            .recv_until(|m| matches!(m, ServerMsg::MatchFound { .. }))
+            .await;
+        let ServerMsg::MatchFound { game, you } = found else {
+            unreachable!()
+        };
+        let snap = ws
+            .recv_until(|m| matches!(m, ServerMsg::Snapshot { .. }))
+            .await;
+        let ServerMsg::Snapshot {
+            you: role, state, ..
+        } = snap
+        else {
+            unreachable!()
+        };
+        assert_eq!(role, Role::from(you));
+        assert_eq!(state.status, Status::Playing);
+        (ws.player.clone().unwrap(), game.to_string(), you)
+    });
+    let results = futures_util::future::join_all(asks).await;
+    let mut games: HashMap<String, Vec<(String, Mark)>> = HashMap::new();
+    for (player, game, you) in results {
+        games.entry(game).or_default().push((player, you));
+    }
+    assert_eq!(games.len(), 100, "200 players make 100 games");
+    for (game, seats) in &games {
+        let marks: Vec<Mark> = seats.iter().map(|s| s.1).collect();
+        assert!(
+            marks.len() == 2 && marks.contains(&Mark::X) && marks.contains(&Mark::O),
+            "{game}: {seats:?}"
+        );
+    }
+    // And nobody gets a second match afterwards.
+    let extra = players[0].drain_for(Duration::from_millis(300)).await;
+    assert!(
+        !extra
+            .iter()
+            .any(|m| matches!(m, ServerMsg::MatchFound { .. }))
+    );
+}
+
+#[tokio::test]
+async fn a_player_who_stops_waiting_is_never_matched() {
+    let (redis, a, b) = two_instances().await;
+    let mut gone = player(&a, "gone").await;
+    gone.request(json!({"type":"quick_match"})).await;
+    gone.close().await;
+    let mut cancelled = player(&a, "cancel").await;
+    cancelled.request(json!({"type":"quick_match"})).await;
+    assert!(matches!(
+        cancelled.request(json!({"type":"cancel_match"})).await,
+        ServerMsg::Ack { .. }
+    ));
+    let queue = format!("{}{{match}}:queue", a.config.key_prefix);
+    eventually("both tickets withdrawn", || {
+        let mut c = redis.sync_conn();
+        let queue = queue.clone();
+        async move {
+            let n: i64 = redis::cmd("ZCARD").arg(&queue).query(&mut c).unwrap();
+            (n == 0).then_some(())
+        }
+    })
+    .await;
+    let mut b1 = player(&b, "b1").await;
+    b1.request(json!({"type":"quick_match"})).await;
+    let quiet = b1.drain_for(Duration::from_millis(300)).await;
+    assert!(
+        !quiet
+            .iter()
+            .any(|m| matches!(m, ServerMsg::MatchFound { .. })),
+        "{quiet:?}"
+    );
+    assert_eq!(
+        error_code(&b1.request(json!({"type":"quick_match"})).await),
+        ErrorCode::AlreadyQueued
+    );
+    let mut b2 = player(&a, "b2").await;
+    b2.request(json!({"type":"quick_match"})).await;
+    let m = b1
+        .recv_until(|m| matches!(m, ServerMsg::MatchFound { .. }))
+        .await;
+    assert!(
+        matches!(m, ServerMsg::MatchFound { you: Mark::X, .. }),
+        "the longer waiter is X"
+    );
+}
+
+#[tokio::test]
+async fn presence_shows_who_is_there() {
+    let (_redis, a, b) = two_instances().await;
+    let mut x = player(&a, "ann").await;
+    let game = x.create().await;
+    let mut o = player(&b, "bob").await;
+    match o.join(&game).await {
+        ServerMsg::Snapshot { presence, .. } => {
+            assert!(presence.players.x && presence.players.o);
+            assert_eq!(presence.spectators, 0);
+        }
+        other => panic!("{other:?}"),
+    }
+    let presence = |m: &ServerMsg| match m {
+        ServerMsg::Presence { presence, .. } => Some(presence.clone()),
+        _ => None,
+    };
+    let mut s1 = player(&b, "s1").await;
+    s1.join(&game).await;
+    let p = presence(
+        &x.recv_until(|m| presence(m).is_some_and(|p| p.spectators == 1))
+            .await,
+    )
+    .unwrap();
+    assert!(p.players.x && p.players.o);
+    o.close().await;
+    // (An older message from before O arrived also says "O offline": skip it by the count.)
+    let p = presence(
+        &x.recv_until(|m| presence(m).is_some_and(|p| !p.players.o && p.spectators == 1))
+            .await,
+    )
+    .unwrap();
+    assert!(p.players.x);
+}
+
+#[tokio::test]
+async fn finished_and_abandoned_games_expire_with_their_log_and_chat() {
+    let redis = RedisServer::start();
+    let mut config = test_config(Some(&redis));
+    config.finished_game_ttl_secs = 1;
+    config.game_ttl_secs = 2;
+    let a = Instance::start(config.clone()).await;
+    let mut x = player(&a, "ann").await;
+    let mut o = player(&a, "bob").await;
+    let game = x.create().await;
+    o.join(&game).await;
+    x.request(json!({"type":"chat","game":game,"text":"gl"}))
+        .await;
+    let abandoned = o.create().await;
+    for (i, cell) in [0, 3, 1, 4, 2].into_iter().enumerate() {
+        let ws = if i % 2 == 0 { &mut x } else { &mut o };
+        ack_version(&ws.play(&game, cell).await);
+    }
+    let key = |g: &str, suffix: &str| format!("{}game:{{{g}}}{suffix}", config.key_prefix);
+    let mut c = redis.sync_conn();
+    for suffix in ["", ":log", ":chat"] {
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg(key(&game, suffix))
+            .query(&mut c)
+            .unwrap();
+        assert!(
+            ttl > 0 && ttl <= 1000,
+            "{suffix}: finished games live one second, got {ttl}"
+        );
+    }
+    for suffix in ["", ":log"] {
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg(key(&abandoned, suffix))
+            .query(&mut c)
+            .unwrap();
+        assert!(
+            ttl > 1000 && ttl <= 2000,
+            "{suffix}: idle games live two seconds, got {ttl}"
+        );
+    }
+    let started = Instant::now();
+    eventually("both games expired", || {
+        let mut c = redis.sync_conn();
+        let keys = [
+            key(&game, ""),
+            key(&game, ":log"),
+            key(&game, ":chat"),
+            key(&abandoned, ""),
+            key(&abandoned, ":log"),
+        ];
+        async move {
+            let n: i64 = redis::cmd("EXISTS").arg(&keys[..]).query(&mut c).unwrap();
+            (n == 0).then_some(())
+        }
+    })
+    .await;
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let r = x.request(json!({"type":"rematch","game":game})).await;
+    assert_eq!(error_code(&r), ErrorCode::UnknownGame);
+}
