@@ -349,6 +349,7 @@ where
         };
         tracing::Span::current().record("player", identity.player.as_str());
         let resumed = new_token.is_none();
+        tracing::debug!(resumed, games = games.len(), "hello");
         self.send(ServerMsg::Welcome {
             req,
             token: new_token,
@@ -493,6 +494,7 @@ where
             .cached(&game)
             .ok_or_else(|| OpError::Internal("joined game has no state".into()))?;
         metrics::counter!("joins_total", "role" => role_label(role)).increment(1);
+        tracing::debug!(%game, ?role, version, "joined");
 
         if let Some(since) = since
             && since <= version
