@@ -48,6 +48,14 @@ pub async fn run(app: Arc<App>, stop: CancellationToken) {
             last_heartbeat = Some(tokio::time::Instant::now());
             heartbeat(&app).await;
             refresh_tickets(&app, &mut ticket_misses).await;
+            // Keeps the pub/sub lag histogram fed, and warns of a wedged subscription.
+            if let Err(e) = app
+                .hub
+                .probe(app.store.as_ref(), app.config.redis_timeout())
+                .await
+            {
+                tracing::debug!(error = %e, "pub/sub probe failed");
+            }
         }
         retry_leaves(&app).await;
         sweep_dead_instances(&app).await;

@@ -49,6 +49,11 @@ use tokio_util::task::TaskTracker;
 /// second.
 const LISTEN_BACKLOG: u32 = 4096;
 
+/// Kernel send buffer per connection (Linux doubles it). Game frames are a few hundred
+/// bytes; an autotuned buffer would let a client that stopped reading park megabytes in the
+/// kernel before its own queue ever filled and it was closed.
+const SEND_BUFFER: usize = 64 * 1024;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error(transparent)]
@@ -122,6 +127,7 @@ pub async fn run(
 
     tracing::info!(%addr, instance = %app.instance, lease = %app.lease, "listening");
     let service = routes::router(app.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let listener = axum::serve::ListenerExt::tap_io(listener, tune_socket);
     axum::serve(listener, service)
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await?;
@@ -151,6 +157,16 @@ pub async fn run(
     background.wait().await;
     tracing::info!(instance = %app.instance, "stopped");
     Ok(())
+}
+
+fn tune_socket(stream: &mut tokio::net::TcpStream) {
+    // A move is one small frame that must leave at once, not wait for Nagle's algorithm.
+    if let Err(e) = stream.set_nodelay(true) {
+        tracing::debug!(error = %e, "TCP_NODELAY not set");
+    }
+    if let Err(e) = socket2::SockRef::from(&*stream).set_send_buffer_size(SEND_BUFFER) {
+        tracing::debug!(error = %e, "SO_SNDBUF not set");
+    }
 }
 
 /// An instance id reduced to characters that are safe in key names and hash tags.

@@ -150,7 +150,12 @@ where
         let mut last_heard = Instant::now();
         let shutdown = self.app.shutdown.clone();
         loop {
+            // Biased, and the queue before the socket: `select!` otherwise starts at a random
+            // branch but then polls in order, so a client with requests always waiting would
+            // see its own queue served a fraction of the time, fill up, and be closed as slow.
+            // Requests wait instead; they are rate-limited anyway.
             let step = tokio::select! {
+                biased;
                 _ = shutdown.cancelled() => {
                     Err(Closing::Close(close::SERVICE_RESTART, "server restarting: reconnect"))
                 }
@@ -160,11 +165,11 @@ where
                 _ = tokio::time::sleep_until(hello_deadline), if self.identity.is_none() => {
                     Err(Closing::Close(close::POLICY, "no hello"))
                 }
+                Some(out) = rx.recv() => self.on_outbound(out).await,
                 frame = self.socket.next() => {
                     last_heard = Instant::now();
                     self.on_frame(frame).await
                 }
-                Some(out) = rx.recv() => self.on_outbound(out).await,
                 _ = ping.tick() => {
                     if last_heard.elapsed() > idle {
                         Err(Closing::Close(close::IDLE, "idle"))

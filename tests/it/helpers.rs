@@ -110,12 +110,11 @@ impl RedisServer {
         self.child = Some(child);
         let deadline = Instant::now() + WAIT;
         loop {
-            if let Ok(client) = redis::Client::open(self.url()) {
-                if let Ok(mut c) = client.get_connection() {
-                    if redis::cmd("PING").query::<String>(&mut c).is_ok() {
-                        return;
-                    }
-                }
+            if let Ok(client) = redis::Client::open(self.url())
+                && let Ok(mut c) = client.get_connection()
+                && redis::cmd("PING").query::<String>(&mut c).is_ok()
+            {
+                return;
             }
             if Instant::now() > deadline {
                 let log = std::fs::read_to_string(&log).unwrap_or_default();
@@ -164,25 +163,26 @@ pub fn redis_server_bin() -> String {
 /// Settings for test instances: short clocks, a random key prefix (so that whatever a test
 /// writes is its own), and generous rate limits unless a test sets its own.
 pub fn test_config(redis: Option<&RedisServer>) -> Config {
-    let mut c = Config::default();
-    c.redis_url = redis.map(RedisServer::url);
-    c.key_prefix = format!("t{}:", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-    c.web_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("web");
-    c.move_rate = 1000.0;
-    c.move_burst = 1000;
-    c.chat_rate = 1000.0;
-    c.chat_burst = 1000;
-    c.msg_rate = 10_000.0;
-    c.msg_burst = 10_000;
-    c.ip_conn_rate = 10_000.0;
-    c.ip_conn_burst = 10_000;
-    c.ip_session_rate = 10_000.0;
-    c.ip_session_burst = 10_000;
-    c.redis_timeout_ms = 1000;
-    c.lease_ttl_ms = 1500;
-    c.sweep_interval_ms = 200;
-    c.shutdown_grace_ms = 3000;
-    c
+    Config {
+        redis_url: redis.map(RedisServer::url),
+        key_prefix: format!("t{}:", &uuid::Uuid::new_v4().simple().to_string()[..8]),
+        web_dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("web"),
+        move_rate: 1000.0,
+        move_burst: 1000,
+        chat_rate: 1000.0,
+        chat_burst: 1000,
+        msg_rate: 10_000.0,
+        msg_burst: 10_000,
+        ip_conn_rate: 10_000.0,
+        ip_conn_burst: 10_000,
+        ip_session_rate: 10_000.0,
+        ip_session_burst: 10_000,
+        redis_timeout_ms: 1000,
+        lease_ttl_ms: 1500,
+        sweep_interval_ms: 200,
+        shutdown_grace_ms: 3000,
+        ..Config::default()
+    }
 }
 
 /// A server instance running in this process through `tictactoe::run`.

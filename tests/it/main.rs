@@ -5,6 +5,7 @@ mod failover;
 mod game_flow;
 mod helpers;
 mod limits;
+mod observability;
 mod protocol_doc;
 mod social;
 mod store_conformance;
