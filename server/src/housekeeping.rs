@@ -16,6 +16,8 @@ use tokio_util::sync::CancellationToken;
 const LOBBY_EVERY: Duration = Duration::from_millis(300);
 /// Due deadlines handled per tick.
 const DEADLINES_PER_TICK: usize = 100;
+/// How often the lobby is pruned of games that expired, even when nobody watches it.
+const LOBBY_PRUNE_EVERY: Duration = Duration::from_secs(60);
 
 pub async fn run(app: Arc<App>, stop: CancellationToken) {
     let lobby = {
@@ -23,6 +25,7 @@ pub async fn run(app: Arc<App>, stop: CancellationToken) {
         let stop = stop.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(LOBBY_EVERY);
+            let mut last_prune = tokio::time::Instant::now();
             loop {
                 tokio::select! {
                     _ = stop.cancelled() => return,
@@ -31,6 +34,11 @@ pub async fn run(app: Arc<App>, stop: CancellationToken) {
                 app.hub
                     .flush_lobby(app.store.as_ref(), LOBBY_MAX, app.config.game_ttl())
                     .await;
+                // Listing prunes entries older than the game lifetime.
+                if last_prune.elapsed() >= LOBBY_PRUNE_EVERY {
+                    last_prune = tokio::time::Instant::now();
+                    let _ = app.store.lobby_list(1, app.config.game_ttl()).await;
+                }
             }
         })
     };
