@@ -89,3 +89,32 @@ fn every_example_in_the_protocol_document_parses_and_round_trips() {
         assert!(server_types.contains(t), "no example of server message {t}");
     }
 }
+
+/// Every setting (its environment variable) appears in the README's tables, with its default.
+#[test]
+fn every_setting_is_documented_in_the_readme_with_its_default() {
+    use clap::CommandFactory;
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let cmd = tictactoe::config::Cli::command();
+    let mut checked = 0;
+    for arg in cmd.get_arguments() {
+        let Some(env) = arg.get_env() else { continue };
+        let env = env.to_string_lossy();
+        let row = readme
+            .lines()
+            .find(|l| l.starts_with('|') && l.contains(&format!("`{env}`")))
+            .unwrap_or_else(|| panic!("{env} is not in the README's tables"));
+        for default in arg.get_default_values() {
+            let d = default.to_string_lossy();
+            if !d.is_empty() {
+                assert!(
+                    row.contains(&format!("`{d}`")),
+                    "{env}: default {d} missing in: {row}"
+                );
+            }
+        }
+        checked += 1;
+    }
+    assert!(checked > 30, "only {checked} settings found");
+}
