@@ -49,6 +49,16 @@ pub struct Config {
     #[arg(long, env = "REDIS_URL")]
     pub redis_url: Option<String>,
 
+    /// Seed nodes of a Redis Cluster, comma separated (redis://host:port,...), instead of
+    /// REDIS_URL. Game channels then use sharded pub/sub (SPUBLISH/SSUBSCRIBE).
+    #[arg(
+        long,
+        env = "REDIS_CLUSTER_URLS",
+        value_delimiter = ',',
+        conflicts_with = "redis_url"
+    )]
+    pub redis_cluster_urls: Vec<String>,
+
     /// This instance's name in logs, metrics and welcome messages [default: random].
     #[arg(long, env = "INSTANCE_ID")]
     pub instance_id: Option<String>,

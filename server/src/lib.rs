@@ -98,6 +98,12 @@ pub async fn run(
         chat_len: config.chat_kept.max(1),
         ..StoreLimits::default()
     };
+    let cluster: Vec<String> = config
+        .redis_cluster_urls
+        .iter()
+        .map(|u| u.trim().to_string())
+        .filter(|u| !u.is_empty())
+        .collect();
     let store: Arc<dyn Store> = match &config.redis_url {
         Some(url) => Arc::new(store::redis::RedisStore::connect(
             url,
@@ -105,6 +111,15 @@ pub async fn run(
             limits,
             config.redis_timeout(),
         )?),
+        None if !cluster.is_empty() => {
+            tracing::info!(nodes = ?cluster, "using Redis Cluster with sharded pub/sub");
+            Arc::new(store::redis::RedisStore::connect_cluster(
+                &cluster,
+                keys,
+                limits,
+                config.redis_timeout(),
+            )?)
+        }
         None => {
             tracing::warn!(
                 "REDIS_URL is not set: using the IN-MEMORY store. This instance cannot share \

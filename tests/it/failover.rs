@@ -56,8 +56,12 @@ fn state(m: &ServerMsg) -> GameState {
 
 #[tokio::test]
 async fn an_instance_killed_mid_game_costs_its_players_only_a_reconnect() {
-    let redis = RedisServer::start();
-    let cfg = config(&redis);
+    killed_instance_on(Backend::single()).await;
+}
+
+pub async fn killed_instance_on(backend: Backend) {
+    let mut cfg = backend.config();
+    cfg.forfeit_grace_ms = 60_000;
     let mut procs = processes(&cfg, 3).await;
     let mut x = player(&procs[0], "ann").await;
     let mut o = player(&procs[1], "bob").await;

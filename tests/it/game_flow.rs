@@ -6,13 +6,21 @@ use serde_json::json;
 use tictactoe::game::{EndReason, Mark, Status};
 use tictactoe::protocol::{ErrorCode, Role, ServerMsg};
 
-/// Two instances against one Redis, and a player connected to each.
+/// Two instances against one Redis.
 async fn two_instances() -> (RedisServer, Instance, Instance) {
     let redis = RedisServer::start();
     let config = test_config(Some(&redis));
     let a = Instance::start(config.clone()).await;
     let b = Instance::start(config).await;
     (redis, a, b)
+}
+
+/// Two instances against `backend`.
+async fn two_instances_on(backend: &Backend) -> (Instance, Instance) {
+    let config = backend.config();
+    let a = Instance::start(config.clone()).await;
+    let b = Instance::start(config).await;
+    (a, b)
 }
 
 async fn player(inst: &Instance, name: &str) -> Ws {
@@ -27,7 +35,11 @@ fn state_of(m: &ServerMsg) -> &tictactoe::game::GameState {
 
 #[tokio::test]
 async fn x_on_instance_a_beats_o_on_instance_b() {
-    let (_redis, a, b) = two_instances().await;
+    x_on_instance_a_beats_o_on_instance_b_on(Backend::single()).await;
+}
+
+pub async fn x_on_instance_a_beats_o_on_instance_b_on(backend: Backend) {
+    let (a, b) = two_instances_on(&backend).await;
     let mut x = player(&a, "ann").await;
     let mut o = player(&b, "bob").await;
     let game = x.create().await;
@@ -130,7 +142,11 @@ async fn a_draw_then_a_rematch_that_needs_both_players() {
 
 #[tokio::test]
 async fn racing_moves_from_two_instances_are_accepted_exactly_once_each_time() {
-    let (_redis, a, b) = two_instances().await;
+    racing_moves_on(Backend::single(), 300).await;
+}
+
+pub async fn racing_moves_on(backend: Backend, rounds: usize) {
+    let (a, b) = two_instances_on(&backend).await;
     // X is one session connected to both instances; O plays from instance B.
     let mut xa = player(&a, "ann").await;
     let mut xb = b.connect().await;
@@ -144,7 +160,7 @@ async fn racing_moves_from_two_instances_are_accepted_exactly_once_each_time() {
     let mut version = 2;
     let mut state = state_of(&joined).clone();
     let mut races = 0;
-    while races < 300 {
+    while races < rounds {
         if state.status == Status::Finished {
             ack_version(&xa.request(json!({"type":"rematch","game":game})).await);
             ack_version(&o.request(json!({"type":"rematch","game":game})).await);
@@ -190,8 +206,8 @@ async fn racing_moves_from_two_instances_are_accepted_exactly_once_each_time() {
         state = state_of(&o.event(&game, version).await).clone();
     }
     // Every version was produced exactly once: the log has no gap and no repeat.
-    let mut c = _redis.sync_conn();
     let log = format!("{}game:{{{game}}}:log", a.config.key_prefix);
+    let mut c = backend.conn_for(&log);
     let ids: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
         .arg(&log)
         .arg("-")
@@ -342,10 +358,16 @@ async fn a_plain_redis_subscriber_sees_each_move_as_json() {
     assert_eq!(seen[1]["version"], 3);
 }
 
-fn numsub(redis: &RedisServer, channel: &str) -> i64 {
-    let mut c = redis.sync_conn();
+/// Subscribers of a game channel: classic pub/sub on one Redis, sharded on a cluster (asked
+/// of the node that owns the channel's slot).
+fn numsub(backend: &Backend, channel: &str) -> i64 {
+    let mut c = backend.conn_for(channel);
+    let sub = match backend {
+        Backend::Single(_) => "NUMSUB",
+        Backend::Cluster(_) => "SHARDNUMSUB",
+    };
     let (_, n): (String, i64) = redis::cmd("PUBSUB")
-        .arg("NUMSUB")
+        .arg(sub)
         .arg(channel)
         .query(&mut c)
         .unwrap();
@@ -354,7 +376,11 @@ fn numsub(redis: &RedisServer, channel: &str) -> i64 {
 
 #[tokio::test]
 async fn each_instance_subscribes_once_per_game_with_local_clients() {
-    let (redis, a, b) = two_instances().await;
+    subscriptions_on(Backend::single()).await;
+}
+
+pub async fn subscriptions_on(redis: Backend) {
+    let (a, b) = two_instances_on(&redis).await;
     let mut x = player(&a, "ann").await;
     let game = x.create().await;
     let channel = format!("{}game:{{{game}}}:events", a.config.key_prefix);
@@ -395,7 +421,7 @@ async fn each_instance_subscribes_once_per_game_with_local_clients() {
     .await;
 
     // No pattern subscriptions, ever.
-    let mut c = redis.sync_conn();
+    let mut c = redis.conn_for(&channel);
     let patterns: i64 = redis::cmd("PUBSUB").arg("NUMPAT").query(&mut c).unwrap();
     assert_eq!(patterns, 0);
 }

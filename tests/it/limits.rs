@@ -24,8 +24,11 @@ async fn seated(a: &Instance, b: &Instance) -> (Ws, Ws, String) {
 
 #[tokio::test]
 async fn the_move_budget_holds_across_a_reconnect_and_an_instance_hop() {
-    let redis = RedisServer::start();
-    let mut config = test_config(Some(&redis));
+    move_budget_on(Backend::single()).await;
+}
+
+pub async fn move_budget_on(backend: Backend) {
+    let mut config = backend.config();
     // Three moves at once, then one every five seconds: the test never waits that long,
     // so the count at the boundary is exact.
     config.move_rate = 0.2;
@@ -53,12 +56,9 @@ async fn the_move_budget_holds_across_a_reconnect_and_an_instance_hop() {
     let wait = retry_after(&refused);
     assert!(wait > 3000 && wait <= 5000, "{wait}");
     // The refused move changed nothing.
-    let mut c = redis.sync_conn();
-    let v: u64 = redis::cmd("HGET")
-        .arg(format!("{}game:{{{game}}}", a.config.key_prefix))
-        .arg("v")
-        .query(&mut c)
-        .unwrap();
+    let key = format!("{}game:{{{game}}}", a.config.key_prefix);
+    let mut c = backend.conn_for(&key);
+    let v: u64 = redis::cmd("HGET").arg(&key).arg("v").query(&mut c).unwrap();
     assert_eq!(v, 8);
     drop(o);
 }

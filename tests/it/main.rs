@@ -1,6 +1,7 @@
 //! All integration tests, in one binary: they share the harness in `helpers` and start real
 //! redis-server processes and real server instances on random free ports.
 
+mod cluster;
 mod failover;
 mod game_flow;
 mod helpers;

@@ -30,7 +30,13 @@ fn chat_text(m: &ServerMsg) -> Option<&str> {
 
 #[tokio::test]
 async fn game_chat_reaches_players_and_spectators_on_every_instance_and_is_replayed_to_joiners() {
-    let (_redis, a, b) = two_instances().await;
+    game_chat_on(Backend::single()).await;
+}
+
+pub async fn game_chat_on(backend: Backend) {
+    let config = backend.config();
+    let a = Instance::start(config.clone()).await;
+    let b = Instance::start(config).await;
     let mut x = player(&a, "ann").await;
     let mut o = player(&b, "bob").await;
     let game = x.create().await;

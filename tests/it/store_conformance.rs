@@ -61,6 +61,21 @@ macro_rules! conformance {
                 }
             )*
         }
+        /// Every script on a 3-master cluster: a script touching two slots fails here.
+        mod cluster {
+            use super::{Arc, Duration, Store};
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let cluster = super::RedisCluster::start();
+                    let store: Arc<dyn Store> = Arc::new(
+                        super::RedisStore::connect_cluster(&cluster.urls(), super::keys(), super::limits(), Duration::from_secs(2))
+                            .expect("cluster store"),
+                    );
+                    super::$name(store).await;
+                }
+            )*
+        }
     };
 }
 

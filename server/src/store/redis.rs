@@ -9,7 +9,9 @@ use super::*;
 use crate::game::Mark;
 use crate::protocol::ServerMsg;
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use ::redis::{ErrorKind, RedisError, Script, ServerErrorKind, Value};
+use ::redis::cluster::ClusterClient;
+use ::redis::cluster_async::ClusterConnection;
+use ::redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, Script, ServerErrorKind, Value};
 use futures_util::StreamExt;
 use std::future::Future;
 use std::sync::LazyLock;
@@ -50,9 +52,55 @@ static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
 pub struct RedisStore {
     keys: Keys,
     limits: StoreLimits,
-    conn: ConnectionManager,
-    bus: Arc<RedisBus>,
+    backend: Backend,
+    bus: Arc<dyn Bus>,
     op_timeout: Duration,
+}
+
+/// One Redis, or a Redis Cluster.
+enum Backend {
+    Single(ConnectionManager),
+    /// Connected on first use and kept: the cluster client follows slot moves and
+    /// reconnects to nodes by itself, but its first connection needs the cluster up.
+    Cluster {
+        client: ClusterClient,
+        conn: tokio::sync::OnceCell<ClusterConnection>,
+    },
+}
+
+/// A connection to either kind of backend, for the commands and scripts.
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ::redis::aio::ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
 }
 
 impl RedisStore {
@@ -79,8 +127,31 @@ impl RedisStore {
         Ok(RedisStore {
             keys,
             limits,
-            conn,
+            backend: Backend::Single(conn),
             bus: Arc::new(RedisBus { client, op_timeout }),
+            op_timeout,
+        })
+    }
+
+    /// A store on a Redis Cluster, from seed node URLs. Nothing is connected until first use.
+    pub fn connect_cluster(
+        nodes: &[String],
+        keys: Keys,
+        limits: StoreLimits,
+        op_timeout: Duration,
+    ) -> StoreResult<RedisStore> {
+        let client = cluster_client(nodes, op_timeout, None)?;
+        Ok(RedisStore {
+            keys,
+            limits,
+            backend: Backend::Cluster {
+                client,
+                conn: tokio::sync::OnceCell::new(),
+            },
+            bus: Arc::new(ClusterBus {
+                nodes: nodes.to_vec(),
+                op_timeout,
+            }),
             op_timeout,
         })
     }
@@ -114,12 +185,27 @@ impl RedisStore {
         }
     }
 
-    fn conn(&self) -> ConnectionManager {
-        self.conn.clone()
+    async fn conn(&self) -> StoreResult<Conn> {
+        match &self.backend {
+            Backend::Single(c) => Ok(Conn::Single(c.clone())),
+            Backend::Cluster { client, conn } => {
+                let connect = conn.get_or_try_init(|| client.get_async_connection());
+                match tokio::time::timeout(self.op_timeout, connect).await {
+                    Ok(Ok(c)) => Ok(Conn::Cluster(c.clone())),
+                    Ok(Err(e)) => Err(classify(e)),
+                    Err(_) => Err(StoreError::Unavailable("cluster connect timed out".into())),
+                }
+            }
+        }
     }
 
+    /// Sharded pub/sub on a cluster: a message then travels only within its slot's shard
+    /// (every channel shares its game's hash tag) instead of to every node.
     fn publish_cmd(&self) -> &'static str {
-        "PUBLISH"
+        match self.backend {
+            Backend::Single(_) => "PUBLISH",
+            Backend::Cluster { .. } => "SPUBLISH",
+        }
     }
 
     async fn presence_script(
@@ -138,7 +224,7 @@ impl RedisStore {
             .arg(k.game_channel(game))
             .arg(game.as_str())
             .arg(self.publish_cmd());
-        let mut conn = self.conn();
+        let mut conn = self.conn().await?;
         let v: Vec<i64> = self.call("presence", inv.invoke_async(&mut conn)).await?;
         match v.as_slice() {
             [x, o, n, xl, ol, mine] => Ok((
@@ -303,7 +389,7 @@ impl Store for RedisStore {
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        let mut conn = self.conn();
+        let mut conn = self.conn().await?;
         let _: String = self
             .call("ping", ::redis::cmd("PING").query_async(&mut conn))
             .await?;
@@ -311,7 +397,7 @@ impl Store for RedisStore {
     }
 
     async fn publish(&self, channel: &str, payload: &str) -> StoreResult<()> {
-        let mut conn = self.conn();
+        let mut conn = self.conn().await?;
         let _: i64 = self
             .call(
                 "publish",
@@ -335,7 +421,7 @@ impl Store for RedisStore {
         ttl: Duration,
     ) -> StoreResult<()> {
         let key = self.keys.session(token);
-        let mut conn = self.conn();
+        let mut conn = self.conn().await?;
         let mut pipe = ::redis::pipe();
         pipe.atomic()
             .cmd("HSET")
@@ -361,7 +447,7 @@ impl Store for RedisStore {
         rename: Option<&str>,
         ttl: Duration,
     ) -> StoreResult<Option<OpenSession>> {
-        let mut conn = self.conn();
+        let mut conn = self.conn().await?;
         let mut inv = SCRIPTS.open_session.prepare_invoke();
         inv.key(self.keys.session(token))
             .key(self.keys.session_games(token))
@@ -398,7 +484,7 @@ impl Store for RedisStore {
         game: &GameId,
         ttl: Duration,
     ) -> StoreResult<()> {
-        let mut conn = self.conn();
+        let mut conn = self.conn().await?;
         let mut inv = SCRIPTS.remember_game.prepare_invoke();
         inv.key(self.keys.session_games(token))
             .arg(game.as_str())
@@ -411,7 +497,7 @@ impl Store for RedisStore {
     }
 
     async fn forget_game(&self, token: &TokenHash, game: &GameId) -> StoreResult<()> {
-        let mut conn = self.conn();
+        let mut conn = self.conn().await?;
         let _: i64 = self
             .call(
                 "forget_game",
@@ -437,7 +523,7 @@ impl Store for RedisStore {
             .as_ref()
             .ok_or_else(|| StoreError::Corrupt("a game needs X".into()))?;
         let state = serde_json::to_string(state).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let mut conn = self.conn();
+        let mut conn = self.conn().await?;
         let mut inv = SCRIPTS.create_game.prepare_invoke();
         inv.key(self.keys.game(game))
             .key(self.keys.game_log(game))
@@ -456,7 +542,7 @@ impl Store for RedisStore {
     }
 
     async fn load_game(&self, game: &GameId) -> StoreResult<Option<StoredGame>> {
-        let mut conn = self.conn();
+        let mut conn = self.conn().await?;
         let v: Vec<Option<String>> = self
             .call(
                 "load_game",
@@ -492,7 +578,7 @@ impl Store for RedisStore {
             .unwrap_or_default();
         let state =
             serde_json::to_string(t.state).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let mut conn = self.conn();
+        let mut conn = self.conn().await?;
         let mut inv = SCRIPTS.transition.prepare_invoke();
         inv.key(k.game(g))
             .key(k.game_log(g))
@@ -543,7 +629,7 @@ impl Store for RedisStore {
     }
 
     async fn events_since(&self, game: &GameId, since: u64) -> StoreResult<Replay> {
-        let mut conn = self.conn();
+        let mut conn = self.conn().await?;
         let mut inv = SCRIPTS.events_since.prepare_invoke();
         inv.key(self.keys.game(game))
             .key(self.keys.game_log(game))
@@ -569,7 +655,7 @@ impl Store for RedisStore {
         player: &PlayerId,
         mid: &str,
     ) -> StoreResult<Option<u64>> {
-        let mut conn = self.conn();
+        let mut conn = self.conn().await?;
         let score: Option<String> = self
             .call(
                 "applied_move",
@@ -595,7 +681,7 @@ impl Store for RedisStore {
             Some(g) => (k.game_chat(g), k.game(g), k.game_channel(g)),
             None => (k.lobby_chat(), k.lobby_chat(), k.lobby_channel()),
         };
-        let mut conn = self.conn();
+        let mut conn = self.conn().await?;
         let mut inv = SCRIPTS.chat.prepare_invoke();
         inv.key(stream)
             .key(exists_key)
@@ -630,7 +716,7 @@ impl Store for RedisStore {
             Some(g) => self.keys.game_chat(g),
             None => self.keys.lobby_chat(),
         };
-        let mut conn = self.conn();
+        let mut conn = self.conn().await?;
         let reply: Value = self
             .call(
                 "recent_chat",
@@ -653,7 +739,7 @@ impl Store for RedisStore {
     }
 
     async fn rate(&self, key: &str, rule: Rule) -> StoreResult<Decision> {
-        let mut conn = self.conn();
+        let mut conn = self.conn().await?;
         let mut inv = SCRIPTS.rate.prepare_invoke();
         inv.key(key).arg(rule.interval_us).arg(rule.tolerance_us());
         let v: Vec<u64> = self.call("rate", inv.invoke_async(&mut conn)).await?;
@@ -676,7 +762,7 @@ impl Store for RedisStore {
         let games = self.keys.instance_games(entry.lease);
         if delta > 0 {
             // Indexed before the entry exists, so a sweep after this instance dies finds it.
-            let mut conn = self.conn();
+            let mut conn = self.conn().await?;
             let _: i64 = self
                 .call(
                     "presence_index",
@@ -698,7 +784,7 @@ impl Store for RedisStore {
             .presence_script(game, &["change", &field, &delta_s], ttl)
             .await?;
         if mine == 0 {
-            let mut conn = self.conn();
+            let mut conn = self.conn().await?;
             let _: i64 = self
                 .call(
                     "presence_index",
@@ -717,7 +803,7 @@ impl Store for RedisStore {
     }
 
     async fn presence(&self, game: &GameId) -> StoreResult<Presence> {
-        let mut conn = self.conn();
+        let mut conn = self.conn().await?;
         let mut inv = SCRIPTS.presence.prepare_invoke();
         inv.key(self.keys.game_presence(game))
             .key(self.keys.game(game))
@@ -730,7 +816,7 @@ impl Store for RedisStore {
     }
 
     async fn inspect_seats(&self, game: &GameId) -> StoreResult<Option<SeatsView>> {
-        let mut conn = self.conn();
+        let mut conn = self.conn().await?;
         let mut inv = SCRIPTS.presence.prepare_invoke();
         inv.key(self.keys.game_presence(game))
             .key(self.keys.game(game))
@@ -770,7 +856,7 @@ impl Store for RedisStore {
     }
 
     async fn renew_lease(&self, lease: &str, ttl: Duration) -> StoreResult<bool> {
-        let mut conn = self.conn();
+        let mut conn = self.conn().await?;
         let mut inv = SCRIPTS.lease.prepare_invoke();
         inv.key(self.keys.instances())
             .arg("renew")
@@ -781,7 +867,7 @@ impl Store for RedisStore {
     }
 
     async fn expired_leases(&self) -> StoreResult<Vec<String>> {
-        let mut conn = self.conn();
+        let mut conn = self.conn().await?;
         let mut inv = SCRIPTS.lease.prepare_invoke();
         inv.key(self.keys.instances()).arg("expired");
         self.call("lease", inv.invoke_async(&mut conn)).await
@@ -793,7 +879,7 @@ impl Store for RedisStore {
         ttl: Duration,
     ) -> StoreResult<Vec<(GameId, Seats<bool>)>> {
         let index = self.keys.instance_games(lease);
-        let mut conn = self.conn();
+        let mut conn = self.conn().await?;
         let games: Vec<String> = self
             .call(
                 "sweep",
@@ -839,7 +925,7 @@ impl Store for RedisStore {
             entry: entry.clone(),
         }
         .to_json();
-        let mut conn = self.conn();
+        let mut conn = self.conn().await?;
         let mut inv = SCRIPTS.lobby.prepare_invoke();
         inv.key(k.lobby_open())
             .key(k.lobby_live())
@@ -861,7 +947,7 @@ impl Store for RedisStore {
         ttl: Duration,
     ) -> StoreResult<(Vec<LobbyGame>, Vec<LobbyGame>)> {
         let k = &self.keys;
-        let mut conn = self.conn();
+        let mut conn = self.conn().await?;
         let mut inv = SCRIPTS.lobby.prepare_invoke();
         inv.key(k.lobby_open())
             .key(k.lobby_live())
@@ -885,7 +971,7 @@ impl Store for RedisStore {
 
     async fn match_enqueue(&self, ticket: &Ticket, fresh: Duration) -> StoreResult<Option<Ticket>> {
         let json = serde_json::to_string(ticket).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let mut conn = self.conn();
+        let mut conn = self.conn().await?;
         let mut inv = SCRIPTS.matching.prepare_invoke();
         inv.key(self.keys.match_queue())
             .key(self.keys.match_tickets())
@@ -904,7 +990,7 @@ impl Store for RedisStore {
     }
 
     async fn match_cancel(&self, player: &PlayerId) -> StoreResult<bool> {
-        let mut conn = self.conn();
+        let mut conn = self.conn().await?;
         let mut inv = SCRIPTS.matching.prepare_invoke();
         inv.key(self.keys.match_queue())
             .key(self.keys.match_tickets())
@@ -918,7 +1004,7 @@ impl Store for RedisStore {
         if players.is_empty() {
             return Ok(Vec::new());
         }
-        let mut conn = self.conn();
+        let mut conn = self.conn().await?;
         let mut inv = SCRIPTS.matching.prepare_invoke();
         inv.key(self.keys.match_queue())
             .key(self.keys.match_tickets())
@@ -934,7 +1020,7 @@ impl Store for RedisStore {
     }
 
     async fn set_deadline(&self, game: &GameId, at_ms: u64) -> StoreResult<()> {
-        let mut conn = self.conn();
+        let mut conn = self.conn().await?;
         let mut inv = SCRIPTS.deadline.prepare_invoke();
         inv.key(self.keys.deadlines())
             .arg("set")
@@ -945,7 +1031,7 @@ impl Store for RedisStore {
     }
 
     async fn due_deadlines(&self, max: usize) -> StoreResult<(u64, Vec<(GameId, u64)>)> {
-        let mut conn = self.conn();
+        let mut conn = self.conn().await?;
         let mut inv = SCRIPTS.deadline.prepare_invoke();
         inv.key(self.keys.deadlines()).arg("due").arg(max.max(1));
         let reply: Vec<String> = self.call("deadline", inv.invoke_async(&mut conn)).await?;
@@ -972,7 +1058,7 @@ impl Store for RedisStore {
         due: u64,
         next: Option<u64>,
     ) -> StoreResult<bool> {
-        let mut conn = self.conn();
+        let mut conn = self.conn().await?;
         let mut inv = SCRIPTS.deadline.prepare_invoke();
         inv.key(self.keys.deadlines())
             .arg("settle")
@@ -1067,6 +1153,105 @@ impl BusSink for RedisBusSink {
             .await
             .map_err(|_| StoreError::Unavailable("unsubscribe timed out".into()))?
             .map_err(classify)
+    }
+}
+
+fn cluster_client(
+    nodes: &[String],
+    op_timeout: Duration,
+    push: Option<tokio::sync::mpsc::UnboundedSender<::redis::PushInfo>>,
+) -> StoreResult<ClusterClient> {
+    let mut builder = ::redis::cluster::ClusterClientBuilder::new(nodes.to_vec())
+        .connection_timeout(op_timeout)
+        .response_timeout(op_timeout)
+        .retries(2);
+    if let Some(tx) = push {
+        builder = builder
+            .use_protocol(::redis::ProtocolVersion::RESP3)
+            .push_sender(tx);
+    }
+    builder
+        .build()
+        .map_err(|e| StoreError::Config(format!("invalid Redis Cluster URLs: {e}")))
+}
+
+/// Sharded pub/sub on a Redis Cluster (RESP3 pushes). The cluster client resubscribes by
+/// itself after reconnects and slot moves, but whatever was published while a node was
+/// unreachable is lost: on any disconnection the stream ends, so that the hub reconnects and
+/// has its clients catch up, exactly as with a single Redis.
+pub struct ClusterBus {
+    nodes: Vec<String>,
+    op_timeout: Duration,
+}
+
+struct ClusterBusSink {
+    conn: ClusterConnection,
+    op_timeout: Duration,
+}
+
+#[async_trait]
+impl Bus for ClusterBus {
+    async fn connect(&self) -> StoreResult<BusConnection> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let client = cluster_client(&self.nodes, self.op_timeout, Some(tx))?;
+        let conn = tokio::time::timeout(self.op_timeout, client.get_async_connection())
+            .await
+            .map_err(|_| StoreError::Unavailable("cluster connect timed out".into()))?
+            .map_err(classify)?;
+        let messages = futures_util::stream::unfold(rx, |mut rx| async move {
+            loop {
+                let push = rx.recv().await?;
+                match push.kind {
+                    ::redis::PushKind::Disconnection => return None,
+                    ::redis::PushKind::SMessage | ::redis::PushKind::Message => {
+                        let mut data = push.data.into_iter();
+                        let (Some(channel), Some(payload)) = (data.next(), data.next()) else {
+                            continue;
+                        };
+                        let (Some(channel), Value::BulkString(bytes)) = (text(&channel), payload)
+                        else {
+                            continue;
+                        };
+                        if let Ok(payload) = Utf8Bytes::try_from(bytes) {
+                            return Some((BusMessage { channel, payload }, rx));
+                        }
+                    }
+                    _ => continue,
+                }
+            }
+        })
+        .boxed();
+        Ok(BusConnection {
+            sink: Box::new(ClusterBusSink {
+                conn,
+                op_timeout: self.op_timeout,
+            }),
+            messages,
+        })
+    }
+}
+
+#[async_trait]
+impl BusSink for ClusterBusSink {
+    async fn subscribe(&mut self, channels: &[String]) -> StoreResult<()> {
+        // One command per channel: channels of different slots live on different nodes.
+        for c in channels {
+            tokio::time::timeout(self.op_timeout, self.conn.ssubscribe(c))
+                .await
+                .map_err(|_| StoreError::Unavailable("ssubscribe timed out".into()))?
+                .map_err(classify)?;
+        }
+        Ok(())
+    }
+
+    async fn unsubscribe(&mut self, channels: &[String]) -> StoreResult<()> {
+        for c in channels {
+            tokio::time::timeout(self.op_timeout, self.conn.sunsubscribe(c))
+                .await
+                .map_err(|_| StoreError::Unavailable("sunsubscribe timed out".into()))?
+                .map_err(classify)?;
+        }
+        Ok(())
     }
 }
 

@@ -1,0 +1,91 @@
+//! The same server on a Redis Cluster (three masters): the multi-instance game, races,
+//! subscriptions, chat, limits and resume run here as well as on one Redis, plus what only a
+//! cluster can do to a game: lose and regain the master holding it.
+
+use crate::helpers::*;
+use crate::{failover, game_flow, limits, social};
+use serde_json::json;
+use std::time::{Duration, Instant};
+use tictactoe::protocol::{ErrorCode, ServerMsg};
+
+#[tokio::test]
+async fn a_game_across_instances() {
+    game_flow::x_on_instance_a_beats_o_on_instance_b_on(Backend::cluster()).await;
+}
+
+#[tokio::test]
+async fn racing_moves_are_accepted_exactly_once() {
+    game_flow::racing_moves_on(Backend::cluster(), 100).await;
+}
+
+#[tokio::test]
+async fn each_instance_holds_one_sharded_subscription_per_game() {
+    game_flow::subscriptions_on(Backend::cluster()).await;
+}
+
+#[tokio::test]
+async fn chat_across_instances() {
+    social::game_chat_on(Backend::cluster()).await;
+}
+
+#[tokio::test]
+async fn the_move_budget_holds_across_instances() {
+    limits::move_budget_on(Backend::cluster()).await;
+}
+
+#[tokio::test]
+async fn an_instance_killed_mid_game_costs_only_a_reconnect() {
+    failover::killed_instance_on(Backend::cluster()).await;
+}
+
+#[tokio::test]
+async fn the_master_holding_a_game_restarts_mid_game_and_the_game_goes_on() {
+    let mut cluster = RedisCluster::start();
+    let config = tictactoe::config::Config {
+        redis_cluster_urls: cluster.urls(),
+        ..test_config(None)
+    };
+    let a = Instance::start(config.clone()).await;
+    let b = Instance::start(config.clone()).await;
+    let mut x = a.connect().await;
+    x.hello("ann").await;
+    let mut o = b.connect().await;
+    o.hello("bob").await;
+    let game = x.create().await;
+    o.join(&game).await;
+    ack_version(&x.play(&game, 0).await); // v3
+    ack_version(&o.play(&game, 4).await); // v4
+
+    let node = cluster.node_of(&format!("{}game:{{{game}}}", config.key_prefix));
+    cluster.stop_node(node);
+    let m = x
+        .request(json!({"type":"move","game":game,"cell":1,"mid":"m-1"}))
+        .await;
+    assert_eq!(error_code(&m), ErrorCode::Unavailable);
+    cluster.start_node(node);
+
+    // The same move id, retried until the shard answers: applied once, seen on the other
+    // instance through the resubscribed shard channel.
+    let deadline = Instant::now() + WAIT;
+    let version = loop {
+        match x
+            .request(json!({"type":"move","game":game,"cell":1,"mid":"m-1"}))
+            .await
+        {
+            ServerMsg::Ack { info, .. } => break info.version.unwrap(),
+            other => assert_eq!(error_code(&other), ErrorCode::Unavailable),
+        }
+        assert!(Instant::now() < deadline, "the shard never came back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(version, 5, "no acknowledged move lost, none applied twice");
+    let seen = o.event(&game, 5).await;
+    assert_eq!(seen.state().unwrap().board.to_string(), "XX..O....");
+    ack_version(&o.play(&game, 8).await);
+    ack_version(&x.play(&game, 2).await);
+    let end = o.event(&game, 7).await;
+    assert_eq!(
+        end.state().unwrap().result.unwrap().winner,
+        Some(tictactoe::game::Mark::X)
+    );
+}
