@@ -25,9 +25,16 @@ pub struct MonitorArgs {
     /// Also print the lobby channel (games opening and filling, lobby chat).
     #[arg(long)]
     pub lobby: bool,
+    /// Redis Cluster seed nodes, comma separated (instead of --redis-url). Game channels are
+    /// sharded there and sharded pub/sub has no patterns: give --game and/or --lobby.
+    #[arg(long, env = "REDIS_CLUSTER_URLS", value_delimiter = ',')]
+    pub cluster_urls: Vec<String>,
 }
 
 pub async fn run(args: MonitorArgs) -> anyhow::Result<()> {
+    if !args.cluster_urls.is_empty() {
+        return run_cluster(args).await;
+    }
     let client = redis::Client::open(args.redis_url.as_str())?;
     let keys = crate::store::Keys::new(args.key_prefix.clone());
     let pattern = match &args.game {
@@ -65,6 +72,52 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<()> {
         }
         tokio::time::sleep(backoff.next_delay()).await;
     }
+}
+
+/// On a cluster: SSUBSCRIBE to the chosen channels through the cluster client, which follows
+/// slot moves and resubscribes after node restarts by itself.
+async fn run_cluster(args: MonitorArgs) -> anyhow::Result<()> {
+    let keys = crate::store::Keys::new(args.key_prefix.clone());
+    let mut channels = Vec::new();
+    if let Some(g) = &args.game {
+        let g = crate::ids::GameId::try_from(g.clone()).map_err(anyhow::Error::msg)?;
+        channels.push(keys.game_channel(&g));
+    }
+    if args.lobby {
+        channels.push(keys.lobby_channel());
+    }
+    anyhow::ensure!(
+        !channels.is_empty(),
+        "on a cluster, game channels are sharded and cannot be pattern-subscribed: give --game <id> and/or --lobby"
+    );
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let client = redis::cluster::ClusterClientBuilder::new(args.cluster_urls.clone())
+        .use_protocol(redis::ProtocolVersion::RESP3)
+        .push_sender(tx)
+        .build()?;
+    let mut conn = client.get_async_connection().await?;
+    for c in &channels {
+        conn.ssubscribe(c).await?;
+    }
+    eprintln!("watching {}", channels.join(" and "));
+    while let Some(push) = rx.recv().await {
+        match push.kind {
+            redis::PushKind::SMessage => {
+                if let Some(redis::Value::BulkString(payload)) = push.data.get(1) {
+                    for line in render(&String::from_utf8_lossy(payload), &clock()) {
+                        println!("{line}");
+                    }
+                }
+            }
+            redis::PushKind::Disconnection => {
+                eprintln!(
+                    "a cluster node connection dropped; resubscribing (messages meanwhile are not shown)"
+                );
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 fn clock() -> String {

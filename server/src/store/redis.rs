@@ -62,10 +62,12 @@ enum Backend {
     Single(ConnectionManager),
     /// Connected on first use and kept: the cluster client follows slot moves and
     /// reconnects to nodes by itself, but its first connection needs the cluster up.
-    Cluster {
-        client: ClusterClient,
-        conn: tokio::sync::OnceCell<ClusterConnection>,
-    },
+    Cluster(Box<LazyCluster>),
+}
+
+struct LazyCluster {
+    client: ClusterClient,
+    conn: tokio::sync::OnceCell<ClusterConnection>,
 }
 
 /// A connection to either kind of backend, for the commands and scripts.
@@ -144,10 +146,10 @@ impl RedisStore {
         Ok(RedisStore {
             keys,
             limits,
-            backend: Backend::Cluster {
+            backend: Backend::Cluster(Box::new(LazyCluster {
                 client,
                 conn: tokio::sync::OnceCell::new(),
-            },
+            })),
             bus: Arc::new(ClusterBus {
                 nodes: nodes.to_vec(),
                 op_timeout,
@@ -188,8 +190,10 @@ impl RedisStore {
     async fn conn(&self) -> StoreResult<Conn> {
         match &self.backend {
             Backend::Single(c) => Ok(Conn::Single(c.clone())),
-            Backend::Cluster { client, conn } => {
-                let connect = conn.get_or_try_init(|| client.get_async_connection());
+            Backend::Cluster(lazy) => {
+                let connect = lazy
+                    .conn
+                    .get_or_try_init(|| lazy.client.get_async_connection());
                 match tokio::time::timeout(self.op_timeout, connect).await {
                     Ok(Ok(c)) => Ok(Conn::Cluster(c.clone())),
                     Ok(Err(e)) => Err(classify(e)),
@@ -204,7 +208,7 @@ impl RedisStore {
     fn publish_cmd(&self) -> &'static str {
         match self.backend {
             Backend::Single(_) => "PUBLISH",
-            Backend::Cluster { .. } => "SPUBLISH",
+            Backend::Cluster(_) => "SPUBLISH",
         }
     }
 
