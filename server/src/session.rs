@@ -148,6 +148,7 @@ where
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ping.tick().await;
         let mut last_heard = Instant::now();
+        let mut renewed = Instant::now();
         let shutdown = self.app.shutdown.clone();
         loop {
             // Biased, and the queue before the socket: `select!` otherwise starts at a random
@@ -174,6 +175,7 @@ where
                     if last_heard.elapsed() > idle {
                         Err(Closing::Close(close::IDLE, "idle"))
                     } else {
+                        self.renew_session(&mut renewed).await;
                         self.write(Message::Ping(Default::default())).await
                     }
                 }
@@ -181,6 +183,20 @@ where
             if let Err(closing) = step {
                 return closing;
             }
+        }
+    }
+
+    /// A session lives `SESSION_TTL_SECS` after its last use: a connection open for longer
+    /// than that must keep it alive, or its seats would be lost on the next reconnect.
+    async fn renew_session(&mut self, renewed: &mut Instant) {
+        let ttl = self.app.config.session_ttl();
+        let Some(id) = &self.identity else { return };
+        if renewed.elapsed() < ttl / 4 {
+            return;
+        }
+        match self.app.store.open_session(&id.token, None, ttl).await {
+            Ok(_) => *renewed = Instant::now(),
+            Err(e) => tracing::debug!(error = %e, "session renewal failed; will retry"),
         }
     }
 

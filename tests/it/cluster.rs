@@ -89,3 +89,43 @@ async fn the_master_holding_a_game_restarts_mid_game_and_the_game_goes_on() {
         Some(tictactoe::game::Mark::X)
     );
 }
+
+#[tokio::test]
+async fn a_games_subscriptions_follow_its_slot_to_another_master() {
+    let cluster = RedisCluster::start();
+    let config = tictactoe::config::Config {
+        redis_cluster_urls: cluster.urls(),
+        ..test_config(None)
+    };
+    let a = Instance::start(config.clone()).await;
+    let b = Instance::start(config.clone()).await;
+    let mut x = a.connect().await;
+    x.hello("ann").await;
+    let mut o = b.connect().await;
+    o.hello("bob").await;
+    let game = x.create().await;
+    o.join(&game).await;
+    ack_version(&x.play(&game, 0).await); // v3
+    o.event(&game, 3).await;
+
+    let key = format!("{}game:{{{game}}}", config.key_prefix);
+    let before = cluster.node_of(&key);
+    let after = cluster.migrate_slot_of(&key);
+    assert_ne!(before, after);
+    assert_eq!(cluster.node_of(&key), after);
+
+    // Both instances still see every move of the game, now published on the new owner.
+    ack_version(&o.play(&game, 4).await); // v4
+    x.event(&game, 4).await;
+    ack_version(&x.play(&game, 1).await); // v5
+    let seen = o.event(&game, 5).await;
+    assert_eq!(seen.state().unwrap().board.to_string(), "XX..O....");
+    // And the subscriptions now live on the new owner.
+    let channel = format!("{}game:{{{game}}}:events", config.key_prefix);
+    let (_, n): (String, i64) = redis::cmd("PUBSUB")
+        .arg("SHARDNUMSUB")
+        .arg(&channel)
+        .query(&mut cluster.conn(after))
+        .unwrap();
+    assert_eq!(n, 2);
+}

@@ -275,8 +275,8 @@ async fn sigterm_drains_an_instance_and_its_clients_move_to_the_others() {
 async fn redis_restarted_mid_game_loses_no_acknowledged_move() {
     let mut redis = RedisServer::start();
     let cfg = config(&redis);
-    let a = Instance::start(cfg.clone()).await;
-    let b = Instance::start(cfg).await;
+    let procs = processes(&cfg, 2).await;
+    let (a, b) = (&procs[0], &procs[1]);
     let mut x = a.connect().await;
     x.hello("ann").await;
     let mut o = b.connect().await;
@@ -291,13 +291,13 @@ async fn redis_restarted_mid_game_loses_no_acknowledged_move() {
         .request(json!({"type":"move","game":game,"cell":1,"mid":"m-1"}))
         .await;
     assert_eq!(error_code(&m), ErrorCode::Unavailable);
-    for inst in [&a, &b] {
-        let (status, body) = http_get(inst.addr, "/readyz").await.unwrap();
+    for p in [a, b] {
+        let (status, body) = http_get(p.addr, "/readyz").await.unwrap();
         assert_eq!(status, 503, "{body}");
     }
     redis.restart();
-    for inst in [&a, &b] {
-        inst.wait_ready().await;
+    for p in [a, b] {
+        p.wait_ready().await;
     }
     // Retried with the same move id: applied once; O (on the other instance, whose
     // subscription had to be re-established) sees it.
@@ -330,8 +330,8 @@ async fn redis_restarted_mid_game_loses_no_acknowledged_move() {
 async fn a_retried_move_id_is_applied_once_even_on_another_instance() {
     let redis = RedisServer::start();
     let cfg = config(&redis);
-    let a = Instance::start(cfg.clone()).await;
-    let b = Instance::start(cfg).await;
+    let procs = processes(&cfg, 2).await;
+    let (a, b) = (&procs[0], &procs[1]);
     let mut x = a.connect().await;
     x.hello("ann").await;
     let mut o = b.connect().await;
@@ -417,4 +417,37 @@ async fn session_tokens_stay_out_of_logs_and_channels_and_cannot_be_forged() {
         .query(&mut c)
         .unwrap();
     assert!(keys.iter().all(|k| !k.contains(token.as_str())), "{keys:?}");
+}
+
+#[tokio::test]
+async fn a_session_stays_alive_while_its_connection_is_open() {
+    let redis = RedisServer::start();
+    let mut cfg = config(&redis);
+    cfg.session_ttl_secs = 1;
+    cfg.idle_timeout_ms = 600; // pings (and renewals) every 200 ms
+    let a = Instance::start(cfg).await;
+    let mut x = a.connect().await;
+    x.hello("ann").await;
+    let game = x.create().await;
+    // Three lifetimes later, the still-connected session is alive: a reconnect resumes it.
+    let deadline = Instant::now() + Duration::from_millis(3000);
+    while Instant::now() < deadline {
+        assert!(matches!(
+            x.request(json!({"type":"ping"})).await,
+            ServerMsg::Pong { .. }
+        ));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut again = a.connect().await;
+    again.token = x.token.clone();
+    match again.hello("ann").await {
+        ServerMsg::Welcome { resumed, .. } => assert!(resumed),
+        other => panic!("{other:?}"),
+    }
+    let snap = again
+        .recv_until(|m| matches!(m, ServerMsg::Snapshot { .. }))
+        .await;
+    assert!(
+        matches!(snap, ServerMsg::Snapshot { game: g, you: tictactoe::protocol::Role::X, .. } if g.as_str() == game)
+    );
 }

@@ -955,3 +955,70 @@ impl Backend {
         }
     }
 }
+
+impl RedisCluster {
+    fn node_id(&self, node: usize) -> String {
+        redis::cmd("CLUSTER")
+            .arg("MYID")
+            .query(&mut self.conn(node))
+            .unwrap()
+    }
+
+    /// Moves the slot of `key` (and its keys) from its owner to another master, the way
+    /// `redis-cli --cluster reshard` does. Returns the new owner.
+    pub fn migrate_slot_of(&self, key: &str) -> usize {
+        let from = self.node_of(key);
+        let to = (from + 1) % self.ports.len();
+        let slot: u16 = redis::cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(key)
+            .query(&mut self.conn(from))
+            .unwrap();
+        let (from_id, to_id) = (self.node_id(from), self.node_id(to));
+        let _: () = redis::cmd("CLUSTER")
+            .arg("SETSLOT")
+            .arg(slot)
+            .arg("IMPORTING")
+            .arg(&from_id)
+            .query(&mut self.conn(to))
+            .unwrap();
+        let _: () = redis::cmd("CLUSTER")
+            .arg("SETSLOT")
+            .arg(slot)
+            .arg("MIGRATING")
+            .arg(&to_id)
+            .query(&mut self.conn(from))
+            .unwrap();
+        loop {
+            let keys: Vec<String> = redis::cmd("CLUSTER")
+                .arg("GETKEYSINSLOT")
+                .arg(slot)
+                .arg(100)
+                .query(&mut self.conn(from))
+                .unwrap();
+            if keys.is_empty() {
+                break;
+            }
+            let _: () = redis::cmd("MIGRATE")
+                .arg("127.0.0.1")
+                .arg(self.ports[to])
+                .arg("")
+                .arg(0)
+                .arg(5000)
+                .arg("KEYS")
+                .arg(&keys)
+                .query(&mut self.conn(from))
+                .unwrap();
+        }
+        for node in 0..self.ports.len() {
+            let _: () = redis::cmd("CLUSTER")
+                .arg("SETSLOT")
+                .arg(slot)
+                .arg("NODE")
+                .arg(&to_id)
+                .query(&mut self.conn(node))
+                .unwrap();
+        }
+        to
+    }
+}

@@ -1191,6 +1191,10 @@ pub struct ClusterBus {
 struct ClusterBusSink {
     conn: ClusterConnection,
     op_timeout: Duration,
+    /// Channels this sink is unsubscribing from: their `sunsubscribe` confirmations are
+    /// expected. Any other `sunsubscribe` comes from the server (the slot moved to another
+    /// master) and means the subscription is gone.
+    leaving: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 }
 
 #[async_trait]
@@ -1202,11 +1206,26 @@ impl Bus for ClusterBus {
             .await
             .map_err(|_| StoreError::Unavailable("cluster connect timed out".into()))?
             .map_err(classify)?;
-        let messages = futures_util::stream::unfold(rx, |mut rx| async move {
+        let leaving: Arc<std::sync::Mutex<std::collections::HashSet<String>>> = Arc::default();
+        let expected = leaving.clone();
+        let messages = futures_util::stream::unfold(rx, move |mut rx| {
+            let expected = expected.clone();
+            async move {
             loop {
                 let push = rx.recv().await?;
                 match push.kind {
                     ::redis::PushKind::Disconnection => return None,
+                    ::redis::PushKind::SUnsubscribe => {
+                        let channel = push.data.first().and_then(text).unwrap_or_default();
+                        let ours = expected
+                            .lock()
+                            .map(|mut set| set.remove(&channel))
+                            .unwrap_or(false);
+                        if !ours {
+                            tracing::info!(%channel, "shard channel dropped by the server (slot moved); resubscribing");
+                            return None;
+                        }
+                    }
                     ::redis::PushKind::SMessage | ::redis::PushKind::Message => {
                         let mut data = push.data.into_iter();
                         let (Some(channel), Some(payload)) = (data.next(), data.next()) else {
@@ -1223,12 +1242,14 @@ impl Bus for ClusterBus {
                     _ => continue,
                 }
             }
+            }
         })
         .boxed();
         Ok(BusConnection {
             sink: Box::new(ClusterBusSink {
                 conn,
                 op_timeout: self.op_timeout,
+                leaving,
             }),
             messages,
         })
@@ -1250,6 +1271,9 @@ impl BusSink for ClusterBusSink {
 
     async fn unsubscribe(&mut self, channels: &[String]) -> StoreResult<()> {
         for c in channels {
+            if let Ok(mut set) = self.leaving.lock() {
+                set.insert(c.clone());
+            }
             tokio::time::timeout(self.op_timeout, self.conn.sunsubscribe(c))
                 .await
                 .map_err(|_| StoreError::Unavailable("sunsubscribe timed out".into()))?
