@@ -114,7 +114,10 @@ impl RedisStore {
         limits: StoreLimits,
         op_timeout: Duration,
     ) -> StoreResult<RedisStore> {
-        let client = ::redis::Client::open(url)
+        let info = ::redis::IntoConnectionInfo::into_connection_info(url)
+            .map_err(|e| StoreError::Config(format!("invalid Redis URL: {e}")))?
+            .set_tcp_settings(tcp_settings());
+        let client = ::redis::Client::open(info)
             .map_err(|e| StoreError::Config(format!("invalid Redis URL: {e}")))?;
         // Few retries per reconnect attempt: a command waiting on a reconnect should fail
         // within the operation timeout; the next command starts a new attempt.
@@ -242,6 +245,12 @@ impl RedisStore {
             other => Err(corrupt("presence", other)),
         }
     }
+}
+
+/// A move is one small script call whose reply someone is waiting for: it must not sit in
+/// Nagle's buffer (redis-rs leaves `TCP_NODELAY` off by default).
+fn tcp_settings() -> ::redis::io::tcp::TcpSettings {
+    ::redis::io::tcp::TcpSettings::default().set_nodelay(true)
 }
 
 fn ttl_ms(ttl: Duration) -> u64 {
@@ -1166,6 +1175,7 @@ fn cluster_client(
     push: Option<tokio::sync::mpsc::UnboundedSender<::redis::PushInfo>>,
 ) -> StoreResult<ClusterClient> {
     let mut builder = ::redis::cluster::ClusterClientBuilder::new(nodes.to_vec())
+        .tcp_settings(tcp_settings())
         .connection_timeout(op_timeout)
         .response_timeout(op_timeout)
         .retries(2);
