@@ -3,4 +3,5 @@
 
 mod game_flow;
 mod helpers;
+mod loadgen;
 mod protocol_doc;
