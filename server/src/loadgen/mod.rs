@@ -72,6 +72,8 @@ pub struct LoadgenArgs {
     /// each gives another ~28,000 ephemeral ports.
     #[arg(long, value_delimiter = ',')]
     pub source_ips: Vec<IpAddr>,
+    /// play: pairs of connections play games through rematches; idle: connections say hello
+    /// and stay open (server memory per connection).
     #[arg(long, value_enum, default_value = "play")]
     pub mode: Mode,
     /// Process ids of the servers, in the order of --urls, to report their resident memory
@@ -234,19 +236,11 @@ impl Drop for Settle<'_> {
     }
 }
 
-/// The binary's entry: runs until the duration is over or Ctrl-C, then prints the report.
+/// The binary's entry: runs until the duration is over, Ctrl-C or SIGTERM, then prints the
+/// report.
 pub async fn run(args: LoadgenArgs) -> anyhow::Result<()> {
     let stop = CancellationToken::new();
-    let on_signal = stop.clone();
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("interrupted: closing connections, then the report (Ctrl-C again to quit)");
-            on_signal.cancel();
-            if tokio::signal::ctrl_c().await.is_ok() {
-                std::process::exit(130);
-            }
-        }
-    });
+    tokio::spawn(on_signal(stop.clone()));
     let json = args.json;
     let report = run_with(args, stop).await?;
     if json {
@@ -256,6 +250,25 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<()> {
         print!("{}", report.render());
     }
     Ok(())
+}
+
+/// The first signal ends the run early (the report still comes); a second one quits.
+async fn on_signal(stop: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        return;
+    };
+    for n in 0.. {
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => if r.is_err() { return },
+            _ = term.recv() => {}
+        }
+        if n > 0 {
+            std::process::exit(130);
+        }
+        eprintln!("interrupted: closing connections, then the report (again to quit at once)");
+        stop.cancel();
+    }
 }
 
 /// Runs a load test and returns its report. Cancelling `stop` ends it early (the report
@@ -482,18 +495,20 @@ impl Progress<'_> {
             return acks;
         }
         let phase = if measuring { "measuring" } else { "ramp" };
-        let unit = match self.mode {
-            Mode::Play => "games",
-            Mode::Idle => "connections",
+        let rest = match self.mode {
+            Mode::Play => format!(
+                "games set up, {:.0} moves/s",
+                (acks - acks_then) as f64 / PROGRESS_EVERY.as_secs_f64()
+            ),
+            Mode::Idle => "connections set up".into(),
         };
         eprintln!(
-            "[{:6.1}s] {phase}: {} established, {} failed, {}/{} {unit} set up, {:.0} moves/s",
+            "[{:6.1}s] {phase}: {} established, {} failed, {}/{} {rest}",
             started.elapsed().as_secs_f64(),
             self.established(),
             self.failed(),
             s.settled(),
             self.total,
-            (acks - acks_then) as f64 / PROGRESS_EVERY.as_secs_f64(),
         );
         acks
     }

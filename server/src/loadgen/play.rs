@@ -232,6 +232,19 @@ fn welcomed_by(reply: ServerMsg) -> Result<String, Failure> {
     }
 }
 
+/// Both results, or a failure; when both sides failed, the first is recorded here and the
+/// second returned for the caller to record.
+fn both<A, B>(ctx: &Ctx, a: Result<A, Failure>, b: Result<B, Failure>) -> Result<(A, B), Failure> {
+    match (a, b) {
+        (Ok(a), Ok(b)) => Ok((a, b)),
+        (Err(f), Ok(_)) | (Ok(_), Err(f)) => Err(f),
+        (Err(first), Err(second)) => {
+            ctx.fail(&first);
+            Err(second)
+        }
+    }
+}
+
 /// Connects both players, says hello, creates the game and seats O.
 async fn set_up(
     ctx: &Ctx,
@@ -239,22 +252,14 @@ async fn set_up(
     plan: GamePlan,
 ) -> Result<(GameId, Player, Player), Failure> {
     let (x, o) = tokio::join!(ctx.open(plan.x), ctx.open(plan.o));
-    let (mut xw, mut ow) = match (x, o) {
-        (Ok(x), Ok(o)) => (x, o),
-        (x, o) => {
-            // Report each side's failure; the survivor, if any, is dropped (closed).
-            for f in [x.err(), o.err()].into_iter().flatten() {
-                ctx.fail(&f);
-            }
-            return Err(Failure::Stopped);
-        }
-    };
+    let (mut xw, mut ow) = both(ctx, x, o)?;
     let (hello_x, hello_o) = (hello(index, Mark::X), hello(index, Mark::O));
     let (hx, ho) = tokio::join!(
         ctx.stoppable(conn::request(&mut xw, &hello_x, 1)),
         ctx.stoppable(conn::request(&mut ow, &hello_o, 1)),
     );
-    let (ix, io) = (welcomed_by(hx?)?, welcomed_by(ho?)?);
+    let (hx, ho) = both(ctx, hx, ho)?;
+    let (ix, io) = (welcomed_by(hx)?, welcomed_by(ho)?);
     ctx.instance_seen(plan.x.url, &ix);
     ctx.instance_seen(plan.o.url, &io);
 
