@@ -30,6 +30,9 @@ pub enum Command {
     Serve(Config),
     /// Print moves, boards and chat of live games as they happen.
     Monitor(crate::monitor::MonitorArgs),
+    /// Drive instances with many WebSocket clients (playing or idle) and report throughput,
+    /// latency and server memory.
+    Loadgen(crate::loadgen::LoadgenArgs),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -26,6 +26,7 @@ pub mod games;
 pub mod housekeeping;
 pub mod hub;
 pub mod ids;
+pub mod loadgen;
 pub mod monitor;
 pub mod protocol;
 pub mod ratelimit;

@@ -9,6 +9,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Monitor(args)) => tictactoe::monitor::run(args).await,
+        Some(Command::Loadgen(args)) => tictactoe::loadgen::run(args).await,
         Some(Command::Serve(config)) => serve(config).await,
         None => serve(cli.serve).await,
     }

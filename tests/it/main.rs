@@ -6,6 +6,7 @@ mod failover;
 mod game_flow;
 mod helpers;
 mod limits;
+mod loadgen;
 mod observability;
 mod protocol_doc;
 mod social;
