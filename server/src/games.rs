@@ -223,12 +223,14 @@ async fn after_commit(app: &App, game: &GameId, before: &GameState, after: &Game
     if let Err(e) = app.store.lobby_update(&lobby_entry(game, after)).await {
         tracing::warn!(%game, error = %e, "lobby update failed");
     }
-    if after.status == Status::Playing {
+    // Only when O first sits down: a rematch starts because both players just asked for it,
+    // so both are there and the clocks have nothing to watch.
+    if before.status == Status::Waiting && after.status == Status::Playing {
         start_clocks(app, game).await;
     }
 }
 
-/// A round began: start the away clocks of seats whose player is not here yet, and look at
+/// The game began: start the away clocks of seats whose player is not here yet, and look at
 /// the game again after the match-confirmation time.
 async fn start_clocks(app: &App, game: &GameId) {
     let result = async {
