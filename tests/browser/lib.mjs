@@ -2,6 +2,7 @@
 // per browser context, and bounded waits. Every wait has a timeout; nothing sleeps.
 
 import { chromium } from 'playwright-core';
+import fs from 'node:fs';
 import path from 'node:path';
 
 // Each wait inside a spec; the spec as a whole is bounded by TTT_TIMEOUT_MS.
@@ -50,6 +51,10 @@ export async function spec(name, body) {
     console.error(`${name}: no result after ${env.timeoutMs} ms`);
     process.exit(3);
   }, env.timeoutMs);
+  // Screenshots of an earlier run must not pass for this one's.
+  for (const f of fs.readdirSync(env.artifacts)) {
+    if (f.startsWith(`${name}-`)) fs.rmSync(path.join(env.artifacts, f));
+  }
   const browser = await chromium.launch({ executablePath: env.chromium, headless: true, args: ARGS });
   let failed = null;
   try {

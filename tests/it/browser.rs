@@ -22,3 +22,9 @@ async fn browser_page_resumes_on_another_instance_after_kill_9() {
     let topo = Topology::start(3).await;
     run_spec("failover.mjs", &topo).await;
 }
+
+#[tokio::test]
+async fn browser_quick_match_resign_leave_and_join_from_the_lobby() {
+    let topo = Topology::start(3).await;
+    run_spec("lobby_flow.mjs", &topo).await;
+}

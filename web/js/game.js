@@ -74,7 +74,9 @@ export class GameView {
       + (state.round > 1 ? ` · round ${state.round}` : '');
     show($('watching'), !me);
     const status = $('game-status');
-    status.textContent = describe(game);
+    let text = describe(game);
+    if (!connected && state.status === 'playing' && me) text += ' Waiting for the connection.';
+    status.textContent = text;
     status.dataset.status = state.status;
     const myTurn = me && state.status === 'playing' && state.turn === me;
     this.board.render({
