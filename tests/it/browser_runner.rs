@@ -73,7 +73,10 @@ pub async fn run_spec(spec: &str, topo: &Topology) {
         .env("TTT_INSTANCES", instances.join(","))
         .env("TTT_ARTIFACTS", artifacts_dir())
         .env("TTT_CHROMIUM", &chromium)
-        .env("TTT_TIMEOUT_MS", (SPEC_TIMEOUT.as_millis() - 5000).to_string())
+        .env(
+            "TTT_TIMEOUT_MS",
+            (SPEC_TIMEOUT.as_millis() - 5000).to_string(),
+        )
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(&out_path).expect("node stdout file"))
         .stderr(std::fs::File::create(&err_path).expect("node stderr file"))

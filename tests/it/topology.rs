@@ -72,7 +72,9 @@ impl Nginx {
             .iter()
             .zip(&pinned)
             .map(|(b, p)| {
-                format!("server {{ listen 127.0.0.1:{p}; location / {{ proxy_pass http://{b}; }} }}\n")
+                format!(
+                    "server {{ listen 127.0.0.1:{p}; location / {{ proxy_pass http://{b}; }} }}\n"
+                )
             })
             .collect();
         let template = std::fs::read_to_string(repo_path("deploy/nginx.conf.template"))
@@ -122,7 +124,10 @@ impl Nginx {
             if let Ok((200, _)) = http_get(addr, "/healthz").await {
                 return;
             }
-            let exited = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
+            let exited = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten());
             if let Some(status) = exited {
                 panic!("nginx exited ({status}):\n{}", self.log());
             }
