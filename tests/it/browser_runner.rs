@@ -26,6 +26,13 @@ fn chromium() -> PathBuf {
     path
 }
 
+/// Fails at once, before any process starts, when a tool the specs need is missing.
+pub fn check_tools() {
+    chromium();
+    check_node();
+    crate::topology::nginx_bin();
+}
+
 fn check_node() {
     let out = std::process::Command::new("node").arg("--version").output();
     match out {

@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
+use tictactoe::config::Config;
 
 pub fn repo_path(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
@@ -29,21 +30,22 @@ pub fn render_template(template: &str, vars: &[(&str, String)]) -> String {
     out
 }
 
-fn nginx_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("NGINX_BIN") {
-        return PathBuf::from(p);
-    }
-    let on_path = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .unwrap_or_default()
-        .into_iter()
-        .map(|d| d.join("nginx"))
-        .find(|p| p.is_file());
-    let bin = on_path.unwrap_or_else(|| PathBuf::from("/usr/sbin/nginx"));
+pub fn nginx_bin() -> PathBuf {
+    let bin = match std::env::var_os("NGINX_BIN") {
+        Some(p) => PathBuf::from(p),
+        None => std::env::var_os("PATH")
+            .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|d| d.join("nginx"))
+            .find(|p| p.is_file())
+            .unwrap_or_else(|| PathBuf::from("/usr/sbin/nginx")),
+    };
     assert!(
         bin.is_file(),
-        "nginx is not installed (looked on PATH and at /usr/sbin/nginx, or set NGINX_BIN): \
-         run scripts/install-test-deps.sh"
+        "nginx is not installed (looked for {}; NGINX_BIN overrides): \
+         run scripts/install-test-deps.sh",
+        bin.display()
     );
     bin
 }
@@ -195,8 +197,14 @@ pub struct Topology {
 
 impl Topology {
     pub async fn start(instances: usize) -> Topology {
+        Topology::start_with(instances, |_| {}).await
+    }
+
+    /// Like [`Topology::start`], with `tune` changing the instances' settings first.
+    pub async fn start_with(instances: usize, tune: impl FnOnce(&mut Config)) -> Topology {
         let redis = RedisServer::start();
         let mut config = test_config(Some(&redis));
+        tune(&mut config);
         // nginx connects from here; X-Forwarded-For is believed from it only.
         config.trusted_proxies = vec!["127.0.0.1".into()];
         let servers: Vec<ServerProcess> = (1..=instances)

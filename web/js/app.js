@@ -256,6 +256,31 @@ function onStrayError(msg) {
   notify(errorText(msg));
   const g = app.current && app.games.get(app.current);
   if (g && (msg.code === 'unknown_game' || msg.code === 'unavailable')) syncGame(g);
+  else recover(msg, app.current);
+}
+
+// What an error says about the page's own view, beyond the message shown.
+function recover(err, game) {
+  const g = game && game === app.current ? app.games.get(game) : null;
+  switch (err.code) {
+    case 'hello_required':
+      // The server has no session for this connection: say hello again.
+      conn.reconnectNow();
+      break;
+    case 'not_in_game':
+      if (g) join(g.id, g.role === 'spectator');
+      break;
+    case 'not_your_seat':
+    case 'not_your_turn':
+    case 'game_over':
+    case 'round_in_progress':
+    case 'aborted':
+    case 'not_started':
+      // The board is behind the game: catch up.
+      if (g) syncGame(g);
+      break;
+    default:
+  }
 }
 
 async function syncGame(g) {
@@ -270,7 +295,10 @@ async function syncGame(g) {
 async function ask(msg) {
   try {
     const reply = await conn.request(msg);
-    if (reply.type === 'error') notify(errorText(reply));
+    if (reply.type === 'error') {
+      notify(errorText(reply));
+      recover(reply, msg.game);
+    }
     return reply;
   } catch (e) {
     if (!(e instanceof Disconnected)) throw e;
@@ -374,7 +402,7 @@ function moveFailed(entry, err, retrying) {
   notify(errorText(err));
   const g = app.games.get(entry.game);
   if (!g) return;
-  if (err.code === 'not_in_game') join(g.id, false);
+  if (err.code === 'not_in_game' || err.code === 'hello_required') recover(err, g.id);
   // The board may be behind the game: fetch what was missed.
   else syncGame(g);
 }
