@@ -80,9 +80,22 @@ await spec('failover', async (browser) => {
   await ann.page.locator('#players .player[data-mark="X"][data-online="true"]').waitFor();
   await bob.page.locator('#players .player[data-mark="X"][data-online="true"]').waitFor();
   const states = await ann.page.evaluate(() => window.connStates);
-  step(`connection states seen: ${[...new Set(states.map((s) => s.split(':')[0]))].join(' -> ')}`);
+  check(states.some((s) => /^reconnecting: Reconnecting in \d/.test(s)),
+    `after a crash the page counts down to its next attempt: ${states.join(' | ')}`);
   await shot(ann, 'failover-ann-finished');
   await shot(bob, 'failover-bob-finished');
+
+  step(`${newInstance} shuts down gracefully (SIGTERM): close 1012, Ann reconnects at once`);
+  await ann.page.evaluate(() => { window.connStates = []; });
+  process.kill(env.pids[newInstance], 'SIGTERM');
+  await ann.page.waitForFunction(() => window.connStates.some((s) => s.startsWith('reconnecting')));
+  await connected(ann);
+  const third = await instanceOf(ann);
+  check(third !== newInstance && third !== annInstance, `Ann is on the last instance (${third})`);
+  const after1012 = await ann.page.evaluate(() => window.connStates);
+  check(!after1012.some((s) => s.includes('Reconnecting in')),
+    `no backoff after 1012: ${after1012.join(' | ')}`);
+  await waitStatus(ann, /^You won!/);
   noErrors(ann, bob);
 });
 
