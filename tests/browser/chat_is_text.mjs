@@ -1,5 +1,6 @@
 // Chat lines and names are user data: markup in them must show as text and never run, in the
-// lobby chat and in a game's chat, for the sender and for the reader.
+// lobby chat and in a game's chat, for the sender and for the reader. And a sender over the
+// chat budget (3 lines, then 1 every 10 s) keeps the text until the server's retry_after_ms.
 
 import {
   spec, player, env, step, check, shot, connected, rename, waitStatus, noErrors, onOrigin,
@@ -68,6 +69,18 @@ await spec('chat_is_text', async (browser) => {
     (t) => document.querySelector('#announcer').textContent.includes(`${t} says: `),
     NAME,
   );
+
+  step('Over the chat budget, the page keeps the text and waits retry_after_ms');
+  await say(eve, 'game-chat', 'one');
+  await seeLine(dan, 'game-chat', 'one');
+  await say(eve, 'game-chat', 'two');
+  await eve.page.locator('#notice', { hasText: /Slow down: try again in \d+ s/ }).waitFor();
+  const send = eve.page.locator('#game-chat button[type="submit"]');
+  check(await send.isDisabled(), 'Send is disabled while rate limited');
+  check(await eve.page.locator('#game-chat input').inputValue() === 'two', 'the text is kept');
+  await eve.page.locator('#game-chat button[type="submit"]:not([disabled])').waitFor();
+  await eve.page.locator('#game-chat input').press('Enter');
+  await seeLine(dan, 'game-chat', 'two');
 
   step('No markup became elements, no script ran');
   await noMarkup(eve);

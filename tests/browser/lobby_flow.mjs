@@ -1,8 +1,8 @@
 // The lobby's ways into a game, and the ways out: quick match (with cancel), resign, leave,
-// and joining an open game from the lobby's list.
+// and joining an open game from the lobby's list. Then a browser that goes offline.
 
 import {
-  spec, player, env, step, check, shot, rename, waitStatus, noErrors,
+  spec, player, env, step, check, shot, rename, waitStatus, noErrors, click, seeMark,
 } from './lib.mjs';
 
 await spec('lobby_flow', async (browser) => {
@@ -48,5 +48,15 @@ await spec('lobby_flow', async (browser) => {
   await waitStatus(bob, /^Ann's turn \(X\)/);
   await waitStatus(ann, /^Your turn \(X\)/);
   await shot(ann, 'lobby_flow-ann');
+
+  step('Bob\'s browser loses the network: the page says offline, then reconnects at once');
+  await bob.context.setOffline(true);
+  await bob.page.locator('#conn[data-state="offline"]', { hasText: 'Offline' }).waitFor();
+  await waitStatus(bob, /Waiting for the connection\.$/);
+  await bob.context.setOffline(false);
+  await bob.page.locator('#conn[data-state="connected"]').waitFor();
+  await waitStatus(bob, /^Ann's turn \(X\)\.$/);
+  await click(ann, 4);
+  await seeMark(bob, 4, 'X');
   noErrors(ann, bob);
 });

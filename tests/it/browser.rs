@@ -15,7 +15,12 @@ async fn browser_players_pinned_to_different_instances_play_to_a_win() {
 #[tokio::test]
 async fn browser_chat_markup_is_shown_as_text_and_never_runs() {
     check_tools();
-    let topo = Topology::start(3).await;
+    // A small chat budget, so the spec can also run into it.
+    let topo = Topology::start_with(3, |c| {
+        c.chat_rate = 0.1;
+        c.chat_burst = 3;
+    })
+    .await;
     run_spec("chat_is_text.mjs", &topo).await;
 }
 
