@@ -1,35 +1,38 @@
 #!/usr/bin/env bash
-# Installs what the test suite needs, when it is missing. Idempotent, and quiet when
-# everything is already there.
+# Installs what the browser, load-balancer and compose tests need, only when missing:
+# nginx, Chromium and docker-compose (Debian packages) and the npm packages of tests/browser.
+# Idempotent and quiet when everything is already there; run as root (or with sudo).
 set -euo pipefail
-cd "$(dirname "$0")/.."
 
-as_root() {
-  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
-}
-
-have() {
-  command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]
-}
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 missing=()
-have redis-server || missing+=(redis-server)
+have() { command -v "$1" >/dev/null 2>&1 || [[ -x "/usr/sbin/$1" ]]; }
 have nginx || missing+=(nginx)
-have chromium || missing+=(chromium)
+[[ -x "${CHROMIUM:-/usr/bin/chromium}" ]] || missing+=(chromium)
 have docker-compose || missing+=(docker-compose)
+have redis-server || missing+=(redis-server)
 have node || missing+=(nodejs)
 have npm || missing+=(npm)
 
-if [ "${#missing[@]}" -gt 0 ]; then
-  echo "installing: ${missing[*]}"
+if ((${#missing[@]})); then
+  echo "install-test-deps: installing ${missing[*]}"
+  sudo=()
+  [[ "$(id -u)" == 0 ]] || sudo=(sudo)
   export DEBIAN_FRONTEND=noninteractive
-  # Without refreshing the package lists first when that works: much faster on a fresh image.
-  if ! as_root apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null; then
-    as_root apt-get update -q >/dev/null
-    as_root apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+  "${sudo[@]}" apt-get update -qq
+  "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # Only the binary is wanted: the distribution's nginx service must not hold port 80.
+  if [[ " ${missing[*]} " == *" nginx "* ]] && command -v systemctl >/dev/null 2>&1; then
+    "${sudo[@]}" systemctl disable --now nginx >/dev/null 2>&1 || true
   fi
 fi
 
-if [ -f tests/browser/package-lock.json ]; then
-  (cd tests/browser && npm ci --no-audit --no-fund --silent)
+# npm ci only when node_modules does not match the committed lock file.
+browser="$root/tests/browser"
+lock="$browser/package-lock.json"
+stamp="$browser/node_modules/.package-lock.json"
+if [[ ! -f "$stamp" || "$lock" -nt "$stamp" ]] || ! cmp -s <(grep -A1 '"node_modules/playwright-core"' "$lock") <(grep -A1 '"node_modules/playwright-core"' "$stamp"); then
+  echo "install-test-deps: npm ci in tests/browser"
+  (cd "$browser" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 fi

@@ -1,0 +1,188 @@
+// Shared by the specs: the environment the Rust harness passes, Chromium launch, one player
+// per browser context, and bounded waits. Every wait has a timeout; nothing sleeps.
+
+import { chromium } from 'playwright-core';
+import fs from 'node:fs';
+import path from 'node:path';
+
+// Each wait inside a spec; the spec as a whole is bounded by TTT_TIMEOUT_MS.
+export const WAIT_MS = 15000;
+
+function need(name) {
+  const v = process.env[name];
+  if (!v) {
+    console.error(`${name} is not set: run the specs through cargo test --test it browser`);
+    process.exit(2);
+  }
+  return v;
+}
+
+export const env = {
+  url: need('TTT_URL'),
+  pinned: need('TTT_PINNED').split(','),
+  // "ttt-1=1234,ttt-2=..." -> { 'ttt-1': 1234, ... }
+  pids: Object.fromEntries(need('TTT_INSTANCES').split(',').map((e) => {
+    const [name, pid] = e.split('=');
+    return [name, Number(pid)];
+  })),
+  artifacts: need('TTT_ARTIFACTS'),
+  chromium: need('TTT_CHROMIUM'),
+  timeoutMs: Number(process.env.TTT_TIMEOUT_MS ?? 110000),
+};
+
+// Launch flags known to work with Debian's Chromium (shared/FACTS.md).
+const ARGS = [
+  '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync',
+];
+
+export function step(text) {
+  console.log(`[${(performance.now() / 1000).toFixed(1)}s] ${text}`);
+}
+
+export function check(cond, message) {
+  if (!cond) throw new Error(`check failed: ${message}`);
+}
+
+// Runs a spec: launches Chromium, calls `body(browser)`, always closes the browser, and exits
+// non-zero on failure (or when the whole spec overruns its time).
+export async function spec(name, body) {
+  const watchdog = setTimeout(() => {
+    console.error(`${name}: no result after ${env.timeoutMs} ms`);
+    process.exit(3);
+  }, env.timeoutMs);
+  // Screenshots of an earlier run must not pass for this one's.
+  for (const f of fs.readdirSync(env.artifacts)) {
+    if (f.startsWith(`${name}-`)) fs.rmSync(path.join(env.artifacts, f));
+  }
+  const browser = await chromium.launch({ executablePath: env.chromium, headless: true, args: ARGS });
+  let failed = null;
+  try {
+    await body(browser);
+  } catch (e) {
+    failed = e;
+  }
+  // Screenshots of every open page help most when something failed.
+  if (failed) {
+    for (const [i, ctx] of browser.contexts().entries()) {
+      for (const [j, page] of ctx.pages().entries()) {
+        await page.screenshot({ path: path.join(env.artifacts, `${name}-failure-${i}-${j}.png`) })
+          .catch(() => {});
+      }
+    }
+  }
+  await browser.close();
+  clearTimeout(watchdog);
+  if (failed) {
+    console.error(`${name} FAILED: ${failed.stack ?? failed}`);
+    process.exit(1);
+  }
+  step(`${name} passed`);
+}
+
+// One player: its own browser context (own localStorage, so its own session), with every
+// page error, failed console line and dialog recorded.
+export async function player(browser, label, { width = 1100, height = 800 } = {}) {
+  const context = await browser.newContext({
+    viewport: { width, height },
+    permissions: ['clipboard-read', 'clipboard-write'],
+  });
+  context.setDefaultTimeout(WAIT_MS);
+  const page = await context.newPage();
+  const p = { label, context, page, errors: [], dialogs: [], sent: [], waiters: [] };
+  // Resolves with the first frame sent (so far or from now on) that matches `pred`.
+  p.waitSent = (pred, what) => new Promise((resolve, reject) => {
+    const hit = p.sent.find(pred);
+    if (hit) return resolve(hit);
+    const timer = setTimeout(() => reject(new Error(`${label} never sent ${what}`)), WAIT_MS);
+    p.waiters.push({ pred, done: (m) => { clearTimeout(timer); resolve(m); } });
+  });
+  page.on('pageerror', (e) => p.errors.push(`pageerror: ${e.message}`));
+  page.on('console', (m) => {
+    if (m.type() === 'error' && !/Failed to load resource|WebSocket connection/.test(m.text())) {
+      p.errors.push(`console: ${m.text()}`);
+    }
+  });
+  page.on('dialog', (d) => {
+    p.dialogs.push(d.message());
+    d.dismiss().catch(() => {});
+  });
+  // Every frame the page sends, to check what it retries and with which ids.
+  page.on('websocket', (ws) => {
+    ws.on('framesent', (f) => {
+      let msg;
+      try {
+        msg = JSON.parse(f.payload);
+      } catch {
+        return;
+      }
+      p.sent.push(msg);
+      p.waiters = p.waiters.filter((w) => !(w.pred(msg) && (w.done(msg), true)));
+    });
+  });
+  return p;
+}
+
+export async function shot(p, name) {
+  await p.page.screenshot({ path: path.join(env.artifacts, `${name}.png`), fullPage: true });
+}
+
+export async function connected(p) {
+  await p.page.locator('#conn[data-state="connected"]').waitFor();
+}
+
+export async function instanceOf(p) {
+  await connected(p);
+  return p.page.locator('#server-info').getAttribute('data-instance');
+}
+
+// Renames through the header form (Enter submits): the page reconnects to say its new hello.
+export async function rename(p, name) {
+  const input = p.page.getByLabel('Your name');
+  await input.fill(name);
+  await input.press('Enter');
+  await p.page.waitForFunction(
+    (n) => document.querySelector('#server-info')?.textContent.includes(`Signed in as ${n} `),
+    name,
+    { timeout: WAIT_MS },
+  );
+  await connected(p);
+}
+
+export const cell = (p, i) => p.page.locator(`#board .cell[data-cell="${i}"]`);
+
+// Waits until the cell shows `mark` on this player's board.
+export async function seeMark(p, i, mark) {
+  await p.page.locator(`#board .cell[data-cell="${i}"][data-mark="${mark}"]`).waitFor();
+}
+
+// Plays by mouse once the cell is playable.
+export async function click(p, i) {
+  await p.page.locator(`#board .cell[data-cell="${i}"][aria-disabled="false"]`).waitFor();
+  await cell(p, i).click();
+}
+
+export async function statusText(p) {
+  return (await p.page.locator('#game-status').textContent()).trim();
+}
+
+export async function waitStatus(p, re) {
+  await p.page.waitForFunction(
+    (src) => new RegExp(src).test(document.querySelector('#game-status')?.textContent ?? ''),
+    re.source,
+    { timeout: WAIT_MS },
+  );
+}
+
+export function noErrors(...players) {
+  for (const p of players) {
+    check(p.errors.length === 0, `${p.label} had page errors: ${p.errors.join(' | ')}`);
+    check(p.dialogs.length === 0, `${p.label} saw dialogs: ${p.dialogs.join(' | ')}`);
+  }
+}
+
+// The same path and query on another origin (another nginx port).
+export function onOrigin(link, base) {
+  const u = new URL(link);
+  return new URL(u.pathname + u.search, base).toString();
+}

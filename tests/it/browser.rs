@@ -1,0 +1,47 @@
+//! The page in headless Chromium, through nginx, against three instance processes sharing
+//! one Redis. The specs in `tests/browser/` drive the browsers; these tests set up the
+//! processes, run a spec and report its output.
+
+use crate::browser_runner::{check_tools, run_spec};
+use crate::topology::Topology;
+
+#[tokio::test]
+async fn browser_players_pinned_to_different_instances_play_to_a_win() {
+    check_tools();
+    let topo = Topology::start(3).await;
+    run_spec("two_players.mjs", &topo).await;
+}
+
+#[tokio::test]
+async fn browser_chat_markup_is_shown_as_text_and_never_runs() {
+    check_tools();
+    // A small chat budget, so the spec can also run into it.
+    let topo = Topology::start_with(3, |c| {
+        c.chat_rate = 0.1;
+        c.chat_burst = 3;
+    })
+    .await;
+    run_spec("chat_is_text.mjs", &topo).await;
+}
+
+#[tokio::test]
+async fn browser_page_resumes_on_another_instance_after_kill_9() {
+    check_tools();
+    let topo = Topology::start(3).await;
+    run_spec("failover.mjs", &topo).await;
+}
+
+#[tokio::test]
+async fn browser_quick_match_resign_leave_and_join_from_the_lobby() {
+    check_tools();
+    let topo = Topology::start(3).await;
+    run_spec("lobby_flow.mjs", &topo).await;
+}
+
+#[tokio::test]
+async fn browser_queues_again_when_a_quick_match_is_aborted() {
+    // The abort waits for MATCH_CONFIRM_MS: keep it short.
+    check_tools();
+    let topo = Topology::start_with(3, |c| c.match_confirm_ms = 2000).await;
+    run_spec("quick_match_abort.mjs", &topo).await;
+}

@@ -1,0 +1,25 @@
+//! `docker-compose.yml` cannot run here (no Docker engine), but Debian's docker-compose can
+//! still parse and validate it, interpolation and all.
+
+use crate::topology::repo_path;
+use std::process::Command;
+
+#[test]
+fn compose_file_is_valid() {
+    let out = Command::new("docker-compose")
+        .args(["-f", "docker-compose.yml", "config", "-q"])
+        .current_dir(repo_path(""))
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "docker-compose is not installed ({e}): run scripts/install-test-deps.sh \
+                 (Debian package docker-compose) to validate docker-compose.yml"
+            )
+        });
+    assert!(
+        out.status.success(),
+        "docker-compose.yml is invalid:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

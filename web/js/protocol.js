@@ -1,0 +1,71 @@
+// Constants and wording taken from docs/protocol.md, the contract with the server.
+
+export const PROTOCOL_VERSION = 1;
+
+// The server's defaults (CHAT_MAX_CHARS, name length). The welcome does not announce the
+// configured values, so the page assumes the documented ones.
+export const CHAT_MAX_CHARS = 280;
+export const NAME_MAX_CHARS = 24;
+
+export const CLOSE = Object.freeze({
+  NORMAL: 1000,
+  GOING_AWAY: 1001,
+  POLICY: 1008,
+  TOO_BIG: 1009,
+  SERVICE_RESTART: 1012,
+  IDLE: 4000,
+  SLOW_CONSUMER: 4001,
+});
+
+// Versioned game events: each carries `game`, `version` and the whole `state`.
+export const GAME_EVENTS = new Set([
+  'created', 'seated', 'moved', 'rematch_requested', 'round_started', 'conceded', 'aborted',
+]);
+
+// Replies echo the request's `req`.
+export const REPLIES = new Set(['welcome', 'snapshot', 'ack', 'error', 'pong']);
+
+const CELL_NAMES = [
+  'top left', 'top', 'top right',
+  'left', 'center', 'right',
+  'bottom left', 'bottom', 'bottom right',
+];
+
+export function cellName(i) {
+  return CELL_NAMES[i] ?? `cell ${i}`;
+}
+
+export function other(mark) {
+  return mark === 'X' ? 'O' : 'X';
+}
+
+// Short messages for people; the page switches on `code`, never on the server's `message`.
+const ERROR_TEXT = {
+  bad_json: 'The page sent something the server could not read.',
+  bad_request: 'The server refused a malformed request.',
+  unknown_type: 'The server does not know that request.',
+  hello_required: 'Not signed in yet: reconnecting.',
+  unknown_game: 'That game does not exist or has expired.',
+  not_in_game: 'You are not in that game.',
+  not_your_seat: 'Spectators cannot play.',
+  not_your_turn: 'It is not your turn.',
+  cell_occupied: 'That cell is taken.',
+  cell_out_of_range: 'That cell does not exist.',
+  not_started: 'Wait for an opponent to join.',
+  game_over: 'This round is over.',
+  round_in_progress: 'Finish this round first.',
+  aborted: 'That game was aborted.',
+  invalid_text: `A message needs 1 to ${CHAT_MAX_CHARS} characters.`,
+  already_queued: 'Already looking for an opponent.',
+  rate_limited: 'Slow down a little.',
+  unavailable: 'The server is busy: retrying.',
+  internal: 'Something went wrong on the server.',
+};
+
+export function errorText(err) {
+  const base = ERROR_TEXT[err.code] ?? 'Something went wrong.';
+  if (err.code === 'rate_limited' && err.retry_after_ms) {
+    return `Slow down: try again in ${Math.ceil(err.retry_after_ms / 1000)} s.`;
+  }
+  return base;
+}
