@@ -9,7 +9,7 @@
 
 use crate::game::{GameState, Mark};
 use crate::ids::{GameId, PlayerId};
-use crate::protocol::{Role, ServerMsg};
+use crate::protocol::{CHANNEL_TYPES, ChannelPeek, Role, ServerMsg};
 use crate::store::{Bus, BusConnection, BusMessage, Keys, Store, StoreError};
 use axum::extract::ws::Utf8Bytes;
 use dashmap::DashMap;
@@ -288,17 +288,21 @@ impl Hub {
         let Some(game) = self.keys.game_of_channel(&msg.channel) else {
             return;
         };
-        // Only well-formed protocol messages reach clients: a stray PUBLISH by hand on a game
-        // channel is dropped here.
-        let Ok(parsed) = serde_json::from_str::<ServerMsg>(&msg.payload) else {
-            tracing::debug!(%game, "dropping a malformed message from the game channel");
-            return;
+        // Only protocol messages reach clients: a stray PUBLISH by hand on a game channel is
+        // dropped here. Only what the hub needs is read, not the whole message.
+        let peek = match serde_json::from_str::<ChannelPeek>(&msg.payload) {
+            Ok(p) if CHANNEL_TYPES.contains(&p.kind.as_str()) => p,
+            _ => {
+                tracing::debug!(%game, "dropping a malformed message from the game channel");
+                return;
+            }
         };
-        let version = parsed.game_version().map(|(_, v)| v);
+        let versioned = peek.versioned();
+        let version = versioned.map(|(v, _)| v);
         let Some(mut topic) = self.topics.get_mut(&game) else {
             return;
         };
-        if let (Some(v), Some(state)) = (version, parsed.state()) {
+        if let Some((v, state)) = versioned {
             topic.observe(v, state);
         }
         topic.subscribers.retain(|s| {

@@ -17,11 +17,21 @@ async fn main() -> anyhow::Result<()> {
 
 async fn serve(config: tictactoe::config::Config) -> anyhow::Result<()> {
     tictactoe::telemetry::init_logs(config.log_format);
+    raise_open_file_limit();
     let listener = tictactoe::bind(config.listen_addr)?;
     let shutdown = CancellationToken::new();
     tokio::spawn(on_signal(shutdown.clone()));
     tictactoe::run(listener, config, shutdown).await?;
     Ok(())
+}
+
+/// Every connection is a file descriptor. Service managers often start processes with a
+/// soft limit of 1024 and a far higher hard limit: use what the hard limit allows.
+fn raise_open_file_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => tracing::info!(open_files = n, "open-file limit"),
+        Err(e) => tracing::warn!(error = %e, "could not raise the open-file limit"),
+    }
 }
 
 /// SIGTERM (orchestrators) or Ctrl-C (a terminal) starts a graceful shutdown; a second one

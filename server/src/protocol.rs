@@ -423,6 +423,41 @@ impl ServerMsg {
     }
 }
 
+/// The parts of a channel message an instance needs (its game version and state), read
+/// without building the whole message.
+#[derive(Debug, Deserialize)]
+pub struct ChannelPeek {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub version: Option<u64>,
+    #[serde(default)]
+    pub state: Option<GameState>,
+}
+
+impl ChannelPeek {
+    /// The versioned game event's version and state, if that is what this is.
+    pub fn versioned(&self) -> Option<(u64, &GameState)> {
+        match (self.version, &self.state) {
+            (Some(v), Some(s)) if self.kind != "snapshot" => Some((v, s)),
+            _ => None,
+        }
+    }
+}
+
+/// Message types that travel on game channels.
+pub const CHANNEL_TYPES: &[&str] = &[
+    "created",
+    "seated",
+    "moved",
+    "rematch_requested",
+    "round_started",
+    "conceded",
+    "aborted",
+    "chat",
+    "presence",
+];
+
 /// Why a frame could not become a [`ClientMsg`], with whatever `req` could be salvaged.
 #[derive(Debug, PartialEq)]
 pub struct ParseError {
@@ -434,6 +469,11 @@ pub struct ParseError {
 /// Parses a text frame, telling malformed JSON, unknown types and bad fields apart and
 /// keeping the request id whenever the frame had one.
 pub fn parse_client(text: &str) -> Result<ClientMsg, ParseError> {
+    // Well-formed frames, the common case, parse in one pass; only a refused frame pays for
+    // the slower diagnosis below.
+    if let Ok(msg) = serde_json::from_str(text) {
+        return Ok(msg);
+    }
     let value: serde_json::Value = serde_json::from_str(text).map_err(|e| ParseError {
         req: None,
         code: ErrorCode::BadJson,
@@ -533,6 +573,40 @@ mod tests {
     fn out_of_range_cells_parse_so_the_rules_can_name_the_error() {
         let m = parse_client(r#"{"type":"move","game":"g","cell":42}"#).unwrap();
         assert!(matches!(m, ClientMsg::Move { cell: 42, .. }));
+    }
+
+    #[test]
+    fn a_channel_peek_reads_what_a_full_parse_reads() {
+        let g = GameId::try_from("g1".to_string()).unwrap();
+        let state = GameState::new("ann").seat_o("bob").unwrap();
+        let cell = Cell::new(4).unwrap();
+        let full = ServerMsg::Moved {
+            game: g.clone(),
+            version: 3,
+            mark: Mark::X,
+            cell,
+            state: state.play(Mark::X, cell).unwrap(),
+        };
+        let peek: ChannelPeek = serde_json::from_str(&full.to_json()).unwrap();
+        assert_eq!(peek.versioned(), Some((3, full.state().unwrap())));
+        let presence = ServerMsg::Presence {
+            game: g,
+            presence: Presence::default(),
+        };
+        let peek: ChannelPeek = serde_json::from_str(&presence.to_json()).unwrap();
+        assert_eq!((peek.kind.as_str(), peek.versioned()), ("presence", None));
+        // Every versioned event is a channel type.
+        for t in [
+            "created",
+            "seated",
+            "moved",
+            "rematch_requested",
+            "round_started",
+            "conceded",
+            "aborted",
+        ] {
+            assert!(CHANNEL_TYPES.contains(&t));
+        }
     }
 
     #[test]

@@ -239,6 +239,10 @@ impl Drop for Settle<'_> {
 /// The binary's entry: runs until the duration is over, Ctrl-C or SIGTERM, then prints the
 /// report.
 pub async fn run(args: LoadgenArgs) -> anyhow::Result<()> {
+    // Each connection is a file descriptor: use what the hard limit allows.
+    if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
+        eprintln!("warning: could not raise the open-file limit: {e}");
+    }
     let stop = CancellationToken::new();
     tokio::spawn(on_signal(stop.clone()));
     let json = args.json;
