@@ -24,21 +24,29 @@ use tokio_util::sync::CancellationToken;
 
 pub type ConnId = u64;
 
-/// What the hub (or another instance, through it) hands to a connection.
+/// A message from a game's channel, shared by every local subscriber of the game.
+#[derive(Debug)]
+pub struct ChannelEvent {
+    pub game: GameId,
+    /// Set for versioned game events.
+    pub version: Option<u64>,
+    pub payload: Utf8Bytes,
+}
+
+/// What the hub (or another instance, through it) hands to a connection. Kept small: every
+/// connection's queue allocates room for a block of these up front.
 #[derive(Debug)]
 pub enum Outbound {
-    /// A message from a game's channel; `version` is set for versioned game events.
-    Game {
-        game: GameId,
-        version: Option<u64>,
-        payload: Utf8Bytes,
-    },
+    Game(Arc<ChannelEvent>),
     /// Messages of this game may have been lost (the bus reconnected): catch up from the log.
     Resync(GameId),
     /// A lobby frame (a coalesced `lobby` list or a lobby chat line).
     Lobby(Utf8Bytes),
     /// Quick match paired this connection into `game`.
-    Matched { game: GameId, you: Mark },
+    Matched {
+        game: GameId,
+        you: Mark,
+    },
     /// This connection's quick-match ticket vanished without a match: queue it again.
     Requeue,
 }
@@ -305,13 +313,14 @@ impl Hub {
         if let Some((v, state)) = versioned {
             topic.observe(v, state);
         }
-        topic.subscribers.retain(|s| {
-            s.client.offer(Outbound::Game {
-                game: game.clone(),
-                version,
-                payload: msg.payload.clone(),
-            })
+        let event = Arc::new(ChannelEvent {
+            game,
+            version,
+            payload: msg.payload,
         });
+        topic
+            .subscribers
+            .retain(|s| s.client.offer(Outbound::Game(event.clone())));
     }
 
     fn on_instance_msg(&self, payload: &str) {

@@ -166,10 +166,12 @@ where
                 _ = tokio::time::sleep_until(hello_deadline), if self.identity.is_none() => {
                     Err(Closing::Close(close::POLICY, "no hello"))
                 }
-                Some(out) = rx.recv() => self.on_outbound(out).await,
+                // The handlers are boxed: their state then exists only while a message is
+                // handled, instead of inflating every idle connection's future.
+                Some(out) = rx.recv() => Box::pin(self.on_outbound(out)).await,
                 frame = self.socket.next() => {
                     last_heard = Instant::now();
-                    self.on_frame(frame).await
+                    Box::pin(self.on_frame(frame)).await
                 }
                 _ = ping.tick() => {
                     if last_heard.elapsed() > idle {
@@ -805,23 +807,19 @@ where
 
     async fn on_outbound(&mut self, out: Outbound) -> Step {
         match out {
-            Outbound::Game {
-                game,
-                version,
-                payload,
-            } => {
-                let Some(j) = self.games.get_mut(&game) else {
+            Outbound::Game(event) => {
+                let Some(j) = self.games.get_mut(&event.game) else {
                     return Ok(());
                 };
-                match version {
-                    None => self.write(Message::Text(payload)).await,
+                match event.version {
+                    None => self.write(Message::Text(event.payload.clone())).await,
                     Some(v) if v <= j.last => Ok(()),
                     Some(v) if v == j.last + 1 => {
                         j.last = v;
-                        self.write(Message::Text(payload)).await
+                        self.write(Message::Text(event.payload.clone())).await
                     }
                     // A hole: events were lost on the way (the bus reconnected).
-                    Some(_) => self.resync(&game).await,
+                    Some(_) => self.resync(&event.game).await,
                 }
             }
             Outbound::Resync(game) => self.resync(&game).await,

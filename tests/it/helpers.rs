@@ -33,12 +33,16 @@ pub fn init_logs() {
     });
 }
 
-/// A port nobody listens on right now.
+/// A port nobody listens on right now, for a server the test starts. Taken below the
+/// kernel's ephemeral range (32768 and up), where the tests' own client sockets would
+/// otherwise race the server for it.
 pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    loop {
+        let p = 20_000 + (uuid::Uuid::new_v4().as_u64_pair().0 % 12_000) as u16;
+        if StdListener::bind(("127.0.0.1", p)).is_ok() {
+            return p;
+        }
+    }
 }
 
 /// A scratch directory removed on drop.
@@ -74,7 +78,13 @@ impl RedisServer {
             child: None,
             dir,
         };
-        r.spawn();
+        // A server whose port was taken meanwhile exits at once: try another port.
+        let mut attempts = 0;
+        while !r.try_spawn() {
+            attempts += 1;
+            assert!(attempts < 5, "redis-server would not start");
+            r.port = free_port();
+        }
         r
     }
 
@@ -83,6 +93,15 @@ impl RedisServer {
     }
 
     fn spawn(&mut self) {
+        assert!(
+            self.try_spawn(),
+            "redis-server did not start on port {}",
+            self.port
+        );
+    }
+
+    /// Starts the server; false if it exited at once (its port was taken).
+    fn try_spawn(&mut self) -> bool {
         let log = self.dir.0.join("redis.log");
         let child = Command::new(redis_server_bin())
             .args([
@@ -114,7 +133,13 @@ impl RedisServer {
                 && let Ok(mut c) = client.get_connection()
                 && redis::cmd("PING").query::<String>(&mut c).is_ok()
             {
-                return;
+                return true;
+            }
+            if let Some(c) = self.child.as_mut()
+                && let Ok(Some(_)) = c.try_wait()
+            {
+                self.child = None;
+                return false;
             }
             if Instant::now() > deadline {
                 let log = std::fs::read_to_string(&log).unwrap_or_default();
@@ -745,7 +770,14 @@ impl RedisCluster {
             dir,
         };
         for i in 0..3 {
-            c.spawn(i);
+            // A node whose port was taken meanwhile exits at once: try fresh ports.
+            let mut attempts = 0;
+            while !c.try_spawn(i) {
+                attempts += 1;
+                assert!(attempts < 5, "cluster node {i} would not start");
+                c.ports[i] = free_port();
+                c.bus_ports[i] = free_port();
+            }
         }
         let nodes: Vec<String> = c.ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
         let out = Command::new("redis-cli")
@@ -769,6 +801,15 @@ impl RedisCluster {
     }
 
     fn spawn(&mut self, i: usize) {
+        assert!(
+            self.try_spawn(i),
+            "cluster node {} did not start",
+            self.ports[i]
+        );
+    }
+
+    /// Starts node `i`; false if it exited at once (its port was taken).
+    fn try_spawn(&mut self, i: usize) -> bool {
         let dir = self.node_dir(i);
         std::fs::create_dir_all(&dir).expect("node dir");
         let port = self.ports[i];
@@ -807,7 +848,13 @@ impl RedisCluster {
                 && let Ok(mut c) = client.get_connection()
                 && redis::cmd("PING").query::<String>(&mut c).is_ok()
             {
-                return;
+                return true;
+            }
+            if let Some(c) = self.children[i].as_mut()
+                && let Ok(Some(_)) = c.try_wait()
+            {
+                self.children[i] = None;
+                return false;
             }
             if Instant::now() > deadline {
                 let log = std::fs::read_to_string(dir.join("redis.log")).unwrap_or_default();
