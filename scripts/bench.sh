@@ -8,6 +8,9 @@
 #   scripts/bench.sh play 1000 100 30s
 #   scripts/bench.sh idle 20000 0 10s      # idle connections on ONE instance
 #   CLUSTER=1 scripts/bench.sh play 1000 100 30s
+#   INSTANCES=3 PER_INSTANCE=1 scripts/bench.sh idle 50000 0 10s
+#       (one load generator per instance: one process cannot hold more than its open-file
+#       limit of sockets, and each then reports its own instance's memory exactly)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -65,10 +68,24 @@ for i in $(seq 0 $((instances - 1))); do
 done
 
 for p in "${stat_ports[@]}"; do redis-cli -p "$p" config resetstat >/dev/null; done
-sources=127.0.0.1,127.0.0.2,127.0.0.3,127.0.0.4
-(IFS=,; "$bin" loadgen --urls "${urls[*]}" --connections "$conns" --think-ms "$think" \
-  --duration "$duration" --mode "$mode" --ramp 2000 --source-ips "$sources" \
-  --server-pids "${server_pids[*]}" --quiet)
+if [ "${PER_INSTANCE:-0}" = 1 ]; then
+  gens=()
+  for i in $(seq 0 $((instances - 1))); do
+    # Each load generator its own loopback source addresses: ports never run out.
+    src=127.0.$((i + 1)).1,127.0.$((i + 1)).2,127.0.$((i + 1)).3
+    "$bin" loadgen --urls "${urls[$i]}" --connections $((conns / instances)) --think-ms "$think" \
+      --duration "$duration" --mode "$mode" --ramp 2000 --source-ips "$src" \
+      --server-pids "${server_pids[$i]}" --quiet >"$work/loadgen$i.txt" 2>&1 &
+    gens+=($!)
+  done
+  for g in "${gens[@]}"; do wait "$g"; done
+  for i in $(seq 0 $((instances - 1))); do echo "--- load generator $i"; cat "$work/loadgen$i.txt"; done
+else
+  sources=127.0.0.1,127.0.0.2,127.0.0.3,127.0.0.4
+  (IFS=,; "$bin" loadgen --urls "${urls[*]}" --connections "$conns" --think-ms "$think" \
+    --duration "$duration" --mode "$mode" --ramp 2000 --source-ips "$sources" \
+    --server-pids "${server_pids[*]}" --quiet)
+fi
 
 if [ "$mode" = play ]; then
   # Round trips per accepted move: every Redis call an instance makes is one round trip and

@@ -87,7 +87,8 @@ impl Player {
                 if table.think.is_zero() {
                     return self.send_move(table).await;
                 }
-                self.move_at = Some(Instant::now() + table.think);
+                let think = jittered(table.think, &mut table.rng);
+                self.move_at = Some(Instant::now() + think);
             }
             Status::Finished
                 if !*self.state.rematch.get(self.mark)
@@ -353,5 +354,32 @@ async fn play(ctx: &Ctx, table: &mut Table, x: &mut Player, o: &mut Player) -> R
                 return Err(Failure::transport("stalled"));
             }
         }
+    }
+}
+
+/// The think time, drawn uniformly from [think/2, 3·think/2]: the same mean, but games do not
+/// all move in lockstep (an identical fixed delay turns thousands of games into bursts of
+/// moves arriving together).
+fn jittered(think: Duration, rng: &mut Rng) -> Duration {
+    let half = think.as_micros() as u64 / 2;
+    Duration::from_micros(half + rng.below(2 * half + 1))
+}
+
+#[cfg(test)]
+mod jitter_tests {
+    use super::*;
+
+    #[test]
+    fn think_times_spread_around_the_mean() {
+        let mut rng = Rng::new(7);
+        let think = Duration::from_millis(100);
+        let draws: Vec<Duration> = (0..10_000).map(|_| jittered(think, &mut rng)).collect();
+        assert!(draws.iter().all(|d| *d >= think / 2 && *d <= think * 3 / 2));
+        let mean = draws.iter().sum::<Duration>() / draws.len() as u32;
+        assert!(
+            mean > Duration::from_millis(98) && mean < Duration::from_millis(102),
+            "{mean:?}"
+        );
+        assert_eq!(jittered(Duration::ZERO, &mut rng), Duration::ZERO);
     }
 }
