@@ -8,6 +8,7 @@
 #   scripts/bench.sh play 1000 100 30s
 #   scripts/bench.sh idle 20000 0 10s      # idle connections on ONE instance
 #   CLUSTER=1 scripts/bench.sh play 1000 100 30s
+#   AOF=1 scripts/bench.sh play 200 0 30s  # Redis with appendonly yes, appendfsync always
 #   INSTANCES=3 PER_INSTANCE=1 scripts/bench.sh idle 50000 0 10s
 #       (one load generator per instance: one process cannot hold more than its open-file
 #       limit of sockets, and each then reports its own instance's memory exactly)
@@ -49,7 +50,8 @@ if [ "${CLUSTER:-0}" = 1 ]; then
   store=("REDIS_CLUSTER_URLS=redis://127.0.0.1:17000,redis://127.0.0.1:17001,redis://127.0.0.1:17002")
   stat_ports=(17000 17001 17002)
 else
-  redis-server --port 16379 --save '' --appendonly no --logfile "$work/redis.log" &
+  if [ "${AOF:-0}" = 1 ]; then persist=(--appendonly yes --appendfsync always); else persist=(--appendonly no); fi
+  redis-server --port 16379 --save '' "${persist[@]}" --dir "$work" --logfile "$work/redis.log" &
   pids+=($!)
   until redis-cli -p 16379 ping >/dev/null 2>&1; do sleep 0.05; done
   store=("REDIS_URL=redis://127.0.0.1:16379")
