@@ -54,12 +54,7 @@ pub struct Config {
 
     /// Seed nodes of a Redis Cluster, comma separated (redis://host:port,...), instead of
     /// REDIS_URL. Game channels then use sharded pub/sub (SPUBLISH/SSUBSCRIBE).
-    #[arg(
-        long,
-        env = "REDIS_CLUSTER_URLS",
-        value_delimiter = ',',
-        conflicts_with = "redis_url"
-    )]
+    #[arg(long, env = "REDIS_CLUSTER_URLS", value_delimiter = ',')]
     pub redis_cluster_urls: Vec<String>,
 
     /// This instance's name in logs, metrics and welcome messages [default: random].

@@ -105,7 +105,18 @@ pub async fn run(
         .map(|u| u.trim().to_string())
         .filter(|u| !u.is_empty())
         .collect();
-    let store: Arc<dyn Store> = match &config.redis_url {
+    // Empty values count as unset, so that an override (a compose file, say) can switch modes.
+    let redis_url = config
+        .redis_url
+        .as_deref()
+        .map(str::trim)
+        .filter(|u| !u.is_empty());
+    if redis_url.is_some() && !cluster.is_empty() {
+        return Err(
+            StoreError::Config("set REDIS_URL or REDIS_CLUSTER_URLS, not both".into()).into(),
+        );
+    }
+    let store: Arc<dyn Store> = match redis_url {
         Some(url) => Arc::new(store::redis::RedisStore::connect(
             url,
             keys,

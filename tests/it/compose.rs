@@ -6,8 +6,24 @@ use std::process::Command;
 
 #[test]
 fn compose_file_is_valid() {
+    validate(&["-f", "docker-compose.yml"]);
+}
+
+/// The Redis Cluster variant: the base file with its override.
+#[test]
+fn compose_cluster_override_is_valid() {
+    validate(&[
+        "-f",
+        "docker-compose.yml",
+        "-f",
+        "docker-compose.cluster.yml",
+    ]);
+}
+
+fn validate(files: &[&str]) {
     let out = Command::new("docker-compose")
-        .args(["-f", "docker-compose.yml", "config", "-q"])
+        .args(files)
+        .args(["config", "-q"])
         .current_dir(repo_path(""))
         .output()
         .unwrap_or_else(|e| {
@@ -18,7 +34,7 @@ fn compose_file_is_valid() {
         });
     assert!(
         out.status.success(),
-        "docker-compose.yml is invalid:\n{}{}",
+        "{files:?} is invalid:\n{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
