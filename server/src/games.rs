@@ -71,6 +71,7 @@ impl OpError {
         };
         ServerMsg::Error {
             req,
+            game: None,
             code: self.code(),
             message,
             retry_after_ms: match self {

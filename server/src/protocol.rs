@@ -263,6 +263,10 @@ pub enum ServerMsg {
         resumed: bool,
         instance: String,
         protocol: u32,
+        /// Longest chat line accepted, in characters (after cleaning).
+        chat_max_chars: usize,
+        /// How long a seated player may be away during a round before forfeiting it.
+        forfeit_grace_ms: u64,
     },
     /// The whole of a game as this connection sees it.
     Snapshot {
@@ -284,6 +288,10 @@ pub enum ServerMsg {
     Error {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         req: Option<Req>,
+        /// The game concerned, when the error is not the answer to a request (a game that
+        /// could not be restored on resume, or that expired).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        game: Option<GameId>,
         code: ErrorCode,
         message: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -378,6 +386,7 @@ impl ServerMsg {
     pub fn error(req: Option<Req>, code: ErrorCode, message: impl Into<String>) -> ServerMsg {
         ServerMsg::Error {
             req,
+            game: None,
             code,
             message: message.into(),
             retry_after_ms: None,

@@ -244,6 +244,7 @@ where
                 return self
                     .send(ServerMsg::Error {
                         req: e.req,
+                        game: None,
                         code: e.code,
                         message: e.message,
                         retry_after_ms: None,
@@ -381,6 +382,8 @@ where
             resumed,
             instance: app.instance.clone(),
             protocol: PROTOCOL_VERSION,
+            chat_max_chars: app.config.chat_max_chars,
+            forfeit_grace_ms: app.config.forfeit_grace_ms,
         })
         .await?;
         self.identity = Some(identity);
@@ -402,12 +405,25 @@ where
                     if let Some(id) = &self.identity {
                         let _ = app.store.forget_game(&id.token, &game).await;
                     }
+                    // Say so: the client may still be showing it.
+                    self.send(ServerMsg::Error {
+                        req: None,
+                        game: Some(game.clone()),
+                        code: ErrorCode::UnknownGame,
+                        message: format!("game {game} has expired"),
+                        retry_after_ms: None,
+                    })
+                    .await?;
                 }
                 Err(e) => {
                     tracing::warn!(%game, error = %e, "could not restore a game");
                     let mut msg = e.to_msg(None);
-                    if let ServerMsg::Error { message, .. } = &mut msg {
+                    if let ServerMsg::Error {
+                        message, game: g, ..
+                    } = &mut msg
+                    {
                         *message = format!("could not restore game {game}: {message}");
+                        *g = Some(game.clone());
                     }
                     self.send(msg).await?;
                 }
@@ -870,11 +886,13 @@ where
             Ok(Replay::UnknownGame) => {
                 self.games.remove(game);
                 app.hub.leave(game, self.conn);
-                self.send(ServerMsg::error(
-                    None,
-                    ErrorCode::UnknownGame,
-                    format!("game {game} has expired"),
-                ))
+                self.send(ServerMsg::Error {
+                    req: None,
+                    game: Some(game.clone()),
+                    code: ErrorCode::UnknownGame,
+                    message: format!("game {game} has expired"),
+                    retry_after_ms: None,
+                })
                 .await
             }
             Err(e) => {
@@ -977,6 +995,7 @@ where
         }
         self.send(ServerMsg::Error {
             req,
+            game: None,
             code: ErrorCode::RateLimited,
             message: format!("too many {rule}: retry after {retry_after_ms} ms"),
             retry_after_ms: Some(retry_after_ms.max(1)),

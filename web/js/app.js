@@ -9,7 +9,7 @@ import { StatusView } from './status.js';
 import { announce } from './announcer.js';
 import { storage } from './storage.js';
 import { $, show } from './dom.js';
-import { GAME_EVENTS, PROTOCOL_VERSION, cellName, errorText } from './protocol.js';
+import { GAME_EVENTS, PROTOCOL_VERSION, applyLimits, cellName, errorText } from './protocol.js';
 
 const NOTICE_MS = 6000;
 
@@ -77,6 +77,7 @@ function helloFields() {
 }
 
 function onWelcome(msg) {
+  applyLimits(msg);
   if (msg.protocol !== PROTOCOL_VERSION) {
     notify('The server was updated: please reload the page.');
   }

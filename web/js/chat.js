@@ -2,7 +2,7 @@
 // through textContent: the protocol says they are plain text, and a line such as
 // `<img src=x onerror=...>` must show as exactly that.
 
-import { CHAT_MAX_CHARS } from './protocol.js';
+import { limits } from './protocol.js';
 import { el } from './dom.js';
 
 const KEEP = 200;
@@ -19,7 +19,9 @@ export class ChatView {
     this.input = el('input', {
       id,
       name: 'text',
-      maxlength: CHAT_MAX_CHARS,
+      // The server counts characters; maxlength counts UTF-16 units, so leave room for
+      // characters outside the BMP and check the real count on submit.
+      maxlength: limits.chatMaxChars * 2,
       autocomplete: 'off',
       placeholder: 'Say something…',
     });
@@ -36,13 +38,19 @@ export class ChatView {
   }
 
   count() {
+    const max = limits.chatMaxChars;
+    this.input.maxLength = max * 2;
     const n = [...this.input.value].length;
-    this.counter.textContent = n > CHAT_MAX_CHARS - 40 ? `${n}/${CHAT_MAX_CHARS}` : '';
+    this.counter.textContent = n > max - 40 ? `${n}/${max}` : '';
   }
 
   async submit() {
     const text = this.input.value.trim();
     if (!text || Date.now() < this.blockedUntil) return;
+    if ([...text].length > limits.chatMaxChars) {
+      this.count();
+      return;
+    }
     this.button.disabled = true;
     const err = await this.onSend(text);
     this.button.disabled = false;

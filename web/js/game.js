@@ -4,7 +4,7 @@
 import { $, el, show } from './dom.js';
 import { BoardView } from './board.js';
 import { ChatView } from './chat.js';
-import { other } from './protocol.js';
+import { limits, other } from './protocol.js';
 
 const REASONS = {
   forfeit: 'was away too long',
@@ -120,6 +120,13 @@ export class GameView {
       rs.textContent = 'Rematch asked: waiting for your opponent.';
     }
     show(rs, Boolean(rs.textContent));
-    show($('resign'), Boolean(me && state.status === 'playing'));
+    const playing = Boolean(me && state.status === 'playing');
+    show($('resign'), playing);
+    // Leaving a round in progress starts the forfeit clock: say so before it happens.
+    const leave = $('leave');
+    const grace = Math.round(limits.forfeitGraceMs / 1000);
+    leave.title = playing ? `You lose the round if you are not back within ${grace} s` : '';
+    if (playing) leave.setAttribute('aria-description', leave.title);
+    else leave.removeAttribute('aria-description');
   }
 }

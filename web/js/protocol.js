@@ -2,10 +2,14 @@
 
 export const PROTOCOL_VERSION = 1;
 
-// The server's defaults (CHAT_MAX_CHARS, name length). The welcome does not announce the
-// configured values, so the page assumes the documented ones.
-export const CHAT_MAX_CHARS = 280;
+// This deployment's limits, as the welcome announces them (the documented defaults until then).
+export const limits = { chatMaxChars: 280, forfeitGraceMs: 30000 };
 export const NAME_MAX_CHARS = 24;
+
+export function applyLimits(welcome) {
+  if (Number.isInteger(welcome.chat_max_chars)) limits.chatMaxChars = welcome.chat_max_chars;
+  if (Number.isInteger(welcome.forfeit_grace_ms)) limits.forfeitGraceMs = welcome.forfeit_grace_ms;
+}
 
 export const CLOSE = Object.freeze({
   NORMAL: 1000,
@@ -55,7 +59,7 @@ const ERROR_TEXT = {
   game_over: 'This round is over.',
   round_in_progress: 'Finish this round first.',
   aborted: 'That game was aborted.',
-  invalid_text: `A message needs 1 to ${CHAT_MAX_CHARS} characters.`,
+  invalid_text: 'A message needs 1 to {max} characters.',
   already_queued: 'Already looking for an opponent.',
   rate_limited: 'Slow down a little.',
   unavailable: 'The server is busy: retrying.',
@@ -63,7 +67,8 @@ const ERROR_TEXT = {
 };
 
 export function errorText(err) {
-  const base = ERROR_TEXT[err.code] ?? 'Something went wrong.';
+  const base = (ERROR_TEXT[err.code] ?? 'Something went wrong.')
+    .replace('{max}', String(limits.chatMaxChars));
   if (err.code === 'rate_limited' && err.retry_after_ms) {
     return `Slow down: try again in ${Math.ceil(err.retry_after_ms / 1000)} s.`;
   }
