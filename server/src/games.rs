@@ -98,6 +98,18 @@ pub struct Actor<'a> {
     pub mid: Option<&'a str>,
 }
 
+impl<'a> Actor<'a> {
+    /// The player holding `mark`, with no budget or move id to check.
+    fn seated(player: &'a PlayerId, mark: Mark) -> Actor<'a> {
+        Actor {
+            player,
+            seat: SeatCheck::Holds(mark),
+            limit: None,
+            mid: None,
+        }
+    }
+}
+
 /// The system acts for nobody (forfeits, aborts).
 static SYSTEM: std::sync::LazyLock<PlayerId> =
     std::sync::LazyLock::new(|| PlayerId::try_from("system".to_string()).expect("valid id"));
@@ -364,23 +376,24 @@ pub async fn resign(
     player: &PlayerId,
     mark: Mark,
 ) -> Result<Done, OpError> {
-    let actor = Actor {
-        player,
-        seat: SeatCheck::Holds(mark),
-        limit: None,
-        mid: None,
-    };
-    apply(app, game, actor, None, None, |version, s| {
-        let state = s.concede(mark, EndReason::Resign)?;
-        let event = ServerMsg::Conceded {
-            game: game.clone(),
-            version,
-            mark,
-            reason: EndReason::Resign,
-            state: state.clone(),
-        };
-        Ok((state, event))
-    })
+    apply(
+        app,
+        game,
+        Actor::seated(player, mark),
+        None,
+        None,
+        |version, s| {
+            let state = s.concede(mark, EndReason::Resign)?;
+            let event = ServerMsg::Conceded {
+                game: game.clone(),
+                version,
+                mark,
+                reason: EndReason::Resign,
+                state: state.clone(),
+            };
+            Ok((state, event))
+        },
+    )
     .await
 }
 
@@ -390,31 +403,32 @@ pub async fn rematch(
     player: &PlayerId,
     mark: Mark,
 ) -> Result<Done, OpError> {
-    let actor = Actor {
-        player,
-        seat: SeatCheck::Holds(mark),
-        limit: None,
-        mid: None,
-    };
-    apply(app, game, actor, None, None, |version, s| {
-        let (state, began) = s.request_rematch(mark)?;
-        let event = if began {
-            ServerMsg::RoundStarted {
-                game: game.clone(),
-                version,
-                round: state.round,
-                state: state.clone(),
-            }
-        } else {
-            ServerMsg::RematchRequested {
-                game: game.clone(),
-                version,
-                mark,
-                state: state.clone(),
-            }
-        };
-        Ok((state, event))
-    })
+    apply(
+        app,
+        game,
+        Actor::seated(player, mark),
+        None,
+        None,
+        |version, s| {
+            let (state, began) = s.request_rematch(mark)?;
+            let event = if began {
+                ServerMsg::RoundStarted {
+                    game: game.clone(),
+                    version,
+                    round: state.round,
+                    state: state.clone(),
+                }
+            } else {
+                ServerMsg::RematchRequested {
+                    game: game.clone(),
+                    version,
+                    mark,
+                    state: state.clone(),
+                }
+            };
+            Ok((state, event))
+        },
+    )
     .await
 }
 

@@ -157,6 +157,27 @@ pub enum ClientMsg {
     },
 }
 
+impl ClientMsg {
+    /// The request id, echoed in the reply.
+    pub fn req(&self) -> Option<Req> {
+        match self {
+            ClientMsg::Hello { req, .. }
+            | ClientMsg::Create { req }
+            | ClientMsg::Join { req, .. }
+            | ClientMsg::Leave { req, .. }
+            | ClientMsg::Move { req, .. }
+            | ClientMsg::Resign { req, .. }
+            | ClientMsg::Rematch { req, .. }
+            | ClientMsg::Chat { req, .. }
+            | ClientMsg::Sync { req, .. }
+            | ClientMsg::Lobby { req, .. }
+            | ClientMsg::QuickMatch { req }
+            | ClientMsg::CancelMatch { req }
+            | ClientMsg::Ping { req } => *req,
+        }
+    }
+}
+
 /// The `type` values [`ClientMsg`] knows, to tell an unknown type from a malformed message.
 pub const CLIENT_TYPES: &[&str] = &[
     "hello",
@@ -411,7 +432,7 @@ impl ServerMsg {
         }
     }
 
-    /// The state a versioned game event produced.
+    /// The state a versioned game event produced (or a snapshot holds).
     pub fn state(&self) -> Option<&GameState> {
         match self {
             ServerMsg::Created { state, .. }
@@ -420,8 +441,35 @@ impl ServerMsg {
             | ServerMsg::RematchRequested { state, .. }
             | ServerMsg::RoundStarted { state, .. }
             | ServerMsg::Conceded { state, .. }
-            | ServerMsg::Aborted { state, .. } => Some(state),
-            ServerMsg::Snapshot { state, .. } => Some(state),
+            | ServerMsg::Aborted { state, .. }
+            | ServerMsg::Snapshot { state, .. } => Some(state),
+            _ => None,
+        }
+    }
+
+    /// [`state`](Self::state), by value.
+    pub fn into_state(self) -> Option<GameState> {
+        match self {
+            ServerMsg::Created { state, .. }
+            | ServerMsg::Seated { state, .. }
+            | ServerMsg::Moved { state, .. }
+            | ServerMsg::RematchRequested { state, .. }
+            | ServerMsg::RoundStarted { state, .. }
+            | ServerMsg::Conceded { state, .. }
+            | ServerMsg::Aborted { state, .. }
+            | ServerMsg::Snapshot { state, .. } => Some(state),
+            _ => None,
+        }
+    }
+
+    /// The request id a direct reply echoes.
+    pub fn reply_req(&self) -> Option<Req> {
+        match self {
+            ServerMsg::Welcome { req, .. }
+            | ServerMsg::Snapshot { req, .. }
+            | ServerMsg::Ack { req, .. }
+            | ServerMsg::Error { req, .. }
+            | ServerMsg::Pong { req } => *req,
             _ => None,
         }
     }

@@ -257,7 +257,7 @@ where
         {
             return self
                 .send(ServerMsg::error(
-                    req_of(&msg),
+                    msg.req(),
                     ErrorCode::HelloRequired,
                     "say hello first",
                 ))
@@ -1066,24 +1066,6 @@ pub async fn start_forfeit_clock(app: &App, game: &GameId, change: &PresenceChan
     let at = wall_ms() + app.config.forfeit_grace_ms;
     if let Err(e) = app.store.set_deadline(game, at).await {
         tracing::warn!(%game, error = %e, "could not start the forfeit clock");
-    }
-}
-
-fn req_of(msg: &ClientMsg) -> Option<Req> {
-    match msg {
-        ClientMsg::Hello { req, .. }
-        | ClientMsg::Create { req }
-        | ClientMsg::Join { req, .. }
-        | ClientMsg::Leave { req, .. }
-        | ClientMsg::Move { req, .. }
-        | ClientMsg::Resign { req, .. }
-        | ClientMsg::Rematch { req, .. }
-        | ClientMsg::Chat { req, .. }
-        | ClientMsg::Sync { req, .. }
-        | ClientMsg::Lobby { req, .. }
-        | ClientMsg::QuickMatch { req }
-        | ClientMsg::CancelMatch { req }
-        | ClientMsg::Ping { req } => *req,
     }
 }
 

@@ -498,14 +498,7 @@ impl Ws {
 
 /// The request id a reply echoes.
 pub fn reply_req(m: &ServerMsg) -> Option<u64> {
-    match m {
-        ServerMsg::Welcome { req, .. }
-        | ServerMsg::Snapshot { req, .. }
-        | ServerMsg::Ack { req, .. }
-        | ServerMsg::Error { req, .. }
-        | ServerMsg::Pong { req } => *req,
-        _ => None,
-    }
+    m.reply_req()
 }
 
 /// The error code of a reply, panicking if it is not an error.

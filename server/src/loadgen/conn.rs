@@ -196,18 +196,6 @@ pub fn incoming(item: Option<Result<Message, WsError>>) -> Result<Incoming, Fail
     }
 }
 
-/// The request id a reply echoes.
-pub fn reply_req(m: &ServerMsg) -> Option<u64> {
-    match m {
-        ServerMsg::Welcome { req, .. }
-        | ServerMsg::Snapshot { req, .. }
-        | ServerMsg::Ack { req, .. }
-        | ServerMsg::Error { req, .. }
-        | ServerMsg::Pong { req } => *req,
-        _ => None,
-    }
-}
-
 /// Sends `msg` (carrying request id `req`) and waits for its reply, skipping whatever else
 /// arrives meanwhile: during set-up the game state comes from the replies themselves.
 pub async fn request(ws: &mut Ws, msg: &ClientMsg, req: u64) -> Result<ServerMsg, Failure> {
@@ -218,7 +206,7 @@ pub async fn request(ws: &mut Ws, msg: &ClientMsg, req: u64) -> Result<ServerMsg
             .await
             .map_err(|_| Failure::transport("reply_timeout"))?;
         if let Incoming::Msg(m) = incoming(item)?
-            && reply_req(&m) == Some(req)
+            && m.reply_req() == Some(req)
         {
             return match *m {
                 ServerMsg::Error { code, .. } => Err(Failure::Server(code)),

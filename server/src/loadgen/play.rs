@@ -188,7 +188,7 @@ impl Player {
                     table.in_flight = None;
                 }
                 let was_over = self.state.status == Status::Finished;
-                if let Some(state) = take_state(event) {
+                if let Some(state) = event.into_state() {
                     self.state = state;
                 }
                 self.version = version;
@@ -200,20 +200,6 @@ impl Player {
             }
         }
         self.react(table).await
-    }
-}
-
-fn take_state(event: ServerMsg) -> Option<GameState> {
-    match event {
-        ServerMsg::Created { state, .. }
-        | ServerMsg::Seated { state, .. }
-        | ServerMsg::Moved { state, .. }
-        | ServerMsg::RematchRequested { state, .. }
-        | ServerMsg::RoundStarted { state, .. }
-        | ServerMsg::Conceded { state, .. }
-        | ServerMsg::Aborted { state, .. }
-        | ServerMsg::Snapshot { state, .. } => Some(state),
-        _ => None,
     }
 }
 
