@@ -376,25 +376,27 @@ pub async fn resign(
     player: &PlayerId,
     mark: Mark,
 ) -> Result<Done, OpError> {
-    apply(
-        app,
-        game,
-        Actor::seated(player, mark),
-        None,
-        None,
-        |version, s| {
-            let state = s.concede(mark, EndReason::Resign)?;
-            let event = ServerMsg::Conceded {
-                game: game.clone(),
-                version,
-                mark,
-                reason: EndReason::Resign,
-                state: state.clone(),
-            };
-            Ok((state, event))
-        },
-    )
-    .await
+    let step = conceding(game, mark, EndReason::Resign);
+    apply(app, game, Actor::seated(player, mark), None, None, step).await
+}
+
+/// The step by which `mark` loses the round without a line (resigned, or away too long).
+fn conceding(
+    game: &GameId,
+    mark: Mark,
+    reason: EndReason,
+) -> impl Fn(u64, &GameState) -> Result<(GameState, ServerMsg), RuleError> + '_ {
+    move |version, s| {
+        let state = s.concede(mark, reason)?;
+        let event = ServerMsg::Conceded {
+            game: game.clone(),
+            version,
+            mark,
+            reason,
+            state: state.clone(),
+        };
+        Ok((state, event))
+    }
 }
 
 pub async fn rematch(
@@ -506,18 +508,8 @@ pub async fn resolve_deadline(app: &App, game: &GameId, due: u64) -> Result<(), 
         Verdict::Clear => None,
         Verdict::Rearm(at) => Some(at),
         Verdict::Forfeit(mark) => {
-            let r = apply(app, game, actor(), start, None, |version, s| {
-                let state = s.concede(mark, EndReason::Forfeit)?;
-                let event = ServerMsg::Conceded {
-                    game: game.clone(),
-                    version,
-                    mark,
-                    reason: EndReason::Forfeit,
-                    state: state.clone(),
-                };
-                Ok((state, event))
-            })
-            .await;
+            let step = conceding(game, mark, EndReason::Forfeit);
+            let r = apply(app, game, actor(), start, None, step).await;
             tolerate_race(r)?;
             tracing::info!(%game, %mark, "forfeit: player away past the grace period");
             metrics::counter!("forfeits_total").increment(1);

@@ -447,21 +447,6 @@ impl ServerMsg {
         }
     }
 
-    /// [`state`](Self::state), by value.
-    pub fn into_state(self) -> Option<GameState> {
-        match self {
-            ServerMsg::Created { state, .. }
-            | ServerMsg::Seated { state, .. }
-            | ServerMsg::Moved { state, .. }
-            | ServerMsg::RematchRequested { state, .. }
-            | ServerMsg::RoundStarted { state, .. }
-            | ServerMsg::Conceded { state, .. }
-            | ServerMsg::Aborted { state, .. }
-            | ServerMsg::Snapshot { state, .. } => Some(state),
-            _ => None,
-        }
-    }
-
     /// The request id a direct reply echoes.
     pub fn reply_req(&self) -> Option<Req> {
         match self {

@@ -5,8 +5,8 @@
 use crate::helpers::*;
 use crate::{failover, game_flow, limits, social};
 use serde_json::json;
-use std::time::{Duration, Instant};
-use tictactoe::protocol::{ErrorCode, ServerMsg};
+
+use tictactoe::protocol::ErrorCode;
 
 #[tokio::test]
 async fn a_game_across_instances() {
@@ -47,12 +47,7 @@ async fn the_master_holding_a_game_restarts_mid_game_and_the_game_goes_on() {
     };
     let a = Instance::start(config.clone()).await;
     let b = Instance::start(config.clone()).await;
-    let mut x = a.connect().await;
-    x.hello("ann").await;
-    let mut o = b.connect().await;
-    o.hello("bob").await;
-    let game = x.create().await;
-    o.join(&game).await;
+    let (mut x, mut o, game) = seat_pair(a.connect().await, b.connect().await).await;
     ack_version(&x.play(&game, 0).await); // v3
     ack_version(&o.play(&game, 4).await); // v4
 
@@ -66,18 +61,8 @@ async fn the_master_holding_a_game_restarts_mid_game_and_the_game_goes_on() {
 
     // The same move id, retried until the shard answers: applied once, seen on the other
     // instance through the resubscribed shard channel.
-    let deadline = Instant::now() + WAIT;
-    let version = loop {
-        match x
-            .request(json!({"type":"move","game":game,"cell":1,"mid":"m-1"}))
-            .await
-        {
-            ServerMsg::Ack { info, .. } => break info.version.unwrap(),
-            other => assert_eq!(error_code(&other), ErrorCode::Unavailable),
-        }
-        assert!(Instant::now() < deadline, "the shard never came back");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let retry = json!({"type":"move","game":game,"cell":1,"mid":"m-1"});
+    let version = ack_version(&x.request_until_available(retry).await);
     assert_eq!(version, 5, "no acknowledged move lost, none applied twice");
     let seen = o.event(&game, 5).await;
     assert_eq!(seen.state().unwrap().board.to_string(), "XX..O....");
@@ -99,12 +84,7 @@ async fn a_games_subscriptions_follow_its_slot_to_another_master() {
     };
     let a = Instance::start(config.clone()).await;
     let b = Instance::start(config.clone()).await;
-    let mut x = a.connect().await;
-    x.hello("ann").await;
-    let mut o = b.connect().await;
-    o.hello("bob").await;
-    let game = x.create().await;
-    o.join(&game).await;
+    let (mut x, mut o, game) = seat_pair(a.connect().await, b.connect().await).await;
     ack_version(&x.play(&game, 0).await); // v3
     o.event(&game, 3).await;
 

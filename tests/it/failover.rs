@@ -277,12 +277,7 @@ async fn redis_restarted_mid_game_loses_no_acknowledged_move() {
     let cfg = config(&redis);
     let procs = processes(&cfg, 2).await;
     let (a, b) = (&procs[0], &procs[1]);
-    let mut x = a.connect().await;
-    x.hello("ann").await;
-    let mut o = b.connect().await;
-    o.hello("bob").await;
-    let game = x.create().await;
-    o.join(&game).await;
+    let (mut x, mut o, game) = seat_pair(a.connect().await, b.connect().await).await;
     ack_version(&x.play(&game, 0).await); // v3
     ack_version(&o.play(&game, 4).await); // v4
 
@@ -301,18 +296,8 @@ async fn redis_restarted_mid_game_loses_no_acknowledged_move() {
     }
     // Retried with the same move id: applied once; O (on the other instance, whose
     // subscription had to be re-established) sees it.
-    let deadline = Instant::now() + WAIT;
-    let version = loop {
-        match x
-            .request(json!({"type":"move","game":game,"cell":1,"mid":"m-1"}))
-            .await
-        {
-            ServerMsg::Ack { info, .. } => break info.version.unwrap(),
-            other => assert_eq!(error_code(&other), ErrorCode::Unavailable),
-        }
-        assert!(Instant::now() < deadline, "moves never came back");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let retry = json!({"type":"move","game":game,"cell":1,"mid":"m-1"});
+    let version = ack_version(&x.request_until_available(retry).await);
     assert_eq!(version, 5);
     let seen = o.event(&game, 5).await;
     assert_eq!(
@@ -332,12 +317,7 @@ async fn a_retried_move_id_is_applied_once_even_on_another_instance() {
     let cfg = config(&redis);
     let procs = processes(&cfg, 2).await;
     let (a, b) = (&procs[0], &procs[1]);
-    let mut x = a.connect().await;
-    x.hello("ann").await;
-    let mut o = b.connect().await;
-    o.hello("bob").await;
-    let game = x.create().await;
-    o.join(&game).await;
+    let (mut x, mut o, game) = seat_pair(a.connect().await, b.connect().await).await;
     let mv = json!({"type":"move","game":game,"cell":4,"mid":"same-id"});
     assert_eq!(ack_version(&x.request(mv.clone()).await), 3);
     match x.request(mv.clone()).await {

@@ -129,10 +129,7 @@ impl RedisServer {
         self.child = Some(child);
         let deadline = Instant::now() + WAIT;
         loop {
-            if let Ok(client) = redis::Client::open(self.url())
-                && let Ok(mut c) = client.get_connection()
-                && redis::cmd("PING").query::<String>(&mut c).is_ok()
-            {
+            if redis_answers(&self.url()) {
                 return true;
             }
             if let Some(c) = self.child.as_mut()
@@ -179,6 +176,14 @@ impl Drop for RedisServer {
             let _ = c.wait();
         }
     }
+}
+
+/// Whether a Redis at `url` answers PING.
+fn redis_answers(url: &str) -> bool {
+    redis::Client::open(url)
+        .and_then(|c| c.get_connection())
+        .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
+        .is_ok()
 }
 
 pub fn redis_server_bin() -> String {
@@ -438,6 +443,29 @@ impl Ws {
         reply
     }
 
+    /// Sends `v` again (same move id and all) while the answer is `unavailable`, as a client
+    /// does while Redis comes back; returns the first other answer.
+    pub async fn request_until_available(&mut self, v: Value) -> ServerMsg {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let reply = self.request(v.clone()).await;
+            if !matches!(
+                reply,
+                ServerMsg::Error {
+                    code: tictactoe::protocol::ErrorCode::Unavailable,
+                    ..
+                }
+            ) {
+                return reply;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "still unavailable after {WAIT:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Creates a game and returns its id (this client sits as X).
     pub async fn create(&mut self) -> String {
         match self.request(json!({"type": "create"})).await {
@@ -494,6 +522,15 @@ impl Ws {
         }
         out
     }
+}
+
+/// Says hello as "ann" on `x` and "bob" on `o`; ann creates a game and bob takes O.
+pub async fn seat_pair(mut x: Ws, mut o: Ws) -> (Ws, Ws, String) {
+    x.hello("ann").await;
+    o.hello("bob").await;
+    let game = x.create().await;
+    o.join(&game).await;
+    (x, o, game)
 }
 
 /// The request id a reply echoes.
@@ -837,10 +874,7 @@ impl RedisCluster {
         let deadline = Instant::now() + WAIT;
         let url = format!("redis://127.0.0.1:{port}/");
         loop {
-            if let Ok(client) = redis::Client::open(url.as_str())
-                && let Ok(mut c) = client.get_connection()
-                && redis::cmd("PING").query::<String>(&mut c).is_ok()
-            {
+            if redis_answers(&url) {
                 return true;
             }
             if let Some(c) = self.children[i].as_mut()

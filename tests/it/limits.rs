@@ -13,13 +13,7 @@ async fn hello(ws: &mut Ws, name: &str) {
 
 /// X and O seated in a fresh game on instance `a`; returns (x, o, game).
 async fn seated(a: &Instance, b: &Instance) -> (Ws, Ws, String) {
-    let mut x = a.connect().await;
-    hello(&mut x, "ann").await;
-    let mut o = b.connect().await;
-    hello(&mut o, "bob").await;
-    let game = x.create().await;
-    o.join(&game).await;
-    (x, o, game)
+    seat_pair(a.connect().await, b.connect().await).await
 }
 
 #[tokio::test]
@@ -309,18 +303,8 @@ async fn with_redis_down_moves_fail_closed_and_connections_fall_back_to_a_local_
         ServerMsg::Pong { .. }
     ));
     redis.restart();
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
-        match x.play(&game, 4).await {
-            ServerMsg::Ack { .. } => break,
-            other => assert_eq!(error_code(&other), ErrorCode::Unavailable),
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "moves never came back"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let retry = json!({"type":"move","game":game,"cell":4});
+    ack_version(&x.request_until_available(retry).await);
 
     // The fallback is a limit, not an open door.
     let mut tight = test_config(Some(&redis));

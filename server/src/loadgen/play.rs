@@ -188,7 +188,7 @@ impl Player {
                     table.in_flight = None;
                 }
                 let was_over = self.state.status == Status::Finished;
-                if let Some(state) = event.into_state() {
+                if let Some(state) = event.state().cloned() {
                     self.state = state;
                 }
                 self.version = version;
