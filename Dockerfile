@@ -3,14 +3,20 @@
 
 FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
-# Dependencies first, in their own layer: a change to the server's code does not rebuild them.
+# Dependencies first, in their own layer: a change to the code does not rebuild them. The
+# workspace's manifests come with placeholder sources, replaced by the real ones below.
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir -p server/src && echo 'fn main() {}' > server/src/main.rs && touch server/src/lib.rs \
+COPY server/Cargo.toml server/Cargo.toml
+COPY server/protocol/Cargo.toml server/protocol/Cargo.toml
+COPY server/tools/Cargo.toml server/tools/Cargo.toml
+RUN mkdir -p server/src server/protocol/src server/tools/src tests/it \
+    && echo 'fn main() {}' > server/src/main.rs \
+    && touch server/src/lib.rs server/protocol/src/lib.rs server/tools/src/lib.rs tests/it/main.rs \
     && cargo build --release --locked --bin tictactoe \
-    && rm -rf server
+    && rm -rf server/src server/protocol/src server/tools/src
 COPY server ./server
 # The placeholder build left fresher timestamps than the copied sources.
-RUN touch server/src/main.rs server/src/lib.rs \
+RUN find server -name '*.rs' -exec touch {} + \
     && cargo build --release --locked --bin tictactoe
 
 FROM debian:bookworm-slim

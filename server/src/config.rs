@@ -1,39 +1,15 @@
 //! Configuration: every setting is a flag and an environment variable (`--help` lists them
-//! with their defaults). The README's table of limits is generated from the same defaults.
+//! with their defaults; the README's tables show the same defaults, checked by a test).
+//!
+//! Settings are parsed once, into the types the code uses: durations are [`Duration`]s, and
+//! numbers out of their range are refused at start-up with a message naming the setting,
+//! instead of being clamped wherever they are read.
 
 use crate::ratelimit::Rule;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, ValueEnum};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
-
-#[derive(Parser, Debug)]
-#[command(
-    name = "tictactoe",
-    version,
-    about = "Real-time multiplayer tic-tac-toe: stateless WebSocket instances over Redis",
-    args_conflicts_with_subcommands = true
-)]
-pub struct Cli {
-    #[command(subcommand)]
-    pub command: Option<Command>,
-    /// Server settings (used when no subcommand is given).
-    #[command(flatten)]
-    pub serve: Config,
-}
-
-// Parsed once at start-up: the size difference between variants does not matter.
-#[allow(clippy::large_enum_variant)]
-#[derive(Subcommand, Debug)]
-pub enum Command {
-    /// Run a server instance (the default).
-    Serve(Config),
-    /// Print moves, boards and chat of live games as they happen.
-    Monitor(crate::monitor::MonitorArgs),
-    /// Drive instances with many WebSocket clients (playing or idle) and report throughput,
-    /// latency and server memory.
-    Loadgen(crate::loadgen::LoadgenArgs),
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -73,8 +49,8 @@ pub struct Config {
     pub log_format: LogFormat,
 
     /// Longest wait for one Redis call before answering `unavailable`.
-    #[arg(long, env = "REDIS_TIMEOUT_MS", default_value_t = 2000)]
-    pub redis_timeout_ms: u64,
+    #[arg(long = "redis-timeout-ms", env = "REDIS_TIMEOUT_MS", default_value = "2000", value_parser = millis_at_least(1))]
+    pub redis_timeout: Duration,
 
     // Rate limits.
     /// Moves per second per session and game (enforced in Redis, so reconnecting or
@@ -105,12 +81,12 @@ pub struct Config {
     pub ip_session_burst: u32,
     /// Rate-limited requests a connection may accumulate (refilling over a minute) before it
     /// is closed with 1008 (policy violation).
-    #[arg(long, env = "ABUSE_LIMIT", default_value_t = 50)]
+    #[arg(long, env = "ABUSE_LIMIT", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
     pub abuse_limit: u32,
 
     // Input hardening.
     /// Largest WebSocket message (and frame) accepted; bigger closes with 1009.
-    #[arg(long, env = "MAX_MESSAGE_BYTES", default_value_t = 4096)]
+    #[arg(long, env = "MAX_MESSAGE_BYTES", default_value_t = 4096, value_parser = at_least::<usize>(256))]
     pub max_message_bytes: usize,
     /// Origins allowed to open a WebSocket, comma separated. Empty: the page's own origin
     /// and http(s)://localhost / 127.0.0.1 on any port. `*` allows any.
@@ -132,66 +108,77 @@ pub struct Config {
 
     // Sizes and lifetimes.
     /// Messages queued to one client before it counts as too slow and is closed (4001).
-    #[arg(long, env = "OUTBOUND_QUEUE", default_value_t = 256)]
+    #[arg(long, env = "OUTBOUND_QUEUE", default_value_t = 256, value_parser = at_least::<usize>(8))]
     pub outbound_queue: usize,
     /// Chat line length, in characters.
     #[arg(long, env = "CHAT_MAX_CHARS", default_value_t = 280)]
     pub chat_max_chars: usize,
     /// Chat lines kept per game (and in the lobby).
-    #[arg(long, env = "CHAT_KEPT", default_value_t = 100)]
+    #[arg(long, env = "CHAT_KEPT", default_value_t = 100, value_parser = at_least::<usize>(1))]
     pub chat_kept: usize,
     /// Chat lines sent to someone who joins.
     #[arg(long, env = "CHAT_HISTORY", default_value_t = 50)]
     pub chat_history: usize,
     /// Events kept per game log, for replay on reconnect.
-    #[arg(long, env = "EVENT_LOG_LEN", default_value_t = 64)]
+    #[arg(long, env = "EVENT_LOG_LEN", default_value_t = 64, value_parser = at_least::<usize>(1))]
     pub event_log_len: usize,
     /// A session expires after this long unused.
-    #[arg(long, env = "SESSION_TTL_SECS", default_value_t = 86_400)]
-    pub session_ttl_secs: u64,
+    #[arg(long = "session-ttl-secs", env = "SESSION_TTL_SECS", default_value = "86400", value_parser = secs_at_least(1))]
+    pub session_ttl: Duration,
     /// A game (its state, log, chat, presence) expires after this long without activity.
-    #[arg(long, env = "GAME_TTL_SECS", default_value_t = 3_600)]
-    pub game_ttl_secs: u64,
+    #[arg(long = "game-ttl-secs", env = "GAME_TTL_SECS", default_value = "3600", value_parser = secs_at_least(1))]
+    pub game_ttl: Duration,
     /// A finished game expires after this long unless a rematch starts.
-    #[arg(long, env = "FINISHED_GAME_TTL_SECS", default_value_t = 600)]
-    pub finished_game_ttl_secs: u64,
+    #[arg(long = "finished-game-ttl-secs", env = "FINISHED_GAME_TTL_SECS", default_value = "600", value_parser = secs_at_least(1))]
+    pub finished_game_ttl: Duration,
 
     // Clocks.
     /// A seated player away longer than this forfeits the round.
-    #[arg(long, env = "FORFEIT_GRACE_MS", default_value_t = 30_000)]
-    pub forfeit_grace_ms: u64,
+    #[arg(long = "forfeit-grace-ms", env = "FORFEIT_GRACE_MS", default_value = "30000", value_parser = millis)]
+    pub forfeit_grace: Duration,
     /// A matched game in which a player has not shown up after this long is aborted.
-    #[arg(long, env = "MATCH_CONFIRM_MS", default_value_t = 10_000)]
-    pub match_confirm_ms: u64,
+    #[arg(long = "match-confirm-ms", env = "MATCH_CONFIRM_MS", default_value = "10000", value_parser = millis_at_least(1))]
+    pub match_confirm: Duration,
     /// Instance lease: a dead instance's presence entries are cleared within this plus
     /// SWEEP_INTERVAL_MS.
-    #[arg(long, env = "LEASE_TTL_MS", default_value_t = 6_000)]
-    pub lease_ttl_ms: u64,
+    #[arg(long = "lease-ttl-ms", env = "LEASE_TTL_MS", default_value = "6000", value_parser = millis_at_least(100))]
+    pub lease_ttl: Duration,
     /// How often instances look for dead leases and due deadlines.
-    #[arg(long, env = "SWEEP_INTERVAL_MS", default_value_t = 1_000)]
-    pub sweep_interval_ms: u64,
+    #[arg(long = "sweep-interval-ms", env = "SWEEP_INTERVAL_MS", default_value = "1000", value_parser = millis_at_least(10))]
+    pub sweep_interval: Duration,
     /// How long a shutting-down instance waits for its sessions to close.
-    #[arg(long, env = "SHUTDOWN_GRACE_MS", default_value_t = 10_000)]
-    pub shutdown_grace_ms: u64,
+    #[arg(long = "shutdown-grace-ms", env = "SHUTDOWN_GRACE_MS", default_value = "10000", value_parser = millis)]
+    pub shutdown_grace: Duration,
     /// A connection that has not said hello by then is closed.
-    #[arg(long, env = "HELLO_TIMEOUT_MS", default_value_t = 10_000)]
-    pub hello_timeout_ms: u64,
+    #[arg(long = "hello-timeout-ms", env = "HELLO_TIMEOUT_MS", default_value = "10000", value_parser = millis_at_least(1))]
+    pub hello_timeout: Duration,
     /// A connection silent this long (no frame, no pong) is closed; pings go out at a third.
-    #[arg(long, env = "IDLE_TIMEOUT_MS", default_value_t = 60_000)]
-    pub idle_timeout_ms: u64,
+    #[arg(long = "idle-timeout-ms", env = "IDLE_TIMEOUT_MS", default_value = "60000", value_parser = millis_at_least(300))]
+    pub idle_timeout: Duration,
+}
+
+/// Parses a [`Config`] alone, for [`Config::default`].
+#[derive(Parser)]
+struct Defaults {
+    #[command(flatten)]
+    config: Config,
 }
 
 impl Default for Config {
-    /// The documented defaults (and whatever the environment sets), as `--help` shows them.
+    /// The documented defaults, whatever the environment says: tests and embedders start
+    /// from the same settings on every machine.
     fn default() -> Self {
-        Cli::parse_from(["tictactoe"]).serve
+        let cmd = Defaults::command().mut_args(|a| a.env(None));
+        let matches = cmd
+            .try_get_matches_from(["tictactoe"])
+            .expect("the defaults parse");
+        Defaults::from_arg_matches(&matches)
+            .expect("the defaults parse")
+            .config
     }
 }
 
 impl Config {
-    pub fn redis_timeout(&self) -> Duration {
-        Duration::from_millis(self.redis_timeout_ms)
-    }
     pub fn move_rule(&self) -> Rule {
         Rule::per_second(self.move_rate, self.move_burst)
     }
@@ -209,31 +196,7 @@ impl Config {
     }
     /// ABUSE_LIMIT limited requests at once, refilled over a minute.
     pub fn abuse_rule(&self) -> Rule {
-        Rule::per_second(f64::from(self.abuse_limit.max(1)) / 60.0, self.abuse_limit)
-    }
-    pub fn session_ttl(&self) -> Duration {
-        Duration::from_secs(self.session_ttl_secs)
-    }
-    pub fn game_ttl(&self) -> Duration {
-        Duration::from_secs(self.game_ttl_secs)
-    }
-    pub fn finished_game_ttl(&self) -> Duration {
-        Duration::from_secs(self.finished_game_ttl_secs)
-    }
-    pub fn lease_ttl(&self) -> Duration {
-        Duration::from_millis(self.lease_ttl_ms)
-    }
-    pub fn sweep_interval(&self) -> Duration {
-        Duration::from_millis(self.sweep_interval_ms.max(10))
-    }
-    pub fn shutdown_grace(&self) -> Duration {
-        Duration::from_millis(self.shutdown_grace_ms)
-    }
-    pub fn hello_timeout(&self) -> Duration {
-        Duration::from_millis(self.hello_timeout_ms)
-    }
-    pub fn idle_timeout(&self) -> Duration {
-        Duration::from_millis(self.idle_timeout_ms.max(300))
+        Rule::per_second(f64::from(self.abuse_limit) / 60.0, self.abuse_limit)
     }
 
     /// Trusted proxy addresses; entries that are not IPs are reported and ignored.
@@ -253,28 +216,95 @@ impl Config {
     }
 }
 
+/// A whole number of milliseconds, at least `min`.
+fn millis_at_least(min: u64) -> impl Fn(&str) -> Result<Duration, String> + Clone {
+    move |s| at_least::<u64>(min)(s).map(Duration::from_millis)
+}
+
+/// Milliseconds, zero allowed.
+fn millis(s: &str) -> Result<Duration, String> {
+    millis_at_least(0)(s)
+}
+
+/// A whole number of seconds, at least `min`.
+fn secs_at_least(min: u64) -> impl Fn(&str) -> Result<Duration, String> + Clone {
+    move |s| at_least::<u64>(min)(s).map(Duration::from_secs)
+}
+
+/// A whole number, at least `min`.
+fn at_least<T>(min: u64) -> impl Fn(&str) -> Result<T, String> + Clone
+where
+    T: TryFrom<u64>,
+{
+    move |s| {
+        let n: u64 = s
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{s}` is not a whole number"))?;
+        if n < min {
+            return Err(format!("must be at least {min}"));
+        }
+        T::try_from(n).map_err(|_| format!("`{s}` is too large"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        config: Config,
+    }
 
     #[test]
-    fn the_cli_definition_is_consistent() {
+    fn the_settings_definition_is_consistent() {
         Cli::command().debug_assert();
     }
 
     #[test]
-    fn flags_parse_and_subcommands_are_optional() {
-        let cli = Cli::parse_from([
+    fn flags_parse_into_typed_settings() {
+        let c = Cli::parse_from([
             "tictactoe",
             "--listen-addr",
             "127.0.0.1:0",
             "--allowed-origins",
             "https://a.example,https://b.example",
-        ]);
-        assert!(cli.command.is_none());
-        assert_eq!(cli.serve.allowed_origins.len(), 2);
-        let cli = Cli::parse_from(["tictactoe", "serve", "--move-burst", "3"]);
-        assert!(matches!(cli.command, Some(Command::Serve(c)) if c.move_burst == 3));
+            "--forfeit-grace-ms",
+            "1500",
+            "--game-ttl-secs",
+            "2",
+        ])
+        .config;
+        assert_eq!(c.allowed_origins.len(), 2);
+        assert_eq!(c.forfeit_grace, Duration::from_millis(1500));
+        assert_eq!(c.game_ttl, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn out_of_range_settings_are_refused_with_their_name() {
+        for args in [
+            ["--idle-timeout-ms", "10"],
+            ["--sweep-interval-ms", "0"],
+            ["--outbound-queue", "1"],
+            ["--event-log-len", "0"],
+            ["--max-message-bytes", "10"],
+            ["--redis-timeout-ms", "soon"],
+        ] {
+            let err = Cli::try_parse_from(["tictactoe", args[0], args[1]])
+                .err()
+                .unwrap_or_else(|| panic!("{args:?} accepted"));
+            assert!(err.to_string().contains(args[0]), "{err}");
+        }
+    }
+
+    #[test]
+    fn the_default_ignores_the_environment() {
+        // Setting a variable takes `unsafe` (forbidden here), so check that the parser behind
+        // `default` looks up no variable at all.
+        let cmd = Defaults::command().mut_args(|a| a.env(None));
+        assert!(cmd.get_arguments().all(|a| a.get_env().is_none()));
+        assert_eq!(Config::default().idle_timeout, Duration::from_secs(60));
     }
 }

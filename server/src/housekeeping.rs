@@ -4,9 +4,9 @@
 //! lobby changes to watchers.
 
 use crate::app::App;
-use crate::games;
+use crate::connection::{LOBBY_MAX, start_forfeit_clock};
 use crate::hub::{ConnId, Outbound};
-use crate::session::{LOBBY_MAX, start_forfeit_clock};
+use crate::operations;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,19 +32,19 @@ pub async fn run(app: Arc<App>, stop: CancellationToken) {
                     _ = tick.tick() => {}
                 }
                 app.hub
-                    .flush_lobby(app.store.as_ref(), LOBBY_MAX, app.config.game_ttl())
+                    .flush_lobby(app.store.as_ref(), LOBBY_MAX, app.config.game_ttl)
                     .await;
                 // Listing prunes entries older than the game lifetime.
                 if last_prune.elapsed() >= LOBBY_PRUNE_EVERY {
                     last_prune = tokio::time::Instant::now();
-                    let _ = app.store.lobby_list(1, app.config.game_ttl()).await;
+                    let _ = app.store.lobby_list(1, app.config.game_ttl).await;
                 }
             }
         })
     };
-    let mut tick = tokio::time::interval(app.config.sweep_interval());
+    let mut tick = tokio::time::interval(app.config.sweep_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let heartbeat_every = app.config.lease_ttl() / 3;
+    let heartbeat_every = app.config.lease_ttl / 3;
     let mut last_heartbeat: Option<tokio::time::Instant> = None;
     let mut ticket_misses: HashMap<ConnId, u32> = HashMap::new();
     loop {
@@ -59,7 +59,7 @@ pub async fn run(app: Arc<App>, stop: CancellationToken) {
             // Keeps the pub/sub lag histogram fed, and warns of a wedged subscription.
             if let Err(e) = app
                 .hub
-                .probe(app.store.as_ref(), app.config.redis_timeout())
+                .probe(app.store.as_ref(), app.config.redis_timeout)
                 .await
             {
                 tracing::debug!(error = %e, "pub/sub probe failed");
@@ -77,7 +77,7 @@ pub async fn run(app: Arc<App>, stop: CancellationToken) {
 async fn heartbeat(app: &App) {
     match app
         .store
-        .renew_lease(&app.lease, app.config.lease_ttl())
+        .renew_lease(&app.lease, app.config.lease_ttl)
         .await
     {
         Ok(true) => {}
@@ -98,7 +98,7 @@ async fn heartbeat(app: &App) {
                 let entry = app.presence_entry(&player, role);
                 if let Err(e) = app
                     .store
-                    .presence_change(&game, &entry, 1, app.config.game_ttl())
+                    .presence_change(&game, &entry, 1, app.config.game_ttl)
                     .await
                 {
                     tracing::warn!(%game, error = %e, "could not announce presence");
@@ -116,7 +116,7 @@ async fn retry_leaves(app: &App) {
         let entry = app.presence_entry(&leave.player, leave.role);
         match app
             .store
-            .presence_change(&leave.game, &entry, -1, app.config.game_ttl())
+            .presence_change(&leave.game, &entry, -1, app.config.game_ttl)
             .await
         {
             Ok(change) => start_forfeit_clock(app, &leave.game, &change).await,
@@ -136,11 +136,11 @@ async fn sweep_dead_instances(app: &App) {
         }
     };
     for lease in leases.into_iter().filter(|l| *l != app.lease) {
-        match app.store.sweep_lease(&lease, app.config.game_ttl()).await {
+        match app.store.sweep_lease(&lease, app.config.game_ttl).await {
             Ok(emptied) => {
                 tracing::info!(%lease, games = emptied.len(), "swept a dead instance's presence");
                 metrics::counter!("leases_swept_total").increment(1);
-                let at = crate::app::wall_ms() + app.config.forfeit_grace_ms;
+                let at = crate::app::wall_ms() + app.config.forfeit_grace.as_millis() as u64;
                 for (game, _) in emptied {
                     if let Err(e) = app.store.set_deadline(&game, at).await {
                         tracing::warn!(%game, error = %e, "could not start the forfeit clock");
@@ -161,7 +161,7 @@ async fn fire_deadlines(app: &App) {
         }
     };
     for (game, at) in due {
-        if let Err(e) = games::resolve_deadline(app, &game, at).await {
+        if let Err(e) = operations::resolve_deadline(app, &game, at).await {
             tracing::warn!(%game, error = %e, "deadline not resolved; will retry");
         }
     }

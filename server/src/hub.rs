@@ -7,9 +7,9 @@
 //! else waits for it. The hub also keeps the latest state of each local game (the highest
 //! version it has seen), so a move can be computed without reading Redis first.
 
-use crate::game::{GameState, Mark};
 use crate::ids::{GameId, PlayerId};
 use crate::protocol::{CHANNEL_TYPES, ChannelPeek, Role, ServerMsg};
+use crate::rules::{GameState, Mark};
 use crate::store::{Bus, BusConnection, BusMessage, Keys, Store, StoreError};
 use axum::extract::ws::Utf8Bytes;
 use dashmap::DashMap;
@@ -19,6 +19,7 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tictactoe_protocol::backoff::Backoff;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -510,54 +511,9 @@ enum BusExit {
     Shutdown,
 }
 
-/// Exponential backoff with jitter: each delay is drawn from [d/2, d], d doubling up to max.
-#[derive(Debug)]
-pub struct Backoff {
-    min: Duration,
-    max: Duration,
-    current: Duration,
-}
-
-impl Backoff {
-    pub fn new(min: Duration, max: Duration) -> Backoff {
-        Backoff {
-            min,
-            max,
-            current: min,
-        }
-    }
-
-    pub fn next_delay(&mut self) -> Duration {
-        let d = self.current;
-        self.current = (self.current * 2).min(self.max);
-        let half = d / 2;
-        let jitter = uuid::Uuid::new_v4().as_u64_pair().0 % (half.as_micros() as u64 + 1);
-        half + Duration::from_micros(jitter)
-    }
-
-    pub fn reset(&mut self) {
-        self.current = self.min;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_grows_to_its_cap_with_jitter_and_resets() {
-        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
-        let first = b.next_delay();
-        assert!(first >= Duration::from_millis(50) && first <= Duration::from_millis(100));
-        for _ in 0..10 {
-            let d = b.next_delay();
-            assert!(d <= Duration::from_secs(1));
-        }
-        let capped = b.next_delay();
-        assert!(capped >= Duration::from_millis(500));
-        b.reset();
-        assert!(b.next_delay() <= Duration::from_millis(100));
-    }
 
     #[test]
     fn a_full_queue_closes_the_slow_client_and_only_it() {

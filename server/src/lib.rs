@@ -1,34 +1,34 @@
 //! A real-time multiplayer tic-tac-toe server: many stateless WebSocket instances, with every
 //! game, seat, session and chat line in Redis.
 //!
-//! How the crate is laid out, from the rules outwards:
+//! How the crate is laid out, from the rules outwards (the rules, ids and wire messages live
+//! in the `tictactoe-protocol` crate, shared with the tools, and are re-exported here):
 //!
-//! - [`game`]: the rules, pure (no async, no I/O).
+//! - [`rules`]: the rules, pure (no async, no I/O).
 //! - [`protocol`]: the wire messages, as specified in `docs/protocol.md`.
-//! - [`ids`], [`text`], [`ratelimit`]: parsed identifiers, cleaned user text, GCRA limits.
+//! - [`ids`], [`session`], [`text`], [`ratelimit`]: parsed identifiers, session tokens,
+//!   cleaned user text, GCRA limits.
 //! - [`store`]: where state lives: the trait, Redis (Lua scripts, one round trip per move)
 //!   and in memory (single instance, zero setup).
 //! - [`hub`]: one pub/sub connection per instance, one subscription per game with local
 //!   clients, a bounded queue per client.
-//! - [`games`]: game operations (compare-and-set of rule-checked states).
-//! - [`session`]: one WebSocket connection's loop.
+//! - [`operations`]: what can be done to games, chat and presence (compare-and-set of
+//!   rule-checked states); the only way from a connection to the store.
+//! - [`connection`]: one WebSocket connection's loop.
 //! - [`housekeeping`]: leases, sweeping dead instances, deadlines, lobby pushes.
 //! - [`routes`], [`app`], [`config`], [`telemetry`]: HTTP, shared handles, settings, logs
 //!   and metrics.
-//! - [`monitor`], [`loadgen`]: operator and benchmark tools behind subcommands.
+//!
+//! The load generator and the monitor are the `tictactoe-tools` crate.
 //!
 //! [`run`] is the one entry point: the binary and the tests both call it.
 
 pub mod app;
 pub mod config;
-pub mod game;
-pub mod games;
+pub mod connection;
 pub mod housekeeping;
 pub mod hub;
-pub mod ids;
-pub mod loadgen;
-pub mod monitor;
-pub mod protocol;
+pub mod operations;
 pub mod ratelimit;
 pub mod routes;
 pub mod session;
@@ -36,11 +36,14 @@ pub mod store;
 pub mod telemetry;
 pub mod text;
 
+pub use tictactoe_protocol as protocol;
+pub use tictactoe_protocol::{ids, rules};
+
 use app::App;
 use config::Config;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use store::{Keys, Store, StoreError, StoreLimits};
+use store::StoreError;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -93,53 +96,7 @@ pub async fn run(
         safe_name(&instance),
         &ids::GameId::generate().as_str()[..6]
     );
-    let keys = Keys::new(config.key_prefix.clone());
-    let limits = StoreLimits {
-        log_len: config.event_log_len.max(1),
-        chat_len: config.chat_kept.max(1),
-        ..StoreLimits::default()
-    };
-    let cluster: Vec<String> = config
-        .redis_cluster_urls
-        .iter()
-        .map(|u| u.trim().to_string())
-        .filter(|u| !u.is_empty())
-        .collect();
-    // Empty values count as unset, so that an override (a compose file, say) can switch modes.
-    let redis_url = config
-        .redis_url
-        .as_deref()
-        .map(str::trim)
-        .filter(|u| !u.is_empty());
-    if redis_url.is_some() && !cluster.is_empty() {
-        return Err(
-            StoreError::Config("set REDIS_URL or REDIS_CLUSTER_URLS, not both".into()).into(),
-        );
-    }
-    let store: Arc<dyn Store> = match redis_url {
-        Some(url) => Arc::new(store::redis::RedisStore::connect(
-            url,
-            keys,
-            limits,
-            config.redis_timeout(),
-        )?),
-        None if !cluster.is_empty() => {
-            tracing::info!(nodes = ?cluster, "using Redis Cluster with sharded pub/sub");
-            Arc::new(store::redis::RedisStore::connect_cluster(
-                &cluster,
-                keys,
-                limits,
-                config.redis_timeout(),
-            )?)
-        }
-        None => {
-            tracing::warn!(
-                "REDIS_URL is not set: using the IN-MEMORY store. This instance cannot share \
-                 games with any other, and everything is lost when it stops."
-            );
-            Arc::new(store::memory::MemoryStore::new(keys, limits))
-        }
-    };
+    let store = store::connect(&config)?;
     let addr = listener.local_addr()?;
     let app = Arc::new(App::new(config, store, instance, lease, shutdown.clone()));
 
@@ -162,7 +119,7 @@ pub async fn run(
     // axum has stopped accepting; it does not wait for upgraded connections. The sessions
     // saw the same token and are closing with 1012: wait for them to leave their games.
     app.sessions.close();
-    let grace = app.config.shutdown_grace();
+    let grace = app.config.shutdown_grace;
     if tokio::time::timeout(grace, app.sessions.wait())
         .await
         .is_err()
@@ -172,11 +129,7 @@ pub async fn run(
             "sessions still open after the shutdown grace period"
         );
     }
-    if let Err(e) = app
-        .store
-        .sweep_lease(&app.lease, app.config.game_ttl())
-        .await
-    {
+    if let Err(e) = app.store.sweep_lease(&app.lease, app.config.game_ttl).await {
         tracing::warn!(error = %e, "could not release this instance's lease");
     }
     stop_background.cancel();

@@ -1,21 +1,52 @@
-//! The binary: parse settings, start logging, bind, and hand over to the library.
+//! The binary: one `tictactoe` command. Without a subcommand (or with `serve`) it parses the
+//! settings, starts logging, binds and hands over to the library; `monitor` and `loadgen` run
+//! the tools.
 
-use clap::Parser;
-use tictactoe::config::{Cli, Command};
+use clap::{Parser, Subcommand};
+use tictactoe::config::Config;
+use tictactoe_tools::{loadgen, monitor};
 use tokio_util::sync::CancellationToken;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "tictactoe",
+    version,
+    about = "Real-time multiplayer tic-tac-toe: stateless WebSocket instances over Redis",
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Server settings (used when no subcommand is given).
+    #[command(flatten)]
+    serve: Config,
+}
+
+// Parsed once at start-up: the size difference between variants does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a server instance (the default).
+    Serve(Config),
+    /// Print moves, boards and chat of live games as they happen.
+    Monitor(monitor::MonitorArgs),
+    /// Drive instances with many WebSocket clients (playing or idle) and report throughput,
+    /// latency and server memory.
+    Loadgen(loadgen::LoadgenArgs),
+}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Some(Command::Monitor(args)) => tictactoe::monitor::run(args).await,
-        Some(Command::Loadgen(args)) => tictactoe::loadgen::run(args).await,
+        Some(Command::Monitor(args)) => monitor::run(args).await,
+        Some(Command::Loadgen(args)) => loadgen::run(args).await,
         Some(Command::Serve(config)) => serve(config).await,
         None => serve(cli.serve).await,
     }
 }
 
-async fn serve(config: tictactoe::config::Config) -> anyhow::Result<()> {
+async fn serve(config: Config) -> anyhow::Result<()> {
     tictactoe::telemetry::init_logs(config.log_format);
     raise_open_file_limit();
     let listener = tictactoe::bind(config.listen_addr)?;
@@ -50,5 +81,24 @@ async fn on_signal(shutdown: CancellationToken) {
         }
         tracing::info!("shutting down: draining sessions (signal again to exit at once)");
         shutdown.cancel();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn subcommands_are_optional() {
+        let cli = Cli::parse_from(["tictactoe", "--listen-addr", "127.0.0.1:0"]);
+        assert!(cli.command.is_none());
+        let cli = Cli::parse_from(["tictactoe", "serve", "--move-burst", "3"]);
+        assert!(matches!(cli.command, Some(Command::Serve(c)) if c.move_burst == 3));
     }
 }

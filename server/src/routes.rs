@@ -1,7 +1,7 @@
 //! HTTP routes on one port: the static page, `/ws`, `/healthz`, `/readyz` and `/metrics`.
 
 use crate::app::App;
-use crate::session;
+use crate::connection;
 use axum::Router;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, State};
@@ -61,7 +61,7 @@ async fn ws_upgrade(
         )
             .into_response();
     }
-    let max = app.config.max_message_bytes.max(256);
+    let max = app.config.max_message_bytes;
     ws.read_buffer_size(READ_BUFFER)
         .write_buffer_size(0)
         .max_write_buffer_size(MAX_WRITE_BUFFER)
@@ -69,7 +69,7 @@ async fn ws_upgrade(
         .max_frame_size(max)
         .on_upgrade(move |socket| {
             let sessions = app.sessions.clone();
-            sessions.track_future(session::serve(app, socket, ip))
+            sessions.track_future(connection::serve(app, socket, ip))
         })
 }
 
@@ -142,7 +142,7 @@ async fn healthz() -> &'static str {
 /// Ready when Redis answers and this instance's pub/sub delivers end to end (a probe it
 /// publishes to itself comes back), and it is not shutting down.
 async fn readyz(State(app): State<Arc<App>>) -> Response {
-    let timeout = Duration::from_millis(app.config.redis_timeout_ms.min(1000));
+    let timeout = app.config.redis_timeout.min(Duration::from_secs(1));
     let store = match app.store.ping().await {
         Ok(()) => Ok(()),
         Err(e) => Err(e.to_string()),

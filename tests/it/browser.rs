@@ -42,6 +42,9 @@ async fn browser_quick_match_resign_leave_and_join_from_the_lobby() {
 async fn browser_queues_again_when_a_quick_match_is_aborted() {
     // The abort waits for MATCH_CONFIRM_MS: keep it short.
     check_tools();
-    let topo = Topology::start_with(3, |c| c.match_confirm_ms = 2000).await;
+    let topo = Topology::start_with(3, |c| {
+        c.match_confirm = std::time::Duration::from_millis(2000)
+    })
+    .await;
     run_spec("quick_match_abort.mjs", &topo).await;
 }

@@ -71,7 +71,7 @@ async fn the_master_holding_a_game_restarts_mid_game_and_the_game_goes_on() {
     let end = o.event(&game, 7).await;
     assert_eq!(
         end.state().unwrap().result.unwrap().winner,
-        Some(tictactoe::game::Mark::X)
+        Some(tictactoe::rules::Mark::X)
     );
 }
 

@@ -6,12 +6,12 @@ use futures_util::StreamExt;
 use serde_json::json;
 use std::time::{Duration, Instant};
 use tictactoe::config::Config;
-use tictactoe::game::{EndReason, GameState, Mark, Status};
 use tictactoe::protocol::{ErrorCode, ServerMsg, close};
+use tictactoe::rules::{EndReason, GameState, Mark, Status};
 
 fn config(redis: &RedisServer) -> Config {
     let mut c = test_config(Some(redis));
-    c.forfeit_grace_ms = 60_000;
+    c.forfeit_grace = Duration::from_millis(60_000);
     c
 }
 
@@ -61,7 +61,7 @@ async fn an_instance_killed_mid_game_costs_its_players_only_a_reconnect() {
 
 pub async fn killed_instance_on(backend: Backend) {
     let mut cfg = backend.config();
-    cfg.forfeit_grace_ms = 60_000;
+    cfg.forfeit_grace = Duration::from_millis(60_000);
     let mut procs = processes(&cfg, 3).await;
     let mut x = player(&procs[0], "ann").await;
     let mut o = player(&procs[1], "bob").await;
@@ -105,7 +105,7 @@ pub async fn killed_instance_on(backend: Backend) {
 async fn a_player_who_does_not_come_back_forfeits_though_their_instance_is_gone() {
     let redis = RedisServer::start();
     let mut cfg = config(&redis);
-    cfg.forfeit_grace_ms = 1500;
+    cfg.forfeit_grace = Duration::from_millis(1500);
     let mut procs = processes(&cfg, 3).await;
     let mut x = player(&procs[0], "ann").await;
     let mut o = player(&procs[1], "bob").await;
@@ -157,7 +157,7 @@ async fn a_player_who_does_not_come_back_forfeits_though_their_instance_is_gone(
 async fn a_player_back_within_the_grace_period_keeps_playing() {
     let redis = RedisServer::start();
     let mut cfg = config(&redis);
-    cfg.forfeit_grace_ms = 2500;
+    cfg.forfeit_grace = Duration::from_millis(2500);
     let procs = processes(&cfg, 2).await;
     let mut x = player(&procs[0], "ann").await;
     let mut o = player(&procs[1], "bob").await;
@@ -206,7 +206,7 @@ async fn a_killed_instances_players_and_spectators_leave_presence_within_the_bou
     .unwrap();
     assert!(p.players.o);
     // The documented bound: LEASE_TTL_MS + SWEEP_INTERVAL_MS (plus scheduling slack).
-    let bound = Duration::from_millis(cfg.lease_ttl_ms + cfg.sweep_interval_ms + 1500);
+    let bound = cfg.lease_ttl + cfg.sweep_interval + Duration::from_millis(1500);
     assert!(killed.elapsed() < bound, "took {:?}", killed.elapsed());
     drop((x, s));
 }
@@ -216,8 +216,8 @@ async fn a_match_with_a_player_whose_instance_died_is_aborted_not_left_waiting()
     let redis = RedisServer::start();
     let mut cfg = config(&redis);
     // Long enough that the dead player's ticket is still fresh when the other one asks.
-    cfg.lease_ttl_ms = 5000;
-    cfg.match_confirm_ms = 1000;
+    cfg.lease_ttl = Duration::from_millis(5000);
+    cfg.match_confirm = Duration::from_millis(1000);
     let mut procs = processes(&cfg, 2).await;
     let mut a = player(&procs[0], "ann").await;
     a.request(json!({"type":"quick_match"})).await;
@@ -403,8 +403,8 @@ async fn session_tokens_stay_out_of_logs_and_channels_and_cannot_be_forged() {
 async fn a_session_stays_alive_while_its_connection_is_open() {
     let redis = RedisServer::start();
     let mut cfg = config(&redis);
-    cfg.session_ttl_secs = 1;
-    cfg.idle_timeout_ms = 600; // pings (and renewals) every 200 ms
+    cfg.session_ttl = Duration::from_secs(1);
+    cfg.idle_timeout = Duration::from_millis(600); // pings (and renewals) every 200 ms
     let a = Instance::start(cfg).await;
     let mut x = a.connect().await;
     x.hello("ann").await;

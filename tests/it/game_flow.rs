@@ -3,8 +3,8 @@
 use crate::helpers::*;
 use futures_util::StreamExt;
 use serde_json::json;
-use tictactoe::game::{EndReason, Mark, Status};
 use tictactoe::protocol::{ErrorCode, Role, ServerMsg};
+use tictactoe::rules::{EndReason, Mark, Status};
 
 /// Two instances against one Redis.
 async fn two_instances() -> (RedisServer, Instance, Instance) {
@@ -29,7 +29,7 @@ async fn player(inst: &Instance, name: &str) -> Ws {
     ws
 }
 
-fn state_of(m: &ServerMsg) -> &tictactoe::game::GameState {
+fn state_of(m: &ServerMsg) -> &tictactoe::rules::GameState {
     m.state().unwrap_or_else(|| panic!("no state in {m:?}"))
 }
 
@@ -170,7 +170,7 @@ pub async fn racing_moves_on(backend: Backend, rounds: usize) {
                 .filter(|&c| {
                     state
                         .board
-                        .get(tictactoe::game::Cell::new(c).unwrap())
+                        .get(tictactoe::rules::Cell::new(c).unwrap())
                         .is_none()
                 })
                 .collect();

@@ -196,7 +196,7 @@ pub fn test_config(redis: Option<&RedisServer>) -> Config {
     Config {
         redis_url: redis.map(RedisServer::url),
         key_prefix: format!("t{}:", &uuid::Uuid::new_v4().simple().to_string()[..8]),
-        web_dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("web"),
+        web_dir: crate::topology::repo_path("web"),
         move_rate: 1000.0,
         move_burst: 1000,
         chat_rate: 1000.0,
@@ -207,10 +207,10 @@ pub fn test_config(redis: Option<&RedisServer>) -> Config {
         ip_conn_burst: 10_000,
         ip_session_rate: 10_000.0,
         ip_session_burst: 10_000,
-        redis_timeout_ms: 1000,
-        lease_ttl_ms: 1500,
-        sweep_interval_ms: 200,
-        shutdown_grace_ms: 3000,
+        redis_timeout: Duration::from_millis(1000),
+        lease_ttl: Duration::from_millis(1500),
+        sweep_interval: Duration::from_millis(200),
+        shutdown_grace: Duration::from_millis(3000),
         ..Config::default()
     }
 }
@@ -595,12 +595,18 @@ pub fn config_env(c: &Config) -> Vec<(String, String)> {
         ("IP_CONN_BURST", c.ip_conn_burst.to_string()),
         ("IP_SESSION_RATE", c.ip_session_rate.to_string()),
         ("IP_SESSION_BURST", c.ip_session_burst.to_string()),
-        ("REDIS_TIMEOUT_MS", c.redis_timeout_ms.to_string()),
-        ("LEASE_TTL_MS", c.lease_ttl_ms.to_string()),
-        ("SWEEP_INTERVAL_MS", c.sweep_interval_ms.to_string()),
-        ("SHUTDOWN_GRACE_MS", c.shutdown_grace_ms.to_string()),
-        ("FORFEIT_GRACE_MS", c.forfeit_grace_ms.to_string()),
-        ("MATCH_CONFIRM_MS", c.match_confirm_ms.to_string()),
+        ("REDIS_TIMEOUT_MS", c.redis_timeout.as_millis().to_string()),
+        ("LEASE_TTL_MS", c.lease_ttl.as_millis().to_string()),
+        (
+            "SWEEP_INTERVAL_MS",
+            c.sweep_interval.as_millis().to_string(),
+        ),
+        (
+            "SHUTDOWN_GRACE_MS",
+            c.shutdown_grace.as_millis().to_string(),
+        ),
+        ("FORFEIT_GRACE_MS", c.forfeit_grace.as_millis().to_string()),
+        ("MATCH_CONFIRM_MS", c.match_confirm.as_millis().to_string()),
         ("TRUSTED_PROXIES", c.trusted_proxies.join(",")),
     ];
     if let Some(url) = &c.redis_url {

@@ -4,7 +4,7 @@
 
 use crate::helpers::*;
 use std::time::Duration;
-use tictactoe::loadgen::{LoadgenArgs, Mode, Report, run_with};
+use tictactoe_tools::loadgen::{LoadgenArgs, Mode, Report, run_with};
 use tokio_util::sync::CancellationToken;
 
 async fn two_instances() -> (RedisServer, Instance, Instance) {

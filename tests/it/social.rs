@@ -4,8 +4,8 @@ use crate::helpers::*;
 use serde_json::json;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
-use tictactoe::game::{Mark, Status};
 use tictactoe::protocol::{ErrorCode, Role, ServerMsg};
+use tictactoe::rules::{Mark, Status};
 
 async fn two_instances() -> (RedisServer, Instance, Instance) {
     let redis = RedisServer::start();
@@ -341,8 +341,8 @@ async fn presence_shows_who_is_there() {
 async fn finished_and_abandoned_games_expire_with_their_log_and_chat() {
     let redis = RedisServer::start();
     let mut config = test_config(Some(&redis));
-    config.finished_game_ttl_secs = 1;
-    config.game_ttl_secs = 2;
+    config.finished_game_ttl = Duration::from_secs(1);
+    config.game_ttl = Duration::from_secs(2);
     let a = Instance::start(config.clone()).await;
     let mut x = player(&a, "ann").await;
     let mut o = player(&a, "bob").await;

@@ -5,10 +5,11 @@ use crate::helpers::*;
 use futures_util::StreamExt;
 use std::sync::Arc;
 use std::time::Duration;
-use tictactoe::game::{GameState, Mark, Seats, Status};
-use tictactoe::ids::{GameId, PlayerId, SessionToken};
+use tictactoe::ids::{GameId, PlayerId};
 use tictactoe::protocol::{LobbyGame, Role, ServerMsg};
 use tictactoe::ratelimit::{Decision, Rule};
+use tictactoe::rules::{GameState, Mark, Seats, Status};
+use tictactoe::session::SessionToken;
 use tictactoe::store::memory::MemoryStore;
 use tictactoe::store::redis::RedisStore;
 use tictactoe::store::{
@@ -198,7 +199,7 @@ async fn a_transition_applies_only_at_the_expected_version(store: Arc<dyn Store>
     let g = gid("g1");
     let s2 = started_game(store.as_ref(), &g).await;
     let s3 = s2
-        .play(Mark::X, tictactoe::game::Cell::new(4).unwrap())
+        .play(Mark::X, tictactoe::rules::Cell::new(4).unwrap())
         .unwrap();
     let (ann, ev) = (pid("ann"), event(&g, 3, &s3));
     // A stale writer gets the current game back instead.
@@ -240,7 +241,7 @@ async fn concurrent_transitions_at_one_version_apply_exactly_once(store: Arc<dyn
         let store = store.clone();
         let g = g.clone();
         let s3 = s2
-            .play(Mark::X, tictactoe::game::Cell::new(cell).unwrap())
+            .play(Mark::X, tictactoe::rules::Cell::new(cell).unwrap())
             .unwrap();
         tasks.push(tokio::spawn(async move {
             let ann = pid("ann");
@@ -280,7 +281,7 @@ async fn seats_are_checked_and_claimed_atomically(store: Arc<dyn Store>) {
     let g = gid("g1");
     let s2 = started_game(store.as_ref(), &g).await;
     let s3 = s2
-        .play(Mark::X, tictactoe::game::Cell::new(0).unwrap())
+        .play(Mark::X, tictactoe::rules::Cell::new(0).unwrap())
         .unwrap();
     let ev = event(&g, 3, &s3);
     // Bob does not hold X.
@@ -307,7 +308,7 @@ async fn a_move_id_is_applied_at_most_once(store: Arc<dyn Store>) {
     let s2 = started_game(store.as_ref(), &g).await;
     let ann = pid("ann");
     let s3 = s2
-        .play(Mark::X, tictactoe::game::Cell::new(0).unwrap())
+        .play(Mark::X, tictactoe::rules::Cell::new(0).unwrap())
         .unwrap();
     let ev = event(&g, 3, &s3);
     let t = Transition {

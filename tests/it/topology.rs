@@ -12,8 +12,12 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 use tictactoe::config::Config;
 
+/// A path in the repository (the server package is `server/`, one level down).
 pub fn repo_path(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the server package is inside the repository")
+        .join(rel)
 }
 
 /// Substitutes `${NAME}` placeholders, refusing to leave any `${TTT_...}` behind: a typo in

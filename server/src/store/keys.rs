@@ -3,17 +3,22 @@
 //! Everything about one game shares the hash tag `{<game id>}`, so a game's scripts touch one
 //! slot and run unchanged on Redis Cluster. Global indexes have hash tags of their own.
 
-use crate::ids::{GameId, PlayerId, TokenHash};
+use crate::ids::{GameId, PlayerId};
+use crate::session::TokenHash;
+use tictactoe_protocol::channels::Channels;
 
 #[derive(Clone, Debug)]
 pub struct Keys {
     prefix: String,
+    channels: Channels,
 }
 
 impl Keys {
     pub fn new(prefix: impl Into<String>) -> Keys {
+        let prefix = prefix.into();
         Keys {
-            prefix: prefix.into(),
+            channels: Channels::new(prefix.clone()),
+            prefix,
         }
     }
 
@@ -53,7 +58,7 @@ impl Keys {
 
     /// The game's pub/sub channel: every event, chat line and presence change, as JSON.
     pub fn game_channel(&self, g: &GameId) -> String {
-        format!("{}game:{{{g}}}:events", self.prefix)
+        self.channels.game(g)
     }
 
     /// Hash: `player`, `name`.
@@ -89,7 +94,7 @@ impl Keys {
     }
 
     pub fn lobby_channel(&self) -> String {
-        format!("{}{{lobby}}:events", self.prefix)
+        self.channels.lobby()
     }
 
     /// Sorted set of waiting quick-match tickets, scored by their last refresh (ms).
@@ -124,9 +129,7 @@ impl Keys {
 
     /// The game id in a game channel name, if it is one.
     pub fn game_of_channel(&self, channel: &str) -> Option<GameId> {
-        let rest = channel.strip_prefix(&self.prefix)?.strip_prefix("game:{")?;
-        let id = rest.strip_suffix("}:events")?;
-        GameId::try_from(id.to_string()).ok()
+        self.channels.game_of(channel)
     }
 }
 

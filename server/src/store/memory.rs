@@ -664,7 +664,7 @@ impl Store for MemoryStore {
         let now = now_ms();
         let mut inner = self.lock();
         match entry.status {
-            crate::game::Status::Waiting | crate::game::Status::Playing => {
+            crate::rules::Status::Waiting | crate::rules::Status::Playing => {
                 inner.lobby.insert(entry.game.clone(), (entry.clone(), now));
             }
             _ => {
@@ -692,7 +692,7 @@ impl Store for MemoryStore {
         let pick = |waiting: bool| -> Vec<LobbyGame> {
             entries
                 .iter()
-                .filter(|(e, _)| (e.status == crate::game::Status::Waiting) == waiting)
+                .filter(|(e, _)| (e.status == crate::rules::Status::Waiting) == waiting)
                 .take(max.max(1))
                 .map(|(e, _)| e.clone())
                 .collect()

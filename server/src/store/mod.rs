@@ -9,10 +9,12 @@ pub mod keys;
 pub mod memory;
 pub mod redis;
 
-use crate::game::{GameState, Mark, Seats};
-use crate::ids::{GameId, PlayerId, TokenHash};
+use crate::config::Config;
+use crate::ids::{GameId, PlayerId};
 use crate::protocol::{ChatLine, LobbyGame, Presence, Role};
 use crate::ratelimit::{Decision, Rule};
+use crate::rules::{GameState, Mark, Seats};
+use crate::session::TokenHash;
 use async_trait::async_trait;
 use axum::extract::ws::Utf8Bytes;
 use futures_util::stream::BoxStream;
@@ -20,6 +22,56 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use keys::Keys;
+
+/// Builds the store the settings ask for: Redis (`REDIS_URL`), a Redis Cluster
+/// (`REDIS_CLUSTER_URLS`), or, with neither, the in-memory store of a lone instance.
+pub fn connect(config: &Config) -> StoreResult<Arc<dyn Store>> {
+    let keys = Keys::new(config.key_prefix.clone());
+    let limits = StoreLimits {
+        log_len: config.event_log_len,
+        chat_len: config.chat_kept,
+        ..StoreLimits::default()
+    };
+    let cluster: Vec<String> = config
+        .redis_cluster_urls
+        .iter()
+        .map(|u| u.trim().to_string())
+        .filter(|u| !u.is_empty())
+        .collect();
+    // Empty values count as unset, so that an override (a compose file, say) can switch modes.
+    let redis_url = config
+        .redis_url
+        .as_deref()
+        .map(str::trim)
+        .filter(|u| !u.is_empty());
+    match (redis_url, cluster.is_empty()) {
+        (Some(_), false) => Err(StoreError::Config(
+            "set REDIS_URL or REDIS_CLUSTER_URLS, not both".into(),
+        )),
+        (Some(url), true) => Ok(Arc::new(redis::RedisStore::connect(
+            url,
+            keys,
+            limits,
+            config.redis_timeout,
+        )?)),
+        (None, false) => {
+            tracing::info!(nodes = ?cluster, "using Redis Cluster with sharded pub/sub");
+            Ok(Arc::new(redis::RedisStore::connect_cluster(
+                &cluster,
+                keys,
+                limits,
+                config.redis_timeout,
+            )?))
+        }
+        (None, true) => {
+            tracing::warn!(
+                "REDIS_URL is not set: using the IN-MEMORY store. This instance cannot share \
+                 games with any other, and everything is lost when it stops."
+            );
+            Ok(Arc::new(memory::MemoryStore::new(keys, limits)))
+        }
+    }
+}
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {

@@ -6,8 +6,8 @@
 //! instead of a hang. Pub/sub uses a dedicated connection per instance ([`RedisBus`]).
 
 use super::*;
-use crate::game::Mark;
 use crate::protocol::ServerMsg;
+use crate::rules::Mark;
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::cluster::ClusterClient;
 use ::redis::cluster_async::ClusterConnection;

@@ -1,8 +1,8 @@
 //! The pure parts of a run: where each connection goes, durations on the command line, the
 //! connection pacer's arithmetic and the move-picking generator.
 
-use crate::game::{Board, Cell};
 use std::time::Duration;
+use tictactoe_protocol::rules::{Board, Cell};
 
 /// Where one connection goes: an index into the URLs, and one into the source addresses
 /// (`None` when the kernel picks the source).

@@ -1,14 +1,14 @@
 //! Game operations: the rules applied to stored games. Each operation computes the next state
-//! with [`crate::game`] from the newest state this instance knows, and commits it with one
+//! with [`crate::rules`] from the newest state this instance knows, and commits it with one
 //! compare-and-set ([`Store::transition`]); on a stale version it recomputes from the state
 //! the store returned. Sessions and the background tasks both go through here.
 
 use crate::app::App;
-use crate::game::{EndReason, GameState, Mark, RuleError, Seats, Status};
 use crate::hub::InstanceMsg;
 use crate::ids::{GameId, PlayerId};
 use crate::protocol::{ErrorCode, LobbyGame, ServerMsg};
 use crate::ratelimit::Rule;
+use crate::rules::{EndReason, GameState, Mark, RuleError, Seats, Status};
 use crate::store::{Applied, SeatCheck, SeatsView, StoreError, Ticket, Transition};
 
 /// Compare-and-set attempts before giving up on a game that keeps changing underneath.
@@ -178,9 +178,9 @@ where
             }
         };
         let ttl = if state.is_over() {
-            app.config.finished_game_ttl()
+            app.config.finished_game_ttl
         } else {
-            app.config.game_ttl()
+            app.config.game_ttl
         };
         let event = event.to_json();
         let t = Transition {
@@ -249,7 +249,7 @@ async fn start_clocks(app: &App, game: &GameId) {
     let result = async {
         match app.store.inspect_seats(game).await? {
             Some(view) => {
-                let at = view.now_ms + app.config.match_confirm_ms;
+                let at = view.now_ms + app.config.match_confirm.as_millis() as u64;
                 app.store.set_deadline(game, at).await
             }
             None => Ok(()),
@@ -285,7 +285,7 @@ pub async fn create(
         .to_json();
         if app
             .store
-            .create_game(&game, &seats, &state, &event, app.config.game_ttl())
+            .create_game(&game, &seats, &state, &event, app.config.game_ttl)
             .await?
         {
             metrics::counter!("games_created_total").increment(1);
@@ -339,7 +339,7 @@ pub async fn play(
     game: &GameId,
     player: &PlayerId,
     mark: Mark,
-    cell: crate::game::Cell,
+    cell: crate::rules::Cell,
     mid: Option<&str>,
     hint: Option<u64>,
 ) -> Result<Done, OpError> {
@@ -494,8 +494,8 @@ pub async fn resolve_deadline(app: &App, game: &GameId, due: u64) -> Result<(), 
     };
     let verdict = decide(
         &view,
-        app.config.forfeit_grace_ms,
-        app.config.match_confirm_ms,
+        app.config.forfeit_grace.as_millis() as u64,
+        app.config.match_confirm.as_millis() as u64,
     );
     let actor = || Actor {
         player: &SYSTEM,
@@ -550,7 +550,7 @@ fn tolerate_race(r: Result<Done, OpError>) -> Result<(), OpError> {
 /// Queues `me` for quick match, or pairs it with the longest-waiting ticket: the game is
 /// created with that player as X, who hears of it through its instance's channel.
 pub async fn quick_match(app: &App, me: &Ticket) -> Result<Option<GameId>, OpError> {
-    let fresh = app.config.lease_ttl();
+    let fresh = app.config.lease_ttl;
     let Some(other) = app.store.match_enqueue(me, fresh).await? else {
         return Ok(None);
     };

@@ -4,8 +4,8 @@
 //! parses every example in that document. Game events are published on Redis verbatim, so what
 //! `redis-cli SUBSCRIBE` shows is exactly what clients receive.
 
-use crate::game::{Cell, EndReason, GameState, Mark, Seats, Status};
 use crate::ids::{GameId, PlayerId};
+use crate::rules::{Cell, EndReason, GameState, Mark, Seats, Status};
 use serde::{Deserialize, Serialize};
 
 pub const PROTOCOL_VERSION: u32 = 1;

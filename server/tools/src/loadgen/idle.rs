@@ -5,9 +5,9 @@
 use super::conn::{self, Failure, Incoming};
 use super::plan::Slot;
 use super::{Ctx, Settle};
-use crate::protocol::{ClientMsg, ServerMsg};
 use futures_util::StreamExt;
 use std::sync::Arc;
+use tictactoe_protocol::{ClientMsg, ServerMsg};
 
 pub(super) async fn connection(ctx: Arc<Ctx>, index: usize, slot: Slot) {
     let ctx = &*ctx;

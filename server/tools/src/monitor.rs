@@ -4,12 +4,13 @@
 //! Unlike an instance, the monitor may pattern-subscribe to every game: it is one operator
 //! tool, not one subscriber per game per instance.
 
-use crate::game::{Board, Cell, EndReason, GameState, Mark, Status};
-use crate::hub::Backoff;
-use crate::protocol::ServerMsg;
 use clap::Args;
 use futures_util::StreamExt;
 use std::time::Duration;
+use tictactoe_protocol::ServerMsg;
+use tictactoe_protocol::backoff::Backoff;
+use tictactoe_protocol::channels::Channels;
+use tictactoe_protocol::rules::{Board, Cell, EndReason, GameState, Mark, Status};
 
 #[derive(Args, Clone, Debug)]
 pub struct MonitorArgs {
@@ -36,13 +37,14 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<()> {
         return run_cluster(args).await;
     }
     let client = redis::Client::open(args.redis_url.as_str())?;
-    let keys = crate::store::Keys::new(args.key_prefix.clone());
+    let channels = Channels::new(args.key_prefix.clone());
     let pattern = match &args.game {
         Some(g) => {
-            let g = crate::ids::GameId::try_from(g.clone()).map_err(anyhow::Error::msg)?;
-            keys.game_channel(&g)
+            let g =
+                tictactoe_protocol::ids::GameId::try_from(g.clone()).map_err(anyhow::Error::msg)?;
+            channels.game(&g)
         }
-        None => format!("{}game:*:events", args.key_prefix),
+        None => channels.every_game(),
     };
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(2));
     loop {
@@ -50,7 +52,7 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<()> {
             Ok(mut pubsub) => {
                 pubsub.psubscribe(&pattern).await?;
                 if args.lobby {
-                    pubsub.subscribe(keys.lobby_channel()).await?;
+                    pubsub.subscribe(channels.lobby()).await?;
                 }
                 backoff.reset();
                 eprintln!(
@@ -77,14 +79,14 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<()> {
 /// On a cluster: SSUBSCRIBE to the chosen channels through the cluster client, which follows
 /// slot moves and resubscribes after node restarts by itself.
 async fn run_cluster(args: MonitorArgs) -> anyhow::Result<()> {
-    let keys = crate::store::Keys::new(args.key_prefix.clone());
+    let names = Channels::new(args.key_prefix.clone());
     let mut channels = Vec::new();
     if let Some(g) = &args.game {
-        let g = crate::ids::GameId::try_from(g.clone()).map_err(anyhow::Error::msg)?;
-        channels.push(keys.game_channel(&g));
+        let g = tictactoe_protocol::ids::GameId::try_from(g.clone()).map_err(anyhow::Error::msg)?;
+        channels.push(names.game(&g));
     }
     if args.lobby {
-        channels.push(keys.lobby_channel());
+        channels.push(names.lobby());
     }
     anyhow::ensure!(
         !channels.is_empty(),
@@ -299,7 +301,7 @@ mod tests {
 
     #[test]
     fn a_move_prints_the_cell_the_board_and_whose_turn_it_is() {
-        let g = crate::ids::GameId::try_from("g1".to_string()).unwrap();
+        let g = tictactoe_protocol::ids::GameId::try_from("g1".to_string()).unwrap();
         let state = GameState::new("ann").seat_o("bob").unwrap();
         let cell = Cell::new(4).unwrap();
         let state = state.play(Mark::X, cell).unwrap();

@@ -5,12 +5,12 @@
 //! held for a few instructions.
 
 use super::report::Latency;
-use crate::protocol::ErrorCode;
 use hdrhistogram::Histogram;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::time::Duration;
+use tictactoe_protocol::ErrorCode;
 use tokio::sync::Notify;
 
 /// Latencies above this (an hour, in µs) are clamped rather than dropped.

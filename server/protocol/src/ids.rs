@@ -1,8 +1,7 @@
-//! Identifiers: game ids, public player ids and secret session tokens, each parsed once at
-//! the boundary so the rest of the code never handles an unchecked string.
+//! Public identifiers: game ids and player ids, each parsed once at the boundary so the rest
+//! of the code never handles an unchecked string.
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::fmt;
 
 /// Characters of generated ids: lower case and digits without the look-alikes 0/o, 1/l/i.
@@ -99,54 +98,6 @@ impl fmt::Display for PlayerId {
     }
 }
 
-/// The secret that proves a session: 244 random bits (two v4 UUIDs). Its `Debug` is redacted
-/// so it cannot reach a log by accident; Redis only ever sees its SHA-256 ([`TokenHash`]).
-#[derive(Clone, PartialEq, Eq)]
-pub struct SessionToken(String);
-
-impl SessionToken {
-    pub fn generate() -> SessionToken {
-        let a = uuid::Uuid::new_v4().simple().to_string();
-        let b = uuid::Uuid::new_v4().simple().to_string();
-        SessionToken(format!("{a}{b}"))
-    }
-
-    /// Accepts only the shape [`generate`](Self::generate) produces.
-    pub fn parse(s: &str) -> Option<SessionToken> {
-        (s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()))
-            .then(|| SessionToken(s.to_ascii_lowercase()))
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    pub fn hash(&self) -> TokenHash {
-        let digest = Sha256::digest(self.0.as_bytes());
-        let mut hex = String::with_capacity(64);
-        for b in digest {
-            hex.push_str(&format!("{b:02x}"));
-        }
-        TokenHash(hex)
-    }
-}
-
-impl fmt::Debug for SessionToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("SessionToken(<redacted>)")
-    }
-}
-
-/// SHA-256 of a session token, hex: the name under which the session is stored.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct TokenHash(String);
-
-impl TokenHash {
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,18 +118,5 @@ mod tests {
         for bad in ["", "a}b", "{x}", "a:b", "a b", &"x".repeat(33)] {
             assert!(GameId::try_from(bad.to_string()).is_err(), "{bad:?}");
         }
-    }
-
-    #[test]
-    fn tokens_parse_back_hash_stably_and_never_print() {
-        let t = SessionToken::generate();
-        let parsed = SessionToken::parse(t.expose()).unwrap();
-        assert_eq!(parsed.hash(), t.hash());
-        assert_ne!(t.hash().as_str(), t.expose());
-        assert_eq!(t.hash().as_str().len(), 64);
-        assert!(!format!("{t:?}").contains(t.expose()));
-        assert!(SessionToken::parse("short").is_none());
-        assert!(SessionToken::parse(&"g".repeat(64)).is_none());
-        assert_ne!(SessionToken::generate(), t);
     }
 }

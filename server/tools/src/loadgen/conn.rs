@@ -2,10 +2,10 @@
 //! handshake, and the protocol's request/reply, each bounded by a timeout and each failure
 //! named by a short kind for the report.
 
-use crate::protocol::{ClientMsg, ErrorCode, ServerMsg};
 use futures_util::{SinkExt, StreamExt};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
+use tictactoe_protocol::{ClientMsg, ErrorCode, ServerMsg};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;

@@ -8,13 +8,13 @@
 use super::conn::{self, Failure, Incoming, Ws};
 use super::plan::{GamePlan, Rng, random_free_cell};
 use super::{Ctx, STALL_TIMEOUT, Settle};
-use crate::game::{GameState, Mark, Status};
-use crate::ids::GameId;
-use crate::protocol::{ClientMsg, Role, ServerMsg};
 use futures_util::StreamExt;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
+use tictactoe_protocol::ids::GameId;
+use tictactoe_protocol::rules::{GameState, Mark, Status};
+use tictactoe_protocol::{ClientMsg, Role, ServerMsg};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
