@@ -2,8 +2,8 @@
 //! one Redis. The specs in `tests/browser/` drive the browsers; these tests set up the
 //! processes, run a spec and report its output.
 
-use crate::browser_runner::{check_tools, run_spec};
-use crate::topology::Topology;
+use crate::support::browser::{check_tools, run_spec};
+use crate::support::topology::Topology;
 
 #[tokio::test]
 async fn browser_players_pinned_to_different_instances_play_to_a_win() {

@@ -2,7 +2,10 @@
 //! subscriptions, chat, limits and resume run here as well as on one Redis, plus what only a
 //! cluster can do to a game: lose and regain the master holding it.
 
-use crate::helpers::*;
+use crate::support::backend::Backend;
+use crate::support::client::{ack_version, error_code, seat_pair};
+use crate::support::cluster::RedisCluster;
+use crate::support::instances::{Instance, test_config};
 use crate::{failover, game_flow, limits, social};
 use serde_json::json;
 

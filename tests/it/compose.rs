@@ -1,7 +1,7 @@
 //! `docker-compose.yml` cannot run here (no Docker engine), but Debian's docker-compose can
 //! still parse and validate it, interpolation and all.
 
-use crate::topology::repo_path;
+use crate::support::repo_path;
 use std::process::Command;
 
 #[test]

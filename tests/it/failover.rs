@@ -1,7 +1,13 @@
 //! Failover: instances are stateless, so losing one (or Redis for a while) costs players a
 //! reconnect and nothing else. Instances here are real processes of the built binary.
 
-use crate::helpers::*;
+use crate::support::WAIT;
+use crate::support::backend::Backend;
+use crate::support::client::{Ws, ack_version, error_code, player, seat_pair};
+use crate::support::http::http_get;
+use crate::support::instances::{Instance, test_config};
+use crate::support::processes::ServerProcess;
+use crate::support::redis::RedisServer;
 use futures_util::StreamExt;
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -23,12 +29,6 @@ async fn processes(config: &Config, n: usize) -> Vec<ServerProcess> {
         p.wait_ready().await;
     }
     procs
-}
-
-async fn player(p: &ServerProcess, name: &str) -> Ws {
-    let mut ws = p.connect().await;
-    ws.hello(name).await;
-    ws
 }
 
 /// Reconnects a player's session on another instance, resuming `game` from `version`.
@@ -166,7 +166,9 @@ async fn a_player_back_within_the_grace_period_keeps_playing() {
     ack_version(&x.play(&game, 4).await);
     let token = x.token.clone();
     x.close().await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Back once X's absence is seen (O learns X left): the forfeit clock has started.
+    o.recv_until(|m| matches!(m, ServerMsg::Presence { presence, .. } if !presence.players.x))
+        .await;
     let mut x = resume(&procs[1], &token, "ann", &game, 3).await;
     // Past the grace period from the disconnect: no forfeit, the game is still on.
     let quiet = o.drain_for(Duration::from_millis(3000)).await;
@@ -416,6 +418,7 @@ async fn a_session_stays_alive_while_its_connection_is_open() {
             x.request(json!({"type":"ping"})).await,
             ServerMsg::Pong { .. }
         ));
+        // Real time must pass: the session's TTL runs on Redis's clock.
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let mut again = a.connect().await;

@@ -1,33 +1,14 @@
 //! Playing games across instances: the core promises of the server.
 
-use crate::helpers::*;
+use crate::support::backend::Backend;
+use crate::support::client::{ack_version, error_code, player};
+use crate::support::instances::{Instance, test_config, two_instances, two_instances_on};
+use crate::support::redis::RedisServer;
+use crate::support::{WAIT, eventually};
 use futures_util::StreamExt;
 use serde_json::json;
 use tictactoe::protocol::{ErrorCode, Role, ServerMsg};
 use tictactoe::rules::{EndReason, Mark, Status};
-
-/// Two instances against one Redis.
-async fn two_instances() -> (RedisServer, Instance, Instance) {
-    let redis = RedisServer::start();
-    let config = test_config(Some(&redis));
-    let a = Instance::start(config.clone()).await;
-    let b = Instance::start(config).await;
-    (redis, a, b)
-}
-
-/// Two instances against `backend`.
-async fn two_instances_on(backend: &Backend) -> (Instance, Instance) {
-    let config = backend.config();
-    let a = Instance::start(config.clone()).await;
-    let b = Instance::start(config).await;
-    (a, b)
-}
-
-async fn player(inst: &Instance, name: &str) -> Ws {
-    let mut ws = inst.connect().await;
-    ws.hello(name).await;
-    ws
-}
 
 fn state_of(m: &ServerMsg) -> &tictactoe::rules::GameState {
     m.state().unwrap_or_else(|| panic!("no state in {m:?}"))

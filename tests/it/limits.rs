@@ -2,7 +2,12 @@
 //! instances"). Budgets live in Redis, so neither reconnecting nor changing instance resets
 //! them.
 
-use crate::helpers::*;
+use crate::support::backend::Backend;
+use crate::support::client::{
+    Ws, ack_version, error_code, reply_req, retry_after, seat_pair, try_connect,
+};
+use crate::support::instances::{Instance, test_config};
+use crate::support::redis::RedisServer;
 use serde_json::json;
 use std::time::Duration;
 use tictactoe::protocol::{ErrorCode, ServerMsg, close};
@@ -70,6 +75,7 @@ async fn a_move_retried_after_retry_after_succeeds() {
     let refused = x.play(&game, 2).await;
     let wait = retry_after(&refused);
     assert!(wait <= 200, "{wait}");
+    // Real time must pass: the budget refills on Redis's clock, as a client's would.
     tokio::time::sleep(Duration::from_millis(wait)).await;
     assert_eq!(ack_version(&x.play(&game, 2).await), 5);
 }

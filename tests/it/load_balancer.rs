@@ -1,8 +1,8 @@
 //! nginx as configured by `deploy/nginx.conf.template`: WebSockets are spread over the
 //! instances without stickiness, and a dead instance is skipped for new connections.
 
-use crate::helpers::Ws;
-use crate::topology::Topology;
+use crate::support::client::Ws;
+use crate::support::topology::Topology;
 use std::collections::HashSet;
 use tictactoe::protocol::ServerMsg;
 

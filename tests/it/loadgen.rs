@@ -2,18 +2,12 @@
 //! be true of the run (players paired across instances, moves acknowledged, latencies
 //! recorded), whatever the speed of the machine.
 
-use crate::helpers::*;
+use crate::support::WAIT;
+use crate::support::instances::two_instances;
+use futures_util::StreamExt;
 use std::time::Duration;
 use tictactoe_tools::loadgen::{LoadgenArgs, Mode, Report, run_with};
 use tokio_util::sync::CancellationToken;
-
-async fn two_instances() -> (RedisServer, Instance, Instance) {
-    let redis = RedisServer::start();
-    let config = test_config(Some(&redis));
-    let a = Instance::start(config.clone()).await;
-    let b = Instance::start(config).await;
-    (redis, a, b)
-}
 
 async fn load(flags: &[&str]) -> Report {
     let args = LoadgenArgs::try_parse_from(flags).expect("loadgen flags");
@@ -143,7 +137,13 @@ async fn idle_mode_holds_its_connections_without_errors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopping_early_still_reports() {
-    let (_redis, a, b) = two_instances().await;
+    let (redis, a, b) = two_instances().await;
+    // Every game channel of this run (the key prefix is the test's own).
+    let mut games = redis.client().get_async_pubsub().await.unwrap();
+    games
+        .psubscribe(format!("{}game:*", a.config.key_prefix))
+        .await
+        .unwrap();
     let urls = format!("{},{}", a.ws_url(), b.ws_url());
     let args = LoadgenArgs::try_parse_from([
         "--urls",
@@ -159,8 +159,19 @@ async fn stopping_early_still_reports() {
     .unwrap();
     let stop = CancellationToken::new();
     let run = tokio::spawn(run_with(args, stop.clone()));
-    // Stop once the measurement has started (games are playing), or after a while anyway.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Stop once games are playing: the first move is published.
+    let mut events = games.on_message();
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let m = events.next().await.expect("subscribed to the games");
+            let event: serde_json::Value = serde_json::from_slice(m.get_payload_bytes()).unwrap();
+            if event["type"] == "moved" {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("a move is published");
     stop.cancel();
     let r = tokio::time::timeout(Duration::from_secs(20), run)
         .await

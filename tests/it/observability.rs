@@ -1,10 +1,15 @@
 //! Health, readiness, metrics, logs, the monitor, and slow clients.
 
-use crate::helpers::*;
+use crate::support::WAIT;
+use crate::support::client::{ack_version, error_code};
+use crate::support::http::http_get;
+use crate::support::instances::{Instance, test_config};
+use crate::support::processes::ServerProcess;
+use crate::support::redis::RedisServer;
 use serde_json::json;
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tictactoe::protocol::{ServerMsg, close};
 
 #[tokio::test]
@@ -130,15 +135,33 @@ async fn the_monitor_prints_moves_boards_and_chat() {
     ack_version(&x.play(&game, 4).await);
     x.request(json!({"type":"chat","game":game,"text":"gg <3"}))
         .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let _ = monitor.kill();
+    // Its output up to the chat line, the last event: read on a thread, as the pipe blocks.
+    let stdout = BufReader::new(monitor.stdout.take().unwrap());
+    let (lines, mut printed) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for line in stdout.lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
     let mut out = String::new();
-    monitor
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
+    let chat_printed = tokio::time::timeout(WAIT, async {
+        while !out.contains("chat [X] ann: gg <3") {
+            let Some(line) = printed.recv().await else {
+                return false;
+            };
+            out.push_str(&line);
+            out.push('\n');
+        }
+        true
+    })
+    .await;
+    assert!(
+        matches!(chat_printed, Ok(true)),
+        "the monitor never printed the chat line:\n{out}"
+    );
+    let _ = monitor.kill();
     let _ = monitor.wait();
     assert!(
         out.contains(&format!("{game} v3 X plays 4 (center)")),
@@ -179,7 +202,11 @@ async fn a_client_that_does_not_read_is_closed_and_slows_nobody() {
     )
     .await
     .unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The non-reader is in once the others see a spectator.
+    fast.recv_until(
+        |m| matches!(m, ServerMsg::Presence { presence, .. } if presence.spectators == 1),
+    )
+    .await;
     // More than the non-reader's socket buffers, its WebSocket write buffer (64 KiB) and its
     // queue can hold: about 350 KB of chat lines. The producer keeps reading its own socket
     // while it sends, or it would be a slow consumer itself.

@@ -6,7 +6,7 @@ use serde_json::Value;
 use tictactoe::protocol::{ClientMsg, ServerMsg};
 
 fn examples() -> Vec<(String, String)> {
-    let path = crate::topology::repo_path("docs/protocol.md");
+    let path = crate::support::repo_path("docs/protocol.md");
     let doc = std::fs::read_to_string(path).expect("docs/protocol.md");
     let mut out = Vec::new();
     let mut current: Option<(String, String)> = None;
@@ -89,7 +89,7 @@ fn every_example_in_the_protocol_document_parses_and_round_trips() {
 #[test]
 fn every_setting_is_documented_in_the_readme_with_its_default() {
     use clap::Args;
-    let readme = std::fs::read_to_string(crate::topology::repo_path("README.md")).unwrap();
+    let readme = std::fs::read_to_string(crate::support::repo_path("README.md")).unwrap();
     let cmd = tictactoe::config::Config::augment_args(clap::Command::new("tictactoe"));
     let mut checked = 0;
     for arg in cmd.get_arguments() {

@@ -1,25 +1,15 @@
 //! Chat, lobby, quick match, presence and game lifetimes, across instances.
 
-use crate::helpers::*;
+use crate::support::backend::Backend;
+use crate::support::client::{Ws, ack_version, error_code, player};
+use crate::support::eventually;
+use crate::support::instances::{Instance, test_config, two_instances};
+use crate::support::redis::RedisServer;
 use serde_json::json;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use tictactoe::protocol::{ErrorCode, Role, ServerMsg};
 use tictactoe::rules::{Mark, Status};
-
-async fn two_instances() -> (RedisServer, Instance, Instance) {
-    let redis = RedisServer::start();
-    let config = test_config(Some(&redis));
-    let a = Instance::start(config.clone()).await;
-    let b = Instance::start(config).await;
-    (redis, a, b)
-}
-
-async fn player(inst: &Instance, name: &str) -> Ws {
-    let mut ws = inst.connect().await;
-    ws.hello(name).await;
-    ws
-}
 
 fn chat_text(m: &ServerMsg) -> Option<&str> {
     match m {

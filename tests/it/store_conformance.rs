@@ -1,7 +1,9 @@
 //! One conformance suite, run against both stores: the Redis store (on a real redis-server)
 //! and the in-memory store must behave the same for every operation the server relies on.
 
-use crate::helpers::*;
+use crate::support::WAIT;
+use crate::support::cluster::RedisCluster;
+use crate::support::redis::RedisServer;
 use futures_util::StreamExt;
 use std::sync::Arc;
 use std::time::Duration;

@@ -2,8 +2,8 @@
 //! Chromium). Missing tools fail the test with what to install: a browser test that skips
 //! itself would pass on exactly the machines where it checks nothing.
 
-use crate::helpers::TempDir;
-use crate::topology::{Topology, repo_path};
+use super::topology::Topology;
+use super::{TempDir, repo_path};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -30,7 +30,7 @@ fn chromium() -> PathBuf {
 pub fn check_tools() {
     chromium();
     check_node();
-    crate::topology::nginx_bin();
+    super::nginx::nginx_bin();
 }
 
 fn check_node() {

@@ -1,28 +1,17 @@
-//! The production topology as local processes: nginx rendered from
-//! `deploy/nginx.conf.template` (the file docker-compose and `scripts/topology.sh` use) in a
-//! temp prefix on free ports, in front of real instance processes sharing one Redis.
-//!
-//! Besides the load-balanced port, nginx gets one extra port per instance that always proxies
-//! to that instance, so a test can pin a browser to an instance and still go through nginx.
+//! nginx as the load balancer, configured from `deploy/nginx.conf.template` (the file
+//! docker-compose and `scripts/topology.sh` use) in a temp prefix on free ports. Besides the
+//! load-balanced port, one extra port per instance always proxies to that instance.
 
-use crate::helpers::{RedisServer, ServerProcess, TempDir, WAIT, free_port, http_get, test_config};
+use super::http::http_get;
+use super::{POLL, TempDir, WAIT, free_port, repo_path};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
-use tictactoe::config::Config;
-
-/// A path in the repository (the server package is `server/`, one level down).
-pub fn repo_path(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the server package is inside the repository")
-        .join(rel)
-}
 
 /// Substitutes `${NAME}` placeholders, refusing to leave any `${TTT_...}` behind: a typo in
 /// the template or here would otherwise reach nginx as a literal.
-pub fn render_template(template: &str, vars: &[(&str, String)]) -> String {
+fn render_template(template: &str, vars: &[(&str, String)]) -> String {
     let mut out = template.to_string();
     for (name, value) in vars {
         out = out.replace(&format!("${{{name}}}"), value);
@@ -34,6 +23,7 @@ pub fn render_template(template: &str, vars: &[(&str, String)]) -> String {
     out
 }
 
+/// nginx from `NGINX_BIN`, the PATH or `/usr/sbin`; a missing one fails with what to install.
 pub fn nginx_bin() -> PathBuf {
     let bin = match std::env::var_os("NGINX_BIN") {
         Some(p) => PathBuf::from(p),
@@ -140,7 +130,7 @@ impl Nginx {
             if Instant::now() > deadline {
                 panic!("nginx is not serving on {port}:\n{}", self.log());
             }
-            tokio::time::sleep(Duration::from_millis(25)).await;
+            tokio::time::sleep(POLL).await;
         }
     }
 
@@ -187,51 +177,5 @@ impl Drop for Nginx {
         }
         let _ = child.kill();
         let _ = child.wait();
-    }
-}
-
-/// Redis, instance processes `ttt-1`..`ttt-n` and nginx in front of them.
-pub struct Topology {
-    // Field order is drop order: nginx first, then the instances, then Redis.
-    pub nginx: Nginx,
-    pub servers: Vec<ServerProcess>,
-    /// Held for the topology's lifetime.
-    _redis: RedisServer,
-}
-
-impl Topology {
-    pub async fn start(instances: usize) -> Topology {
-        Topology::start_with(instances, |_| {}).await
-    }
-
-    /// Like [`Topology::start`], with `tune` changing the instances' settings first.
-    pub async fn start_with(instances: usize, tune: impl FnOnce(&mut Config)) -> Topology {
-        let redis = RedisServer::start();
-        let mut config = test_config(Some(&redis));
-        tune(&mut config);
-        // nginx connects from here; X-Forwarded-For is believed from it only.
-        config.trusted_proxies = vec!["127.0.0.1".into()];
-        let servers: Vec<ServerProcess> = (1..=instances)
-            .map(|i| ServerProcess::start(&config, &format!("ttt-{i}")))
-            .collect();
-        for s in &servers {
-            s.wait_ready().await;
-        }
-        let backends: Vec<SocketAddr> = servers.iter().map(|s| s.addr).collect();
-        let nginx = Nginx::start(&backends).await;
-        Topology {
-            nginx,
-            servers,
-            _redis: redis,
-        }
-    }
-
-    /// Everything the processes logged, for a failure message.
-    pub fn logs(&self) -> String {
-        let mut out = self.nginx.log();
-        for s in &self.servers {
-            out.push_str(&format!("--- {} ---\n{}\n", s.instance, s.log()));
-        }
-        out
     }
 }

@@ -1,0 +1,284 @@
+//! A local Redis Cluster of three masters on free ports, killed on drop: nodes stop and start
+//! like an operator would do it, and a slot moves to another master like `--cluster reshard`.
+
+use super::redis::{redis_answers, redis_server_bin};
+use super::{TempDir, WAIT, free_port};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A local Redis Cluster of three masters (no replicas) on free ports, killed on drop.
+/// `cluster-require-full-coverage no`: while one master is down, the other shards' games go on.
+pub struct RedisCluster {
+    pub ports: Vec<u16>,
+    /// Each node's cluster bus port (by default port + 10000, which may not exist).
+    bus_ports: Vec<u16>,
+    children: Vec<Option<Child>>,
+    dir: TempDir,
+}
+
+impl RedisCluster {
+    pub fn start() -> RedisCluster {
+        let dir = TempDir::new("cluster");
+        let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let mut c = RedisCluster {
+            children: ports.iter().map(|_| None).collect(),
+            bus_ports: (0..3).map(|_| free_port()).collect(),
+            ports,
+            dir,
+        };
+        for i in 0..3 {
+            // A node whose port was taken meanwhile exits at once: try fresh ports.
+            let mut attempts = 0;
+            while !c.try_spawn(i) {
+                attempts += 1;
+                assert!(attempts < 5, "cluster node {i} would not start");
+                c.ports[i] = free_port();
+                c.bus_ports[i] = free_port();
+            }
+        }
+        let nodes: Vec<String> = c.ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let out = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&nodes)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .expect("redis-cli (installed with redis-server) creates the cluster");
+        assert!(
+            out.status.success(),
+            "cluster create failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        c.wait_ok();
+        c
+    }
+
+    fn node_dir(&self, i: usize) -> PathBuf {
+        self.dir.0.join(format!("node{i}"))
+    }
+
+    fn spawn(&mut self, i: usize) {
+        assert!(
+            self.try_spawn(i),
+            "cluster node {} did not start",
+            self.ports[i]
+        );
+    }
+
+    /// Starts node `i`; false if it exited at once (its port was taken).
+    fn try_spawn(&mut self, i: usize) -> bool {
+        let dir = self.node_dir(i);
+        std::fs::create_dir_all(&dir).expect("node dir");
+        let port = self.ports[i];
+        let child = Command::new(redis_server_bin())
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args([
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+            ])
+            .args(["--cluster-port", &self.bus_ports[i].to_string()])
+            .args(["--cluster-node-timeout", "1000"])
+            .args(["--cluster-require-full-coverage", "no"])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ])
+            .arg("--dir")
+            .arg(&dir)
+            .arg("--logfile")
+            .arg(dir.join("redis.log"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server");
+        self.children[i] = Some(child);
+        let deadline = Instant::now() + WAIT;
+        let url = format!("redis://127.0.0.1:{port}/");
+        loop {
+            if redis_answers(&url) {
+                return true;
+            }
+            if let Some(c) = self.children[i].as_mut()
+                && let Ok(Some(_)) = c.try_wait()
+            {
+                self.children[i] = None;
+                return false;
+            }
+            if Instant::now() > deadline {
+                let log = std::fs::read_to_string(dir.join("redis.log")).unwrap_or_default();
+                panic!("cluster node {port} did not start:\n{log}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits until every node reports the cluster as healthy.
+    pub fn wait_ok(&self) {
+        let deadline = Instant::now() + WAIT;
+        'wait: loop {
+            assert!(
+                Instant::now() < deadline,
+                "the cluster never became healthy"
+            );
+            for port in &self.ports {
+                let ok = redis::Client::open(format!("redis://127.0.0.1:{port}/"))
+                    .and_then(|c| c.get_connection())
+                    .and_then(|mut c| redis::cmd("CLUSTER").arg("INFO").query::<String>(&mut c))
+                    .is_ok_and(|info| info.contains("cluster_state:ok"));
+                if !ok {
+                    std::thread::sleep(Duration::from_millis(50));
+                    continue 'wait;
+                }
+            }
+            return;
+        }
+    }
+
+    pub fn urls(&self) -> Vec<String> {
+        self.ports
+            .iter()
+            .map(|p| format!("redis://127.0.0.1:{p}/"))
+            .collect()
+    }
+
+    /// The node (index) serving the slot of `key`.
+    pub fn node_of(&self, key: &str) -> usize {
+        let mut c = redis::Client::open(self.urls()[0].as_str())
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        let slot: u16 = redis::cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(key)
+            .query(&mut c)
+            .unwrap();
+        let slots: Vec<(u16, u16, (String, u16))> = redis::cmd("CLUSTER")
+            .arg("SLOTS")
+            .query::<Vec<redis::Value>>(&mut c)
+            .unwrap()
+            .into_iter()
+            .filter_map(|v| {
+                let redis::Value::Array(parts) = v else {
+                    return None;
+                };
+                let start: u16 = redis::from_redis_value(parts[0].clone()).ok()?;
+                let end: u16 = redis::from_redis_value(parts[1].clone()).ok()?;
+                let redis::Value::Array(node) = &parts[2] else {
+                    return None;
+                };
+                let port: u16 = redis::from_redis_value(node[1].clone()).ok()?;
+                Some((start, end, (String::new(), port)))
+            })
+            .collect();
+        let port = slots
+            .iter()
+            .find(|(s, e, _)| (*s..=*e).contains(&slot))
+            .map(|(_, _, (_, p))| *p)
+            .expect("slot is served");
+        self.ports.iter().position(|p| *p == port).unwrap()
+    }
+
+    pub fn conn(&self, node: usize) -> redis::Connection {
+        redis::Client::open(self.urls()[node].as_str())
+            .unwrap()
+            .get_connection()
+            .unwrap()
+    }
+
+    /// Stops one master the way an operator would (SIGTERM: it finishes its AOF).
+    pub fn stop_node(&mut self, i: usize) {
+        if let Some(mut c) = self.children[i].take() {
+            let _ = Command::new("kill").arg(c.id().to_string()).status();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts a stopped master again with its data and cluster config; waits until the
+    /// cluster is healthy again.
+    pub fn start_node(&mut self, i: usize) {
+        self.spawn(i);
+        self.wait_ok();
+    }
+
+    fn node_id(&self, node: usize) -> String {
+        redis::cmd("CLUSTER")
+            .arg("MYID")
+            .query(&mut self.conn(node))
+            .unwrap()
+    }
+
+    /// Moves the slot of `key` (and its keys) from its owner to another master, the way
+    /// `redis-cli --cluster reshard` does. Returns the new owner.
+    pub fn migrate_slot_of(&self, key: &str) -> usize {
+        let from = self.node_of(key);
+        let to = (from + 1) % self.ports.len();
+        let slot: u16 = redis::cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(key)
+            .query(&mut self.conn(from))
+            .unwrap();
+        let (from_id, to_id) = (self.node_id(from), self.node_id(to));
+        let _: () = redis::cmd("CLUSTER")
+            .arg("SETSLOT")
+            .arg(slot)
+            .arg("IMPORTING")
+            .arg(&from_id)
+            .query(&mut self.conn(to))
+            .unwrap();
+        let _: () = redis::cmd("CLUSTER")
+            .arg("SETSLOT")
+            .arg(slot)
+            .arg("MIGRATING")
+            .arg(&to_id)
+            .query(&mut self.conn(from))
+            .unwrap();
+        loop {
+            let keys: Vec<String> = redis::cmd("CLUSTER")
+                .arg("GETKEYSINSLOT")
+                .arg(slot)
+                .arg(100)
+                .query(&mut self.conn(from))
+                .unwrap();
+            if keys.is_empty() {
+                break;
+            }
+            let _: () = redis::cmd("MIGRATE")
+                .arg("127.0.0.1")
+                .arg(self.ports[to])
+                .arg("")
+                .arg(0)
+                .arg(5000)
+                .arg("KEYS")
+                .arg(&keys)
+                .query(&mut self.conn(from))
+                .unwrap();
+        }
+        for node in 0..self.ports.len() {
+            let _: () = redis::cmd("CLUSTER")
+                .arg("SETSLOT")
+                .arg(slot)
+                .arg("NODE")
+                .arg(&to_id)
+                .query(&mut self.conn(node))
+                .unwrap();
+        }
+        to
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for c in self.children.iter_mut().filter_map(Option::take) {
+            let mut c = c;
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}

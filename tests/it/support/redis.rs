@@ -1,0 +1,135 @@
+//! A throwaway `redis-server` on a free port, with its data in a scratch directory, killed on
+//! drop; stopped and restarted on the same port for the failover tests.
+
+use super::{TempDir, WAIT, free_port};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A throwaway redis-server. Append-only persistence is on, so a restart keeps every
+/// acknowledged write, as in production.
+pub struct RedisServer {
+    pub port: u16,
+    child: Option<Child>,
+    dir: TempDir,
+}
+
+impl RedisServer {
+    pub fn start() -> RedisServer {
+        let dir = TempDir::new("redis");
+        let mut r = RedisServer {
+            port: free_port(),
+            child: None,
+            dir,
+        };
+        // A server whose port was taken meanwhile exits at once: try another port.
+        let mut attempts = 0;
+        while !r.try_spawn() {
+            attempts += 1;
+            assert!(attempts < 5, "redis-server would not start");
+            r.port = free_port();
+        }
+        r
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    fn spawn(&mut self) {
+        assert!(
+            self.try_spawn(),
+            "redis-server did not start on port {}",
+            self.port
+        );
+    }
+
+    /// Starts the server; false if it exited at once (its port was taken).
+    fn try_spawn(&mut self) -> bool {
+        let log = self.dir.0.join("redis.log");
+        let child = Command::new(redis_server_bin())
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--dir",
+            ])
+            .arg(&self.dir.0)
+            .arg("--logfile")
+            .arg(&log)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect(
+                "redis-server could not be started: is it installed? (scripts/test.sh installs it)",
+            );
+        self.child = Some(child);
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if redis_answers(&self.url()) {
+                return true;
+            }
+            if let Some(c) = self.child.as_mut()
+                && let Ok(Some(_)) = c.try_wait()
+            {
+                self.child = None;
+                return false;
+            }
+            if Instant::now() > deadline {
+                let log = std::fs::read_to_string(&log).unwrap_or_default();
+                panic!("redis-server did not start on port {}:\n{log}", self.port);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops the server as an operator would (SIGTERM: it finishes its AOF).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill").arg(c.id().to_string()).status();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again on the same port with the same data.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    pub fn client(&self) -> redis::Client {
+        redis::Client::open(self.url()).expect("redis url")
+    }
+
+    pub fn sync_conn(&self) -> redis::Connection {
+        self.client().get_connection().expect("redis connection")
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Whether a Redis at `url` answers PING.
+pub(super) fn redis_answers(url: &str) -> bool {
+    redis::Client::open(url)
+        .and_then(|c| c.get_connection())
+        .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
+        .is_ok()
+}
+
+/// `redis-server` from the PATH, or the one `REDIS_SERVER_BIN` names.
+pub(super) fn redis_server_bin() -> String {
+    std::env::var("REDIS_SERVER_BIN").unwrap_or_else(|_| "redis-server".into())
+}
