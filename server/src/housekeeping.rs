@@ -4,9 +4,10 @@
 //! lobby changes to watchers.
 
 use crate::app::App;
-use crate::connection::{LOBBY_MAX, start_forfeit_clock};
 use crate::hub::{ConnId, Outbound};
 use crate::operations;
+use crate::operations::deadlines::start_forfeit_clock;
+use crate::operations::lobby::LOBBY_MAX;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -161,7 +162,7 @@ async fn fire_deadlines(app: &App) {
         }
     };
     for (game, at) in due {
-        if let Err(e) = operations::resolve_deadline(app, &game, at).await {
+        if let Err(e) = operations::deadlines::resolve_deadline(app, &game, at).await {
             tracing::warn!(%game, error = %e, "deadline not resolved; will retry");
         }
     }

@@ -12,9 +12,11 @@
 //!   and in memory (single instance, zero setup).
 //! - [`hub`]: one pub/sub connection per instance, one subscription per game with local
 //!   clients, a bounded queue per client.
-//! - [`operations`]: what can be done to games, chat and presence (compare-and-set of
-//!   rule-checked states); the only way from a connection to the store.
-//! - [`connection`]: one WebSocket connection's loop.
+//! - [`operations`]: what can be done to games, chat, presence, the lobby, quick match and
+//!   sessions (compare-and-set of rule-checked states); the only way from a connection to
+//!   the store.
+//! - [`connection`]: one WebSocket connection: the handshake until `hello`, then its loop,
+//!   catching up with games, and the requests.
 //! - [`housekeeping`]: leases, sweeping dead instances, deadlines, lobby pushes.
 //! - [`routes`], [`app`], [`config`], [`telemetry`]: HTTP, shared handles, settings, logs
 //!   and metrics.

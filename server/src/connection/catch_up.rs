@@ -1,0 +1,222 @@
+//! Bringing a client up to date with a game: joining it (a snapshot, or the missed events when
+//! the log still has them), restoring a session's games after `hello`, and resyncing after a
+//! hole in the events or on request.
+
+use super::socket::Frame;
+use super::{Connection, Joined, Step, Transport};
+use crate::hub::Subscriber;
+use crate::ids::GameId;
+use crate::operations::{self, OpError, games::Snapshot, presence::Entered};
+use crate::protocol::{AckInfo, ErrorCode, Req, Role, ServerMsg};
+use crate::store::Replay;
+use axum::extract::ws::Message;
+
+impl<S: Transport> Connection<S> {
+    /// Goes back into the games `hello` named, catching up from the version the client last
+    /// saw.
+    pub(super) async fn restore(&mut self, games: Vec<(GameId, Option<u64>)>) -> Step {
+        for (game, from) in games {
+            match self.join(None, game.clone(), true, from).await {
+                Ok(frames) => self.socket.send_all(frames).await?,
+                Err(OpError::UnknownGame) => {
+                    let _ =
+                        operations::sessions::forget_game(&self.app, &self.identity.token, &game)
+                            .await;
+                    // Say so: the client may still be showing it.
+                    self.socket.send(expired(&game)).await?;
+                }
+                Err(e) => {
+                    tracing::warn!(%game, error = %e, "could not restore a game");
+                    let mut msg = e.to_msg(None);
+                    if let ServerMsg::Error {
+                        message, game: g, ..
+                    } = &mut msg
+                    {
+                        *message = format!("could not restore game {game}: {message}");
+                        *g = Some(game.clone());
+                    }
+                    self.socket.send(msg).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Joins a game: subscribes, takes the free O seat unless `spectate` (or when resuming),
+    /// announces presence, and returns the frames that bring the client up to date: a
+    /// snapshot, or with `since` the missed events when the log still has them.
+    pub(super) async fn join(
+        &mut self,
+        req: Option<Req>,
+        game: GameId,
+        spectate: bool,
+        since: Option<u64>,
+    ) -> Result<Vec<Frame>, OpError> {
+        let app = self.app.clone();
+        if let Some(j) = self.games.get(&game) {
+            let role = j.role;
+            return Ok(vec![self.snapshot(req, &game, role).await?]);
+        }
+        let sub = Subscriber {
+            conn: self.conn,
+            client: self.client.clone(),
+            player: self.identity.player.clone(),
+            role: Role::Spectator,
+        };
+        app.hub
+            .join(&game, sub.clone(), app.config.redis_timeout)
+            .await
+            .map_err(|_| OpError::Unavailable)?;
+        let Entered {
+            role,
+            chat,
+            presence,
+        } = match operations::presence::enter(&app, &game, &self.identity, spectate).await {
+            Ok(entered) => entered,
+            Err(e) => {
+                app.hub.leave(&game, self.conn);
+                return Err(e);
+            }
+        };
+        app.hub
+            .join(&game, Subscriber { role, ..sub }, app.config.redis_timeout)
+            .await
+            .map_err(|_| OpError::Unavailable)?;
+        let (version, state) = app
+            .hub
+            .cached(&game)
+            .ok_or_else(|| OpError::Internal("joined game has no state".into()))?;
+        metrics::counter!("joins_total", "role" => role_label(role)).increment(1);
+        tracing::debug!(%game, ?role, version, "joined");
+
+        if let Some(since) = since
+            && since <= version
+            && let Replay::Events(events) = operations::games::replay(&app, &game, since).await?
+        {
+            let last = since + events.len() as u64;
+            self.games.insert(game.clone(), Joined { role, last });
+            let mut frames: Vec<Frame> = events.into_iter().map(|e| Frame::Raw(e.into())).collect();
+            frames.push(Frame::Msg(ServerMsg::Presence {
+                game: game.clone(),
+                presence,
+            }));
+            frames.push(Frame::Msg(ServerMsg::ChatHistory {
+                game: Some(game),
+                lines: chat,
+            }));
+            return Ok(frames);
+        }
+        self.games.insert(
+            game.clone(),
+            Joined {
+                role,
+                last: version,
+            },
+        );
+        Ok(vec![Frame::Msg(ServerMsg::Snapshot {
+            req,
+            game,
+            version,
+            you: role,
+            state,
+            presence,
+            chat,
+        })])
+    }
+
+    /// A fresh snapshot of a joined game.
+    async fn snapshot(
+        &mut self,
+        req: Option<Req>,
+        game: &GameId,
+        role: Role,
+    ) -> Result<Frame, OpError> {
+        let Snapshot {
+            version,
+            state,
+            presence,
+            chat,
+        } = operations::games::snapshot(&self.app, game).await?;
+        if let Some(j) = self.games.get_mut(game) {
+            j.last = j.last.max(version);
+        }
+        Ok(Frame::Msg(ServerMsg::Snapshot {
+            req,
+            game: game.clone(),
+            version,
+            you: role,
+            state,
+            presence,
+            chat,
+        }))
+    }
+
+    /// Sends what this client missed of a game: the logged events after its last version,
+    /// or a snapshot when the log no longer reaches back that far.
+    pub(super) async fn resync(&mut self, game: &GameId) -> Step {
+        let Some(j) = self.games.get(game) else {
+            return Ok(());
+        };
+        let (last, role) = (j.last, j.role);
+        let app = self.app.clone();
+        match operations::games::replay(&app, game, last).await {
+            Ok(Replay::UpToDate) => Ok(()),
+            Ok(Replay::Events(events)) => {
+                if let Some(j) = self.games.get_mut(game) {
+                    j.last = last + events.len() as u64;
+                }
+                for e in events {
+                    self.socket.write(Message::Text(e.into())).await?;
+                }
+                Ok(())
+            }
+            Ok(Replay::TooOld) => match self.snapshot(None, game, role).await {
+                Ok(frame) => self.socket.send_all(vec![frame]).await,
+                Err(e) => {
+                    tracing::warn!(%game, error = %e, "resync snapshot failed");
+                    Ok(())
+                }
+            },
+            Ok(Replay::UnknownGame) => {
+                self.games.remove(game);
+                app.hub.leave(game, self.conn);
+                self.socket.send(expired(game)).await
+            }
+            Err(e) => {
+                // The next event (or the bus's own resync) tries again.
+                tracing::warn!(%game, error = %e, "resync failed");
+                Ok(())
+            }
+        }
+    }
+
+    /// The client asks to be caught up from `since` (it saw a hole, or came back to a tab).
+    pub(super) async fn sync(&mut self, req: Option<Req>, game: GameId, since: u64) -> Step {
+        let Some(j) = self.games.get_mut(&game) else {
+            return self.not_in_game(req, &game).await;
+        };
+        j.last = since.min(j.last);
+        self.resync(&game).await?;
+        self.socket
+            .send(ServerMsg::ack(req, AckInfo::default()))
+            .await
+    }
+}
+
+fn expired(game: &GameId) -> ServerMsg {
+    ServerMsg::Error {
+        req: None,
+        game: Some(game.clone()),
+        code: ErrorCode::UnknownGame,
+        message: format!("game {game} has expired"),
+        retry_after_ms: None,
+    }
+}
+
+fn role_label(role: Role) -> &'static str {
+    match role {
+        Role::X => "x",
+        Role::O => "o",
+        Role::Spectator => "spectator",
+    }
+}

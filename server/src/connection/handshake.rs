@@ -1,0 +1,156 @@
+//! Before `hello`: the only phase without a session. It answers pings, refuses every other
+//! request, and ends with the session `hello` opened (or mints) and the games to restore, or
+//! with a close when no hello comes in time.
+
+use super::socket::Socket;
+use super::{Closing, Keepalive, Transport};
+use crate::app::App;
+use crate::ids::GameId;
+use crate::operations::OpError;
+use crate::operations::sessions::{self, Identity};
+use crate::protocol::{ClientMsg, ErrorCode, PROTOCOL_VERSION, Req, ResumeGame, ServerMsg, close};
+use crate::text::clean_name;
+use axum::extract::ws::Message;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// What `hello` leaves the connection with.
+pub(super) struct Greeted {
+    pub(super) identity: Identity,
+    /// Games to go back into, each with the version the client last saw, if it said.
+    pub(super) resume: Vec<(GameId, Option<u64>)>,
+}
+
+/// Waits for `hello` and opens its session. The connection's queue is not read here: nothing
+/// can reach it before the connection has joined a game, the lobby or the match queue.
+pub(super) async fn greet<S: Transport>(
+    app: &App,
+    socket: &mut Socket<S>,
+    ip: IpAddr,
+    kill: &CancellationToken,
+    keepalive: &mut Keepalive,
+) -> Result<Greeted, Closing> {
+    let hello_deadline = tokio::time::Instant::now() + app.config.hello_timeout;
+    let shutdown = app.shutdown.clone();
+    loop {
+        // Biased like the connection's loop: shutdown and the deadline win over a chatty peer.
+        let step = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => {
+                Err(Closing::Close(close::SERVICE_RESTART, "server restarting: reconnect"))
+            }
+            _ = kill.cancelled() => {
+                Err(Closing::Close(close::SLOW_CONSUMER, "too slow: outbound queue full"))
+            }
+            _ = tokio::time::sleep_until(hello_deadline) => {
+                Err(Closing::Close(close::POLICY, "no hello"))
+            }
+            frame = socket.next() => {
+                keepalive.last_heard = Instant::now();
+                Box::pin(on_frame(app, socket, ip, frame)).await
+            }
+            _ = keepalive.ping.tick() => {
+                if keepalive.is_idle() {
+                    Err(Closing::Close(close::IDLE, "idle"))
+                } else {
+                    socket.write(Message::Ping(Default::default())).await.map(|()| None)
+                }
+            }
+        };
+        if let Some(greeted) = step? {
+            return Ok(greeted);
+        }
+    }
+}
+
+async fn on_frame<S: Transport>(
+    app: &App,
+    socket: &mut Socket<S>,
+    ip: IpAddr,
+    frame: Option<Result<Message, axum::Error>>,
+) -> Result<Option<Greeted>, Closing> {
+    let Some(msg) = socket.request(frame).await? else {
+        return Ok(None);
+    };
+    match msg {
+        ClientMsg::Hello {
+            req,
+            token,
+            name,
+            resume,
+        } => hello(app, socket, ip, req, token, name, resume).await,
+        ClientMsg::Ping { req } => {
+            socket.send(ServerMsg::Pong { req }).await?;
+            Ok(None)
+        }
+        other => {
+            socket
+                .send(ServerMsg::error(
+                    other.req(),
+                    ErrorCode::HelloRequired,
+                    "say hello first",
+                ))
+                .await?;
+            Ok(None)
+        }
+    }
+}
+
+async fn hello<S: Transport>(
+    app: &App,
+    socket: &mut Socket<S>,
+    ip: IpAddr,
+    req: Option<Req>,
+    token: Option<String>,
+    name: Option<String>,
+    resume: Vec<ResumeGame>,
+) -> Result<Option<Greeted>, Closing> {
+    let name = name.as_deref().and_then(clean_name);
+    let opened = match sessions::open(app, token.as_deref(), name, ip).await {
+        Ok(opened) => opened,
+        Err(OpError::RateLimited { retry_after_ms }) => {
+            socket.limited(req, retry_after_ms, "sessions").await?;
+            return Ok(None);
+        }
+        Err(e) => {
+            socket.op_error(req, e).await?;
+            return Ok(None);
+        }
+    };
+    let identity = opened.identity;
+    tracing::Span::current().record("player", identity.player.as_str());
+    let resumed = opened.new_token.is_none();
+    tracing::debug!(resumed, games = opened.games.len(), "hello");
+    socket
+        .send(ServerMsg::Welcome {
+            req,
+            token: opened.new_token.map(|t| t.expose().to_string()),
+            player: identity.player.clone(),
+            name: identity.name.clone(),
+            resumed,
+            instance: app.instance.clone(),
+            protocol: PROTOCOL_VERSION,
+            chat_max_chars: app.config.chat_max_chars,
+            forfeit_grace_ms: app.config.forfeit_grace.as_millis() as u64,
+        })
+        .await?;
+
+    // Back into every game of the session, and any the client says it was watching.
+    let since: HashMap<GameId, u64> = resume.into_iter().map(|r| (r.game, r.version)).collect();
+    let mut all = opened.games;
+    for g in since.keys() {
+        if !all.contains(g) {
+            all.push(g.clone());
+        }
+    }
+    let resume = all
+        .into_iter()
+        .map(|game| {
+            let from = since.get(&game).copied();
+            (game, from)
+        })
+        .collect();
+    Ok(Some(Greeted { identity, resume }))
+}

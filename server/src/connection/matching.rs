@@ -1,0 +1,73 @@
+//! Quick match from the connection's side: queueing, withdrawing, and being paired (by this
+//! request, or later through the hub).
+
+use super::{Connection, Step, Transport};
+use crate::ids::GameId;
+use crate::operations;
+use crate::protocol::{AckInfo, ErrorCode, Req, ServerMsg};
+use crate::rules::Mark;
+use crate::store::Ticket;
+
+impl<S: Transport> Connection<S> {
+    pub(super) async fn quick_match(&mut self, req: Option<Req>) -> Step {
+        if self.queued {
+            return self
+                .socket
+                .send(ServerMsg::error(
+                    req,
+                    ErrorCode::AlreadyQueued,
+                    "already waiting for a match",
+                ))
+                .await;
+        }
+        let ticket = Ticket {
+            player: self.identity.player.clone(),
+            name: self.identity.name.clone(),
+            lease: self.app.lease.clone(),
+            conn: self.conn,
+        };
+        match operations::matching::quick_match(&self.app, &ticket).await {
+            Ok(None) => {
+                self.queued = true;
+                self.app.waiting.insert(self.conn, ticket.player);
+                self.socket
+                    .send(ServerMsg::ack(req, AckInfo::default()))
+                    .await
+            }
+            Ok(Some(game)) => {
+                self.socket
+                    .send(ServerMsg::ack(req, AckInfo::default()))
+                    .await?;
+                self.matched(game, Mark::O).await
+            }
+            Err(e) => self.socket.op_error(req, e).await,
+        }
+    }
+
+    pub(super) async fn cancel_match(&mut self, req: Option<Req>) -> Step {
+        if self.queued {
+            self.queued = false;
+            self.app.waiting.remove(&self.conn);
+            if let Err(e) = operations::matching::cancel(&self.app, &self.identity.player).await {
+                return self.socket.op_error(req, e).await;
+            }
+        }
+        self.socket
+            .send(ServerMsg::ack(req, AckInfo::default()))
+            .await
+    }
+
+    /// Paired: say so, then join the game (seated by the pairing).
+    pub(super) async fn matched(&mut self, game: GameId, you: Mark) -> Step {
+        self.queued = false;
+        self.app.waiting.remove(&self.conn);
+        self.socket
+            .send(ServerMsg::MatchFound {
+                game: game.clone(),
+                you,
+            })
+            .await?;
+        let r = self.join(None, game, true, None).await;
+        self.finish(None, r).await
+    }
+}

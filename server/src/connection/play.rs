@@ -1,0 +1,110 @@
+//! Requests on a seat: moves, resigning, asking for a rematch. Each becomes one transition in
+//! the operations layer, answered with an ack carrying the version it committed.
+
+use super::{Connection, Step, Transport};
+use crate::ids::GameId;
+use crate::operations::{self, Done, OpError};
+use crate::protocol::{AckInfo, ErrorCode, Req, ServerMsg};
+use crate::rules::{Cell, Mark};
+
+/// Longest a move id may be.
+const MAX_MID: usize = 64;
+
+pub(super) enum SeatAction {
+    Resign,
+    Rematch,
+}
+
+impl<S: Transport> Connection<S> {
+    pub(super) async fn play(
+        &mut self,
+        req: Option<Req>,
+        game: GameId,
+        cell: i64,
+        mid: Option<String>,
+        hint: Option<u64>,
+    ) -> Step {
+        let Some(mark) = self.seat(&game) else {
+            return self.seatless(req, &game).await;
+        };
+        if let Err(wait) = self.move_limit.check() {
+            return self
+                .socket
+                .limited(req, wait.as_millis() as u64 + 1, "moves")
+                .await;
+        }
+        let cell = match Cell::new(cell) {
+            Ok(c) => c,
+            Err(e) => return self.socket.op_error(req, e.into()).await,
+        };
+        if mid
+            .as_ref()
+            .is_some_and(|m| m.is_empty() || m.len() > MAX_MID)
+        {
+            return self
+                .socket
+                .send(ServerMsg::error(
+                    req,
+                    ErrorCode::BadRequest,
+                    "mid must be 1 to 64 characters",
+                ))
+                .await;
+        }
+        let player = &self.identity.player;
+        let r = operations::games::play(&self.app, &game, player, mark, cell, mid.as_deref(), hint)
+            .await;
+        self.done(req, r).await
+    }
+
+    pub(super) async fn seat_action(
+        &mut self,
+        req: Option<Req>,
+        game: GameId,
+        action: SeatAction,
+    ) -> Step {
+        let Some(mark) = self.seat(&game) else {
+            return self.seatless(req, &game).await;
+        };
+        let player = &self.identity.player;
+        let r = match action {
+            SeatAction::Resign => operations::games::resign(&self.app, &game, player, mark).await,
+            SeatAction::Rematch => operations::games::rematch(&self.app, &game, player, mark).await,
+        };
+        self.done(req, r).await
+    }
+
+    fn seat(&self, game: &GameId) -> Option<Mark> {
+        self.games.get(game).and_then(|j| j.role.mark())
+    }
+
+    async fn seatless(&mut self, req: Option<Req>, game: &GameId) -> Step {
+        if self.games.contains_key(game) {
+            self.socket
+                .send(ServerMsg::error(
+                    req,
+                    ErrorCode::NotYourSeat,
+                    "spectators cannot play",
+                ))
+                .await
+        } else {
+            self.not_in_game(req, game).await
+        }
+    }
+
+    /// Answers a committed (or refused) transition.
+    async fn done(&mut self, req: Option<Req>, r: Result<Done, OpError>) -> Step {
+        match r {
+            Ok(d) => {
+                let info = AckInfo {
+                    version: Some(d.version),
+                    duplicate: d.duplicate,
+                };
+                self.socket.send(ServerMsg::ack(req, info)).await
+            }
+            Err(OpError::RateLimited { retry_after_ms }) => {
+                self.socket.limited(req, retry_after_ms, "moves").await
+            }
+            Err(e) => self.socket.op_error(req, e).await,
+        }
+    }
+}

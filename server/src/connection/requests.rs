@@ -1,0 +1,176 @@
+//! Requests after `hello`: the dispatch, the small handlers (create, join, leave, chat, the
+//! lobby), and the answers they share. Moves and quick match have their own files.
+
+use super::socket::Frame;
+use super::{Connection, Step, Transport};
+use crate::ids::GameId;
+use crate::operations::{self, OpError};
+use crate::protocol::{AckInfo, ClientMsg, ErrorCode, Req, ServerMsg};
+use crate::text::clean_chat;
+
+impl<S: Transport> Connection<S> {
+    pub(super) async fn on_request(&mut self, msg: ClientMsg) -> Step {
+        match msg {
+            ClientMsg::Hello { req, .. } => {
+                self.socket
+                    .send(ServerMsg::error(
+                        req,
+                        ErrorCode::BadRequest,
+                        "hello was already said",
+                    ))
+                    .await
+            }
+            ClientMsg::Ping { req } => self.socket.send(ServerMsg::Pong { req }).await,
+            ClientMsg::Create { req } => self.create(req).await,
+            ClientMsg::Join {
+                req,
+                game,
+                spectate,
+            } => {
+                let r = self.join(req, game, spectate, None).await;
+                self.finish(req, r).await
+            }
+            ClientMsg::Leave { req, game } => self.leave(req, game).await,
+            ClientMsg::Move {
+                req,
+                game,
+                cell,
+                mid,
+                version,
+            } => self.play(req, game, cell, mid, version).await,
+            ClientMsg::Resign { req, game } => {
+                self.seat_action(req, game, super::play::SeatAction::Resign)
+                    .await
+            }
+            ClientMsg::Rematch { req, game } => {
+                self.seat_action(req, game, super::play::SeatAction::Rematch)
+                    .await
+            }
+            ClientMsg::Chat { req, game, text } => self.chat(req, game, text).await,
+            ClientMsg::Sync { req, game, since } => self.sync(req, game, since).await,
+            ClientMsg::Lobby { req, watch } => self.lobby(req, watch).await,
+            ClientMsg::QuickMatch { req } => self.quick_match(req).await,
+            ClientMsg::CancelMatch { req } => self.cancel_match(req).await,
+        }
+    }
+
+    async fn create(&mut self, req: Option<Req>) -> Step {
+        let r = async {
+            let me = &self.identity;
+            let (game, _, _) =
+                operations::games::create(&self.app, (&me.player, &me.name), None).await?;
+            self.join(req, game, false, None).await
+        }
+        .await;
+        self.finish(req, r).await
+    }
+
+    async fn leave(&mut self, req: Option<Req>, game: GameId) -> Step {
+        let Some(j) = self.games.remove(&game) else {
+            return self.not_in_game(req, &game).await;
+        };
+        let app = self.app.clone();
+        app.hub.leave(&game, self.conn);
+        operations::presence::leave(&app, &self.identity.player, &game, j.role).await;
+        if let Err(e) = operations::sessions::forget_game(&app, &self.identity.token, &game).await {
+            tracing::warn!(%game, error = %e, "could not forget a left game");
+        }
+        self.socket
+            .send(ServerMsg::ack(req, AckInfo::default()))
+            .await
+    }
+
+    async fn chat(&mut self, req: Option<Req>, game: Option<GameId>, text: String) -> Step {
+        let app = self.app.clone();
+        let Some(text) = clean_chat(&text, app.config.chat_max_chars) else {
+            let msg = format!(
+                "chat text must have 1 to {} characters after cleaning",
+                app.config.chat_max_chars
+            );
+            return self
+                .socket
+                .send(ServerMsg::error(req, ErrorCode::InvalidText, msg))
+                .await;
+        };
+        let role = match &game {
+            Some(g) => match self.games.get(g) {
+                Some(j) => Some(j.role),
+                None => return self.not_in_game(req, g).await,
+            },
+            None => None,
+        };
+        if let Err(wait) = self.chat_limit.check() {
+            return self
+                .socket
+                .limited(req, wait.as_millis() as u64 + 1, "chat")
+                .await;
+        }
+        match operations::chat::post(&app, game.as_ref(), &self.identity, role, &text).await {
+            Ok(_) => {
+                self.socket
+                    .send(ServerMsg::ack(req, AckInfo::default()))
+                    .await
+            }
+            Err(OpError::RateLimited { retry_after_ms }) => {
+                self.socket.limited(req, retry_after_ms, "chat").await
+            }
+            Err(e) => self.socket.op_error(req, e).await,
+        }
+    }
+
+    async fn lobby(&mut self, req: Option<Req>, watch: bool) -> Step {
+        let app = self.app.clone();
+        if !watch {
+            self.watching_lobby = false;
+            app.hub.unwatch_lobby(self.conn);
+            return self
+                .socket
+                .send(ServerMsg::ack(req, AckInfo::default()))
+                .await;
+        }
+        self.watching_lobby = true;
+        app.hub.watch_lobby(self.conn, self.client.clone());
+        match operations::lobby::list(&app).await {
+            Ok(listing) => {
+                self.socket
+                    .send(ServerMsg::ack(req, AckInfo::default()))
+                    .await?;
+                self.socket
+                    .send(ServerMsg::Lobby {
+                        open: listing.open,
+                        live: listing.live,
+                    })
+                    .await?;
+                self.socket
+                    .send(ServerMsg::ChatHistory {
+                        game: None,
+                        lines: listing.chat,
+                    })
+                    .await
+            }
+            Err(e) => self.socket.op_error(req, e).await,
+        }
+    }
+
+    pub(super) async fn not_in_game(&mut self, req: Option<Req>, game: &GameId) -> Step {
+        self.socket
+            .send(ServerMsg::error(
+                req,
+                ErrorCode::NotInGame,
+                format!("join game {game} first"),
+            ))
+            .await
+    }
+
+    /// Answers a request that produced frames (or failed).
+    pub(super) async fn finish(
+        &mut self,
+        req: Option<Req>,
+        r: Result<Vec<Frame>, OpError>,
+    ) -> Step {
+        match r {
+            Ok(frames) => self.socket.send_all(frames).await,
+            Err(e) => self.socket.op_error(req, e).await,
+        }
+    }
+}

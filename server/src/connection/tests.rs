@@ -1,0 +1,401 @@
+//! The connection driven through channels instead of a network socket, over the in-memory
+//! store: what a client sees, request by request.
+
+use super::serve;
+use crate::app::App;
+use crate::config::Config;
+use crate::ids::GameId;
+use crate::protocol::{AckInfo, ErrorCode, Role, ServerMsg, close};
+use crate::rules::Mark;
+use crate::store;
+use axum::extract::ws::Message;
+use futures_util::{Sink, Stream};
+use serde_json::{Value, json};
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+use tokio_util::sync::CancellationToken;
+
+/// Longest a test waits for a frame the server should send.
+const RECV_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The server's end of an in-test socket: frames from the test in, frames to the test out.
+struct ChannelSocket {
+    incoming: UnboundedReceiver<Result<Message, axum::Error>>,
+    outgoing: UnboundedSender<Message>,
+}
+
+impl Stream for ChannelSocket {
+    type Item = Result<Message, axum::Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().incoming.poll_recv(cx)
+    }
+}
+
+impl Sink<Message> for ChannelSocket {
+    type Error = axum::Error;
+
+    fn poll_ready(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn start_send(self: Pin<&mut Self>, item: Message) -> Result<(), Self::Error> {
+        self.outgoing
+            .send(item)
+            .map_err(|_| axum::Error::new("the test dropped its end"))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// An instance over the in-memory store, with its hub's bus running (joining a game waits
+/// for the game's channel to be subscribed).
+fn instance(config: Config) -> Arc<App> {
+    let store = store::connect(&config).expect("the default settings use the memory store");
+    let app = Arc::new(App::new(
+        config,
+        store,
+        "test".into(),
+        "test-lease".into(),
+        CancellationToken::new(),
+    ));
+    tokio::spawn(
+        app.hub
+            .clone()
+            .run_bus(app.store.bus(), app.shutdown.child_token()),
+    );
+    app
+}
+
+/// The test's end of a connection.
+struct Peer {
+    to_server: UnboundedSender<Result<Message, axum::Error>>,
+    from_server: UnboundedReceiver<Message>,
+}
+
+impl Peer {
+    fn connect(app: &Arc<App>) -> Peer {
+        let (to_server, incoming) = unbounded_channel();
+        let (outgoing, from_server) = unbounded_channel();
+        let socket = ChannelSocket { incoming, outgoing };
+        tokio::spawn(serve(app.clone(), socket, IpAddr::from([127, 0, 0, 1])));
+        Peer {
+            to_server,
+            from_server,
+        }
+    }
+
+    fn send_frame(&self, frame: Message) {
+        self.to_server
+            .send(Ok(frame))
+            .expect("the connection is open");
+    }
+
+    fn send(&self, msg: Value) {
+        self.send_frame(Message::Text(msg.to_string().into()));
+    }
+
+    /// The next frame, pings aside.
+    async fn frame(&mut self) -> Message {
+        loop {
+            match tokio::time::timeout(RECV_TIMEOUT, self.from_server.recv()).await {
+                Ok(Some(Message::Ping(_))) => continue,
+                Ok(Some(frame)) => return frame,
+                Ok(None) => panic!("the connection ended"),
+                Err(_) => panic!("nothing received within {RECV_TIMEOUT:?}"),
+            }
+        }
+    }
+
+    async fn recv(&mut self) -> ServerMsg {
+        match self.frame().await {
+            Message::Text(t) => serde_json::from_str(t.as_str()).expect("a server message"),
+            other => panic!("expected a text frame, got {other:?}"),
+        }
+    }
+
+    /// The next message `pick` accepts, skipping others (presence, chat history).
+    async fn recv_until<T>(&mut self, mut pick: impl FnMut(ServerMsg) -> Option<T>) -> T {
+        for _ in 0..20 {
+            if let Some(found) = pick(self.recv().await) {
+                return found;
+            }
+        }
+        panic!("the expected message did not come");
+    }
+
+    async fn hello(&mut self, name: &str) -> ServerMsg {
+        self.send(json!({"type": "hello", "req": 1, "name": name}));
+        self.recv().await
+    }
+
+    async fn create(&mut self) -> GameId {
+        self.send(json!({"type": "create", "req": 2}));
+        self.recv_until(|m| match m {
+            ServerMsg::Snapshot {
+                req: Some(2),
+                game,
+                you: Role::X,
+                ..
+            } => Some(game),
+            _ => None,
+        })
+        .await
+    }
+}
+
+fn error_code(msg: &ServerMsg) -> Option<ErrorCode> {
+    match msg {
+        ServerMsg::Error { code, .. } => Some(*code),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn requests_before_hello_are_refused_with_hello_required() {
+    let app = instance(Config::default());
+    let mut peer = Peer::connect(&app);
+    peer.send(json!({"type": "create", "req": 7}));
+    let refused = peer.recv().await;
+    assert_eq!(error_code(&refused), Some(ErrorCode::HelloRequired));
+    assert_eq!(refused.reply_req(), Some(7));
+    // Pings need no session.
+    peer.send(json!({"type": "ping", "req": 8}));
+    assert_eq!(peer.recv().await, ServerMsg::Pong { req: Some(8) });
+}
+
+#[tokio::test]
+async fn hello_issues_a_token_and_a_welcome_and_the_token_resumes_the_session() {
+    let app = instance(Config::default());
+    let mut first = Peer::connect(&app);
+    let ServerMsg::Welcome {
+        req: Some(1),
+        token: Some(token),
+        player,
+        name,
+        resumed: false,
+        ..
+    } = first.hello("Ann").await
+    else {
+        panic!("expected a welcome with a new token");
+    };
+    assert_eq!(name, "Ann");
+
+    let mut again = Peer::connect(&app);
+    again.send(json!({"type": "hello", "req": 1, "token": token}));
+    let ServerMsg::Welcome {
+        token: None,
+        player: same,
+        resumed: true,
+        ..
+    } = again.recv().await
+    else {
+        panic!("expected the session to resume");
+    };
+    assert_eq!(same, player);
+}
+
+#[tokio::test]
+async fn a_second_hello_is_refused_and_the_connection_stays_open() {
+    let app = instance(Config::default());
+    let mut peer = Peer::connect(&app);
+    peer.hello("Ann").await;
+    peer.send(json!({"type": "hello", "req": 2}));
+    assert_eq!(error_code(&peer.recv().await), Some(ErrorCode::BadRequest));
+    peer.send(json!({"type": "ping", "req": 3}));
+    assert_eq!(peer.recv().await, ServerMsg::Pong { req: Some(3) });
+}
+
+#[tokio::test]
+async fn create_join_and_move_are_acknowledged_and_reach_both_players() {
+    let app = instance(Config::default());
+    let mut ann = Peer::connect(&app);
+    ann.hello("Ann").await;
+    let game = ann.create().await;
+
+    let mut bob = Peer::connect(&app);
+    bob.hello("Bob").await;
+    bob.send(json!({"type": "join", "req": 2, "game": game}));
+    let you = bob
+        .recv_until(|m| match m {
+            ServerMsg::Snapshot {
+                req: Some(2), you, ..
+            } => Some(you),
+            _ => None,
+        })
+        .await;
+    assert_eq!(you, Role::O);
+    let seated = ann
+        .recv_until(|m| match m {
+            ServerMsg::Seated { version, mark, .. } => Some((version, mark)),
+            _ => None,
+        })
+        .await;
+    assert_eq!(seated, (2, Mark::O));
+
+    ann.send(
+        json!({"type": "move", "req": 3, "game": game, "cell": 4, "mid": "m-1", "version": 2}),
+    );
+    let ack = ann
+        .recv_until(|m| match m {
+            ServerMsg::Ack { req: Some(3), info } => Some(info),
+            _ => None,
+        })
+        .await;
+    assert_eq!(
+        ack,
+        AckInfo {
+            version: Some(3),
+            duplicate: false
+        }
+    );
+    for peer in [&mut ann, &mut bob] {
+        let moved = peer
+            .recv_until(|m| match m {
+                ServerMsg::Moved {
+                    version,
+                    mark,
+                    cell,
+                    ..
+                } => Some((version, mark, cell.index())),
+                _ => None,
+            })
+            .await;
+        assert_eq!(moved, (3, Mark::X, 4));
+    }
+}
+
+#[tokio::test]
+async fn a_spectator_cannot_move_and_a_stranger_must_join_first() {
+    let app = instance(Config::default());
+    let mut ann = Peer::connect(&app);
+    ann.hello("Ann").await;
+    let game = ann.create().await;
+
+    let mut eve = Peer::connect(&app);
+    eve.hello("Eve").await;
+    eve.send(json!({"type": "move", "req": 2, "game": game, "cell": 0}));
+    assert_eq!(error_code(&eve.recv().await), Some(ErrorCode::NotInGame));
+    eve.send(json!({"type": "join", "req": 3, "game": game, "spectate": true}));
+    eve.recv_until(|m| {
+        matches!(
+            m,
+            ServerMsg::Snapshot {
+                req: Some(3),
+                you: Role::Spectator,
+                ..
+            }
+        )
+        .then_some(())
+    })
+    .await;
+    eve.send(json!({"type": "move", "req": 4, "game": game, "cell": 0}));
+    assert_eq!(
+        eve.recv_until(|m| m.reply_req().filter(|r| *r == 4).map(|_| error_code(&m)))
+            .await,
+        Some(ErrorCode::NotYourSeat)
+    );
+}
+
+#[tokio::test]
+async fn a_binary_frame_is_answered_with_bad_json_and_the_connection_stays_open() {
+    let app = instance(Config::default());
+    let mut peer = Peer::connect(&app);
+    peer.send_frame(Message::Binary(vec![1, 2, 3].into()));
+    assert_eq!(error_code(&peer.recv().await), Some(ErrorCode::BadJson));
+    peer.send(json!({"type": "ping", "req": 1}));
+    assert_eq!(peer.recv().await, ServerMsg::Pong { req: Some(1) });
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_hello_within_the_timeout_closes_with_1008() {
+    let config = Config {
+        hello_timeout: Duration::from_secs(1),
+        ..Config::default()
+    };
+    let app = instance(config);
+    let mut peer = Peer::connect(&app);
+    match peer.frame().await {
+        Message::Close(Some(frame)) => assert_eq!(frame.code, close::POLICY),
+        other => panic!("expected a close frame, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn shutdown_closes_with_1012_after_hello() {
+    let app = instance(Config::default());
+    let mut peer = Peer::connect(&app);
+    peer.hello("Ann").await;
+    app.shutdown.cancel();
+    match peer.frame().await {
+        Message::Close(Some(frame)) => assert_eq!(frame.code, close::SERVICE_RESTART),
+        other => panic!("expected a close frame, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn hello_with_a_token_puts_the_player_back_in_their_games() {
+    let app = instance(Config::default());
+    let mut first = Peer::connect(&app);
+    let ServerMsg::Welcome {
+        token: Some(token), ..
+    } = first.hello("Ann").await
+    else {
+        panic!("expected a new token");
+    };
+    let game = first.create().await;
+
+    let mut back = Peer::connect(&app);
+    back.send(json!({"type": "hello", "req": 1, "token": token}));
+    assert!(matches!(
+        back.recv().await,
+        ServerMsg::Welcome { resumed: true, .. }
+    ));
+    let restored = back
+        .recv_until(|m| match m {
+            ServerMsg::Snapshot {
+                req: None,
+                game,
+                you,
+                ..
+            } => Some((game, you)),
+            _ => None,
+        })
+        .await;
+    assert_eq!(restored, (game, Role::X));
+}
+
+#[tokio::test]
+async fn chat_in_a_joined_game_is_acknowledged_and_delivered_with_the_role() {
+    let app = instance(Config::default());
+    let mut ann = Peer::connect(&app);
+    ann.hello("Ann").await;
+    let game = ann.create().await;
+    ann.send(json!({"type": "chat", "req": 3, "game": game, "text": "  hello  "}));
+    let mut acked = false;
+    let line = ann
+        .recv_until(|m| match m {
+            ServerMsg::Ack { req: Some(3), .. } => {
+                acked = true;
+                None
+            }
+            ServerMsg::Chat { line, .. } => Some(line),
+            _ => None,
+        })
+        .await;
+    assert!(acked, "the ack comes before the line is delivered");
+    assert_eq!(
+        (line.from.as_str(), line.role, line.text.as_str()),
+        ("Ann", Some(Role::X), "hello")
+    );
+}

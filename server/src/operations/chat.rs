@@ -1,0 +1,42 @@
+//! Chat lines, in a game or the lobby: the shared per-player budget, and a lifetime that never
+//! outlasts the game the line belongs to.
+
+use super::OpError;
+use super::sessions::Identity;
+use crate::app::App;
+use crate::ids::GameId;
+use crate::protocol::{ChatLine, Role};
+use crate::ratelimit::Decision;
+
+/// Posts an already cleaned line as `from`, who holds `role` in `game` (none in the lobby).
+pub async fn post(
+    app: &App,
+    game: Option<&GameId>,
+    from: &Identity,
+    role: Option<Role>,
+    text: &str,
+) -> Result<ChatLine, OpError> {
+    // The budget lives in the store, so that reconnecting or spreading over instances does
+    // not reset it.
+    let key = app.store.keys().rate("chat", from.player.as_str());
+    if let Decision::Deny { retry_after_us } = app.store.rate(&key, app.config.chat_rule()).await? {
+        return Err(OpError::RateLimited {
+            retry_after_ms: Decision::retry_after_ms(retry_after_us),
+        });
+    }
+    // A line must not keep a game's chat alive longer than the game itself.
+    let ttl = match game {
+        Some(g) if app.hub.cached(g).is_some_and(|(_, s)| s.is_over()) => {
+            app.config.finished_game_ttl
+        }
+        Some(_) => app.config.game_ttl,
+        None => app.config.session_ttl,
+    };
+    let line = app
+        .store
+        .append_chat(game, &from.name, role, text, ttl)
+        .await?
+        .ok_or(OpError::UnknownGame)?;
+    metrics::counter!("chat_lines_total").increment(1);
+    Ok(line)
+}

@@ -1,0 +1,217 @@
+//! Deadlines: the forfeit clock of an emptied seat and the match-confirmation clock of a new
+//! game, and what a due one calls for (forfeit, abort, or look again later).
+
+use super::games::{Actor, SYSTEM, apply, conceding};
+use super::{Done, OpError};
+use crate::app::{App, wall_ms};
+use crate::ids::GameId;
+use crate::protocol::ServerMsg;
+use crate::rules::{EndReason, Mark, RuleError, Status};
+use crate::store::{PresenceChange, SeatCheck, SeatsView};
+
+/// What a due deadline calls for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Nothing is pending: both players are here, or the round is not being played.
+    Clear,
+    /// Someone is away but not for long enough yet: look again at this time (ms).
+    Rearm(u64),
+    /// This seat's player has been away longer than the grace period.
+    Forfeit(Mark),
+    /// A seat's player never arrived: the game never really started.
+    Abort,
+}
+
+/// Decides what a due deadline means for a game. Pure, so every case is unit tested.
+pub fn decide(view: &SeatsView, grace_ms: u64, confirm_ms: u64) -> Verdict {
+    if view.state.status != Status::Playing {
+        return Verdict::Clear;
+    }
+    let now = view.now_ms;
+    let mut rearm = None::<u64>;
+    // Seats whose time is up: (never arrived, away since, verdict).
+    let mut expired = Vec::new();
+    for m in [Mark::X, Mark::O] {
+        if *view.present.get(m) {
+            continue;
+        }
+        let since = view.away_since.get(m).unwrap_or(now);
+        let seen = *view.seen.get(m);
+        let at = since.saturating_add(if seen { grace_ms } else { confirm_ms });
+        if at <= now {
+            let verdict = if seen {
+                Verdict::Forfeit(m)
+            } else {
+                Verdict::Abort
+            };
+            expired.push((seen, since, verdict));
+        } else {
+            rearm = Some(rearm.map_or(at, |r| r.min(at)));
+        }
+    }
+    // A player who never arrived means the game never really started: abort outranks
+    // forfeit. Otherwise the seat away the longest loses.
+    expired.sort_by_key(|(seen, since, _)| (*seen, *since));
+    match (expired.first(), rearm) {
+        (Some((_, _, v)), _) => *v,
+        (None, Some(at)) => Verdict::Rearm(at),
+        (None, None) => Verdict::Clear,
+    }
+}
+
+/// Handles one due deadline. Any instance may run this for any game; the compare-and-set
+/// makes the forfeit (or abort) happen exactly once, and `settle_deadline` never drops a date
+/// another instance set meanwhile.
+pub async fn resolve_deadline(app: &App, game: &GameId, due: u64) -> Result<(), OpError> {
+    let Some(view) = app.store.inspect_seats(game).await? else {
+        app.store.settle_deadline(game, due, None).await?;
+        return Ok(());
+    };
+    let verdict = decide(
+        &view,
+        app.config.forfeit_grace.as_millis() as u64,
+        app.config.match_confirm.as_millis() as u64,
+    );
+    let actor = || Actor {
+        player: &SYSTEM,
+        seat: SeatCheck::None,
+        limit: None,
+        mid: None,
+    };
+    let start = Some((view.version, view.state.clone()));
+    let next = match verdict {
+        Verdict::Clear => None,
+        Verdict::Rearm(at) => Some(at),
+        Verdict::Forfeit(mark) => {
+            let step = conceding(game, mark, EndReason::Forfeit);
+            let r = apply(app, game, actor(), start, None, step).await;
+            tolerate_race(r)?;
+            tracing::info!(%game, %mark, "forfeit: player away past the grace period");
+            metrics::counter!("forfeits_total").increment(1);
+            None
+        }
+        Verdict::Abort => {
+            let r = apply(app, game, actor(), start, None, |version, s| {
+                if s.status != Status::Playing {
+                    return Err(RuleError::GameOver);
+                }
+                let state = s.abort();
+                let event = ServerMsg::Aborted {
+                    game: game.clone(),
+                    version,
+                    state: state.clone(),
+                };
+                Ok((state, event))
+            })
+            .await;
+            tolerate_race(r)?;
+            tracing::info!(%game, "aborted: a player never arrived");
+            None
+        }
+    };
+    app.store.settle_deadline(game, due, next).await?;
+    Ok(())
+}
+
+/// Another instance (or a returning player) got there first: the rules now refuse the step,
+/// and that is the right outcome.
+fn tolerate_race(r: Result<Done, OpError>) -> Result<(), OpError> {
+    match r {
+        Ok(_) | Err(OpError::Rule(_)) | Err(OpError::UnknownGame) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// A seat emptied: the player forfeits if not back within the grace period.
+pub async fn start_forfeit_clock(app: &App, game: &GameId, change: &PresenceChange) {
+    if !(change.left.x || change.left.o) {
+        return;
+    }
+    let at = wall_ms() + app.config.forfeit_grace.as_millis() as u64;
+    if let Err(e) = app.store.set_deadline(game, at).await {
+        tracing::warn!(%game, error = %e, "could not start the forfeit clock");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::{GameState, Seats};
+
+    fn view(
+        present: (bool, bool),
+        seen: (bool, bool),
+        away: (Option<u64>, Option<u64>),
+    ) -> SeatsView {
+        SeatsView {
+            now_ms: 100_000,
+            version: 3,
+            state: GameState::matched("a", "b"),
+            present: Seats {
+                x: present.0,
+                o: present.1,
+            },
+            seen: Seats {
+                x: seen.0,
+                o: seen.1,
+            },
+            away_since: Seats {
+                x: away.0,
+                o: away.1,
+            },
+        }
+    }
+
+    const GRACE: u64 = 30_000;
+    const CONFIRM: u64 = 10_000;
+
+    #[test]
+    fn both_present_clears() {
+        let v = view((true, true), (true, true), (None, None));
+        assert_eq!(decide(&v, GRACE, CONFIRM), Verdict::Clear);
+    }
+
+    #[test]
+    fn a_finished_game_clears_even_with_players_away() {
+        let mut v = view((false, false), (true, true), (Some(0), Some(0)));
+        v.state = v.state.concede(Mark::X, EndReason::Resign).unwrap();
+        assert_eq!(decide(&v, GRACE, CONFIRM), Verdict::Clear);
+    }
+
+    #[test]
+    fn away_within_grace_rearms_at_the_end_of_grace() {
+        let v = view((true, false), (true, true), (None, Some(90_000)));
+        assert_eq!(decide(&v, GRACE, CONFIRM), Verdict::Rearm(120_000));
+    }
+
+    #[test]
+    fn away_past_grace_forfeits() {
+        let v = view((true, false), (true, true), (None, Some(70_000)));
+        assert_eq!(decide(&v, GRACE, CONFIRM), Verdict::Forfeit(Mark::O));
+    }
+
+    #[test]
+    fn when_both_are_gone_the_one_away_longest_forfeits() {
+        let v = view((false, false), (true, true), (Some(60_000), Some(50_000)));
+        assert_eq!(decide(&v, GRACE, CONFIRM), Verdict::Forfeit(Mark::O));
+        let v = view((false, false), (true, true), (Some(50_000), Some(60_000)));
+        assert_eq!(decide(&v, GRACE, CONFIRM), Verdict::Forfeit(Mark::X));
+    }
+
+    #[test]
+    fn a_player_who_never_arrived_aborts_after_the_confirmation_time() {
+        let v = view((true, false), (true, false), (None, Some(95_000)));
+        assert_eq!(decide(&v, GRACE, CONFIRM), Verdict::Rearm(105_000));
+        let v = view((true, false), (true, false), (None, Some(90_000)));
+        assert_eq!(decide(&v, GRACE, CONFIRM), Verdict::Abort);
+        // Even if the other player has also been away past grace.
+        let v = view((false, false), (true, false), (Some(0), Some(90_000)));
+        assert_eq!(decide(&v, GRACE, CONFIRM), Verdict::Abort);
+    }
+
+    #[test]
+    fn an_absent_seat_without_a_clock_counts_from_now() {
+        let v = view((true, false), (true, true), (None, None));
+        assert_eq!(decide(&v, GRACE, CONFIRM), Verdict::Rearm(130_000));
+    }
+}

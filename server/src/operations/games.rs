@@ -1,0 +1,392 @@
+//! Game transitions: the rules applied to stored games. Each computes the next state with
+//! [`crate::rules`] from the newest state this instance knows and commits it with one
+//! compare-and-set ([`Store::transition`](crate::store::Store::transition)); on a stale
+//! version it recomputes from the state the store returned.
+
+use super::lobby::lobby_entry;
+use super::{Done, OpError};
+use crate::app::App;
+use crate::ids::{GameId, PlayerId};
+use crate::protocol::{ChatLine, Presence, ServerMsg};
+use crate::ratelimit::Rule;
+use crate::rules::{EndReason, GameState, Mark, RuleError, Seats, Status};
+use crate::store::{Applied, Replay, SeatCheck, Transition};
+
+/// Compare-and-set attempts before giving up on a game that keeps changing underneath.
+const ATTEMPTS: usize = 5;
+/// Fresh ids tried before giving up on creating a game.
+const CREATE_ATTEMPTS: usize = 5;
+
+/// Who acts, and what the store must check about them.
+pub struct Actor<'a> {
+    pub player: &'a PlayerId,
+    pub seat: SeatCheck,
+    pub limit: Option<Rule>,
+    pub mid: Option<&'a str>,
+}
+
+impl<'a> Actor<'a> {
+    /// The player holding `mark`, with no budget or move id to check.
+    fn seated(player: &'a PlayerId, mark: Mark) -> Actor<'a> {
+        Actor {
+            player,
+            seat: SeatCheck::Holds(mark),
+            limit: None,
+            mid: None,
+        }
+    }
+}
+
+/// The system acts for nobody (forfeits, aborts).
+pub(super) static SYSTEM: std::sync::LazyLock<PlayerId> =
+    std::sync::LazyLock::new(|| PlayerId::try_from("system".to_string()).expect("valid id"));
+
+/// Loads a game into the hub's cache and returns it.
+pub async fn load(app: &App, game: &GameId) -> Result<(u64, GameState), OpError> {
+    let sg = app
+        .store
+        .load_game(game)
+        .await?
+        .ok_or(OpError::UnknownGame)?;
+    app.hub.observe(game, sg.version, &sg.state);
+    Ok((sg.version, sg.state))
+}
+
+/// Applies `step` to the game with compare-and-set, retrying on a stale version. `start` is
+/// the state to begin from; without it the hub's cache is used, or the store when the cache
+/// is missing or older than the client's `hint`.
+pub async fn apply<F>(
+    app: &App,
+    game: &GameId,
+    actor: Actor<'_>,
+    start: Option<(u64, GameState)>,
+    hint: Option<u64>,
+    step: F,
+) -> Result<Done, OpError>
+where
+    F: Fn(u64, &GameState) -> Result<(GameState, ServerMsg), RuleError>,
+{
+    // `fresh`: the state was just read from the store, not taken from a cache that may lag
+    // behind what the client has already seen through another instance.
+    let (mut current, mut fresh) = match start.or_else(|| app.hub.cached(game)) {
+        Some(c) if hint.is_none_or(|h| h <= c.0) => (c, false),
+        _ => (load(app, game).await?, true),
+    };
+    for _ in 0..ATTEMPTS {
+        let (state, event) = match step(current.0 + 1, &current.1) {
+            Ok(next) => next,
+            Err(_) if !fresh => {
+                // Refused on cached state: confirm against the store before answering.
+                current = load(app, game).await?;
+                fresh = true;
+                continue;
+            }
+            Err(rule) => {
+                // A retried move whose first attempt went through now breaks the rules (its
+                // cell is taken): recognise it by its id and acknowledge it instead.
+                if let Some(mid) = actor.mid
+                    && let Some(version) = app.store.applied_move(game, actor.player, mid).await?
+                {
+                    return Ok(Done {
+                        version,
+                        duplicate: true,
+                    });
+                }
+                return Err(rule.into());
+            }
+        };
+        let ttl = if state.is_over() {
+            app.config.finished_game_ttl
+        } else {
+            app.config.game_ttl
+        };
+        let event = event.to_json();
+        let t = Transition {
+            game,
+            expected: current.0,
+            actor: actor.player,
+            seat: actor.seat,
+            state: &state,
+            event: &event,
+            ttl,
+            limit: actor.limit,
+            mid: actor.mid,
+        };
+        match app.store.transition(&t).await? {
+            Applied::Ok { version } => {
+                app.hub.observe(game, version, &state);
+                metrics::counter!("transitions_total", "result" => "ok").increment(1);
+                after_commit(app, game, &current.1, &state).await;
+                return Ok(Done {
+                    version,
+                    duplicate: false,
+                });
+            }
+            Applied::Stale(sg) => {
+                metrics::counter!("transitions_total", "result" => "stale").increment(1);
+                app.hub.observe(game, sg.version, &sg.state);
+                current = (sg.version, sg.state);
+                fresh = true;
+            }
+            Applied::Duplicate { version } => {
+                return Ok(Done {
+                    version,
+                    duplicate: true,
+                });
+            }
+            Applied::NotSeated => return Err(OpError::NotSeated),
+            Applied::SeatTaken => return Err(RuleError::SeatTaken.into()),
+            Applied::UnknownGame => return Err(OpError::UnknownGame),
+            Applied::RateLimited { retry_after_ms } => {
+                return Err(OpError::RateLimited { retry_after_ms });
+            }
+        }
+    }
+    Err(OpError::Unavailable)
+}
+
+/// Keeps the lobby and the clocks in step with a change of status. Best effort: the game
+/// itself is already committed, and a lobby entry also expires on its own.
+async fn after_commit(app: &App, game: &GameId, before: &GameState, after: &GameState) {
+    if before.status == after.status {
+        return;
+    }
+    if let Err(e) = app.store.lobby_update(&lobby_entry(game, after)).await {
+        tracing::warn!(%game, error = %e, "lobby update failed");
+    }
+    // Only when O first sits down: a rematch starts because both players just asked for it,
+    // so both are there and the clocks have nothing to watch.
+    if before.status == Status::Waiting && after.status == Status::Playing {
+        start_clocks(app, game).await;
+    }
+}
+
+/// The game began: start the away clocks of seats whose player is not here yet, and look at
+/// the game again after the match-confirmation time.
+async fn start_clocks(app: &App, game: &GameId) {
+    let result = async {
+        match app.store.inspect_seats(game).await? {
+            Some(view) => {
+                let at = view.now_ms + app.config.match_confirm.as_millis() as u64;
+                app.store.set_deadline(game, at).await
+            }
+            None => Ok(()),
+        }
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::warn!(%game, error = %e, "could not start the game's clocks");
+    }
+}
+
+/// Creates a game with `x` seated (and `o` too, for quick match). Returns its id.
+pub async fn create(
+    app: &App,
+    x: (&PlayerId, &str),
+    o: Option<(&PlayerId, &str)>,
+) -> Result<(GameId, u64, GameState), OpError> {
+    let state = match o {
+        None => GameState::new(x.1),
+        Some((_, o_name)) => GameState::matched(x.1, o_name),
+    };
+    let seats = Seats {
+        x: Some(x.0.clone()),
+        o: o.map(|(p, _)| p.clone()),
+    };
+    for _ in 0..CREATE_ATTEMPTS {
+        let game = GameId::generate();
+        let event = ServerMsg::Created {
+            game: game.clone(),
+            version: 1,
+            state: state.clone(),
+        }
+        .to_json();
+        if app
+            .store
+            .create_game(&game, &seats, &state, &event, app.config.game_ttl)
+            .await?
+        {
+            metrics::counter!("games_created_total").increment(1);
+            if let Err(e) = app.store.lobby_update(&lobby_entry(&game, &state)).await {
+                tracing::warn!(%game, error = %e, "lobby update failed");
+            }
+            if state.status == Status::Playing {
+                start_clocks(app, &game).await;
+            }
+            return Ok((game, 1, state));
+        }
+    }
+    Err(OpError::Internal("could not find a free game id".into()))
+}
+
+/// Takes the free O seat for `player`. `None` if someone else took it first.
+pub async fn claim_o(
+    app: &App,
+    game: &GameId,
+    player: &PlayerId,
+    name: &str,
+    start: (u64, GameState),
+) -> Result<Option<u64>, OpError> {
+    let actor = Actor {
+        player,
+        seat: SeatCheck::Claims(Mark::O),
+        limit: None,
+        mid: None,
+    };
+    let result = apply(app, game, actor, Some(start), None, |version, s| {
+        let state = s.seat_o(name)?;
+        let event = ServerMsg::Seated {
+            game: game.clone(),
+            version,
+            mark: Mark::O,
+            state: state.clone(),
+        };
+        Ok((state, event))
+    })
+    .await;
+    match result {
+        Ok(done) => Ok(Some(done.version)),
+        Err(OpError::Rule(RuleError::SeatTaken)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Plays a move for the player holding `mark`, within its move budget.
+pub async fn play(
+    app: &App,
+    game: &GameId,
+    player: &PlayerId,
+    mark: Mark,
+    cell: crate::rules::Cell,
+    mid: Option<&str>,
+    hint: Option<u64>,
+) -> Result<Done, OpError> {
+    let actor = Actor {
+        player,
+        seat: SeatCheck::Holds(mark),
+        limit: Some(app.config.move_rule()),
+        mid,
+    };
+    let done = apply(app, game, actor, None, hint, |version, s| {
+        let state = s.play(mark, cell)?;
+        let event = ServerMsg::Moved {
+            game: game.clone(),
+            version,
+            mark,
+            cell,
+            state: state.clone(),
+        };
+        Ok((state, event))
+    })
+    .await;
+    let result = match &done {
+        Ok(d) if d.duplicate => "duplicate".to_string(),
+        Ok(_) => "accepted".to_string(),
+        Err(e) => format!("{:?}", e.code()).to_lowercase(),
+    };
+    metrics::counter!("moves_total", "result" => result).increment(1);
+    done
+}
+
+pub async fn resign(
+    app: &App,
+    game: &GameId,
+    player: &PlayerId,
+    mark: Mark,
+) -> Result<Done, OpError> {
+    let step = conceding(game, mark, EndReason::Resign);
+    apply(app, game, Actor::seated(player, mark), None, None, step).await
+}
+
+/// The step by which `mark` loses the round without a line (resigned, or away too long).
+pub(super) fn conceding(
+    game: &GameId,
+    mark: Mark,
+    reason: EndReason,
+) -> impl Fn(u64, &GameState) -> Result<(GameState, ServerMsg), RuleError> + '_ {
+    move |version, s| {
+        let state = s.concede(mark, reason)?;
+        let event = ServerMsg::Conceded {
+            game: game.clone(),
+            version,
+            mark,
+            reason,
+            state: state.clone(),
+        };
+        Ok((state, event))
+    }
+}
+
+pub async fn rematch(
+    app: &App,
+    game: &GameId,
+    player: &PlayerId,
+    mark: Mark,
+) -> Result<Done, OpError> {
+    apply(
+        app,
+        game,
+        Actor::seated(player, mark),
+        None,
+        None,
+        |version, s| {
+            let (state, began) = s.request_rematch(mark)?;
+            let event = if began {
+                ServerMsg::RoundStarted {
+                    game: game.clone(),
+                    version,
+                    round: state.round,
+                    state: state.clone(),
+                }
+            } else {
+                ServerMsg::RematchRequested {
+                    game: game.clone(),
+                    version,
+                    mark,
+                    state: state.clone(),
+                }
+            };
+            Ok((state, event))
+        },
+    )
+    .await
+}
+
+/// A joined game as the client first sees it.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub version: u64,
+    pub state: GameState,
+    pub presence: Presence,
+    pub chat: Vec<ChatLine>,
+}
+
+pub async fn snapshot(app: &App, game: &GameId) -> Result<Snapshot, OpError> {
+    let (version, state) = load(app, game).await?;
+    let presence = app.store.presence(game).await?;
+    let chat = app
+        .store
+        .recent_chat(Some(game), app.config.chat_history)
+        .await?;
+    Ok(Snapshot {
+        version,
+        state,
+        presence,
+        chat,
+    })
+}
+
+/// The logged events of a game after version `since`. The newest state they carry goes into
+/// the hub's cache: a replay usually follows events this instance never saw.
+pub async fn replay(app: &App, game: &GameId, since: u64) -> Result<Replay, OpError> {
+    let replay = app.store.events_since(game, since).await?;
+    if let Replay::Events(events) = &replay
+        && let Some(last) = events
+            .last()
+            .and_then(|e| serde_json::from_str::<ServerMsg>(e).ok())
+        && let (Some((_, v)), Some(s)) = (last.game_version(), last.state())
+    {
+        app.hub.observe(game, v, s);
+    }
+    Ok(replay)
+}

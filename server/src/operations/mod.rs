@@ -1,0 +1,110 @@
+//! What can be done to games, chat, presence, the lobby, quick match and sessions: the only
+//! way from a connection (or a background task) to the store. Operations return typed
+//! results and [`OpError`]s; whoever speaks to the client renders them.
+
+pub mod chat;
+pub mod deadlines;
+pub mod games;
+pub mod lobby;
+pub mod matching;
+pub mod presence;
+pub mod sessions;
+
+use crate::protocol::{ErrorCode, ServerMsg};
+use crate::rules::RuleError;
+use crate::store::StoreError;
+
+/// Why an operation did not happen. Everything except `Internal` is an expected answer.
+#[derive(Debug, thiserror::Error)]
+pub enum OpError {
+    #[error("{0}")]
+    Rule(#[from] RuleError),
+    #[error("no such game")]
+    UnknownGame,
+    #[error("that is not your seat")]
+    NotSeated,
+    #[error("too many requests")]
+    RateLimited { retry_after_ms: u64 },
+    #[error("the game service is unavailable, try again")]
+    Unavailable,
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl From<StoreError> for OpError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(_) => OpError::Unavailable,
+            other => OpError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl OpError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            OpError::Rule(r) => match r {
+                RuleError::CellOutOfRange => ErrorCode::CellOutOfRange,
+                RuleError::CellOccupied => ErrorCode::CellOccupied,
+                RuleError::NotYourTurn => ErrorCode::NotYourTurn,
+                RuleError::NotStarted => ErrorCode::NotStarted,
+                RuleError::GameOver => ErrorCode::GameOver,
+                RuleError::RoundInProgress => ErrorCode::RoundInProgress,
+                RuleError::SeatTaken => ErrorCode::NotYourSeat,
+                RuleError::Aborted => ErrorCode::Aborted,
+            },
+            OpError::UnknownGame => ErrorCode::UnknownGame,
+            OpError::NotSeated => ErrorCode::NotYourSeat,
+            OpError::RateLimited { .. } => ErrorCode::RateLimited,
+            OpError::Unavailable => ErrorCode::Unavailable,
+            OpError::Internal(_) => ErrorCode::Internal,
+        }
+    }
+
+    /// The error as the client sees it: internals stay in the log.
+    pub fn to_msg(&self, req: Option<u64>) -> ServerMsg {
+        let message = match self {
+            OpError::Internal(_) => "internal error".to_string(),
+            other => other.to_string(),
+        };
+        ServerMsg::Error {
+            req,
+            game: None,
+            code: self.code(),
+            message,
+            retry_after_ms: match self {
+                OpError::RateLimited { retry_after_ms } => Some(*retry_after_ms),
+                _ => None,
+            },
+        }
+    }
+}
+
+/// A committed transition.
+#[derive(Debug)]
+pub struct Done {
+    pub version: u64,
+    /// True when the move id had already been applied: nothing new happened.
+    pub duplicate: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_map_to_their_codes_without_leaking_internals() {
+        let e = OpError::Internal("redis said: secret detail".into());
+        let msg = e.to_msg(Some(3)).to_json();
+        assert!(msg.contains("\"code\":\"internal\""));
+        assert!(!msg.contains("secret"));
+        let e = OpError::RateLimited {
+            retry_after_ms: 250,
+        };
+        assert!(e.to_msg(None).to_json().contains("\"retry_after_ms\":250"));
+        assert_eq!(
+            OpError::from(RuleError::CellOccupied).code(),
+            ErrorCode::CellOccupied
+        );
+    }
+}

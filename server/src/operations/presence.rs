@@ -1,0 +1,88 @@
+//! Arriving in a game and leaving it: the seat taken on the way in, the game remembered in the
+//! session, the presence entry counted in and out, and the forfeit clock when a seat empties.
+
+use super::OpError;
+use super::deadlines::start_forfeit_clock;
+use super::games::claim_o;
+use super::sessions::Identity;
+use crate::app::{App, PendingLeave};
+use crate::ids::{GameId, PlayerId};
+use crate::protocol::{ChatLine, Presence, Role};
+use crate::rules::Status;
+
+/// A game entered: the role held in it, and what the client is shown of it besides the state.
+#[derive(Debug)]
+pub struct Entered {
+    pub role: Role,
+    pub chat: Vec<ChatLine>,
+    pub presence: Presence,
+}
+
+/// Enters a game as its player, or takes the free O seat unless `spectate`, or watches. The
+/// caller subscribes to the game first, so that no event after the state read here is missed.
+pub async fn enter(
+    app: &App,
+    game: &GameId,
+    who: &Identity,
+    spectate: bool,
+) -> Result<Entered, OpError> {
+    let sg = app
+        .store
+        .load_game(game)
+        .await?
+        .ok_or(OpError::UnknownGame)?;
+    app.hub.observe(game, sg.version, &sg.state);
+    let role = match sg.seat_of(&who.player) {
+        Some(m) => Role::from(m),
+        None if !spectate && sg.state.status == Status::Waiting && sg.seats.o.is_none() => {
+            match claim_o(app, game, &who.player, &who.name, (sg.version, sg.state)).await? {
+                Some(_) => Role::O,
+                None => Role::Spectator,
+            }
+        }
+        None => Role::Spectator,
+    };
+    app.store
+        .remember_game(&who.token, game, app.config.session_ttl)
+        .await?;
+    let chat = app
+        .store
+        .recent_chat(Some(game), app.config.chat_history)
+        .await?;
+    // Last, so that nothing can fail after the presence entry exists.
+    let change = app
+        .store
+        .presence_change(
+            game,
+            &app.presence_entry(&who.player, role),
+            1,
+            app.config.game_ttl,
+        )
+        .await?;
+    Ok(Entered {
+        role,
+        chat,
+        presence: change.presence,
+    })
+}
+
+/// Removes a connection from the game's presence, starting the forfeit clock if a seat
+/// emptied. If the store cannot be reached the decrement is retried later.
+pub async fn leave(app: &App, player: &PlayerId, game: &GameId, role: Role) {
+    let entry = app.presence_entry(player, role);
+    match app
+        .store
+        .presence_change(game, &entry, -1, app.config.game_ttl)
+        .await
+    {
+        Ok(change) => start_forfeit_clock(app, game, &change).await,
+        Err(e) => {
+            tracing::warn!(%game, error = %e, "presence decrement deferred");
+            app.defer_leave(PendingLeave {
+                game: game.clone(),
+                player: player.clone(),
+                role,
+            });
+        }
+    }
+}

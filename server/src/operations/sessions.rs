@@ -1,0 +1,97 @@
+//! Sessions, the logins kept in the store: resuming one by its token, minting one (limited
+//! per IP), keeping it alive, and the games it remembers.
+
+use super::OpError;
+use crate::app::App;
+use crate::ids::{GameId, PlayerId};
+use crate::session::{SessionToken, TokenHash};
+use crate::store::SessionRecord;
+use std::net::IpAddr;
+
+/// Who a session's connection speaks for.
+#[derive(Clone, Debug)]
+pub struct Identity {
+    pub token: TokenHash,
+    pub player: PlayerId,
+    pub name: String,
+}
+
+/// A session opened by `hello`.
+#[derive(Debug)]
+pub struct Opened {
+    pub identity: Identity,
+    /// Set when the session was just minted: the client must keep it to resume later.
+    pub new_token: Option<SessionToken>,
+    /// The session's games, most recently joined first (none for a new session).
+    pub games: Vec<GameId>,
+}
+
+/// Resumes the session `token` proves (renaming it to `name`), or mints a new one when there
+/// is no token or it names no live session.
+pub async fn open(
+    app: &App,
+    token: Option<&str>,
+    name: Option<String>,
+    ip: IpAddr,
+) -> Result<Opened, OpError> {
+    let ttl = app.config.session_ttl;
+    if let Some(token) = token.and_then(SessionToken::parse) {
+        let hash = token.hash();
+        if let Some(open) = app.store.open_session(&hash, name.as_deref(), ttl).await? {
+            return Ok(Opened {
+                identity: Identity {
+                    token: hash,
+                    player: open.record.player,
+                    name: open.record.name,
+                },
+                new_token: None,
+                games: open.games,
+            });
+        }
+    }
+    // Minting sessions is limited per IP, or it would be a way around every per-session
+    // budget.
+    app.limit_ip("ip-session", ip, app.config.ip_session_rule())
+        .await
+        .map_err(|retry_after_ms| OpError::RateLimited { retry_after_ms })?;
+    let token = SessionToken::generate();
+    let player = PlayerId::generate();
+    let name = name.unwrap_or_else(|| default_name(&player));
+    let record = SessionRecord {
+        player: player.clone(),
+        name: name.clone(),
+    };
+    app.store
+        .create_session(&token.hash(), &record, ttl)
+        .await?;
+    metrics::counter!("sessions_created_total").increment(1);
+    Ok(Opened {
+        identity: Identity {
+            token: token.hash(),
+            player,
+            name,
+        },
+        new_token: Some(token),
+        games: Vec::new(),
+    })
+}
+
+/// A session lives `session_ttl` after its last use: a connection open for longer than that
+/// must renew it, or its seats would be lost on the next reconnect.
+pub async fn renew(app: &App, token: &TokenHash) -> Result<(), OpError> {
+    app.store
+        .open_session(token, None, app.config.session_ttl)
+        .await?;
+    Ok(())
+}
+
+/// Drops a game from the session's list, so that the next `hello` does not restore it.
+pub async fn forget_game(app: &App, token: &TokenHash, game: &GameId) -> Result<(), OpError> {
+    app.store.forget_game(token, game).await?;
+    Ok(())
+}
+
+fn default_name(player: &PlayerId) -> String {
+    let tail: String = player.as_str().chars().rev().take(4).collect();
+    format!("Player-{}", tail.chars().rev().collect::<String>())
+}
