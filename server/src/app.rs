@@ -39,8 +39,8 @@ pub struct App {
     pub lease: String,
     /// Cancelled when the instance shuts down.
     pub shutdown: CancellationToken,
-    /// Every session task, so shutdown can wait for them (axum does not).
-    pub sessions: TaskTracker,
+    /// Every connection task, so shutdown can wait for them (axum does not).
+    pub connections: TaskTracker,
     /// Local connections waiting for a quick match, with their player.
     pub waiting: DashMap<ConnId, PlayerId>,
     pub trusted_proxies: Vec<IpAddr>,
@@ -67,7 +67,7 @@ impl App {
             instance,
             lease,
             shutdown,
-            sessions: TaskTracker::new(),
+            connections: TaskTracker::new(),
             waiting: DashMap::new(),
             pending_leaves: Mutex::new(Vec::new()),
             next_conn: AtomicU64::new(1),

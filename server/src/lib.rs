@@ -118,17 +118,17 @@ pub async fn run(
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await?;
 
-    // axum has stopped accepting; it does not wait for upgraded connections. The sessions
+    // axum has stopped accepting; it does not wait for upgraded connections. The connections
     // saw the same token and are closing with 1012: wait for them to leave their games.
-    app.sessions.close();
+    app.connections.close();
     let grace = app.config.shutdown_grace;
-    if tokio::time::timeout(grace, app.sessions.wait())
+    if tokio::time::timeout(grace, app.connections.wait())
         .await
         .is_err()
     {
         tracing::warn!(
-            remaining = app.sessions.len(),
-            "sessions still open after the shutdown grace period"
+            remaining = app.connections.len(),
+            "connections still open after the shutdown grace period"
         );
     }
     if let Err(e) = app.store.sweep_lease(&app.lease, app.config.game_ttl).await {

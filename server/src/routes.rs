@@ -68,8 +68,8 @@ async fn ws_upgrade(
         .max_message_size(max)
         .max_frame_size(max)
         .on_upgrade(move |socket| {
-            let sessions = app.sessions.clone();
-            sessions.track_future(connection::serve(app, socket, ip))
+            let connections = app.connections.clone();
+            connections.track_future(connection::serve(app, socket, ip))
         })
 }
 
