@@ -123,6 +123,15 @@ pub fn lobby_entry(game: &GameId, state: &GameState) -> LobbyGame {
     }
 }
 
+/// Records where a game stands in the lobby and announces the change to every instance.
+async fn update_lobby(app: &App, game: &GameId, state: &GameState) -> Result<(), StoreError> {
+    let entry = lobby_entry(game, state);
+    let event = ServerMsg::LobbyChanged {
+        entry: entry.clone(),
+    };
+    app.store.lobby_update(&entry, event.to_json().into()).await
+}
+
 /// Loads a game into the hub's cache and returns it.
 pub async fn load(app: &App, game: &GameId) -> Result<(u64, GameState), OpError> {
     let sg = app
@@ -182,14 +191,13 @@ where
         } else {
             app.config.game_ttl
         };
-        let event = event.to_json();
         let t = Transition {
             game,
             expected: current.0,
             actor: actor.player,
             seat: actor.seat,
             state: &state,
-            event: &event,
+            event: event.to_json().into(),
             ttl,
             limit: actor.limit,
             mid: actor.mid,
@@ -233,7 +241,7 @@ async fn after_commit(app: &App, game: &GameId, before: &GameState, after: &Game
     if before.status == after.status {
         return;
     }
-    if let Err(e) = app.store.lobby_update(&lobby_entry(game, after)).await {
+    if let Err(e) = update_lobby(app, game, after).await {
         tracing::warn!(%game, error = %e, "lobby update failed");
     }
     // Only when O first sits down: a rematch starts because both players just asked for it,
@@ -285,11 +293,11 @@ pub async fn create(
         .to_json();
         if app
             .store
-            .create_game(&game, &seats, &state, &event, app.config.game_ttl)
+            .create_game(&game, &seats, &state, event.into(), app.config.game_ttl)
             .await?
         {
             metrics::counter!("games_created_total").increment(1);
-            if let Err(e) = app.store.lobby_update(&lobby_entry(&game, &state)).await {
+            if let Err(e) = update_lobby(app, &game, &state).await {
                 tracing::warn!(%game, error = %e, "lobby update failed");
             }
             if state.status == Status::Playing {
@@ -578,7 +586,7 @@ pub async fn quick_match(app: &App, me: &Ticket) -> Result<Option<GameId>, OpErr
     // If this publish is lost, the other player's ticket refresh notices it is no longer
     // queued and the match-confirmation clock aborts the game: nobody stays paired with a
     // player who never heard of it.
-    if let Err(e) = app.store.publish(&channel, &json).await {
+    if let Err(e) = app.store.publish(&channel, json.into()).await {
         tracing::warn!(%game, error = %e, "could not tell the matched player");
     }
     metrics::counter!("matches_total").increment(1);

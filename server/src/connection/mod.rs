@@ -10,6 +10,7 @@ use crate::app::{App, PendingLeave, wall_ms};
 use crate::hub::{Client, ConnId, Outbound, Subscriber};
 use crate::ids::{GameId, PlayerId};
 use crate::operations::{self, OpError};
+use crate::protocol::templates::{ChatTemplate, PresenceTemplate};
 use crate::protocol::{
     AckInfo, ClientMsg, ErrorCode, PROTOCOL_VERSION, Req, ResumeGame, Role, ServerMsg, close,
     parse_client,
@@ -20,6 +21,7 @@ use crate::session::{SessionToken, TokenHash};
 use crate::store::{PresenceChange, Replay, SessionRecord, Ticket};
 use crate::text::{clean_chat, clean_name};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes};
+use bytes::Bytes;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -508,6 +510,7 @@ where
                     &game,
                     &app.presence_entry(&player, role),
                     1,
+                    &PresenceTemplate::new(&game),
                     app.config.game_ttl,
                 )
                 .await?;
@@ -538,7 +541,10 @@ where
         {
             let last = since + events.len() as u64;
             self.games.insert(game.clone(), Joined { role, last });
-            let mut frames: Vec<Frame> = events.into_iter().map(|e| Frame::Raw(e.into())).collect();
+            let mut frames: Vec<Frame> = events
+                .into_iter()
+                .map(|e| Frame::Raw(event_text(e)))
+                .collect();
             frames.push(Frame::Msg(ServerMsg::Presence {
                 game: game.clone(),
                 presence: change.presence,
@@ -712,9 +718,10 @@ where
             Some(_) => app.config.game_ttl,
             None => app.config.session_ttl,
         };
+        let event = ChatTemplate::new(game.as_ref(), &name, role, &text);
         match app
             .store
-            .append_chat(game.as_ref(), &name, role, &text, ttl)
+            .append_chat(game.as_ref(), &name, role, &text, &event, ttl)
             .await
         {
             Ok(Some(_)) => {
@@ -863,13 +870,13 @@ where
                 }
                 if let Some(state) = events
                     .last()
-                    .and_then(|e| serde_json::from_str::<ServerMsg>(e).ok())
+                    .and_then(|e| serde_json::from_slice::<ServerMsg>(e).ok())
                     && let (Some((_, v)), Some(s)) = (state.game_version(), state.state())
                 {
                     app.hub.observe(game, v, s);
                 }
                 for e in events {
-                    self.write(Message::Text(e.into())).await?;
+                    self.write(Message::Text(event_text(e))).await?;
                 }
                 Ok(())
             }
@@ -1032,7 +1039,13 @@ async fn announce_leave(app: &App, player: &PlayerId, game: &GameId, role: Role)
     let entry = app.presence_entry(player, role);
     match app
         .store
-        .presence_change(game, &entry, -1, app.config.game_ttl)
+        .presence_change(
+            game,
+            &entry,
+            -1,
+            &PresenceTemplate::new(game),
+            app.config.game_ttl,
+        )
         .await
     {
         Ok(change) => start_forfeit_clock(app, game, &change).await,
@@ -1064,6 +1077,14 @@ pub async fn start_forfeit_clock(app: &App, game: &GameId, change: &PresenceChan
     if let Err(e) = app.store.set_deadline(game, at).await {
         tracing::warn!(%game, error = %e, "could not start the forfeit clock");
     }
+}
+
+/// A logged event as a text frame. Instances log only the JSON they render, so this never
+/// copies; were an entry damaged, the client still gets that version (its text mangled)
+/// rather than a gap it would never notice.
+fn event_text(event: Bytes) -> Utf8Bytes {
+    Utf8Bytes::try_from(event.clone())
+        .unwrap_or_else(|_| String::from_utf8_lossy(&event).into_owned().into())
 }
 
 fn role_label(role: Role) -> &'static str {
