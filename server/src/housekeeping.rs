@@ -8,6 +8,7 @@ use crate::hub::{ConnId, Outbound};
 use crate::operations;
 use crate::operations::deadlines::start_forfeit_clock;
 use crate::operations::lobby::LOBBY_MAX;
+use crate::protocol::templates::PresenceTemplate;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -99,7 +100,13 @@ async fn heartbeat(app: &App) {
                 let entry = app.presence_entry(&player, role);
                 if let Err(e) = app
                     .store
-                    .presence_change(&game, &entry, 1, app.config.game_ttl)
+                    .presence_change(
+                        &game,
+                        &entry,
+                        1,
+                        &PresenceTemplate::new(&game),
+                        app.config.game_ttl,
+                    )
                     .await
                 {
                     tracing::warn!(%game, error = %e, "could not announce presence");
@@ -117,7 +124,13 @@ async fn retry_leaves(app: &App) {
         let entry = app.presence_entry(&leave.player, leave.role);
         match app
             .store
-            .presence_change(&leave.game, &entry, -1, app.config.game_ttl)
+            .presence_change(
+                &leave.game,
+                &entry,
+                -1,
+                &PresenceTemplate::new(&leave.game),
+                app.config.game_ttl,
+            )
             .await
         {
             Ok(change) => start_forfeit_clock(app, &leave.game, &change).await,
@@ -137,7 +150,11 @@ async fn sweep_dead_instances(app: &App) {
         }
     };
     for lease in leases.into_iter().filter(|l| *l != app.lease) {
-        match app.store.sweep_lease(&lease, app.config.game_ttl).await {
+        let swept = app
+            .store
+            .sweep_lease(&lease, app.config.game_ttl, PresenceTemplate::new)
+            .await;
+        match swept {
             Ok(emptied) => {
                 tracing::info!(%lease, games = emptied.len(), "swept a dead instance's presence");
                 metrics::counter!("leases_swept_total").increment(1);

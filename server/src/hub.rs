@@ -288,18 +288,23 @@ impl Hub {
 
     /// Routes one bus message to the local connections that want it.
     fn dispatch(&self, msg: BusMessage) {
+        // Instances publish JSON only; anything else on these channels was not sent by one.
+        let Ok(payload) = Utf8Bytes::try_from(msg.payload) else {
+            tracing::debug!(channel = %msg.channel, "dropping a message that is not UTF-8");
+            return;
+        };
         if msg.channel == self.instance_channel {
-            return self.on_instance_msg(&msg.payload);
+            return self.on_instance_msg(&payload);
         }
         if msg.channel == self.lobby_channel {
-            return self.on_lobby_msg(msg.payload);
+            return self.on_lobby_msg(payload);
         }
         let Some(game) = self.keys.game_of_channel(&msg.channel) else {
             return;
         };
         // Only protocol messages reach clients: a stray PUBLISH by hand on a game channel is
         // dropped here. Only what the hub needs is read, not the whole message.
-        let peek = match serde_json::from_str::<ChannelPeek>(&msg.payload) {
+        let peek = match serde_json::from_str::<ChannelPeek>(&payload) {
             Ok(p) if CHANNEL_TYPES.contains(&p.kind.as_str()) => p,
             _ => {
                 tracing::debug!(%game, "dropping a malformed message from the game channel");
@@ -317,7 +322,7 @@ impl Hub {
         let event = Arc::new(ChannelEvent {
             game,
             version,
-            payload: msg.payload,
+            payload,
         });
         topic
             .subscribers
@@ -362,7 +367,7 @@ impl Hub {
         let result = async {
             let msg = serde_json::to_string(&InstanceMsg::Probe { nonce })
                 .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            store.publish(&self.instance_channel, &msg).await?;
+            store.publish(&self.instance_channel, msg.into()).await?;
             match tokio::time::timeout(timeout, rx).await {
                 Ok(Ok(())) => Ok(started.elapsed()),
                 _ => Err(HubError::Unavailable),

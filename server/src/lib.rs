@@ -43,6 +43,7 @@ pub use tictactoe_protocol::{ids, rules};
 
 use app::App;
 use config::Config;
+use protocol::templates::PresenceTemplate;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use store::StoreError;
@@ -131,7 +132,11 @@ pub async fn run(
             "connections still open after the shutdown grace period"
         );
     }
-    if let Err(e) = app.store.sweep_lease(&app.lease, app.config.game_ttl).await {
+    let swept = app
+        .store
+        .sweep_lease(&app.lease, app.config.game_ttl, PresenceTemplate::new)
+        .await;
+    if let Err(e) = swept {
         tracing::warn!(error = %e, "could not release this instance's lease");
     }
     stop_background.cancel();

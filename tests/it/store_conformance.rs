@@ -4,10 +4,12 @@
 use crate::support::WAIT;
 use crate::support::cluster::RedisCluster;
 use crate::support::redis::RedisServer;
+use bytes::Bytes;
 use futures_util::StreamExt;
 use std::sync::Arc;
 use std::time::Duration;
 use tictactoe::ids::{GameId, PlayerId};
+use tictactoe::protocol::templates::{ChatTemplate, PresenceTemplate};
 use tictactoe::protocol::{LobbyGame, Role, ServerMsg};
 use tictactoe::ratelimit::{Decision, Rule};
 use tictactoe::rules::{GameState, Mark, Seats, Status};
@@ -93,6 +95,7 @@ conformance!(
     events_are_published_to_subscribers,
     sessions_open_rename_remember_and_expire,
     chat_is_bounded_and_needs_the_game,
+    chat_and_presence_events_are_published_byte_for_byte,
     rate_buckets_allow_exactly_the_burst,
     presence_counts_connections_and_starts_clocks,
     a_dead_lease_is_swept,
@@ -117,13 +120,30 @@ fn seats(x: &str, o: Option<&str>) -> Seats<Option<PlayerId>> {
     }
 }
 
-fn event(g: &GameId, version: u64, state: &GameState) -> String {
+fn event(g: &GameId, version: u64, state: &GameState) -> Bytes {
     ServerMsg::Created {
         game: g.clone(),
         version,
         state: state.clone(),
     }
     .to_json()
+    .into()
+}
+
+/// A payload or logged event as text, to look into.
+fn text(bytes: &Bytes) -> &str {
+    std::str::from_utf8(bytes).expect("events are UTF-8")
+}
+
+/// Updates the lobby as the operations do: with the change rendered for the lobby channel.
+async fn lobby_update(store: &dyn Store, entry: &LobbyGame) {
+    let change = ServerMsg::LobbyChanged {
+        entry: entry.clone(),
+    };
+    store
+        .lobby_update(entry, change.to_json().into())
+        .await
+        .unwrap();
 }
 
 /// A game with X = ann, O = bob, at version 2.
@@ -131,7 +151,7 @@ async fn started_game(store: &dyn Store, g: &GameId) -> GameState {
     let s1 = GameState::new("ann");
     assert!(
         store
-            .create_game(g, &seats("ann", None), &s1, &event(g, 1, &s1), TTL)
+            .create_game(g, &seats("ann", None), &s1, event(g, 1, &s1), TTL)
             .await
             .unwrap()
     );
@@ -142,7 +162,7 @@ async fn started_game(store: &dyn Store, g: &GameId) -> GameState {
         actor: &pid("bob"),
         seat: SeatCheck::Claims(Mark::O),
         state: &s2,
-        event: &event(g, 2, &s2),
+        event: event(g, 2, &s2),
         ttl: TTL,
         limit: None,
         mid: None,
@@ -159,7 +179,7 @@ fn step<'a>(
     expected: u64,
     actor: &'a PlayerId,
     state: &'a GameState,
-    ev: &'a str,
+    ev: &Bytes,
 ) -> Transition<'a> {
     Transition {
         game: g,
@@ -167,7 +187,7 @@ fn step<'a>(
         actor,
         seat: SeatCheck::Holds(Mark::X),
         state,
-        event: ev,
+        event: ev.clone(),
         ttl: TTL,
         limit: None,
         mid: None,
@@ -179,13 +199,13 @@ async fn games_are_created_once_and_loaded_back(store: Arc<dyn Store>) {
     let s = GameState::new("ann");
     assert!(
         store
-            .create_game(&g, &seats("ann", None), &s, &event(&g, 1, &s), TTL)
+            .create_game(&g, &seats("ann", None), &s, event(&g, 1, &s), TTL)
             .await
             .unwrap()
     );
     assert!(
         !store
-            .create_game(&g, &seats("eve", None), &s, &event(&g, 1, &s), TTL)
+            .create_game(&g, &seats("eve", None), &s, event(&g, 1, &s), TTL)
             .await
             .unwrap()
     );
@@ -401,7 +421,7 @@ async fn the_log_replays_missed_events_or_says_too_old(store: Arc<dyn Store>) {
     match store.events_since(&g, 0).await.unwrap() {
         Replay::Events(e) => {
             assert_eq!(e.len(), 2);
-            assert!(e[1].contains("\"version\":2"));
+            assert!(text(&e[1]).contains("\"version\":2"));
         }
         other => panic!("{other:?}"),
     }
@@ -418,7 +438,7 @@ async fn the_log_replays_missed_events_or_says_too_old(store: Arc<dyn Store>) {
     match store.events_since(&g, v - 3).await.unwrap() {
         Replay::Events(e) => {
             assert_eq!(e.len(), 3);
-            assert!(e[0].contains(&format!("\"version\":{}", v - 2)));
+            assert!(text(&e[0]).contains(&format!("\"version\":{}", v - 2)));
         }
         other => panic!("{other:?}"),
     }
@@ -444,12 +464,12 @@ async fn events_are_published_to_subscribers(store: Arc<dyn Store>) {
         .unwrap()
         .unwrap();
     assert_eq!(first.channel, channel);
-    assert!(first.payload.contains("\"version\":1"));
+    assert!(text(&first.payload).contains("\"version\":1"));
     let second = tokio::time::timeout(WAIT, conn.messages.next())
         .await
         .unwrap()
         .unwrap();
-    assert!(second.payload.contains("\"version\":2"));
+    assert!(text(&second.payload).contains("\"version\":2"));
     // After unsubscribing, nothing more arrives from that game.
     conn.sink
         .unsubscribe(std::slice::from_ref(&channel))
@@ -460,8 +480,8 @@ async fn events_are_published_to_subscribers(store: Arc<dyn Store>) {
         .subscribe(std::slice::from_ref(&other))
         .await
         .unwrap();
-    store.publish(&channel, "{}").await.unwrap();
-    store.publish(&other, "{\"n\":2}").await.unwrap();
+    store.publish(&channel, "{}".into()).await.unwrap();
+    store.publish(&other, "{\"n\":2}".into()).await.unwrap();
     let next = tokio::time::timeout(WAIT, conn.messages.next())
         .await
         .unwrap()
@@ -520,9 +540,10 @@ async fn sessions_open_rename_remember_and_expire(store: Arc<dyn Store>) {
 
 async fn chat_is_bounded_and_needs_the_game(store: Arc<dyn Store>) {
     let g = gid("g1");
+    let hi = ChatTemplate::new(Some(&g), "ann", Some(Role::X), "hi");
     assert!(
         store
-            .append_chat(Some(&g), "ann", Some(Role::X), "hi", TTL)
+            .append_chat(Some(&g), "ann", Some(Role::X), "hi", &hi, TTL)
             .await
             .unwrap()
             .is_none()
@@ -534,14 +555,10 @@ async fn chat_is_bounded_and_needs_the_game(store: Arc<dyn Store>) {
         .await
         .unwrap();
     for i in 0..7 {
+        let said = format!("line {i} <b>\"q\"</b>");
+        let event = ChatTemplate::new(Some(&g), "ann", Some(Role::X), &said);
         let line = store
-            .append_chat(
-                Some(&g),
-                "ann",
-                Some(Role::X),
-                &format!("line {i} <b>\"q\"</b>"),
-                TTL,
-            )
+            .append_chat(Some(&g), "ann", Some(Role::X), &said, &event, TTL)
             .await
             .unwrap()
             .unwrap();
@@ -551,7 +568,7 @@ async fn chat_is_bounded_and_needs_the_game(store: Arc<dyn Store>) {
         .await
         .unwrap()
         .unwrap();
-    let msg: ServerMsg = serde_json::from_str(&published.payload).expect("a chat message");
+    let msg: ServerMsg = serde_json::from_slice(&published.payload).expect("a chat message");
     match msg {
         ServerMsg::Chat { game, line } => {
             assert_eq!(game, Some(g.clone()));
@@ -575,13 +592,100 @@ async fn chat_is_bounded_and_needs_the_game(store: Arc<dyn Store>) {
     assert_eq!(store.recent_chat(Some(&g), 100).await.unwrap().len(), 5);
     // The lobby has its own chat.
     store
-        .append_chat(None, "bob", None, "hello lobby", TTL)
+        .append_chat(
+            None,
+            "bob",
+            None,
+            "hello lobby",
+            &ChatTemplate::new(None, "bob", None, "hello lobby"),
+            TTL,
+        )
         .await
         .unwrap()
         .unwrap();
     let lobby = store.recent_chat(None, 10).await.unwrap();
     assert_eq!(lobby.len(), 1);
     assert_eq!(lobby[0].role, None);
+}
+
+/// Golden bytes: the chat and presence events exactly as `docs/protocol.md` shows them, with
+/// the characters JSON must escape. Every store passes, so memory, Redis and Cluster publish
+/// byte-identical events; the Lua scripts only join what the instance rendered.
+async fn chat_and_presence_events_are_published_byte_for_byte(store: Arc<dyn Store>) {
+    let g = gid("g-1_A");
+    started_game(store.as_ref(), &g).await;
+    let mut conn = store.bus().connect().await.unwrap();
+    conn.sink
+        .subscribe(&[store.keys().game_channel(&g), store.keys().lobby_channel()])
+        .await
+        .unwrap();
+    let mut next = async || {
+        let msg = tokio::time::timeout(WAIT, conn.messages.next())
+            .await
+            .expect("an event in time")
+            .expect("the bus is up");
+        text(&msg.payload).to_string()
+    };
+
+    let (from, said) = ("ann \"the\" 1st", "say \"hi\" \\ </b> é ✓ 😀\n\t");
+    let event = ChatTemplate::new(Some(&g), from, Some(Role::X), said);
+    let line = store
+        .append_chat(Some(&g), from, Some(Role::X), said, &event, TTL)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        next().await,
+        format!(
+            r#"{{"type":"chat","game":"g-1_A","id":"{}","from":"ann \"the\" 1st","role":"X","text":"say \"hi\" \\ </b> é ✓ 😀\n\t","ts":{}}}"#,
+            line.id, line.ts
+        )
+    );
+    let event = ChatTemplate::new(None, "bob", None, "lobby/1");
+    let line = store
+        .append_chat(None, "bob", None, "lobby/1", &event, TTL)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        next().await,
+        format!(
+            r#"{{"type":"chat","id":"{}","from":"bob","text":"lobby/1","ts":{}}}"#,
+            line.id, line.ts
+        )
+    );
+
+    let announce = PresenceTemplate::new(&g);
+    let (ann, sue) = (pid("ann"), pid("sue"));
+    let entry = |lease, player, role| PresenceEntry {
+        lease,
+        player,
+        role,
+    };
+    store
+        .presence_change(&g, &entry("i1", &ann, Role::X), 1, &announce, TTL)
+        .await
+        .unwrap();
+    assert_eq!(
+        next().await,
+        r#"{"type":"presence","game":"g-1_A","players":{"X":true,"O":false},"spectators":0}"#
+    );
+    store
+        .presence_change(&g, &entry("gone", &sue, Role::Spectator), 1, &announce, TTL)
+        .await
+        .unwrap();
+    assert_eq!(
+        next().await,
+        r#"{"type":"presence","game":"g-1_A","players":{"X":true,"O":false},"spectators":1}"#
+    );
+    store
+        .sweep_lease("gone", TTL, PresenceTemplate::new)
+        .await
+        .unwrap();
+    assert_eq!(
+        next().await,
+        r#"{"type":"presence","game":"g-1_A","players":{"X":true,"O":false},"spectators":0}"#
+    );
 }
 
 async fn rate_buckets_allow_exactly_the_burst(store: Arc<dyn Store>) {
@@ -608,6 +712,7 @@ async fn rate_buckets_allow_exactly_the_burst(store: Arc<dyn Store>) {
 
 async fn presence_counts_connections_and_starts_clocks(store: Arc<dyn Store>) {
     let g = gid("g1");
+    let announce = PresenceTemplate::new(&g);
     started_game(store.as_ref(), &g).await;
     let (ann, bob, sue) = (pid("ann"), pid("bob"), pid("sue"));
     let e = |lease, player, role| PresenceEntry {
@@ -616,37 +721,37 @@ async fn presence_counts_connections_and_starts_clocks(store: Arc<dyn Store>) {
         role,
     };
     let c = store
-        .presence_change(&g, &e("i1", &ann, Role::X), 1, TTL)
+        .presence_change(&g, &e("i1", &ann, Role::X), 1, &announce, TTL)
         .await
         .unwrap();
     assert!(c.presence.players.x && !c.presence.players.o);
     store
-        .presence_change(&g, &e("i2", &bob, Role::O), 1, TTL)
+        .presence_change(&g, &e("i2", &bob, Role::O), 1, &announce, TTL)
         .await
         .unwrap();
     // One spectator with two connections on two instances counts once.
     store
-        .presence_change(&g, &e("i1", &sue, Role::Spectator), 1, TTL)
+        .presence_change(&g, &e("i1", &sue, Role::Spectator), 1, &announce, TTL)
         .await
         .unwrap();
     let c = store
-        .presence_change(&g, &e("i2", &sue, Role::Spectator), 1, TTL)
+        .presence_change(&g, &e("i2", &sue, Role::Spectator), 1, &announce, TTL)
         .await
         .unwrap();
     assert_eq!(c.presence.spectators, 1);
     assert_eq!(c.lease_entries, 2);
     // X's second connection, then one of them leaves: X is still here.
     store
-        .presence_change(&g, &e("i1", &ann, Role::X), 1, TTL)
+        .presence_change(&g, &e("i1", &ann, Role::X), 1, &announce, TTL)
         .await
         .unwrap();
     let c = store
-        .presence_change(&g, &e("i1", &ann, Role::X), -1, TTL)
+        .presence_change(&g, &e("i1", &ann, Role::X), -1, &announce, TTL)
         .await
         .unwrap();
     assert!(c.presence.players.x && !c.left.x);
     let c = store
-        .presence_change(&g, &e("i1", &ann, Role::X), -1, TTL)
+        .presence_change(&g, &e("i1", &ann, Role::X), -1, &announce, TTL)
         .await
         .unwrap();
     assert!(!c.presence.players.x && c.left.x);
@@ -663,6 +768,7 @@ async fn presence_counts_connections_and_starts_clocks(store: Arc<dyn Store>) {
 
 async fn a_dead_lease_is_swept(store: Arc<dyn Store>) {
     let g = gid("g1");
+    let announce = PresenceTemplate::new(&g);
     started_game(store.as_ref(), &g).await;
     let (ann, bob) = (pid("ann"), pid("bob"));
     assert!(
@@ -684,11 +790,11 @@ async fn a_dead_lease_is_swept(store: Arc<dyn Store>) {
         role,
     };
     store
-        .presence_change(&g, &e("dead", &ann, Role::X), 1, TTL)
+        .presence_change(&g, &e("dead", &ann, Role::X), 1, &announce, TTL)
         .await
         .unwrap();
     store
-        .presence_change(&g, &e("alive", &bob, Role::O), 1, TTL)
+        .presence_change(&g, &e("alive", &bob, Role::O), 1, &announce, TTL)
         .await
         .unwrap();
     let mut conn = store.bus().connect().await.unwrap();
@@ -701,7 +807,10 @@ async fn a_dead_lease_is_swept(store: Arc<dyn Store>) {
         store.expired_leases().await.unwrap(),
         vec!["dead".to_string()]
     );
-    let swept = store.sweep_lease("dead", TTL).await.unwrap();
+    let swept = store
+        .sweep_lease("dead", TTL, PresenceTemplate::new)
+        .await
+        .unwrap();
     assert_eq!(swept.len(), 1);
     assert_eq!(swept[0].0, g);
     assert!(swept[0].1.x && !swept[0].1.o);
@@ -713,9 +822,9 @@ async fn a_dead_lease_is_swept(store: Arc<dyn Store>) {
         .unwrap()
         .unwrap();
     assert!(
-        msg.payload.contains("\"type\":\"presence\""),
+        text(&msg.payload).contains("\"type\":\"presence\""),
         "{}",
-        msg.payload
+        text(&msg.payload)
     );
     assert!(store.expired_leases().await.unwrap().is_empty());
     // A swept lease that renews learns it was forgotten.
@@ -737,19 +846,10 @@ async fn the_lobby_lists_open_and_live_games(store: Arc<dyn Store>) {
         .subscribe(&[store.keys().lobby_channel()])
         .await
         .unwrap();
-    store
-        .lobby_update(&entry("g1", Status::Waiting, None))
-        .await
-        .unwrap();
+    lobby_update(store.as_ref(), &entry("g1", Status::Waiting, None)).await;
     tokio::time::sleep(Duration::from_millis(3)).await;
-    store
-        .lobby_update(&entry("g2", Status::Waiting, None))
-        .await
-        .unwrap();
-    store
-        .lobby_update(&entry("g3", Status::Playing, Some("bob")))
-        .await
-        .unwrap();
+    lobby_update(store.as_ref(), &entry("g2", Status::Waiting, None)).await;
+    lobby_update(store.as_ref(), &entry("g3", Status::Playing, Some("bob"))).await;
     let (open, live) = store.lobby_list(10, TTL).await.unwrap();
     assert_eq!(
         open.iter().map(|e| e.game.as_str()).collect::<Vec<_>>(),
@@ -758,14 +858,8 @@ async fn the_lobby_lists_open_and_live_games(store: Arc<dyn Store>) {
     assert_eq!(live.len(), 1);
     assert_eq!(live[0].players.o.as_deref(), Some("bob"));
     // Filled, finished.
-    store
-        .lobby_update(&entry("g1", Status::Playing, Some("cy")))
-        .await
-        .unwrap();
-    store
-        .lobby_update(&entry("g3", Status::Finished, Some("bob")))
-        .await
-        .unwrap();
+    lobby_update(store.as_ref(), &entry("g1", Status::Playing, Some("cy"))).await;
+    lobby_update(store.as_ref(), &entry("g3", Status::Finished, Some("bob"))).await;
     let (open, live) = store.lobby_list(10, TTL).await.unwrap();
     assert_eq!(open.len(), 1);
     assert_eq!(
@@ -785,7 +879,7 @@ async fn the_lobby_lists_open_and_live_games(store: Arc<dyn Store>) {
         .await
         .unwrap()
         .unwrap();
-    assert!(msg.payload.contains("\"type\":\"lobby_changed\""));
+    assert!(text(&msg.payload).contains("\"type\":\"lobby_changed\""));
 }
 
 async fn quick_match_pairs_each_ticket_exactly_once(store: Arc<dyn Store>) {
@@ -922,12 +1016,19 @@ async fn keys_expire_with_their_ttl(store: Arc<dyn Store>) {
     let short = Duration::from_millis(60);
     assert!(
         store
-            .create_game(&g, &seats("ann", None), &s, &event(&g, 1, &s), short)
+            .create_game(&g, &seats("ann", None), &s, event(&g, 1, &s), short)
             .await
             .unwrap()
     );
     store
-        .append_chat(Some(&g), "ann", Some(Role::X), "hi", short)
+        .append_chat(
+            Some(&g),
+            "ann",
+            Some(Role::X),
+            "hi",
+            &ChatTemplate::new(Some(&g), "ann", Some(Role::X), "hi"),
+            short,
+        )
         .await
         .unwrap()
         .unwrap();

@@ -6,11 +6,13 @@
 //! - the crate root: the messages between browsers and instances, also published on Redis.
 //! - [`channels`]: where events are published.
 //! - [`backoff`]: how every client of the protocol waits before reconnecting.
+//! - [`templates`]: the chat and presence events the store completes as it publishes them.
 
 pub mod backoff;
 pub mod channels;
 pub mod ids;
 mod messages;
 pub mod rules;
+pub mod templates;
 
 pub use messages::*;

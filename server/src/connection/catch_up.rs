@@ -9,7 +9,8 @@ use crate::ids::GameId;
 use crate::operations::{self, OpError, games::Snapshot, presence::Entered};
 use crate::protocol::{AckInfo, ErrorCode, Req, Role, ServerMsg};
 use crate::store::Replay;
-use axum::extract::ws::Message;
+use axum::extract::ws::{Message, Utf8Bytes};
+use bytes::Bytes;
 
 impl<S: Transport> Connection<S> {
     /// Goes back into the games `hello` named, catching up from the version the client last
@@ -95,7 +96,10 @@ impl<S: Transport> Connection<S> {
         {
             let last = since + events.len() as u64;
             self.games.insert(game.clone(), Joined { role, last });
-            let mut frames: Vec<Frame> = events.into_iter().map(|e| Frame::Raw(e.into())).collect();
+            let mut frames: Vec<Frame> = events
+                .into_iter()
+                .map(|e| Frame::Raw(event_text(e)))
+                .collect();
             frames.push(Frame::Msg(ServerMsg::Presence {
                 game: game.clone(),
                 presence,
@@ -166,7 +170,7 @@ impl<S: Transport> Connection<S> {
                     j.last = last + events.len() as u64;
                 }
                 for e in events {
-                    self.socket.write(Message::Text(e.into())).await?;
+                    self.socket.write(Message::Text(event_text(e))).await?;
                 }
                 Ok(())
             }
@@ -219,4 +223,12 @@ fn role_label(role: Role) -> &'static str {
         Role::O => "o",
         Role::Spectator => "spectator",
     }
+}
+
+/// A logged event as a text frame. Instances log only the JSON they render, so this never
+/// copies; were an entry damaged, the client still gets that version (its text mangled)
+/// rather than a gap it would never notice.
+fn event_text(event: Bytes) -> Utf8Bytes {
+    Utf8Bytes::try_from(event.clone())
+        .unwrap_or_else(|_| String::from_utf8_lossy(&event).into_owned().into())
 }

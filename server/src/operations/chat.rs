@@ -5,6 +5,7 @@ use super::OpError;
 use super::sessions::Identity;
 use crate::app::App;
 use crate::ids::GameId;
+use crate::protocol::templates::ChatTemplate;
 use crate::protocol::{ChatLine, Role};
 use crate::ratelimit::Decision;
 
@@ -32,9 +33,10 @@ pub async fn post(
         Some(_) => app.config.game_ttl,
         None => app.config.session_ttl,
     };
+    let event = ChatTemplate::new(game, &from.name, role, text);
     let line = app
         .store
-        .append_chat(game, &from.name, role, text, ttl)
+        .append_chat(game, &from.name, role, text, &event, ttl)
         .await?
         .ok_or(OpError::UnknownGame)?;
     metrics::counter!("chat_lines_total").increment(1);

@@ -3,7 +3,7 @@
 //! compare-and-set ([`Store::transition`](crate::store::Store::transition)); on a stale
 //! version it recomputes from the state the store returned.
 
-use super::lobby::lobby_entry;
+use super::lobby::update_lobby;
 use super::{Done, OpError};
 use crate::app::App;
 use crate::ids::{GameId, PlayerId};
@@ -100,14 +100,13 @@ where
         } else {
             app.config.game_ttl
         };
-        let event = event.to_json();
         let t = Transition {
             game,
             expected: current.0,
             actor: actor.player,
             seat: actor.seat,
             state: &state,
-            event: &event,
+            event: event.to_json().into(),
             ttl,
             limit: actor.limit,
             mid: actor.mid,
@@ -151,7 +150,7 @@ async fn after_commit(app: &App, game: &GameId, before: &GameState, after: &Game
     if before.status == after.status {
         return;
     }
-    if let Err(e) = app.store.lobby_update(&lobby_entry(game, after)).await {
+    if let Err(e) = update_lobby(app, game, after).await {
         tracing::warn!(%game, error = %e, "lobby update failed");
     }
     // Only when O first sits down: a rematch starts because both players just asked for it,
@@ -203,11 +202,11 @@ pub async fn create(
         .to_json();
         if app
             .store
-            .create_game(&game, &seats, &state, &event, app.config.game_ttl)
+            .create_game(&game, &seats, &state, event.into(), app.config.game_ttl)
             .await?
         {
             metrics::counter!("games_created_total").increment(1);
-            if let Err(e) = app.store.lobby_update(&lobby_entry(&game, &state)).await {
+            if let Err(e) = update_lobby(app, &game, &state).await {
                 tracing::warn!(%game, error = %e, "lobby update failed");
             }
             if state.status == Status::Playing {
@@ -383,7 +382,7 @@ pub async fn replay(app: &App, game: &GameId, since: u64) -> Result<Replay, OpEr
     if let Replay::Events(events) = &replay
         && let Some(last) = events
             .last()
-            .and_then(|e| serde_json::from_str::<ServerMsg>(e).ok())
+            .and_then(|e| serde_json::from_slice::<ServerMsg>(e).ok())
         && let (Some((_, v)), Some(s)) = (last.game_version(), last.state())
     {
         app.hub.observe(game, v, s);

@@ -4,8 +4,9 @@
 use super::OpError;
 use crate::app::App;
 use crate::ids::GameId;
-use crate::protocol::{ChatLine, LobbyGame};
+use crate::protocol::{ChatLine, LobbyGame, ServerMsg};
 use crate::rules::GameState;
+use crate::store::StoreError;
 
 /// Most games per lobby list.
 pub const LOBBY_MAX: usize = 50;
@@ -17,6 +18,15 @@ pub fn lobby_entry(game: &GameId, state: &GameState) -> LobbyGame {
         players: state.players.clone(),
         round: state.round,
     }
+}
+
+/// Records where a game stands in the lobby and announces the change to every instance.
+pub async fn update_lobby(app: &App, game: &GameId, state: &GameState) -> Result<(), StoreError> {
+    let entry = lobby_entry(game, state);
+    let event = ServerMsg::LobbyChanged {
+        entry: entry.clone(),
+    };
+    app.store.lobby_update(&entry, event.to_json().into()).await
 }
 
 /// What a player who starts watching the lobby is shown first.

@@ -39,7 +39,7 @@ pub async fn quick_match(app: &App, me: &Ticket) -> Result<Option<GameId>, OpErr
     // If this publish is lost, the other player's ticket refresh notices it is no longer
     // queued and the match-confirmation clock aborts the game: nobody stays paired with a
     // player who never heard of it.
-    if let Err(e) = app.store.publish(&channel, &json).await {
+    if let Err(e) = app.store.publish(&channel, json.into()).await {
         tracing::warn!(%game, error = %e, "could not tell the matched player");
     }
     metrics::counter!("matches_total").increment(1);

@@ -7,6 +7,7 @@ use super::games::claim_o;
 use super::sessions::Identity;
 use crate::app::{App, PendingLeave};
 use crate::ids::{GameId, PlayerId};
+use crate::protocol::templates::PresenceTemplate;
 use crate::protocol::{ChatLine, Presence, Role};
 use crate::rules::Status;
 
@@ -56,6 +57,7 @@ pub async fn enter(
             game,
             &app.presence_entry(&who.player, role),
             1,
+            &PresenceTemplate::new(game),
             app.config.game_ttl,
         )
         .await?;
@@ -72,7 +74,13 @@ pub async fn leave(app: &App, player: &PlayerId, game: &GameId, role: Role) {
     let entry = app.presence_entry(player, role);
     match app
         .store
-        .presence_change(game, &entry, -1, app.config.game_ttl)
+        .presence_change(
+            game,
+            &entry,
+            -1,
+            &PresenceTemplate::new(game),
+            app.config.game_ttl,
+        )
         .await
     {
         Ok(change) => start_forfeit_clock(app, game, &change).await,

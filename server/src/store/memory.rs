@@ -4,7 +4,6 @@
 //! same lock, which gives the same total order of events per game as Redis does.
 
 use super::*;
-use crate::protocol::ServerMsg;
 use crate::ratelimit::gcra;
 use futures_util::StreamExt;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -36,7 +35,7 @@ struct MemGame {
     version: u64,
     state: GameState,
     seats: Seats<Option<PlayerId>>,
-    log: VecDeque<(u64, String)>,
+    log: VecDeque<(u64, Bytes)>,
     /// `<player>|<mid>` -> version, oldest first.
     mids: VecDeque<(String, u64)>,
     expires: u64,
@@ -169,20 +168,9 @@ impl MemoryStore {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn send(&self, channel: String, payload: String) {
+    fn send(&self, channel: String, payload: Bytes) {
         // No receiver is fine: like PUBLISH to a channel nobody listens to.
-        let _ = self.bus.tx.send(BusMessage {
-            channel,
-            payload: payload.into(),
-        });
-    }
-
-    fn presence_publish(&self, g: &GameId, p: &Presence) {
-        let msg = ServerMsg::Presence {
-            game: g.clone(),
-            presence: p.clone(),
-        };
-        self.send(self.keys.game_channel(g), msg.to_json());
+        let _ = self.bus.tx.send(BusMessage { channel, payload });
     }
 }
 
@@ -196,8 +184,8 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn publish(&self, channel: &str, payload: &str) -> StoreResult<()> {
-        self.send(channel.to_string(), payload.to_string());
+    async fn publish(&self, channel: &str, payload: Bytes) -> StoreResult<()> {
+        self.send(channel.to_string(), payload);
         Ok(())
     }
 
@@ -288,7 +276,7 @@ impl Store for MemoryStore {
         game: &GameId,
         seats: &Seats<Option<PlayerId>>,
         state: &GameState,
-        event: &str,
+        event: Bytes,
         ttl: Duration,
     ) -> StoreResult<bool> {
         if seats.x.is_none() {
@@ -306,12 +294,12 @@ impl Store for MemoryStore {
                 version: 1,
                 state: state.clone(),
                 seats: seats.clone(),
-                log: VecDeque::from([(1, event.to_string())]),
+                log: VecDeque::from([(1, event.clone())]),
                 mids: VecDeque::new(),
                 expires: now + ms(ttl),
             },
         );
-        self.send(self.keys.game_channel(game), event.to_string());
+        self.send(self.keys.game_channel(game), event);
         Ok(true)
     }
 
@@ -382,7 +370,7 @@ impl Store for MemoryStore {
         }
         g.version = version;
         g.state = t.state.clone();
-        g.log.push_back((version, t.event.to_string()));
+        g.log.push_back((version, t.event.clone()));
         while g.log.len() > log_len {
             g.log.pop_front();
         }
@@ -400,7 +388,7 @@ impl Store for MemoryStore {
         if let Some(p) = inner.presence.get_mut(t.game) {
             p.expires = expires;
         }
-        self.send(self.keys.game_channel(t.game), t.event.to_string());
+        self.send(self.keys.game_channel(t.game), t.event.clone());
         Ok(Applied::Ok { version })
     }
 
@@ -409,13 +397,8 @@ impl Store for MemoryStore {
         let Some(g) = inner.live_game(game, now_ms()) else {
             return Ok(Replay::UnknownGame);
         };
-        let entries: Vec<String> = g
-            .log
-            .iter()
-            .filter(|(v, _)| *v > since)
-            .flat_map(|(v, e)| [format!("0-{v}"), e.clone()])
-            .collect();
-        Ok(super::redis::replay_from(since, g.version, &entries))
+        let entries = g.log.iter().filter(|(v, _)| *v > since).cloned();
+        Ok(replay_from(since, g.version, entries))
     }
 
     async fn applied_move(
@@ -437,6 +420,7 @@ impl Store for MemoryStore {
         from: &str,
         role: Option<Role>,
         text: &str,
+        event: &ChatTemplate,
         ttl: Duration,
     ) -> StoreResult<Option<ChatLine>> {
         let now = now_ms();
@@ -472,11 +456,7 @@ impl Store for MemoryStore {
             Some(g) => self.keys.game_channel(g),
             None => self.keys.lobby_channel(),
         };
-        let msg = ServerMsg::Chat {
-            game: game.cloned(),
-            line: line.clone(),
-        };
-        self.send(channel, msg.to_json());
+        self.send(channel, event.fill(&line.id, line.ts).into());
         Ok(Some(line))
     }
 
@@ -519,6 +499,7 @@ impl Store for MemoryStore {
         game: &GameId,
         entry: &PresenceEntry<'_>,
         delta: i64,
+        event: &PresenceTemplate,
         ttl: Duration,
     ) -> StoreResult<PresenceChange> {
         let now = now_ms();
@@ -557,7 +538,7 @@ impl Store for MemoryStore {
             set.remove(game);
         }
         if before != after {
-            self.presence_publish(game, &after);
+            self.send(self.keys.game_channel(game), event.fill(&after).into());
         }
         Ok(PresenceChange {
             presence: after,
@@ -629,6 +610,7 @@ impl Store for MemoryStore {
         &self,
         lease: &str,
         ttl: Duration,
+        event: PresenceEvent,
     ) -> StoreResult<Vec<(GameId, Seats<bool>)>> {
         let now = now_ms();
         let mut inner = self.lock();
@@ -655,12 +637,12 @@ impl Store for MemoryStore {
         }
         drop(inner);
         for (g, p) in changed {
-            self.presence_publish(&g, &p);
+            self.send(self.keys.game_channel(&g), event(&g).fill(&p).into());
         }
         Ok(emptied)
     }
 
-    async fn lobby_update(&self, entry: &LobbyGame) -> StoreResult<()> {
+    async fn lobby_update(&self, entry: &LobbyGame, event: Bytes) -> StoreResult<()> {
         let now = now_ms();
         let mut inner = self.lock();
         match entry.status {
@@ -671,10 +653,7 @@ impl Store for MemoryStore {
                 inner.lobby.remove(&entry.game);
             }
         }
-        let msg = ServerMsg::LobbyChanged {
-            entry: entry.clone(),
-        };
-        self.send(self.keys.lobby_channel(), msg.to_json());
+        self.send(self.keys.lobby_channel(), event);
         Ok(())
     }
 

@@ -4,24 +4,31 @@
 //! move); [`memory::MemoryStore`] is the zero-setup single-instance default. Both pass the same
 //! conformance suite (`tests/it/store_conformance.rs`). The [`Bus`] half is the pub/sub side:
 //! game events reach instances through it.
+//!
+//! The store knows no message layout: events reach it rendered, as bytes (or, where only the
+//! store knows some values, as a template from `protocol::templates`), and it stores and
+//! publishes them verbatim.
 
 pub mod keys;
 pub mod memory;
 pub mod redis;
+mod replay;
 
 use crate::config::Config;
 use crate::ids::{GameId, PlayerId};
+use crate::protocol::templates::{ChatTemplate, PresenceTemplate};
 use crate::protocol::{ChatLine, LobbyGame, Presence, Role};
 use crate::ratelimit::{Decision, Rule};
 use crate::rules::{GameState, Mark, Seats};
 use crate::session::TokenHash;
 use async_trait::async_trait;
-use axum::extract::ws::Utf8Bytes;
+use bytes::Bytes;
 use futures_util::stream::BoxStream;
 use std::sync::Arc;
 use std::time::Duration;
 
 pub use keys::Keys;
+pub(crate) use replay::replay_from;
 
 /// Builds the store the settings ask for: Redis (`REDIS_URL`), a Redis Cluster
 /// (`REDIS_CLUSTER_URLS`), or, with neither, the in-memory store of a lone instance.
@@ -127,7 +134,7 @@ pub struct Transition<'a> {
     /// The state after the transition, computed by the rules from version `expected`.
     pub state: &'a GameState,
     /// The event JSON, carrying version `expected + 1`; logged and published as is.
-    pub event: &'a str,
+    pub event: Bytes,
     pub ttl: Duration,
     /// The actor's move budget in this game, checked in the same atomic step.
     pub limit: Option<Rule>,
@@ -158,8 +165,8 @@ pub enum Applied {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Replay {
     UpToDate,
-    /// Every event after the requested version, in order, as JSON.
-    Events(Vec<String>),
+    /// Every event after the requested version, in order, as logged.
+    Events(Vec<Bytes>),
     /// The log no longer reaches back that far (or the gap is too long): send a snapshot.
     TooOld,
     UnknownGame,
@@ -228,7 +235,7 @@ pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> StoreResult<()>;
 
     /// Publishes on a channel (game channels are published by the transition scripts).
-    async fn publish(&self, channel: &str, payload: &str) -> StoreResult<()>;
+    async fn publish(&self, channel: &str, payload: Bytes) -> StoreResult<()>;
 
     fn bus(&self) -> Arc<dyn Bus>;
 
@@ -262,7 +269,7 @@ pub trait Store: Send + Sync + 'static {
         game: &GameId,
         seats: &Seats<Option<PlayerId>>,
         state: &GameState,
-        event: &str,
+        event: Bytes,
         ttl: Duration,
     ) -> StoreResult<bool>;
     async fn load_game(&self, game: &GameId) -> StoreResult<Option<StoredGame>>;
@@ -278,13 +285,15 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Option<u64>>;
 
     // Chat.
-    /// Appends a chat line to a game (or the lobby) and publishes it; returns it as stored.
+    /// Appends a chat line to a game (or the lobby) and publishes `event`, filled with the
+    /// line's id and time; returns the line as stored.
     async fn append_chat(
         &self,
         game: Option<&GameId>,
         from: &str,
         role: Option<Role>,
         text: &str,
+        event: &ChatTemplate,
         ttl: Duration,
     ) -> StoreResult<Option<ChatLine>>;
     /// The most recent `n` lines, oldest first.
@@ -296,12 +305,13 @@ pub trait Store: Send + Sync + 'static {
 
     // Presence.
     /// Adds (`delta` 1) or removes (`delta` -1) a connection of `entry` in `game`, and
-    /// publishes the game's presence when it changed.
+    /// publishes the game's presence (`event`, filled) when it changed.
     async fn presence_change(
         &self,
         game: &GameId,
         entry: &PresenceEntry<'_>,
         delta: i64,
+        event: &PresenceTemplate,
         ttl: Duration,
     ) -> StoreResult<PresenceChange>;
     async fn presence(&self, game: &GameId) -> StoreResult<Presence>;
@@ -315,17 +325,20 @@ pub trait Store: Send + Sync + 'static {
     /// Leases that expired without being dropped: their instance died.
     async fn expired_leases(&self) -> StoreResult<Vec<String>>;
     /// Removes every presence entry of a lease, publishes the new presence of each game
-    /// touched, and forgets the lease: for a dead instance's lease, and for an instance's own
-    /// at shutdown. Returns the games whose seats it emptied.
+    /// touched (with the template `event` gives for it), and forgets the lease: for a dead
+    /// instance's lease, and for an instance's own at shutdown. Returns the games whose seats
+    /// it emptied.
     async fn sweep_lease(
         &self,
         lease: &str,
         ttl: Duration,
+        event: PresenceEvent,
     ) -> StoreResult<Vec<(GameId, Seats<bool>)>>;
 
     // Lobby.
-    /// Records where a game stands in the lobby and announces the change on the lobby channel.
-    async fn lobby_update(&self, entry: &LobbyGame) -> StoreResult<()>;
+    /// Records where a game stands in the lobby and publishes `event` (the change) on the
+    /// lobby channel.
+    async fn lobby_update(&self, entry: &LobbyGame, event: Bytes) -> StoreResult<()>;
     /// Open and live games, newest first; entries not updated within `ttl` are pruned.
     async fn lobby_list(
         &self,
@@ -381,11 +394,15 @@ pub struct SeatsView {
     pub away_since: Seats<Option<u64>>,
 }
 
+/// Renders the presence template of a game, for operations that find the games they touch
+/// as they go (sweeping a lease).
+pub type PresenceEvent = fn(&GameId) -> PresenceTemplate;
+
 /// A message received on a subscribed channel.
 #[derive(Clone, Debug)]
 pub struct BusMessage {
     pub channel: String,
-    pub payload: Utf8Bytes,
+    pub payload: Bytes,
 }
 
 /// The pub/sub side of a store: one connection per instance, used by the hub.

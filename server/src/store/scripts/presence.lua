@@ -4,9 +4,11 @@
 --
 -- KEYS  1 presence hash  2 game hash
 -- ARGV  1 mode: 'change', 'sweep', 'read' or 'inspect'
---   change:  2 field  3 delta  4 ttl ms  5 channel  6 game id  7 publish command
---   sweep:   2 dead lease    4 ttl ms  5 channel  6 game id  7 publish command
+--   change:  2 field  3 delta  4 ttl ms  5 channel  6-9 presence event  10 publish command
+--   sweep:   2 dead lease    4 ttl ms  5 channel  6-9 presence event  10 publish command
 --   read, inspect: (nothing)
+-- The presence event is rendered by the instance, in pieces around X present, O present and
+-- the spectator count after the change, which only this script knows.
 -- read returns {x present, o present, spectators}.
 -- change/sweep return {x present, o present, spectators, x left, o left, entries of the lease}.
 -- inspect returns nil for an unknown game, else
@@ -91,9 +93,8 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
 end
 
 if x0 ~= x1 or o0 ~= o1 or n0 ~= n1 then
-  redis.call(ARGV[7], ARGV[5], string.format(
-    '{"type":"presence","game":%s,"players":{"X":%s,"O":%s},"spectators":%d}',
-    cjson.encode(ARGV[6]), tostring(x1), tostring(o1), n1))
+  redis.call(ARGV[10], ARGV[5], ARGV[6] .. tostring(x1) .. ARGV[7] .. tostring(o1) .. ARGV[8]
+    .. string.format('%d', n1) .. ARGV[9])
 end
 
 local mine = 0

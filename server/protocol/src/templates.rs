@@ -1,0 +1,148 @@
+//! Channel events the store completes: rendered here except for the values that exist only
+//! once the store has acted (a chat line's stream id and time, a game's presence after a
+//! change).
+//!
+//! Why templates and not whole messages: the store publishes these events inside the atomic
+//! step that produces those values, in one Redis round trip. Rendering them whole would need
+//! the values first (a second round trip, and a window in which another change slips in), or
+//! a store that knows the message layout. So the instance renders every byte it can and the
+//! store only joins the pieces with its values, in Lua or in memory alike. The tests hold each
+//! template to the [`ServerMsg`] rendering, so what is published stays exactly what
+//! `docs/protocol.md` documents.
+//!
+//! [`ServerMsg`]: crate::ServerMsg
+
+use crate::ids::GameId;
+use crate::{Presence, Role};
+
+fn json<T: serde::Serialize + ?Sized>(value: &T) -> String {
+    // Strings and unit enums always serialize.
+    serde_json::to_string(value).expect("a string or a role always serializes")
+}
+
+/// A `chat` event waiting for its line's stream id and time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChatTemplate {
+    /// Before the id, between the id and the time, after the time.
+    pieces: [String; 3],
+}
+
+impl ChatTemplate {
+    pub fn new(game: Option<&GameId>, from: &str, role: Option<Role>, text: &str) -> Self {
+        let mut head = String::from(r#"{"type":"chat""#);
+        if let Some(game) = game {
+            head.push_str(r#","game":"#);
+            head.push_str(&json(game));
+        }
+        // Stream ids are digits and a dash: they need quotes, never escaping.
+        head.push_str(r#","id":""#);
+        let mut middle = String::from(r#"","from":"#);
+        middle.push_str(&json(from));
+        if let Some(role) = role {
+            middle.push_str(r#","role":"#);
+            middle.push_str(&json(&role));
+        }
+        middle.push_str(r#","text":"#);
+        middle.push_str(&json(text));
+        middle.push_str(r#","ts":"#);
+        ChatTemplate {
+            pieces: [head, middle, "}".into()],
+        }
+    }
+
+    /// The pieces the line's id and time go between, in that order.
+    pub fn pieces(&self) -> [&str; 3] {
+        self.pieces.each_ref().map(String::as_str)
+    }
+
+    pub fn fill(&self, id: &str, ts: u64) -> String {
+        let [head, middle, tail] = self.pieces();
+        format!("{head}{id}{middle}{ts}{tail}")
+    }
+}
+
+/// A `presence` event waiting for the game's presence after a change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PresenceTemplate {
+    /// Around X present, O present and the spectator count (`true`/`false`, a decimal).
+    pieces: [String; 4],
+}
+
+impl PresenceTemplate {
+    pub fn new(game: &GameId) -> Self {
+        PresenceTemplate {
+            pieces: [
+                format!(
+                    r#"{{"type":"presence","game":{},"players":{{"X":"#,
+                    json(game)
+                ),
+                r#","O":"#.into(),
+                r#"},"spectators":"#.into(),
+                "}".into(),
+            ],
+        }
+    }
+
+    /// The pieces X's presence, O's presence and the spectator count go between.
+    pub fn pieces(&self) -> [&str; 4] {
+        self.pieces.each_ref().map(String::as_str)
+    }
+
+    pub fn fill(&self, presence: &Presence) -> String {
+        let [head, o, spectators, tail] = self.pieces();
+        format!(
+            "{head}{}{o}{}{spectators}{}{tail}",
+            presence.players.x, presence.players.o, presence.spectators
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::Seats;
+    use crate::{ChatLine, ServerMsg};
+    use proptest::prelude::*;
+
+    fn role() -> impl Strategy<Value = Option<Role>> {
+        prop_oneof![
+            Just(None),
+            Just(Some(Role::X)),
+            Just(Some(Role::O)),
+            Just(Some(Role::Spectator)),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn a_filled_chat_template_is_the_chat_message(
+            game in proptest::option::of("[A-Za-z0-9_-]{1,32}"),
+            from in any::<String>(),
+            role in role(),
+            text in any::<String>(),
+            id in "[0-9]{1,13}-[0-9]{1,4}",
+            ts in any::<u64>(),
+        ) {
+            let game = game.map(|g| GameId::try_from(g).unwrap());
+            let template = ChatTemplate::new(game.as_ref(), &from, role, &text);
+            let msg = ServerMsg::Chat {
+                game,
+                line: ChatLine { id: id.clone(), from, role, text, ts },
+            };
+            prop_assert_eq!(template.fill(&id, ts), msg.to_json());
+        }
+
+        #[test]
+        fn a_filled_presence_template_is_the_presence_message(
+            game in "[A-Za-z0-9_-]{1,32}",
+            x in any::<bool>(),
+            o in any::<bool>(),
+            spectators in any::<u32>(),
+        ) {
+            let game = GameId::try_from(game).unwrap();
+            let presence = Presence { players: Seats { x, o }, spectators };
+            let msg = ServerMsg::Presence { game: game.clone(), presence: presence.clone() };
+            prop_assert_eq!(PresenceTemplate::new(&game).fill(&presence), msg.to_json());
+        }
+    }
+}

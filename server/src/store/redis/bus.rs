@@ -1,0 +1,69 @@
+//! Pub/sub on a single Redis: a dedicated connection per instance, whose message stream ends
+//! when the connection is lost (the hub then reconnects, resubscribes and catches up).
+
+use super::connection::classify;
+use super::*;
+use futures_util::StreamExt;
+
+pub struct RedisBus {
+    client: ::redis::Client,
+    op_timeout: Duration,
+}
+
+impl RedisBus {
+    pub(super) fn new(client: ::redis::Client, op_timeout: Duration) -> RedisBus {
+        RedisBus { client, op_timeout }
+    }
+}
+
+struct RedisBusSink {
+    sink: ::redis::aio::PubSubSink,
+    op_timeout: Duration,
+}
+
+#[async_trait]
+impl Bus for RedisBus {
+    async fn connect(&self) -> StoreResult<BusConnection> {
+        let pubsub = tokio::time::timeout(self.op_timeout, self.client.get_async_pubsub())
+            .await
+            .map_err(|_| StoreError::Unavailable("pub/sub connect timed out".into()))?
+            .map_err(classify)?;
+        let (sink, stream) = pubsub.split();
+        let messages = stream
+            .map(|msg| BusMessage {
+                channel: msg.get_channel_name().to_string(),
+                payload: Bytes::copy_from_slice(msg.get_payload_bytes()),
+            })
+            .boxed();
+        Ok(BusConnection {
+            sink: Box::new(RedisBusSink {
+                sink,
+                op_timeout: self.op_timeout,
+            }),
+            messages,
+        })
+    }
+}
+
+#[async_trait]
+impl BusSink for RedisBusSink {
+    async fn subscribe(&mut self, channels: &[String]) -> StoreResult<()> {
+        if channels.is_empty() {
+            return Ok(());
+        }
+        tokio::time::timeout(self.op_timeout, self.sink.subscribe(channels))
+            .await
+            .map_err(|_| StoreError::Unavailable("subscribe timed out".into()))?
+            .map_err(classify)
+    }
+
+    async fn unsubscribe(&mut self, channels: &[String]) -> StoreResult<()> {
+        if channels.is_empty() {
+            return Ok(());
+        }
+        tokio::time::timeout(self.op_timeout, self.sink.unsubscribe(channels))
+            .await
+            .map_err(|_| StoreError::Unavailable("unsubscribe timed out".into()))?
+            .map_err(classify)
+    }
+}

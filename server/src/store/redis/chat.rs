@@ -1,0 +1,82 @@
+//! Chat: one bounded stream per game and one for the lobby. A line's id and time come from
+//! Redis (XADD), so the script completes the instance's chat template and publishes it in the
+//! same call.
+
+use super::decode::{chat_line, chat_ts, corrupt, items, role_name, text, ttl_ms};
+use super::*;
+use ::redis::Value;
+
+pub(super) async fn append(
+    s: &RedisStore,
+    game: Option<&GameId>,
+    from: &str,
+    role: Option<Role>,
+    line: &str,
+    event: &ChatTemplate,
+    ttl: Duration,
+) -> StoreResult<Option<ChatLine>> {
+    let k = &s.keys;
+    let (stream, exists_key, channel) = match game {
+        Some(g) => (k.game_chat(g), k.game(g), k.game_channel(g)),
+        None => (k.lobby_chat(), k.lobby_chat(), k.lobby_channel()),
+    };
+    let [head, middle, tail] = event.pieces();
+    let mut conn = s.conn().await?;
+    let mut inv = SCRIPTS.chat.prepare_invoke();
+    inv.key(stream)
+        .key(exists_key)
+        .arg(if game.is_some() { "1" } else { "0" })
+        .arg(from)
+        .arg(role.map(role_name).unwrap_or(""))
+        .arg(line)
+        .arg(ttl_ms(ttl))
+        .arg(s.limits.chat_len)
+        .arg(channel)
+        .arg(head)
+        .arg(middle)
+        .arg(tail)
+        .arg(s.publish_cmd());
+    let reply: Value = s.call("chat", inv.invoke_async(&mut conn)).await?;
+    if reply == Value::Nil {
+        return Ok(None);
+    }
+    let id = text(&reply).ok_or_else(|| corrupt("chat", &reply))?;
+    Ok(Some(ChatLine {
+        ts: chat_ts(&id)?,
+        id,
+        from: from.to_string(),
+        role,
+        text: line.to_string(),
+    }))
+}
+
+pub(super) async fn recent(
+    s: &RedisStore,
+    game: Option<&GameId>,
+    n: usize,
+) -> StoreResult<Vec<ChatLine>> {
+    let key = match game {
+        Some(g) => s.keys.game_chat(g),
+        None => s.keys.lobby_chat(),
+    };
+    let mut conn = s.conn().await?;
+    let reply: Value = s
+        .call(
+            "recent_chat",
+            ::redis::cmd("XREVRANGE")
+                .arg(key)
+                .arg("+")
+                .arg("-")
+                .arg("COUNT")
+                .arg(n)
+                .query_async(&mut conn),
+        )
+        .await?;
+    let mut lines = items(reply)
+        .ok_or_else(|| corrupt("recent_chat", "not an array"))?
+        .into_iter()
+        .map(chat_line)
+        .collect::<StoreResult<Vec<_>>>()?;
+    lines.reverse();
+    Ok(lines)
+}

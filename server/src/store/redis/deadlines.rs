@@ -1,0 +1,54 @@
+//! Due dates of games (forfeit clocks, match starts), in one sorted set, on Redis's clock.
+
+use super::decode::{corrupt, num};
+use super::*;
+
+pub(super) async fn set(s: &RedisStore, game: &GameId, at_ms: u64) -> StoreResult<()> {
+    let mut conn = s.conn().await?;
+    let mut inv = SCRIPTS.deadline.prepare_invoke();
+    inv.key(s.keys.deadlines())
+        .arg("set")
+        .arg(game.as_str())
+        .arg(at_ms);
+    let _: i64 = s.call("deadline", inv.invoke_async(&mut conn)).await?;
+    Ok(())
+}
+
+pub(super) async fn due(s: &RedisStore, max: usize) -> StoreResult<(u64, Vec<(GameId, u64)>)> {
+    let mut conn = s.conn().await?;
+    let mut inv = SCRIPTS.deadline.prepare_invoke();
+    inv.key(s.keys.deadlines()).arg("due").arg(max.max(1));
+    let reply: Vec<String> = s.call("deadline", inv.invoke_async(&mut conn)).await?;
+    let Some((now, rest)) = reply.split_first() else {
+        return Err(corrupt("deadline", "empty"));
+    };
+    let mut due = Vec::new();
+    for pair in rest.chunks(2) {
+        if let [g, at] = pair
+            && let Ok(g) = GameId::try_from(g.clone())
+        {
+            // Scores come back as floats ("1.7e12" never, but "1700000000000" or
+            // "1700000000000.5" could): read them as such.
+            let at: f64 = num(at, "deadline")?;
+            due.push((g, at as u64));
+        }
+    }
+    Ok((num(now, "now")?, due))
+}
+
+pub(super) async fn settle(
+    s: &RedisStore,
+    game: &GameId,
+    due: u64,
+    next: Option<u64>,
+) -> StoreResult<bool> {
+    let mut conn = s.conn().await?;
+    let mut inv = SCRIPTS.deadline.prepare_invoke();
+    inv.key(s.keys.deadlines())
+        .arg("settle")
+        .arg(game.as_str())
+        .arg(due)
+        .arg(next.map(|n| n.to_string()).unwrap_or_default());
+    let changed: i64 = s.call("deadline", inv.invoke_async(&mut conn)).await?;
+    Ok(changed == 1)
+}

@@ -1,0 +1,142 @@
+//! Between store types and the text the scripts keep and return: replies decoded into games,
+//! chat lines and presence, and the few values encoded the way the scripts store them.
+
+use super::*;
+use crate::rules::Mark;
+use ::redis::Value;
+
+pub(super) fn corrupt(what: &str, got: impl std::fmt::Debug) -> StoreError {
+    StoreError::Corrupt(format!("{what}: unexpected reply {got:?}"))
+}
+
+pub(super) fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
+        Value::SimpleString(s) => Some(s.clone()),
+        Value::VerbatimString { text, .. } => Some(text.clone()),
+        Value::Int(i) => Some(i.to_string()),
+        Value::Okay => Some("OK".into()),
+        _ => None,
+    }
+}
+
+/// An event as logged: bytes passed through, never parsed.
+pub(super) fn event(v: Value) -> Option<Bytes> {
+    match v {
+        Value::BulkString(b) => Some(b.into()),
+        _ => None,
+    }
+}
+
+pub(super) fn items(v: Value) -> Option<Vec<Value>> {
+    match v {
+        Value::Array(a) | Value::Set(a) => Some(a),
+        _ => None,
+    }
+}
+
+pub(super) fn texts(v: Value) -> Option<Vec<String>> {
+    items(v)?.iter().map(text).collect()
+}
+
+pub(super) fn num<T: std::str::FromStr>(s: &str, what: &str) -> StoreResult<T> {
+    s.parse()
+        .map_err(|_| StoreError::Corrupt(format!("{what}: not a number: {s:?}")))
+}
+
+pub(super) fn parse_state(json: &str) -> StoreResult<GameState> {
+    serde_json::from_str(json).map_err(|e| StoreError::Corrupt(format!("game state: {e}")))
+}
+
+pub(super) fn player(s: Option<String>) -> StoreResult<Option<PlayerId>> {
+    match s.filter(|s| !s.is_empty()) {
+        None => Ok(None),
+        Some(s) => PlayerId::try_from(s).map(Some).map_err(StoreError::Corrupt),
+    }
+}
+
+pub(super) fn stored_game(
+    v: &str,
+    s: &str,
+    x: Option<String>,
+    o: Option<String>,
+) -> StoreResult<StoredGame> {
+    Ok(StoredGame {
+        version: num(v, "game version")?,
+        state: parse_state(s)?,
+        seats: Seats {
+            x: player(x)?,
+            o: player(o)?,
+        },
+    })
+}
+
+/// The time of a chat line: the milliseconds part of its stream id, on Redis's clock.
+pub(super) fn chat_ts(id: &str) -> StoreResult<u64> {
+    num(id.split('-').next().unwrap_or_default(), "chat id")
+}
+
+/// A chat line from a stream entry `[id, [field, value, ...]]`.
+pub(super) fn chat_line(entry: Value) -> StoreResult<ChatLine> {
+    let mut parts = items(entry).ok_or_else(|| corrupt("chat entry", "not an array"))?;
+    let fields = parts
+        .pop()
+        .and_then(texts)
+        .ok_or_else(|| corrupt("chat entry", "no fields"))?;
+    let id = parts
+        .first()
+        .and_then(text)
+        .ok_or_else(|| corrupt("chat entry", "no id"))?;
+    let field = |name: &str| {
+        fields
+            .chunks(2)
+            .find(|kv| kv[0] == name)
+            .and_then(|kv| kv.get(1).cloned())
+            .unwrap_or_default()
+    };
+    let role = match field("r").as_str() {
+        "" => None,
+        r => Some(
+            serde_json::from_value(serde_json::Value::String(r.to_string()))
+                .map_err(|e| StoreError::Corrupt(format!("chat role: {e}")))?,
+        ),
+    };
+    let ts = chat_ts(&id)?;
+    Ok(ChatLine {
+        id,
+        from: field("f"),
+        role,
+        text: field("t"),
+        ts,
+    })
+}
+
+pub(super) fn presence_of(x: i64, o: i64, n: i64) -> Presence {
+    Presence {
+        players: Seats {
+            x: x == 1,
+            o: o == 1,
+        },
+        spectators: u32::try_from(n).unwrap_or(0),
+    }
+}
+
+pub(super) fn ttl_ms(ttl: Duration) -> u64 {
+    (ttl.as_millis() as u64).max(1)
+}
+
+pub(super) fn seat_field(m: Mark) -> &'static str {
+    match m {
+        Mark::X => "x",
+        Mark::O => "o",
+    }
+}
+
+/// How a role is kept in presence fields and chat entries.
+pub(super) fn role_name(r: Role) -> &'static str {
+    match r {
+        Role::X => "X",
+        Role::O => "O",
+        Role::Spectator => "spectator",
+    }
+}

@@ -1,0 +1,176 @@
+//! Games: creation, the compare-and-set transition (one script: seat, budget, move id, state,
+//! log and publish together), and reading the log back.
+
+use super::decode::{corrupt, items, num, seat_field, stored_game, text, ttl_ms};
+use super::*;
+use ::redis::Value;
+
+pub(super) async fn create(
+    s: &RedisStore,
+    game: &GameId,
+    seats: &Seats<Option<PlayerId>>,
+    state: &GameState,
+    event: Bytes,
+    ttl: Duration,
+) -> StoreResult<bool> {
+    let x = seats
+        .x
+        .as_ref()
+        .ok_or_else(|| StoreError::Corrupt("a game needs X".into()))?;
+    let state = serde_json::to_string(state).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let mut conn = s.conn().await?;
+    let mut inv = SCRIPTS.create_game.prepare_invoke();
+    inv.key(s.keys.game(game))
+        .key(s.keys.game_log(game))
+        .arg(x.as_str())
+        .arg(seats.o.as_ref().map(PlayerId::as_str).unwrap_or(""))
+        .arg(state)
+        .arg(event.as_ref())
+        .arg(s.keys.game_channel(game))
+        .arg(ttl_ms(ttl))
+        .arg(s.limits.log_len)
+        .arg(s.publish_cmd());
+    let created: i64 = s.call("create_game", inv.invoke_async(&mut conn)).await?;
+    Ok(created == 1)
+}
+
+pub(super) async fn load(s: &RedisStore, game: &GameId) -> StoreResult<Option<StoredGame>> {
+    let mut conn = s.conn().await?;
+    let v: Vec<Option<String>> = s
+        .call(
+            "load_game",
+            ::redis::cmd("HMGET")
+                .arg(s.keys.game(game))
+                .arg("v")
+                .arg("s")
+                .arg("x")
+                .arg("o")
+                .query_async(&mut conn),
+        )
+        .await?;
+    let mut it = v.into_iter();
+    let (Some(Some(v)), Some(Some(state)), Some(x), Some(o)) =
+        (it.next(), it.next(), it.next(), it.next())
+    else {
+        return Ok(None);
+    };
+    stored_game(&v, &state, x, o).map(Some)
+}
+
+pub(super) async fn transition(s: &RedisStore, t: &Transition<'_>) -> StoreResult<Applied> {
+    let k = &s.keys;
+    let g = t.game;
+    let (mode, field) = match t.seat {
+        SeatCheck::None => ("-", "x"),
+        SeatCheck::Holds(m) => ("holds", seat_field(m)),
+        SeatCheck::Claims(m) => ("claims", seat_field(m)),
+    };
+    let (interval, tolerance) = t
+        .limit
+        .map(|r| (r.interval_us.to_string(), r.tolerance_us().to_string()))
+        .unwrap_or_default();
+    let state = serde_json::to_string(t.state).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let mut conn = s.conn().await?;
+    let mut inv = SCRIPTS.transition.prepare_invoke();
+    inv.key(k.game(g))
+        .key(k.game_log(g))
+        .key(k.game_mids(g))
+        .key(k.game_move_rate(g, t.actor))
+        .key(k.game_chat(g))
+        .key(k.game_presence(g))
+        .arg(t.expected)
+        .arg(t.actor.as_str())
+        .arg(mode)
+        .arg(field)
+        .arg(state)
+        .arg(t.event.as_ref())
+        .arg(k.game_channel(g))
+        .arg(ttl_ms(t.ttl))
+        .arg(s.limits.log_len)
+        .arg(t.mid.unwrap_or(""))
+        .arg(interval)
+        .arg(tolerance)
+        .arg(s.limits.mids_kept)
+        .arg(s.publish_cmd());
+    let reply: Value = s.call("transition", inv.invoke_async(&mut conn)).await?;
+    let mut parts = items(reply)
+        .ok_or_else(|| corrupt("transition", "not an array"))?
+        .into_iter()
+        .map(|v| text(&v));
+    let tag = parts.next().flatten().unwrap_or_default();
+    let mut next = || parts.next().flatten().unwrap_or_default();
+    Ok(match tag.as_str() {
+        "ok" => Applied::Ok {
+            version: num(&next(), "version")?,
+        },
+        "duplicate" => Applied::Duplicate {
+            version: num(&next(), "version")?,
+        },
+        "stale" => {
+            let (v, state, x, o) = (next(), next(), next(), next());
+            Applied::Stale(stored_game(&v, &state, Some(x), Some(o))?)
+        }
+        "not_seated" => Applied::NotSeated,
+        "seat_taken" => Applied::SeatTaken,
+        "unknown" => Applied::UnknownGame,
+        "limited" => Applied::RateLimited {
+            retry_after_ms: Decision::retry_after_ms(num(&next(), "retry")?),
+        },
+        other => return Err(corrupt("transition", other)),
+    })
+}
+
+pub(super) async fn events_since(s: &RedisStore, game: &GameId, since: u64) -> StoreResult<Replay> {
+    let mut conn = s.conn().await?;
+    let mut inv = SCRIPTS.events_since.prepare_invoke();
+    inv.key(s.keys.game(game))
+        .key(s.keys.game_log(game))
+        .arg(since)
+        .arg(s.limits.log_len);
+    let reply: Value = s.call("events_since", inv.invoke_async(&mut conn)).await?;
+    if reply == Value::Nil {
+        return Ok(Replay::UnknownGame);
+    }
+    let mut parts = items(reply)
+        .ok_or_else(|| corrupt("events_since", "not an array"))?
+        .into_iter();
+    let version = parts
+        .next()
+        .as_ref()
+        .and_then(text)
+        .ok_or_else(|| corrupt("events_since", "empty"))?;
+    let version: u64 = num(&version, "version")?;
+    let mut entries = Vec::with_capacity(parts.len() / 2);
+    while let Some(id) = parts.next() {
+        let event = parts
+            .next()
+            .and_then(decode::event)
+            .ok_or_else(|| corrupt("events_since", "a log id without its event"))?;
+        // Events are logged under the id `0-<version>`; any other id breaks the sequence,
+        // which `replay_from` answers with a snapshot.
+        let v = text(&id)
+            .and_then(|id| id.strip_prefix("0-")?.parse().ok())
+            .unwrap_or(0);
+        entries.push((v, event));
+    }
+    Ok(replay_from(since, version, entries))
+}
+
+pub(super) async fn applied_move(
+    s: &RedisStore,
+    game: &GameId,
+    player: &PlayerId,
+    mid: &str,
+) -> StoreResult<Option<u64>> {
+    let mut conn = s.conn().await?;
+    let score: Option<String> = s
+        .call(
+            "applied_move",
+            ::redis::cmd("ZSCORE")
+                .arg(s.keys.game_mids(game))
+                .arg(format!("{player}|{mid}"))
+                .query_async(&mut conn),
+        )
+        .await?;
+    score.map(|v| num(&v, "move version")).transpose()
+}

@@ -1,0 +1,113 @@
+//! The lobby (open and live games, scored by last update) and the quick-match queue.
+
+use super::decode::{corrupt, items, texts, ttl_ms};
+use super::*;
+use ::redis::Value;
+
+pub(super) async fn update(s: &RedisStore, entry: &LobbyGame, event: Bytes) -> StoreResult<()> {
+    let k = &s.keys;
+    let status = serde_json::to_value(entry.status)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    let json = serde_json::to_string(entry).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let mut conn = s.conn().await?;
+    let mut inv = SCRIPTS.lobby.prepare_invoke();
+    inv.key(k.lobby_open())
+        .key(k.lobby_live())
+        .key(k.lobby_info())
+        .arg("update")
+        .arg(entry.game.as_str())
+        .arg(status)
+        .arg(json)
+        .arg(k.lobby_channel())
+        .arg(event.as_ref())
+        .arg(s.publish_cmd());
+    let _: i64 = s.call("lobby", inv.invoke_async(&mut conn)).await?;
+    Ok(())
+}
+
+pub(super) async fn list(
+    s: &RedisStore,
+    max: usize,
+    ttl: Duration,
+) -> StoreResult<(Vec<LobbyGame>, Vec<LobbyGame>)> {
+    let k = &s.keys;
+    let mut conn = s.conn().await?;
+    let mut inv = SCRIPTS.lobby.prepare_invoke();
+    inv.key(k.lobby_open())
+        .key(k.lobby_live())
+        .key(k.lobby_info())
+        .arg("list")
+        .arg(max.max(1))
+        .arg(ttl_ms(ttl));
+    let reply: Value = s.call("lobby", inv.invoke_async(&mut conn)).await?;
+    let mut lists = items(reply).ok_or_else(|| corrupt("lobby", "not an array"))?;
+    let parse = |v: Option<Value>| -> Vec<LobbyGame> {
+        v.and_then(texts)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|j| serde_json::from_str(j).ok())
+            .collect()
+    };
+    let live = parse(lists.pop());
+    let open = parse(lists.pop());
+    Ok((open, live))
+}
+
+pub(super) async fn match_enqueue(
+    s: &RedisStore,
+    ticket: &Ticket,
+    fresh: Duration,
+) -> StoreResult<Option<Ticket>> {
+    let json = serde_json::to_string(ticket).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let mut conn = s.conn().await?;
+    let mut inv = SCRIPTS.matching.prepare_invoke();
+    inv.key(s.keys.match_queue())
+        .key(s.keys.match_tickets())
+        .arg("enqueue")
+        .arg(ticket.player.as_str())
+        .arg(json)
+        .arg(ttl_ms(fresh));
+    let reply: Vec<String> = s.call("match", inv.invoke_async(&mut conn)).await?;
+    match reply.as_slice() {
+        [tag] if tag == "queued" => Ok(None),
+        [tag, other] if tag == "paired" => serde_json::from_str(other)
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt(format!("ticket: {e}"))),
+        other => Err(corrupt("match", other)),
+    }
+}
+
+pub(super) async fn match_cancel(s: &RedisStore, player: &PlayerId) -> StoreResult<bool> {
+    let mut conn = s.conn().await?;
+    let mut inv = SCRIPTS.matching.prepare_invoke();
+    inv.key(s.keys.match_queue())
+        .key(s.keys.match_tickets())
+        .arg("cancel")
+        .arg(player.as_str());
+    let removed: i64 = s.call("match", inv.invoke_async(&mut conn)).await?;
+    Ok(removed == 1)
+}
+
+pub(super) async fn match_refresh(
+    s: &RedisStore,
+    players: &[PlayerId],
+) -> StoreResult<Vec<PlayerId>> {
+    if players.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut conn = s.conn().await?;
+    let mut inv = SCRIPTS.matching.prepare_invoke();
+    inv.key(s.keys.match_queue())
+        .key(s.keys.match_tickets())
+        .arg("refresh");
+    for p in players {
+        inv.arg(p.as_str());
+    }
+    let missing: Vec<String> = s.call("match", inv.invoke_async(&mut conn)).await?;
+    Ok(missing
+        .into_iter()
+        .filter_map(|p| PlayerId::try_from(p).ok())
+        .collect())
+}

@@ -1,0 +1,271 @@
+//! The Redis store, on one Redis or a Redis Cluster. Each operation is one Lua script (or one
+//! command), hence one round trip; every script touches the keys of a single hash slot.
+//!
+//! `connection` owns the command connection (timeouts, reconnects, error classes), `decode`
+//! turns script replies into store types, and one file per area of the [`Store`] trait holds
+//! its operations: `games`, `sessions`, `chat`, `presence` (with instance leases), `lobby`
+//! (with quick match) and `deadlines`. Pub/sub has its own connection: [`RedisBus`] on a
+//! single Redis, [`ClusterBus`] (sharded) on a cluster.
+
+mod bus;
+mod chat;
+mod connection;
+mod deadlines;
+mod decode;
+mod games;
+mod lobby;
+mod presence;
+mod sessions;
+mod sharded_bus;
+
+pub use bus::RedisBus;
+pub use sharded_bus::ClusterBus;
+
+use super::*;
+use ::redis::Script;
+use connection::Backend;
+use std::sync::LazyLock;
+
+pub struct RedisStore {
+    keys: Keys,
+    limits: StoreLimits,
+    backend: Backend,
+    bus: Arc<dyn Bus>,
+    /// Bounds every call: an outage becomes [`StoreError::Unavailable`] within it, not a hang.
+    op_timeout: Duration,
+}
+
+struct Scripts {
+    transition: Script,
+    create_game: Script,
+    events_since: Script,
+    rate: Script,
+    open_session: Script,
+    remember_game: Script,
+    chat: Script,
+    presence: Script,
+    lease: Script,
+    lobby: Script,
+    matching: Script,
+    deadline: Script,
+}
+
+/// Hashed once; `Script` sends EVALSHA and loads the source only after a NOSCRIPT (for
+/// example after Redis restarted).
+static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
+    transition: Script::new(include_str!("../scripts/transition.lua")),
+    create_game: Script::new(include_str!("../scripts/create_game.lua")),
+    events_since: Script::new(include_str!("../scripts/events_since.lua")),
+    rate: Script::new(include_str!("../scripts/rate.lua")),
+    open_session: Script::new(include_str!("../scripts/open_session.lua")),
+    remember_game: Script::new(include_str!("../scripts/remember_game.lua")),
+    chat: Script::new(include_str!("../scripts/chat.lua")),
+    presence: Script::new(include_str!("../scripts/presence.lua")),
+    lease: Script::new(include_str!("../scripts/lease.lua")),
+    lobby: Script::new(include_str!("../scripts/lobby.lua")),
+    matching: Script::new(include_str!("../scripts/match.lua")),
+    deadline: Script::new(include_str!("../scripts/deadline.lua")),
+});
+
+#[async_trait]
+impl Store for RedisStore {
+    fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        let mut conn = self.conn().await?;
+        let _: String = self
+            .call("ping", ::redis::cmd("PING").query_async(&mut conn))
+            .await?;
+        Ok(())
+    }
+
+    async fn publish(&self, channel: &str, payload: Bytes) -> StoreResult<()> {
+        let mut conn = self.conn().await?;
+        let _: i64 = self
+            .call(
+                "publish",
+                ::redis::cmd(self.publish_cmd())
+                    .arg(channel)
+                    .arg(payload.as_ref())
+                    .query_async(&mut conn),
+            )
+            .await?;
+        Ok(())
+    }
+
+    fn bus(&self) -> Arc<dyn Bus> {
+        self.bus.clone()
+    }
+
+    async fn create_session(
+        &self,
+        token: &TokenHash,
+        record: &SessionRecord,
+        ttl: Duration,
+    ) -> StoreResult<()> {
+        sessions::create(self, token, record, ttl).await
+    }
+
+    async fn open_session(
+        &self,
+        token: &TokenHash,
+        rename: Option<&str>,
+        ttl: Duration,
+    ) -> StoreResult<Option<OpenSession>> {
+        sessions::open(self, token, rename, ttl).await
+    }
+
+    async fn remember_game(
+        &self,
+        token: &TokenHash,
+        game: &GameId,
+        ttl: Duration,
+    ) -> StoreResult<()> {
+        sessions::remember_game(self, token, game, ttl).await
+    }
+
+    async fn forget_game(&self, token: &TokenHash, game: &GameId) -> StoreResult<()> {
+        sessions::forget_game(self, token, game).await
+    }
+
+    async fn create_game(
+        &self,
+        game: &GameId,
+        seats: &Seats<Option<PlayerId>>,
+        state: &GameState,
+        event: Bytes,
+        ttl: Duration,
+    ) -> StoreResult<bool> {
+        games::create(self, game, seats, state, event, ttl).await
+    }
+
+    async fn load_game(&self, game: &GameId) -> StoreResult<Option<StoredGame>> {
+        games::load(self, game).await
+    }
+
+    async fn transition(&self, t: &Transition<'_>) -> StoreResult<Applied> {
+        games::transition(self, t).await
+    }
+
+    async fn events_since(&self, game: &GameId, since: u64) -> StoreResult<Replay> {
+        games::events_since(self, game, since).await
+    }
+
+    async fn applied_move(
+        &self,
+        game: &GameId,
+        player: &PlayerId,
+        mid: &str,
+    ) -> StoreResult<Option<u64>> {
+        games::applied_move(self, game, player, mid).await
+    }
+
+    async fn append_chat(
+        &self,
+        game: Option<&GameId>,
+        from: &str,
+        role: Option<Role>,
+        text: &str,
+        event: &ChatTemplate,
+        ttl: Duration,
+    ) -> StoreResult<Option<ChatLine>> {
+        chat::append(self, game, from, role, text, event, ttl).await
+    }
+
+    async fn recent_chat(&self, game: Option<&GameId>, n: usize) -> StoreResult<Vec<ChatLine>> {
+        chat::recent(self, game, n).await
+    }
+
+    async fn rate(&self, key: &str, rule: Rule) -> StoreResult<Decision> {
+        let mut conn = self.conn().await?;
+        let mut inv = SCRIPTS.rate.prepare_invoke();
+        inv.key(key).arg(rule.interval_us).arg(rule.tolerance_us());
+        let v: Vec<u64> = self.call("rate", inv.invoke_async(&mut conn)).await?;
+        match v.as_slice() {
+            [1, _] => Ok(Decision::Allow { new_tat: 0 }),
+            [0, retry] => Ok(Decision::Deny {
+                retry_after_us: *retry,
+            }),
+            other => Err(decode::corrupt("rate", other)),
+        }
+    }
+
+    async fn presence_change(
+        &self,
+        game: &GameId,
+        entry: &PresenceEntry<'_>,
+        delta: i64,
+        event: &PresenceTemplate,
+        ttl: Duration,
+    ) -> StoreResult<PresenceChange> {
+        presence::change(self, game, entry, delta, event, ttl).await
+    }
+
+    async fn presence(&self, game: &GameId) -> StoreResult<Presence> {
+        presence::read(self, game).await
+    }
+
+    async fn inspect_seats(&self, game: &GameId) -> StoreResult<Option<SeatsView>> {
+        presence::inspect_seats(self, game).await
+    }
+
+    async fn renew_lease(&self, lease: &str, ttl: Duration) -> StoreResult<bool> {
+        presence::renew_lease(self, lease, ttl).await
+    }
+
+    async fn expired_leases(&self) -> StoreResult<Vec<String>> {
+        presence::expired_leases(self).await
+    }
+
+    async fn sweep_lease(
+        &self,
+        lease: &str,
+        ttl: Duration,
+        event: PresenceEvent,
+    ) -> StoreResult<Vec<(GameId, Seats<bool>)>> {
+        presence::sweep_lease(self, lease, ttl, event).await
+    }
+
+    async fn lobby_update(&self, entry: &LobbyGame, event: Bytes) -> StoreResult<()> {
+        lobby::update(self, entry, event).await
+    }
+
+    async fn lobby_list(
+        &self,
+        max: usize,
+        ttl: Duration,
+    ) -> StoreResult<(Vec<LobbyGame>, Vec<LobbyGame>)> {
+        lobby::list(self, max, ttl).await
+    }
+
+    async fn match_enqueue(&self, ticket: &Ticket, fresh: Duration) -> StoreResult<Option<Ticket>> {
+        lobby::match_enqueue(self, ticket, fresh).await
+    }
+
+    async fn match_cancel(&self, player: &PlayerId) -> StoreResult<bool> {
+        lobby::match_cancel(self, player).await
+    }
+
+    async fn match_refresh(&self, players: &[PlayerId]) -> StoreResult<Vec<PlayerId>> {
+        lobby::match_refresh(self, players).await
+    }
+
+    async fn set_deadline(&self, game: &GameId, at_ms: u64) -> StoreResult<()> {
+        deadlines::set(self, game, at_ms).await
+    }
+
+    async fn due_deadlines(&self, max: usize) -> StoreResult<(u64, Vec<(GameId, u64)>)> {
+        deadlines::due(self, max).await
+    }
+
+    async fn settle_deadline(
+        &self,
+        game: &GameId,
+        due: u64,
+        next: Option<u64>,
+    ) -> StoreResult<bool> {
+        deadlines::settle(self, game, due, next).await
+    }
+}

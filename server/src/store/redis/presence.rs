@@ -1,0 +1,203 @@
+//! Who is connected to each game (connection counts per instance lease, one hash per game),
+//! the seats' away clocks, and the instance leases that let a dead instance's entries be
+//! swept. The presence event depends on the counts after a change, so the script completes
+//! the instance's presence template and publishes it in the same call.
+
+use super::decode::{corrupt, num, parse_state, presence_of, role_name, texts, ttl_ms};
+use super::*;
+use ::redis::Value;
+
+/// Runs presence.lua in `change` or `sweep` mode; returns the presence after it, the seats it
+/// emptied and how many entries `lease` still has in the game.
+async fn script(
+    s: &RedisStore,
+    game: &GameId,
+    args: &[&str],
+    event: &PresenceTemplate,
+    ttl: Duration,
+) -> StoreResult<(Presence, Seats<bool>, u64)> {
+    let k = &s.keys;
+    let mut inv = SCRIPTS.presence.prepare_invoke();
+    inv.key(k.game_presence(game)).key(k.game(game));
+    for a in args {
+        inv.arg(*a);
+    }
+    inv.arg(ttl_ms(ttl)).arg(k.game_channel(game));
+    for piece in event.pieces() {
+        inv.arg(piece);
+    }
+    inv.arg(s.publish_cmd());
+    let mut conn = s.conn().await?;
+    let v: Vec<i64> = s.call("presence", inv.invoke_async(&mut conn)).await?;
+    match v.as_slice() {
+        [x, o, n, xl, ol, mine] => Ok((
+            presence_of(*x, *o, *n),
+            Seats {
+                x: *xl == 1,
+                o: *ol == 1,
+            },
+            u64::try_from(*mine).unwrap_or(0),
+        )),
+        other => Err(corrupt("presence", other)),
+    }
+}
+
+pub(super) async fn change(
+    s: &RedisStore,
+    game: &GameId,
+    entry: &PresenceEntry<'_>,
+    delta: i64,
+    event: &PresenceTemplate,
+    ttl: Duration,
+) -> StoreResult<PresenceChange> {
+    let games = s.keys.instance_games(entry.lease);
+    if delta > 0 {
+        // Indexed before the entry exists, so a sweep after this instance dies finds it.
+        let mut conn = s.conn().await?;
+        let _: i64 = s
+            .call(
+                "presence_index",
+                ::redis::cmd("SADD")
+                    .arg(&games)
+                    .arg(game.as_str())
+                    .query_async(&mut conn),
+            )
+            .await?;
+    }
+    let field = format!(
+        "c|{}|{}|{}",
+        entry.lease,
+        entry.player,
+        role_name(entry.role)
+    );
+    let delta = delta.to_string();
+    let (presence, left, mine) = script(s, game, &["change", &field, &delta], event, ttl).await?;
+    if mine == 0 {
+        let mut conn = s.conn().await?;
+        let _: i64 = s
+            .call(
+                "presence_index",
+                ::redis::cmd("SREM")
+                    .arg(&games)
+                    .arg(game.as_str())
+                    .query_async(&mut conn),
+            )
+            .await?;
+    }
+    Ok(PresenceChange {
+        presence,
+        left,
+        lease_entries: mine,
+    })
+}
+
+pub(super) async fn read(s: &RedisStore, game: &GameId) -> StoreResult<Presence> {
+    let mut conn = s.conn().await?;
+    let mut inv = SCRIPTS.presence.prepare_invoke();
+    inv.key(s.keys.game_presence(game))
+        .key(s.keys.game(game))
+        .arg("read");
+    let v: Vec<i64> = s.call("presence", inv.invoke_async(&mut conn)).await?;
+    match v.as_slice() {
+        [x, o, n] => Ok(presence_of(*x, *o, *n)),
+        other => Err(corrupt("presence", other)),
+    }
+}
+
+pub(super) async fn inspect_seats(s: &RedisStore, game: &GameId) -> StoreResult<Option<SeatsView>> {
+    let mut conn = s.conn().await?;
+    let mut inv = SCRIPTS.presence.prepare_invoke();
+    inv.key(s.keys.game_presence(game))
+        .key(s.keys.game(game))
+        .arg("inspect");
+    let reply: Value = s.call("inspect", inv.invoke_async(&mut conn)).await?;
+    if reply == Value::Nil {
+        return Ok(None);
+    }
+    let p = texts(reply).ok_or_else(|| corrupt("inspect", "not strings"))?;
+    let [now, v, state, px, po, sx, so, ax, ao] = p.as_slice() else {
+        return Err(corrupt("inspect", p));
+    };
+    let away = |a: &str| -> StoreResult<Option<u64>> {
+        if a.is_empty() {
+            Ok(None)
+        } else {
+            num(a, "away").map(Some)
+        }
+    };
+    Ok(Some(SeatsView {
+        now_ms: num(now, "now")?,
+        version: num(v, "version")?,
+        state: parse_state(state)?,
+        present: Seats {
+            x: px == "1",
+            o: po == "1",
+        },
+        seen: Seats {
+            x: sx == "1",
+            o: so == "1",
+        },
+        away_since: Seats {
+            x: away(ax)?,
+            o: away(ao)?,
+        },
+    }))
+}
+
+pub(super) async fn renew_lease(s: &RedisStore, lease: &str, ttl: Duration) -> StoreResult<bool> {
+    let mut conn = s.conn().await?;
+    let mut inv = SCRIPTS.lease.prepare_invoke();
+    inv.key(s.keys.instances())
+        .arg("renew")
+        .arg(lease)
+        .arg(ttl_ms(ttl));
+    let known: i64 = s.call("lease", inv.invoke_async(&mut conn)).await?;
+    Ok(known == 1)
+}
+
+pub(super) async fn expired_leases(s: &RedisStore) -> StoreResult<Vec<String>> {
+    let mut conn = s.conn().await?;
+    let mut inv = SCRIPTS.lease.prepare_invoke();
+    inv.key(s.keys.instances()).arg("expired");
+    s.call("lease", inv.invoke_async(&mut conn)).await
+}
+
+pub(super) async fn sweep_lease(
+    s: &RedisStore,
+    lease: &str,
+    ttl: Duration,
+    event: PresenceEvent,
+) -> StoreResult<Vec<(GameId, Seats<bool>)>> {
+    let index = s.keys.instance_games(lease);
+    let mut conn = s.conn().await?;
+    let games: Vec<String> = s
+        .call(
+            "sweep",
+            ::redis::cmd("SMEMBERS").arg(&index).query_async(&mut conn),
+        )
+        .await?;
+    let mut emptied = Vec::new();
+    for g in games.into_iter().filter_map(|g| GameId::try_from(g).ok()) {
+        let (_, left, _) = script(s, &g, &["sweep", lease, "0"], &event(&g), ttl).await?;
+        if left.x || left.o {
+            emptied.push((g, left));
+        }
+    }
+    // Two slots (the index and the lease set): two independent commands.
+    let _: i64 = s
+        .call(
+            "sweep",
+            ::redis::cmd("DEL").arg(&index).query_async(&mut conn),
+        )
+        .await?;
+    let _: i64 = s
+        .call(
+            "sweep",
+            ::redis::cmd("ZREM")
+                .arg(s.keys.instances())
+                .arg(lease)
+                .query_async(&mut conn),
+        )
+        .await?;
+    Ok(emptied)
+}

@@ -1,0 +1,101 @@
+//! Sessions (the login a token proves, with its display name) and the games each remembers.
+
+use super::decode::{corrupt, items, player, text, texts, ttl_ms};
+use super::*;
+use ::redis::Value;
+
+pub(super) async fn create(
+    s: &RedisStore,
+    token: &TokenHash,
+    record: &SessionRecord,
+    ttl: Duration,
+) -> StoreResult<()> {
+    let key = s.keys.session(token);
+    let mut conn = s.conn().await?;
+    let mut pipe = ::redis::pipe();
+    pipe.atomic()
+        .cmd("HSET")
+        .arg(&key)
+        .arg("player")
+        .arg(record.player.as_str())
+        .arg("name")
+        .arg(&record.name)
+        .ignore()
+        .cmd("PEXPIRE")
+        .arg(&key)
+        .arg(ttl_ms(ttl))
+        .ignore();
+    let _: () = s
+        .call("create_session", pipe.query_async(&mut conn))
+        .await?;
+    Ok(())
+}
+
+pub(super) async fn open(
+    s: &RedisStore,
+    token: &TokenHash,
+    rename: Option<&str>,
+    ttl: Duration,
+) -> StoreResult<Option<OpenSession>> {
+    let mut conn = s.conn().await?;
+    let mut inv = SCRIPTS.open_session.prepare_invoke();
+    inv.key(s.keys.session(token))
+        .key(s.keys.session_games(token))
+        .arg(ttl_ms(ttl))
+        .arg(rename.unwrap_or(""))
+        .arg(s.limits.session_games);
+    let v: Value = s.call("open_session", inv.invoke_async(&mut conn)).await?;
+    if v == Value::Nil {
+        return Ok(None);
+    }
+    let mut parts = items(v).ok_or_else(|| corrupt("session", "not an array"))?;
+    if parts.len() != 3 {
+        return Err(corrupt("session", parts));
+    }
+    let games = texts(parts.pop().unwrap_or_default())
+        .ok_or_else(|| corrupt("session games", "not strings"))?
+        .into_iter()
+        .filter_map(|g| GameId::try_from(g).ok())
+        .collect();
+    let name = parts.pop().as_ref().and_then(text).unwrap_or_default();
+    let player = player(parts.pop().as_ref().and_then(text))?
+        .ok_or_else(|| corrupt("session", "no player"))?;
+    Ok(Some(OpenSession {
+        record: SessionRecord { player, name },
+        games,
+    }))
+}
+
+pub(super) async fn remember_game(
+    s: &RedisStore,
+    token: &TokenHash,
+    game: &GameId,
+    ttl: Duration,
+) -> StoreResult<()> {
+    let mut conn = s.conn().await?;
+    let mut inv = SCRIPTS.remember_game.prepare_invoke();
+    inv.key(s.keys.session_games(token))
+        .arg(game.as_str())
+        .arg(ttl_ms(ttl))
+        .arg(s.limits.session_games);
+    let _: i64 = s.call("remember_game", inv.invoke_async(&mut conn)).await?;
+    Ok(())
+}
+
+pub(super) async fn forget_game(
+    s: &RedisStore,
+    token: &TokenHash,
+    game: &GameId,
+) -> StoreResult<()> {
+    let mut conn = s.conn().await?;
+    let _: i64 = s
+        .call(
+            "forget_game",
+            ::redis::cmd("ZREM")
+                .arg(s.keys.session_games(token))
+                .arg(game.as_str())
+                .query_async(&mut conn),
+        )
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,138 @@
+//! Sharded pub/sub on a Redis Cluster (SSUBSCRIBE over RESP3 pushes). The cluster client
+//! resubscribes by itself after reconnects and slot moves, but whatever was published while a
+//! node was unreachable is lost: on any disconnection the stream ends, so that the hub
+//! reconnects and has its clients catch up, exactly as with a single Redis.
+
+use super::connection::{classify, cluster_client};
+use super::decode::text;
+use super::*;
+use ::redis::cluster_async::ClusterConnection;
+use ::redis::{PushInfo, PushKind, Value};
+use futures_util::StreamExt;
+use std::collections::HashSet;
+use std::sync::Mutex;
+
+pub struct ClusterBus {
+    nodes: Vec<String>,
+    op_timeout: Duration,
+}
+
+impl ClusterBus {
+    pub(super) fn new(nodes: Vec<String>, op_timeout: Duration) -> ClusterBus {
+        ClusterBus { nodes, op_timeout }
+    }
+}
+
+/// Channels a sink is unsubscribing from: their `sunsubscribe` confirmations are expected.
+/// Any other `sunsubscribe` comes from the server (the slot moved to another master) and means
+/// the subscription is gone.
+type Leaving = Arc<Mutex<HashSet<String>>>;
+
+struct ClusterBusSink {
+    conn: ClusterConnection,
+    op_timeout: Duration,
+    leaving: Leaving,
+}
+
+/// What one push means for the message stream.
+enum Push {
+    Message(BusMessage),
+    Ignore,
+    /// The subscriptions can no longer be trusted: end the stream.
+    Lost,
+}
+
+fn on_push(push: PushInfo, leaving: &Leaving) -> Push {
+    match push.kind {
+        PushKind::Disconnection => Push::Lost,
+        PushKind::SUnsubscribe => {
+            let channel = push.data.first().and_then(text).unwrap_or_default();
+            let ours = leaving
+                .lock()
+                .map(|mut set| set.remove(&channel))
+                .unwrap_or(false);
+            if ours {
+                Push::Ignore
+            } else {
+                tracing::info!(
+                    %channel,
+                    "shard channel dropped by the server (slot moved); resubscribing"
+                );
+                Push::Lost
+            }
+        }
+        PushKind::SMessage | PushKind::Message => {
+            let mut data = push.data.into_iter();
+            match (data.next().as_ref().and_then(text), data.next()) {
+                (Some(channel), Some(Value::BulkString(payload))) => Push::Message(BusMessage {
+                    channel,
+                    payload: payload.into(),
+                }),
+                _ => Push::Ignore,
+            }
+        }
+        _ => Push::Ignore,
+    }
+}
+
+#[async_trait]
+impl Bus for ClusterBus {
+    async fn connect(&self) -> StoreResult<BusConnection> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let client = cluster_client(&self.nodes, self.op_timeout, Some(tx))?;
+        let conn = tokio::time::timeout(self.op_timeout, client.get_async_connection())
+            .await
+            .map_err(|_| StoreError::Unavailable("cluster connect timed out".into()))?
+            .map_err(classify)?;
+        let leaving = Leaving::default();
+        let expected = leaving.clone();
+        let messages = futures_util::stream::unfold(rx, move |mut rx| {
+            let expected = expected.clone();
+            async move {
+                loop {
+                    match on_push(rx.recv().await?, &expected) {
+                        Push::Message(m) => return Some((m, rx)),
+                        Push::Ignore => continue,
+                        Push::Lost => return None,
+                    }
+                }
+            }
+        })
+        .boxed();
+        Ok(BusConnection {
+            sink: Box::new(ClusterBusSink {
+                conn,
+                op_timeout: self.op_timeout,
+                leaving,
+            }),
+            messages,
+        })
+    }
+}
+
+#[async_trait]
+impl BusSink for ClusterBusSink {
+    async fn subscribe(&mut self, channels: &[String]) -> StoreResult<()> {
+        // One command per channel: channels of different slots live on different nodes.
+        for c in channels {
+            tokio::time::timeout(self.op_timeout, self.conn.ssubscribe(c))
+                .await
+                .map_err(|_| StoreError::Unavailable("ssubscribe timed out".into()))?
+                .map_err(classify)?;
+        }
+        Ok(())
+    }
+
+    async fn unsubscribe(&mut self, channels: &[String]) -> StoreResult<()> {
+        for c in channels {
+            if let Ok(mut set) = self.leaving.lock() {
+                set.insert(c.clone());
+            }
+            tokio::time::timeout(self.op_timeout, self.conn.sunsubscribe(c))
+                .await
+                .map_err(|_| StoreError::Unavailable("sunsubscribe timed out".into()))?
+                .map_err(classify)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,61 @@
+//! Deciding, from a read of a game's log, whether a client can catch up event by event or
+//! needs a snapshot. Both stores read their log their own way and decide here, so they agree.
+
+use super::Replay;
+use bytes::Bytes;
+
+/// Events after `since` from a log read (each event with the version it produced), or
+/// `TooOld` if the read does not reach back to `since + 1` or has a hole: a client must never
+/// skip an event silently.
+pub(crate) fn replay_from(
+    since: u64,
+    version: u64,
+    entries: impl IntoIterator<Item = (u64, Bytes)>,
+) -> Replay {
+    if since >= version {
+        return Replay::UpToDate;
+    }
+    let mut events = Vec::new();
+    let mut expected = since + 1;
+    for (v, event) in entries {
+        if v != expected {
+            return Replay::TooOld;
+        }
+        events.push(event);
+        expected += 1;
+    }
+    if expected != version + 1 {
+        return Replay::TooOld;
+    }
+    Replay::Events(events)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entries(from: u64, to: u64) -> Vec<(u64, Bytes)> {
+        (from..=to)
+            .map(|v| (v, Bytes::from(format!("e{v}"))))
+            .collect()
+    }
+
+    #[test]
+    fn a_contiguous_log_replays_every_missing_event() {
+        assert_eq!(
+            replay_from(2, 4, entries(3, 4)),
+            Replay::Events(vec!["e3".into(), "e4".into()])
+        );
+        assert_eq!(replay_from(4, 4, []), Replay::UpToDate);
+        assert_eq!(replay_from(9, 4, []), Replay::UpToDate);
+    }
+
+    #[test]
+    fn a_log_with_a_hole_or_trimmed_start_means_snapshot() {
+        assert_eq!(replay_from(1, 4, entries(3, 4)), Replay::TooOld);
+        assert_eq!(replay_from(2, 5, entries(3, 4)), Replay::TooOld);
+        let mut holed = entries(3, 5);
+        holed.remove(1);
+        assert_eq!(replay_from(2, 5, holed), Replay::TooOld);
+    }
+}
