@@ -4,9 +4,14 @@
 # Prints the URL, then runs until Ctrl-C, which stops every process it started.
 #
 #   cargo build && scripts/topology.sh
+#   REDIS_LAYOUT=sentinel scripts/topology.sh    # as docker-compose.sentinel.yml
 #
 # Settings (environment): TTT_BIN (default target/release/tictactoe, else target/debug),
-# INSTANCES (default 3), KEEP_LOGS=1 to keep the run directory with the logs after exit.
+# INSTANCES (default 3), KEEP_LOGS=1 to keep the run directory with the logs after exit,
+# REDIS_LAYOUT: `single` (default, one Redis) or `sentinel` (a primary, a replica and three
+# Sentinels with quorum 2; the instances find the primary through them, so `kill -9` of the
+# primary's pid shows a failover; SENTINEL_DOWN_AFTER_MS, default 1000, is how long the primary
+# must be silent before the Sentinels act).
 # Any server setting (FORFEIT_GRACE_MS, MOVE_RATE, ...) in the environment reaches the
 # instances as it is.
 set -euo pipefail
@@ -86,29 +91,94 @@ wait_http() {
   return 1
 }
 
+layout="${REDIS_LAYOUT:-single}"
+case "$layout" in
+  single | sentinel) ;;
+  *) echo "topology: REDIS_LAYOUT must be 'single' or 'sentinel', not '$layout'" >&2; exit 1 ;;
+esac
+
+redis_pids=()
+# Starts a redis-server named $1 on port $2 with any further arguments; waits until it answers.
+start_redis() {
+  local name="$1" port="$2"
+  shift 2
+  mkdir -p "$run_dir/$name"
+  redis-server --port "$port" --bind 127.0.0.1 --save "" \
+    --appendonly yes --appendfsync always --dir "$run_dir/$name" \
+    --logfile "$run_dir/$name.log" "$@" &
+  pids+=("$!")
+  redis_pids+=("$name|$port|$!")
+  local deadline=$((SECONDS + 10))
+  until redis-cli -p "$port" ping >/dev/null 2>&1; do
+    ((SECONDS < deadline)) || { echo "topology: $name did not start: $run_dir/$name.log" >&2; exit 1; }
+    sleep 0.1
+  done
+}
+
+# Waits (at most $2 seconds) until `redis-cli -p $1` with the arguments after $3 prints a line
+# matching the pattern $3.
+wait_redis_says() {
+  local port="$1" limit="$2" pattern="$3"
+  shift 3
+  local deadline=$((SECONDS + limit))
+  until redis-cli -p "$port" "$@" 2>/dev/null | grep -q "$pattern"; do
+    ((SECONDS < deadline)) || return 1
+    sleep 0.1
+  done
+}
+
 redis_port="$(free_port)"
-mkdir -p "$run_dir/redis"
-redis-server --port "$redis_port" --bind 127.0.0.1 --save "" \
-  --appendonly yes --appendfsync always --dir "$run_dir/redis" \
-  --logfile "$run_dir/redis.log" &
-pids+=("$!")
-deadline=$((SECONDS + 10))
-until redis-cli -p "$redis_port" ping >/dev/null 2>&1; do
-  ((SECONDS < deadline)) || { echo "topology: redis did not start: $run_dir/redis.log" >&2; exit 1; }
-  sleep 0.1
-done
+start_redis redis "$redis_port"
+if [[ "$layout" == sentinel ]]; then
+  replica_port="$(free_port)"
+  start_redis redis-replica "$replica_port" --replicaof 127.0.0.1 "$redis_port"
+  wait_redis_says "$replica_port" 15 '^master_link_status:up' info replication ||
+    { echo "topology: the replica never synced: $run_dir/redis-replica.log" >&2; exit 1; }
+  sentinels=()
+  for i in 1 2 3; do
+    port="$(free_port)"
+    mkdir -p "$run_dir/sentinel-$i"
+    # Sentinel rewrites its own file: each one gets a private copy.
+    cat >"$run_dir/sentinel-$i/sentinel.conf" <<EOF
+port $port
+bind 127.0.0.1
+dir $run_dir/sentinel-$i
+logfile $run_dir/sentinel-$i.log
+sentinel monitor ttt 127.0.0.1 $redis_port 2
+sentinel down-after-milliseconds ttt ${SENTINEL_DOWN_AFTER_MS:-1000}
+sentinel failover-timeout ttt 5000
+sentinel parallel-syncs ttt 1
+EOF
+    redis-server "$run_dir/sentinel-$i/sentinel.conf" --sentinel &
+    pids+=("$!")
+    redis_pids+=("sentinel-$i|$port|$!")
+    sentinels+=("127.0.0.1:$port")
+  done
+  # Ready once every Sentinel knows the replica and the two others: only then can they agree
+  # on a failover.
+  for s in "${sentinels[@]}"; do
+    { wait_redis_says "${s##*:}" 20 '^OK' sentinel ckquorum ttt &&
+      wait_redis_says "${s##*:}" 20 "^$replica_port\$" sentinel replicas ttt; } ||
+      { echo "topology: Sentinel $s is not ready: $run_dir/sentinel-*.log" >&2; exit 1; }
+  done
+  redis_env=(REDIS_SENTINELS="$(IFS=,; echo "${sentinels[*]}")" REDIS_SENTINEL_MASTER=ttt)
+else
+  redis_env=(REDIS_URL="redis://127.0.0.1:$redis_port/")
+fi
 
 upstreams=""
 direct=()
+instance_pids=()
 for i in $(seq 1 "$instances"); do
   port="$(free_port)"
+  env "${redis_env[@]}" \
   LISTEN_ADDR="127.0.0.1:$port" \
-  REDIS_URL="redis://127.0.0.1:$redis_port/" \
   INSTANCE_ID="ttt-$i" \
   WEB_DIR="${WEB_DIR:-$root/web}" \
   TRUSTED_PROXIES="127.0.0.1" \
     "$bin" >"$run_dir/ttt-$i.log" 2>&1 &
   pids+=("$!")
+  instance_pids+=("$!")
   upstreams+="server 127.0.0.1:$port max_fails=1 fail_timeout=5s; "
   direct+=("$port")
 done
@@ -134,10 +204,16 @@ wait_http "$lb_port" /readyz 10 || { echo "topology: nginx did not start: $run_d
 cat <<EOF
 topology: up
   open     http://127.0.0.1:$lb_port/   (nginx, spreading over $instances instances)
-  redis    127.0.0.1:$redis_port
 EOF
+for r in "${redis_pids[@]}"; do
+  IFS='|' read -r name port pid <<<"$r"
+  printf '  %-14s 127.0.0.1:%s   pid %s\n' "$name" "$port" "$pid"
+done
+if [[ "$layout" == sentinel ]]; then
+  echo "  (master name ttt; kill -9 the primary's pid to watch a failover)"
+fi
 for i in "${!direct[@]}"; do
-  echo "  ttt-$((i + 1))    http://127.0.0.1:${direct[$i]}/   pid ${pids[$((i + 1))]}"
+  echo "  ttt-$((i + 1))    http://127.0.0.1:${direct[$i]}/   pid ${instance_pids[$i]}"
 done
 echo "  logs     $run_dir"
 echo "Ctrl-C stops everything."

@@ -20,6 +20,17 @@ fn compose_cluster_override_is_valid() {
     ]);
 }
 
+/// The Sentinel variant (a primary, a replica, three Sentinels): the base file with its override.
+#[test]
+fn compose_sentinel_override_is_valid() {
+    validate(&[
+        "-f",
+        "docker-compose.yml",
+        "-f",
+        "docker-compose.sentinel.yml",
+    ]);
+}
+
 fn validate(files: &[&str]) {
     let out = Command::new("docker-compose")
         .args(files)
