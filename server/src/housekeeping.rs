@@ -48,6 +48,8 @@ pub async fn run(app: Arc<App>, stop: CancellationToken) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let heartbeat_every = app.config.lease_ttl / 3;
     let mut last_heartbeat: Option<tokio::time::Instant> = None;
+    // Since when this instance's heartbeats reach Redis without a failure in between.
+    let mut redis_ok_since: Option<tokio::time::Instant> = None;
     let mut ticket_misses: HashMap<ConnId, u32> = HashMap::new();
     loop {
         tokio::select! {
@@ -56,7 +58,11 @@ pub async fn run(app: Arc<App>, stop: CancellationToken) {
         }
         if last_heartbeat.is_none_or(|t| t.elapsed() >= heartbeat_every) {
             last_heartbeat = Some(tokio::time::Instant::now());
-            heartbeat(&app).await;
+            if heartbeat(&app).await {
+                redis_ok_since.get_or_insert_with(tokio::time::Instant::now);
+            } else {
+                redis_ok_since = None;
+            }
             refresh_tickets(&app, &mut ticket_misses).await;
             // Keeps the pub/sub lag histogram fed, and warns of a wedged subscription.
             if let Err(e) = app
@@ -68,21 +74,28 @@ pub async fn run(app: Arc<App>, stop: CancellationToken) {
             }
         }
         retry_leaves(&app).await;
-        sweep_dead_instances(&app).await;
+        // An outage of Redis (a failover, say) lets every lease lapse, the living instances'
+        // too. Sweeping right after it would show their players as gone and start forfeit
+        // clocks; one lease period of working heartbeats first gives every living instance
+        // the time to renew, and leaves only the dead ones to sweep.
+        if redis_ok_since.is_some_and(|t| t.elapsed() >= app.config.lease_ttl) {
+            sweep_dead_instances(&app).await;
+        }
         fire_deadlines(&app).await;
     }
     lobby.abort();
 }
 
 /// Renews this instance's lease. If it had lapsed (Redis was unreachable for longer than the
-/// lease) another instance may have swept its presence: announce it again.
-async fn heartbeat(app: &App) {
+/// lease) another instance may have swept its presence: announce it again. Returns whether
+/// Redis answered.
+async fn heartbeat(app: &App) -> bool {
     match app
         .store
         .renew_lease(&app.lease, app.config.lease_ttl)
         .await
     {
-        Ok(true) => {}
+        Ok(true) => true,
         Ok(false) => {
             // Anything deferred was swept with the lease.
             app.pending_leaves
@@ -112,8 +125,12 @@ async fn heartbeat(app: &App) {
                     tracing::warn!(%game, error = %e, "could not announce presence");
                 }
             }
+            true
         }
-        Err(e) => tracing::warn!(error = %e, "lease renewal failed"),
+        Err(e) => {
+            tracing::warn!(error = %e, "lease renewal failed");
+            false
+        }
     }
 }
 
