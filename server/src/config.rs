@@ -33,6 +33,15 @@ pub struct Config {
     #[arg(long, env = "REDIS_CLUSTER_URLS", value_delimiter = ',')]
     pub redis_cluster_urls: Vec<String>,
 
+    /// Sentinels watching a replicated Redis, comma separated (host:port,...), instead of
+    /// REDIS_URL: the instance asks them for the primary and follows a failover by itself.
+    #[arg(long, env = "REDIS_SENTINELS", value_delimiter = ',')]
+    pub redis_sentinels: Vec<String>,
+
+    /// The name the Sentinels know the primary by (`sentinel monitor <name> ...`).
+    #[arg(long, env = "REDIS_SENTINEL_MASTER")]
+    pub redis_sentinel_master: Option<String>,
+
     /// This instance's name in logs, metrics and welcome messages [default: random].
     #[arg(long, env = "INSTANCE_ID")]
     pub instance_id: Option<String>,

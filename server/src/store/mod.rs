@@ -30,8 +30,9 @@ use std::time::Duration;
 pub use keys::Keys;
 pub(crate) use replay::replay_from;
 
-/// Builds the store the settings ask for: Redis (`REDIS_URL`), a Redis Cluster
-/// (`REDIS_CLUSTER_URLS`), or, with neither, the in-memory store of a lone instance.
+/// Builds the store the settings ask for: Redis (`REDIS_URL`), a primary found through
+/// Sentinel (`REDIS_SENTINELS`), a Redis Cluster (`REDIS_CLUSTER_URLS`), or, with none, the
+/// in-memory store of a lone instance.
 pub fn connect(config: &Config) -> StoreResult<Arc<dyn Store>> {
     let keys = Keys::new(config.key_prefix.clone());
     let limits = StoreLimits {
@@ -51,11 +52,35 @@ pub fn connect(config: &Config) -> StoreResult<Arc<dyn Store>> {
         .as_deref()
         .map(str::trim)
         .filter(|u| !u.is_empty());
+    let sentinels: Vec<String> = config
+        .redis_sentinels
+        .iter()
+        .map(|u| u.trim().to_string())
+        .filter(|u| !u.is_empty())
+        .collect();
+    let modes = [
+        redis_url.is_some(),
+        !cluster.is_empty(),
+        !sentinels.is_empty(),
+    ];
+    if modes.iter().filter(|m| **m).count() > 1 {
+        return Err(StoreError::Config(
+            "set one of REDIS_URL, REDIS_SENTINELS and REDIS_CLUSTER_URLS".into(),
+        ));
+    }
+    if !sentinels.is_empty() {
+        let master = config.redis_sentinel_master.as_deref().unwrap_or_default();
+        tracing::info!(sentinels = ?sentinels, master, "finding the Redis primary through Sentinel");
+        return Ok(Arc::new(redis::RedisStore::connect_sentinel(
+            &sentinels,
+            master,
+            keys,
+            limits,
+            config.redis_timeout,
+        )?));
+    }
     match (redis_url, cluster.is_empty()) {
-        (Some(_), false) => Err(StoreError::Config(
-            "set REDIS_URL or REDIS_CLUSTER_URLS, not both".into(),
-        )),
-        (Some(url), true) => Ok(Arc::new(redis::RedisStore::connect(
+        (Some(url), _) => Ok(Arc::new(redis::RedisStore::connect(
             url,
             keys,
             limits,

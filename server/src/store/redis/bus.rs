@@ -2,17 +2,36 @@
 //! when the connection is lost (the hub then reconnects, resubscribes and catches up).
 
 use super::connection::classify;
+use super::sentinel::Sentinels;
 use super::*;
 use futures_util::StreamExt;
 
 pub struct RedisBus {
-    client: ::redis::Client,
+    target: Target,
     op_timeout: Duration,
+}
+
+/// Where the connection goes.
+enum Target {
+    Fixed(::redis::Client),
+    /// Whichever node the Sentinels name primary at each (re)connect: after a failover the
+    /// old connection ends with the old primary, and the next one finds the new primary.
+    Sentinel(Arc<Sentinels>),
 }
 
 impl RedisBus {
     pub(super) fn new(client: ::redis::Client, op_timeout: Duration) -> RedisBus {
-        RedisBus { client, op_timeout }
+        RedisBus {
+            target: Target::Fixed(client),
+            op_timeout,
+        }
+    }
+
+    pub(super) fn following(sentinels: Arc<Sentinels>, op_timeout: Duration) -> RedisBus {
+        RedisBus {
+            target: Target::Sentinel(sentinels),
+            op_timeout,
+        }
     }
 }
 
@@ -24,7 +43,11 @@ struct RedisBusSink {
 #[async_trait]
 impl Bus for RedisBus {
     async fn connect(&self) -> StoreResult<BusConnection> {
-        let pubsub = tokio::time::timeout(self.op_timeout, self.client.get_async_pubsub())
+        let client = match &self.target {
+            Target::Fixed(client) => client.clone(),
+            Target::Sentinel(sentinels) => sentinels.primary().await?,
+        };
+        let pubsub = tokio::time::timeout(self.op_timeout, client.get_async_pubsub())
             .await
             .map_err(|_| StoreError::Unavailable("pub/sub connect timed out".into()))?
             .map_err(classify)?;

@@ -8,13 +8,16 @@ use ::redis::cluster::ClusterClient;
 use ::redis::cluster_async::ClusterConnection;
 use ::redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, ServerErrorKind, Value};
 use bus::RedisBus;
+use sentinel::{SentinelConn, Sentinels};
 use sharded_bus::ClusterBus;
 use std::future::Future;
 use std::time::Instant;
 
-/// One Redis, or a Redis Cluster.
+/// One Redis, a primary found through Sentinel, or a Redis Cluster.
 pub(super) enum Backend {
     Single(ConnectionManager),
+    /// Follows the primary through failovers (see [`super::sentinel`]).
+    Sentinel(SentinelConn),
     /// Connected on first use and kept: the cluster client follows slot moves and
     /// reconnects to nodes by itself, but its first connection needs the cluster up.
     Cluster(Box<LazyCluster>),
@@ -25,10 +28,11 @@ pub(super) struct LazyCluster {
     conn: tokio::sync::OnceCell<ClusterConnection>,
 }
 
-/// A connection to either kind of backend, for the commands and scripts.
+/// A connection to any kind of backend, for the commands and scripts.
 #[derive(Clone)]
 pub(super) enum Conn {
     Single(ConnectionManager),
+    Sentinel(SentinelConn),
     Cluster(ClusterConnection),
 }
 
@@ -36,6 +40,7 @@ impl ::redis::aio::ConnectionLike for Conn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
             Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Sentinel(c) => c.req_packed_command(cmd),
             Conn::Cluster(c) => c.req_packed_command(cmd),
         }
     }
@@ -48,6 +53,7 @@ impl ::redis::aio::ConnectionLike for Conn {
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
             Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Sentinel(c) => c.req_packed_commands(pipeline, offset, count),
             Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
         }
     }
@@ -55,6 +61,7 @@ impl ::redis::aio::ConnectionLike for Conn {
     fn get_db(&self) -> i64 {
         match self {
             Conn::Single(c) => c.get_db(),
+            Conn::Sentinel(c) => c.get_db(),
             Conn::Cluster(c) => c.get_db(),
         }
     }
@@ -89,6 +96,25 @@ impl RedisStore {
             limits,
             backend: Backend::Single(conn),
             bus: Arc::new(RedisBus::new(client, op_timeout)),
+            op_timeout,
+        })
+    }
+
+    /// A store on the primary the Sentinels at `sentinels` (`host:port`) name for `master`,
+    /// following it through failovers. Nothing is connected until first use.
+    pub fn connect_sentinel(
+        sentinels: &[String],
+        master: &str,
+        keys: Keys,
+        limits: StoreLimits,
+        op_timeout: Duration,
+    ) -> StoreResult<RedisStore> {
+        let sentinels = Sentinels::new(sentinels, master, tcp_settings(), op_timeout)?;
+        Ok(RedisStore {
+            keys,
+            limits,
+            backend: Backend::Sentinel(SentinelConn::new(sentinels.clone(), op_timeout)),
+            bus: Arc::new(RedisBus::following(sentinels, op_timeout)),
             op_timeout,
         })
     }
@@ -145,6 +171,7 @@ impl RedisStore {
     pub(super) async fn conn(&self) -> StoreResult<Conn> {
         match &self.backend {
             Backend::Single(c) => Ok(Conn::Single(c.clone())),
+            Backend::Sentinel(c) => Ok(Conn::Sentinel(c.clone())),
             Backend::Cluster(lazy) => {
                 let connect = lazy
                     .conn
@@ -162,7 +189,7 @@ impl RedisStore {
     /// (every channel shares its game's hash tag) instead of to every node.
     pub(super) fn publish_cmd(&self) -> &'static str {
         match self.backend {
-            Backend::Single(_) => "PUBLISH",
+            Backend::Single(_) | Backend::Sentinel(_) => "PUBLISH",
             Backend::Cluster(_) => "SPUBLISH",
         }
     }

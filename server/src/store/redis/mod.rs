@@ -5,7 +5,7 @@
 //! turns script replies into store types, and one file per area of the [`Store`] trait holds
 //! its operations: `games`, `sessions`, `chat`, `presence` (with instance leases), `lobby`
 //! (with quick match) and `deadlines`. Pub/sub has its own connection: [`RedisBus`] on a
-//! single Redis, [`ClusterBus`] (sharded) on a cluster.
+//! single Redis (or the primary `sentinel` finds), [`ClusterBus`] (sharded) on a cluster.
 
 mod bus;
 mod chat;
@@ -15,6 +15,7 @@ mod decode;
 mod games;
 mod lobby;
 mod presence;
+mod sentinel;
 mod sessions;
 mod sharded_bus;
 

@@ -1,0 +1,266 @@
+//! Redis behind Sentinel: connections that follow the primary through a failover.
+//!
+//! redis-rs 1.8 asks the Sentinels for the primary only when it opens a connection
+//! (`SentinelClient::async_get_client`), and its `ConnectionManager` reconnects to the address
+//! it was built with, which after a failover is the dead or demoted node (redis-rs issue
+//! 1438). So a [`SentinelConn`] keeps one multiplexed connection to the node the Sentinels
+//! named, forgets it at the first sign that the node is gone or no longer primary, and the
+//! next call asks the Sentinels again. Pub/sub asks them at every (re)connect.
+
+use super::{StoreError, StoreResult};
+use ::redis::aio::{ConnectionLike, MultiplexedConnection};
+use ::redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
+use ::redis::{
+    AsyncConnectionConfig, Cmd, Pipeline, RedisError, RedisFuture, RedisResult, ServerErrorKind,
+    Value,
+};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// After a lookup that found no primary, calls fail at once for this long instead of each
+/// asking the Sentinels again: during a failover, every request would otherwise queue up
+/// for its own lookup.
+const LOOKUP_BACKOFF: Duration = Duration::from_millis(100);
+
+/// The Sentinels of one primary, shared by every connection that follows it.
+pub struct Sentinels {
+    /// Lookups are serialised: one at a time is enough, and redis-rs needs `&mut` for them.
+    client: tokio::sync::Mutex<SentinelClient>,
+    master: String,
+    timeout: Duration,
+    /// The last lookup: when it finished, and the primary it found (if any).
+    last: Mutex<Option<(Instant, Option<::redis::Client>)>>,
+    /// The primary's address as last found, to log a change once.
+    primary: Mutex<String>,
+}
+
+impl Sentinels {
+    /// `addrs` are `host:port` (or `redis://host:port`) of the Sentinels; nothing is
+    /// connected until first use.
+    pub fn new(
+        addrs: &[String],
+        master: &str,
+        tcp: ::redis::io::tcp::TcpSettings,
+        timeout: Duration,
+    ) -> StoreResult<Arc<Sentinels>> {
+        let urls: Vec<String> = addrs
+            .iter()
+            .map(|a| a.trim())
+            .filter(|a| !a.is_empty())
+            .map(|a| {
+                if a.contains("://") {
+                    a.to_string()
+                } else {
+                    format!("redis://{a}")
+                }
+            })
+            .collect();
+        if urls.is_empty() {
+            return Err(StoreError::Config("REDIS_SENTINELS is empty".into()));
+        }
+        if master.trim().is_empty() {
+            return Err(StoreError::Config(
+                "REDIS_SENTINEL_MASTER is needed with REDIS_SENTINELS".into(),
+            ));
+        }
+        let node = SentinelNodeConnectionInfo::default().set_tcp_settings(tcp);
+        let client = SentinelClient::build(
+            urls,
+            master.trim().to_string(),
+            Some(node),
+            SentinelServerType::Master,
+        )
+        .map_err(|e| StoreError::Config(format!("invalid REDIS_SENTINELS: {e}")))?;
+        Ok(Arc::new(Sentinels {
+            client: tokio::sync::Mutex::new(client),
+            master: master.trim().to_string(),
+            timeout,
+            last: Mutex::new(None),
+            primary: Mutex::new(String::new()),
+        }))
+    }
+
+    /// A client for the node the Sentinels name primary now (redis-rs also checks that the
+    /// node itself says it is one).
+    pub async fn primary(&self) -> StoreResult<::redis::Client> {
+        let started = Instant::now();
+        let mut sentinel = tokio::time::timeout(self.timeout, self.client.lock())
+            .await
+            .map_err(|_| StoreError::Unavailable("Sentinel lookup queue timed out".into()))?;
+        // Someone else may have looked while this call waited for its turn.
+        if let Some((at, found)) = self.last.lock().ok().and_then(|l| l.clone())
+            && at >= started
+        {
+            return found.ok_or_else(|| no_primary(&self.master));
+        }
+        if let Some((at, None)) = self.last.lock().ok().and_then(|l| l.clone())
+            && at.elapsed() < LOOKUP_BACKOFF
+        {
+            return Err(no_primary(&self.master));
+        }
+        let remaining = self.timeout.saturating_sub(started.elapsed());
+        let found = match tokio::time::timeout(remaining, sentinel.async_get_client()).await {
+            Ok(Ok(client)) => Some(client),
+            Ok(Err(e)) => {
+                tracing::warn!(master = %self.master, error = %e, "no primary from the Sentinels");
+                None
+            }
+            Err(_) => {
+                tracing::warn!(master = %self.master, "Sentinel lookup timed out");
+                None
+            }
+        };
+        drop(sentinel);
+        if let Ok(mut last) = self.last.lock() {
+            *last = Some((Instant::now(), found.clone()));
+        }
+        let client = found.ok_or_else(|| no_primary(&self.master))?;
+        let addr = client.get_connection_info().addr().to_string();
+        if let Ok(mut primary) = self.primary.lock()
+            && *primary != addr
+        {
+            if primary.is_empty() {
+                tracing::info!(master = %self.master, primary = %addr, "Redis primary found through Sentinel");
+            } else {
+                tracing::warn!(master = %self.master, primary = %addr, previous = %*primary,
+                    "Redis primary changed (Sentinel failover)");
+                metrics::counter!("redis_primary_changes_total").increment(1);
+            }
+            *primary = addr;
+        }
+        Ok(client)
+    }
+}
+
+fn no_primary(master: &str) -> StoreError {
+    StoreError::Unavailable(format!(
+        "the Sentinels name no reachable primary for {master}"
+    ))
+}
+
+/// A connection to the current primary, for commands and scripts. Clones share the
+/// connection; each [`SentinelConn::new`] is a connection of its own (its own order of
+/// commands on the server, which `WAIT` relies on).
+#[derive(Clone)]
+pub struct SentinelConn {
+    sentinels: Arc<Sentinels>,
+    link: Arc<Link>,
+}
+
+struct Link {
+    /// The connection in use, and a number that changes with each new one.
+    current: Mutex<Option<(u64, MultiplexedConnection)>>,
+    /// One connect at a time: a burst of calls after a failover makes one connection.
+    connecting: tokio::sync::Mutex<u64>,
+    config: AsyncConnectionConfig,
+}
+
+impl SentinelConn {
+    pub fn new(sentinels: Arc<Sentinels>, timeout: Duration) -> SentinelConn {
+        SentinelConn {
+            sentinels,
+            link: Arc::new(Link {
+                current: Mutex::new(None),
+                connecting: tokio::sync::Mutex::new(0),
+                config: AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(timeout))
+                    .set_response_timeout(Some(timeout)),
+            }),
+        }
+    }
+
+    fn cached(&self) -> Option<(u64, MultiplexedConnection)> {
+        self.link.current.lock().ok().and_then(|c| c.clone())
+    }
+
+    async fn connection(&self) -> RedisResult<(u64, MultiplexedConnection)> {
+        if let Some(c) = self.cached() {
+            return Ok(c);
+        }
+        let mut generation = self.link.connecting.lock().await;
+        if let Some(c) = self.cached() {
+            return Ok(c);
+        }
+        let client = self.sentinels.primary().await.map_err(unavailable)?;
+        let conn = client
+            .get_multiplexed_async_connection_with_config(&self.link.config)
+            .await?;
+        *generation += 1;
+        if let Ok(mut current) = self.link.current.lock() {
+            *current = Some((*generation, conn.clone()));
+        }
+        Ok((*generation, conn))
+    }
+
+    /// Drops connection `generation` if it is still the one in use.
+    fn forget(&self, generation: u64) {
+        if let Ok(mut current) = self.link.current.lock()
+            && current.as_ref().is_some_and(|(g, _)| *g == generation)
+        {
+            *current = None;
+        }
+    }
+}
+
+fn unavailable(e: StoreError) -> RedisError {
+    RedisError::from(std::io::Error::new(
+        std::io::ErrorKind::NotConnected,
+        e.to_string(),
+    ))
+}
+
+/// Whether an error means the node is gone, unreachable or no longer the primary.
+fn lost_primary(e: &RedisError) -> bool {
+    e.is_io_error()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.is_timeout()
+        || matches!(
+            e.kind(),
+            ::redis::ErrorKind::Server(ServerErrorKind::ReadOnly | ServerErrorKind::MasterDown)
+        )
+}
+
+/// Whether a reply is an error that says the node is no longer the primary (a demoted primary
+/// answers writes with READONLY).
+fn demoted(v: &Value) -> bool {
+    matches!(v, Value::ServerError(e)
+        if matches!(e.kind(), Some(ServerErrorKind::ReadOnly | ServerErrorKind::MasterDown)))
+}
+
+impl ConnectionLike for SentinelConn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        Box::pin(async move {
+            let (generation, mut conn) = self.connection().await?;
+            let reply = conn.req_packed_command(cmd).await;
+            match &reply {
+                Err(e) if lost_primary(e) => self.forget(generation),
+                Ok(v) if demoted(v) => self.forget(generation),
+                _ => {}
+            }
+            reply
+        })
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        Box::pin(async move {
+            let (generation, mut conn) = self.connection().await?;
+            let reply = conn.req_packed_commands(pipeline, offset, count).await;
+            match &reply {
+                Err(e) if lost_primary(e) => self.forget(generation),
+                Ok(vs) if vs.iter().any(demoted) => self.forget(generation),
+                _ => {}
+            }
+            reply
+        })
+    }
+
+    fn get_db(&self) -> i64 {
+        0
+    }
+}
