@@ -42,6 +42,17 @@ pub struct Config {
     #[arg(long, env = "REDIS_SENTINEL_MASTER")]
     pub redis_sentinel_master: Option<String>,
 
+    /// Replicas that must hold a game change before it is acknowledged (Redis WAIT after the
+    /// move, in the same round trip). 0: acknowledged once the primary has it, so a failover
+    /// can lose the last moves. To go on playing after a failover, run one replica more.
+    #[arg(long, env = "REDIS_WAIT_REPLICAS", default_value_t = 0)]
+    pub redis_wait_replicas: u32,
+
+    /// Longest WAIT for those replicas; a change they did not confirm in time is answered
+    /// `unavailable` (a retry with the same move id settles it). Below REDIS_TIMEOUT_MS.
+    #[arg(long = "redis-wait-timeout-ms", env = "REDIS_WAIT_TIMEOUT_MS", default_value = "500", value_parser = millis_at_least(1))]
+    pub redis_wait_timeout: Duration,
+
     /// This instance's name in logs, metrics and welcome messages [default: random].
     #[arg(long, env = "INSTANCE_ID")]
     pub instance_id: Option<String>,

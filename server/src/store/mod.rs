@@ -68,32 +68,45 @@ pub fn connect(config: &Config) -> StoreResult<Arc<dyn Store>> {
             "set one of REDIS_URL, REDIS_SENTINELS and REDIS_CLUSTER_URLS".into(),
         ));
     }
+    let durable = |store: redis::RedisStore| -> StoreResult<Arc<dyn Store>> {
+        if config.redis_wait_replicas > 0 {
+            tracing::info!(
+                replicas = config.redis_wait_replicas,
+                timeout_ms = config.redis_wait_timeout.as_millis() as u64,
+                "game changes are acknowledged once replicas have them (WAIT)"
+            );
+        }
+        Ok(Arc::new(store.wait_for_replicas(
+            config.redis_wait_replicas,
+            config.redis_wait_timeout,
+        )?))
+    };
     if !sentinels.is_empty() {
         let master = config.redis_sentinel_master.as_deref().unwrap_or_default();
         tracing::info!(sentinels = ?sentinels, master, "finding the Redis primary through Sentinel");
-        return Ok(Arc::new(redis::RedisStore::connect_sentinel(
+        return durable(redis::RedisStore::connect_sentinel(
             &sentinels,
             master,
             keys,
             limits,
             config.redis_timeout,
-        )?));
+        )?);
     }
     match (redis_url, cluster.is_empty()) {
-        (Some(url), _) => Ok(Arc::new(redis::RedisStore::connect(
+        (Some(url), _) => durable(redis::RedisStore::connect(
             url,
             keys,
             limits,
             config.redis_timeout,
-        )?)),
+        )?),
         (None, false) => {
             tracing::info!(nodes = ?cluster, "using Redis Cluster with sharded pub/sub");
-            Ok(Arc::new(redis::RedisStore::connect_cluster(
+            durable(redis::RedisStore::connect_cluster(
                 &cluster,
                 keys,
                 limits,
                 config.redis_timeout,
-            )?))
+            )?)
         }
         (None, true) => {
             tracing::warn!(

@@ -12,8 +12,13 @@ pub(crate) fn replay_from(
     version: u64,
     entries: impl IntoIterator<Item = (u64, Bytes)>,
 ) -> Replay {
-    if since >= version {
+    if since == version {
         return Replay::UpToDate;
+    }
+    if since > version {
+        // The client saw versions the store no longer has: a failover lost them (replication
+        // is asynchronous unless REDIS_WAIT_REPLICAS is set). Only a snapshot undoes them.
+        return Replay::TooOld;
     }
     let mut events = Vec::new();
     let mut expected = since + 1;
@@ -47,7 +52,12 @@ mod tests {
             Replay::Events(vec!["e3".into(), "e4".into()])
         );
         assert_eq!(replay_from(4, 4, []), Replay::UpToDate);
-        assert_eq!(replay_from(9, 4, []), Replay::UpToDate);
+    }
+
+    #[test]
+    fn a_client_ahead_of_the_log_gets_a_snapshot() {
+        // A failover took back versions 5 to 9, which the client had already seen.
+        assert_eq!(replay_from(9, 4, entries(1, 4)), Replay::TooOld);
     }
 
     #[test]

@@ -23,6 +23,33 @@ pub(super) enum Backend {
     Cluster(Box<LazyCluster>),
 }
 
+/// How a [`Backend`] was made, so that more connections of the same kind can be made.
+#[derive(Clone)]
+pub(super) enum Origin {
+    Single(::redis::Client, ConnectionManagerConfig),
+    Sentinel(Arc<Sentinels>),
+    Cluster(ClusterClient),
+}
+
+impl Origin {
+    /// A new connection (nothing is connected until first use).
+    pub(super) fn backend(&self, op_timeout: Duration) -> StoreResult<Backend> {
+        Ok(match self {
+            Origin::Single(client, config) => Backend::Single(
+                ConnectionManager::new_lazy_with_config(client.clone(), config.clone())
+                    .map_err(|e| StoreError::Config(e.to_string()))?,
+            ),
+            Origin::Sentinel(sentinels) => {
+                Backend::Sentinel(SentinelConn::new(sentinels.clone(), op_timeout))
+            }
+            Origin::Cluster(client) => Backend::Cluster(Box::new(LazyCluster {
+                client: client.clone(),
+                conn: tokio::sync::OnceCell::new(),
+            })),
+        })
+    }
+}
+
 pub(super) struct LazyCluster {
     client: ClusterClient,
     conn: tokio::sync::OnceCell<ClusterConnection>,
@@ -89,14 +116,15 @@ impl RedisStore {
             .set_max_delay(Duration::from_millis(500))
             .set_connection_timeout(Some(op_timeout))
             .set_response_timeout(Some(op_timeout));
-        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config)
-            .map_err(|e| StoreError::Config(e.to_string()))?;
+        let origin = Origin::Single(client.clone(), config);
         Ok(RedisStore {
             keys,
             limits,
-            backend: Backend::Single(conn),
+            backend: origin.backend(op_timeout)?,
             bus: Arc::new(RedisBus::new(client, op_timeout)),
             op_timeout,
+            durable: None,
+            origin,
         })
     }
 
@@ -110,12 +138,15 @@ impl RedisStore {
         op_timeout: Duration,
     ) -> StoreResult<RedisStore> {
         let sentinels = Sentinels::new(sentinels, master, tcp_settings(), op_timeout)?;
+        let origin = Origin::Sentinel(sentinels.clone());
         Ok(RedisStore {
             keys,
             limits,
-            backend: Backend::Sentinel(SentinelConn::new(sentinels.clone(), op_timeout)),
+            backend: origin.backend(op_timeout)?,
             bus: Arc::new(RedisBus::following(sentinels, op_timeout)),
             op_timeout,
+            durable: None,
+            origin,
         })
     }
 
@@ -126,16 +157,15 @@ impl RedisStore {
         limits: StoreLimits,
         op_timeout: Duration,
     ) -> StoreResult<RedisStore> {
-        let client = cluster_client(nodes, op_timeout, None)?;
+        let origin = Origin::Cluster(cluster_client(nodes, op_timeout, None)?);
         Ok(RedisStore {
             keys,
             limits,
-            backend: Backend::Cluster(Box::new(LazyCluster {
-                client,
-                conn: tokio::sync::OnceCell::new(),
-            })),
+            backend: origin.backend(op_timeout)?,
             bus: Arc::new(ClusterBus::new(nodes.to_vec(), op_timeout)),
             op_timeout,
+            durable: None,
+            origin,
         })
     }
 
@@ -169,7 +199,11 @@ impl RedisStore {
     }
 
     pub(super) async fn conn(&self) -> StoreResult<Conn> {
-        match &self.backend {
+        self.conn_of(&self.backend).await
+    }
+
+    pub(super) async fn conn_of(&self, backend: &Backend) -> StoreResult<Conn> {
+        match backend {
             Backend::Single(c) => Ok(Conn::Single(c.clone())),
             Backend::Sentinel(c) => Ok(Conn::Sentinel(c.clone())),
             Backend::Cluster(lazy) => {

@@ -2,6 +2,7 @@
 //! log and publish together), and reading the log back.
 
 use super::decode::{corrupt, items, num, seat_field, stored_game, text, ttl_ms};
+use super::durable::{reply, script_cmd, wait_cmd};
 use super::*;
 use ::redis::Value;
 
@@ -18,11 +19,11 @@ pub(super) async fn create(
         .as_ref()
         .ok_or_else(|| StoreError::Corrupt("a game needs X".into()))?;
     let state = serde_json::to_string(state).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    let mut conn = s.conn().await?;
-    let mut inv = SCRIPTS.create_game.prepare_invoke();
-    inv.key(s.keys.game(game))
-        .key(s.keys.game_log(game))
-        .arg(x.as_str())
+    let mut call = script_cmd(
+        &SCRIPTS.create_game,
+        &[&s.keys.game(game), &s.keys.game_log(game)],
+    );
+    call.arg(x.as_str())
         .arg(seats.o.as_ref().map(PlayerId::as_str).unwrap_or(""))
         .arg(state)
         .arg(event.as_ref())
@@ -30,8 +31,25 @@ pub(super) async fn create(
         .arg(ttl_ms(ttl))
         .arg(s.limits.log_len)
         .arg(s.publish_cmd());
-    let created: i64 = s.call("create_game", inv.invoke_async(&mut conn)).await?;
-    Ok(created == 1)
+    let created = match &s.durable {
+        None => {
+            s.run_script("create_game", call, &SCRIPTS.create_game)
+                .await?
+        }
+        Some(durable) => {
+            let mut pipe = ::redis::pipe();
+            pipe.add_command(call).add_command(wait_cmd(durable));
+            let replies = s
+                .durably("create_game", durable, &pipe, &[&SCRIPTS.create_game])
+                .await?;
+            let created = reply(replies.first().cloned())?;
+            if created == Value::Int(1) {
+                s.confirmed("create_game", durable, &replies, 1)?;
+            }
+            created
+        }
+    };
+    Ok(created == Value::Int(1))
 }
 
 pub(super) async fn load(s: &RedisStore, game: &GameId) -> StoreResult<Option<StoredGame>> {
@@ -70,30 +88,68 @@ pub(super) async fn transition(s: &RedisStore, t: &Transition<'_>) -> StoreResul
         .map(|r| (r.interval_us.to_string(), r.tolerance_us().to_string()))
         .unwrap_or_default();
     let state = serde_json::to_string(t.state).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    let mut conn = s.conn().await?;
-    let mut inv = SCRIPTS.transition.prepare_invoke();
-    inv.key(k.game(g))
-        .key(k.game_log(g))
-        .key(k.game_mids(g))
-        .key(k.game_move_rate(g, t.actor))
-        .key(k.game_chat(g))
-        .key(k.game_presence(g))
-        .arg(t.expected)
+    let log = k.game_log(g);
+    let channel = k.game_channel(g);
+    let mut call = script_cmd(
+        &SCRIPTS.transition,
+        &[
+            &k.game(g),
+            &log,
+            &k.game_mids(g),
+            &k.game_move_rate(g, t.actor),
+            &k.game_chat(g),
+            &k.game_presence(g),
+        ],
+    );
+    call.arg(t.expected)
         .arg(t.actor.as_str())
         .arg(mode)
         .arg(field)
         .arg(state)
         .arg(t.event.as_ref())
-        .arg(k.game_channel(g))
+        .arg(&channel)
         .arg(ttl_ms(t.ttl))
         .arg(s.limits.log_len)
         .arg(t.mid.unwrap_or(""))
         .arg(interval)
         .arg(tolerance)
-        .arg(s.limits.mids_kept)
-        .arg(s.publish_cmd());
-    let reply: Value = s.call("transition", inv.invoke_async(&mut conn)).await?;
-    let mut parts = items(reply)
+        .arg(s.limits.mids_kept);
+    let outcome = match &s.durable {
+        None => {
+            call.arg(s.publish_cmd());
+            s.run_script("transition", call, &SCRIPTS.transition)
+                .await?
+        }
+        Some(durable) => {
+            // Published only once the replicas have the change (the script leaves it to
+            // `publish_logged.lua`, after the WAIT): nobody sees a move a failover could
+            // still take back.
+            call.arg("");
+            let mut publish = script_cmd(&SCRIPTS.publish_logged, &[&log]);
+            publish
+                .arg(t.expected + 1)
+                .arg(&channel)
+                .arg(t.event.as_ref())
+                .arg(s.publish_cmd());
+            let mut pipe = ::redis::pipe();
+            pipe.add_command(call)
+                .add_command(wait_cmd(durable))
+                .add_command(publish);
+            let scripts = [&SCRIPTS.transition, &SCRIPTS.publish_logged];
+            let replies = s.durably("transition", durable, &pipe, &scripts).await?;
+            let outcome = reply(replies.first().cloned())?;
+            // Only a change (or a retry of one) needs the replicas; a refusal does not.
+            let tag = match &outcome {
+                Value::Array(parts) => parts.first().and_then(text),
+                _ => None,
+            };
+            if matches!(tag.as_deref(), Some("ok" | "duplicate")) {
+                s.confirmed("transition", durable, &replies, 1)?;
+            }
+            outcome
+        }
+    };
+    let mut parts = items(outcome)
         .ok_or_else(|| corrupt("transition", "not an array"))?
         .into_iter()
         .map(|v| text(&v));
@@ -162,15 +218,38 @@ pub(super) async fn applied_move(
     player: &PlayerId,
     mid: &str,
 ) -> StoreResult<Option<u64>> {
-    let mut conn = s.conn().await?;
-    let score: Option<String> = s
-        .call(
-            "applied_move",
-            ::redis::cmd("ZSCORE")
-                .arg(s.keys.game_mids(game))
-                .arg(format!("{player}|{mid}"))
-                .query_async(&mut conn),
-        )
-        .await?;
+    let mids = s.keys.game_mids(game);
+    let member = format!("{player}|{mid}");
+    let score: Option<String> = match &s.durable {
+        None => {
+            let mut conn = s.conn().await?;
+            s.call(
+                "applied_move",
+                ::redis::cmd("ZSCORE")
+                    .arg(&mids)
+                    .arg(&member)
+                    .query_async(&mut conn),
+            )
+            .await?
+        }
+        Some(durable) => {
+            // The move may have been made through another connection and not be on the
+            // replicas yet: a write of this connection first, so that WAIT covers it.
+            let mut pipe = ::redis::pipe();
+            pipe.add_command(script_cmd(&SCRIPTS.touch, &[&mids]))
+                .cmd("ZSCORE")
+                .arg(&mids)
+                .arg(&member)
+                .add_command(wait_cmd(durable));
+            let replies = s
+                .durably("applied_move", durable, &pipe, &[&SCRIPTS.touch])
+                .await?;
+            let score = reply(replies.get(1).cloned())?;
+            if score != Value::Nil {
+                s.confirmed("applied_move", durable, &replies, 2)?;
+            }
+            ::redis::from_redis_value(score).map_err(|e| corrupt("applied_move", e))?
+        }
+    };
     score.map(|v| num(&v, "move version")).transpose()
 }

@@ -12,6 +12,7 @@ mod chat;
 mod connection;
 mod deadlines;
 mod decode;
+mod durable;
 mod games;
 mod lobby;
 mod presence;
@@ -24,7 +25,8 @@ pub use sharded_bus::ClusterBus;
 
 use super::*;
 use ::redis::Script;
-use connection::Backend;
+use connection::{Backend, Origin};
+use durable::Durable;
 use std::sync::LazyLock;
 
 pub struct RedisStore {
@@ -34,6 +36,11 @@ pub struct RedisStore {
     bus: Arc<dyn Bus>,
     /// Bounds every call: an outage becomes [`StoreError::Unavailable`] within it, not a hang.
     op_timeout: Duration,
+    /// Set with REDIS_WAIT_REPLICAS: game changes are acknowledged only once replicas have
+    /// them.
+    durable: Option<Durable>,
+    /// How `backend` was made, to make more connections of the same kind.
+    origin: Origin,
 }
 
 struct Scripts {
@@ -49,6 +56,8 @@ struct Scripts {
     lobby: Script,
     matching: Script,
     deadline: Script,
+    publish_logged: Script,
+    touch: Script,
 }
 
 /// Hashed once; `Script` sends EVALSHA and loads the source only after a NOSCRIPT (for
@@ -66,6 +75,8 @@ static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     lobby: Script::new(include_str!("../scripts/lobby.lua")),
     matching: Script::new(include_str!("../scripts/match.lua")),
     deadline: Script::new(include_str!("../scripts/deadline.lua")),
+    publish_logged: Script::new(include_str!("../scripts/publish_logged.lua")),
+    touch: Script::new(include_str!("../scripts/touch.lua")),
 });
 
 #[async_trait]

@@ -1,6 +1,7 @@
 //! Sessions (the login a token proves, with its display name) and the games each remembers.
 
 use super::decode::{corrupt, items, player, text, texts, ttl_ms};
+use super::durable::{reply, wait_cmd};
 use super::*;
 use ::redis::Value;
 
@@ -11,6 +12,25 @@ pub(super) async fn create(
     ttl: Duration,
 ) -> StoreResult<()> {
     let key = s.keys.session(token);
+    if let Some(durable) = &s.durable {
+        // A session lost in a failover would cost its player their seats.
+        let mut pipe = ::redis::pipe();
+        pipe.cmd("MULTI")
+            .cmd("HSET")
+            .arg(&key)
+            .arg("player")
+            .arg(record.player.as_str())
+            .arg("name")
+            .arg(&record.name)
+            .cmd("PEXPIRE")
+            .arg(&key)
+            .arg(ttl_ms(ttl))
+            .cmd("EXEC")
+            .add_command(wait_cmd(durable));
+        let replies = s.durably("create_session", durable, &pipe, &[]).await?;
+        reply(replies.get(3).cloned())?;
+        return s.confirmed("create_session", durable, &replies, 4);
+    }
     let mut conn = s.conn().await?;
     let mut pipe = ::redis::pipe();
     pipe.atomic()

@@ -8,7 +8,9 @@
 --       4 seat field: 'x' or 'o' 5 new state JSON     6 event JSON
 --       7 channel                8 ttl ms             9 log length kept
 --      10 client move id or ''  11 budget interval us or '' (no limit)
---      12 budget tolerance us   13 move ids kept     14 publish command (PUBLISH / SPUBLISH)
+--      12 budget tolerance us   13 move ids kept     14 publish command (PUBLISH / SPUBLISH),
+--                                                        or '' when the caller publishes
+--                                                        after a WAIT (publish_logged.lua)
 local cur = redis.call('HMGET', KEYS[1], 'v', 'x', 'o')
 if not cur[1] then
   return {'unknown'}
@@ -18,6 +20,11 @@ local member = ARGV[2] .. '|' .. ARGV[10]
 if ARGV[10] ~= '' then
   local done = redis.call('ZSCORE', KEYS[3], member)
   if done then
+    if ARGV[14] == '' then
+      -- A write, so that the caller's WAIT also covers the first attempt, which may have
+      -- come through another connection and not reached the replicas yet.
+      redis.call('PEXPIRE', KEYS[3], ARGV[8])
+    end
     return {'duplicate', done}
   end
 end
@@ -60,7 +67,9 @@ if ARGV[3] == 'claims' then
 end
 redis.call('HSET', KEYS[1], 'v', v, 's', ARGV[5])
 redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[9], '0-' .. v, 'e', ARGV[6])
-redis.call(ARGV[14], ARGV[7], ARGV[6])
+if ARGV[14] ~= '' then
+  redis.call(ARGV[14], ARGV[7], ARGV[6])
+end
 if ARGV[10] ~= '' then
   redis.call('ZADD', KEYS[3], v, member)
   redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -(tonumber(ARGV[13]) + 1))

@@ -1,0 +1,168 @@
+//! REDIS_WAIT_REPLICAS: game changes (and new games and sessions) acknowledged only once
+//! replicas have them. Each runs as one pipeline, one round trip: the write, `WAIT`, and
+//! whatever must come after the replicas have it (a move's event is published only then).
+//!
+//! `WAIT` blocks the connection it is sent on, and Redis reads nothing more from that
+//! connection until it returns: on the shared connection every other command would queue
+//! behind every move. Waiting changes take turns over [`WAIT_LANES`] connections of their own
+//! instead; one replica acknowledgement releases the `WAIT`s pending on all of them.
+
+use super::connection::{Backend, Conn, classify};
+use super::decode::corrupt;
+use super::*;
+use ::redis::{Cmd, Pipeline, ServerErrorKind, Value};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Connections used for acknowledged game changes.
+const WAIT_LANES: usize = 8;
+
+pub(super) struct Durable {
+    replicas: u32,
+    timeout: Duration,
+    lanes: Vec<Backend>,
+    next: AtomicUsize,
+}
+
+impl RedisStore {
+    /// Acknowledges game changes (and new games and sessions) only once `replicas` replicas
+    /// have them, waiting at most `timeout` (which must end before the operation timeout).
+    pub fn wait_for_replicas(mut self, replicas: u32, timeout: Duration) -> StoreResult<Self> {
+        if replicas == 0 {
+            self.durable = None;
+            return Ok(self);
+        }
+        if timeout >= self.op_timeout {
+            return Err(StoreError::Config(format!(
+                "REDIS_WAIT_TIMEOUT_MS ({} ms) must be below REDIS_TIMEOUT_MS ({} ms)",
+                timeout.as_millis(),
+                self.op_timeout.as_millis()
+            )));
+        }
+        let lanes = (0..WAIT_LANES)
+            .map(|_| self.origin.backend(self.op_timeout))
+            .collect::<StoreResult<Vec<_>>>()?;
+        self.durable = Some(Durable {
+            replicas,
+            timeout,
+            lanes,
+            next: AtomicUsize::new(0),
+        });
+        Ok(self)
+    }
+
+    /// Runs a script call built by [`script_cmd`] on the shared connection.
+    pub(super) async fn run_script(
+        &self,
+        op: &'static str,
+        call: Cmd,
+        script: &Script,
+    ) -> StoreResult<Value> {
+        let mut conn = self.conn().await?;
+        let mut pipe = ::redis::pipe();
+        pipe.add_command(call);
+        let mut replies = self.pipeline(op, &mut conn, &pipe, &[script]).await?;
+        reply(replies.pop())
+    }
+
+    /// Runs `pipe` (writes, then a [`wait_cmd`], perhaps more) in one round trip on a
+    /// connection of its own; returns every reply, errors included.
+    pub(super) async fn durably(
+        &self,
+        op: &'static str,
+        durable: &Durable,
+        pipe: &Pipeline,
+        scripts: &[&Script],
+    ) -> StoreResult<Vec<Value>> {
+        let lane = durable.next.fetch_add(1, Ordering::Relaxed) % durable.lanes.len();
+        let mut conn = self.conn_of(&durable.lanes[lane]).await?;
+        self.pipeline(op, &mut conn, pipe, scripts).await
+    }
+
+    /// Runs `pipe`, loading `scripts` if the node lacks one of them (a restarted or newly
+    /// promoted node starts without scripts, and another instance may have loaded only some).
+    /// Every reply comes back, errors included.
+    async fn pipeline(
+        &self,
+        op: &'static str,
+        conn: &mut Conn,
+        pipe: &Pipeline,
+        scripts: &[&Script],
+    ) -> StoreResult<Vec<Value>> {
+        let mut pipe = pipe.clone();
+        pipe.ignore_errors();
+        let mut replies: Vec<Value> = self.call(op, pipe.query_async(conn)).await?;
+        let missing: Vec<usize> = (0..replies.len())
+            .filter(|i| is_noscript(&replies[*i]))
+            .collect();
+        if missing.is_empty() {
+            return Ok(replies);
+        }
+        for script in scripts {
+            self.call(op, script.load_async(conn)).await?;
+        }
+        if missing.first() == Some(&0) {
+            // The first command did not run, so nothing after it that depends on it did.
+            return self.call(op, pipe.query_async(conn)).await;
+        }
+        // A later script did not run: only it runs again, after what did.
+        for i in missing {
+            if let Some(cmd) = pipe.cmd_iter().nth(i) {
+                replies[i] = self.call(op, cmd.query_async::<Value>(conn)).await?;
+            }
+        }
+        Ok(replies)
+    }
+
+    /// The WAIT reply at `at` in `replies`: `Unavailable` unless enough replicas confirmed.
+    pub(super) fn confirmed(
+        &self,
+        op: &'static str,
+        durable: &Durable,
+        replies: &[Value],
+        at: usize,
+    ) -> StoreResult<()> {
+        match replies.get(at) {
+            Some(Value::Int(n)) if *n >= i64::from(durable.replicas) => Ok(()),
+            Some(Value::Int(n)) => {
+                metrics::counter!("redis_wait_unconfirmed_total", "op" => op).increment(1);
+                Err(StoreError::Unavailable(format!(
+                    "{op}: {n} of {} replicas confirmed within {} ms",
+                    durable.replicas,
+                    durable.timeout.as_millis()
+                )))
+            }
+            other => Err(corrupt("WAIT", other)),
+        }
+    }
+}
+
+/// EVALSHA of `script` with `keys` as a plain command, to which the caller adds the
+/// arguments: unlike a `ScriptInvocation`, it can be part of a pipeline.
+pub(super) fn script_cmd(script: &Script, keys: &[&str]) -> Cmd {
+    let mut cmd = ::redis::cmd("EVALSHA");
+    cmd.arg(script.get_hash()).arg(keys.len());
+    for k in keys {
+        cmd.arg(*k);
+    }
+    cmd
+}
+
+/// `WAIT` for the replicas `durable` asks for: it returns once they have every write sent
+/// before it on the same connection.
+pub(super) fn wait_cmd(durable: &Durable) -> Cmd {
+    let mut cmd = ::redis::cmd("WAIT");
+    cmd.arg(durable.replicas)
+        .arg(durable.timeout.as_millis() as u64);
+    cmd
+}
+
+fn is_noscript(v: &Value) -> bool {
+    matches!(v, Value::ServerError(e) if e.kind() == Some(ServerErrorKind::NoScript))
+}
+
+/// One reply of a pipeline run with errors kept: an error reply becomes the store's error.
+pub(super) fn reply(v: Option<Value>) -> StoreResult<Value> {
+    v.ok_or_else(|| corrupt("pipeline", "missing reply"))?
+        .extract_error()
+        .map_err(classify)
+}
