@@ -1,4 +1,5 @@
-//! The test harness, one module per thing it starts: Redis, a Redis Cluster, server instances
+//! The test harness, one module per thing it starts: Redis, a Redis Cluster, a replicated
+//! Redis with Sentinels, server instances
 //! (in this process or as processes), nginx and the whole topology, browsers, and clients.
 //! Here: what they all share (the wait bound, free ports, scratch directories, repo paths).
 
@@ -11,6 +12,7 @@ pub mod instances;
 pub mod nginx;
 pub mod processes;
 pub mod redis;
+pub mod sentinel;
 pub mod topology;
 
 use std::net::TcpListener as StdListener;

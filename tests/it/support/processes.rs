@@ -55,6 +55,17 @@ pub fn config_env(c: &Config) -> Vec<(String, String)> {
     if !c.redis_cluster_urls.is_empty() {
         env.push(("REDIS_CLUSTER_URLS", c.redis_cluster_urls.join(",")));
     }
+    if !c.redis_sentinels.is_empty() {
+        env.push(("REDIS_SENTINELS", c.redis_sentinels.join(",")));
+    }
+    if let Some(master) = &c.redis_sentinel_master {
+        env.push(("REDIS_SENTINEL_MASTER", master.clone()));
+    }
+    env.push(("REDIS_WAIT_REPLICAS", c.redis_wait_replicas.to_string()));
+    env.push((
+        "REDIS_WAIT_TIMEOUT_MS",
+        c.redis_wait_timeout.as_millis().to_string(),
+    ));
     env.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
 }
 
