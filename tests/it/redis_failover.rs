@@ -9,6 +9,7 @@
 
 use crate::support::WAIT;
 use crate::support::client::Ws;
+use crate::support::cluster::RedisCluster;
 use crate::support::instances::test_config;
 use crate::support::processes::ServerProcess;
 use crate::support::sentinel::{DOWN_AFTER_MS, MASTER_NAME, SentinelSet};
@@ -364,4 +365,96 @@ async fn replicas_that_fell_behind_lose_acknowledged_moves_unless_wait_is_on() {
         lost.is_empty(),
         "with WAIT nothing acknowledged is lost: {lost:?}"
     );
+}
+
+/// Games played through a `kill -9` of the master that holds the instances' leases (and a
+/// third of the games), on a cluster of three masters with a replica each. With
+/// `restart_killed`, the dead node is started again once its replica took over, and rejoins
+/// as that replica's replica (an operator's repair, which WAIT needs to go on).
+async fn cluster_failover(
+    wait_replicas: u32,
+    restart_killed: bool,
+) -> (Duration, Duration, Vec<Acked>) {
+    let mut cluster = RedisCluster::start_with_replicas(1);
+    let config = Config {
+        redis_cluster_urls: cluster.urls(),
+        redis_wait_replicas: wait_replicas,
+        forfeit_grace: Duration::from_millis(4000),
+        ..test_config(None)
+    };
+    let (a, b) = two_processes(&config).await;
+    let players = Players::start(&a, &b, 6).await;
+    players.wait_acked(0, 60, WAIT).await;
+    let leases = format!("{}{{instances}}", config.key_prefix);
+    let old = cluster.node_of(&leases);
+    cluster.kill9_node(old);
+    let killed = Instant::now();
+    let promoted = cluster.wait_promoted(&leases, old);
+    let promoted_after = killed.elapsed();
+    if restart_killed {
+        cluster.start_node(old);
+        cluster.wait_replicas_in_sync();
+    }
+    let at_kill = players.acked();
+    players.wait_acked(at_kill, 60, WAIT * 3).await;
+    let record = players.stop().await;
+    assert!(
+        record.forfeits.is_empty(),
+        "forfeits: {:?}",
+        record.forfeits
+    );
+    assert!(record.diverged.is_empty(), "{:?}", record.diverged);
+    for p in [&a, &b] {
+        p.wait_ready().await;
+        let log = p.log();
+        assert!(
+            !log.contains("swept a dead instance"),
+            "a live instance's presence was swept:\n{log}"
+        );
+    }
+    let lost = lost_moves(&record.acked, &config.key_prefix, |key| {
+        cluster.conn(cluster.node_of(key))
+    });
+    let games_on_killed = record
+        .acked
+        .iter()
+        .filter(|m| m.version == 3)
+        .filter(|m| {
+            cluster.node_of(&format!("{}game:{{{}}}", config.key_prefix, m.game)) == promoted
+        })
+        .count();
+    let rec = recovery(&record.acked, killed);
+    let stall = longest_stall(&record.progress, killed);
+    eprintln!(
+        "cluster failover (wait {wait_replicas}, killed node restarted: {restart_killed}): \
+         promoted after {promoted_after:?}; first ack after the kill {rec:?}; longest stall of \
+         a pair {stall:?}; {} moves acknowledged in {} games ({games_on_killed} on the killed \
+         master's slots), {} lost",
+        record.acked.len(),
+        record.acked.iter().filter(|m| m.version == 3).count(),
+        lost.len()
+    );
+    assert!(games_on_killed > 0, "some games lived on the killed master");
+    (rec, stall, lost)
+}
+
+/// Promotion (node timeout 1 s, then the replica's election, ~2 s here) + a slot map refresh
+/// and the bus's reconnect (at most 1 s) + a client's retry.
+fn cluster_bound() -> Duration {
+    Duration::from_secs(6)
+}
+
+#[tokio::test]
+async fn a_cluster_master_killed_mid_game_is_replaced_by_its_replica() {
+    let (rec, stall, lost) = cluster_failover(0, false).await;
+    assert!(stall < cluster_bound(), "a pair stalled for {stall:?}");
+    let _ = (rec, lost);
+}
+
+#[tokio::test]
+async fn with_wait_a_cluster_failover_loses_no_acknowledged_move() {
+    let (_, stall, lost) = cluster_failover(1, true).await;
+    assert!(lost.is_empty(), "acknowledged moves lost: {lost:?}");
+    // The killed node's restart and resync come on top of the promotion.
+    assert!(stall < cluster_bound() * 2, "a pair stalled for {stall:?}");
 }

@@ -1,5 +1,6 @@
-//! A local Redis Cluster of three masters on free ports, killed on drop: nodes stop and start
-//! like an operator would do it, and a slot moves to another master like `--cluster reshard`.
+//! A local Redis Cluster of three masters (with replicas if asked) on free ports, killed on
+//! drop: nodes stop, start and die like an operator would see it, and a slot moves to another
+//! master like `--cluster reshard`.
 
 use super::redis::{redis_answers, redis_server_bin};
 use super::{TempDir, WAIT, free_port};
@@ -19,15 +20,22 @@ pub struct RedisCluster {
 
 impl RedisCluster {
     pub fn start() -> RedisCluster {
+        RedisCluster::start_with_replicas(0)
+    }
+
+    /// Three masters with `replicas` replicas each (`redis-cli --cluster create` pairs them),
+    /// returned once every replica is in sync with its master.
+    pub fn start_with_replicas(replicas: usize) -> RedisCluster {
+        let n = 3 * (1 + replicas);
         let dir = TempDir::new("cluster");
-        let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
         let mut c = RedisCluster {
             children: ports.iter().map(|_| None).collect(),
-            bus_ports: (0..3).map(|_| free_port()).collect(),
+            bus_ports: (0..n).map(|_| free_port()).collect(),
             ports,
             dir,
         };
-        for i in 0..3 {
+        for i in 0..n {
             // A node whose port was taken meanwhile exits at once: try fresh ports.
             let mut attempts = 0;
             while !c.try_spawn(i) {
@@ -41,7 +49,7 @@ impl RedisCluster {
         let out = Command::new("redis-cli")
             .args(["--cluster", "create"])
             .args(&nodes)
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
             .output()
             .expect("redis-cli (installed with redis-server) creates the cluster");
         assert!(
@@ -51,7 +59,84 @@ impl RedisCluster {
             String::from_utf8_lossy(&out.stderr)
         );
         c.wait_ok();
+        c.wait_replicas_in_sync();
         c
+    }
+
+    /// Waits until every replica's link to its master is up and it has caught up: a replica
+    /// that never synced refuses to take over.
+    pub fn wait_replicas_in_sync(&self) {
+        let replication = |i: usize| -> Option<String> {
+            let url = format!("redis://127.0.0.1:{}/", self.ports[i]);
+            redis::Client::open(url)
+                .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(1)))
+                .and_then(|mut c| redis::cmd("INFO").arg("replication").query(&mut c))
+                .ok()
+        };
+        let field = |info: &str, name: &str| -> Option<String> {
+            info.lines().find_map(|l| {
+                l.strip_prefix(&format!("{name}:"))
+                    .map(|v| v.trim().to_string())
+            })
+        };
+        let deadline = Instant::now() + WAIT;
+        'wait: loop {
+            assert!(Instant::now() < deadline, "replicas never caught up");
+            for i in (0..self.ports.len()).filter(|i| self.children[*i].is_some()) {
+                let Some(info) = replication(i) else {
+                    std::thread::sleep(Duration::from_millis(50));
+                    continue 'wait;
+                };
+                if field(&info, "role").as_deref() != Some("slave") {
+                    continue;
+                }
+                let master_port: Option<u16> =
+                    field(&info, "master_port").and_then(|p| p.parse().ok());
+                let master_offset = master_port
+                    .and_then(|p| self.ports.iter().position(|q| *q == p))
+                    .and_then(replication)
+                    .and_then(|m| field(&m, "master_repl_offset"))
+                    .and_then(|o| o.parse::<u64>().ok());
+                let offset = field(&info, "slave_repl_offset").and_then(|o| o.parse::<u64>().ok());
+                let up = field(&info, "master_link_status").as_deref() == Some("up");
+                if !up || offset.is_none() || offset < master_offset {
+                    std::thread::sleep(Duration::from_millis(50));
+                    continue 'wait;
+                }
+            }
+            return;
+        }
+    }
+
+    /// `kill -9` of one node.
+    pub fn kill9_node(&mut self, i: usize) {
+        if let Some(mut c) = self.children[i].take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Waits until the slot of `key` is served by a live master other than `old` (a replica
+    /// took over), as every live node sees it; returns that node.
+    pub fn wait_promoted(&self, key: &str, old: usize) -> usize {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let owners: Vec<Option<usize>> = (0..self.ports.len())
+                .filter(|i| self.children[*i].is_some())
+                .map(|i| self.owner_as_seen_by(i, key))
+                .collect();
+            if let Some(Some(new)) = owners.first()
+                && *new != old
+                && owners.iter().all(|o| *o == Some(*new))
+            {
+                return *new;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no replica took over from node {old}: {owners:?}"
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
     }
 
     fn node_dir(&self, i: usize) -> PathBuf {
@@ -82,6 +167,7 @@ impl RedisCluster {
             .args(["--cluster-port", &self.bus_ports[i].to_string()])
             .args(["--cluster-node-timeout", "1000"])
             .args(["--cluster-require-full-coverage", "no"])
+            .args(["--repl-diskless-sync-delay", "0"])
             .args([
                 "--save",
                 "",
@@ -150,19 +236,27 @@ impl RedisCluster {
 
     /// The node (index) serving the slot of `key`.
     pub fn node_of(&self, key: &str) -> usize {
-        let mut c = redis::Client::open(self.urls()[0].as_str())
-            .unwrap()
-            .get_connection()
-            .unwrap();
+        let live = (0..self.ports.len())
+            .find(|i| self.children[*i].is_some())
+            .expect("a live node");
+        self.owner_as_seen_by(live, key).expect("slot is served")
+    }
+
+    /// The node serving the slot of `key` according to node `by`, if it answers.
+    fn owner_as_seen_by(&self, by: usize, key: &str) -> Option<usize> {
+        let mut c = redis::Client::open(self.urls()[by].as_str())
+            .ok()?
+            .get_connection_with_timeout(Duration::from_secs(1))
+            .ok()?;
         let slot: u16 = redis::cmd("CLUSTER")
             .arg("KEYSLOT")
             .arg(key)
             .query(&mut c)
-            .unwrap();
+            .ok()?;
         let slots: Vec<(u16, u16, (String, u16))> = redis::cmd("CLUSTER")
             .arg("SLOTS")
             .query::<Vec<redis::Value>>(&mut c)
-            .unwrap()
+            .ok()?
             .into_iter()
             .filter_map(|v| {
                 let redis::Value::Array(parts) = v else {
@@ -180,9 +274,8 @@ impl RedisCluster {
         let port = slots
             .iter()
             .find(|(s, e, _)| (*s..=*e).contains(&slot))
-            .map(|(_, _, (_, p))| *p)
-            .expect("slot is served");
-        self.ports.iter().position(|p| *p == port).unwrap()
+            .map(|(_, _, (_, p))| *p)?;
+        self.ports.iter().position(|p| *p == port)
     }
 
     pub fn conn(&self, node: usize) -> redis::Connection {
