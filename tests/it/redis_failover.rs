@@ -316,7 +316,7 @@ async fn sentinel_failover(
     let stall = longest_stall(&record.progress, killed);
     eprintln!(
         "sentinel failover (wait {wait_replicas}, replicas lagging: {lagging}): promoted after \
-         {promoted_after:?}; first ack after the kill {rec:?}; longest stall of a game {stall:?}; \
+         {promoted_after:?}; first ack after the kill {rec:?}; longest stall of a pair {stall:?}; \
          {} moves acknowledged, {} lost",
         record.acked.len(),
         lost.len()
