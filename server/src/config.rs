@@ -311,6 +311,7 @@ mod tests {
             ["--event-log-len", "0"],
             ["--max-message-bytes", "10"],
             ["--redis-timeout-ms", "soon"],
+            ["--redis-wait-timeout-ms", "0"],
         ] {
             let err = Cli::try_parse_from(["tictactoe", args[0], args[1]])
                 .err()

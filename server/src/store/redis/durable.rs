@@ -166,3 +166,60 @@ pub(super) fn reply(v: Option<Value>) -> StoreResult<Value> {
         .extract_error()
         .map_err(classify)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(op_timeout: Duration) -> RedisStore {
+        let keys = Keys::new(String::from("t:"));
+        RedisStore::connect(
+            "redis://127.0.0.1:1/",
+            keys,
+            StoreLimits::default(),
+            op_timeout,
+        )
+        .expect("a lazy store needs no Redis")
+    }
+
+    // A lazy connection manager starts its task on the runtime it is made in.
+    #[tokio::test]
+    async fn the_wait_must_end_before_the_operation_timeout() {
+        let second = Duration::from_secs(1);
+        let err = store(second).wait_for_replicas(1, second).err();
+        assert!(
+            matches!(&err, Some(StoreError::Config(m)) if m.contains("REDIS_WAIT_TIMEOUT_MS")),
+            "{err:?}"
+        );
+        let s = store(second)
+            .wait_for_replicas(1, Duration::from_millis(500))
+            .expect("a shorter wait");
+        assert_eq!(s.durable.as_ref().map(|d| d.lanes.len()), Some(WAIT_LANES));
+    }
+
+    #[tokio::test]
+    async fn no_replicas_to_wait_for_means_no_wait() {
+        let s = store(Duration::from_secs(1))
+            .wait_for_replicas(0, Duration::from_secs(5))
+            .expect("nothing to check");
+        assert!(s.durable.is_none());
+    }
+
+    #[test]
+    fn a_wait_command_names_its_replicas_and_timeout() {
+        let d = Durable {
+            replicas: 2,
+            timeout: Duration::from_millis(250),
+            lanes: Vec::new(),
+            next: AtomicUsize::new(0),
+        };
+        let args: Vec<Vec<u8>> = wait_cmd(&d)
+            .args_iter()
+            .filter_map(|a| match a {
+                ::redis::Arg::Simple(b) => Some(b.to_vec()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(args, [b"WAIT".to_vec(), b"2".to_vec(), b"250".to_vec()]);
+    }
+}

@@ -264,3 +264,50 @@ impl ConnectionLike for SentinelConn {
         0
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tcp() -> ::redis::io::tcp::TcpSettings {
+        ::redis::io::tcp::TcpSettings::default()
+    }
+
+    #[test]
+    fn sentinels_need_addresses_and_a_master_name() {
+        let second = Duration::from_secs(1);
+        assert!(matches!(
+            Sentinels::new(&[" ".into()], "ttt", tcp(), second),
+            Err(StoreError::Config(_))
+        ));
+        assert!(matches!(
+            Sentinels::new(&["127.0.0.1:26379".into()], " ", tcp(), second),
+            Err(StoreError::Config(_))
+        ));
+    }
+
+    #[test]
+    fn sentinel_addresses_may_be_bare_or_urls() {
+        let addrs = [
+            "127.0.0.1:26379".to_string(),
+            "redis://127.0.0.1:26380".to_string(),
+        ];
+        assert!(Sentinels::new(&addrs, "ttt", tcp(), Duration::from_secs(1)).is_ok());
+    }
+
+    #[test]
+    fn errors_that_mean_the_primary_is_gone_or_demoted() {
+        let refused = RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert!(lost_primary(&refused));
+        let readonly = RedisError::from((
+            ::redis::ErrorKind::Server(ServerErrorKind::ReadOnly),
+            "READONLY",
+        ));
+        assert!(lost_primary(&readonly));
+        let script = RedisError::from((
+            ::redis::ErrorKind::Server(ServerErrorKind::NoScript),
+            "NOSCRIPT",
+        ));
+        assert!(!lost_primary(&script));
+    }
+}
