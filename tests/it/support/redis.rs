@@ -11,15 +11,70 @@ pub struct RedisServer {
     pub port: u16,
     child: Option<Child>,
     dir: TempDir,
+    /// Arguments after the common ones (`--replicaof` for a replica).
+    extra: Vec<String>,
 }
 
 impl RedisServer {
     pub fn start() -> RedisServer {
+        RedisServer::start_with(Vec::new())
+    }
+
+    /// A replica of `primary`, returned once it holds everything `primary` had.
+    pub fn start_replica_of(primary: &RedisServer) -> RedisServer {
+        // The primary would otherwise wait 5 s for more replicas before the first sync.
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("repl-diskless-sync-delay")
+            .arg("0")
+            .query(&mut primary.sync_conn())
+            .expect("CONFIG SET");
+        // No fsync on every write on the replica: on a busy machine that alone can hold an
+        // acknowledgement up for longer than a WAIT lasts.
+        let replica = RedisServer::start_with(vec![
+            "--replicaof".into(),
+            "127.0.0.1".into(),
+            primary.port.to_string(),
+            "--appendfsync".into(),
+            "everysec".into(),
+        ]);
+        let offset = |r: &RedisServer, field: &str| -> Option<u64> {
+            let info: String = redis::cmd("INFO")
+                .arg("replication")
+                .query(&mut r.sync_conn())
+                .ok()?;
+            info.lines().find_map(|l| {
+                l.strip_prefix(field)?
+                    .strip_prefix(':')?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
+        };
+        // Caught up, and online for the primary (which counts it in WAIT only after its first
+        // acknowledgement, up to a second after the sync).
+        let online = || -> bool {
+            redis::cmd("INFO")
+                .arg("replication")
+                .query::<String>(&mut primary.sync_conn())
+                .is_ok_and(|i| i.contains(&format!("port={},state=online", replica.port)))
+        };
+        let target = offset(primary, "master_repl_offset").expect("the primary's offset");
+        let deadline = Instant::now() + WAIT;
+        while !online() || offset(&replica, "slave_repl_offset").is_none_or(|o| o < target) {
+            assert!(Instant::now() < deadline, "the replica never caught up");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        replica
+    }
+
+    fn start_with(extra: Vec<String>) -> RedisServer {
         let dir = TempDir::new("redis");
         let mut r = RedisServer {
             port: free_port(),
             child: None,
             dir,
+            extra,
         };
         // A server whose port was taken meanwhile exits at once: try another port.
         let mut attempts = 0;
@@ -63,6 +118,7 @@ impl RedisServer {
             .arg(&self.dir.0)
             .arg("--logfile")
             .arg(&log)
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
