@@ -8,9 +8,10 @@
 //! - [`protocol`]: the wire messages, as specified in `docs/protocol.md`.
 //! - [`ids`], [`session`], [`text`], [`ratelimit`]: parsed identifiers, session tokens,
 //!   cleaned user text, GCRA limits.
-//! - [`store`]: where state lives: the trait, Redis (`store/redis/`: connections, reply
-//!   decoding, one file per area, single and sharded pub/sub; Lua scripts in
-//!   `store/scripts/`, one round trip per move) and in memory (single instance, zero setup).
+//! - [`store`]: where state lives: the trait, Redis (`store/redis/`: connections, a primary
+//!   followed through Sentinel, writes acknowledged after a replica has them, reply decoding,
+//!   one file per area, single and sharded pub/sub; Lua scripts in `store/scripts/`, one
+//!   round trip per move) and in memory (single instance, zero setup).
 //!   It knows no message layout: events reach it rendered.
 //! - [`hub`]: one pub/sub connection per instance, one subscription per game with local
 //!   clients, a bounded queue per client.

@@ -1,7 +1,10 @@
-//! The Redis store, on one Redis or a Redis Cluster. Each operation is one Lua script (or one
-//! command), hence one round trip; every script touches the keys of a single hash slot.
+//! The Redis store, on one Redis, a replicated Redis behind Sentinel or a Redis Cluster. Each
+//! operation is one Lua script (or one command), hence one round trip; every script touches
+//! the keys of a single hash slot.
 //!
-//! `connection` owns the command connection (timeouts, reconnects, error classes), `decode`
+//! `connection` owns the command connection (timeouts, reconnects, error classes), `sentinel`
+//! the connections that follow a primary through Sentinel failovers, `durable` the writes
+//! acknowledged only once replicas have them (REDIS_WAIT_REPLICAS), `decode`
 //! turns script replies into store types, and one file per area of the [`Store`] trait holds
 //! its operations: `games`, `sessions`, `chat`, `presence` (with instance leases), `lobby`
 //! (with quick match) and `deadlines`. Pub/sub has its own connection: [`RedisBus`] on a
