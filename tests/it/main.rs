@@ -15,3 +15,4 @@ mod redis_failover;
 mod social;
 mod store_conformance;
 mod support;
+mod topology_script;
