@@ -63,11 +63,13 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 taken_ports=" "
-# A port nothing listens on (and that this script has not handed out already).
+# A port nothing listens on (and that this script has not handed out already), below the
+# kernel's ephemeral range (32768 and up), where other programs' client sockets would race a
+# server for it.
 free_port() {
   local port
   while :; do
-    port=$((20000 + RANDOM % 40000))
+    port=$((20000 + RANDOM % 12000))
     [[ "$taken_ports" == *" $port "* ]] && continue
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
       taken_ports+="$port "
@@ -159,7 +161,7 @@ EOF
   for s in "${sentinels[@]}"; do
     { wait_redis_says "${s##*:}" 20 '^OK' sentinel ckquorum ttt &&
       wait_redis_says "${s##*:}" 20 "^$replica_port\$" sentinel replicas ttt; } ||
-      { echo "topology: Sentinel $s is not ready: $run_dir/sentinel-*.log" >&2; exit 1; }
+      { echo "topology: Sentinel $s is not ready:" >&2; tail -n 20 "$run_dir"/sentinel-*.log >&2; exit 1; }
   done
   redis_env=(REDIS_SENTINELS="$(IFS=,; echo "${sentinels[*]}")" REDIS_SENTINEL_MASTER=ttt)
 else
