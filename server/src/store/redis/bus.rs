@@ -43,20 +43,34 @@ struct RedisBusSink {
 #[async_trait]
 impl Bus for RedisBus {
     async fn connect(&self) -> StoreResult<BusConnection> {
-        let client = match &self.target {
-            Target::Fixed(client) => client.clone(),
-            Target::Sentinel(sentinels) => sentinels.primary().await?,
+        let (client, mut epoch) = match &self.target {
+            Target::Fixed(client) => (client.clone(), None),
+            Target::Sentinel(sentinels) => {
+                let epoch = sentinels.epoch();
+                (sentinels.primary().await?, Some(epoch))
+            }
         };
         let pubsub = tokio::time::timeout(self.op_timeout, client.get_async_pubsub())
             .await
             .map_err(|_| StoreError::Unavailable("pub/sub connect timed out".into()))?
             .map_err(classify)?;
         let (sink, stream) = pubsub.split();
+        // Behind Sentinel the stream also ends when the Sentinels name another primary: the
+        // old one may still run and no longer hear what the new one publishes.
+        let moved = async move {
+            match epoch.as_mut() {
+                Some(epoch) => {
+                    let _ = epoch.changed().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
         let messages = stream
             .map(|msg| BusMessage {
                 channel: msg.get_channel_name().to_string(),
                 payload: Bytes::copy_from_slice(msg.get_payload_bytes()),
             })
+            .take_until(moved)
             .boxed();
         Ok(BusConnection {
             sink: Box::new(RedisBusSink {

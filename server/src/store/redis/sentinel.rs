@@ -6,6 +6,12 @@
 //! 1438). So a [`SentinelConn`] keeps one multiplexed connection to the node the Sentinels
 //! named, forgets it at the first sign that the node is gone or no longer primary, and the
 //! next call asks the Sentinels again. Pub/sub asks them at every (re)connect.
+//!
+//! A primary moved away while it still runs (`SENTINEL FAILOVER`, or a partition) gives no
+//! such sign until the Sentinels demote it, up to their 10 s check later, and meanwhile it
+//! takes writes that the promoted replica never sees. So the Sentinels are also asked every
+//! [`WATCH_EVERY`] which node is primary; when the answer changes, every connection to the
+//! old one is dropped (the pub/sub connection too) and the next call finds the new one.
 
 use super::{StoreError, StoreResult};
 use ::redis::aio::{ConnectionLike, MultiplexedConnection};
@@ -22,6 +28,9 @@ use std::time::{Duration, Instant};
 /// for its own lookup.
 const LOOKUP_BACKOFF: Duration = Duration::from_millis(100);
 
+/// How often the Sentinels are asked which node is primary.
+const WATCH_EVERY: Duration = Duration::from_millis(500);
+
 /// The Sentinels of one primary, shared by every connection that follows it.
 pub struct Sentinels {
     /// Lookups are serialised: one at a time is enough, and redis-rs needs `&mut` for them.
@@ -32,6 +41,11 @@ pub struct Sentinels {
     last: Mutex<Option<(Instant, Option<::redis::Client>)>>,
     /// The primary's address as last found, to log a change once.
     primary: Mutex<String>,
+    /// The Sentinels' addresses, for the watch.
+    urls: Vec<String>,
+    /// Bumped whenever the Sentinels name another primary: connections made before are left.
+    epoch: tokio::sync::watch::Sender<u64>,
+    watching: std::sync::Once,
 }
 
 impl Sentinels {
@@ -65,7 +79,7 @@ impl Sentinels {
         }
         let node = SentinelNodeConnectionInfo::default().set_tcp_settings(tcp);
         let client = SentinelClient::build(
-            urls,
+            urls.clone(),
             master.trim().to_string(),
             Some(node),
             SentinelServerType::Master,
@@ -77,12 +91,23 @@ impl Sentinels {
             timeout,
             last: Mutex::new(None),
             primary: Mutex::new(String::new()),
+            urls,
+            epoch: tokio::sync::watch::Sender::new(0),
+            watching: std::sync::Once::new(),
         }))
+    }
+
+    /// The current epoch: it changes when the Sentinels name another primary.
+    pub fn epoch(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.epoch.subscribe()
     }
 
     /// A client for the node the Sentinels name primary now (redis-rs also checks that the
     /// node itself says it is one).
-    pub async fn primary(&self) -> StoreResult<::redis::Client> {
+    pub async fn primary(self: &Arc<Self>) -> StoreResult<::redis::Client> {
+        self.watching.call_once(|| {
+            tokio::spawn(watch(Arc::downgrade(self)));
+        });
         let started = Instant::now();
         let mut sentinel = tokio::time::timeout(self.timeout, self.client.lock())
             .await
@@ -132,6 +157,68 @@ impl Sentinels {
     }
 }
 
+/// Asks the Sentinels which node is primary every [`WATCH_EVERY`] for as long as the
+/// [`Sentinels`] live, and moves the epoch on when the answer is not the node in use.
+async fn watch(sentinels: std::sync::Weak<Sentinels>) {
+    let mut conns: Vec<Option<MultiplexedConnection>> = Vec::new();
+    loop {
+        tokio::time::sleep(WATCH_EVERY).await;
+        let Some(s) = sentinels.upgrade() else {
+            return;
+        };
+        conns.resize(s.urls.len(), None);
+        let Some(named) = s.ask(&mut conns).await else {
+            continue;
+        };
+        let moved = match s.primary.lock() {
+            Ok(mut primary) if !primary.is_empty() && *primary != named => {
+                tracing::warn!(master = %s.master, primary = %named, previous = %*primary,
+                    "the Sentinels name another primary; leaving the old one");
+                metrics::counter!("redis_primary_changes_total").increment(1);
+                *primary = named;
+                true
+            }
+            _ => false,
+        };
+        if moved {
+            if let Ok(mut last) = s.last.lock() {
+                *last = None;
+            }
+            s.epoch.send_modify(|e| *e += 1);
+        }
+    }
+}
+
+impl Sentinels {
+    /// `host:port` of the primary, as the first Sentinel that answers names it.
+    async fn ask(&self, conns: &mut [Option<MultiplexedConnection>]) -> Option<String> {
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.timeout))
+            .set_response_timeout(Some(self.timeout));
+        for (url, conn) in self.urls.iter().zip(conns.iter_mut()) {
+            if conn.is_none() {
+                let client = ::redis::Client::open(url.as_str()).ok()?;
+                *conn = client
+                    .get_multiplexed_async_connection_with_config(&config)
+                    .await
+                    .ok();
+            }
+            let Some(c) = conn.as_mut() else { continue };
+            let reply: RedisResult<Vec<String>> = ::redis::cmd("SENTINEL")
+                .arg("GET-MASTER-ADDR-BY-NAME")
+                .arg(&self.master)
+                .query_async(c)
+                .await;
+            match reply {
+                Ok(addr) if addr.len() == 2 => return Some(format!("{}:{}", addr[0], addr[1])),
+                Ok(_) => continue,
+                Err(_) => *conn = None,
+            }
+        }
+        None
+    }
+}
+
 fn no_primary(master: &str) -> StoreError {
     StoreError::Unavailable(format!(
         "the Sentinels name no reachable primary for {master}"
@@ -148,8 +235,9 @@ pub struct SentinelConn {
 }
 
 struct Link {
-    /// The connection in use, and a number that changes with each new one.
-    current: Mutex<Option<(u64, MultiplexedConnection)>>,
+    /// The connection in use, a number that changes with each new one, and the epoch it was
+    /// made in.
+    current: Mutex<Option<(u64, u64, MultiplexedConnection)>>,
     /// One connect at a time: a burst of calls after a failover makes one connection.
     connecting: tokio::sync::Mutex<u64>,
     config: AsyncConnectionConfig,
@@ -169,8 +257,16 @@ impl SentinelConn {
         }
     }
 
+    /// The connection in use, unless the Sentinels have named another primary since.
     fn cached(&self) -> Option<(u64, MultiplexedConnection)> {
-        self.link.current.lock().ok().and_then(|c| c.clone())
+        let epoch = *self.sentinels.epoch.borrow();
+        let current = self.link.current.lock().ok()?;
+        match current.as_ref() {
+            Some((generation, made_in, conn)) if *made_in == epoch => {
+                Some((*generation, conn.clone()))
+            }
+            _ => None,
+        }
     }
 
     async fn connection(&self) -> RedisResult<(u64, MultiplexedConnection)> {
@@ -181,13 +277,14 @@ impl SentinelConn {
         if let Some(c) = self.cached() {
             return Ok(c);
         }
+        let epoch = *self.sentinels.epoch.borrow();
         let client = self.sentinels.primary().await.map_err(unavailable)?;
         let conn = client
             .get_multiplexed_async_connection_with_config(&self.link.config)
             .await?;
         *generation += 1;
         if let Ok(mut current) = self.link.current.lock() {
-            *current = Some((*generation, conn.clone()));
+            *current = Some((*generation, epoch, conn.clone()));
         }
         Ok((*generation, conn))
     }
@@ -195,7 +292,7 @@ impl SentinelConn {
     /// Drops connection `generation` if it is still the one in use.
     fn forget(&self, generation: u64) {
         if let Ok(mut current) = self.link.current.lock()
-            && current.as_ref().is_some_and(|(g, _)| *g == generation)
+            && current.as_ref().is_some_and(|(g, _, _)| *g == generation)
         {
             *current = None;
         }
