@@ -53,19 +53,30 @@ pub(super) async fn create(
 }
 
 pub(super) async fn load(s: &RedisStore, game: &GameId) -> StoreResult<Option<StoredGame>> {
-    let mut conn = s.conn().await?;
-    let v: Vec<Option<String>> = s
-        .call(
-            "load_game",
-            ::redis::cmd("HMGET")
-                .arg(s.keys.game(game))
-                .arg("v")
-                .arg("s")
-                .arg("x")
-                .arg("o")
-                .query_async(&mut conn),
-        )
-        .await?;
+    let key = s.keys.game(game);
+    let mut read = ::redis::cmd("HMGET");
+    read.arg(&key).arg("v").arg("s").arg("x").arg("o");
+    let v: Vec<Option<String>> = match &s.durable {
+        None => {
+            let mut conn = s.conn().await?;
+            s.call("load_game", read.query_async(&mut conn)).await?
+        }
+        Some(durable) => {
+            // What is read here decides answers (a join finds its seat already taken by its
+            // own earlier attempt, say), so it must be on the replicas too: a write of this
+            // connection first, then the read, then WAIT.
+            let mut pipe = ::redis::pipe();
+            pipe.add_command(script_cmd(&SCRIPTS.touch, &[&key]))
+                .add_command(read)
+                .add_command(wait_cmd(durable));
+            let replies = s
+                .durably("load_game", durable, &pipe, &[&SCRIPTS.touch])
+                .await?;
+            let v = reply(replies.get(1).cloned())?;
+            s.confirmed("load_game", durable, &replies, 2)?;
+            ::redis::from_redis_value(v).map_err(|e| corrupt("load_game", e))?
+        }
+    };
     let mut it = v.into_iter();
     let (Some(Some(v)), Some(Some(state)), Some(x), Some(o)) =
         (it.next(), it.next(), it.next(), it.next())

@@ -4,6 +4,7 @@
 //! the instance's presence template and publishes it in the same call.
 
 use super::decode::{corrupt, num, parse_state, presence_of, role_name, texts, ttl_ms};
+use super::durable::{reply, script_cmd, wait_cmd};
 use super::*;
 use ::redis::Value;
 
@@ -145,6 +146,21 @@ pub(super) async fn inspect_seats(s: &RedisStore, game: &GameId) -> StoreResult<
 }
 
 pub(super) async fn renew_lease(s: &RedisStore, lease: &str, ttl: Duration) -> StoreResult<bool> {
+    if let Some(durable) = &s.durable {
+        // A renewal a failover loses makes this living instance look dead to the others; one
+        // the replicas did not confirm counts as failed, and the instances then hold off
+        // sweeping for a lease period (see housekeeping).
+        let mut call = script_cmd(&SCRIPTS.lease, &[&s.keys.instances()]);
+        call.arg("renew").arg(lease).arg(ttl_ms(ttl));
+        let mut pipe = ::redis::pipe();
+        pipe.add_command(call).add_command(wait_cmd(durable));
+        let replies = s
+            .durably("lease", durable, &pipe, &[&SCRIPTS.lease])
+            .await?;
+        let known = reply(replies.first().cloned())?;
+        s.confirmed("lease", durable, &replies, 1)?;
+        return Ok(known == Value::Int(1));
+    }
     let mut conn = s.conn().await?;
     let mut inv = SCRIPTS.lease.prepare_invoke();
     inv.key(s.keys.instances())
