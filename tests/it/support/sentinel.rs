@@ -233,6 +233,17 @@ impl SentinelSet {
             })
     }
 
+    /// `SENTINEL FAILOVER`, as an operator moving the primary away from a healthy node: a
+    /// replica is promoted without waiting for the primary to fail, and the old primary is
+    /// turned into its replica.
+    pub fn failover_by_hand(&self) {
+        let _: String = query(
+            &self.sentinels[0].url(),
+            redis::cmd("SENTINEL").arg("FAILOVER").arg(MASTER_NAME),
+        )
+        .expect("SENTINEL FAILOVER");
+    }
+
     /// How many data nodes (the primary and its replicas) the set has.
     pub fn nodes(&self) -> usize {
         self.nodes.len()
