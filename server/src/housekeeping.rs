@@ -199,7 +199,11 @@ async fn refresh_tickets(app: &App, misses: &mut HashMap<ConnId, u32>) {
         return;
     }
     let players: Vec<_> = waiting.iter().map(|(_, p)| p.clone()).collect();
-    let missing = match app.store.match_refresh(&players).await {
+    let missing = match app
+        .store
+        .match_refresh(&players, app.config.lease_ttl)
+        .await
+    {
         Ok(m) => m,
         Err(e) => {
             tracing::debug!(error = %e, "could not refresh tickets");

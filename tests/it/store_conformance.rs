@@ -913,9 +913,14 @@ async fn quick_match_pairs_each_ticket_exactly_once(store: Arc<dyn Store>) {
         store.match_enqueue(&ticket("d"), fresh).await.unwrap(),
         None
     );
+    // `a` was just paired: the news is on its way to a's instance, which must not queue a
+    // again meanwhile. `c` withdrew: gone.
     assert_eq!(
-        store.match_refresh(&[pid("d"), pid("a")]).await.unwrap(),
-        vec![pid("a")]
+        store
+            .match_refresh(&[pid("d"), pid("a"), pid("c")], fresh)
+            .await
+            .unwrap(),
+        vec![pid("c")]
     );
 
     // Many at once: everyone is paired exactly once.
@@ -956,12 +961,15 @@ async fn quick_match_pairs_each_ticket_exactly_once(store: Arc<dyn Store>) {
     // d was still waiting: 101 players, 50 pairs and one left in the queue.
     assert_eq!(pairs, 50);
     assert_eq!(paired.len(), 100);
+    // Once the news had time to arrive, a paired player no longer counts as waiting.
+    tokio::time::sleep(Duration::from_millis(60)).await;
     let left = store
         .match_refresh(
             &(0..n)
                 .map(|i| pid(&format!("q{i}")))
                 .chain([pid("d")])
                 .collect::<Vec<_>>(),
+            Duration::from_millis(30),
         )
         .await
         .unwrap();

@@ -107,6 +107,11 @@ impl Keys {
         format!("{}{{match}}:tickets", self.prefix)
     }
 
+    /// Sorted set of players whose ticket was just paired, scored by when (ms).
+    pub fn match_paired(&self) -> String {
+        format!("{}{{match}}:paired", self.prefix)
+    }
+
     /// Sorted set of live instance leases, scored by lease expiry (ms).
     pub fn instances(&self) -> String {
         format!("{}{{instances}}", self.prefix)
@@ -170,6 +175,7 @@ mod tests {
         assert_eq!(hash_tag(&k.lobby_open()), "lobby");
         assert_eq!(hash_tag(&k.lobby_live()), "lobby");
         assert_eq!(hash_tag(&k.match_queue()), "match");
+        assert_eq!(hash_tag(&k.match_paired()), "match");
         assert_eq!(hash_tag(&k.match_tickets()), "match");
         assert_eq!(hash_tag(&k.rate("ip-conn", "10.0.0.1")), "10.0.0.1");
     }

@@ -117,6 +117,8 @@ struct Inner {
     lobby: HashMap<GameId, (LobbyGame, u64)>,
     /// Waiting tickets: player -> (last refresh ms, ticket).
     queue: HashMap<PlayerId, (u64, Ticket)>,
+    /// Players whose ticket was just paired -> when (ms), as in match.lua.
+    paired: HashMap<PlayerId, u64>,
     leases: HashMap<String, u64>,
     lease_games: HashMap<String, HashSet<GameId>>,
     deadlines: HashMap<GameId, u64>,
@@ -684,6 +686,7 @@ impl Store for MemoryStore {
         let cutoff = now.saturating_sub(ms(fresh));
         let mut inner = self.lock();
         inner.queue.retain(|_, (t, _)| *t >= cutoff);
+        inner.paired.retain(|_, at| *at >= cutoff);
         if !inner.queue.contains_key(&ticket.player) {
             // The longest-waiting ticket; ties broken by player id so both stores agree.
             let first = inner
@@ -696,6 +699,7 @@ impl Store for MemoryStore {
                 })
                 .map(|(p, _)| p.clone());
             if let Some(p) = first {
+                inner.paired.insert(p.clone(), now);
                 return Ok(inner.queue.remove(&p).map(|(_, t)| t));
             }
         }
@@ -709,14 +713,21 @@ impl Store for MemoryStore {
         Ok(self.lock().queue.remove(player).is_some())
     }
 
-    async fn match_refresh(&self, players: &[PlayerId]) -> StoreResult<Vec<PlayerId>> {
+    async fn match_refresh(
+        &self,
+        players: &[PlayerId],
+        fresh: Duration,
+    ) -> StoreResult<Vec<PlayerId>> {
         let now = now_ms();
+        let cutoff = now.saturating_sub(ms(fresh));
         let mut inner = self.lock();
+        inner.paired.retain(|_, at| *at >= cutoff);
         let mut missing = Vec::new();
         for p in players {
-            match inner.queue.get_mut(p) {
-                Some((t, _)) => *t = now,
-                None => missing.push(p.clone()),
+            if let Some((t, _)) = inner.queue.get_mut(p) {
+                *t = now;
+            } else if !inner.paired.contains_key(p) {
+                missing.push(p.clone());
             }
         }
         Ok(missing)

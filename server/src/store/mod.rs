@@ -353,8 +353,13 @@ pub trait Store: Send + Sync + 'static {
     async fn match_enqueue(&self, ticket: &Ticket, fresh: Duration) -> StoreResult<Option<Ticket>>;
     /// Removes a waiting ticket. False if it was no longer queued.
     async fn match_cancel(&self, player: &PlayerId) -> StoreResult<bool>;
-    /// Marks these tickets as still waiting; returns those no longer queued.
-    async fn match_refresh(&self, players: &[PlayerId]) -> StoreResult<Vec<PlayerId>>;
+    /// Marks these tickets as still waiting; returns those no longer queued, except players
+    /// paired within `fresh` (the news of their match may still be on its way to them).
+    async fn match_refresh(
+        &self,
+        players: &[PlayerId],
+        fresh: Duration,
+    ) -> StoreResult<Vec<PlayerId>>;
 
     // Deadlines (forfeit clocks, match starts).
     /// Sets a game's due date, keeping the earlier one if it already has one.

@@ -65,6 +65,7 @@ pub(super) async fn match_enqueue(
     let mut inv = SCRIPTS.matching.prepare_invoke();
     inv.key(s.keys.match_queue())
         .key(s.keys.match_tickets())
+        .key(s.keys.match_paired())
         .arg("enqueue")
         .arg(ticket.player.as_str())
         .arg(json)
@@ -84,6 +85,7 @@ pub(super) async fn match_cancel(s: &RedisStore, player: &PlayerId) -> StoreResu
     let mut inv = SCRIPTS.matching.prepare_invoke();
     inv.key(s.keys.match_queue())
         .key(s.keys.match_tickets())
+        .key(s.keys.match_paired())
         .arg("cancel")
         .arg(player.as_str());
     let removed: i64 = s.call("match", inv.invoke_async(&mut conn)).await?;
@@ -93,6 +95,7 @@ pub(super) async fn match_cancel(s: &RedisStore, player: &PlayerId) -> StoreResu
 pub(super) async fn match_refresh(
     s: &RedisStore,
     players: &[PlayerId],
+    fresh: Duration,
 ) -> StoreResult<Vec<PlayerId>> {
     if players.is_empty() {
         return Ok(Vec::new());
@@ -101,7 +104,9 @@ pub(super) async fn match_refresh(
     let mut inv = SCRIPTS.matching.prepare_invoke();
     inv.key(s.keys.match_queue())
         .key(s.keys.match_tickets())
-        .arg("refresh");
+        .key(s.keys.match_paired())
+        .arg("refresh")
+        .arg(ttl_ms(fresh));
     for p in players {
         inv.arg(p.as_str());
     }

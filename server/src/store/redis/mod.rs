@@ -248,8 +248,12 @@ impl Store for RedisStore {
         lobby::match_cancel(self, player).await
     }
 
-    async fn match_refresh(&self, players: &[PlayerId]) -> StoreResult<Vec<PlayerId>> {
-        lobby::match_refresh(self, players).await
+    async fn match_refresh(
+        &self,
+        players: &[PlayerId],
+        fresh: Duration,
+    ) -> StoreResult<Vec<PlayerId>> {
+        lobby::match_refresh(self, players, fresh).await
     }
 
     async fn set_deadline(&self, game: &GameId, at_ms: u64) -> StoreResult<()> {
