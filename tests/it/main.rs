@@ -6,6 +6,7 @@ mod cluster;
 mod compose;
 mod failover;
 mod game_flow;
+mod hardening;
 mod limits;
 mod load_balancer;
 mod loadgen;
