@@ -256,7 +256,12 @@ mod tests {
     #[test]
     fn text_with_nothing_visible_is_refused() {
         for s in BLANK_LOOKING {
-            assert_eq!(clean_chat(s, 100), None, "{:?}", s.escape_unicode().to_string());
+            assert_eq!(
+                clean_chat(s, 100),
+                None,
+                "{:?}",
+                s.escape_unicode().to_string()
+            );
             assert_eq!(clean_name(s), None, "{:?}", s.escape_unicode().to_string());
         }
     }
@@ -265,12 +270,12 @@ mod tests {
     fn emoji_sequences_stay_whole() {
         for e in [
             "👨\u{200D}👩\u{200D}👧\u{200D}👦", // family
-            "❤\u{FE0F}\u{200D}🔥",            // heart on fire
-            "🏳\u{FE0F}\u{200D}🌈",            // rainbow flag
-            "👩🏽\u{200D}💻",                  // technologist, skin tone
+            "❤\u{FE0F}\u{200D}🔥",              // heart on fire
+            "🏳\u{FE0F}\u{200D}🌈",              // rainbow flag
+            "👩🏽\u{200D}💻",                     // technologist, skin tone
             "🏴\u{E0067}\u{E0062}\u{E0065}\u{E006E}\u{E0067}\u{E007F}", // England
-            "1\u{FE0F}\u{20E3}",              // keycap
-            "☺\u{FE0E}",                      // text presentation
+            "1\u{FE0F}\u{20E3}",                // keycap
+            "☺\u{FE0E}",                        // text presentation
         ] {
             let line = format!("gg {e}!");
             assert_eq!(clean_chat(&line, 100).as_deref(), Some(line.as_str()));
@@ -288,7 +293,10 @@ mod tests {
         );
         assert_eq!(clean_chat("👨\u{200D}", 100).as_deref(), Some("👨"));
         assert_eq!(clean_chat("\u{FE0F}x", 100).as_deref(), Some("x"));
-        assert_eq!(clean_chat("x\u{FE0F}\u{FE0F}", 100).as_deref(), Some("x\u{FE0F}"));
+        assert_eq!(
+            clean_chat("x\u{FE0F}\u{FE0F}", 100).as_deref(),
+            Some("x\u{FE0F}")
+        );
         assert_eq!(clean_chat("a\u{E0067}b", 100).as_deref(), Some("ab"));
     }
 

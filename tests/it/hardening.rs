@@ -2,7 +2,9 @@
 //! 13): blank-looking text, secrets in logs, closing abusive connections cleanly, duplicate
 //! keys, response headers, a private metrics listener, IPv6 budgets, rate-limit headers.
 
-use crate::support::client::error_code;
+use crate::support::client::{error_code, try_connect};
+use crate::support::free_port;
+use crate::support::http::http_get;
 use crate::support::instances::{Instance, test_config};
 use crate::support::processes::ServerProcess;
 use crate::support::redis::RedisServer;
@@ -79,6 +81,164 @@ async fn no_log_level_prints_a_session_token() {
     for (form, secret) in [("plain", token.as_str()), ("hex", hex.as_str())] {
         assert!(!log.contains(secret), "the token ({form}) is in the log");
         // Nor any long piece of it, should a frame be logged in parts.
-        assert!(!log.contains(&secret[..24]), "part of the token ({form}) is in the log");
+        assert!(
+            !log.contains(&secret[..24]),
+            "part of the token ({form}) is in the log"
+        );
     }
+}
+
+/// Sends `request` as is and reads one response: status, lower-cased head, body (by its
+/// `content-length`, or to the end of the stream). Never waits longer than five seconds.
+pub async fn raw_request(
+    addr: std::net::SocketAddr,
+    request: &str,
+) -> std::io::Result<(u16, String, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let fut = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await?;
+        s.write_all(request.as_bytes()).await?;
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            let text = String::from_utf8_lossy(&buf).into_owned();
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let head = head.to_ascii_lowercase();
+                let length = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse::<usize>().ok());
+                if length.is_some_and(|n| body.len() >= n) {
+                    let status = head
+                        .split_whitespace()
+                        .nth(1)
+                        .and_then(|s| s.parse().ok())
+                        .unwrap_or(0);
+                    return Ok((status, head, body.to_string()));
+                }
+            }
+            let n = s.read(&mut chunk).await?;
+            if n == 0 {
+                let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+                let status = head
+                    .split_whitespace()
+                    .nth(1)
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0);
+                return Ok((status, head.to_ascii_lowercase(), body.to_string()));
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(5), fut)
+        .await
+        .unwrap_or_else(|_| Err(std::io::Error::other("no complete response in time")))
+}
+
+/// A WebSocket handshake request, with extra header lines.
+fn upgrade_request(extra: &str) -> String {
+    format!(
+        "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
+    )
+}
+
+/// The value of header `name` (lower case) in a lower-cased head.
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}:")))
+        .map(str::trim)
+}
+
+#[tokio::test]
+async fn the_page_is_served_with_security_headers() {
+    let a = Instance::start(test_config(None)).await;
+    for path in ["/", "/js/app.js", "/healthz"] {
+        let (status, head, _) = raw_request(
+            a.addr,
+            &format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+        )
+        .await
+        .unwrap();
+        assert_eq!(status, 200, "{path}");
+        let csp = header(&head, "content-security-policy").expect("a CSP");
+        for directive in [
+            "default-src 'self'",
+            "frame-ancestors 'none'",
+            "object-src 'none'",
+        ] {
+            assert!(csp.contains(directive), "{path}: {csp}");
+        }
+        assert_eq!(header(&head, "x-content-type-options"), Some("nosniff"));
+        assert_eq!(header(&head, "x-frame-options"), Some("deny"));
+        assert_eq!(header(&head, "referrer-policy"), Some("no-referrer"));
+    }
+}
+
+#[tokio::test]
+async fn a_connection_flood_is_told_the_policy_in_ratelimit_headers() {
+    let redis = RedisServer::start();
+    let mut config = test_config(Some(&redis));
+    config.ip_conn_rate = 0.01; // one every 100 s
+    config.ip_conn_burst = 2;
+    let a = Instance::start(config).await;
+    let _c1 = try_connect(&a.ws_url(), &[]).await.unwrap();
+    let _c2 = try_connect(&a.ws_url(), &[]).await.unwrap();
+    let (status, head, _) = raw_request(a.addr, &upgrade_request("")).await.unwrap();
+    assert_eq!(status, 429, "{head}");
+    let retry: u64 = header(&head, "retry-after").unwrap().parse().unwrap();
+    assert!(retry > 90 && retry <= 100, "{retry}");
+    assert_eq!(
+        header(&head, "ratelimit-policy"),
+        Some("\"conn\";q=2;w=200"),
+        "two connections per 200 s window"
+    );
+    assert_eq!(
+        header(&head, "ratelimit"),
+        Some(format!("\"conn\";r=0;t={retry}").as_str())
+    );
+}
+
+#[tokio::test]
+async fn ipv6_clients_share_their_budget_with_their_64() {
+    let redis = RedisServer::start();
+    let mut config = test_config(Some(&redis));
+    config.ip_conn_rate = 0.01;
+    config.ip_conn_burst = 2;
+    // The test connects from 127.0.0.1 and says, as a trusted proxy, who the client is.
+    config.trusted_proxies = vec!["127.0.0.1".into()];
+    let a = Instance::start(config).await;
+    let from = |ip: &'static str| [("x-forwarded-for", ip)];
+    let _c1 = try_connect(&a.ws_url(), &from("2001:db8:1:2::1"))
+        .await
+        .unwrap();
+    let _c2 = try_connect(&a.ws_url(), &from("2001:db8:1:2:aaaa:bbbb:cccc:dddd"))
+        .await
+        .unwrap();
+    // A third address in the same /64 is the same subscriber.
+    assert_eq!(
+        try_connect(&a.ws_url(), &from("2001:db8:1:2::99"))
+            .await
+            .err(),
+        Some(429)
+    );
+    // The next /64 is someone else.
+    assert!(
+        try_connect(&a.ws_url(), &from("2001:db8:1:3::1"))
+            .await
+            .is_ok()
+    );
+}
+
+#[tokio::test]
+async fn metrics_can_move_off_the_game_port() {
+    let mut config = test_config(None);
+    let metrics_addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    config.metrics_addr = Some(metrics_addr);
+    let a = Instance::start(config).await;
+    let (status, _) = http_get(a.addr, "/metrics").await.unwrap();
+    assert_eq!(status, 404, "not on the game port");
+    let (status, text) = http_get(metrics_addr, "/metrics").await.unwrap();
+    assert_eq!(status, 200);
+    assert!(text.contains("connections"), "{text}");
 }

@@ -4,6 +4,7 @@
 mod browser;
 mod cluster;
 mod compose;
+mod connection_limits;
 mod failover;
 mod game_flow;
 mod hardening;
