@@ -201,7 +201,7 @@ mod tests {
             .collect();
         drop(one);
         assert!(a.admit(ip("127.0.0.2"), false).is_ok());
-        assert_eq!(a.open(), 3 + proxied.len());
+        assert_eq!(a.open(), 2 + proxied.len());
     }
 
     #[test]
