@@ -3,7 +3,7 @@
 //! keys, response headers, a private metrics listener, IPv6 budgets, rate-limit headers.
 
 use crate::support::client::{error_code, try_connect};
-use crate::support::free_port;
+use crate::support::{WAIT, free_port};
 use crate::support::http::http_get;
 use crate::support::instances::{Instance, test_config};
 use crate::support::processes::ServerProcess;
@@ -241,4 +241,40 @@ async fn metrics_can_move_off_the_game_port() {
     let (status, text) = http_get(metrics_addr, "/metrics").await.unwrap();
     assert_eq!(status, 200);
     assert!(text.contains("connections"), "{text}");
+}
+
+#[tokio::test]
+async fn an_unpaced_flood_is_closed_with_1008_not_reset() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let redis = RedisServer::start();
+    let mut config = test_config(Some(&redis));
+    config.msg_rate = 0.01;
+    config.msg_burst = 5;
+    config.abuse_limit = 3;
+    let a = Instance::start(config).await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(a.ws_url()).await.unwrap();
+    // A flood as a simple client sends it: everything first, reading only afterwards. The
+    // server closes the connection after a few frames; if it then drops the socket with the
+    // rest unread, the kernel resets the connection, the sends fail, and a browser reports
+    // 1006 without ever reading the close frame.
+    let ping = Message::Text(json!({"type":"ping"}).to_string().into());
+    for i in 0..5_000 {
+        if let Err(e) = ws.send(ping.clone()).await {
+            panic!("send {i} failed, the connection was reset: {e}");
+        }
+    }
+    let code = tokio::time::timeout(WAIT, async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => panic!("the connection broke instead of closing: {e}"),
+                None => panic!("the connection ended without a close frame"),
+            }
+        }
+    })
+    .await
+    .expect("closed in time");
+    assert_eq!(code, Some(tictactoe::protocol::close::POLICY));
 }
