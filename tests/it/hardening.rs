@@ -2,12 +2,12 @@
 //! 13): blank-looking text, secrets in logs, closing abusive connections cleanly, duplicate
 //! keys, response headers, a private metrics listener, IPv6 budgets, rate-limit headers.
 
-use crate::support::client::{error_code, try_connect};
-use crate::support::{WAIT, free_port};
+use crate::support::client::{error_code, reply_req, try_connect};
 use crate::support::http::http_get;
 use crate::support::instances::{Instance, test_config};
 use crate::support::processes::ServerProcess;
 use crate::support::redis::RedisServer;
+use crate::support::{WAIT, free_port};
 use serde_json::json;
 use tictactoe::protocol::{ErrorCode, ServerMsg};
 
@@ -277,4 +277,24 @@ async fn an_unpaced_flood_is_closed_with_1008_not_reset() {
     .await
     .expect("closed in time");
     assert_eq!(code, Some(tictactoe::protocol::close::POLICY));
+}
+
+#[tokio::test]
+async fn a_frame_with_a_repeated_key_is_refused_not_guessed() {
+    let a = Instance::start(test_config(None)).await;
+    let mut x = a.connect().await;
+    x.hello("ann").await;
+    // One reader would see a ping, another a create: neither happens.
+    x.send_text(r#"{"type":"ping","req":7,"type":"create"}"#)
+        .await;
+    let reply = x.recv_until(|m| reply_req(m) == Some(7)).await;
+    assert_eq!(error_code(&reply), ErrorCode::BadJson);
+    x.send_text(r#"{"type":"create","req":8,"req":9}"#).await;
+    let reply = x.recv().await;
+    assert_eq!(error_code(&reply), ErrorCode::BadJson);
+    // Still usable.
+    assert!(matches!(
+        x.request(json!({"type":"ping"})).await,
+        ServerMsg::Pong { .. }
+    ));
 }
