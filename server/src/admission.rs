@@ -8,6 +8,24 @@ use std::net::{IpAddr, Ipv6Addr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+/// File descriptors kept back from `MAX_CONNECTIONS` when it is derived from the open-file
+/// limit: Redis connections, files of the page, refusals in progress, the runtime's own.
+const MIN_FD_RESERVE: u64 = 128;
+
+/// The connection cap in force: `MAX_CONNECTIONS`, but never above the open-file limit minus a
+/// reserve (a tenth of the limit, at least [`MIN_FD_RESERVE`]).
+pub fn connection_cap(configured: usize) -> usize {
+    let limit = rlimit::getrlimit(rlimit::Resource::NOFILE)
+        .map(|(soft, _)| soft)
+        .unwrap_or(1024);
+    let reserve = (limit / 10).max(MIN_FD_RESERVE);
+    let ceiling = limit.saturating_sub(reserve).max(1) as usize;
+    match configured {
+        0 => ceiling,
+        n => n.min(ceiling),
+    }
+}
+
 /// The address a per-address budget is kept for: IPv4 addresses as they are, IPv6 ones by
 /// their /64 (one subscriber usually gets a whole /64 and picks addresses in it at will), an
 /// IPv4-mapped IPv6 address as the IPv4 address it is.
@@ -171,6 +189,15 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn the_connection_cap_stays_below_the_open_file_limit() {
+        let (soft, _) = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap();
+        let derived = connection_cap(0);
+        assert!((derived as u64) < soft && derived > 0);
+        assert_eq!(connection_cap(10), 10.min(derived));
+        assert_eq!(connection_cap(usize::MAX), derived);
     }
 
     #[test]

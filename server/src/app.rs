@@ -63,7 +63,7 @@ impl App {
     ) -> App {
         let hub = Arc::new(Hub::new(store.keys().clone(), &lease));
         let admission = Arc::new(Admission::new(
-            crate::listener::connection_cap(config.max_connections),
+            crate::admission::connection_cap(config.max_connections),
             config.ip_pending_max,
             config.ip_ws_max,
         ));

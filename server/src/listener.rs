@@ -33,24 +33,6 @@ const POLITE_REFUSALS: usize = 64;
 /// How long a polite refusal waits for the client's request before closing.
 const REFUSAL_LINGER: Duration = Duration::from_secs(1);
 
-/// File descriptors kept back from `MAX_CONNECTIONS` when it is derived from the open-file
-/// limit: Redis connections, files of the page, refusals in progress, the runtime's own.
-const MIN_FD_RESERVE: u64 = 128;
-
-/// The connection cap in force: `MAX_CONNECTIONS`, but never above the open-file limit minus a
-/// reserve (a tenth of the limit, at least [`MIN_FD_RESERVE`]).
-pub fn connection_cap(configured: usize) -> usize {
-    let limit = rlimit::getrlimit(rlimit::Resource::NOFILE)
-        .map(|(soft, _)| soft)
-        .unwrap_or(1024);
-    let reserve = (limit / 10).max(MIN_FD_RESERVE);
-    let ceiling = limit.saturating_sub(reserve).max(1) as usize;
-    match configured {
-        0 => ceiling,
-        n => n.min(ceiling),
-    }
-}
-
 /// Accepts on `listener` until `shutdown`, then stops accepting, asks open HTTP connections to
 /// finish (idle ones close at once) and waits up to `grace` for them.
 pub async fn serve(
@@ -180,15 +162,6 @@ fn refusal_response(refusal: Refusal) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_connection_cap_stays_below_the_open_file_limit() {
-        let (soft, _) = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap();
-        let derived = connection_cap(0);
-        assert!((derived as u64) < soft && derived > 0);
-        assert_eq!(connection_cap(10), 10.min(derived));
-        assert_eq!(connection_cap(usize::MAX), derived);
-    }
 
     #[test]
     fn refusals_are_complete_http_responses() {
