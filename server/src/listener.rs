@@ -1,7 +1,7 @@
 //! The accept loop: admits each TCP connection (or refuses it at once, without ever failing
 //! `accept` for want of file descriptors), tunes its socket, and serves HTTP/1 on it with a
 //! deadline for the request headers, until shutdown. Upgraded connections leave this loop and
-//! live on as WebSocket sessions.
+//! live on as WebSocket connections (`connection`), tracked by the app.
 //!
 //! It replaces `axum::serve`, which has no header-read timeout and no connection caps: a
 //! silent or dripping socket would otherwise be held forever.
@@ -42,7 +42,8 @@ pub async fn serve(
     shutdown: CancellationToken,
     grace: Duration,
 ) {
-    let connections = TaskTracker::new();
+    // HTTP exchanges in progress; upgraded connections are tracked by `App::connections`.
+    let exchanges = TaskTracker::new();
     let polite = Arc::new(Semaphore::new(POLITE_REFUSALS));
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
@@ -82,7 +83,7 @@ pub async fn serve(
         });
         let conn = http.serve_connection(TokioIo::new(stream), service);
         let shutdown = shutdown.clone();
-        connections.spawn(async move {
+        exchanges.spawn(async move {
             let mut conn = std::pin::pin!(conn.with_upgrades());
             let result = tokio::select! {
                 r = conn.as_mut() => r,
@@ -99,13 +100,10 @@ pub async fn serve(
         });
     }
     drop(listener);
-    connections.close();
-    if tokio::time::timeout(grace, connections.wait())
-        .await
-        .is_err()
-    {
+    exchanges.close();
+    if tokio::time::timeout(grace, exchanges.wait()).await.is_err() {
         tracing::warn!(
-            remaining = connections.len(),
+            remaining = exchanges.len(),
             "HTTP connections still open after the grace period"
         );
     }
