@@ -22,7 +22,15 @@ pub fn connection_cap(configured: usize) -> usize {
     let ceiling = limit.saturating_sub(reserve).max(1) as usize;
     match configured {
         0 => ceiling,
-        n => n.min(ceiling),
+        n if n > ceiling => {
+            tracing::warn!(
+                configured = n,
+                open_file_limit = limit,
+                "MAX_CONNECTIONS lowered to {ceiling}: more would run out of file descriptors"
+            );
+            ceiling
+        }
+        n => n,
     }
 }
 
