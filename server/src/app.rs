@@ -1,6 +1,7 @@
 //! What one instance shares between its connections and background tasks. Nothing here is a
 //! source of truth: state lives in the store; this is sockets, subscriptions and handles.
 
+use crate::admission::{Admission, budget_key};
 use crate::config::Config;
 use crate::hub::{ConnId, Hub};
 use crate::ids::{GameId, PlayerId};
@@ -39,8 +40,10 @@ pub struct App {
     pub lease: String,
     /// Cancelled when the instance shuts down.
     pub shutdown: CancellationToken,
-    /// Every connection task, so shutdown can wait for them (axum does not).
+    /// Every connection task, so shutdown can wait for them (the accept loop does not).
     pub connections: TaskTracker,
+    /// Connection caps: the instance's, and per client address.
+    pub admission: Arc<Admission>,
     /// Local connections waiting for a quick match, with their player.
     pub waiting: DashMap<ConnId, PlayerId>,
     pub trusted_proxies: Vec<IpAddr>,
@@ -59,7 +62,13 @@ impl App {
         shutdown: CancellationToken,
     ) -> App {
         let hub = Arc::new(Hub::new(store.keys().clone(), &lease));
+        let admission = Arc::new(Admission::new(
+            crate::admission::connection_cap(config.max_connections),
+            config.ip_pending_max,
+            config.ip_ws_max,
+        ));
         App {
+            admission,
             trusted_proxies: config.trusted_proxy_ips(),
             config,
             store,
@@ -90,8 +99,10 @@ impl App {
     /// Checks a per-IP budget (`scope` names it) in the store. While the store is
     /// unreachable the check falls back to this instance's own limiter: it fails open to a
     /// per-instance limit, since refusing every connection would also refuse the players who
-    /// only want to see that the game is unavailable. `Err` holds the wait in ms.
+    /// only want to see that the game is unavailable. `Err` holds the wait in ms. IPv6
+    /// clients are counted by their /64.
     pub async fn limit_ip(&self, scope: &'static str, ip: IpAddr, rule: Rule) -> Result<(), u64> {
+        let ip = budget_key(ip);
         let key = self.store.keys().rate(scope, &ip.to_string());
         match self.store.rate(&key, rule).await {
             Ok(Decision::Allow { .. }) => Ok(()),

@@ -19,9 +19,15 @@ pub enum LogFormat {
 
 #[derive(Args, Clone, Debug)]
 pub struct Config {
-    /// Address to listen on (HTTP page, /ws, /healthz, /readyz, /metrics).
+    /// Address to listen on (HTTP page, /ws, /healthz, /readyz, and /metrics unless
+    /// METRICS_ADDR is set).
     #[arg(long, env = "LISTEN_ADDR", default_value = "127.0.0.1:8080")]
     pub listen_addr: SocketAddr,
+
+    /// A separate address for /metrics (a private interface, say); /metrics then leaves the
+    /// game port. Unset: /metrics is on the game port.
+    #[arg(long, env = "METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
 
     /// Redis URL (redis://host:port/db). Without it the server keeps everything in memory:
     /// a single instance only.
@@ -105,6 +111,23 @@ pub struct Config {
         default_value = ""
     )]
     pub trusted_proxies: Vec<String>,
+
+    // Connection limits (per instance).
+    /// Longest time a client may take to send a request's headers (and the longest an idle
+    /// HTTP connection is kept open); slower connections are closed.
+    #[arg(long = "header-read-timeout-ms", env = "HEADER_READ_TIMEOUT_MS", default_value = "10000", value_parser = millis_at_least(1))]
+    pub header_read_timeout: Duration,
+    /// Open connections of any kind; more are answered 503 at once. 0: the open-file limit
+    /// minus a reserve for Redis connections and files. Never more than that.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 0)]
+    pub max_connections: usize,
+    /// Connections per client address that have not become WebSockets (page loads, slow or
+    /// silent handshakes); more are refused. Trusted proxies are exempt.
+    #[arg(long, env = "IP_PENDING_MAX", default_value_t = 64, value_parser = at_least::<usize>(1))]
+    pub ip_pending_max: usize,
+    /// Open WebSocket connections per client address; more are refused with 429.
+    #[arg(long, env = "IP_WS_MAX", default_value_t = 256, value_parser = at_least::<usize>(1))]
+    pub ip_ws_max: usize,
 
     // Sizes and lifetimes.
     /// Messages queued to one client before it counts as too slow and is closed (4001).

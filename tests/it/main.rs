@@ -4,8 +4,10 @@
 mod browser;
 mod cluster;
 mod compose;
+mod connection_limits;
 mod failover;
 mod game_flow;
+mod hardening;
 mod limits;
 mod load_balancer;
 mod loadgen;

@@ -1,6 +1,7 @@
 //! The socket end of a connection: frames in (within the message budget and size limit,
 //! parsed into requests), frames out (each write bounded in time), refusals that spend the
-//! abuse budget, and the closing frame.
+//! abuse budget, and the closing frame (then reading until the peer's, so the close is not
+//! turned into a reset).
 
 use super::{Closing, Step, Transport};
 use crate::config::Config;
@@ -15,6 +16,9 @@ use std::time::Duration;
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the closing frame may take: the connection is over either way.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+/// After the closing frame, how long to read for the peer's own before dropping the socket
+/// anyway.
+const CLOSE_LINGER: Duration = Duration::from_secs(2);
 
 /// One frame of an answer: a message to render, or an event already rendered (from a log).
 pub(super) enum Frame {
@@ -165,6 +169,22 @@ impl<S: Transport> Socket<S> {
             reason: Utf8Bytes::from_static(reason),
         }));
         let _ = tokio::time::timeout(CLOSE_TIMEOUT, self.inner.send(frame)).await;
+        self.linger().await;
+    }
+
+    /// Reads (and discards) what the peer still sends after our closing frame, until its own
+    /// close frame, the end of the stream, or [`CLOSE_LINGER`]. Dropping a socket with unread
+    /// input makes the kernel reset the connection, and a reset destroys the close frame
+    /// before the client reads it: a flooding client would see 1006 instead of the reason.
+    async fn linger(&mut self) {
+        let _ = tokio::time::timeout(CLOSE_LINGER, async {
+            while let Some(Ok(frame)) = self.inner.next().await {
+                if matches!(frame, Message::Close(_)) {
+                    break;
+                }
+            }
+        })
+        .await;
     }
 }
 

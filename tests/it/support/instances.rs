@@ -39,6 +39,8 @@ pub fn test_config(redis: Option<&RedisServer>) -> Config {
         ip_conn_burst: 10_000,
         ip_session_rate: 10_000.0,
         ip_session_burst: 10_000,
+        ip_pending_max: 10_000,
+        ip_ws_max: 10_000,
         redis_timeout: Duration::from_millis(1000),
         lease_ttl: Duration::from_millis(1500),
         sweep_interval: Duration::from_millis(200),

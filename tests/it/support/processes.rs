@@ -35,6 +35,13 @@ pub fn config_env(c: &Config) -> Vec<(String, String)> {
         ("IP_CONN_BURST", c.ip_conn_burst.to_string()),
         ("IP_SESSION_RATE", c.ip_session_rate.to_string()),
         ("IP_SESSION_BURST", c.ip_session_burst.to_string()),
+        ("IP_PENDING_MAX", c.ip_pending_max.to_string()),
+        ("IP_WS_MAX", c.ip_ws_max.to_string()),
+        ("MAX_CONNECTIONS", c.max_connections.to_string()),
+        (
+            "HEADER_READ_TIMEOUT_MS",
+            c.header_read_timeout.as_millis().to_string(),
+        ),
         ("REDIS_TIMEOUT_MS", c.redis_timeout.as_millis().to_string()),
         ("LEASE_TTL_MS", c.lease_ttl.as_millis().to_string()),
         (
