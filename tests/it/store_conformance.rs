@@ -103,6 +103,8 @@ conformance!(
     quick_match_pairs_each_ticket_exactly_once,
     deadlines_keep_the_earliest_and_settle_only_if_unchanged,
     keys_expire_with_their_ttl,
+    move_ids_are_remembered_per_player,
+    moves_keep_a_game_alive_for_its_ttl_and_a_shorter_ttl_applies_at_once,
 );
 
 fn gid(s: &str) -> GameId {
@@ -1047,4 +1049,89 @@ async fn keys_expire_with_their_ttl(store: Arc<dyn Store>) {
         Replay::UnknownGame
     );
     assert!(store.recent_chat(Some(&g), 10).await.unwrap().is_empty());
+}
+
+async fn move_ids_are_remembered_per_player(store: Arc<dyn Store>) {
+    let g = gid("g1");
+    let s2 = started_game(store.as_ref(), &g).await;
+    let (ann, bob) = (pid("ann"), pid("bob"));
+    let ev = event(&g, 3, &s2);
+    let t = Transition {
+        mid: Some("a-1"),
+        ..step(&g, 2, &ann, &s2, &ev)
+    };
+    assert_eq!(
+        store.transition(&t).await.unwrap(),
+        Applied::Ok { version: 3 }
+    );
+    // More of the other player's moves than a player's window holds: ann's id stays known.
+    let mut v = 3;
+    for i in 0..6 {
+        let id = format!("b-{i}");
+        let t = Transition {
+            mid: Some(&id),
+            seat: SeatCheck::Holds(Mark::O),
+            ..step(&g, v, &bob, &s2, &ev)
+        };
+        assert_eq!(
+            store.transition(&t).await.unwrap(),
+            Applied::Ok { version: v + 1 }
+        );
+        v += 1;
+    }
+    assert_eq!(store.applied_move(&g, &ann, "a-1").await.unwrap(), Some(3));
+    assert_eq!(store.applied_move(&g, &bob, "b-0").await.unwrap(), None);
+    assert_eq!(store.applied_move(&g, &bob, "b-5").await.unwrap(), Some(v));
+    // Ids are compared whole, whatever characters they hold.
+    for (i, id) in [",=", "a-1=3", "a-"].into_iter().enumerate() {
+        assert_eq!(store.applied_move(&g, &ann, id).await.unwrap(), None, "{i}");
+    }
+}
+
+async fn moves_keep_a_game_alive_for_its_ttl_and_a_shorter_ttl_applies_at_once(
+    store: Arc<dyn Store>,
+) {
+    // Real time has to pass here: lifetimes run on Redis's clock.
+    let g = gid("alive");
+    let s2 = started_game(store.as_ref(), &g).await;
+    let ann = pid("ann");
+    let ev = event(&g, 3, &s2);
+    let ttl = Duration::from_millis(800);
+    let mut v = 2;
+    // A move every 300 ms for longer than the ttl: the game outlives it.
+    for _ in 0..4 {
+        let t = Transition {
+            ttl,
+            seat: SeatCheck::None,
+            ..step(&g, v, &ann, &s2, &ev)
+        };
+        assert_eq!(
+            store.transition(&t).await.unwrap(),
+            Applied::Ok { version: v + 1 }
+        );
+        v += 1;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // 300 ms after the last move, well within the ttl.
+    assert_eq!(store.load_game(&g).await.unwrap().unwrap().version, v);
+    assert!(matches!(
+        store.events_since(&g, v - 1).await.unwrap(),
+        Replay::Events(e) if e.len() == 1
+    ));
+    // A round ends: the shorter ttl of a finished game applies from this transition on.
+    let t = Transition {
+        ttl: Duration::from_millis(100),
+        seat: SeatCheck::None,
+        ..step(&g, v, &ann, &s2, &ev)
+    };
+    assert_eq!(
+        store.transition(&t).await.unwrap(),
+        Applied::Ok { version: v + 1 }
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(store.load_game(&g).await.unwrap().is_none());
+    assert_eq!(
+        store.events_since(&g, 0).await.unwrap(),
+        Replay::UnknownGame
+    );
 }

@@ -3,7 +3,7 @@
 //! Everything about one game shares the hash tag `{<game id>}`, so a game's scripts touch one
 //! slot and run unchanged on Redis Cluster. Global indexes have hash tags of their own.
 
-use crate::ids::{GameId, PlayerId};
+use crate::ids::GameId;
 use crate::session::TokenHash;
 use tictactoe_protocol::channels::Channels;
 
@@ -26,7 +26,9 @@ impl Keys {
         &self.prefix
     }
 
-    /// Hash: `v` version, `s` state JSON, `x`/`o` player ids of the seats.
+    /// Hash: `v` version, `s` state JSON, `x`/`o` player ids of the seats; per player who
+    /// moved, `m:<player>` recent move ids and `r:<player>` move budget; `e`/`t` when and for
+    /// how long the game's lifetimes were last set (see transition.lua).
     pub fn game(&self, g: &GameId) -> String {
         format!("{}game:{{{g}}}", self.prefix)
     }
@@ -34,16 +36,6 @@ impl Keys {
     /// Stream of the game's events; entry id `0-<version>`, field `e` the event JSON.
     pub fn game_log(&self, g: &GameId) -> String {
         format!("{}game:{{{g}}}:log", self.prefix)
-    }
-
-    /// Sorted set of applied client move ids (`<player>|<mid>`), scored by version.
-    pub fn game_mids(&self, g: &GameId) -> String {
-        format!("{}game:{{{g}}}:mids", self.prefix)
-    }
-
-    /// A player's move budget in this game (GCRA theoretical arrival time, microseconds).
-    pub fn game_move_rate(&self, g: &GameId, p: &PlayerId) -> String {
-        format!("{}game:{{{g}}}:rl:{p}", self.prefix)
     }
 
     /// Stream of chat lines.
@@ -153,12 +145,9 @@ mod tests {
     fn all_of_a_games_keys_and_its_channel_share_one_hash_tag() {
         let k = Keys::new("ttt:");
         let g = GameId::try_from("k3n8vq2xhd".to_string()).unwrap();
-        let p = PlayerId::try_from("p-abc".to_string()).unwrap();
         for key in [
             k.game(&g),
             k.game_log(&g),
-            k.game_mids(&g),
-            k.game_move_rate(&g, &p),
             k.game_chat(&g),
             k.game_presence(&g),
             k.game_channel(&g),

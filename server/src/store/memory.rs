@@ -31,13 +31,24 @@ fn ms(d: Duration) -> u64 {
     (d.as_millis() as u64).max(1)
 }
 
+/// The version `player`'s move `mid` produced, if it is among the recent ones.
+fn applied(g: &MemGame, player: &PlayerId, mid: &str) -> Option<u64> {
+    g.mids
+        .get(player)?
+        .iter()
+        .find(|(m, _)| m == mid)
+        .map(|(_, v)| *v)
+}
+
 struct MemGame {
     version: u64,
     state: GameState,
     seats: Seats<Option<PlayerId>>,
     log: VecDeque<(u64, Bytes)>,
-    /// `<player>|<mid>` -> version, oldest first.
-    mids: VecDeque<(String, u64)>,
+    /// Per player, as transition.lua keeps them in the game hash: the recent move ids with
+    /// the version each produced (oldest first), and the move budget (GCRA arrival time, us).
+    mids: HashMap<PlayerId, VecDeque<(String, u64)>>,
+    budgets: HashMap<PlayerId, u64>,
     expires: u64,
 }
 
@@ -297,7 +308,8 @@ impl Store for MemoryStore {
                 state: state.clone(),
                 seats: seats.clone(),
                 log: VecDeque::from([(1, event.clone())]),
-                mids: VecDeque::new(),
+                mids: HashMap::new(),
+                budgets: HashMap::new(),
                 expires: now + ms(ttl),
             },
         );
@@ -317,15 +329,11 @@ impl Store for MemoryStore {
     async fn transition(&self, t: &Transition<'_>) -> StoreResult<Applied> {
         let now = now_ms();
         let mut inner = self.lock();
-        let member = format!("{}|{}", t.actor, t.mid.unwrap_or_default());
-        let rate_key = self.keys.game_move_rate(t.game, t.actor);
         let Some(g) = inner.live_game(t.game, now) else {
             return Ok(Applied::UnknownGame);
         };
-        if t.mid.is_some()
-            && let Some((_, v)) = g.mids.iter().find(|(m, _)| *m == member)
-        {
-            return Ok(Applied::Duplicate { version: *v });
+        if let Some(v) = t.mid.and_then(|mid| applied(g, t.actor, mid)) {
+            return Ok(Applied::Duplicate { version: v });
         }
         if g.version != t.expected {
             return Ok(Applied::Stale(StoredGame {
@@ -342,44 +350,33 @@ impl Store for MemoryStore {
             _ => {}
         }
         let version = t.expected + 1;
-        let log_len = self.limits.log_len;
-        let mids_kept = self.limits.mids_kept;
         // The budget is checked last among the refusals, as in transition.lua.
         if let Some(rule) = t.limit {
-            let now_us = now_us();
-            let tat = inner
-                .rates
-                .get(&rate_key)
-                .filter(|(_, exp)| *exp > now)
-                .map(|(tat, _)| *tat);
-            match gcra(now_us, tat, rule) {
+            match gcra(now_us(), g.budgets.get(t.actor).copied(), rule) {
                 Decision::Deny { retry_after_us } => {
                     return Ok(Applied::RateLimited {
                         retry_after_ms: Decision::retry_after_ms(retry_after_us),
                     });
                 }
                 Decision::Allow { new_tat } => {
-                    let expires = now + (new_tat - now_us) / 1000 + 1;
-                    inner.rates.insert(rate_key, (new_tat, expires));
+                    g.budgets.insert(t.actor.clone(), new_tat);
                 }
             }
         }
-        let Some(g) = inner.games.get_mut(t.game) else {
-            return Ok(Applied::UnknownGame);
-        };
         if let SeatCheck::Claims(m) = t.seat {
             *g.seats.get_mut(m) = Some(t.actor.clone());
         }
         g.version = version;
         g.state = t.state.clone();
         g.log.push_back((version, t.event.clone()));
-        while g.log.len() > log_len {
+        while g.log.len() > self.limits.log_len {
             g.log.pop_front();
         }
-        if t.mid.is_some() {
-            g.mids.push_back((member, version));
-            while g.mids.len() > mids_kept {
-                g.mids.pop_front();
+        if let Some(mid) = t.mid {
+            let mids = g.mids.entry(t.actor.clone()).or_default();
+            mids.push_back((mid.to_string(), version));
+            while mids.len() > self.limits.mids_kept {
+                mids.pop_front();
             }
         }
         let expires = now + ms(t.ttl);
@@ -409,11 +406,10 @@ impl Store for MemoryStore {
         player: &PlayerId,
         mid: &str,
     ) -> StoreResult<Option<u64>> {
-        let member = format!("{player}|{mid}");
         let mut inner = self.lock();
         Ok(inner
             .live_game(game, now_ms())
-            .and_then(|g| g.mids.iter().find(|(m, _)| *m == member).map(|(_, v)| *v)))
+            .and_then(|g| applied(g, player, mid)))
     }
 
     async fn append_chat(

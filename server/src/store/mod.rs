@@ -190,7 +190,8 @@ pub struct OpenSession {
 pub struct StoreLimits {
     /// Events kept per game log (for replay on resume).
     pub log_len: usize,
-    /// Client move ids remembered per game (for exactly-once retries).
+    /// Client move ids remembered per player and game (for exactly-once retries): a move
+    /// retried with the same id is recognised while it is among the player's last this many.
     pub mids_kept: usize,
     /// Chat lines kept per game and in the lobby.
     pub chat_len: usize,
@@ -202,7 +203,7 @@ impl Default for StoreLimits {
     fn default() -> Self {
         StoreLimits {
             log_len: 64,
-            mids_kept: 64,
+            mids_kept: 32,
             chat_len: 100,
             session_games: 20,
         }

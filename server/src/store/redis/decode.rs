@@ -140,3 +140,43 @@ pub(super) fn role_name(r: Role) -> &'static str {
         Role::Spectator => "spectator",
     }
 }
+
+/// A client's move id as the transition script keeps it: hex, so that no id can forge the
+/// separators of the list it is kept in.
+pub(super) fn mid_hex(mid: &str) -> String {
+    use std::fmt::Write as _;
+    let mut hex = String::with_capacity(mid.len() * 2);
+    for b in mid.bytes() {
+        let _ = write!(hex, "{b:02x}");
+    }
+    hex
+}
+
+/// The version a move id (hex) produced, in a player's list of recent move ids
+/// (`,<hex>=<version>` entries).
+pub(super) fn applied_in<'a>(mids: &'a str, hex: &str) -> Option<&'a str> {
+    mids.split(',')
+        .filter_map(|e| e.split_once('='))
+        .find(|(id, _)| *id == hex)
+        .map(|(_, v)| v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn move_ids_are_found_whatever_they_contain() {
+        let ids = ["m-1", "a,b=c", "=", ",=9", "é"];
+        let mut list = String::new();
+        for (v, id) in ids.iter().enumerate() {
+            list.push_str(&format!(",{}={v}", mid_hex(id)));
+        }
+        for (v, id) in ids.iter().enumerate() {
+            assert_eq!(applied_in(&list, &mid_hex(id)), Some(v.to_string().as_str()));
+        }
+        assert_eq!(applied_in(&list, &mid_hex("m-2")), None);
+        assert_eq!(applied_in("", &mid_hex("m-1")), None);
+        assert_eq!(mid_hex("a,"), "612c");
+    }
+}

@@ -1,7 +1,9 @@
 //! Games: creation, the compare-and-set transition (one script: seat, budget, move id, state,
 //! log and publish together), and reading the log back.
 
-use super::decode::{corrupt, items, num, seat_field, stored_game, text, ttl_ms};
+use super::decode::{
+    applied_in, corrupt, items, mid_hex, num, seat_field, stored_game, text, ttl_ms,
+};
 use super::*;
 use ::redis::Value;
 
@@ -74,8 +76,6 @@ pub(super) async fn transition(s: &RedisStore, t: &Transition<'_>) -> StoreResul
     let mut inv = SCRIPTS.transition.prepare_invoke();
     inv.key(k.game(g))
         .key(k.game_log(g))
-        .key(k.game_mids(g))
-        .key(k.game_move_rate(g, t.actor))
         .key(k.game_chat(g))
         .key(k.game_presence(g))
         .arg(t.expected)
@@ -87,7 +87,7 @@ pub(super) async fn transition(s: &RedisStore, t: &Transition<'_>) -> StoreResul
         .arg(k.game_channel(g))
         .arg(ttl_ms(t.ttl))
         .arg(s.limits.log_len)
-        .arg(t.mid.unwrap_or(""))
+        .arg(t.mid.map(mid_hex).unwrap_or_default())
         .arg(interval)
         .arg(tolerance)
         .arg(s.limits.mids_kept)
@@ -163,14 +163,17 @@ pub(super) async fn applied_move(
     mid: &str,
 ) -> StoreResult<Option<u64>> {
     let mut conn = s.conn().await?;
-    let score: Option<String> = s
+    let mids: Option<String> = s
         .call(
             "applied_move",
-            ::redis::cmd("ZSCORE")
-                .arg(s.keys.game_mids(game))
-                .arg(format!("{player}|{mid}"))
+            ::redis::cmd("HGET")
+                .arg(s.keys.game(game))
+                .arg(format!("m:{player}"))
                 .query_async(&mut conn),
         )
         .await?;
-    score.map(|v| num(&v, "move version")).transpose()
+    let Some(mids) = mids else { return Ok(None) };
+    applied_in(&mids, &mid_hex(mid))
+        .map(|v| num(v, "move version"))
+        .transpose()
 }
