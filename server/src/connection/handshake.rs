@@ -60,8 +60,10 @@ pub(super) async fn greet<S: Transport>(
             }
         };
         if let Some(greeted) = step? {
+            socket.flush().await?;
             return Ok(greeted);
         }
+        socket.flush().await?;
     }
 }
 

@@ -197,6 +197,11 @@ impl<S: Transport> Connection<S> {
                     }
                 }
             };
+            // Frames ready together leave together: flush once the queue is drained.
+            let step = match step {
+                Ok(()) if rx.is_empty() => self.socket.flush().await,
+                other => other,
+            };
             if let Err(closing) = step {
                 return closing;
             }

@@ -173,7 +173,10 @@ mod tests {
             list.push_str(&format!(",{}={v}", mid_hex(id)));
         }
         for (v, id) in ids.iter().enumerate() {
-            assert_eq!(applied_in(&list, &mid_hex(id)), Some(v.to_string().as_str()));
+            assert_eq!(
+                applied_in(&list, &mid_hex(id)),
+                Some(v.to_string().as_str())
+            );
         }
         assert_eq!(applied_in(&list, &mid_hex("m-2")), None);
         assert_eq!(applied_in("", &mid_hex("m-1")), None);
