@@ -206,11 +206,9 @@ async fn the_local_tier_stops_a_move_flood_without_touching_redis() {
     config.move_burst = 2;
     let a = Instance::start(config.clone()).await;
     let (mut x, _o, game) = seated(&a, &a).await;
-    let key = format!(
-        "{}game:{{{game}}}:rl:{}",
-        config.key_prefix,
-        x.player.clone().unwrap()
-    );
+    // The budget is a field of the game's hash (see transition.lua).
+    let key = format!("{}game:{{{game}}}", config.key_prefix);
+    let field = format!("r:{}", x.player.clone().unwrap());
     // Two moves pass the local tier: one legal, one refused by the rules.
     ack_version(&x.play(&game, 4).await);
     assert_eq!(error_code(&x.play(&game, 4).await), ErrorCode::NotYourTurn);
@@ -220,7 +218,11 @@ async fn the_local_tier_stops_a_move_flood_without_touching_redis() {
     }
     // Redis saw exactly one move against the budget: its bucket holds one interval.
     let mut c = redis.sync_conn();
-    let tat: u64 = redis::cmd("GET").arg(&key).query(&mut c).unwrap();
+    let tat: u64 = redis::cmd("HGET")
+        .arg(&key)
+        .arg(&field)
+        .query(&mut c)
+        .unwrap();
     let now: (u64, u64) = redis::cmd("TIME").query(&mut c).unwrap();
     let now_us = now.0 * 1_000_000 + now.1;
     let ahead = tat.saturating_sub(now_us);
