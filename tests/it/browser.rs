@@ -48,3 +48,24 @@ async fn browser_queues_again_when_a_quick_match_is_aborted() {
     .await;
     run_spec("quick_match_abort.mjs", &topo).await;
 }
+
+#[tokio::test]
+async fn browser_feedback_stays_in_place_and_long_chat_lines_are_refused_visibly() {
+    check_tools();
+    let topo = Topology::start(3).await;
+    run_spec("feedback.mjs", &topo).await;
+}
+
+#[tokio::test]
+async fn browser_phone_has_a_compact_header_and_the_chat_folded_under_the_board() {
+    check_tools();
+    let topo = Topology::start(3).await;
+    run_spec("mobile.mjs", &topo).await;
+}
+
+#[tokio::test]
+async fn browser_your_turn_cue_is_off_by_default_and_fires_only_in_the_background() {
+    check_tools();
+    let topo = Topology::start(3).await;
+    run_spec("turn_cue.mjs", &topo).await;
+}
