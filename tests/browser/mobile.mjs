@@ -35,6 +35,7 @@ await spec('mobile', async (browser) => {
 
   step('Ann creates a game on a desktop, Bob joins by the link');
   await ann.page.goto(env.pinned[0]);
+  await connected(ann);
   await ann.page.getByRole('button', { name: 'New game' }).click();
   await waitStatus(ann, /Waiting for an opponent/);
   await bob.page.goto(onOrigin(ann.page.url(), env.pinned[1]));

@@ -69,3 +69,25 @@ async fn browser_your_turn_cue_is_off_by_default_and_fires_only_in_the_backgroun
     let topo = Topology::start(3).await;
     run_spec("turn_cue.mjs", &topo).await;
 }
+
+#[tokio::test]
+async fn browser_names_are_asked_once_applied_when_typed_and_renames_reach_every_instance() {
+    check_tools();
+    let topo = Topology::start(3).await;
+    run_spec("names.mjs", &topo).await;
+}
+
+#[tokio::test]
+async fn browser_score_and_moves_are_shown_and_a_finished_game_replays_from_its_link() {
+    check_tools();
+    let topo = Topology::start(3).await;
+    run_spec("score_replay.mjs", &topo).await;
+}
+
+#[tokio::test]
+async fn browser_absent_opponent_shows_a_countdown_and_rematch_waits_for_them() {
+    check_tools();
+    // A short grace period, so the forfeit happens within the spec.
+    let topo = Topology::start_with(3, |c| c.forfeit_grace_ms = 8000).await;
+    run_spec("absent.mjs", &topo).await;
+}
