@@ -25,6 +25,9 @@ const app = {
   games: new Map(),
   // The session's name as the server knows it (null before the first welcome).
   name: null,
+  // A name chosen while offline: the next hello renames the session, and a `rename` then
+  // carries it to the games.
+  renameOnWelcome: false,
   queued: false,
   watchingLobby: false,
   // Until the first lobby reply after the first welcome: the session's games are being
@@ -94,6 +97,10 @@ function onWelcome(msg) {
     for (const id of [...outbox.entries.keys()]) outbox.drop(id);
   }
   showName(msg.name, msg.instance);
+  if (app.renameOnWelcome) {
+    app.renameOnWelcome = false;
+    ask({ type: 'rename', name: msg.name });
+  }
 
   const first = !app.welcomed;
   app.welcomed = true;
@@ -468,7 +475,10 @@ function showName(name, instance) {
 // name waits for the next hello. Resolves to whether the name is now in effect.
 async function setName(name) {
   storage.setName(name);
-  if (!conn.connected) return false;
+  if (!conn.connected) {
+    app.renameOnWelcome = true;
+    return false;
+  }
   if (name === app.name) return true;
   const reply = await ask({ type: 'rename', name });
   if (reply?.type !== 'ack') return false;
@@ -593,6 +603,7 @@ $('name-form').addEventListener('submit', async (e) => {
   const name = cleanName($('name-input').value);
   if (!name) return;
   if (await setName(name)) announce(`Name saved: ${name}.`);
+  else if (!conn.connected) notify('Name saved: it applies when the connection is back.');
 });
 
 window.addEventListener('popstate', () => {
