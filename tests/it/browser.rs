@@ -88,6 +88,9 @@ async fn browser_score_and_moves_are_shown_and_a_finished_game_replays_from_its_
 async fn browser_absent_opponent_shows_a_countdown_and_rematch_waits_for_them() {
     check_tools();
     // A short grace period, so the forfeit happens within the spec.
-    let topo = Topology::start_with(3, |c| c.forfeit_grace_ms = 8000).await;
+    let topo = Topology::start_with(3, |c| {
+        c.forfeit_grace = std::time::Duration::from_secs(8);
+    })
+    .await;
     run_spec("absent.mjs", &topo).await;
 }
