@@ -4,7 +4,7 @@
 use crate::config::Config;
 use crate::hub::{ConnId, Hub};
 use crate::ids::{GameId, PlayerId};
-use crate::protocol::Role;
+use crate::protocol::{AwayReason, Role};
 use crate::ratelimit::{Decision, LocalLimiter, Rule};
 use crate::store::{PresenceEntry, Store, StoreError};
 use dashmap::DashMap;
@@ -26,6 +26,7 @@ pub struct PendingLeave {
     pub game: GameId,
     pub player: PlayerId,
     pub role: Role,
+    pub why: AwayReason,
 }
 
 pub struct App {

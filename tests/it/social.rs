@@ -8,7 +8,7 @@ use crate::support::redis::RedisServer;
 use serde_json::json;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
-use tictactoe::protocol::{ErrorCode, Role, ServerMsg};
+use tictactoe::protocol::{AwayReason, ErrorCode, Role, ServerMsg};
 use tictactoe::rules::{Mark, Status};
 
 fn chat_text(m: &ServerMsg) -> Option<&str> {
@@ -386,4 +386,38 @@ async fn finished_and_abandoned_games_expire_with_their_log_and_chat() {
     assert!(started.elapsed() < Duration::from_secs(5));
     let r = x.request(json!({"type":"rematch","game":game})).await;
     assert_eq!(error_code(&r), ErrorCode::UnknownGame);
+}
+
+#[tokio::test]
+async fn presence_tells_a_player_who_left_from_one_who_disconnected() {
+    let (_redis, a, b) = two_instances().await;
+    let mut ann = player(&a, "ann").await;
+    let bob = player(&b, "bob").await;
+    let game = ann.create().await;
+    let mut bob = bob;
+    bob.join(&game).await;
+    let away_o = |m: &ServerMsg| match m {
+        ServerMsg::Presence { presence, .. } if !presence.players.o => presence.away.o,
+        _ => None,
+    };
+    bob.request(json!({"type":"leave","game":game})).await;
+    let m = ann.recv_until(|m| away_o(m).is_some()).await;
+    let away = away_o(&m).unwrap();
+    assert_eq!(away.reason, AwayReason::Left);
+    assert!(away.for_ms < 5_000, "{away:?}");
+    bob.join(&game).await;
+    ann.recv_until(|m| matches!(m, ServerMsg::Presence { presence, .. } if presence.players.o && presence.away.o.is_none()))
+        .await;
+    bob.close().await;
+    let m = ann.recv_until(|m| away_o(m).is_some()).await;
+    assert_eq!(away_o(&m).unwrap().reason, AwayReason::Disconnected);
+    // A late joiner's snapshot says how long ago, so its countdown starts at the right place.
+    let mut sue = player(&a, "sue").await;
+    match sue.join(&game).await {
+        ServerMsg::Snapshot { presence, .. } => {
+            let away = presence.away.o.expect("O is away");
+            assert_eq!(away.reason, AwayReason::Disconnected);
+        }
+        other => panic!("{other:?}"),
+    }
 }

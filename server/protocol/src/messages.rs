@@ -239,11 +239,33 @@ pub struct AckInfo {
     pub duplicate: bool,
 }
 
+/// How a seated player came to be absent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AwayReason {
+    /// The player left the game (`leave`); the seat is still theirs.
+    Left,
+    /// The player's connection went (closed, lost, or its instance died).
+    Disconnected,
+}
+
+/// A seated player who is not connected to the game.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Away {
+    pub reason: AwayReason,
+    /// How long ago the player went, when this was sent: the forfeit falls due
+    /// `forfeit_grace_ms` after that, if the round is being played.
+    pub for_ms: u64,
+}
+
 /// Who is connected to a game right now.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Presence {
     pub players: Seats<bool>,
     pub spectators: u32,
+    /// For each seat whose player was here and is not now: why and since when.
+    #[serde(default)]
+    pub away: Seats<Option<Away>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -20,7 +20,7 @@ use crate::app::App;
 use crate::hub::{Client, ConnId, Outbound};
 use crate::ids::GameId;
 use crate::operations::{self, sessions::Identity};
-use crate::protocol::{Role, close};
+use crate::protocol::{AwayReason, Role, close};
 use crate::ratelimit::LocalLimiter;
 use axum::extract::ws::Message;
 use futures_util::{Sink, Stream};
@@ -272,7 +272,8 @@ impl<S: Transport> Connection<S> {
         let games: Vec<(GameId, Role)> = self.games.drain().map(|(g, j)| (g, j.role)).collect();
         for (game, role) in games {
             app.hub.leave(&game, self.conn);
-            operations::presence::leave(&app, &self.identity.player, &game, role).await;
+            let why = AwayReason::Disconnected;
+            operations::presence::leave(&app, &self.identity.player, &game, role, why).await;
         }
     }
 }

@@ -5,7 +5,7 @@ use super::socket::Frame;
 use super::{Connection, Step, Transport};
 use crate::ids::GameId;
 use crate::operations::{self, OpError};
-use crate::protocol::{AckInfo, ClientMsg, ErrorCode, Req, ServerMsg};
+use crate::protocol::{AckInfo, AwayReason, ClientMsg, ErrorCode, Req, ServerMsg};
 use crate::text::clean_chat;
 
 impl<S: Transport> Connection<S> {
@@ -71,7 +71,8 @@ impl<S: Transport> Connection<S> {
         };
         let app = self.app.clone();
         app.hub.leave(&game, self.conn);
-        operations::presence::leave(&app, &self.identity.player, &game, j.role).await;
+        let why = AwayReason::Left;
+        operations::presence::leave(&app, &self.identity.player, &game, j.role, why).await;
         if let Err(e) = operations::sessions::forget_game(&app, &self.identity.token, &game).await {
             tracing::warn!(%game, error = %e, "could not forget a left game");
         }
