@@ -10,9 +10,12 @@ pub fn clean_chat(raw: &str, max_chars: usize) -> Option<String> {
     (n > 0 && n <= max_chars).then_some(cleaned)
 }
 
-/// A display name: cleaned like chat, cut to 24 characters.
+/// Longest display name, in characters.
+pub const NAME_MAX_CHARS: usize = 24;
+
+/// A display name: cleaned like chat, cut to [`NAME_MAX_CHARS`] characters.
 pub fn clean_name(raw: &str) -> Option<String> {
-    let cleaned: String = fold(raw).chars().take(24).collect();
+    let cleaned: String = fold(raw).chars().take(NAME_MAX_CHARS).collect();
     let cleaned = cleaned.trim_end().to_string();
     (!cleaned.is_empty()).then_some(cleaned)
 }

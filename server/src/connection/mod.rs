@@ -99,6 +99,7 @@ struct Connection<S> {
     /// First tier of the move and chat budgets: floods stop here, before Redis.
     move_limit: LocalLimiter,
     chat_limit: LocalLimiter,
+    rename_limit: LocalLimiter,
     queued: bool,
     watching_lobby: bool,
 }
@@ -126,6 +127,7 @@ pub async fn serve<S: Transport>(app: Arc<App>, socket: S, ip: IpAddr) {
                 let mut connection = Connection {
                     move_limit: LocalLimiter::new(app.config.move_rule()),
                     chat_limit: LocalLimiter::new(app.config.chat_rule()),
+                    rename_limit: LocalLimiter::new(requests::RENAME_RULE),
                     app: app.clone(),
                     socket,
                     conn,
