@@ -472,18 +472,23 @@ function showName(name, instance) {
 }
 
 // Renames the session and every seat it holds (the server tells the games). Offline, the
-// name waits for the next hello. Resolves to whether the name is now in effect.
+// name waits for the next hello. Resolves to whether the name is now in effect; a name the
+// server refuses is not kept.
 async function setName(name) {
-  storage.setName(name);
   if (!conn.connected) {
+    storage.setName(name);
     app.renameOnWelcome = true;
     return false;
   }
-  if (name === app.name) return true;
+  if (name === app.name) {
+    storage.setName(name);
+    return true;
+  }
   const reply = await ask({ type: 'rename', name });
   if (reply?.type !== 'ack') return false;
-  showName(reply.name ?? name);
-  storage.setName(reply.name ?? name);
+  const now = reply.name ?? name;
+  storage.setName(now);
+  showName(now);
   return true;
 }
 
