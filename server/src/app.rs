@@ -5,7 +5,7 @@ use crate::admission::{Admission, budget_key};
 use crate::config::Config;
 use crate::hub::{ConnId, Hub};
 use crate::ids::{GameId, PlayerId};
-use crate::protocol::Role;
+use crate::protocol::{AwayReason, Role};
 use crate::ratelimit::{Decision, LocalLimiter, Rule};
 use crate::store::{PresenceEntry, Store, StoreError};
 use dashmap::DashMap;
@@ -27,6 +27,7 @@ pub struct PendingLeave {
     pub game: GameId,
     pub player: PlayerId,
     pub role: Role,
+    pub why: AwayReason,
 }
 
 pub struct App {

@@ -9,6 +9,7 @@ use crate::operations;
 use crate::operations::deadlines::start_forfeit_clock;
 use crate::operations::lobby::LOBBY_MAX;
 use crate::protocol::templates::PresenceTemplate;
+use crate::store::Attendance;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -103,7 +104,7 @@ async fn heartbeat(app: &App) {
                     .presence_change(
                         &game,
                         &entry,
-                        1,
+                        Attendance::Arrive,
                         &PresenceTemplate::new(&game),
                         app.config.game_ttl,
                     )
@@ -127,7 +128,7 @@ async fn retry_leaves(app: &App) {
             .presence_change(
                 &leave.game,
                 &entry,
-                -1,
+                Attendance::Leave(leave.why),
                 &PresenceTemplate::new(&leave.game),
                 app.config.game_ttl,
             )

@@ -10,15 +10,15 @@ use std::sync::Arc;
 use std::time::Duration;
 use tictactoe::ids::{GameId, PlayerId};
 use tictactoe::protocol::templates::{ChatTemplate, PresenceTemplate};
-use tictactoe::protocol::{LobbyGame, Role, ServerMsg};
+use tictactoe::protocol::{AwayReason, LobbyGame, Role, ServerMsg};
 use tictactoe::ratelimit::{Decision, Rule};
 use tictactoe::rules::{GameState, Mark, Seats, Status};
 use tictactoe::session::SessionToken;
 use tictactoe::store::memory::MemoryStore;
 use tictactoe::store::redis::RedisStore;
 use tictactoe::store::{
-    Applied, Keys, PresenceEntry, Replay, SeatCheck, SessionRecord, Store, StoreLimits, Ticket,
-    Transition,
+    Applied, Attendance, Keys, PresenceEntry, Replay, SeatCheck, SessionRecord, Store, StoreLimits,
+    Ticket, Transition,
 };
 
 const TTL: Duration = Duration::from_secs(60);
@@ -665,20 +665,32 @@ async fn chat_and_presence_events_are_published_byte_for_byte(store: Arc<dyn Sto
         role,
     };
     store
-        .presence_change(&g, &entry("i1", &ann, Role::X), 1, &announce, TTL)
+        .presence_change(
+            &g,
+            &entry("i1", &ann, Role::X),
+            Attendance::Arrive,
+            &announce,
+            TTL,
+        )
         .await
         .unwrap();
     assert_eq!(
         next().await,
-        r#"{"type":"presence","game":"g-1_A","players":{"X":true,"O":false},"spectators":0}"#
+        r#"{"type":"presence","game":"g-1_A","players":{"X":true,"O":false},"spectators":0,"away":{"X":null,"O":null}}"#
     );
     store
-        .presence_change(&g, &entry("gone", &sue, Role::Spectator), 1, &announce, TTL)
+        .presence_change(
+            &g,
+            &entry("gone", &sue, Role::Spectator),
+            Attendance::Arrive,
+            &announce,
+            TTL,
+        )
         .await
         .unwrap();
     assert_eq!(
         next().await,
-        r#"{"type":"presence","game":"g-1_A","players":{"X":true,"O":false},"spectators":1}"#
+        r#"{"type":"presence","game":"g-1_A","players":{"X":true,"O":false},"spectators":1,"away":{"X":null,"O":null}}"#
     );
     store
         .sweep_lease("gone", TTL, PresenceTemplate::new)
@@ -686,8 +698,23 @@ async fn chat_and_presence_events_are_published_byte_for_byte(store: Arc<dyn Sto
         .unwrap();
     assert_eq!(
         next().await,
-        r#"{"type":"presence","game":"g-1_A","players":{"X":true,"O":false},"spectators":0}"#
+        r#"{"type":"presence","game":"g-1_A","players":{"X":true,"O":false},"spectators":0,"away":{"X":null,"O":null}}"#
     );
+    // A player who leaves: the absence is written in, reason and how long ago.
+    store
+        .presence_change(
+            &g,
+            &entry("i1", &ann, Role::X),
+            Attendance::Leave(AwayReason::Left),
+            &announce,
+            TTL,
+        )
+        .await
+        .unwrap();
+    let left = next().await;
+    let head = r#"{"type":"presence","game":"g-1_A","players":{"X":false,"O":false},"spectators":0,"away":{"X":{"reason":"left","for_ms":"#;
+    assert!(left.starts_with(head), "{left}");
+    assert!(left.ends_with(r#"},"O":null}}"#), "{left}");
 }
 
 async fn rate_buckets_allow_exactly_the_burst(store: Arc<dyn Store>) {
@@ -723,41 +750,123 @@ async fn presence_counts_connections_and_starts_clocks(store: Arc<dyn Store>) {
         role,
     };
     let c = store
-        .presence_change(&g, &e("i1", &ann, Role::X), 1, &announce, TTL)
+        .presence_change(
+            &g,
+            &e("i1", &ann, Role::X),
+            Attendance::Arrive,
+            &announce,
+            TTL,
+        )
         .await
         .unwrap();
     assert!(c.presence.players.x && !c.presence.players.o);
     store
-        .presence_change(&g, &e("i2", &bob, Role::O), 1, &announce, TTL)
+        .presence_change(
+            &g,
+            &e("i2", &bob, Role::O),
+            Attendance::Arrive,
+            &announce,
+            TTL,
+        )
         .await
         .unwrap();
     // One spectator with two connections on two instances counts once.
     store
-        .presence_change(&g, &e("i1", &sue, Role::Spectator), 1, &announce, TTL)
+        .presence_change(
+            &g,
+            &e("i1", &sue, Role::Spectator),
+            Attendance::Arrive,
+            &announce,
+            TTL,
+        )
         .await
         .unwrap();
     let c = store
-        .presence_change(&g, &e("i2", &sue, Role::Spectator), 1, &announce, TTL)
+        .presence_change(
+            &g,
+            &e("i2", &sue, Role::Spectator),
+            Attendance::Arrive,
+            &announce,
+            TTL,
+        )
         .await
         .unwrap();
     assert_eq!(c.presence.spectators, 1);
     assert_eq!(c.lease_entries, 2);
     // X's second connection, then one of them leaves: X is still here.
     store
-        .presence_change(&g, &e("i1", &ann, Role::X), 1, &announce, TTL)
+        .presence_change(
+            &g,
+            &e("i1", &ann, Role::X),
+            Attendance::Arrive,
+            &announce,
+            TTL,
+        )
         .await
         .unwrap();
     let c = store
-        .presence_change(&g, &e("i1", &ann, Role::X), -1, &announce, TTL)
+        .presence_change(
+            &g,
+            &e("i1", &ann, Role::X),
+            Attendance::Leave(AwayReason::Disconnected),
+            &announce,
+            TTL,
+        )
         .await
         .unwrap();
     assert!(c.presence.players.x && !c.left.x);
     let c = store
-        .presence_change(&g, &e("i1", &ann, Role::X), -1, &announce, TTL)
+        .presence_change(
+            &g,
+            &e("i1", &ann, Role::X),
+            Attendance::Leave(AwayReason::Disconnected),
+            &announce,
+            TTL,
+        )
         .await
         .unwrap();
     assert!(!c.presence.players.x && c.left.x);
-    assert_eq!(store.presence(&g).await.unwrap(), c.presence);
+    // The emptied seat says why and since when; the present one says nothing.
+    let away = c.presence.away.x.expect("X is away");
+    assert_eq!(away.reason, AwayReason::Disconnected);
+    assert!(away.for_ms < 60_000);
+    assert_eq!(c.presence.away.o, None);
+    let read = store.presence(&g).await.unwrap();
+    assert_eq!(
+        (read.players.clone(), read.spectators, read.away.o),
+        (c.presence.players.clone(), c.presence.spectators, None)
+    );
+    assert_eq!(
+        read.away.x.map(|a| a.reason),
+        Some(AwayReason::Disconnected)
+    );
+    // Back, then leaving on purpose: told apart from a lost connection.
+    let c = store
+        .presence_change(
+            &g,
+            &e("i1", &ann, Role::X),
+            Attendance::Arrive,
+            &announce,
+            TTL,
+        )
+        .await
+        .unwrap();
+    assert_eq!(c.presence.away.x, None);
+    let c = store
+        .presence_change(
+            &g,
+            &e("i1", &ann, Role::X),
+            Attendance::Leave(AwayReason::Left),
+            &announce,
+            TTL,
+        )
+        .await
+        .unwrap();
+    assert_eq!(c.presence.away.x.map(|a| a.reason), Some(AwayReason::Left));
+    assert_eq!(
+        store.presence(&g).await.unwrap().away.x.map(|a| a.reason),
+        Some(AwayReason::Left)
+    );
     let view = store.inspect_seats(&g).await.unwrap().unwrap();
     assert_eq!(view.version, 2);
     assert!(view.seen.x && view.seen.o);
@@ -792,11 +901,23 @@ async fn a_dead_lease_is_swept(store: Arc<dyn Store>) {
         role,
     };
     store
-        .presence_change(&g, &e("dead", &ann, Role::X), 1, &announce, TTL)
+        .presence_change(
+            &g,
+            &e("dead", &ann, Role::X),
+            Attendance::Arrive,
+            &announce,
+            TTL,
+        )
         .await
         .unwrap();
     store
-        .presence_change(&g, &e("alive", &bob, Role::O), 1, &announce, TTL)
+        .presence_change(
+            &g,
+            &e("alive", &bob, Role::O),
+            Attendance::Arrive,
+            &announce,
+            TTL,
+        )
         .await
         .unwrap();
     let mut conn = store.bus().connect().await.unwrap();
@@ -818,15 +939,19 @@ async fn a_dead_lease_is_swept(store: Arc<dyn Store>) {
     assert!(swept[0].1.x && !swept[0].1.o);
     let p = store.presence(&g).await.unwrap();
     assert!(!p.players.x && p.players.o);
-    // The change was announced on the game's channel.
+    assert_eq!(p.away.x.map(|a| a.reason), Some(AwayReason::Disconnected));
+    // The change was announced on the game's channel, as the protocol's presence message.
     let msg = tokio::time::timeout(WAIT, conn.messages.next())
         .await
         .unwrap()
         .unwrap();
-    assert!(
-        text(&msg.payload).contains("\"type\":\"presence\""),
-        "{}",
-        text(&msg.payload)
+    let Ok(ServerMsg::Presence { presence, .. }) = serde_json::from_str(text(&msg.payload)) else {
+        panic!("not a presence message: {}", text(&msg.payload));
+    };
+    assert!(!presence.players.x && presence.players.o);
+    assert_eq!(
+        presence.away.x.map(|a| a.reason),
+        Some(AwayReason::Disconnected)
     );
     assert!(store.expired_leases().await.unwrap().is_empty());
     // A swept lease that renews learns it was forgotten.

@@ -92,6 +92,12 @@ pub enum ClientMsg {
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         spectate: bool,
     },
+    /// Rename the session, and the player in every game where it holds a seat.
+    Rename {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        req: Option<Req>,
+        name: String,
+    },
     /// Stop receiving a game's events on this connection. A seat is kept.
     Leave {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -164,6 +170,7 @@ impl ClientMsg {
             ClientMsg::Hello { req, .. }
             | ClientMsg::Create { req }
             | ClientMsg::Join { req, .. }
+            | ClientMsg::Rename { req, .. }
             | ClientMsg::Leave { req, .. }
             | ClientMsg::Move { req, .. }
             | ClientMsg::Resign { req, .. }
@@ -183,6 +190,7 @@ pub const CLIENT_TYPES: &[&str] = &[
     "hello",
     "create",
     "join",
+    "rename",
     "leave",
     "move",
     "resign",
@@ -220,6 +228,8 @@ pub enum ErrorCode {
     Aborted,
     /// Chat text empty after cleaning, or longer than the limit.
     InvalidText,
+    /// A name empty after cleaning, or longer than the limit.
+    InvalidName,
     AlreadyQueued,
     RateLimited,
     /// Redis cannot be reached; nothing was changed. Retry later.
@@ -237,6 +247,28 @@ pub struct AckInfo {
     /// True when a move with this `mid` had already been applied: nothing new happened.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub duplicate: bool,
+    /// The name now in effect, after cleaning (rename).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// How a seated player came to be absent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AwayReason {
+    /// The player left the game (`leave`); the seat is still theirs.
+    Left,
+    /// The player's connection went (closed, lost, or its instance died).
+    Disconnected,
+}
+
+/// A seated player who is not connected to the game.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Away {
+    pub reason: AwayReason,
+    /// How long ago the player went, when this was sent: the forfeit falls due
+    /// `forfeit_grace_ms` after that, if the round is being played.
+    pub for_ms: u64,
 }
 
 /// Who is connected to a game right now.
@@ -244,6 +276,9 @@ pub struct AckInfo {
 pub struct Presence {
     pub players: Seats<bool>,
     pub spectators: u32,
+    /// For each seat whose player was here and is not now: why and since when.
+    #[serde(default)]
+    pub away: Seats<Option<Away>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -368,6 +403,14 @@ pub enum ServerMsg {
         version: u64,
         state: GameState,
     },
+    /// The player holding `mark` is now called `name`.
+    Renamed {
+        game: GameId,
+        version: u64,
+        mark: Mark,
+        name: String,
+        state: GameState,
+    },
 
     // Unversioned messages on the game (or lobby) channel.
     Chat {
@@ -427,7 +470,8 @@ impl ServerMsg {
             | ServerMsg::RematchRequested { game, version, .. }
             | ServerMsg::RoundStarted { game, version, .. }
             | ServerMsg::Conceded { game, version, .. }
-            | ServerMsg::Aborted { game, version, .. } => Some((game, *version)),
+            | ServerMsg::Aborted { game, version, .. }
+            | ServerMsg::Renamed { game, version, .. } => Some((game, *version)),
             _ => None,
         }
     }
@@ -442,6 +486,7 @@ impl ServerMsg {
             | ServerMsg::RoundStarted { state, .. }
             | ServerMsg::Conceded { state, .. }
             | ServerMsg::Aborted { state, .. }
+            | ServerMsg::Renamed { state, .. }
             | ServerMsg::Snapshot { state, .. } => Some(state),
             _ => None,
         }
@@ -496,6 +541,7 @@ pub const CHANNEL_TYPES: &[&str] = &[
     "round_started",
     "conceded",
     "aborted",
+    "renamed",
     "chat",
     "presence",
 ];
@@ -641,6 +687,7 @@ mod tests {
             r#"{"type":"hello"}"#,
             r#"{"type":"create"}"#,
             r#"{"type":"join","game":"g1"}"#,
+            r#"{"type":"rename","name":"Ann"}"#,
             r#"{"type":"leave","game":"g1"}"#,
             r#"{"type":"move","game":"g1","cell":4}"#,
             r#"{"type":"resign","game":"g1"}"#,
@@ -741,6 +788,7 @@ mod tests {
             "round_started",
             "conceded",
             "aborted",
+            "renamed",
         ] {
             assert!(CHANNEL_TYPES.contains(&t));
         }

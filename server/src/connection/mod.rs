@@ -20,7 +20,7 @@ use crate::app::App;
 use crate::hub::{Client, ConnId, Outbound};
 use crate::ids::GameId;
 use crate::operations::{self, sessions::Identity};
-use crate::protocol::{Role, close};
+use crate::protocol::{AwayReason, Role, close};
 use crate::ratelimit::LocalLimiter;
 use axum::extract::ws::Message;
 use futures_util::{Sink, Stream};
@@ -99,6 +99,7 @@ struct Connection<S> {
     /// First tier of the move and chat budgets: floods stop here, before Redis.
     move_limit: LocalLimiter,
     chat_limit: LocalLimiter,
+    rename_limit: LocalLimiter,
     queued: bool,
     watching_lobby: bool,
 }
@@ -126,6 +127,7 @@ pub async fn serve<S: Transport>(app: Arc<App>, socket: S, ip: IpAddr) {
                 let mut connection = Connection {
                     move_limit: LocalLimiter::new(app.config.move_rule()),
                     chat_limit: LocalLimiter::new(app.config.chat_rule()),
+                    rename_limit: LocalLimiter::new(requests::RENAME_RULE),
                     app: app.clone(),
                     socket,
                     conn,
@@ -277,7 +279,8 @@ impl<S: Transport> Connection<S> {
         let games: Vec<(GameId, Role)> = self.games.drain().map(|(g, j)| (g, j.role)).collect();
         for (game, role) in games {
             app.hub.leave(&game, self.conn);
-            operations::presence::leave(&app, &self.identity.player, &game, role).await;
+            let why = AwayReason::Disconnected;
+            operations::presence::leave(&app, &self.identity.player, &game, role, why).await;
         }
     }
 }

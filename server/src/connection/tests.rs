@@ -256,7 +256,8 @@ async fn create_join_and_move_are_acknowledged_and_reach_both_players() {
         ack,
         AckInfo {
             version: Some(3),
-            duplicate: false
+            duplicate: false,
+            name: None,
         }
     );
     for peer in [&mut ann, &mut bob] {

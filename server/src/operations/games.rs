@@ -351,6 +351,64 @@ pub async fn rematch(
     .await
 }
 
+/// `player` is now called `name` in each of `games` where it holds a seat: a `renamed` event
+/// in each (so every instance's clients see it), and the lobby entry of a listed game.
+/// Games that are gone, aborted, or already show the name are skipped.
+pub async fn rename(
+    app: &App,
+    player: &PlayerId,
+    name: &str,
+    games: &[GameId],
+) -> Result<(), OpError> {
+    for game in games {
+        let Some(sg) = app.store.load_game(game).await? else {
+            continue;
+        };
+        let Some(mark) = sg.seat_of(player) else {
+            continue;
+        };
+        if sg.state.players.get(mark).as_deref() == Some(name) || sg.state.status == Status::Aborted
+        {
+            continue;
+        }
+        app.hub.observe(game, sg.version, &sg.state);
+        let start = Some((sg.version, sg.state));
+        let r = apply(
+            app,
+            game,
+            Actor::seated(player, mark),
+            start,
+            None,
+            |version, s| {
+                let state = s.rename(mark, name)?;
+                let event = ServerMsg::Renamed {
+                    game: game.clone(),
+                    version,
+                    mark,
+                    name: name.to_string(),
+                    state: state.clone(),
+                };
+                Ok((state, event))
+            },
+        )
+        .await;
+        match r {
+            Ok(_) => {}
+            // The game changed hands or ended meanwhile: nothing to rename there.
+            Err(OpError::Rule(_) | OpError::UnknownGame | OpError::NotSeated) => continue,
+            Err(e) => return Err(e),
+        }
+        // The lobby lists names too. Best effort, as for every lobby update.
+        if let Some((_, state)) = app.hub.cached(game)
+            && matches!(state.status, Status::Waiting | Status::Playing)
+            && let Err(e) = update_lobby(app, game, &state).await
+        {
+            tracing::warn!(%game, error = %e, "lobby update failed");
+        }
+    }
+    Ok(())
+}
+
 /// A joined game as the client first sees it.
 #[derive(Debug)]
 pub struct Snapshot {

@@ -52,6 +52,7 @@ impl OpError {
                 RuleError::RoundInProgress => ErrorCode::RoundInProgress,
                 RuleError::SeatTaken => ErrorCode::NotYourSeat,
                 RuleError::Aborted => ErrorCode::Aborted,
+                RuleError::SeatEmpty => ErrorCode::NotYourSeat,
             },
             OpError::UnknownGame => ErrorCode::UnknownGame,
             OpError::NotSeated => ErrorCode::NotYourSeat,

@@ -4,6 +4,7 @@
 //! same lock, which gives the same total order of events per game as Redis does.
 
 use super::*;
+use crate::protocol::Away;
 use crate::ratelimit::gcra;
 use futures_util::StreamExt;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -58,6 +59,8 @@ struct MemPresence {
     conns: BTreeMap<String, i64>,
     seen: Seats<bool>,
     away: Seats<Option<u64>>,
+    /// Why each seat emptied, while it is empty (`why|M` in presence.lua).
+    why: Seats<Option<AwayReason>>,
     expires: u64,
 }
 
@@ -81,20 +84,45 @@ impl MemPresence {
         p
     }
 
+    /// The summary with each emptied seat's absence, as presence.lua reports it.
+    fn view(&self, now: u64) -> Presence {
+        let mut p = self.summary();
+        for m in [Mark::X, Mark::O] {
+            if *p.players.get(m) {
+                continue;
+            }
+            if let (Some(reason), Some(since)) = (*self.why.get(m), *self.away.get(m)) {
+                *p.away.get_mut(m) = Some(Away {
+                    reason,
+                    for_ms: now.saturating_sub(since),
+                });
+            }
+        }
+        p
+    }
+
     fn lease_entries(&self, lease: &str) -> u64 {
         let prefix = format!("c|{lease}|");
         self.conns.keys().filter(|f| f.starts_with(&prefix)).count() as u64
     }
 
     /// Seat bookkeeping after a change, as presence.lua does it.
-    fn settle(&mut self, before: &Presence, after: &Presence, now: u64) -> Seats<bool> {
+    fn settle(
+        &mut self,
+        before: &Presence,
+        after: &Presence,
+        now: u64,
+        why: AwayReason,
+    ) -> Seats<bool> {
         let mut left = Seats::default();
         for m in [Mark::X, Mark::O] {
             if *after.players.get(m) {
                 *self.away.get_mut(m) = None;
+                *self.why.get_mut(m) = None;
                 *self.seen.get_mut(m) = true;
             } else if *before.players.get(m) {
                 *self.away.get_mut(m) = Some(now);
+                *self.why.get_mut(m) = Some(why);
                 *left.get_mut(m) = true;
             }
         }
@@ -496,12 +524,16 @@ impl Store for MemoryStore {
         &self,
         game: &GameId,
         entry: &PresenceEntry<'_>,
-        delta: i64,
+        change: Attendance,
         event: &PresenceTemplate,
         ttl: Duration,
     ) -> StoreResult<PresenceChange> {
         let now = now_ms();
         let mut inner = self.lock();
+        let (delta, why) = match change {
+            Attendance::Arrive => (1, AwayReason::Disconnected),
+            Attendance::Leave(why) => (-1, why),
+        };
         if delta > 0 {
             inner
                 .lease_games
@@ -527,15 +559,17 @@ impl Store for MemoryStore {
             p.conns.remove(&field);
         }
         let after = p.summary();
-        let left = p.settle(&before, &after, now);
+        let left = p.settle(&before, &after, now, why);
         p.expires = now + ms(ttl);
+        let changed = before != after;
+        let after = p.view(now);
         let mine = p.lease_entries(entry.lease);
         if mine == 0
             && let Some(set) = inner.lease_games.get_mut(entry.lease)
         {
             set.remove(game);
         }
-        if before != after {
+        if changed {
             self.send(self.keys.game_channel(game), event.fill(&after).into());
         }
         Ok(PresenceChange {
@@ -552,7 +586,7 @@ impl Store for MemoryStore {
             .presence
             .get(game)
             .filter(|p| p.expires > now)
-            .map(MemPresence::summary)
+            .map(|p| p.view(now))
             .unwrap_or_default())
     }
 
@@ -624,10 +658,10 @@ impl Store for MemoryStore {
             let before = p.summary();
             p.conns.retain(|f, _| !f.starts_with(&prefix));
             let after = p.summary();
-            let left = p.settle(&before, &after, now);
+            let left = p.settle(&before, &after, now, AwayReason::Disconnected);
             p.expires = now + ms(ttl);
             if before != after {
-                changed.push((g.clone(), after));
+                changed.push((g.clone(), p.view(now)));
             }
             if left.x || left.o {
                 emptied.push((g, left));

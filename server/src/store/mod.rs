@@ -17,7 +17,7 @@ mod replay;
 use crate::config::Config;
 use crate::ids::{GameId, PlayerId};
 use crate::protocol::templates::{ChatTemplate, PresenceTemplate};
-use crate::protocol::{ChatLine, LobbyGame, Presence, Role};
+use crate::protocol::{AwayReason, ChatLine, LobbyGame, Presence, Role};
 use crate::ratelimit::{Decision, Rule};
 use crate::rules::{GameState, Mark, Seats};
 use crate::session::TokenHash;
@@ -218,6 +218,14 @@ pub struct PresenceEntry<'a> {
     pub role: Role,
 }
 
+/// A connection arriving in a game's presence, or leaving it and why (which the game's
+/// presence then tells of an emptied seat).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Attendance {
+    Arrive,
+    Leave(AwayReason),
+}
+
 /// A quick-match ticket: who waits, and where to tell them they were matched.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Ticket {
@@ -305,13 +313,14 @@ pub trait Store: Send + Sync + 'static {
     async fn rate(&self, key: &str, rule: Rule) -> StoreResult<Decision>;
 
     // Presence.
-    /// Adds (`delta` 1) or removes (`delta` -1) a connection of `entry` in `game`, and
-    /// publishes the game's presence (`event`, filled) when it changed.
+    /// Adds or removes a connection of `entry` in `game`, and publishes the game's presence
+    /// (`event`, filled) when it changed. A seat that empties remembers why and since when
+    /// (`Presence::away`).
     async fn presence_change(
         &self,
         game: &GameId,
         entry: &PresenceEntry<'_>,
-        delta: i64,
+        change: Attendance,
         event: &PresenceTemplate,
         ttl: Duration,
     ) -> StoreResult<PresenceChange>;

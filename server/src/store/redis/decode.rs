@@ -2,6 +2,7 @@
 //! chat lines and presence, and the few values encoded the way the scripts store them.
 
 use super::*;
+use crate::protocol::{Away, AwayReason};
 use crate::rules::Mark;
 use ::redis::Value;
 
@@ -111,13 +112,40 @@ pub(super) fn chat_line(entry: Value) -> StoreResult<ChatLine> {
     })
 }
 
-pub(super) fn presence_of(x: i64, o: i64, n: i64) -> Presence {
-    Presence {
+/// A presence from presence.lua's reply: the counts, then the absence as
+/// {x ms, o ms, x why, o why}.
+pub(super) fn presence_of(x: i64, o: i64, n: i64, away: &[i64]) -> StoreResult<Presence> {
+    let [xa, oa, xw, ow] = away else {
+        return Err(corrupt("presence absence", away));
+    };
+    let seat = |ms: i64, why: i64| {
+        let reason = match why {
+            1 => AwayReason::Left,
+            2 => AwayReason::Disconnected,
+            _ => return None,
+        };
+        Some(Away {
+            reason,
+            for_ms: u64::try_from(ms).unwrap_or(0),
+        })
+    };
+    Ok(Presence {
         players: Seats {
             x: x == 1,
             o: o == 1,
         },
         spectators: u32::try_from(n).unwrap_or(0),
+        away: Seats {
+            x: seat(*xa, *xw),
+            o: seat(*oa, *ow),
+        },
+    })
+}
+
+pub(super) fn why_name(why: AwayReason) -> &'static str {
+    match why {
+        AwayReason::Left => "left",
+        AwayReason::Disconnected => "disconnected",
     }
 }
 

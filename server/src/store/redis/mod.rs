@@ -196,11 +196,11 @@ impl Store for RedisStore {
         &self,
         game: &GameId,
         entry: &PresenceEntry<'_>,
-        delta: i64,
+        change: Attendance,
         event: &PresenceTemplate,
         ttl: Duration,
     ) -> StoreResult<PresenceChange> {
-        presence::change(self, game, entry, delta, event, ttl).await
+        presence::change(self, game, entry, change, event, ttl).await
     }
 
     async fn presence(&self, game: &GameId) -> StoreResult<Presence> {
