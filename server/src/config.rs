@@ -48,9 +48,17 @@ pub struct Config {
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
 
-    /// Longest wait for one Redis call before answering `unavailable`.
+    /// Longest wait for one Redis call before answering `unavailable`. A call that times out
+    /// may still be applied later; its connection is replaced by a fresh one.
     #[arg(long = "redis-timeout-ms", env = "REDIS_TIMEOUT_MS", default_value = "2000", value_parser = millis_at_least(1))]
     pub redis_timeout: Duration,
+    /// After this long without a working round trip to Redis (commands and pub/sub), the
+    /// instance closes its connections with 1012 so that they resume on another instance, and
+    /// refuses new ones (503, not ready) until Redis answers again. Keep it above
+    /// REDIS_TIMEOUT_MS (a hung connection is replaced after one timeout) and well under
+    /// FORFEIT_GRACE_MS (players must be back before their clocks run out).
+    #[arg(long = "redis-lost-ms", env = "REDIS_LOST_MS", default_value = "3000", value_parser = millis_at_least(100))]
+    pub redis_lost: Duration,
 
     // Rate limits.
     /// Moves per second per session and game (enforced in Redis, so reconnecting or
@@ -193,6 +201,11 @@ impl Config {
     }
     pub fn ip_session_rule(&self) -> Rule {
         Rule::per_second(self.ip_session_rate, self.ip_session_burst)
+    }
+    /// How often the Redis links are checked: several times within REDIS_LOST_MS, so that a
+    /// replaced connection gets its chance before the instance gives up on Redis.
+    pub fn redis_probe_every(&self) -> Duration {
+        (self.redis_lost / 6).clamp(Duration::from_millis(50), Duration::from_secs(1))
     }
     /// ABUSE_LIMIT limited requests at once, refilled over a minute.
     pub fn abuse_rule(&self) -> Rule {

@@ -58,14 +58,6 @@ pub async fn run(app: Arc<App>, stop: CancellationToken) {
             last_heartbeat = Some(tokio::time::Instant::now());
             heartbeat(&app).await;
             refresh_tickets(&app, &mut ticket_misses).await;
-            // Keeps the pub/sub lag histogram fed, and warns of a wedged subscription.
-            if let Err(e) = app
-                .hub
-                .probe(app.store.as_ref(), app.config.redis_timeout)
-                .await
-            {
-                tracing::debug!(error = %e, "pub/sub probe failed");
-            }
         }
         retry_leaves(&app).await;
         sweep_dead_instances(&app).await;
@@ -120,7 +112,8 @@ async fn heartbeat(app: &App) {
 async fn retry_leaves(app: &App) {
     let pending: Vec<_> =
         std::mem::take(&mut *app.pending_leaves.lock().unwrap_or_else(|p| p.into_inner()));
-    for leave in pending {
+    let mut pending = pending.into_iter();
+    while let Some(leave) = pending.next() {
         let entry = app.presence_entry(&leave.player, leave.role);
         match app
             .store
@@ -134,7 +127,13 @@ async fn retry_leaves(app: &App) {
             .await
         {
             Ok(change) => start_forfeit_clock(app, &leave.game, &change).await,
-            Err(_) => app.defer_leave(leave),
+            Err(_) => {
+                // Redis is not answering: the rest waits for the next tick rather than each
+                // waiting out its own timeout.
+                app.defer_leave(leave);
+                pending.for_each(|l| app.defer_leave(l));
+                return;
+            }
         }
     }
 }

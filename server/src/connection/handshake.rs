@@ -34,6 +34,7 @@ pub(super) async fn greet<S: Transport>(
 ) -> Result<Greeted, Closing> {
     let hello_deadline = tokio::time::Instant::now() + app.config.hello_timeout;
     let shutdown = app.shutdown.clone();
+    let mut redis_lost = app.redis_lost.subscribe();
     loop {
         // Biased like the connection's loop: shutdown and the deadline win over a chatty peer.
         let step = tokio::select! {
@@ -43,6 +44,9 @@ pub(super) async fn greet<S: Transport>(
             }
             _ = kill.cancelled() => {
                 Err(Closing::Close(close::SLOW_CONSUMER, "too slow: outbound queue full"))
+            }
+            _ = async { drop(redis_lost.wait_for(|lost| *lost).await) } => {
+                Err(Closing::Close(close::SERVICE_RESTART, "instance lost Redis: reconnect"))
             }
             _ = tokio::time::sleep_until(hello_deadline) => {
                 Err(Closing::Close(close::POLICY, "no hello"))

@@ -25,7 +25,12 @@ pub enum OpError {
     NotSeated,
     #[error("too many requests")]
     RateLimited { retry_after_ms: u64 },
-    #[error("the game service is unavailable, try again")]
+    /// The store did not answer (in time). A write may or may not have been applied: a
+    /// timed-out command can still run once Redis gets to it.
+    #[error(
+        "the game service did not answer: the request may or may not have taken effect \
+         (retry a move with the same mid to find out)"
+    )]
     Unavailable,
     #[error("internal error")]
     Internal(String),

@@ -423,4 +423,9 @@ pub trait BusSink: Send {
     /// Returns once the subscription is confirmed: messages published after that arrive.
     async fn subscribe(&mut self, channels: &[String]) -> StoreResult<()>;
     async fn unsubscribe(&mut self, channels: &[String]) -> StoreResult<()>;
+    /// A round trip on the subscription connection itself, where the backend has one: a
+    /// connection that stopped answering is otherwise indistinguishable from a quiet one.
+    async fn ping(&mut self) -> StoreResult<()> {
+        Ok(())
+    }
 }

@@ -40,6 +40,7 @@ pub fn test_config(redis: Option<&RedisServer>) -> Config {
         ip_session_rate: 10_000.0,
         ip_session_burst: 10_000,
         redis_timeout: Duration::from_millis(1000),
+        redis_lost: Duration::from_millis(3000),
         lease_ttl: Duration::from_millis(1500),
         sweep_interval: Duration::from_millis(200),
         shutdown_grace: Duration::from_millis(3000),

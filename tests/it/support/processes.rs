@@ -36,6 +36,7 @@ pub fn config_env(c: &Config) -> Vec<(String, String)> {
         ("IP_SESSION_RATE", c.ip_session_rate.to_string()),
         ("IP_SESSION_BURST", c.ip_session_burst.to_string()),
         ("REDIS_TIMEOUT_MS", c.redis_timeout.as_millis().to_string()),
+        ("REDIS_LOST_MS", c.redis_lost.as_millis().to_string()),
         ("LEASE_TTL_MS", c.lease_ttl.as_millis().to_string()),
         (
             "SWEEP_INTERVAL_MS",

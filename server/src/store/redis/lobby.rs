@@ -23,7 +23,9 @@ pub(super) async fn update(s: &RedisStore, entry: &LobbyGame, event: Bytes) -> S
         .arg(k.lobby_channel())
         .arg(event.as_ref())
         .arg(s.publish_cmd());
-    let _: i64 = s.call("lobby", inv.invoke_async(&mut conn)).await?;
+    let _: i64 = s
+        .call("lobby", conn.generation, inv.invoke_async(&mut conn))
+        .await?;
     Ok(())
 }
 
@@ -41,7 +43,9 @@ pub(super) async fn list(
         .arg("list")
         .arg(max.max(1))
         .arg(ttl_ms(ttl));
-    let reply: Value = s.call("lobby", inv.invoke_async(&mut conn)).await?;
+    let reply: Value = s
+        .call("lobby", conn.generation, inv.invoke_async(&mut conn))
+        .await?;
     let mut lists = items(reply).ok_or_else(|| corrupt("lobby", "not an array"))?;
     let parse = |v: Option<Value>| -> Vec<LobbyGame> {
         v.and_then(texts)
@@ -69,7 +73,9 @@ pub(super) async fn match_enqueue(
         .arg(ticket.player.as_str())
         .arg(json)
         .arg(ttl_ms(fresh));
-    let reply: Vec<String> = s.call("match", inv.invoke_async(&mut conn)).await?;
+    let reply: Vec<String> = s
+        .call("match", conn.generation, inv.invoke_async(&mut conn))
+        .await?;
     match reply.as_slice() {
         [tag] if tag == "queued" => Ok(None),
         [tag, other] if tag == "paired" => serde_json::from_str(other)
@@ -86,7 +92,9 @@ pub(super) async fn match_cancel(s: &RedisStore, player: &PlayerId) -> StoreResu
         .key(s.keys.match_tickets())
         .arg("cancel")
         .arg(player.as_str());
-    let removed: i64 = s.call("match", inv.invoke_async(&mut conn)).await?;
+    let removed: i64 = s
+        .call("match", conn.generation, inv.invoke_async(&mut conn))
+        .await?;
     Ok(removed == 1)
 }
 
@@ -105,7 +113,9 @@ pub(super) async fn match_refresh(
     for p in players {
         inv.arg(p.as_str());
     }
-    let missing: Vec<String> = s.call("match", inv.invoke_async(&mut conn)).await?;
+    let missing: Vec<String> = s
+        .call("match", conn.generation, inv.invoke_async(&mut conn))
+        .await?;
     Ok(missing
         .into_iter()
         .filter_map(|p| PlayerId::try_from(p).ok())

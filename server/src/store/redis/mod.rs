@@ -23,13 +23,13 @@ pub use sharded_bus::ClusterBus;
 
 use super::*;
 use ::redis::Script;
-use connection::Backend;
+use connection::Link;
 use std::sync::LazyLock;
 
 pub struct RedisStore {
     keys: Keys,
     limits: StoreLimits,
-    backend: Backend,
+    link: Link,
     bus: Arc<dyn Bus>,
     /// Bounds every call: an outage becomes [`StoreError::Unavailable`] within it, not a hang.
     op_timeout: Duration,
@@ -76,7 +76,11 @@ impl Store for RedisStore {
     async fn ping(&self) -> StoreResult<()> {
         let mut conn = self.conn().await?;
         let _: String = self
-            .call("ping", ::redis::cmd("PING").query_async(&mut conn))
+            .call(
+                "ping",
+                conn.generation,
+                ::redis::cmd("PING").query_async(&mut conn),
+            )
             .await?;
         Ok(())
     }
@@ -86,6 +90,7 @@ impl Store for RedisStore {
         let _: i64 = self
             .call(
                 "publish",
+                conn.generation,
                 ::redis::cmd(self.publish_cmd())
                     .arg(channel)
                     .arg(payload.as_ref())
@@ -182,7 +187,9 @@ impl Store for RedisStore {
         let mut conn = self.conn().await?;
         let mut inv = SCRIPTS.rate.prepare_invoke();
         inv.key(key).arg(rule.interval_us).arg(rule.tolerance_us());
-        let v: Vec<u64> = self.call("rate", inv.invoke_async(&mut conn)).await?;
+        let v: Vec<u64> = self
+            .call("rate", conn.generation, inv.invoke_async(&mut conn))
+            .await?;
         match v.as_slice() {
             [1, _] => Ok(Decision::Allow { new_tat: 0 }),
             [0, retry] => Ok(Decision::Deny {
