@@ -34,12 +34,17 @@ pub async fn run(app: Arc<App>, stop: CancellationToken) {
                     _ = tick.tick() => {}
                 }
                 app.hub
-                    .flush_lobby(app.store.as_ref(), LOBBY_MAX, app.config.game_ttl)
+                    .flush_lobby(
+                        app.store.as_ref(),
+                        LOBBY_MAX,
+                        app.config.lobby_per_player,
+                        app.config.game_ttl,
+                    )
                     .await;
                 // Listing prunes entries older than the game lifetime.
                 if last_prune.elapsed() >= LOBBY_PRUNE_EVERY {
                     last_prune = tokio::time::Instant::now();
-                    let _ = app.store.lobby_list(1, app.config.game_ttl).await;
+                    let _ = app.store.lobby_list(1, 0, app.config.game_ttl).await;
                 }
             }
         })

@@ -397,11 +397,17 @@ impl Hub {
     }
 
     /// Sends the lobby list to every watcher if it changed since the last call.
-    pub async fn flush_lobby(&self, store: &dyn Store, max: usize, ttl: Duration) {
+    pub async fn flush_lobby(
+        &self,
+        store: &dyn Store,
+        max: usize,
+        per_owner: usize,
+        ttl: Duration,
+    ) {
         if self.lobby_watchers.is_empty() || !self.lobby_dirty.swap(false, Ordering::Relaxed) {
             return;
         }
-        match store.lobby_list(max, ttl).await {
+        match store.lobby_list(max, per_owner, ttl).await {
             Ok((open, live)) => {
                 let frame: Utf8Bytes = ServerMsg::Lobby { open, live }.to_json().into();
                 self.lobby_watchers

@@ -93,6 +93,8 @@ struct Connection<S> {
     app: Arc<App>,
     socket: Socket<S>,
     conn: ConnId,
+    /// The client's address, for the per-address budgets.
+    ip: IpAddr,
     client: Client,
     identity: Identity,
     games: HashMap<GameId, Joined>,
@@ -129,13 +131,14 @@ pub async fn serve<S: Transport>(app: Arc<App>, socket: S, ip: IpAddr) {
                     app: app.clone(),
                     socket,
                     conn,
+                    ip,
                     client,
                     identity: greeted.identity,
                     games: HashMap::new(),
                     queued: false,
                     watching_lobby: false,
                 };
-                let closing = match connection.restore(greeted.resume).await {
+                let closing = match connection.restore(greeted.resume, greeted.left_out).await {
                     Ok(()) => connection.run(&mut rx, &kill, &mut keepalive).await,
                     Err(closing) => closing,
                 };

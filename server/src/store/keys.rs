@@ -89,6 +89,16 @@ impl Keys {
         format!("{}{{lobby}}:info", self.prefix)
     }
 
+    /// Hash: open game id -> the player who opened it (the lobby shows a few per player).
+    pub fn lobby_owners(&self) -> String {
+        format!("{}{{lobby}}:owner", self.prefix)
+    }
+
+    /// Sorted set of a player's games waiting for an opponent, scored by when each was held.
+    pub fn player_waiting(&self, p: &PlayerId) -> String {
+        format!("{}player:{{{p}}}:waiting", self.prefix)
+    }
+
     pub fn lobby_chat(&self) -> String {
         format!("{}{{lobby}}:chat", self.prefix)
     }

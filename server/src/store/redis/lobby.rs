@@ -1,10 +1,16 @@
-//! The lobby (open and live games, scored by last update) and the quick-match queue.
+//! The lobby (open and live games, scored by last update, a few open ones per player), the
+//! players' waiting games, and the quick-match queue.
 
-use super::decode::{corrupt, items, texts, ttl_ms};
+use super::decode::{corrupt, items, text, texts, ttl_ms};
 use super::*;
 use ::redis::Value;
 
-pub(super) async fn update(s: &RedisStore, entry: &LobbyGame, event: Bytes) -> StoreResult<()> {
+pub(super) async fn update(
+    s: &RedisStore,
+    entry: &LobbyGame,
+    owner: Option<&PlayerId>,
+    event: Bytes,
+) -> StoreResult<()> {
     let k = &s.keys;
     let status = serde_json::to_value(entry.status)
         .ok()
@@ -16,13 +22,15 @@ pub(super) async fn update(s: &RedisStore, entry: &LobbyGame, event: Bytes) -> S
     inv.key(k.lobby_open())
         .key(k.lobby_live())
         .key(k.lobby_info())
+        .key(k.lobby_owners())
         .arg("update")
         .arg(entry.game.as_str())
         .arg(status)
         .arg(json)
         .arg(k.lobby_channel())
         .arg(event.as_ref())
-        .arg(s.publish_cmd());
+        .arg(s.publish_cmd())
+        .arg(owner.map(PlayerId::as_str).unwrap_or_default());
     let _: i64 = s
         .call("lobby", conn.generation, inv.invoke_async(&mut conn))
         .await?;
@@ -32,6 +40,7 @@ pub(super) async fn update(s: &RedisStore, entry: &LobbyGame, event: Bytes) -> S
 pub(super) async fn list(
     s: &RedisStore,
     max: usize,
+    per_owner: usize,
     ttl: Duration,
 ) -> StoreResult<(Vec<LobbyGame>, Vec<LobbyGame>)> {
     let k = &s.keys;
@@ -40,9 +49,11 @@ pub(super) async fn list(
     inv.key(k.lobby_open())
         .key(k.lobby_live())
         .key(k.lobby_info())
+        .key(k.lobby_owners())
         .arg("list")
         .arg(max.max(1))
-        .arg(ttl_ms(ttl));
+        .arg(ttl_ms(ttl))
+        .arg(per_owner);
     let reply: Value = s
         .call("lobby", conn.generation, inv.invoke_async(&mut conn))
         .await?;
@@ -120,4 +131,49 @@ pub(super) async fn match_refresh(
         .into_iter()
         .filter_map(|p| PlayerId::try_from(p).ok())
         .collect())
+}
+
+pub(super) async fn hold_waiting(
+    s: &RedisStore,
+    player: &PlayerId,
+    game: &GameId,
+    cap: usize,
+    ttl: Duration,
+) -> StoreResult<Hold> {
+    let mut conn = s.conn().await?;
+    let mut inv = SCRIPTS.waiting.prepare_invoke();
+    inv.key(s.keys.player_waiting(player))
+        .arg("hold")
+        .arg(game.as_str())
+        .arg(cap)
+        .arg(ttl_ms(ttl));
+    let reply: Vec<Value> = s
+        .call("waiting", conn.generation, inv.invoke_async(&mut conn))
+        .await?;
+    match reply.split_first() {
+        Some((Value::Int(1), _)) => Ok(Hold::Held),
+        Some((Value::Int(0), held)) => Ok(Hold::Full(
+            held.iter()
+                .filter_map(text)
+                .filter_map(|g| GameId::try_from(g).ok())
+                .collect(),
+        )),
+        _ => Err(corrupt("waiting", reply)),
+    }
+}
+
+pub(super) async fn release_waiting(
+    s: &RedisStore,
+    player: &PlayerId,
+    game: &GameId,
+) -> StoreResult<()> {
+    let mut conn = s.conn().await?;
+    let mut inv = SCRIPTS.waiting.prepare_invoke();
+    inv.key(s.keys.player_waiting(player))
+        .arg("release")
+        .arg(game.as_str());
+    let _: i64 = s
+        .call("waiting", conn.generation, inv.invoke_async(&mut conn))
+        .await?;
+    Ok(())
 }

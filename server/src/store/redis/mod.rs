@@ -48,6 +48,7 @@ struct Scripts {
     lobby: Script,
     matching: Script,
     deadline: Script,
+    waiting: Script,
 }
 
 /// Hashed once; `Script` sends EVALSHA and loads the source only after a NOSCRIPT (for
@@ -65,6 +66,7 @@ static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     lobby: Script::new(include_str!("../scripts/lobby.lua")),
     matching: Script::new(include_str!("../scripts/match.lua")),
     deadline: Script::new(include_str!("../scripts/deadline.lua")),
+    waiting: Script::new(include_str!("../scripts/waiting.lua")),
 });
 
 #[async_trait]
@@ -235,16 +237,36 @@ impl Store for RedisStore {
         presence::sweep_lease(self, lease, ttl, event).await
     }
 
-    async fn lobby_update(&self, entry: &LobbyGame, event: Bytes) -> StoreResult<()> {
-        lobby::update(self, entry, event).await
+    async fn hold_waiting(
+        &self,
+        player: &PlayerId,
+        game: &GameId,
+        cap: usize,
+        ttl: Duration,
+    ) -> StoreResult<Hold> {
+        lobby::hold_waiting(self, player, game, cap, ttl).await
+    }
+
+    async fn release_waiting(&self, player: &PlayerId, game: &GameId) -> StoreResult<()> {
+        lobby::release_waiting(self, player, game).await
+    }
+
+    async fn lobby_update(
+        &self,
+        entry: &LobbyGame,
+        owner: Option<&PlayerId>,
+        event: Bytes,
+    ) -> StoreResult<()> {
+        lobby::update(self, entry, owner, event).await
     }
 
     async fn lobby_list(
         &self,
         max: usize,
+        per_owner: usize,
         ttl: Duration,
     ) -> StoreResult<(Vec<LobbyGame>, Vec<LobbyGame>)> {
-        lobby::list(self, max, ttl).await
+        lobby::list(self, max, per_owner, ttl).await
     }
 
     async fn match_enqueue(&self, ticket: &Ticket, fresh: Duration) -> StoreResult<Option<Ticket>> {
