@@ -4,7 +4,7 @@
 
 use super::socket::Frame;
 use super::{Connection, Joined, Step, Transport};
-use crate::hub::Subscriber;
+use crate::hub::{Outbound, Subscriber};
 use crate::ids::GameId;
 use crate::operations::{self, OpError, games::Snapshot, presence::Entered};
 use crate::protocol::{AckInfo, ErrorCode, Req, Role, ServerMsg};
@@ -204,6 +204,7 @@ impl<S: Transport> Connection<S> {
                 Ok(frame) => self.socket.send_all(vec![frame]).await,
                 Err(e) => {
                     tracing::warn!(%game, error = %e, "resync snapshot failed");
+                    self.resync_later(game);
                     Ok(())
                 }
             },
@@ -213,11 +214,22 @@ impl<S: Transport> Connection<S> {
                 self.socket.send(expired(game)).await
             }
             Err(e) => {
-                // The next event (or the bus's own resync) tries again.
                 tracing::warn!(%game, error = %e, "resync failed");
+                self.resync_later(game);
                 Ok(())
             }
         }
+    }
+
+    /// Tries a failed catch-up again shortly: after a lost bus message nothing else may come
+    /// that would show the client the hole (a finished game, a quiet opponent).
+    fn resync_later(&self, game: &GameId) {
+        let (client, game) = (self.client.clone(), game.clone());
+        let delay = self.app.config.redis_probe_every();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            client.offer(Outbound::Resync(game));
+        });
     }
 
     /// The client asks to be caught up from `since` (it saw a hole, or came back to a tab).
