@@ -50,6 +50,9 @@ pub struct App {
     pub trusted_proxies: Vec<IpAddr>,
     /// Presence decrements to retry.
     pub pending_leaves: Mutex<Vec<PendingLeave>>,
+    /// True while this instance cannot reach Redis (for longer than `REDIS_LOST_MS`): its
+    /// connections are closed with 1012 and new ones refused. Set by [`crate::watchdog`].
+    pub redis_lost: tokio::sync::watch::Sender<bool>,
     next_conn: AtomicU64,
     ip_fallback: Mutex<std::collections::HashMap<(&'static str, IpAddr), LocalLimiter>>,
 }
@@ -80,9 +83,14 @@ impl App {
             connections: TaskTracker::new(),
             waiting: DashMap::new(),
             pending_leaves: Mutex::new(Vec::new()),
+            redis_lost: tokio::sync::watch::Sender::new(false),
             next_conn: AtomicU64::new(1),
             ip_fallback: Mutex::new(std::collections::HashMap::new()),
         }
+    }
+
+    pub fn is_redis_lost(&self) -> bool {
+        *self.redis_lost.borrow()
     }
 
     pub fn next_conn_id(&self) -> ConnId {

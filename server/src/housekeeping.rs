@@ -35,12 +35,17 @@ pub async fn run(app: Arc<App>, stop: CancellationToken) {
                     _ = tick.tick() => {}
                 }
                 app.hub
-                    .flush_lobby(app.store.as_ref(), LOBBY_MAX, app.config.game_ttl)
+                    .flush_lobby(
+                        app.store.as_ref(),
+                        LOBBY_MAX,
+                        app.config.lobby_per_player,
+                        app.config.game_ttl,
+                    )
                     .await;
                 // Listing prunes entries older than the game lifetime.
                 if last_prune.elapsed() >= LOBBY_PRUNE_EVERY {
                     last_prune = tokio::time::Instant::now();
-                    let _ = app.store.lobby_list(1, app.config.game_ttl).await;
+                    let _ = app.store.lobby_list(1, 0, app.config.game_ttl).await;
                 }
             }
         })
@@ -59,14 +64,6 @@ pub async fn run(app: Arc<App>, stop: CancellationToken) {
             last_heartbeat = Some(tokio::time::Instant::now());
             heartbeat(&app).await;
             refresh_tickets(&app, &mut ticket_misses).await;
-            // Keeps the pub/sub lag histogram fed, and warns of a wedged subscription.
-            if let Err(e) = app
-                .hub
-                .probe(app.store.as_ref(), app.config.redis_timeout)
-                .await
-            {
-                tracing::debug!(error = %e, "pub/sub probe failed");
-            }
         }
         retry_leaves(&app).await;
         sweep_dead_instances(&app).await;
@@ -121,7 +118,8 @@ async fn heartbeat(app: &App) {
 async fn retry_leaves(app: &App) {
     let pending: Vec<_> =
         std::mem::take(&mut *app.pending_leaves.lock().unwrap_or_else(|p| p.into_inner()));
-    for leave in pending {
+    let mut pending = pending.into_iter();
+    while let Some(leave) = pending.next() {
         let entry = app.presence_entry(&leave.player, leave.role);
         match app
             .store
@@ -135,7 +133,13 @@ async fn retry_leaves(app: &App) {
             .await
         {
             Ok(change) => start_forfeit_clock(app, &leave.game, &change).await,
-            Err(_) => app.defer_leave(leave),
+            Err(_) => {
+                // Redis is not answering: the rest waits for the next tick rather than each
+                // waiting out its own timeout.
+                app.defer_leave(leave);
+                pending.for_each(|l| app.defer_leave(l));
+                return;
+            }
         }
     }
 }

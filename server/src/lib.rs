@@ -22,6 +22,7 @@
 //! - [`housekeeping`]: leases, sweeping dead instances, deadlines, lobby pushes.
 //! - [`listener`], [`admission`]: the accept loop (header deadline, graceful shutdown) and
 //!   the connection caps, for the instance and per client address.
+//! - [`watchdog`]: whether Redis is reachable; heals hung links, gives clients up when not.
 //! - [`routes`], [`app`], [`config`], [`telemetry`]: HTTP, shared handles, settings, logs
 //!   and metrics.
 //!
@@ -43,6 +44,7 @@ pub mod session;
 pub mod store;
 pub mod telemetry;
 pub mod text;
+pub mod watchdog;
 
 pub use tictactoe_protocol as protocol;
 pub use tictactoe_protocol::{ids, rules};
@@ -100,6 +102,18 @@ pub async fn run(
         safe_name(&instance),
         &ids::GameId::generate().as_str()[..6]
     );
+    if config.redis_lost >= config.forfeit_grace {
+        tracing::warn!(
+            "REDIS_LOST_MS is not under FORFEIT_GRACE_MS: players of an instance that loses \
+             Redis may forfeit before they are sent elsewhere"
+        );
+    }
+    if config.redis_lost <= config.redis_timeout {
+        tracing::warn!(
+            "REDIS_LOST_MS is not above REDIS_TIMEOUT_MS: a hung Redis connection cannot be \
+             replaced before the instance gives up on Redis"
+        );
+    }
     let store = store::connect(&config)?;
     let addr = listener.local_addr()?;
     let metrics_listener = match config.metrics_addr {
@@ -110,12 +124,13 @@ pub async fn run(
 
     let background = TaskTracker::new();
     let stop_background = CancellationToken::new();
-    background.spawn(
-        app.hub
-            .clone()
-            .run_bus(app.store.bus(), stop_background.clone()),
-    );
+    background.spawn(app.hub.clone().run_bus(
+        app.store.bus(),
+        app.config.redis_probe_every(),
+        stop_background.clone(),
+    ));
     background.spawn(housekeeping::run(app.clone(), stop_background.clone()));
+    background.spawn(watchdog::run(app.clone(), stop_background.clone()));
 
     tracing::info!(
         %addr,

@@ -70,6 +70,15 @@ async fn ws_upgrade(
     if app.shutdown.is_cancelled() {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
     }
+    if app.is_redis_lost() {
+        metrics::counter!("rejected_upgrades_total", "reason" => "redis_lost").increment(1);
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "1")],
+            "this instance cannot reach Redis: try another",
+        )
+            .into_response();
+    }
     if !origin_allowed(&headers, &app.config.allowed_origins) {
         metrics::counter!("rejected_upgrades_total", "reason" => "origin").increment(1);
         return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
@@ -194,7 +203,8 @@ async fn healthz() -> &'static str {
 }
 
 /// Ready when Redis answers and this instance's pub/sub delivers end to end (a probe it
-/// publishes to itself comes back), and it is not shutting down.
+/// publishes to itself comes back), it has not given up on Redis (the watchdog's verdict,
+/// which outlasts a single lucky probe), and it is not shutting down.
 async fn readyz(State(app): State<Arc<App>>) -> Response {
     let timeout = app.config.redis_timeout.min(Duration::from_secs(1));
     let store = match app.store.ping().await {
@@ -206,7 +216,8 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
         Err(e) => Err(e.to_string()),
     };
     let shutting_down = app.shutdown.is_cancelled();
-    let ready = store.is_ok() && pubsub.is_ok() && !shutting_down;
+    let redis_lost = app.is_redis_lost();
+    let ready = store.is_ok() && pubsub.is_ok() && !shutting_down && !redis_lost;
     let body = serde_json::json!({
         "ready": ready,
         "instance": app.instance,
@@ -216,6 +227,7 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
             Err(e) => e.clone(),
         },
         "shutting_down": shutting_down,
+        "redis_lost": redis_lost,
         "local_games": app.hub.local_games(),
     });
     let status = if ready {

@@ -13,6 +13,7 @@ mod load_balancer;
 mod loadgen;
 mod observability;
 mod protocol_doc;
+mod redis_link;
 mod social;
 mod store_conformance;
 mod support;

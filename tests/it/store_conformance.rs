@@ -17,8 +17,8 @@ use tictactoe::session::SessionToken;
 use tictactoe::store::memory::MemoryStore;
 use tictactoe::store::redis::RedisStore;
 use tictactoe::store::{
-    Applied, Attendance, Keys, PresenceEntry, Replay, SeatCheck, SessionRecord, Store, StoreLimits,
-    Ticket, Transition,
+    Applied, Attendance, Hold, Keys, PresenceEntry, Replay, SeatCheck, SessionRecord, Store,
+    StoreLimits, Ticket, Transition,
 };
 
 const TTL: Duration = Duration::from_secs(60);
@@ -100,6 +100,8 @@ conformance!(
     presence_counts_connections_and_starts_clocks,
     a_dead_lease_is_swept,
     the_lobby_lists_open_and_live_games,
+    the_lobby_shows_a_few_open_games_per_owner,
+    waiting_games_are_capped_per_player,
     quick_match_pairs_each_ticket_exactly_once,
     deadlines_keep_the_earliest_and_settle_only_if_unchanged,
     keys_expire_with_their_ttl,
@@ -139,11 +141,16 @@ fn text(bytes: &Bytes) -> &str {
 
 /// Updates the lobby as the operations do: with the change rendered for the lobby channel.
 async fn lobby_update(store: &dyn Store, entry: &LobbyGame) {
+    lobby_update_by(store, entry, None).await;
+}
+
+/// A lobby update naming the player who opened the game.
+async fn lobby_update_by(store: &dyn Store, entry: &LobbyGame, owner: Option<&PlayerId>) {
     let change = ServerMsg::LobbyChanged {
         entry: entry.clone(),
     };
     store
-        .lobby_update(entry, change.to_json().into())
+        .lobby_update(entry, owner, change.to_json().into())
         .await
         .unwrap();
 }
@@ -977,7 +984,7 @@ async fn the_lobby_lists_open_and_live_games(store: Arc<dyn Store>) {
     tokio::time::sleep(Duration::from_millis(3)).await;
     lobby_update(store.as_ref(), &entry("g2", Status::Waiting, None)).await;
     lobby_update(store.as_ref(), &entry("g3", Status::Playing, Some("bob"))).await;
-    let (open, live) = store.lobby_list(10, TTL).await.unwrap();
+    let (open, live) = store.lobby_list(10, 0, TTL).await.unwrap();
     assert_eq!(
         open.iter().map(|e| e.game.as_str()).collect::<Vec<_>>(),
         ["g2", "g1"]
@@ -987,18 +994,18 @@ async fn the_lobby_lists_open_and_live_games(store: Arc<dyn Store>) {
     // Filled, finished.
     lobby_update(store.as_ref(), &entry("g1", Status::Playing, Some("cy"))).await;
     lobby_update(store.as_ref(), &entry("g3", Status::Finished, Some("bob"))).await;
-    let (open, live) = store.lobby_list(10, TTL).await.unwrap();
+    let (open, live) = store.lobby_list(10, 0, TTL).await.unwrap();
     assert_eq!(open.len(), 1);
     assert_eq!(
         live.iter().map(|e| e.game.as_str()).collect::<Vec<_>>(),
         ["g1"]
     );
-    let (open, _) = store.lobby_list(1, TTL).await.unwrap();
+    let (open, _) = store.lobby_list(1, 0, TTL).await.unwrap();
     assert_eq!(open.len(), 1);
     // Stale entries are pruned.
     tokio::time::sleep(Duration::from_millis(30)).await;
     let (open, live) = store
-        .lobby_list(10, Duration::from_millis(10))
+        .lobby_list(10, 0, Duration::from_millis(10))
         .await
         .unwrap();
     assert!(open.is_empty() && live.is_empty());
@@ -1007,6 +1014,93 @@ async fn the_lobby_lists_open_and_live_games(store: Arc<dyn Store>) {
         .unwrap()
         .unwrap();
     assert!(text(&msg.payload).contains("\"type\":\"lobby_changed\""));
+}
+
+async fn the_lobby_shows_a_few_open_games_per_owner(store: Arc<dyn Store>) {
+    let open = |g: &str| LobbyGame {
+        game: gid(g),
+        status: Status::Waiting,
+        players: Seats {
+            x: Some("ann".into()),
+            o: None,
+        },
+        round: 1,
+    };
+    let (ann, bob) = (pid("p-ann"), pid("p-bob"));
+    for g in ["a1", "a2", "a3", "a4"] {
+        lobby_update_by(store.as_ref(), &open(g), Some(&ann)).await;
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+    lobby_update_by(store.as_ref(), &open("b1"), Some(&bob)).await;
+    tokio::time::sleep(Duration::from_millis(3)).await;
+    for g in ["a5", "a6"] {
+        lobby_update_by(store.as_ref(), &open(g), Some(&ann)).await;
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+    let ids = |v: Vec<LobbyGame>| {
+        v.into_iter()
+            .map(|e| e.game.to_string())
+            .collect::<Vec<_>>()
+    };
+    // Ann's two newest, then Bob's, though Ann has more recent ones.
+    let (listed, _) = store.lobby_list(10, 2, TTL).await.unwrap();
+    assert_eq!(ids(listed), ["a6", "a5", "b1"]);
+    let (listed, _) = store.lobby_list(2, 1, TTL).await.unwrap();
+    assert_eq!(ids(listed), ["a6", "b1"]);
+    // Without a per-owner limit, the newest of all.
+    let (listed, _) = store.lobby_list(3, 0, TTL).await.unwrap();
+    assert_eq!(ids(listed), ["a6", "a5", "b1"]);
+    // A later update without an owner (the game's status changed) keeps the owner; a game
+    // that filled leaves the open list, making room for Ann's next one.
+    lobby_update(store.as_ref(), &open("a6")).await;
+    let mut filled = open("a5");
+    filled.status = Status::Playing;
+    lobby_update(store.as_ref(), &filled).await;
+    let (listed, live) = store.lobby_list(10, 2, TTL).await.unwrap();
+    assert_eq!(ids(listed), ["a6", "b1", "a4"]);
+    assert_eq!(ids(live), ["a5"]);
+}
+
+async fn waiting_games_are_capped_per_player(store: Arc<dyn Store>) {
+    let (ann, bob) = (pid("p-ann"), pid("p-bob"));
+    for g in ["w1", "w2"] {
+        assert_eq!(
+            store.hold_waiting(&ann, &gid(g), 2, TTL).await.unwrap(),
+            Hold::Held
+        );
+    }
+    // Holding a held game again changes nothing and is fine.
+    assert_eq!(
+        store.hold_waiting(&ann, &gid("w2"), 2, TTL).await.unwrap(),
+        Hold::Held
+    );
+    match store.hold_waiting(&ann, &gid("w3"), 2, TTL).await.unwrap() {
+        Hold::Full(mut held) => {
+            held.sort();
+            assert_eq!(held, [gid("w1"), gid("w2")]);
+        }
+        Hold::Held => panic!("over the cap"),
+    }
+    // Another player has a cap of its own.
+    assert_eq!(
+        store.hold_waiting(&bob, &gid("w3"), 2, TTL).await.unwrap(),
+        Hold::Held
+    );
+    // A released game makes room.
+    store.release_waiting(&ann, &gid("w1")).await.unwrap();
+    assert_eq!(
+        store.hold_waiting(&ann, &gid("w3"), 2, TTL).await.unwrap(),
+        Hold::Held
+    );
+    // Held games older than the lifetime no longer count.
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    assert_eq!(
+        store
+            .hold_waiting(&ann, &gid("w4"), 1, Duration::from_millis(10))
+            .await
+            .unwrap(),
+        Hold::Held
+    );
 }
 
 async fn quick_match_pairs_each_ticket_exactly_once(store: Arc<dyn Store>) {

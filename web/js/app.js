@@ -321,6 +321,8 @@ function recover(err, game) {
     case 'round_in_progress':
     case 'aborted':
     case 'not_started':
+    // The request may still have been applied (a timed-out write's outcome is unknown).
+    case 'unavailable':
       // The board is behind the game: catch up.
       if (g) syncGame(g);
       break;

@@ -64,7 +64,9 @@ const ERROR_TEXT = {
   invalid_name: 'A name needs 1 to 24 characters.',
   already_queued: 'Already looking for an opponent.',
   rate_limited: 'Slow down a little.',
-  unavailable: 'The server is busy: retrying.',
+  too_many_games: 'You are in too many games at once: leave one first.',
+  too_many_waiting: 'You already have games waiting for an opponent: wait until one is joined.',
+  unavailable: 'The server did not answer: retrying.',
   internal: 'Something went wrong on the server.',
 };
 

@@ -232,7 +232,13 @@ pub enum ErrorCode {
     InvalidName,
     AlreadyQueued,
     RateLimited,
-    /// Redis cannot be reached; nothing was changed. Retry later.
+    /// The connection is in as many games as it may be (`MAX_GAMES_PER_CONN`), or a `hello`
+    /// listed more games to resume than are restored (`MAX_RESUME`).
+    TooManyGames,
+    /// The session already has `MAX_WAITING_GAMES` games waiting for an opponent.
+    TooManyWaiting,
+    /// Redis did not answer (in time). A write may or may not have taken effect: a move
+    /// retried with the same `mid` tells which. Retry later.
     Unavailable,
     /// Something unexpected; details are in the server log, not here.
     Internal,

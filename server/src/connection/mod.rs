@@ -93,6 +93,8 @@ struct Connection<S> {
     app: Arc<App>,
     socket: Socket<S>,
     conn: ConnId,
+    /// The client's address, for the per-address budgets.
+    ip: IpAddr,
     client: Client,
     identity: Identity,
     games: HashMap<GameId, Joined>,
@@ -131,13 +133,14 @@ pub async fn serve<S: Transport>(app: Arc<App>, socket: S, ip: IpAddr) {
                     app: app.clone(),
                     socket,
                     conn,
+                    ip,
                     client,
                     identity: greeted.identity,
                     games: HashMap::new(),
                     queued: false,
                     watching_lobby: false,
                 };
-                let closing = match connection.restore(greeted.resume).await {
+                let closing = match connection.restore(greeted.resume, greeted.left_out).await {
                     Ok(()) => connection.run(&mut rx, &kill, &mut keepalive).await,
                     Err(closing) => closing,
                 };
@@ -170,6 +173,7 @@ impl<S: Transport> Connection<S> {
         keepalive: &mut Keepalive,
     ) -> Closing {
         let shutdown = self.app.shutdown.clone();
+        let mut redis_lost = self.app.redis_lost.subscribe();
         loop {
             // Biased, and the queue before the socket: `select!` otherwise starts at a random
             // branch but then polls in order, so a client with requests always waiting would
@@ -182,6 +186,10 @@ impl<S: Transport> Connection<S> {
                 }
                 _ = kill.cancelled() => {
                     Err(Closing::Close(close::SLOW_CONSUMER, "too slow: outbound queue full"))
+                }
+                // Another instance can serve this client; this one cannot until Redis is back.
+                _ = async { drop(redis_lost.wait_for(|lost| *lost).await) } => {
+                    Err(Closing::Close(close::SERVICE_RESTART, "instance lost Redis: reconnect"))
                 }
                 // The handlers are boxed: their state then exists only while a message is
                 // handled, instead of inflating every idle connection's future.
@@ -271,7 +279,11 @@ impl<S: Transport> Connection<S> {
         let app = self.app.clone();
         if self.queued {
             app.waiting.remove(&self.conn);
-            if let Err(e) = operations::matching::cancel(&app, &self.identity.player).await {
+            // Without Redis the ticket is left to go stale: no longer refreshed, it leaves the
+            // queue by itself.
+            if !app.is_redis_lost()
+                && let Err(e) = operations::matching::cancel(&app, &self.identity.player).await
+            {
                 tracing::warn!(error = %e, "could not withdraw the match ticket");
             }
         }

@@ -65,13 +65,21 @@ impl<S: Transport> Connection<S> {
 
     async fn create(&mut self, req: Option<Req>) -> Step {
         let r = async {
+            // Before the game exists: a game its creator cannot join would only wait in the
+            // lobby.
+            self.room_for_a_game()?;
             let me = &self.identity;
             let (game, _, _) =
-                operations::games::create(&self.app, (&me.player, &me.name), None).await?;
+                operations::games::open(&self.app, (&me.player, &me.name), self.ip).await?;
             self.join(req, game, false, None).await
         }
         .await;
-        self.finish(req, r).await
+        match r {
+            Err(OpError::RateLimited { retry_after_ms }) => {
+                self.socket.limited(req, retry_after_ms, "games").await
+            }
+            r => self.finish(req, r).await,
+        }
     }
 
     /// Renames the session and its player in every game where it holds a seat.

@@ -69,11 +69,11 @@ fn instance(config: Config) -> Arc<App> {
         "test-lease".into(),
         CancellationToken::new(),
     ));
-    tokio::spawn(
-        app.hub
-            .clone()
-            .run_bus(app.store.bus(), app.shutdown.child_token()),
-    );
+    tokio::spawn(app.hub.clone().run_bus(
+        app.store.bus(),
+        app.config.redis_probe_every(),
+        app.shutdown.child_token(),
+    ));
     app
 }
 

@@ -73,6 +73,18 @@ pub async fn enter(
 /// went), starting the forfeit clock if a seat emptied. If the store cannot be reached the
 /// decrement is retried later.
 pub async fn leave(app: &App, player: &PlayerId, game: &GameId, role: Role, why: AwayReason) {
+    let deferred = PendingLeave {
+        game: game.clone(),
+        player: player.clone(),
+        role,
+        why,
+    };
+    if app.is_redis_lost() {
+        // This instance is sending its clients elsewhere: waiting out a timeout per game would
+        // only delay that.
+        app.defer_leave(deferred);
+        return;
+    }
     let entry = app.presence_entry(player, role);
     match app
         .store
@@ -88,12 +100,7 @@ pub async fn leave(app: &App, player: &PlayerId, game: &GameId, role: Role, why:
         Ok(change) => start_forfeit_clock(app, game, &change).await,
         Err(e) => {
             tracing::warn!(%game, error = %e, "presence decrement deferred");
-            app.defer_leave(PendingLeave {
-                game: game.clone(),
-                player: player.clone(),
-                role,
-                why,
-            });
+            app.defer_leave(deferred);
         }
     }
 }

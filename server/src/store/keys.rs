@@ -3,7 +3,7 @@
 //! Everything about one game shares the hash tag `{<game id>}`, so a game's scripts touch one
 //! slot and run unchanged on Redis Cluster. Global indexes have hash tags of their own.
 
-use crate::ids::GameId;
+use crate::ids::{GameId, PlayerId};
 use crate::session::TokenHash;
 use tictactoe_protocol::channels::Channels;
 
@@ -79,6 +79,16 @@ impl Keys {
     /// Hash: game id -> lobby entry JSON.
     pub fn lobby_info(&self) -> String {
         format!("{}{{lobby}}:info", self.prefix)
+    }
+
+    /// Hash: open game id -> the player who opened it (the lobby shows a few per player).
+    pub fn lobby_owners(&self) -> String {
+        format!("{}{{lobby}}:owner", self.prefix)
+    }
+
+    /// Sorted set of a player's games waiting for an opponent, scored by when each was held.
+    pub fn player_waiting(&self, p: &PlayerId) -> String {
+        format!("{}player:{{{p}}}:waiting", self.prefix)
     }
 
     pub fn lobby_chat(&self) -> String {

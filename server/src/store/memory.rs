@@ -152,8 +152,10 @@ struct Inner {
     sessions: HashMap<TokenHash, MemSession>,
     /// Bucket -> (theoretical arrival time us, expiry ms).
     rates: HashMap<String, (u64, u64)>,
-    /// Game -> (entry, last update ms).
-    lobby: HashMap<GameId, (LobbyGame, u64)>,
+    /// Game -> (entry, last update ms, who opened it while it waits).
+    lobby: HashMap<GameId, (LobbyGame, u64, Option<PlayerId>)>,
+    /// Player -> its waiting games, with when each was held (ms).
+    waiting: HashMap<PlayerId, BTreeMap<GameId, u64>>,
     /// Waiting tickets: player -> (last refresh ms, ticket).
     queue: HashMap<PlayerId, (u64, Ticket)>,
     /// Players whose ticket was just paired -> when (ms), as in match.lua.
@@ -182,6 +184,7 @@ impl Inner {
         self.chats.retain(|_, c| c.expires > now);
         self.sessions.retain(|_, s| s.expires > now);
         self.rates.retain(|_, (_, e)| *e > now);
+        self.waiting.retain(|_, held| !held.is_empty());
     }
 }
 
@@ -674,12 +677,53 @@ impl Store for MemoryStore {
         Ok(emptied)
     }
 
-    async fn lobby_update(&self, entry: &LobbyGame, event: Bytes) -> StoreResult<()> {
+    async fn hold_waiting(
+        &self,
+        player: &PlayerId,
+        game: &GameId,
+        cap: usize,
+        ttl: Duration,
+    ) -> StoreResult<Hold> {
+        let now = now_ms();
+        let cutoff = now.saturating_sub(ms(ttl));
+        let mut inner = self.lock();
+        let held = inner.waiting.entry(player.clone()).or_default();
+        held.retain(|_, at| *at >= cutoff);
+        if held.contains_key(game) || held.len() < cap {
+            held.insert(game.clone(), now);
+            return Ok(Hold::Held);
+        }
+        Ok(Hold::Full(held.keys().cloned().collect()))
+    }
+
+    async fn release_waiting(&self, player: &PlayerId, game: &GameId) -> StoreResult<()> {
+        if let Some(held) = self.lock().waiting.get_mut(player) {
+            held.remove(game);
+        }
+        Ok(())
+    }
+
+    async fn lobby_update(
+        &self,
+        entry: &LobbyGame,
+        owner: Option<&PlayerId>,
+        event: Bytes,
+    ) -> StoreResult<()> {
         let now = now_ms();
         let mut inner = self.lock();
         match entry.status {
-            crate::rules::Status::Waiting | crate::rules::Status::Playing => {
-                inner.lobby.insert(entry.game.clone(), (entry.clone(), now));
+            crate::rules::Status::Waiting => {
+                let owner = owner
+                    .cloned()
+                    .or_else(|| inner.lobby.get(&entry.game).and_then(|e| e.2.clone()));
+                inner
+                    .lobby
+                    .insert(entry.game.clone(), (entry.clone(), now, owner));
+            }
+            crate::rules::Status::Playing => {
+                inner
+                    .lobby
+                    .insert(entry.game.clone(), (entry.clone(), now, None));
             }
             _ => {
                 inner.lobby.remove(&entry.game);
@@ -692,23 +736,41 @@ impl Store for MemoryStore {
     async fn lobby_list(
         &self,
         max: usize,
+        per_owner: usize,
         ttl: Duration,
     ) -> StoreResult<(Vec<LobbyGame>, Vec<LobbyGame>)> {
         let now = now_ms();
         let cutoff = now.saturating_sub(ms(ttl));
+        let max = max.max(1);
         let mut inner = self.lock();
-        inner.lobby.retain(|_, (_, t)| *t >= cutoff);
+        inner.lobby.retain(|_, (_, t, _)| *t >= cutoff);
         let mut entries: Vec<_> = inner.lobby.values().cloned().collect();
         entries.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| b.0.game.cmp(&a.0.game)));
-        let pick = |waiting: bool| -> Vec<LobbyGame> {
-            entries
-                .iter()
-                .filter(|(e, _)| (e.status == crate::rules::Status::Waiting) == waiting)
-                .take(max.max(1))
-                .map(|(e, _)| e.clone())
-                .collect()
-        };
-        Ok((pick(true), pick(false)))
+        let (waiting, playing): (Vec<_>, Vec<_>) = entries
+            .into_iter()
+            .partition(|(e, _, _)| e.status == crate::rules::Status::Waiting);
+        let live = playing.into_iter().take(max).map(|(e, _, _)| e).collect();
+        // As the Redis script does: newest first, a few per owner, scanning a bounded prefix.
+        let mut counts: HashMap<String, usize> = HashMap::new();
+        let open = waiting
+            .into_iter()
+            .take(if per_owner > 0 { max * 8 } else { max })
+            .filter(|(e, _, owner)| {
+                if per_owner == 0 {
+                    return true;
+                }
+                let who = owner
+                    .as_ref()
+                    .map_or(e.game.as_str(), PlayerId::as_str)
+                    .to_string();
+                let n = counts.entry(who).or_default();
+                *n += 1;
+                *n <= per_owner
+            })
+            .take(max)
+            .map(|(e, _, _)| e)
+            .collect();
+        Ok((open, live))
     }
 
     async fn match_enqueue(&self, ticket: &Ticket, fresh: Duration) -> StoreResult<Option<Ticket>> {

@@ -345,14 +345,36 @@ pub trait Store: Send + Sync + 'static {
         event: PresenceEvent,
     ) -> StoreResult<Vec<(GameId, Seats<bool>)>>;
 
+    // Waiting games.
+    /// Counts `game` among the games `player` has waiting for an opponent, unless it already
+    /// has `cap` of them: then nothing changes and the held games are returned. Entries older
+    /// than `ttl` no longer count.
+    async fn hold_waiting(
+        &self,
+        player: &PlayerId,
+        game: &GameId,
+        cap: usize,
+        ttl: Duration,
+    ) -> StoreResult<Hold>;
+    /// Stops counting `game` among `player`'s waiting games.
+    async fn release_waiting(&self, player: &PlayerId, game: &GameId) -> StoreResult<()>;
+
     // Lobby.
     /// Records where a game stands in the lobby and publishes `event` (the change) on the
-    /// lobby channel.
-    async fn lobby_update(&self, entry: &LobbyGame, event: Bytes) -> StoreResult<()>;
-    /// Open and live games, newest first; entries not updated within `ttl` are pruned.
+    /// lobby channel. `owner` is the player who opened a waiting game.
+    async fn lobby_update(
+        &self,
+        entry: &LobbyGame,
+        owner: Option<&PlayerId>,
+        event: Bytes,
+    ) -> StoreResult<()>;
+    /// Open and live games, newest first, at most `max` of each and (unless `per_owner` is 0)
+    /// at most `per_owner` open games of one owner; entries not updated within `ttl` are
+    /// pruned.
     async fn lobby_list(
         &self,
         max: usize,
+        per_owner: usize,
         ttl: Duration,
     ) -> StoreResult<(Vec<LobbyGame>, Vec<LobbyGame>)>;
 
@@ -384,6 +406,14 @@ pub trait Store: Send + Sync + 'static {
         due: u64,
         next: Option<u64>,
     ) -> StoreResult<bool>;
+}
+
+/// The answer to [`Store::hold_waiting`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Hold {
+    Held,
+    /// The player already has as many waiting games as allowed: these.
+    Full(Vec<GameId>),
 }
 
 /// The result of a presence change.
@@ -438,4 +468,9 @@ pub trait BusSink: Send {
     /// Returns once the subscription is confirmed: messages published after that arrive.
     async fn subscribe(&mut self, channels: &[String]) -> StoreResult<()>;
     async fn unsubscribe(&mut self, channels: &[String]) -> StoreResult<()>;
+    /// A round trip on the subscription connection itself, where the backend has one: a
+    /// connection that stopped answering is otherwise indistinguishable from a quiet one.
+    async fn ping(&mut self) -> StoreResult<()> {
+        Ok(())
+    }
 }

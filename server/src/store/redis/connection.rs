@@ -1,6 +1,7 @@
 //! The command connection: one multiplexed, self-reconnecting connection to a Redis (or a
-//! cluster client that follows slot moves), every call bounded by the operation timeout and
-//! timed, and Redis errors sorted into "retry later" and "something is wrong".
+//! cluster client that follows slot moves), replaced when a call times out, every call
+//! bounded by the operation timeout and timed, and Redis errors sorted into "retry later" and
+//! "something is wrong".
 
 use super::*;
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -12,31 +13,130 @@ use sharded_bus::ClusterBus;
 use std::future::Future;
 use std::time::Instant;
 
-/// One Redis, or a Redis Cluster.
-pub(super) enum Backend {
+/// The connection commands and scripts go through, replaced when it stops answering.
+///
+/// The client library reconnects after an I/O error, but a hung link (packets accepted,
+/// nothing answered, nothing reset: a wedged proxy, a peer host that died before TCP gave up)
+/// produces no error, only timeouts, and every later command would wait on the same dead
+/// socket. So a command that times out marks its connection suspect, and the next command
+/// gets a fresh one. The generation number makes a burst of timeouts on one connection replace
+/// it once, not once per command.
+pub(super) struct Link {
+    kind: LinkKind,
+    current: std::sync::Mutex<Arc<Generation>>,
+}
+
+/// How to make a connection.
+enum LinkKind {
+    Single {
+        client: ::redis::Client,
+        config: ConnectionManagerConfig,
+    },
+    Cluster(ClusterClient),
+}
+
+struct Generation {
+    id: u64,
+    conn: GenerationConn,
+}
+
+enum GenerationConn {
+    /// Connected on first use: an instance can start while Redis is down.
     Single(ConnectionManager),
-    /// Connected on first use and kept: the cluster client follows slot moves and
-    /// reconnects to nodes by itself, but its first connection needs the cluster up.
+    /// Connected on first use and kept: the cluster client follows slot moves and reconnects
+    /// to nodes by itself, but its first connection needs the cluster up.
     Cluster(Box<LazyCluster>),
 }
 
-pub(super) struct LazyCluster {
+struct LazyCluster {
     client: ClusterClient,
     conn: tokio::sync::OnceCell<ClusterConnection>,
 }
 
-/// A connection to either kind of backend, for the commands and scripts.
+impl Link {
+    fn new(kind: LinkKind) -> StoreResult<Link> {
+        let first = Arc::new(Generation {
+            id: 0,
+            conn: kind.connection()?,
+        });
+        Ok(Link {
+            kind,
+            current: std::sync::Mutex::new(first),
+        })
+    }
+
+    fn current(&self) -> Arc<Generation> {
+        // A std Mutex: held for a pointer copy or swap, never across an await.
+        self.current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// A command on connection `generation` timed out: replace it, unless that was done
+    /// already.
+    fn suspect(&self, generation: u64) {
+        let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        if current.id != generation {
+            return;
+        }
+        match self.kind.connection() {
+            Ok(conn) => {
+                *current = Arc::new(Generation {
+                    id: generation + 1,
+                    conn,
+                });
+                drop(current);
+                metrics::counter!("redis_link_replaced_total").increment(1);
+                tracing::warn!(
+                    generation,
+                    "a Redis command timed out: replacing its connection with a fresh one"
+                );
+            }
+            Err(e) => tracing::warn!(error = %e, "could not prepare a new Redis connection"),
+        }
+    }
+
+    pub(super) fn is_cluster(&self) -> bool {
+        matches!(self.kind, LinkKind::Cluster(_))
+    }
+}
+
+impl LinkKind {
+    /// A new connection, not connected yet.
+    fn connection(&self) -> StoreResult<GenerationConn> {
+        Ok(match self {
+            LinkKind::Single { client, config } => GenerationConn::Single(
+                ConnectionManager::new_lazy_with_config(client.clone(), config.clone())
+                    .map_err(|e| StoreError::Config(e.to_string()))?,
+            ),
+            LinkKind::Cluster(client) => GenerationConn::Cluster(Box::new(LazyCluster {
+                client: client.clone(),
+                conn: tokio::sync::OnceCell::new(),
+            })),
+        })
+    }
+}
+
+/// A connection to either kind of backend, for the commands and scripts, with the generation
+/// of the link it belongs to (see [`RedisStore::call`]).
 #[derive(Clone)]
-pub(super) enum Conn {
+pub(super) struct Conn {
+    pub(super) generation: u64,
+    inner: ConnInner,
+}
+
+#[derive(Clone)]
+enum ConnInner {
     Single(ConnectionManager),
     Cluster(ClusterConnection),
 }
 
 impl ::redis::aio::ConnectionLike for Conn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        match self {
-            Conn::Single(c) => c.req_packed_command(cmd),
-            Conn::Cluster(c) => c.req_packed_command(cmd),
+        match &mut self.inner {
+            ConnInner::Single(c) => c.req_packed_command(cmd),
+            ConnInner::Cluster(c) => c.req_packed_command(cmd),
         }
     }
 
@@ -46,16 +146,16 @@ impl ::redis::aio::ConnectionLike for Conn {
         offset: usize,
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
-        match self {
-            Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
-            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        match &mut self.inner {
+            ConnInner::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            ConnInner::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
         }
     }
 
     fn get_db(&self) -> i64 {
-        match self {
-            Conn::Single(c) => c.get_db(),
-            Conn::Cluster(c) => c.get_db(),
+        match &self.inner {
+            ConnInner::Single(c) => c.get_db(),
+            ConnInner::Cluster(c) => c.get_db(),
         }
     }
 }
@@ -82,12 +182,14 @@ impl RedisStore {
             .set_max_delay(Duration::from_millis(500))
             .set_connection_timeout(Some(op_timeout))
             .set_response_timeout(Some(op_timeout));
-        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config)
-            .map_err(|e| StoreError::Config(e.to_string()))?;
+        let link = Link::new(LinkKind::Single {
+            client: client.clone(),
+            config,
+        })?;
         Ok(RedisStore {
             keys,
             limits,
-            backend: Backend::Single(conn),
+            link,
             bus: Arc::new(RedisBus::new(client, op_timeout)),
             op_timeout,
         })
@@ -104,19 +206,18 @@ impl RedisStore {
         Ok(RedisStore {
             keys,
             limits,
-            backend: Backend::Cluster(Box::new(LazyCluster {
-                client,
-                conn: tokio::sync::OnceCell::new(),
-            })),
+            link: Link::new(LinkKind::Cluster(client))?,
             bus: Arc::new(ClusterBus::new(nodes.to_vec(), op_timeout)),
             op_timeout,
         })
     }
 
-    /// Runs one Redis call under the operation timeout, timing it for the latency histogram.
+    /// Runs one Redis call on connection `generation` under the operation timeout, timing it
+    /// for the latency histogram. A timeout makes the connection suspect (see [`Link`]).
     pub(super) async fn call<T>(
         &self,
         op: &'static str,
+        generation: u64,
         f: impl Future<Output = Result<T, RedisError>>,
     ) -> StoreResult<T> {
         let started = Instant::now();
@@ -127,9 +228,13 @@ impl RedisStore {
             Err(_) => {
                 metrics::counter!("redis_errors_total", "op" => op, "kind" => "timeout")
                     .increment(1);
+                self.link.suspect(generation);
                 Err(StoreError::Unavailable(format!("{op}: timed out")))
             }
             Ok(Err(e)) => {
+                if e.is_timeout() {
+                    self.link.suspect(generation);
+                }
                 let err = classify(e);
                 let kind = match err {
                     StoreError::Unavailable(_) => "unavailable",
@@ -143,27 +248,36 @@ impl RedisStore {
     }
 
     pub(super) async fn conn(&self) -> StoreResult<Conn> {
-        match &self.backend {
-            Backend::Single(c) => Ok(Conn::Single(c.clone())),
-            Backend::Cluster(lazy) => {
+        let generation = self.link.current();
+        let inner = match &generation.conn {
+            GenerationConn::Single(c) => ConnInner::Single(c.clone()),
+            GenerationConn::Cluster(lazy) => {
                 let connect = lazy
                     .conn
                     .get_or_try_init(|| lazy.client.get_async_connection());
                 match tokio::time::timeout(self.op_timeout, connect).await {
-                    Ok(Ok(c)) => Ok(Conn::Cluster(c.clone())),
-                    Ok(Err(e)) => Err(classify(e)),
-                    Err(_) => Err(StoreError::Unavailable("cluster connect timed out".into())),
+                    Ok(Ok(c)) => ConnInner::Cluster(c.clone()),
+                    Ok(Err(e)) => return Err(classify(e)),
+                    Err(_) => {
+                        self.link.suspect(generation.id);
+                        return Err(StoreError::Unavailable("cluster connect timed out".into()));
+                    }
                 }
             }
-        }
+        };
+        Ok(Conn {
+            generation: generation.id,
+            inner,
+        })
     }
 
     /// Sharded pub/sub on a cluster: a message then travels only within its slot's shard
     /// (every channel shares its game's hash tag) instead of to every node.
     pub(super) fn publish_cmd(&self) -> &'static str {
-        match self.backend {
-            Backend::Single(_) => "PUBLISH",
-            Backend::Cluster(_) => "SPUBLISH",
+        if self.link.is_cluster() {
+            "SPUBLISH"
+        } else {
+            "PUBLISH"
         }
     }
 }

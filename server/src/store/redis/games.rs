@@ -32,7 +32,9 @@ pub(super) async fn create(
         .arg(ttl_ms(ttl))
         .arg(s.limits.log_len)
         .arg(s.publish_cmd());
-    let created: i64 = s.call("create_game", inv.invoke_async(&mut conn)).await?;
+    let created: i64 = s
+        .call("create_game", conn.generation, inv.invoke_async(&mut conn))
+        .await?;
     Ok(created == 1)
 }
 
@@ -41,6 +43,7 @@ pub(super) async fn load(s: &RedisStore, game: &GameId) -> StoreResult<Option<St
     let v: Vec<Option<String>> = s
         .call(
             "load_game",
+            conn.generation,
             ::redis::cmd("HMGET")
                 .arg(s.keys.game(game))
                 .arg("v")
@@ -92,7 +95,9 @@ pub(super) async fn transition(s: &RedisStore, t: &Transition<'_>) -> StoreResul
         .arg(tolerance)
         .arg(s.limits.mids_kept)
         .arg(s.publish_cmd());
-    let reply: Value = s.call("transition", inv.invoke_async(&mut conn)).await?;
+    let reply: Value = s
+        .call("transition", conn.generation, inv.invoke_async(&mut conn))
+        .await?;
     let mut parts = items(reply)
         .ok_or_else(|| corrupt("transition", "not an array"))?
         .into_iter()
@@ -127,7 +132,9 @@ pub(super) async fn events_since(s: &RedisStore, game: &GameId, since: u64) -> S
         .key(s.keys.game_log(game))
         .arg(since)
         .arg(s.limits.log_len);
-    let reply: Value = s.call("events_since", inv.invoke_async(&mut conn)).await?;
+    let reply: Value = s
+        .call("events_since", conn.generation, inv.invoke_async(&mut conn))
+        .await?;
     if reply == Value::Nil {
         return Ok(Replay::UnknownGame);
     }
@@ -166,6 +173,7 @@ pub(super) async fn applied_move(
     let mids: Option<String> = s
         .call(
             "applied_move",
+            conn.generation,
             ::redis::cmd("HGET")
                 .arg(s.keys.game(game))
                 .arg(format!("m:{player}"))

@@ -23,13 +23,13 @@ pub use sharded_bus::ClusterBus;
 
 use super::*;
 use ::redis::Script;
-use connection::Backend;
+use connection::Link;
 use std::sync::LazyLock;
 
 pub struct RedisStore {
     keys: Keys,
     limits: StoreLimits,
-    backend: Backend,
+    link: Link,
     bus: Arc<dyn Bus>,
     /// Bounds every call: an outage becomes [`StoreError::Unavailable`] within it, not a hang.
     op_timeout: Duration,
@@ -48,6 +48,7 @@ struct Scripts {
     lobby: Script,
     matching: Script,
     deadline: Script,
+    waiting: Script,
 }
 
 /// Hashed once; `Script` sends EVALSHA and loads the source only after a NOSCRIPT (for
@@ -65,6 +66,7 @@ static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     lobby: Script::new(include_str!("../scripts/lobby.lua")),
     matching: Script::new(include_str!("../scripts/match.lua")),
     deadline: Script::new(include_str!("../scripts/deadline.lua")),
+    waiting: Script::new(include_str!("../scripts/waiting.lua")),
 });
 
 #[async_trait]
@@ -76,7 +78,11 @@ impl Store for RedisStore {
     async fn ping(&self) -> StoreResult<()> {
         let mut conn = self.conn().await?;
         let _: String = self
-            .call("ping", ::redis::cmd("PING").query_async(&mut conn))
+            .call(
+                "ping",
+                conn.generation,
+                ::redis::cmd("PING").query_async(&mut conn),
+            )
             .await?;
         Ok(())
     }
@@ -86,6 +92,7 @@ impl Store for RedisStore {
         let _: i64 = self
             .call(
                 "publish",
+                conn.generation,
                 ::redis::cmd(self.publish_cmd())
                     .arg(channel)
                     .arg(payload.as_ref())
@@ -182,7 +189,9 @@ impl Store for RedisStore {
         let mut conn = self.conn().await?;
         let mut inv = SCRIPTS.rate.prepare_invoke();
         inv.key(key).arg(rule.interval_us).arg(rule.tolerance_us());
-        let v: Vec<u64> = self.call("rate", inv.invoke_async(&mut conn)).await?;
+        let v: Vec<u64> = self
+            .call("rate", conn.generation, inv.invoke_async(&mut conn))
+            .await?;
         match v.as_slice() {
             [1, _] => Ok(Decision::Allow { new_tat: 0 }),
             [0, retry] => Ok(Decision::Deny {
@@ -228,16 +237,36 @@ impl Store for RedisStore {
         presence::sweep_lease(self, lease, ttl, event).await
     }
 
-    async fn lobby_update(&self, entry: &LobbyGame, event: Bytes) -> StoreResult<()> {
-        lobby::update(self, entry, event).await
+    async fn hold_waiting(
+        &self,
+        player: &PlayerId,
+        game: &GameId,
+        cap: usize,
+        ttl: Duration,
+    ) -> StoreResult<Hold> {
+        lobby::hold_waiting(self, player, game, cap, ttl).await
+    }
+
+    async fn release_waiting(&self, player: &PlayerId, game: &GameId) -> StoreResult<()> {
+        lobby::release_waiting(self, player, game).await
+    }
+
+    async fn lobby_update(
+        &self,
+        entry: &LobbyGame,
+        owner: Option<&PlayerId>,
+        event: Bytes,
+    ) -> StoreResult<()> {
+        lobby::update(self, entry, owner, event).await
     }
 
     async fn lobby_list(
         &self,
         max: usize,
+        per_owner: usize,
         ttl: Duration,
     ) -> StoreResult<(Vec<LobbyGame>, Vec<LobbyGame>)> {
-        lobby::list(self, max, ttl).await
+        lobby::list(self, max, per_owner, ttl).await
     }
 
     async fn match_enqueue(&self, ticket: &Ticket, fresh: Duration) -> StoreResult<Option<Ticket>> {

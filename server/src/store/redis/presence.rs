@@ -31,7 +31,9 @@ async fn script(
     }
     inv.arg(s.publish_cmd()).arg(why_name(why));
     let mut conn = s.conn().await?;
-    let v: Vec<i64> = s.call("presence", inv.invoke_async(&mut conn)).await?;
+    let v: Vec<i64> = s
+        .call("presence", conn.generation, inv.invoke_async(&mut conn))
+        .await?;
     match v.as_slice() {
         [x, o, n, xl, ol, mine, away @ ..] => Ok((
             presence_of(*x, *o, *n, away)?,
@@ -64,6 +66,7 @@ pub(super) async fn change(
         let _: i64 = s
             .call(
                 "presence_index",
+                conn.generation,
                 ::redis::cmd("SADD")
                     .arg(&games)
                     .arg(game.as_str())
@@ -85,6 +88,7 @@ pub(super) async fn change(
         let _: i64 = s
             .call(
                 "presence_index",
+                conn.generation,
                 ::redis::cmd("SREM")
                     .arg(&games)
                     .arg(game.as_str())
@@ -105,7 +109,9 @@ pub(super) async fn read(s: &RedisStore, game: &GameId) -> StoreResult<Presence>
     inv.key(s.keys.game_presence(game))
         .key(s.keys.game(game))
         .arg("read");
-    let v: Vec<i64> = s.call("presence", inv.invoke_async(&mut conn)).await?;
+    let v: Vec<i64> = s
+        .call("presence", conn.generation, inv.invoke_async(&mut conn))
+        .await?;
     match v.as_slice() {
         [x, o, n, away @ ..] => presence_of(*x, *o, *n, away),
         other => Err(corrupt("presence", other)),
@@ -118,7 +124,9 @@ pub(super) async fn inspect_seats(s: &RedisStore, game: &GameId) -> StoreResult<
     inv.key(s.keys.game_presence(game))
         .key(s.keys.game(game))
         .arg("inspect");
-    let reply: Value = s.call("inspect", inv.invoke_async(&mut conn)).await?;
+    let reply: Value = s
+        .call("inspect", conn.generation, inv.invoke_async(&mut conn))
+        .await?;
     if reply == Value::Nil {
         return Ok(None);
     }
@@ -159,7 +167,9 @@ pub(super) async fn renew_lease(s: &RedisStore, lease: &str, ttl: Duration) -> S
         .arg("renew")
         .arg(lease)
         .arg(ttl_ms(ttl));
-    let known: i64 = s.call("lease", inv.invoke_async(&mut conn)).await?;
+    let known: i64 = s
+        .call("lease", conn.generation, inv.invoke_async(&mut conn))
+        .await?;
     Ok(known == 1)
 }
 
@@ -167,7 +177,8 @@ pub(super) async fn expired_leases(s: &RedisStore) -> StoreResult<Vec<String>> {
     let mut conn = s.conn().await?;
     let mut inv = SCRIPTS.lease.prepare_invoke();
     inv.key(s.keys.instances()).arg("expired");
-    s.call("lease", inv.invoke_async(&mut conn)).await
+    s.call("lease", conn.generation, inv.invoke_async(&mut conn))
+        .await
 }
 
 pub(super) async fn sweep_lease(
@@ -181,6 +192,7 @@ pub(super) async fn sweep_lease(
     let games: Vec<String> = s
         .call(
             "sweep",
+            conn.generation,
             ::redis::cmd("SMEMBERS").arg(&index).query_async(&mut conn),
         )
         .await?;
@@ -203,12 +215,14 @@ pub(super) async fn sweep_lease(
     let _: i64 = s
         .call(
             "sweep",
+            conn.generation,
             ::redis::cmd("DEL").arg(&index).query_async(&mut conn),
         )
         .await?;
     let _: i64 = s
         .call(
             "sweep",
+            conn.generation,
             ::redis::cmd("ZREM")
                 .arg(s.keys.instances())
                 .arg(lease)
