@@ -1,28 +1,55 @@
 #!/usr/bin/env bash
 # Reproduces the figures in docs/benchmarks.md: starts a Redis (or a 3-master Redis Cluster
-# with CLUSTER=1) and two release instances on fixed local ports, runs one load-generator
-# scenario against them, prints the report, the Redis commands per accepted move and the
-# instances' memory, and stops everything it started.
+# with CLUSTER=1) and release instances on fixed local ports, runs one load-generator
+# scenario against them, prints its report and stops everything it started. The report
+# gives speed (moves/s, move-to-opponent latency) and what the moves of its measurement
+# window cost: CPU µs per accepted move of each instance, of Redis and of the load generator
+# itself, Redis commands per move (INFO commandstats, inside scripts included) and Redis
+# round trips per move (the instances' own metrics).
 #
-#   scripts/bench.sh play 200 0 30s        # connections, think ms, duration
-#   scripts/bench.sh play 1000 100 30s
-#   scripts/bench.sh idle 20000 0 10s      # idle connections on ONE instance
+# One run:      scripts/bench.sh MODE CONNECTIONS THINK_MS|RATE DURATION
+#   scripts/bench.sh play 200 0 30s        # closed loop: 200 connections, no think time
+#   scripts/bench.sh play 1000 100 30s     # closed loop, 100 ms mean think time
+#   scripts/bench.sh open 4000 5000 30s    # open loop: 4,000 connections offering 5,000 moves/s
+#   scripts/bench.sh idle 20000 0 10s      # idle connections (memory)
 #   CLUSTER=1 scripts/bench.sh play 1000 100 30s
 #   AOF=1 scripts/bench.sh play 200 0 30s  # Redis with appendonly yes, appendfsync always
 #   INSTANCES=3 PER_INSTANCE=1 scripts/bench.sh idle 50000 0 10s
 #       (one load generator per instance: one process cannot hold more than its open-file
-#       limit of sockets, and each then reports its own instance's memory exactly)
+#       limit of sockets, and each then reports its own instance's memory exactly; no Redis
+#       figures then, since each generator would divide all of Redis by its own moves)
+#
+# A/B:          scripts/bench.sh ab BIN_A BIN_B REPS MODE CONNECTIONS THINK_MS|RATE DURATION
+#   scripts/bench.sh ab target/bench-bins/a0e92a9/tictactoe target/release/tictactoe 5 play 200 0 20s
+#   Runs the two server binaries alternately (A B A B ...), REPS runs each, every run with a
+#   fresh Redis and fresh instances, all driven by the same load generator (LOADGEN), and
+#   prints every run's figures, each side's median and the ratio of medians B/A. This
+#   machine's speed drifts by ±25 % from minute to minute: only ratios from one invocation
+#   are evidence, never figures from different invocations. Reports are kept in
+#   $AB_OUT (default: a temporary directory, printed).
+#
+# Baseline:     scripts/bench.sh build REV [DIR]
+#   scripts/bench.sh build a0e92a9         # -> target/bench-bins/a0e92a9…/tictactoe
+#   Builds the `tictactoe` binary of a git revision in a throwaway worktree with its own
+#   target directory (DIR/target, kept for the next build of a nearby revision), copies it
+#   to DIR/tictactoe and prints that path. DIR defaults to
+#   ${CARGO_TARGET_DIR:-target}/bench-bins/<commit>. A cold release build takes a few
+#   minutes and ~1.5 GB; SEED_TARGET=<an existing target dir> copies it in first so only
+#   what changed is rebuilt. A binary already there is reused (FORCE=1 rebuilds).
+#
+# Environment: BIN (server binary of a single run; default the release build here, built if
+# missing), LOADGEN (the binary whose `loadgen` drives every run; default the same release
+# build: old baselines may lack its flags), INSTANCES (default 2), ARRIVALS (open mode: even
+# or poisson), CLUSTER, AOF, PER_INSTANCE as above.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-mode=${1:-play} conns=${2:-200} think=${3:-0} duration=${4:-30s}
+release=${CARGO_TARGET_DIR:-target}/release/tictactoe
 instances=${INSTANCES:-2}
-bin=target/release/tictactoe
-[ -x "$bin" ] || cargo build --release --locked
 work=$(mktemp -d)
-pids=()
+all_pids=()
 cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${all_pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   rm -rf "$work"
 }
@@ -31,78 +58,232 @@ trap cleanup EXIT INT TERM
 # Benchmarks measure the server, not its abuse protection: lift the budgets.
 limits=(MOVE_RATE=1000000 MOVE_BURST=1000000 MSG_RATE=1000000 MSG_BURST=1000000
   IP_CONN_RATE=1000000 IP_CONN_BURST=1000000 IP_SESSION_RATE=1000000
-  IP_SESSION_BURST=1000000 CHAT_RATE=1000000 CHAT_BURST=1000000 RUST_LOG=warn)
+  IP_SESSION_BURST=1000000 CHAT_RATE=1000000 CHAT_BURST=1000000
+  IP_PENDING_MAX=1000000 IP_WS_MAX=1000000 CREATE_RATE=1000000
+  CREATE_BURST=1000000 IP_CREATE_RATE=1000000 IP_CREATE_BURST=1000000 RUST_LOG=warn)
 
-if [ "${CLUSTER:-0}" = 1 ]; then
-  nodes=()
-  for i in 0 1 2; do
-    port=$((17000 + i)) bus=$((27000 + i))
-    mkdir -p "$work/n$i"
-    redis-server --port $port --cluster-enabled yes --cluster-port $bus \
-      --cluster-config-file nodes.conf --dir "$work/n$i" --save '' --appendonly no \
-      --logfile "$work/n$i/log" &
-    pids+=($!)
-    nodes+=("127.0.0.1:$port")
+die() { echo "bench.sh: $*" >&2; exit 2; }
+
+# Stops the given processes (each one we started, by its pid): SIGTERM, then SIGKILL after
+# 10 s, and waits for them so that their ports are free for the next run.
+stop_pids() {
+  local p
+  for p in "$@"; do kill "$p" 2>/dev/null || true; done
+  for p in "$@"; do
+    for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$p" 2>/dev/null || true
+    wait "$p" 2>/dev/null || true
   done
-  for n in "${nodes[@]}"; do until redis-cli -u "redis://$n" ping >/dev/null 2>&1; do sleep 0.05; done; done
-  redis-cli --cluster create "${nodes[@]}" --cluster-replicas 0 --cluster-yes >/dev/null
-  until redis-cli -p 17000 cluster info | grep -q cluster_state:ok; do sleep 0.1; done
-  store=("REDIS_CLUSTER_URLS=redis://127.0.0.1:17000,redis://127.0.0.1:17001,redis://127.0.0.1:17002")
-  stat_ports=(17000 17001 17002)
-else
-  if [ "${AOF:-0}" = 1 ]; then persist=(--appendonly yes --appendfsync always); else persist=(--appendonly no); fi
-  redis-server --port 16379 --save '' "${persist[@]}" --dir "$work" --logfile "$work/redis.log" &
-  pids+=($!)
-  until redis-cli -p 16379 ping >/dev/null 2>&1; do sleep 0.05; done
-  store=("REDIS_URL=redis://127.0.0.1:16379")
-  stat_ports=(16379)
-fi
+}
 
-urls=() server_pids=()
-for i in $(seq 0 $((instances - 1))); do
-  port=$((18080 + i))
-  env "${limits[@]}" "${store[@]}" LISTEN_ADDR=127.0.0.1:$port INSTANCE_ID=bench-$i \
-    "$bin" >"$work/server$i.log" 2>&1 &
-  pids+=($!)
-  server_pids+=($!)
-  urls+=("ws://127.0.0.1:$port/ws")
-  until curl -fs "http://127.0.0.1:$port/readyz" >/dev/null 2>&1; do sleep 0.05; done
-done
+# Starts a fresh Redis (or cluster) with its data in $1. Sets run_pids, redis_pids, store,
+# redis_urls.
+start_redis() {
+  local dir=$1 i port bus nodes=()
+  redis_pids=() redis_urls=()
+  if [ "${CLUSTER:-0}" = 1 ]; then
+    for i in 0 1 2; do
+      port=$((17000 + i)) bus=$((27000 + i))
+      mkdir -p "$dir/n$i"
+      redis-server --port $port --cluster-enabled yes --cluster-port $bus \
+        --cluster-config-file nodes.conf --dir "$dir/n$i" --save '' --appendonly no \
+        --logfile "$dir/n$i/log" &
+      redis_pids+=($!)
+      nodes+=("127.0.0.1:$port")
+      redis_urls+=("redis://127.0.0.1:$port")
+    done
+    run_pids+=("${redis_pids[@]}") all_pids+=("${redis_pids[@]}")
+    for n in "${nodes[@]}"; do until redis-cli -u "redis://$n" ping >/dev/null 2>&1; do sleep 0.05; done; done
+    redis-cli --cluster create "${nodes[@]}" --cluster-replicas 0 --cluster-yes >/dev/null
+    until redis-cli -p 17000 cluster info | grep -q cluster_state:ok; do sleep 0.1; done
+    store=("REDIS_CLUSTER_URLS=$(IFS=,; echo "${redis_urls[*]}")")
+  else
+    local persist=(--appendonly no)
+    if [ "${AOF:-0}" = 1 ]; then persist=(--appendonly yes --appendfsync always); fi
+    mkdir -p "$dir"
+    redis-server --port 16379 --save '' "${persist[@]}" --dir "$dir" --logfile "$dir/redis.log" &
+    redis_pids+=($!)
+    run_pids+=($!) all_pids+=($!)
+    until redis-cli -p 16379 ping >/dev/null 2>&1; do sleep 0.05; done
+    redis_urls=("redis://127.0.0.1:16379")
+    store=("REDIS_URL=redis://127.0.0.1:16379")
+  fi
+}
 
-for p in "${stat_ports[@]}"; do redis-cli -p "$p" config resetstat >/dev/null; done
-if [ "${PER_INSTANCE:-0}" = 1 ]; then
-  gens=()
+# Starts $instances instances of binary $1, logs in $2. Sets urls, server_pids.
+start_instances() {
+  local bin=$1 dir=$2 i port
+  urls=() server_pids=()
   for i in $(seq 0 $((instances - 1))); do
-    # Each load generator its own loopback source addresses: ports never run out.
-    src=127.0.$((i + 1)).1,127.0.$((i + 1)).2,127.0.$((i + 1)).3
-    "$bin" loadgen --urls "${urls[$i]}" --connections $((conns / instances)) --think-ms "$think" \
-      --duration "$duration" --mode "$mode" --ramp 2000 --source-ips "$src" \
-      --server-pids "${server_pids[$i]}" --quiet >"$work/loadgen$i.txt" 2>&1 &
-    gens+=($!)
+    port=$((18080 + i))
+    env "${limits[@]}" "${store[@]}" LISTEN_ADDR=127.0.0.1:$port INSTANCE_ID=bench-$i \
+      "$bin" >"$dir/server$i.log" 2>&1 &
+    server_pids+=($!)
+    run_pids+=($!) all_pids+=($!)
+    urls+=("ws://127.0.0.1:$port/ws")
   done
-  for g in "${gens[@]}"; do wait "$g"; done
-  for i in $(seq 0 $((instances - 1))); do echo "--- load generator $i"; cat "$work/loadgen$i.txt"; done
-else
-  sources=127.0.0.1,127.0.0.2,127.0.0.3,127.0.0.4
-  (IFS=,; "$bin" loadgen --urls "${urls[*]}" --connections "$conns" --think-ms "$think" \
-    --duration "$duration" --mode "$mode" --ramp 2000 --source-ips "$sources" \
-    --server-pids "${server_pids[*]}" --quiet)
-fi
+  for i in $(seq 0 $((instances - 1))); do
+    port=$((18080 + i))
+    until curl -fs "http://127.0.0.1:$port/readyz" >/dev/null 2>&1; do
+      kill -0 "${server_pids[$i]}" 2>/dev/null || { cat "$dir/server$i.log" >&2; die "instance $i exited"; }
+      sleep 0.05
+    done
+  done
+}
 
-if [ "$mode" = play ]; then
-  # Round trips per accepted move: every Redis call an instance makes is one round trip and
-  # is counted per operation in its metrics.
-  for port in $(seq 18080 $((18080 + instances - 1))); do
-    curl -fs "http://127.0.0.1:$port/metrics"
-  done | awk '
-    /^moves_total\{result="accepted"\}/ { moves += $2 }
-    /^redis_command_seconds_count\{/ { match($0, /op="[^"]*"/); op = substr($0, RSTART + 4, RLENGTH - 5); calls[op] += $2; total += $2 }
-    END {
-      printf "redis round trips %d for %d accepted moves: %.3f per move (all operations, incl. joins, rematches, lobby, clocks)\n", total, moves, total / moves
-      for (op in calls) printf "  %-14s %9d  %.3f per move\n", op, calls[op], calls[op] / moves
-    }'
-  echo "redis commandstats (includes the commands run inside scripts):"
-  for p in "${stat_ports[@]}"; do
-    redis-cli -p "$p" info commandstats | tr -d '\r' | sort -t= -k3 -nr || true
+# The load generator's flags for scenario MODE CONNECTIONS THINK_MS|RATE DURATION.
+scenario_flags() {
+  local mode=$1 conns=$2 x=$3 duration=$4
+  case $mode in
+    play | idle) flags=(--mode "$mode" --think-ms "$x") ;;
+    open) flags=(--mode open --rate "$x" --arrivals "${ARRIVALS:-even}") ;;
+    *) die "unknown mode $mode (play, open or idle)" ;;
+  esac
+  flags+=(--connections "$conns" --duration "$duration" --ramp 2000)
+}
+
+# One run of server binary $1 with load generator $2 on scenario $3..$6; extra loadgen
+# flags after `--`. The report goes to stdout.
+run_once() {
+  local bin=$1 loadgen=$2 dir
+  shift 2
+  dir=$(mktemp -d "$work/run.XXXX")
+  run_pids=()
+  start_redis "$dir/redis"
+  start_instances "$bin" "$dir"
+  scenario_flags "$1" "$2" "$3" "$4"
+  shift 4
+  [ "${1:-}" = -- ] && shift
+  (IFS=,; "$loadgen" loadgen --urls "${urls[*]}" "${flags[@]}" \
+    --source-ips 127.0.0.1,127.0.0.2,127.0.0.3,127.0.0.4 \
+    --server-pids "${server_pids[*]}" --redis-urls "${redis_urls[*]}" \
+    --redis-pids "${redis_pids[*]}" --quiet "$@") || true
+  stop_pids "${run_pids[@]}"
+}
+
+build_rev() {
+  local rev=${1:?usage: scripts/bench.sh build REV [DIR]} sha out tmp status=0
+  sha=$(git rev-parse --verify --short=12 "$rev^{commit}") || die "no such revision: $rev"
+  out=${2:-${CARGO_TARGET_DIR:-target}/bench-bins/$sha}
+  mkdir -p "$out"
+  out=$(cd "$out" && pwd)
+  if [ -x "$out/tictactoe" ] && [ "${FORCE:-0}" != 1 ]; then
+    echo "$out/tictactoe"
+    return
+  fi
+  if [ -n "${SEED_TARGET:-}" ] && [ ! -d "$out/target" ]; then
+    echo "seeding $out/target from $SEED_TARGET" >&2
+    cp -a "$SEED_TARGET" "$out/target"
+  fi
+  tmp=$(mktemp -d)
+  git worktree add --detach "$tmp/src" "$sha" >&2
+  (cd "$tmp/src" && CARGO_TARGET_DIR="$out/target" cargo build --release --locked >&2) || status=$?
+  git worktree remove --force "$tmp/src"
+  rmdir "$tmp"
+  [ "$status" = 0 ] || die "building $rev ($sha) failed"
+  cp "$out/target/release/tictactoe" "$out/tictactoe"
+  echo "$out/tictactoe"
+}
+
+# The figures compared in A/B mode, from one JSON report: [name, value] pairs.
+figures='def figures: [
+  ["moves/s", .moves_per_sec],
+  ["p50 ms", .latency.p50_ms],
+  ["p99 ms", .latency.p99_ms],
+  ["CPU µs/move instances", .instances_cpu_us_per_move],
+  (.instances | to_entries[] | ["  instance \(.key + 1)", .value.cpu.us_per_move]),
+  ["CPU µs/move Redis", .redis_cpu_us_per_move],
+  ["CPU µs/move loadgen", .loadgen_cpu.us_per_move],
+  ["Redis commands/move", .redis_commands_per_move],
+  ["Redis round trips/move", .redis_round_trips_per_move],
+  ["errors", ([.errors[], .transport_errors[]] | add // 0)]
+];
+def fmt: if . == null then "-"
+  elif fabs >= 100 then round | tostring
+  elif fabs >= 10 then (. * 10 | round) / 10 | tostring
+  else (. * 1000 | round) / 1000 | tostring end;
+def median: map(select(. != null)) | sort
+  | if length == 0 then null
+    elif length % 2 == 1 then .[(length - 1) / 2]
+    else (.[length / 2 - 1] + .[length / 2]) / 2 end;'
+
+ab() {
+  [ $# -ge 7 ] || die "usage: scripts/bench.sh ab BIN_A BIN_B REPS MODE CONNECTIONS THINK_MS|RATE DURATION"
+  local a=$1 b=$2 reps=$3 loadgen=${LOADGEN:-$release} out rep side bin
+  shift 3
+  [ "${PER_INSTANCE:-0}" = 1 ] && die "PER_INSTANCE does not apply to A/B runs"
+  [ -x "$a" ] || die "not an executable: $a"
+  [ -x "$b" ] || die "not an executable: $b"
+  [ -x "$loadgen" ] || cargo build --release --locked
+  out=${AB_OUT:-$(mktemp -d /tmp/bench-ab.XXXX)}
+  mkdir -p "$out"
+  echo "A: $a"
+  echo "B: $b"
+  echo "load generator: $loadgen; scenario: $*; $reps runs each, alternating; reports in $out"
+  for rep in $(seq 1 "$reps"); do
+    for side in A B; do
+      bin=$a
+      [ $side = B ] && bin=$b
+      run_once "$bin" "$loadgen" "$@" -- --json >"$out/$side$rep.json" 2>"$out/$side$rep.txt"
+      jq -r --arg run "$side$rep" "$figures"'
+        "\($run): \(.moves_per_sec | fmt) moves/s, p99 \(.latency.p99_ms | fmt) ms, CPU µs/move instances \(.instances_cpu_us_per_move | fmt), Redis \(.redis_cpu_us_per_move | fmt), loadgen \(.loadgen_cpu.us_per_move | fmt)"' \
+        "$out/$side$rep.json" || { echo "$side$rep: no report" >&2; cat "$out/$side$rep.txt" >&2; }
+    done
   done
-fi
+  echo
+  for side in A B; do
+    for rep in $(seq 1 "$reps"); do
+      [ -s "$out/$side$rep.json" ] && jq -c --arg side $side --argjson rep "$rep" \
+        '{side: $side, rep: $rep, report: .}' "$out/$side$rep.json"
+    done
+  done | jq -rs "$figures"'
+    (map(select(.side == "A")) | sort_by(.rep)) as $a
+    | (map(select(.side == "B")) | sort_by(.rep)) as $b
+    | (["figure"] + ($a | map("A\(.rep)")) + ($b | map("B\(.rep)"))
+       + ["median A", "median B", "B/A"]) as $header
+    | ($a[0].report // $b[0].report | [figures[] | .[0]]) as $names
+    | $header, ($names | to_entries[] | .key as $i | .value as $name
+      | ($a | map(.report | [figures[]][$i][1])) as $av
+      | ($b | map(.report | [figures[]][$i][1])) as $bv
+      | ($av | median) as $am | ($bv | median) as $bm
+      | [$name] + ($av | map(fmt)) + ($bv | map(fmt))
+        + [($am | fmt), ($bm | fmt),
+           (if $am == null or $bm == null or $am == 0 then "-"
+            else ($bm / $am * 1000 | round) / 1000 | tostring end)])
+    | @tsv' | column -t -s $'\t'
+}
+
+case ${1:-play} in
+  build)
+    shift
+    build_rev "$@"
+    ;;
+  ab)
+    shift
+    ab "$@"
+    ;;
+  *)
+    mode=${1:-play} conns=${2:-200} x=${3:-0} duration=${4:-30s}
+    [ -x "$release" ] || cargo build --release --locked
+    bin=${BIN:-$release} loadgen=${LOADGEN:-$release}
+    if [ "${PER_INSTANCE:-0}" = 1 ]; then
+      run_pids=()
+      start_redis "$work/redis"
+      start_instances "$bin" "$work"
+      scenario_flags "$mode" $((conns / instances)) "$x" "$duration"
+      gens=()
+      for i in $(seq 0 $((instances - 1))); do
+        # Each load generator its own loopback source addresses: ports never run out.
+        src=127.0.$((i + 1)).1,127.0.$((i + 1)).2,127.0.$((i + 1)).3
+        "$loadgen" loadgen --urls "${urls[$i]}" "${flags[@]}" --source-ips "$src" \
+          --server-pids "${server_pids[$i]}" --quiet >"$work/loadgen$i.txt" 2>&1 &
+        gens+=($!)
+      done
+      for g in "${gens[@]}"; do wait "$g" || true; done
+      for i in $(seq 0 $((instances - 1))); do echo "--- load generator $i"; cat "$work/loadgen$i.txt"; done
+      stop_pids "${run_pids[@]}"
+    else
+      run_once "$bin" "$loadgen" "$mode" "$conns" "$x" "$duration"
+    fi
+    ;;
+esac

@@ -1,10 +1,11 @@
 //! What one instance shares between its connections and background tasks. Nothing here is a
 //! source of truth: state lives in the store; this is sockets, subscriptions and handles.
 
+use crate::admission::{Admission, budget_key};
 use crate::config::Config;
 use crate::hub::{ConnId, Hub};
 use crate::ids::{GameId, PlayerId};
-use crate::protocol::Role;
+use crate::protocol::{AwayReason, Role};
 use crate::ratelimit::{Decision, LocalLimiter, Rule};
 use crate::store::{PresenceEntry, Store, StoreError};
 use dashmap::DashMap;
@@ -26,6 +27,7 @@ pub struct PendingLeave {
     pub game: GameId,
     pub player: PlayerId,
     pub role: Role,
+    pub why: AwayReason,
 }
 
 pub struct App {
@@ -39,13 +41,18 @@ pub struct App {
     pub lease: String,
     /// Cancelled when the instance shuts down.
     pub shutdown: CancellationToken,
-    /// Every connection task, so shutdown can wait for them (axum does not).
+    /// Every connection task, so shutdown can wait for them (the accept loop does not).
     pub connections: TaskTracker,
+    /// Connection caps: the instance's, and per client address.
+    pub admission: Arc<Admission>,
     /// Local connections waiting for a quick match, with their player.
     pub waiting: DashMap<ConnId, PlayerId>,
     pub trusted_proxies: Vec<IpAddr>,
     /// Presence decrements to retry.
     pub pending_leaves: Mutex<Vec<PendingLeave>>,
+    /// True while this instance cannot reach Redis (for longer than `REDIS_LOST_MS`): its
+    /// connections are closed with 1012 and new ones refused. Set by [`crate::watchdog`].
+    pub redis_lost: tokio::sync::watch::Sender<bool>,
     next_conn: AtomicU64,
     ip_fallback: Mutex<std::collections::HashMap<(&'static str, IpAddr), LocalLimiter>>,
 }
@@ -59,7 +66,13 @@ impl App {
         shutdown: CancellationToken,
     ) -> App {
         let hub = Arc::new(Hub::new(store.keys().clone(), &lease));
+        let admission = Arc::new(Admission::new(
+            crate::admission::connection_cap(config.max_connections),
+            config.ip_pending_max,
+            config.ip_ws_max,
+        ));
         App {
+            admission,
             trusted_proxies: config.trusted_proxy_ips(),
             config,
             store,
@@ -70,9 +83,14 @@ impl App {
             connections: TaskTracker::new(),
             waiting: DashMap::new(),
             pending_leaves: Mutex::new(Vec::new()),
+            redis_lost: tokio::sync::watch::Sender::new(false),
             next_conn: AtomicU64::new(1),
             ip_fallback: Mutex::new(std::collections::HashMap::new()),
         }
+    }
+
+    pub fn is_redis_lost(&self) -> bool {
+        *self.redis_lost.borrow()
     }
 
     pub fn next_conn_id(&self) -> ConnId {
@@ -90,8 +108,10 @@ impl App {
     /// Checks a per-IP budget (`scope` names it) in the store. While the store is
     /// unreachable the check falls back to this instance's own limiter: it fails open to a
     /// per-instance limit, since refusing every connection would also refuse the players who
-    /// only want to see that the game is unavailable. `Err` holds the wait in ms.
+    /// only want to see that the game is unavailable. `Err` holds the wait in ms. IPv6
+    /// clients are counted by their /64.
     pub async fn limit_ip(&self, scope: &'static str, ip: IpAddr, rule: Rule) -> Result<(), u64> {
+        let ip = budget_key(ip);
         let key = self.store.keys().rate(scope, &ip.to_string());
         match self.store.rate(&key, rule).await {
             Ok(Decision::Allow { .. }) => Ok(()),

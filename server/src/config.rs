@@ -19,9 +19,15 @@ pub enum LogFormat {
 
 #[derive(Args, Clone, Debug)]
 pub struct Config {
-    /// Address to listen on (HTTP page, /ws, /healthz, /readyz, /metrics).
+    /// Address to listen on (HTTP page, /ws, /healthz, /readyz, and /metrics unless
+    /// METRICS_ADDR is set).
     #[arg(long, env = "LISTEN_ADDR", default_value = "127.0.0.1:8080")]
     pub listen_addr: SocketAddr,
+
+    /// A separate address for /metrics (a private interface, say); /metrics then leaves the
+    /// game port. Unset: /metrics is on the game port.
+    #[arg(long, env = "METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
 
     /// Redis URL (redis://host:port/db). Without it the server keeps everything in memory:
     /// a single instance only.
@@ -68,9 +74,17 @@ pub struct Config {
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
 
-    /// Longest wait for one Redis call before answering `unavailable`.
+    /// Longest wait for one Redis call before answering `unavailable`. A call that times out
+    /// may still be applied later; its connection is replaced by a fresh one.
     #[arg(long = "redis-timeout-ms", env = "REDIS_TIMEOUT_MS", default_value = "2000", value_parser = millis_at_least(1))]
     pub redis_timeout: Duration,
+    /// After this long without a working round trip to Redis (commands and pub/sub), the
+    /// instance closes its connections with 1012 so that they resume on another instance, and
+    /// refuses new ones (503, not ready) until Redis answers again. Keep it above
+    /// REDIS_TIMEOUT_MS (a hung connection is replaced after one timeout) and well under
+    /// FORFEIT_GRACE_MS (players must be back before their clocks run out).
+    #[arg(long = "redis-lost-ms", env = "REDIS_LOST_MS", default_value = "3000", value_parser = millis_at_least(100))]
+    pub redis_lost: Duration,
 
     // Rate limits.
     /// Moves per second per session and game (enforced in Redis, so reconnecting or
@@ -99,6 +113,31 @@ pub struct Config {
     pub ip_session_rate: f64,
     #[arg(long, env = "IP_SESSION_BURST", default_value_t = 20)]
     pub ip_session_burst: u32,
+    /// Games a session may create per second (enforced in Redis; quick matches do not count).
+    #[arg(long, env = "CREATE_RATE", default_value_t = 0.1)]
+    pub create_rate: f64,
+    #[arg(long, env = "CREATE_BURST", default_value_t = 10)]
+    pub create_burst: u32,
+    /// Games created per second per client IP (enforced in Redis).
+    #[arg(long, env = "IP_CREATE_RATE", default_value_t = 0.5)]
+    pub ip_create_rate: f64,
+    #[arg(long, env = "IP_CREATE_BURST", default_value_t = 30)]
+    pub ip_create_burst: u32,
+    /// Games a session may have waiting for an opponent at once; `create` beyond it is
+    /// refused (`too_many_waiting`) until one is joined or expires.
+    #[arg(long, env = "MAX_WAITING_GAMES", default_value_t = 3, value_parser = at_least::<usize>(1))]
+    pub max_waiting_games: usize,
+    /// Open games of one player shown in the lobby, the newest (0: no limit).
+    #[arg(long, env = "LOBBY_PER_PLAYER", default_value_t = 2)]
+    pub lobby_per_player: usize,
+    /// Games one connection may be in (playing or watching) at once; more is refused
+    /// (`too_many_games`).
+    #[arg(long, env = "MAX_GAMES_PER_CONN", default_value_t = 20, value_parser = at_least::<usize>(1))]
+    pub max_games_per_conn: usize,
+    /// Entries of a `hello`'s `resume` list that are restored; the rest are refused with one
+    /// `too_many_games` error.
+    #[arg(long, env = "MAX_RESUME", default_value_t = 20)]
+    pub max_resume: usize,
     /// Rate-limited requests a connection may accumulate (refilling over a minute) before it
     /// is closed with 1008 (policy violation).
     #[arg(long, env = "ABUSE_LIMIT", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
@@ -125,6 +164,23 @@ pub struct Config {
         default_value = ""
     )]
     pub trusted_proxies: Vec<String>,
+
+    // Connection limits (per instance).
+    /// Longest time a client may take to send a request's headers (and the longest an idle
+    /// HTTP connection is kept open); slower connections are closed.
+    #[arg(long = "header-read-timeout-ms", env = "HEADER_READ_TIMEOUT_MS", default_value = "10000", value_parser = millis_at_least(1))]
+    pub header_read_timeout: Duration,
+    /// Open connections of any kind; more are answered 503 at once. 0: the open-file limit
+    /// minus a reserve for Redis connections and files. Never more than that.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 0)]
+    pub max_connections: usize,
+    /// Connections per client address that have not become WebSockets (page loads, slow or
+    /// silent handshakes); more are refused. Trusted proxies are exempt.
+    #[arg(long, env = "IP_PENDING_MAX", default_value_t = 64, value_parser = at_least::<usize>(1))]
+    pub ip_pending_max: usize,
+    /// Open WebSocket connections per client address; more are refused with 429.
+    #[arg(long, env = "IP_WS_MAX", default_value_t = 256, value_parser = at_least::<usize>(1))]
+    pub ip_ws_max: usize,
 
     // Sizes and lifetimes.
     /// Messages queued to one client before it counts as too slow and is closed (4001).
@@ -213,6 +269,17 @@ impl Config {
     }
     pub fn ip_session_rule(&self) -> Rule {
         Rule::per_second(self.ip_session_rate, self.ip_session_burst)
+    }
+    /// How often the Redis links are checked: several times within REDIS_LOST_MS, so that a
+    /// replaced connection gets its chance before the instance gives up on Redis.
+    pub fn redis_probe_every(&self) -> Duration {
+        (self.redis_lost / 6).clamp(Duration::from_millis(50), Duration::from_secs(1))
+    }
+    pub fn create_rule(&self) -> Rule {
+        Rule::per_second(self.create_rate, self.create_burst)
+    }
+    pub fn ip_create_rule(&self) -> Rule {
+        Rule::per_second(self.ip_create_rate, self.ip_create_burst)
     }
     /// ABUSE_LIMIT limited requests at once, refilled over a minute.
     pub fn abuse_rule(&self) -> Rule {

@@ -9,6 +9,7 @@ use crate::operations;
 use crate::operations::deadlines::start_forfeit_clock;
 use crate::operations::lobby::LOBBY_MAX;
 use crate::protocol::templates::PresenceTemplate;
+use crate::store::Attendance;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,12 +35,17 @@ pub async fn run(app: Arc<App>, stop: CancellationToken) {
                     _ = tick.tick() => {}
                 }
                 app.hub
-                    .flush_lobby(app.store.as_ref(), LOBBY_MAX, app.config.game_ttl)
+                    .flush_lobby(
+                        app.store.as_ref(),
+                        LOBBY_MAX,
+                        app.config.lobby_per_player,
+                        app.config.game_ttl,
+                    )
                     .await;
                 // Listing prunes entries older than the game lifetime.
                 if last_prune.elapsed() >= LOBBY_PRUNE_EVERY {
                     last_prune = tokio::time::Instant::now();
-                    let _ = app.store.lobby_list(1, app.config.game_ttl).await;
+                    let _ = app.store.lobby_list(1, 0, app.config.game_ttl).await;
                 }
             }
         })
@@ -64,14 +70,6 @@ pub async fn run(app: Arc<App>, stop: CancellationToken) {
                 redis_ok_since = None;
             }
             refresh_tickets(&app, &mut ticket_misses).await;
-            // Keeps the pub/sub lag histogram fed, and warns of a wedged subscription.
-            if let Err(e) = app
-                .hub
-                .probe(app.store.as_ref(), app.config.redis_timeout)
-                .await
-            {
-                tracing::debug!(error = %e, "pub/sub probe failed");
-            }
         }
         retry_leaves(&app).await;
         // An outage of Redis (a failover, say) lets every lease lapse, the living instances'
@@ -116,7 +114,7 @@ async fn heartbeat(app: &App) -> bool {
                     .presence_change(
                         &game,
                         &entry,
-                        1,
+                        Attendance::Arrive,
                         &PresenceTemplate::new(&game),
                         app.config.game_ttl,
                     )
@@ -137,21 +135,28 @@ async fn heartbeat(app: &App) -> bool {
 async fn retry_leaves(app: &App) {
     let pending: Vec<_> =
         std::mem::take(&mut *app.pending_leaves.lock().unwrap_or_else(|p| p.into_inner()));
-    for leave in pending {
+    let mut pending = pending.into_iter();
+    while let Some(leave) = pending.next() {
         let entry = app.presence_entry(&leave.player, leave.role);
         match app
             .store
             .presence_change(
                 &leave.game,
                 &entry,
-                -1,
+                Attendance::Leave(leave.why),
                 &PresenceTemplate::new(&leave.game),
                 app.config.game_ttl,
             )
             .await
         {
             Ok(change) => start_forfeit_clock(app, &leave.game, &change).await,
-            Err(_) => app.defer_leave(leave),
+            Err(_) => {
+                // Redis is not answering: the rest waits for the next tick rather than each
+                // waiting out its own timeout.
+                app.defer_leave(leave);
+                pending.for_each(|l| app.defer_leave(l));
+                return;
+            }
         }
     }
 }
@@ -216,7 +221,11 @@ async fn refresh_tickets(app: &App, misses: &mut HashMap<ConnId, u32>) {
         return;
     }
     let players: Vec<_> = waiting.iter().map(|(_, p)| p.clone()).collect();
-    let missing = match app.store.match_refresh(&players).await {
+    let missing = match app
+        .store
+        .match_refresh(&players, app.config.lease_ttl)
+        .await
+    {
         Ok(m) => m,
         Err(e) => {
             tracing::debug!(error = %e, "could not refresh tickets");

@@ -124,6 +124,10 @@ pub enum InstanceMsg {
 pub enum HubError {
     #[error("pub/sub is not connected")]
     Unavailable,
+    /// The probe was published but never came back: the subscription connection is not
+    /// delivering (hung, or silently unsubscribed).
+    #[error("pub/sub did not deliver the probe in time")]
+    NoEcho,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -140,6 +144,8 @@ pub struct Hub {
     /// Games whose subscription may need to change; drained by the bus task.
     pending: Mutex<HashSet<GameId>>,
     wake: Notify,
+    /// Asks the bus task to drop its connection and make a new one.
+    renew_bus: Notify,
     probes: DashMap<u64, oneshot::Sender<()>>,
 }
 
@@ -156,6 +162,7 @@ impl Hub {
             bus_up: AtomicBool::new(false),
             pending: Mutex::new(HashSet::new()),
             wake: Notify::new(),
+            renew_bus: Notify::new(),
             probes: DashMap::new(),
         }
     }
@@ -250,6 +257,14 @@ impl Hub {
     /// Sends a frame to one local connection, if it is still here.
     pub fn deliver(&self, conn: ConnId, out: Outbound) -> bool {
         self.clients.get(&conn).is_some_and(|c| c.offer(out))
+    }
+
+    /// Replaces the bus connection (it stopped delivering): the bus task reconnects,
+    /// resubscribes and has every local connection catch up, as after any other loss.
+    pub fn renew_bus(&self) {
+        if self.is_bus_up() {
+            self.renew_bus.notify_one();
+        }
     }
 
     pub fn is_bus_up(&self) -> bool {
@@ -370,7 +385,7 @@ impl Hub {
             store.publish(&self.instance_channel, msg.into()).await?;
             match tokio::time::timeout(timeout, rx).await {
                 Ok(Ok(())) => Ok(started.elapsed()),
-                _ => Err(HubError::Unavailable),
+                _ => Err(HubError::NoEcho),
             }
         }
         .await;
@@ -382,11 +397,17 @@ impl Hub {
     }
 
     /// Sends the lobby list to every watcher if it changed since the last call.
-    pub async fn flush_lobby(&self, store: &dyn Store, max: usize, ttl: Duration) {
+    pub async fn flush_lobby(
+        &self,
+        store: &dyn Store,
+        max: usize,
+        per_owner: usize,
+        ttl: Duration,
+    ) {
         if self.lobby_watchers.is_empty() || !self.lobby_dirty.swap(false, Ordering::Relaxed) {
             return;
         }
-        match store.lobby_list(max, ttl).await {
+        match store.lobby_list(max, per_owner, ttl).await {
             Ok((open, live)) => {
                 let frame: Utf8Bytes = ServerMsg::Lobby { open, live }.to_json().into();
                 self.lobby_watchers
@@ -401,9 +422,15 @@ impl Hub {
     }
 
     /// Owns the bus connection for the life of the instance: connects, subscribes to what
-    /// the topics need, dispatches messages, and after a loss reconnects with backoff,
-    /// resubscribes and tells every local connection to resynchronise.
-    pub async fn run_bus(self: Arc<Self>, bus: Arc<dyn Bus>, shutdown: CancellationToken) {
+    /// the topics need, dispatches messages, pings the connection every `ping_every` (a hung
+    /// connection delivers nothing and reports nothing), and after a loss reconnects with
+    /// backoff, resubscribes and tells every local connection to resynchronise.
+    pub async fn run_bus(
+        self: Arc<Self>,
+        bus: Arc<dyn Bus>,
+        ping_every: Duration,
+        shutdown: CancellationToken,
+    ) {
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
         let mut connected_before = false;
         loop {
@@ -414,7 +441,7 @@ impl Hub {
             match conn {
                 Ok(conn) => {
                     let outcome = self
-                        .serve_bus(conn, &shutdown, connected_before, &mut backoff)
+                        .serve_bus(conn, &shutdown, connected_before, &mut backoff, ping_every)
                         .await;
                     self.bus_up.store(false, Ordering::Relaxed);
                     self.set_all_unready();
@@ -441,6 +468,7 @@ impl Hub {
         shutdown: &CancellationToken,
         reconnected: bool,
         backoff: &mut Backoff,
+        ping_every: Duration,
     ) -> BusExit {
         let BusConnection {
             mut sink,
@@ -459,6 +487,11 @@ impl Hub {
         }
         let mut subscribed: HashSet<GameId> = games.iter().cloned().collect();
         metrics::gauge!("pubsub_subscriptions").set(subscribed.len() as f64);
+        let mut ping = tokio::time::interval(ping_every);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ping.tick().await;
+        // A renewal asked for the previous connection is not one for this one.
+        let _ = futures_util::FutureExt::now_or_never(self.renew_bus.notified());
         self.bus_up.store(true, Ordering::Relaxed);
         backoff.reset();
         for g in &games {
@@ -501,6 +534,16 @@ impl Hub {
             tokio::select! {
                 _ = shutdown.cancelled() => return BusExit::Shutdown,
                 _ = self.wake.notified() => {}
+                _ = self.renew_bus.notified() => {
+                    tracing::warn!("pub/sub connection stopped delivering: replacing it");
+                    return BusExit::Lost;
+                }
+                _ = ping.tick() => {
+                    if let Err(e) = sink.ping().await {
+                        tracing::warn!(error = %e, "pub/sub connection does not answer: replacing it");
+                        return BusExit::Lost;
+                    }
+                }
                 m = messages.next() => match m {
                     Some(m) => self.dispatch(m),
                     None => return BusExit::Lost,

@@ -21,6 +21,9 @@
 //! - [`connection`]: one WebSocket connection: the handshake until `hello`, then its loop,
 //!   catching up with games, and the requests.
 //! - [`housekeeping`]: leases, sweeping dead instances, deadlines, lobby pushes.
+//! - [`listener`], [`admission`]: the accept loop (header deadline, graceful shutdown) and
+//!   the connection caps, for the instance and per client address.
+//! - [`watchdog`]: whether Redis is reachable; heals hung links, gives clients up when not.
 //! - [`routes`], [`app`], [`config`], [`telemetry`]: HTTP, shared handles, settings, logs
 //!   and metrics.
 //!
@@ -28,11 +31,13 @@
 //!
 //! [`run`] is the one entry point: the binary and the tests both call it.
 
+pub mod admission;
 pub mod app;
 pub mod config;
 pub mod connection;
 pub mod housekeeping;
 pub mod hub;
+pub mod listener;
 pub mod operations;
 pub mod ratelimit;
 pub mod routes;
@@ -40,6 +45,7 @@ pub mod session;
 pub mod store;
 pub mod telemetry;
 pub mod text;
+pub mod watchdog;
 
 pub use tictactoe_protocol as protocol;
 pub use tictactoe_protocol::{ids, rules};
@@ -58,11 +64,6 @@ use tokio_util::task::TaskTracker;
 /// on some systems) overflows under connection bursts, and clients then retry only after a
 /// second.
 const LISTEN_BACKLOG: u32 = 4096;
-
-/// Kernel send buffer per connection (Linux doubles it). Game frames are a few hundred
-/// bytes; an autotuned buffer would let a client that stopped reading park megabytes in the
-/// kernel before its own queue ever filled and it was closed.
-const SEND_BUFFER: usize = 64 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -102,27 +103,66 @@ pub async fn run(
         safe_name(&instance),
         &ids::GameId::generate().as_str()[..6]
     );
+    if config.redis_lost >= config.forfeit_grace {
+        tracing::warn!(
+            "REDIS_LOST_MS is not under FORFEIT_GRACE_MS: players of an instance that loses \
+             Redis may forfeit before they are sent elsewhere"
+        );
+    }
+    if config.redis_lost <= config.redis_timeout {
+        tracing::warn!(
+            "REDIS_LOST_MS is not above REDIS_TIMEOUT_MS: a hung Redis connection cannot be \
+             replaced before the instance gives up on Redis"
+        );
+    }
     let store = store::connect(&config)?;
     let addr = listener.local_addr()?;
+    let metrics_listener = match config.metrics_addr {
+        Some(metrics_addr) => Some(bind(metrics_addr)?),
+        None => None,
+    };
     let app = Arc::new(App::new(config, store, instance, lease, shutdown.clone()));
 
     let background = TaskTracker::new();
     let stop_background = CancellationToken::new();
-    background.spawn(
-        app.hub
-            .clone()
-            .run_bus(app.store.bus(), stop_background.clone()),
-    );
+    background.spawn(app.hub.clone().run_bus(
+        app.store.bus(),
+        app.config.redis_probe_every(),
+        stop_background.clone(),
+    ));
     background.spawn(housekeeping::run(app.clone(), stop_background.clone()));
+    background.spawn(watchdog::run(app.clone(), stop_background.clone()));
 
-    tracing::info!(%addr, instance = %app.instance, lease = %app.lease, "listening");
-    let service = routes::router(app.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    let listener = axum::serve::ListenerExt::tap_io(listener, tune_socket);
-    axum::serve(listener, service)
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .await?;
+    tracing::info!(
+        %addr,
+        instance = %app.instance,
+        lease = %app.lease,
+        max_connections = app.admission.max_open(),
+        "listening"
+    );
+    if let Some(metrics) = metrics_listener {
+        if let Ok(addr) = metrics.local_addr() {
+            tracing::info!(%addr, "metrics listening");
+        }
+        let stop = stop_background.clone();
+        background.spawn(async move {
+            let serve = axum::serve(metrics, routes::metrics_router())
+                .with_graceful_shutdown(stop.cancelled_owned());
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "metrics listener failed");
+            }
+        });
+    }
+    listener::serve(
+        listener,
+        app.clone(),
+        routes::router(app.clone()),
+        shutdown.clone(),
+        app.config.shutdown_grace,
+    )
+    .await;
 
-    // axum has stopped accepting; it does not wait for upgraded connections. The connections
+    // The accept loop has stopped; it does not wait for upgraded connections. Those
     // saw the same token and are closing with 1012: wait for them to leave their games.
     app.connections.close();
     let grace = app.config.shutdown_grace;
@@ -147,16 +187,6 @@ pub async fn run(
     background.wait().await;
     tracing::info!(instance = %app.instance, "stopped");
     Ok(())
-}
-
-fn tune_socket(stream: &mut tokio::net::TcpStream) {
-    // A move is one small frame that must leave at once, not wait for Nagle's algorithm.
-    if let Err(e) = stream.set_nodelay(true) {
-        tracing::debug!(error = %e, "TCP_NODELAY not set");
-    }
-    if let Err(e) = socket2::SockRef::from(&*stream).set_send_buffer_size(SEND_BUFFER) {
-        tracing::debug!(error = %e, "SO_SNDBUF not set");
-    }
 }
 
 /// An instance id reduced to characters that are safe in key names and hash tags.

@@ -1,11 +1,13 @@
-//! HTTP routes on one port: the static page, `/ws`, `/healthz`, `/readyz` and `/metrics`.
+//! HTTP routes on the game port: the static page, `/ws`, `/healthz`, `/readyz`, and
+//! `/metrics` unless it has a listener of its own (`METRICS_ADDR`).
 
 use crate::app::App;
 use crate::connection;
+use crate::ratelimit::Rule;
 use axum::Router;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use std::net::{IpAddr, SocketAddr};
@@ -21,20 +23,42 @@ const READ_BUFFER: usize = 1024;
 /// stopped reading, on top of its message queue.
 const MAX_WRITE_BUFFER: usize = 64 * 1024;
 
+/// What the page may do, for browsers: its own scripts, styles and WebSocket only (the
+/// favicon is a `data:` URL), and it is never framed by another site.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; img-src 'self' data:; \
+     connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; \
+     frame-ancestors 'none'";
+
 pub fn router(app: Arc<App>) -> Router {
     let page = ServeDir::new(&app.config.web_dir).append_index_html_on_directories(true);
-    Router::new()
+    let mut router = Router::new()
         .route("/ws", get(ws_upgrade))
         .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics_page))
+        .route("/readyz", get(readyz));
+    if app.config.metrics_addr.is_none() {
+        router = router.route("/metrics", get(metrics_page));
+    }
+    let header =
+        |name, value| SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value));
+    router
         .fallback_service(page)
         // No build step and no fingerprinted file names: make browsers revalidate.
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::CACHE_CONTROL,
-            HeaderValue::from_static("no-cache"),
+        .layer(header(header::CACHE_CONTROL, "no-cache"))
+        .layer(header(
+            header::CONTENT_SECURITY_POLICY,
+            CONTENT_SECURITY_POLICY,
         ))
+        .layer(header(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        // For browsers that predate `frame-ancestors`.
+        .layer(header(header::X_FRAME_OPTIONS, "DENY"))
+        // Game links carry game ids: they need not travel to other sites.
+        .layer(header(header::REFERRER_POLICY, "no-referrer"))
         .with_state(app)
+}
+
+/// The router of the separate metrics listener.
+pub fn metrics_router() -> Router {
+    Router::new().route("/metrics", get(metrics_page))
 }
 
 async fn ws_upgrade(
@@ -46,21 +70,34 @@ async fn ws_upgrade(
     if app.shutdown.is_cancelled() {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
     }
+    if app.is_redis_lost() {
+        metrics::counter!("rejected_upgrades_total", "reason" => "redis_lost").increment(1);
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "1")],
+            "this instance cannot reach Redis: try another",
+        )
+            .into_response();
+    }
     if !origin_allowed(&headers, &app.config.allowed_origins) {
         metrics::counter!("rejected_upgrades_total", "reason" => "origin").increment(1);
         return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
     }
     let ip = client_ip(peer.ip(), &headers, &app.trusted_proxies);
-    if let Err(ms) = app.limit_ip("ip-conn", ip, app.config.ip_conn_rule()).await {
+    let rule = app.config.ip_conn_rule();
+    if let Err(ms) = app.limit_ip("ip-conn", ip, rule).await {
         metrics::counter!("rate_limited_total", "rule" => "connections").increment(1);
-        let secs = ms.div_ceil(1000).max(1).to_string();
+        return too_many_connections(rule, ms);
+    }
+    let Ok(slot) = app.admission.websocket(ip) else {
+        metrics::counter!("connections_refused_total", "reason" => "websockets").increment(1);
         return (
             StatusCode::TOO_MANY_REQUESTS,
-            [(header::RETRY_AFTER, secs)],
-            "too many connections from this address",
+            [(header::RETRY_AFTER, "5")],
+            "too many open connections from this address",
         )
             .into_response();
-    }
+    };
     let max = app.config.max_message_bytes;
     ws.read_buffer_size(READ_BUFFER)
         .write_buffer_size(0)
@@ -69,8 +106,34 @@ async fn ws_upgrade(
         .max_frame_size(max)
         .on_upgrade(move |socket| {
             let connections = app.connections.clone();
-            connections.track_future(connection::serve(app, socket, ip))
+            connections.track_future(async move {
+                connection::serve(app, socket, ip).await;
+                drop(slot);
+            })
         })
+}
+
+/// The 429 for a connection flood: `Retry-After`, and the IETF `RateLimit-Policy` and
+/// `RateLimit` fields (draft-ietf-httpapi-ratelimit-headers), which describe the budget as
+/// `q` connections per window of `w` seconds (the burst, and the time it takes to refill) and
+/// say `r` remain, for `t` seconds.
+fn too_many_connections(rule: Rule, retry_after_ms: u64) -> Response {
+    let secs = retry_after_ms.div_ceil(1000).max(1);
+    let window = (rule.interval_us.saturating_mul(u64::from(rule.burst)))
+        .div_ceil(1_000_000)
+        .max(1);
+    let policy = format!("\"conn\";q={};w={window}", rule.burst);
+    let state = format!("\"conn\";r=0;t={secs}");
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        [
+            (header::RETRY_AFTER, secs.to_string()),
+            (HeaderName::from_static("ratelimit-policy"), policy),
+            (HeaderName::from_static("ratelimit"), state),
+        ],
+        "too many connections from this address",
+    )
+        .into_response()
 }
 
 /// Browsers always send Origin on a WebSocket handshake; refusing foreign ones stops other
@@ -140,7 +203,8 @@ async fn healthz() -> &'static str {
 }
 
 /// Ready when Redis answers and this instance's pub/sub delivers end to end (a probe it
-/// publishes to itself comes back), and it is not shutting down.
+/// publishes to itself comes back), it has not given up on Redis (the watchdog's verdict,
+/// which outlasts a single lucky probe), and it is not shutting down.
 async fn readyz(State(app): State<Arc<App>>) -> Response {
     let timeout = app.config.redis_timeout.min(Duration::from_secs(1));
     let store = match app.store.ping().await {
@@ -152,7 +216,8 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
         Err(e) => Err(e.to_string()),
     };
     let shutting_down = app.shutdown.is_cancelled();
-    let ready = store.is_ok() && pubsub.is_ok() && !shutting_down;
+    let redis_lost = app.is_redis_lost();
+    let ready = store.is_ok() && pubsub.is_ok() && !shutting_down && !redis_lost;
     let body = serde_json::json!({
         "ready": ready,
         "instance": app.instance,
@@ -162,6 +227,7 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
             Err(e) => e.clone(),
         },
         "shutting_down": shutting_down,
+        "redis_lost": redis_lost,
         "local_games": app.hub.local_games(),
     });
     let status = if ready {

@@ -3,27 +3,50 @@
 use crate::config::LogFormat;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
-use tracing_subscriber::EnvFilter;
+use tracing::Level;
+use tracing_subscriber::filter::filter_fn;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
 static METRICS: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
 /// Installs the log subscriber. `RUST_LOG` overrides the default level (info). Safe to call
 /// more than once (later calls do nothing), which tests rely on.
+///
+/// Whatever `RUST_LOG` says, the WebSocket library is never heard below debug: at trace it
+/// prints every frame, session tokens included (see [`may_carry_secrets`]).
 pub fn init_logs(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     // Colours only on a terminal: log files and collectors get plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi);
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder
+    let fmt = tracing_subscriber::fmt::layer().with_ansi(ansi);
+    let fmt = match format {
+        LogFormat::Text => fmt.boxed(),
+        LogFormat::Json => fmt
             .json()
             .with_current_span(true)
             .with_span_list(false)
-            .try_init(),
+            .boxed(),
     };
+    let secrets = filter_fn(|meta| !may_carry_secrets(meta.target(), *meta.level()));
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt.with_filter(secrets))
+        .try_init();
+}
+
+/// Log targets whose events at `level` can contain message payloads: tungstenite logs every
+/// frame and message at trace, and a `hello` or `welcome` carries the session token. A filter
+/// in code rather than a default directive, because `RUST_LOG` directives (a more specific
+/// target, a span filter such as `[conn]=trace`) would override a directive.
+pub fn may_carry_secrets(target: &str, level: Level) -> bool {
+    level == Level::TRACE
+        && ["tungstenite", "tokio_tungstenite"].iter().any(|lib| {
+            target
+                .strip_prefix(lib)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
+        })
 }
 
 /// Installs the process-wide metrics recorder once and returns its handle. Metrics are
@@ -47,4 +70,19 @@ pub fn install_metrics() -> Option<&'static PrometheusHandle> {
 
 pub fn metrics_handle() -> Option<&'static PrometheusHandle> {
     METRICS.get().and_then(Option::as_ref)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_websocket_librarys_trace_events_are_held_back() {
+        assert!(may_carry_secrets("tungstenite::protocol", Level::TRACE));
+        assert!(may_carry_secrets("tungstenite", Level::TRACE));
+        assert!(may_carry_secrets("tokio_tungstenite::compat", Level::TRACE));
+        assert!(!may_carry_secrets("tungstenite::protocol", Level::DEBUG));
+        assert!(!may_carry_secrets("tungstenitex", Level::TRACE));
+        assert!(!may_carry_secrets("tictactoe::session", Level::TRACE));
+    }
 }

@@ -17,8 +17,10 @@ async function say(p, chatId, text) {
 
 // Waits until a chat shows a line whose text is exactly `text`; returns its sender as shown.
 async function seeLine(p, chatId, text) {
+  // The whole text, not a part: "one" must not find the line "<img ... onerror=...>".
+  const exact = new RegExp(`^${text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`);
   const line = p.page.locator(`#${chatId} .chat-line`).filter({
-    has: p.page.locator('.chat-text', { hasText: text }),
+    has: p.page.locator('.chat-text', { hasText: exact }),
   }).last();
   await line.waitFor();
   const shown = await line.locator('.chat-text').textContent();

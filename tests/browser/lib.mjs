@@ -81,13 +81,20 @@ export async function spec(name, body) {
 }
 
 // One player: its own browser context (own localStorage, so its own session), with every
-// page error, failed console line and dialog recorded.
-export async function player(browser, label, { width = 1100, height = 800 } = {}) {
+// page error, failed console line and dialog recorded. Unless `named` is false the player has
+// already chosen its label as its name (so the page does not ask); `named: false` is a
+// newcomer.
+export async function player(browser, label, { width = 1100, height = 800, named = true } = {}) {
   const context = await browser.newContext({
     viewport: { width, height },
-    permissions: ['clipboard-read', 'clipboard-write'],
+    permissions: ['clipboard-read', 'clipboard-write', 'notifications'],
   });
   context.setDefaultTimeout(WAIT_MS);
+  if (named) {
+    await context.addInitScript((n) => {
+      if (!localStorage.getItem('ttt.name')) localStorage.setItem('ttt.name', n);
+    }, label);
+  }
   const page = await context.newPage();
   const p = { label, context, page, errors: [], dialogs: [], sent: [], waiters: [] };
   // Resolves with the first frame sent (so far or from now on) that matches `pred`.
@@ -136,7 +143,7 @@ export async function instanceOf(p) {
   return p.page.locator('#server-info').getAttribute('data-instance');
 }
 
-// Renames through the header form (Enter submits): the page reconnects to say its new hello.
+// Renames through the header form (Enter submits): the page sends `rename`.
 export async function rename(p, name) {
   const input = p.page.getByLabel('Your name');
   await input.fill(name);

@@ -1,4 +1,5 @@
-// The README's picture of the page in use: a game in progress with chat and a spectator.
+// The README's picture of the page in use: round 2 of a game, with the score of round 1, the
+// round's moves (the last one outlined on the board), chat and a spectator.
 // Not a test; run against a topology (scripts/topology.sh prints the URL):
 //   TTT_URL=http://127.0.0.1:PORT/ node tests/browser/screenshot.mjs docs/screenshot.png
 
@@ -22,23 +23,30 @@ try {
     const page = await ctx.newPage();
     return page;
   };
-  const ann = await open('Ann', { width: 1100, height: 720 });
-  const bob = await open('Bob', { width: 1100, height: 720 });
-  const cy = await open('Cy', { width: 1100, height: 720 });
+  const size = { width: 1100, height: 760 };
+  const ann = await open('Ann', size);
+  const bob = await open('Bob', size);
+  const cy = await open('Cy', size);
+  const connected = (page) => page.locator('#conn[data-state="connected"]').waitFor();
   await ann.goto(url);
+  await connected(ann);
   await ann.getByRole('button', { name: 'New game' }).click();
   await ann.locator('#game-status', { hasText: 'Waiting' }).waitFor();
   await bob.goto(ann.url());
   await cy.goto(url);
+  await connected(cy);
   await cy.getByRole('button', { name: 'Watch Ann vs Bob' }).click();
   const play = async (page, i) => {
     await page.locator(`.cell[data-cell="${i}"][aria-disabled="false"]`).click();
     await page.locator(`.cell[data-cell="${i}"]:not([data-mark=""])`).waitFor();
   };
-  await play(ann, 4);
-  await play(bob, 0);
-  await play(ann, 2);
-  await bob.locator('.cell[data-cell="6"][aria-disabled="false"]').waitFor();
+  // Round 1: Ann wins the top row.
+  for (const [page, i] of [[ann, 0], [bob, 3], [ann, 1], [bob, 4], [ann, 2]]) await play(page, i);
+  await bob.getByRole('button', { name: 'Rematch' }).click();
+  await ann.getByRole('button', { name: 'Accept rematch' }).click();
+  // Round 2, O first: three moves, then it is Ann's turn.
+  for (const [page, i] of [[bob, 4], [ann, 0], [bob, 2]]) await play(page, i);
+  await ann.locator('.cell[data-cell="6"][aria-disabled="false"]').waitFor();
   const say = async (page, text) => {
     await page.locator('#game-chat input').fill(text);
     await page.locator('#game-chat input').press('Enter');
@@ -49,6 +57,8 @@ try {
   await say(cy, 'watching from the lobby');
   await ann.locator('#game-chat .chat-text', { hasText: 'watching from the lobby' }).waitFor();
   await ann.locator('#spectators', { hasText: '1 spectator' }).waitFor();
+  // No focus ring from the last line Ann typed.
+  await ann.evaluate(() => document.activeElement?.blur());
   await ann.screenshot({ path: out });
   console.log(`wrote ${out}`);
 } finally {

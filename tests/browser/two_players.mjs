@@ -72,7 +72,7 @@ await spec('two_players', async (browser) => {
     check(line === '0,1,2', `${p.label} sees the winning line 0,1,2 (got ${line})`);
   }
   const label = await bob.page.locator('#board .cell[data-cell="2"]').getAttribute('aria-label');
-  check(label === 'top right, X, winning line', `cells have spoken names (got "${label}")`);
+  check(label === 'top right, X, winning line, last move', `cells have spoken names (got "${label}")`);
   await bob.page.waitForFunction(
     () => document.querySelector('#announcer').textContent.includes('X played top right. Ann won.'),
   );

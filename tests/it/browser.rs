@@ -48,3 +48,49 @@ async fn browser_queues_again_when_a_quick_match_is_aborted() {
     .await;
     run_spec("quick_match_abort.mjs", &topo).await;
 }
+
+#[tokio::test]
+async fn browser_feedback_stays_in_place_and_long_chat_lines_are_refused_visibly() {
+    check_tools();
+    let topo = Topology::start(3).await;
+    run_spec("feedback.mjs", &topo).await;
+}
+
+#[tokio::test]
+async fn browser_phone_has_a_compact_header_and_the_chat_folded_under_the_board() {
+    check_tools();
+    let topo = Topology::start(3).await;
+    run_spec("mobile.mjs", &topo).await;
+}
+
+#[tokio::test]
+async fn browser_your_turn_cue_is_off_by_default_and_fires_only_in_the_background() {
+    check_tools();
+    let topo = Topology::start(3).await;
+    run_spec("turn_cue.mjs", &topo).await;
+}
+
+#[tokio::test]
+async fn browser_names_are_asked_once_applied_when_typed_and_renames_reach_every_instance() {
+    check_tools();
+    let topo = Topology::start(3).await;
+    run_spec("names.mjs", &topo).await;
+}
+
+#[tokio::test]
+async fn browser_score_and_moves_are_shown_and_a_finished_game_replays_from_its_link() {
+    check_tools();
+    let topo = Topology::start(3).await;
+    run_spec("score_replay.mjs", &topo).await;
+}
+
+#[tokio::test]
+async fn browser_absent_opponent_shows_a_countdown_and_rematch_waits_for_them() {
+    check_tools();
+    // A short grace period, so the forfeit happens within the spec.
+    let topo = Topology::start_with(3, |c| {
+        c.forfeit_grace = std::time::Duration::from_secs(8);
+    })
+    .await;
+    run_spec("absent.mjs", &topo).await;
+}

@@ -206,11 +206,9 @@ async fn the_local_tier_stops_a_move_flood_without_touching_redis() {
     config.move_burst = 2;
     let a = Instance::start(config.clone()).await;
     let (mut x, _o, game) = seated(&a, &a).await;
-    let key = format!(
-        "{}game:{{{game}}}:rl:{}",
-        config.key_prefix,
-        x.player.clone().unwrap()
-    );
+    // The budget is a field of the game's hash (see transition.lua).
+    let key = format!("{}game:{{{game}}}", config.key_prefix);
+    let field = format!("r:{}", x.player.clone().unwrap());
     // Two moves pass the local tier: one legal, one refused by the rules.
     ack_version(&x.play(&game, 4).await);
     assert_eq!(error_code(&x.play(&game, 4).await), ErrorCode::NotYourTurn);
@@ -220,7 +218,11 @@ async fn the_local_tier_stops_a_move_flood_without_touching_redis() {
     }
     // Redis saw exactly one move against the budget: its bucket holds one interval.
     let mut c = redis.sync_conn();
-    let tat: u64 = redis::cmd("GET").arg(&key).query(&mut c).unwrap();
+    let tat: u64 = redis::cmd("HGET")
+        .arg(&key)
+        .arg(&field)
+        .query(&mut c)
+        .unwrap();
     let now: (u64, u64) = redis::cmd("TIME").query(&mut c).unwrap();
     let now_us = now.0 * 1_000_000 + now.1;
     let ahead = tat.saturating_sub(now_us);
@@ -321,4 +323,164 @@ async fn with_redis_down_moves_fail_closed_and_connections_fall_back_to_a_local_
     let _k1 = try_connect(&b.ws_url(), &[]).await.unwrap();
     let _k2 = try_connect(&b.ws_url(), &[]).await.unwrap();
     assert_eq!(try_connect(&b.ws_url(), &[]).await.err(), Some(429));
+}
+
+/// Creates a game, or returns the refusal.
+async fn try_create(ws: &mut Ws) -> Result<String, ServerMsg> {
+    match ws.request(json!({"type":"create"})).await {
+        ServerMsg::Snapshot { game, .. } => Ok(game.to_string()),
+        other => Err(other),
+    }
+}
+
+#[tokio::test]
+async fn games_created_are_budgeted_per_session_and_per_address() {
+    let redis = RedisServer::start();
+    let mut config = test_config(Some(&redis));
+    config.create_rate = 0.01;
+    config.create_burst = 3;
+    config.ip_create_rate = 0.01;
+    config.ip_create_burst = 5;
+    config.trusted_proxies = vec!["127.0.0.1".into()];
+    let a = Instance::start(config.clone()).await;
+    let b = Instance::start(config).await;
+    let home = [("x-forwarded-for", "203.0.113.9")];
+    let mut ann = try_connect(&a.ws_url(), &home).await.unwrap();
+    hello(&mut ann, "ann").await;
+    for _ in 0..3 {
+        try_create(&mut ann).await.unwrap();
+    }
+    let refused = try_create(&mut ann).await.unwrap_err();
+    assert!(retry_after(&refused) > 10_000);
+    // The budget is the session's, kept in Redis: another instance knows it.
+    let mut again = try_connect(&b.ws_url(), &home).await.unwrap();
+    again.token = ann.token.clone();
+    hello(&mut again, "ann").await;
+    retry_after(&try_create(&mut again).await.unwrap_err());
+    // A second session from the same address has a budget of its own, within the address's.
+    let mut bob = try_connect(&b.ws_url(), &home).await.unwrap();
+    hello(&mut bob, "bob").await;
+    for _ in 0..2 {
+        try_create(&mut bob).await.unwrap();
+    }
+    retry_after(&try_create(&mut bob).await.unwrap_err());
+    // Another address is not held back.
+    let mut cy = try_connect(&a.ws_url(), &[("x-forwarded-for", "198.51.100.4")])
+        .await
+        .unwrap();
+    hello(&mut cy, "cy").await;
+    try_create(&mut cy).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_session_has_few_games_waiting_and_the_lobby_shows_few_per_player() {
+    let redis = RedisServer::start();
+    let mut config = test_config(Some(&redis));
+    config.max_waiting_games = 2;
+    config.lobby_per_player = 1;
+    let a = Instance::start(config.clone()).await;
+    let b = Instance::start(config).await;
+    let mut ann = a.connect().await;
+    hello(&mut ann, "ann").await;
+    let g1 = try_create(&mut ann).await.unwrap();
+    let g2 = try_create(&mut ann).await.unwrap();
+    let refused = try_create(&mut ann).await.unwrap_err();
+    assert_eq!(error_code(&refused), ErrorCode::TooManyWaiting);
+    // Not per connection: the same session elsewhere is refused too.
+    let mut ann2 = b.connect().await;
+    ann2.token = ann.token.clone();
+    hello(&mut ann2, "ann").await;
+    assert_eq!(
+        error_code(&try_create(&mut ann2).await.unwrap_err()),
+        ErrorCode::TooManyWaiting
+    );
+    // Once a game is joined it no longer waits, and there is room again.
+    let mut bob = b.connect().await;
+    hello(&mut bob, "bob").await;
+    bob.join(&g1).await;
+    let g3 = try_create(&mut ann).await.unwrap();
+
+    // The lobby shows Ann's newest open game only, and Bob's.
+    let bobs = try_create(&mut bob).await.unwrap();
+    let mut watcher = b.connect().await;
+    hello(&mut watcher, "sue").await;
+    watcher.request(json!({"type":"lobby","watch":true})).await;
+    let open = match watcher
+        .recv_until(|m| matches!(m, ServerMsg::Lobby { .. }))
+        .await
+    {
+        ServerMsg::Lobby { open, .. } => open
+            .into_iter()
+            .map(|e| e.game.to_string())
+            .collect::<Vec<_>>(),
+        _ => unreachable!(),
+    };
+    assert_eq!(open, [bobs, g3], "not {g2}");
+}
+
+/// The games a client was brought back into after a `hello`, from what it received.
+fn restored(msgs: &[ServerMsg]) -> std::collections::HashSet<String> {
+    msgs.iter()
+        .filter_map(|m| match m {
+            ServerMsg::Snapshot { game, .. } => Some(game.to_string()),
+            ServerMsg::ChatHistory { game: Some(g), .. } => Some(g.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_connection_is_in_few_games_at_once_and_a_resume_restores_few() {
+    let redis = RedisServer::start();
+    let mut config = test_config(Some(&redis));
+    config.max_games_per_conn = 3;
+    config.max_resume = 2;
+    let a = Instance::start(config).await;
+    let mut ann = a.connect().await;
+    hello(&mut ann, "ann").await;
+    let mut games = Vec::new();
+    for _ in 0..3 {
+        games.push(try_create(&mut ann).await.unwrap());
+    }
+    // A fourth game, created or joined, is one too many for this connection.
+    assert_eq!(
+        error_code(&try_create(&mut ann).await.unwrap_err()),
+        ErrorCode::TooManyGames
+    );
+    let mut other = a.connect().await;
+    hello(&mut other, "bob").await;
+    for _ in 0..3 {
+        games.push(try_create(&mut other).await.unwrap());
+    }
+    assert_eq!(
+        error_code(&ann.join(&games[3]).await),
+        ErrorCode::TooManyGames
+    );
+    // Leaving one makes room.
+    ann.request(json!({"type":"leave","game":games[0]})).await;
+    assert!(matches!(
+        ann.join(&games[3]).await,
+        ServerMsg::Snapshot { .. }
+    ));
+
+    // A hello asking to resume five games is restored in two, and told about the rest once.
+    let mut eve = a.connect().await;
+    hello(&mut eve, "eve").await;
+    let token = eve.token.clone();
+    eve.close().await;
+    let mut eve = a.connect().await;
+    eve.token = token;
+    let resume: Vec<(&str, u64)> = games[1..6].iter().map(|g| (g.as_str(), 1)).collect();
+    match eve.hello_resume("eve", &resume).await {
+        ServerMsg::Welcome { resumed, .. } => assert!(resumed),
+        other => panic!("{other:?}"),
+    }
+    let after = eve.drain_for(Duration::from_millis(500)).await;
+    assert_eq!(restored(&after).len(), 2, "{after:?}");
+    let refusals: Vec<_> = after
+        .iter()
+        .filter(|m| matches!(m, ServerMsg::Error { .. }))
+        .collect();
+    assert_eq!(refusals.len(), 1, "{after:?}");
+    assert_eq!(error_code(refusals[0]), ErrorCode::TooManyGames);
 }

@@ -1,6 +1,6 @@
 //! The load generator against two real instances sharing one Redis: what it reports must
 //! be true of the run (players paired across instances, moves acknowledged, latencies
-//! recorded), whatever the speed of the machine.
+//! recorded, what the moves cost), whatever the speed of the machine.
 
 use crate::support::WAIT;
 use crate::support::instances::two_instances;
@@ -23,8 +23,10 @@ async fn load(flags: &[&str]) -> Report {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn play_mode_pairs_players_across_instances_and_measures_moves() {
-    let (_redis, a, b) = two_instances().await;
+    let (redis, a, b) = two_instances().await;
     let urls = format!("{},{}", a.ws_url(), b.ws_url());
+    // Both instances run in this test process: its pid stands for the first.
+    let me = std::process::id().to_string();
     let r = load(&[
         "--urls",
         &urls,
@@ -38,6 +40,10 @@ async fn play_mode_pairs_players_across_instances_and_measures_moves() {
         "127.0.0.1,127.0.0.2",
         "--seed",
         "1",
+        "--server-pids",
+        &me,
+        "--redis-urls",
+        &redis.url(),
         "--quiet",
     ])
     .await;
@@ -81,6 +87,7 @@ async fn play_mode_pairs_players_across_instances_and_measures_moves() {
     );
     assert!(r.errors.is_empty(), "{report}");
     assert!(r.transport_errors.is_empty(), "{report}");
+    assert_costs_were_measured(&r);
 
     // The JSON report is the same report (floats to within parsing's last bit).
     let json = serde_json::to_string(&r).unwrap();
@@ -91,6 +98,107 @@ async fn play_mode_pairs_players_across_instances_and_measures_moves() {
     );
     assert!((back.moves_per_sec - r.moves_per_sec).abs() <= 1e-9 * r.moves_per_sec);
     assert!((back.latency.p99_ms - r.latency.p99_ms).abs() < 1e-9);
+}
+
+/// The cost figures are there and plausible; their values depend on the machine.
+fn assert_costs_were_measured(r: &Report) {
+    let report = r.render();
+    // CPU: this process (instances and load generator together) worked for every move.
+    let first = &r.instances[0];
+    assert!(
+        first
+            .cpu
+            .as_ref()
+            .and_then(|c| c.us_per_move)
+            .is_some_and(|us| us > 0.0),
+        "{report}"
+    );
+    assert!(
+        r.instances_cpu_us_per_move.is_some_and(|us| us > 0.0),
+        "{report}"
+    );
+    assert!(r.instances[1].cpu.is_none(), "no pid, no CPU: {report}");
+    let loadgen = r
+        .loadgen_cpu
+        .as_ref()
+        .expect("the load generator's own CPU");
+    assert!(
+        loadgen.secs > 0.0 && loadgen.us_per_move.is_some(),
+        "{report}"
+    );
+    // Redis, found by its INFO server pid: a move is at least one command and costs it CPU.
+    assert_eq!(r.redis.len(), 1, "{report}");
+    assert!(r.redis[0].pid.is_some(), "{report}");
+    assert!(
+        r.redis_cpu_us_per_move.is_some_and(|us| us > 0.0),
+        "{report}"
+    );
+    assert!(
+        r.redis_commands_per_move.is_some_and(|n| n >= 1.0),
+        "{report}"
+    );
+    let evalsha = r.redis_commands.iter().find(|c| c.name == "evalsha");
+    assert!(evalsha.is_some_and(|c| c.calls > 0), "{report}");
+    // Round trips, from the instances' metrics: at least one per accepted move.
+    assert!(
+        r.redis_round_trips_per_move.is_some_and(|n| n >= 1.0),
+        "{report}"
+    );
+    assert!(
+        r.redis_round_trips_by_op.contains_key("transition"),
+        "{report}"
+    );
+    for inst in &r.instances {
+        assert!(inst.metrics_url.is_some(), "{report}");
+        assert!(inst.accepted_moves.is_some_and(|m| m > 0), "{report}");
+    }
+    let v = serde_json::to_value(r).unwrap();
+    assert!(v["redis_commands_per_move"].as_f64().is_some());
+    assert!(v["instances"][0]["cpu"]["us_per_move"].as_f64().is_some());
+    assert!(v["loadgen_cpu"]["cores"].as_f64().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_mode_offers_its_rate_and_measures_from_the_due_time() {
+    let (redis, a, b) = two_instances().await;
+    let urls = format!("{},{}", a.ws_url(), b.ws_url());
+    let r = load(&[
+        "--urls",
+        &urls,
+        "--mode",
+        "open",
+        "--rate",
+        "50",
+        "--arrivals",
+        "poisson",
+        "--connections",
+        "20",
+        "--duration",
+        "2s",
+        "--seed",
+        "2",
+        "--redis-urls",
+        &redis.url(),
+        "--quiet",
+    ])
+    .await;
+    let report = r.render();
+    eprintln!("{report}");
+    assert_eq!(r.mode, Mode::Open);
+    assert_eq!((r.rate, r.games_started), (Some(50.0), 10), "{report}");
+    assert!(report.contains("offered           50.0 moves/s, poisson arrivals"));
+    // Even a debug build keeps up with 50 moves/s: about what was offered is accepted, and
+    // no more (a closed loop of 10 games without think time makes several times that).
+    assert!(r.moves_per_sec > 20.0 && r.moves_per_sec < 80.0, "{report}");
+    assert!(r.latency.samples > 0 && r.latency.p50_ms > 0.0, "{report}");
+    assert!(
+        r.errors.is_empty() && r.transport_errors.is_empty(),
+        "{report}"
+    );
+    assert!(
+        r.redis_commands_per_move.is_some_and(|n| n >= 1.0),
+        "{report}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

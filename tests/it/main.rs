@@ -4,14 +4,17 @@
 mod browser;
 mod cluster;
 mod compose;
+mod connection_limits;
 mod failover;
 mod game_flow;
+mod hardening;
 mod limits;
 mod load_balancer;
 mod loadgen;
 mod observability;
 mod protocol_doc;
 mod redis_failover;
+mod redis_link;
 mod social;
 mod store_conformance;
 mod support;

@@ -8,7 +8,7 @@ use crate::support::redis::RedisServer;
 use serde_json::json;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
-use tictactoe::protocol::{ErrorCode, Role, ServerMsg};
+use tictactoe::protocol::{AwayReason, ErrorCode, Role, ServerMsg};
 use tictactoe::rules::{Mark, Status};
 
 fn chat_text(m: &ServerMsg) -> Option<&str> {
@@ -352,9 +352,11 @@ async fn finished_and_abandoned_games_expire_with_their_log_and_chat() {
             .arg(key(&game, suffix))
             .query(&mut c)
             .unwrap();
+        // A transition sets lifetimes to 1¼ of its ttl (transition.lua), so that moves need
+        // not refresh them every time.
         assert!(
-            ttl > 0 && ttl <= 1000,
-            "{suffix}: finished games live one second, got {ttl}"
+            ttl > 0 && ttl <= 1250,
+            "{suffix}: finished games live one second (at most 1¼), got {ttl}"
         );
     }
     for suffix in ["", ":log"] {
@@ -386,4 +388,111 @@ async fn finished_and_abandoned_games_expire_with_their_log_and_chat() {
     assert!(started.elapsed() < Duration::from_secs(5));
     let r = x.request(json!({"type":"rematch","game":game})).await;
     assert_eq!(error_code(&r), ErrorCode::UnknownGame);
+}
+
+#[tokio::test]
+async fn a_rename_reaches_every_game_the_player_sits_in_on_every_instance() {
+    let (_redis, a, b) = two_instances().await;
+    let mut ann = player(&a, "ann").await;
+    let mut bob = player(&b, "bob").await;
+    let mut sue = player(&a, "sue").await;
+    let seated = ann.create().await;
+    bob.join(&seated).await;
+    sue.join(&seated).await;
+    // A game Bob only watches: his name is not in it, nothing changes there.
+    let watched = sue.create().await;
+    bob.request(json!({"type":"join","game":watched,"spectate":true}))
+        .await;
+
+    for bad in ["", " \u{7} ", &"x".repeat(25)] {
+        let reply = bob.request(json!({"type":"rename","name":bad})).await;
+        assert_eq!(error_code(&reply), ErrorCode::InvalidName, "{bad:?}");
+    }
+    let reply = bob
+        .request(json!({"type":"rename","name":"  Bobby\u{200B} \n"}))
+        .await;
+    match reply {
+        ServerMsg::Ack { info, .. } => assert_eq!(info.name.as_deref(), Some("Bobby")),
+        other => panic!("expected an ack, got {other:?}"),
+    }
+    // Everyone in the game, on both instances, gets the versioned event with the new state.
+    for ws in [&mut ann, &mut bob, &mut sue] {
+        match ws
+            .recv_until(|m| matches!(m, ServerMsg::Renamed { .. }))
+            .await
+        {
+            ServerMsg::Renamed {
+                game,
+                mark,
+                name,
+                state,
+                ..
+            } => {
+                assert_eq!(game.as_str(), seated);
+                assert_eq!((mark, name.as_str()), (Mark::O, "Bobby"));
+                assert_eq!(state.players.o.as_deref(), Some("Bobby"));
+                assert_eq!(state.players.x.as_deref(), Some("ann"));
+            }
+            _ => unreachable!(),
+        }
+    }
+    match sue.join(&watched).await {
+        ServerMsg::Snapshot { state, version, .. } => {
+            assert_eq!(version, 1, "no event in a game Bob only watches");
+            assert_eq!(state.players.x.as_deref(), Some("sue"));
+        }
+        other => panic!("{other:?}"),
+    }
+    // Later lines carry the new name; a snapshot shows it; the session keeps it.
+    bob.request(json!({"type":"chat","game":seated,"text":"hi"}))
+        .await;
+    let line = ann.recv_until(|m| chat_text(m) == Some("hi")).await;
+    assert!(matches!(line, ServerMsg::Chat { line, .. } if line.from == "Bobby"));
+    match ann.join(&seated).await {
+        ServerMsg::Snapshot { state, .. } => assert_eq!(state.players.o.as_deref(), Some("Bobby")),
+        other => panic!("{other:?}"),
+    }
+    let mut again = b.connect().await;
+    again.token = bob.token.clone();
+    match again
+        .request(json!({"type":"hello","token":bob.token}))
+        .await
+    {
+        ServerMsg::Welcome { name, .. } => assert_eq!(name, "Bobby"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn presence_tells_a_player_who_left_from_one_who_disconnected() {
+    let (_redis, a, b) = two_instances().await;
+    let mut ann = player(&a, "ann").await;
+    let bob = player(&b, "bob").await;
+    let game = ann.create().await;
+    let mut bob = bob;
+    bob.join(&game).await;
+    let away_o = |m: &ServerMsg| match m {
+        ServerMsg::Presence { presence, .. } if !presence.players.o => presence.away.o,
+        _ => None,
+    };
+    bob.request(json!({"type":"leave","game":game})).await;
+    let m = ann.recv_until(|m| away_o(m).is_some()).await;
+    let away = away_o(&m).unwrap();
+    assert_eq!(away.reason, AwayReason::Left);
+    assert!(away.for_ms < 5_000, "{away:?}");
+    bob.join(&game).await;
+    ann.recv_until(|m| matches!(m, ServerMsg::Presence { presence, .. } if presence.players.o && presence.away.o.is_none()))
+        .await;
+    bob.close().await;
+    let m = ann.recv_until(|m| away_o(m).is_some()).await;
+    assert_eq!(away_o(&m).unwrap().reason, AwayReason::Disconnected);
+    // A late joiner's snapshot says how long ago, so its countdown starts at the right place.
+    let mut sue = player(&a, "sue").await;
+    match sue.join(&game).await {
+        ServerMsg::Snapshot { presence, .. } => {
+            let away = presence.away.o.expect("O is away");
+            assert_eq!(away.reason, AwayReason::Disconnected);
+        }
+        other => panic!("{other:?}"),
+    }
 }

@@ -10,15 +10,15 @@ use std::sync::Arc;
 use std::time::Duration;
 use tictactoe::ids::{GameId, PlayerId};
 use tictactoe::protocol::templates::{ChatTemplate, PresenceTemplate};
-use tictactoe::protocol::{LobbyGame, Role, ServerMsg};
+use tictactoe::protocol::{AwayReason, LobbyGame, Role, ServerMsg};
 use tictactoe::ratelimit::{Decision, Rule};
 use tictactoe::rules::{GameState, Mark, Seats, Status};
 use tictactoe::session::SessionToken;
 use tictactoe::store::memory::MemoryStore;
 use tictactoe::store::redis::RedisStore;
 use tictactoe::store::{
-    Applied, Keys, PresenceEntry, Replay, SeatCheck, SessionRecord, Store, StoreLimits, Ticket,
-    Transition,
+    Applied, Attendance, Hold, Keys, PresenceEntry, Replay, SeatCheck, SessionRecord, Store,
+    StoreLimits, Ticket, Transition,
 };
 
 const TTL: Duration = Duration::from_secs(60);
@@ -128,9 +128,13 @@ conformance!(
     presence_counts_connections_and_starts_clocks,
     a_dead_lease_is_swept,
     the_lobby_lists_open_and_live_games,
+    the_lobby_shows_a_few_open_games_per_owner,
+    waiting_games_are_capped_per_player,
     quick_match_pairs_each_ticket_exactly_once,
     deadlines_keep_the_earliest_and_settle_only_if_unchanged,
     keys_expire_with_their_ttl,
+    move_ids_are_remembered_per_player,
+    moves_keep_a_game_alive_for_its_ttl_and_a_shorter_ttl_applies_at_once,
 );
 
 fn gid(s: &str) -> GameId {
@@ -165,11 +169,16 @@ fn text(bytes: &Bytes) -> &str {
 
 /// Updates the lobby as the operations do: with the change rendered for the lobby channel.
 async fn lobby_update(store: &dyn Store, entry: &LobbyGame) {
+    lobby_update_by(store, entry, None).await;
+}
+
+/// A lobby update naming the player who opened the game.
+async fn lobby_update_by(store: &dyn Store, entry: &LobbyGame, owner: Option<&PlayerId>) {
     let change = ServerMsg::LobbyChanged {
         entry: entry.clone(),
     };
     store
-        .lobby_update(entry, change.to_json().into())
+        .lobby_update(entry, owner, change.to_json().into())
         .await
         .unwrap();
 }
@@ -691,20 +700,32 @@ async fn chat_and_presence_events_are_published_byte_for_byte(store: Arc<dyn Sto
         role,
     };
     store
-        .presence_change(&g, &entry("i1", &ann, Role::X), 1, &announce, TTL)
+        .presence_change(
+            &g,
+            &entry("i1", &ann, Role::X),
+            Attendance::Arrive,
+            &announce,
+            TTL,
+        )
         .await
         .unwrap();
     assert_eq!(
         next().await,
-        r#"{"type":"presence","game":"g-1_A","players":{"X":true,"O":false},"spectators":0}"#
+        r#"{"type":"presence","game":"g-1_A","players":{"X":true,"O":false},"spectators":0,"away":{"X":null,"O":null}}"#
     );
     store
-        .presence_change(&g, &entry("gone", &sue, Role::Spectator), 1, &announce, TTL)
+        .presence_change(
+            &g,
+            &entry("gone", &sue, Role::Spectator),
+            Attendance::Arrive,
+            &announce,
+            TTL,
+        )
         .await
         .unwrap();
     assert_eq!(
         next().await,
-        r#"{"type":"presence","game":"g-1_A","players":{"X":true,"O":false},"spectators":1}"#
+        r#"{"type":"presence","game":"g-1_A","players":{"X":true,"O":false},"spectators":1,"away":{"X":null,"O":null}}"#
     );
     store
         .sweep_lease("gone", TTL, PresenceTemplate::new)
@@ -712,8 +733,23 @@ async fn chat_and_presence_events_are_published_byte_for_byte(store: Arc<dyn Sto
         .unwrap();
     assert_eq!(
         next().await,
-        r#"{"type":"presence","game":"g-1_A","players":{"X":true,"O":false},"spectators":0}"#
+        r#"{"type":"presence","game":"g-1_A","players":{"X":true,"O":false},"spectators":0,"away":{"X":null,"O":null}}"#
     );
+    // A player who leaves: the absence is written in, reason and how long ago.
+    store
+        .presence_change(
+            &g,
+            &entry("i1", &ann, Role::X),
+            Attendance::Leave(AwayReason::Left),
+            &announce,
+            TTL,
+        )
+        .await
+        .unwrap();
+    let left = next().await;
+    let head = r#"{"type":"presence","game":"g-1_A","players":{"X":false,"O":false},"spectators":0,"away":{"X":{"reason":"left","for_ms":"#;
+    assert!(left.starts_with(head), "{left}");
+    assert!(left.ends_with(r#"},"O":null}}"#), "{left}");
 }
 
 async fn rate_buckets_allow_exactly_the_burst(store: Arc<dyn Store>) {
@@ -749,41 +785,123 @@ async fn presence_counts_connections_and_starts_clocks(store: Arc<dyn Store>) {
         role,
     };
     let c = store
-        .presence_change(&g, &e("i1", &ann, Role::X), 1, &announce, TTL)
+        .presence_change(
+            &g,
+            &e("i1", &ann, Role::X),
+            Attendance::Arrive,
+            &announce,
+            TTL,
+        )
         .await
         .unwrap();
     assert!(c.presence.players.x && !c.presence.players.o);
     store
-        .presence_change(&g, &e("i2", &bob, Role::O), 1, &announce, TTL)
+        .presence_change(
+            &g,
+            &e("i2", &bob, Role::O),
+            Attendance::Arrive,
+            &announce,
+            TTL,
+        )
         .await
         .unwrap();
     // One spectator with two connections on two instances counts once.
     store
-        .presence_change(&g, &e("i1", &sue, Role::Spectator), 1, &announce, TTL)
+        .presence_change(
+            &g,
+            &e("i1", &sue, Role::Spectator),
+            Attendance::Arrive,
+            &announce,
+            TTL,
+        )
         .await
         .unwrap();
     let c = store
-        .presence_change(&g, &e("i2", &sue, Role::Spectator), 1, &announce, TTL)
+        .presence_change(
+            &g,
+            &e("i2", &sue, Role::Spectator),
+            Attendance::Arrive,
+            &announce,
+            TTL,
+        )
         .await
         .unwrap();
     assert_eq!(c.presence.spectators, 1);
     assert_eq!(c.lease_entries, 2);
     // X's second connection, then one of them leaves: X is still here.
     store
-        .presence_change(&g, &e("i1", &ann, Role::X), 1, &announce, TTL)
+        .presence_change(
+            &g,
+            &e("i1", &ann, Role::X),
+            Attendance::Arrive,
+            &announce,
+            TTL,
+        )
         .await
         .unwrap();
     let c = store
-        .presence_change(&g, &e("i1", &ann, Role::X), -1, &announce, TTL)
+        .presence_change(
+            &g,
+            &e("i1", &ann, Role::X),
+            Attendance::Leave(AwayReason::Disconnected),
+            &announce,
+            TTL,
+        )
         .await
         .unwrap();
     assert!(c.presence.players.x && !c.left.x);
     let c = store
-        .presence_change(&g, &e("i1", &ann, Role::X), -1, &announce, TTL)
+        .presence_change(
+            &g,
+            &e("i1", &ann, Role::X),
+            Attendance::Leave(AwayReason::Disconnected),
+            &announce,
+            TTL,
+        )
         .await
         .unwrap();
     assert!(!c.presence.players.x && c.left.x);
-    assert_eq!(store.presence(&g).await.unwrap(), c.presence);
+    // The emptied seat says why and since when; the present one says nothing.
+    let away = c.presence.away.x.expect("X is away");
+    assert_eq!(away.reason, AwayReason::Disconnected);
+    assert!(away.for_ms < 60_000);
+    assert_eq!(c.presence.away.o, None);
+    let read = store.presence(&g).await.unwrap();
+    assert_eq!(
+        (read.players.clone(), read.spectators, read.away.o),
+        (c.presence.players.clone(), c.presence.spectators, None)
+    );
+    assert_eq!(
+        read.away.x.map(|a| a.reason),
+        Some(AwayReason::Disconnected)
+    );
+    // Back, then leaving on purpose: told apart from a lost connection.
+    let c = store
+        .presence_change(
+            &g,
+            &e("i1", &ann, Role::X),
+            Attendance::Arrive,
+            &announce,
+            TTL,
+        )
+        .await
+        .unwrap();
+    assert_eq!(c.presence.away.x, None);
+    let c = store
+        .presence_change(
+            &g,
+            &e("i1", &ann, Role::X),
+            Attendance::Leave(AwayReason::Left),
+            &announce,
+            TTL,
+        )
+        .await
+        .unwrap();
+    assert_eq!(c.presence.away.x.map(|a| a.reason), Some(AwayReason::Left));
+    assert_eq!(
+        store.presence(&g).await.unwrap().away.x.map(|a| a.reason),
+        Some(AwayReason::Left)
+    );
     let view = store.inspect_seats(&g).await.unwrap().unwrap();
     assert_eq!(view.version, 2);
     assert!(view.seen.x && view.seen.o);
@@ -818,11 +936,23 @@ async fn a_dead_lease_is_swept(store: Arc<dyn Store>) {
         role,
     };
     store
-        .presence_change(&g, &e("dead", &ann, Role::X), 1, &announce, TTL)
+        .presence_change(
+            &g,
+            &e("dead", &ann, Role::X),
+            Attendance::Arrive,
+            &announce,
+            TTL,
+        )
         .await
         .unwrap();
     store
-        .presence_change(&g, &e("alive", &bob, Role::O), 1, &announce, TTL)
+        .presence_change(
+            &g,
+            &e("alive", &bob, Role::O),
+            Attendance::Arrive,
+            &announce,
+            TTL,
+        )
         .await
         .unwrap();
     let mut conn = store.bus().connect().await.unwrap();
@@ -844,15 +974,19 @@ async fn a_dead_lease_is_swept(store: Arc<dyn Store>) {
     assert!(swept[0].1.x && !swept[0].1.o);
     let p = store.presence(&g).await.unwrap();
     assert!(!p.players.x && p.players.o);
-    // The change was announced on the game's channel.
+    assert_eq!(p.away.x.map(|a| a.reason), Some(AwayReason::Disconnected));
+    // The change was announced on the game's channel, as the protocol's presence message.
     let msg = tokio::time::timeout(WAIT, conn.messages.next())
         .await
         .unwrap()
         .unwrap();
-    assert!(
-        text(&msg.payload).contains("\"type\":\"presence\""),
-        "{}",
-        text(&msg.payload)
+    let Ok(ServerMsg::Presence { presence, .. }) = serde_json::from_str(text(&msg.payload)) else {
+        panic!("not a presence message: {}", text(&msg.payload));
+    };
+    assert!(!presence.players.x && presence.players.o);
+    assert_eq!(
+        presence.away.x.map(|a| a.reason),
+        Some(AwayReason::Disconnected)
     );
     assert!(store.expired_leases().await.unwrap().is_empty());
     // A swept lease that renews learns it was forgotten.
@@ -878,7 +1012,7 @@ async fn the_lobby_lists_open_and_live_games(store: Arc<dyn Store>) {
     tokio::time::sleep(Duration::from_millis(3)).await;
     lobby_update(store.as_ref(), &entry("g2", Status::Waiting, None)).await;
     lobby_update(store.as_ref(), &entry("g3", Status::Playing, Some("bob"))).await;
-    let (open, live) = store.lobby_list(10, TTL).await.unwrap();
+    let (open, live) = store.lobby_list(10, 0, TTL).await.unwrap();
     assert_eq!(
         open.iter().map(|e| e.game.as_str()).collect::<Vec<_>>(),
         ["g2", "g1"]
@@ -888,18 +1022,18 @@ async fn the_lobby_lists_open_and_live_games(store: Arc<dyn Store>) {
     // Filled, finished.
     lobby_update(store.as_ref(), &entry("g1", Status::Playing, Some("cy"))).await;
     lobby_update(store.as_ref(), &entry("g3", Status::Finished, Some("bob"))).await;
-    let (open, live) = store.lobby_list(10, TTL).await.unwrap();
+    let (open, live) = store.lobby_list(10, 0, TTL).await.unwrap();
     assert_eq!(open.len(), 1);
     assert_eq!(
         live.iter().map(|e| e.game.as_str()).collect::<Vec<_>>(),
         ["g1"]
     );
-    let (open, _) = store.lobby_list(1, TTL).await.unwrap();
+    let (open, _) = store.lobby_list(1, 0, TTL).await.unwrap();
     assert_eq!(open.len(), 1);
     // Stale entries are pruned.
     tokio::time::sleep(Duration::from_millis(30)).await;
     let (open, live) = store
-        .lobby_list(10, Duration::from_millis(10))
+        .lobby_list(10, 0, Duration::from_millis(10))
         .await
         .unwrap();
     assert!(open.is_empty() && live.is_empty());
@@ -908,6 +1042,93 @@ async fn the_lobby_lists_open_and_live_games(store: Arc<dyn Store>) {
         .unwrap()
         .unwrap();
     assert!(text(&msg.payload).contains("\"type\":\"lobby_changed\""));
+}
+
+async fn the_lobby_shows_a_few_open_games_per_owner(store: Arc<dyn Store>) {
+    let open = |g: &str| LobbyGame {
+        game: gid(g),
+        status: Status::Waiting,
+        players: Seats {
+            x: Some("ann".into()),
+            o: None,
+        },
+        round: 1,
+    };
+    let (ann, bob) = (pid("p-ann"), pid("p-bob"));
+    for g in ["a1", "a2", "a3", "a4"] {
+        lobby_update_by(store.as_ref(), &open(g), Some(&ann)).await;
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+    lobby_update_by(store.as_ref(), &open("b1"), Some(&bob)).await;
+    tokio::time::sleep(Duration::from_millis(3)).await;
+    for g in ["a5", "a6"] {
+        lobby_update_by(store.as_ref(), &open(g), Some(&ann)).await;
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+    let ids = |v: Vec<LobbyGame>| {
+        v.into_iter()
+            .map(|e| e.game.to_string())
+            .collect::<Vec<_>>()
+    };
+    // Ann's two newest, then Bob's, though Ann has more recent ones.
+    let (listed, _) = store.lobby_list(10, 2, TTL).await.unwrap();
+    assert_eq!(ids(listed), ["a6", "a5", "b1"]);
+    let (listed, _) = store.lobby_list(2, 1, TTL).await.unwrap();
+    assert_eq!(ids(listed), ["a6", "b1"]);
+    // Without a per-owner limit, the newest of all.
+    let (listed, _) = store.lobby_list(3, 0, TTL).await.unwrap();
+    assert_eq!(ids(listed), ["a6", "a5", "b1"]);
+    // A later update without an owner (the game's status changed) keeps the owner; a game
+    // that filled leaves the open list, making room for Ann's next one.
+    lobby_update(store.as_ref(), &open("a6")).await;
+    let mut filled = open("a5");
+    filled.status = Status::Playing;
+    lobby_update(store.as_ref(), &filled).await;
+    let (listed, live) = store.lobby_list(10, 2, TTL).await.unwrap();
+    assert_eq!(ids(listed), ["a6", "b1", "a4"]);
+    assert_eq!(ids(live), ["a5"]);
+}
+
+async fn waiting_games_are_capped_per_player(store: Arc<dyn Store>) {
+    let (ann, bob) = (pid("p-ann"), pid("p-bob"));
+    for g in ["w1", "w2"] {
+        assert_eq!(
+            store.hold_waiting(&ann, &gid(g), 2, TTL).await.unwrap(),
+            Hold::Held
+        );
+    }
+    // Holding a held game again changes nothing and is fine.
+    assert_eq!(
+        store.hold_waiting(&ann, &gid("w2"), 2, TTL).await.unwrap(),
+        Hold::Held
+    );
+    match store.hold_waiting(&ann, &gid("w3"), 2, TTL).await.unwrap() {
+        Hold::Full(mut held) => {
+            held.sort();
+            assert_eq!(held, [gid("w1"), gid("w2")]);
+        }
+        Hold::Held => panic!("over the cap"),
+    }
+    // Another player has a cap of its own.
+    assert_eq!(
+        store.hold_waiting(&bob, &gid("w3"), 2, TTL).await.unwrap(),
+        Hold::Held
+    );
+    // A released game makes room.
+    store.release_waiting(&ann, &gid("w1")).await.unwrap();
+    assert_eq!(
+        store.hold_waiting(&ann, &gid("w3"), 2, TTL).await.unwrap(),
+        Hold::Held
+    );
+    // Held games older than the lifetime no longer count.
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    assert_eq!(
+        store
+            .hold_waiting(&ann, &gid("w4"), 1, Duration::from_millis(10))
+            .await
+            .unwrap(),
+        Hold::Held
+    );
 }
 
 async fn quick_match_pairs_each_ticket_exactly_once(store: Arc<dyn Store>) {
@@ -941,9 +1162,14 @@ async fn quick_match_pairs_each_ticket_exactly_once(store: Arc<dyn Store>) {
         store.match_enqueue(&ticket("d"), fresh).await.unwrap(),
         None
     );
+    // `a` was just paired: the news is on its way to a's instance, which must not queue a
+    // again meanwhile. `c` withdrew: gone.
     assert_eq!(
-        store.match_refresh(&[pid("d"), pid("a")]).await.unwrap(),
-        vec![pid("a")]
+        store
+            .match_refresh(&[pid("d"), pid("a"), pid("c")], fresh)
+            .await
+            .unwrap(),
+        vec![pid("c")]
     );
 
     // Many at once: everyone is paired exactly once.
@@ -984,12 +1210,15 @@ async fn quick_match_pairs_each_ticket_exactly_once(store: Arc<dyn Store>) {
     // d was still waiting: 101 players, 50 pairs and one left in the queue.
     assert_eq!(pairs, 50);
     assert_eq!(paired.len(), 100);
+    // Once the news had time to arrive, a paired player no longer counts as waiting.
+    tokio::time::sleep(Duration::from_millis(60)).await;
     let left = store
         .match_refresh(
             &(0..n)
                 .map(|i| pid(&format!("q{i}")))
                 .chain([pid("d")])
                 .collect::<Vec<_>>(),
+            Duration::from_millis(30),
         )
         .await
         .unwrap();
@@ -1069,4 +1298,89 @@ async fn keys_expire_with_their_ttl(store: Arc<dyn Store>) {
         Replay::UnknownGame
     );
     assert!(store.recent_chat(Some(&g), 10).await.unwrap().is_empty());
+}
+
+async fn move_ids_are_remembered_per_player(store: Arc<dyn Store>) {
+    let g = gid("g1");
+    let s2 = started_game(store.as_ref(), &g).await;
+    let (ann, bob) = (pid("ann"), pid("bob"));
+    let ev = event(&g, 3, &s2);
+    let t = Transition {
+        mid: Some("a-1"),
+        ..step(&g, 2, &ann, &s2, &ev)
+    };
+    assert_eq!(
+        store.transition(&t).await.unwrap(),
+        Applied::Ok { version: 3 }
+    );
+    // More of the other player's moves than a player's window holds: ann's id stays known.
+    let mut v = 3;
+    for i in 0..6 {
+        let id = format!("b-{i}");
+        let t = Transition {
+            mid: Some(&id),
+            seat: SeatCheck::Holds(Mark::O),
+            ..step(&g, v, &bob, &s2, &ev)
+        };
+        assert_eq!(
+            store.transition(&t).await.unwrap(),
+            Applied::Ok { version: v + 1 }
+        );
+        v += 1;
+    }
+    assert_eq!(store.applied_move(&g, &ann, "a-1").await.unwrap(), Some(3));
+    assert_eq!(store.applied_move(&g, &bob, "b-0").await.unwrap(), None);
+    assert_eq!(store.applied_move(&g, &bob, "b-5").await.unwrap(), Some(v));
+    // Ids are compared whole, whatever characters they hold.
+    for (i, id) in [",=", "a-1=3", "a-"].into_iter().enumerate() {
+        assert_eq!(store.applied_move(&g, &ann, id).await.unwrap(), None, "{i}");
+    }
+}
+
+async fn moves_keep_a_game_alive_for_its_ttl_and_a_shorter_ttl_applies_at_once(
+    store: Arc<dyn Store>,
+) {
+    // Real time has to pass here: lifetimes run on Redis's clock.
+    let g = gid("alive");
+    let s2 = started_game(store.as_ref(), &g).await;
+    let ann = pid("ann");
+    let ev = event(&g, 3, &s2);
+    let ttl = Duration::from_millis(800);
+    let mut v = 2;
+    // A move every 300 ms for longer than the ttl: the game outlives it.
+    for _ in 0..4 {
+        let t = Transition {
+            ttl,
+            seat: SeatCheck::None,
+            ..step(&g, v, &ann, &s2, &ev)
+        };
+        assert_eq!(
+            store.transition(&t).await.unwrap(),
+            Applied::Ok { version: v + 1 }
+        );
+        v += 1;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // 300 ms after the last move, well within the ttl.
+    assert_eq!(store.load_game(&g).await.unwrap().unwrap().version, v);
+    assert!(matches!(
+        store.events_since(&g, v - 1).await.unwrap(),
+        Replay::Events(e) if e.len() == 1
+    ));
+    // A round ends: the shorter ttl of a finished game applies from this transition on.
+    let t = Transition {
+        ttl: Duration::from_millis(100),
+        seat: SeatCheck::None,
+        ..step(&g, v, &ann, &s2, &ev)
+    };
+    assert_eq!(
+        store.transition(&t).await.unwrap(),
+        Applied::Ok { version: v + 1 }
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(store.load_game(&g).await.unwrap().is_none());
+    assert_eq!(
+        store.events_since(&g, 0).await.unwrap(),
+        Replay::UnknownGame
+    );
 }

@@ -4,12 +4,15 @@
 import { Connection, Disconnected } from './connection.js';
 import { Outbox } from './outbox.js';
 import { LobbyView } from './lobby.js';
-import { GameView, describe } from './game.js';
+import { GameView, describe, goneText } from './game.js';
 import { StatusView } from './status.js';
+import { TurnCue } from './cue.js';
 import { announce } from './announcer.js';
 import { storage } from './storage.js';
 import { $, show } from './dom.js';
-import { GAME_EVENTS, PROTOCOL_VERSION, applyLimits, cellName, errorText } from './protocol.js';
+import {
+  GAME_EVENTS, NAME_MAX_CHARS, PROTOCOL_VERSION, applyLimits, cellName, errorText, limits,
+} from './protocol.js';
 
 const NOTICE_MS = 6000;
 
@@ -18,8 +21,13 @@ const app = {
   // The game on screen, and the one being joined (from a link, a click or a match).
   current: null,
   wanted: new URLSearchParams(location.search).get('game'),
-  // id -> { id, version, role, state, presence, fromMatch }
+  // id -> { id, version, role, state, presence, away, fromMatch }
   games: new Map(),
+  // The session's name as the server knows it (null before the first welcome).
+  name: null,
+  // A name chosen while offline: the next hello renames the session, and a `rename` then
+  // carries it to the games.
+  renameOnWelcome: false,
   queued: false,
   watchingLobby: false,
   // Until the first lobby reply after the first welcome: the session's games are being
@@ -47,12 +55,12 @@ const outbox = new Outbox(conn, {
   failed: moveFailed,
 });
 const lobby = new LobbyView({
-  create,
-  quickMatch,
+  create: () => withName('create', create),
+  quickMatch: () => withName('create', quickMatch),
   cancelMatch,
-  join: (id) => join(id, false),
+  join: (id) => withName('join', () => join(id, false)),
   watch: (id) => join(id, true),
-  chat: (text) => sendChat(null, text),
+  chat: (text) => withName('chat', () => sendChat(null, text)),
 });
 const gameView = new GameView({
   play: (cell) => app.current && outbox.play(app.current, cell),
@@ -60,8 +68,9 @@ const gameView = new GameView({
   resign: () => seatAction('resign'),
   leave,
   copyLink,
-  chat: (text) => sendChat(app.current, text),
+  chat: (text) => withName('chat', () => sendChat(app.current, text)),
 });
+const cue = new TurnCue($('turn-cue'));
 
 // ---- Connection ----
 
@@ -87,11 +96,11 @@ function onWelcome(msg) {
     app.games.clear();
     for (const id of [...outbox.entries.keys()]) outbox.drop(id);
   }
-  storage.setName(msg.name);
-  $('name-input').value = msg.name;
-  const info = $('server-info');
-  info.textContent = `Signed in as ${msg.name} · server ${msg.instance}`;
-  info.dataset.instance = msg.instance;
+  showName(msg.name, msg.instance);
+  if (app.renameOnWelcome) {
+    app.renameOnWelcome = false;
+    ask({ type: 'rename', name: msg.name });
+  }
 
   const first = !app.welcomed;
   app.welcomed = true;
@@ -103,7 +112,10 @@ function onWelcome(msg) {
     if (msg.resumed && g) syncGame(g);
     else join(app.current, g?.role === 'spectator');
   } else if (app.wanted) {
-    join(app.wanted, false);
+    // Arriving by a link: the seat takes the player's name, so settle it first (a default
+    // to accept for someone who never chose one).
+    const id = app.wanted;
+    withName('link', () => (app.wanted === id && !app.current ? join(id, false) : null));
   }
   app.restoring = first && !app.current && !app.wanted;
   if (app.view === 'lobby') watchLobby();
@@ -148,16 +160,31 @@ function onMessage(msg) {
 // ---- Games ----
 
 function adopt(msg) {
+  const old = app.games.get(msg.game);
   const g = {
     id: msg.game,
     version: msg.version,
     role: msg.you,
     state: msg.state,
     presence: msg.presence,
+    away: awayOf(msg.presence, old),
     fromMatch: app.matchGames.has(msg.game),
   };
   app.games.set(g.id, g);
   return g;
+}
+
+// When and why each absent seat's player went, on this page's clock. The server says how long
+// ago (`away`), so the countdown is right whichever instance or clock reports it.
+function awayOf(presence, before) {
+  const out = { X: null, O: null };
+  for (const m of ['X', 'O']) {
+    if (presence?.players?.[m] !== false) continue;
+    const a = presence.away?.[m];
+    if (a) out[m] = { reason: a.reason ?? null, since: Date.now() - (a.for_ms ?? 0) };
+    else out[m] = before?.away?.[m] ?? { reason: null, since: null };
+  }
+  return out;
 }
 
 function onSnapshot(msg) {
@@ -186,12 +213,18 @@ function onGameEvent(msg) {
     syncGame(g);
     return;
   }
+  const before = g.state;
   g.version = msg.version;
   g.state = msg.state;
   if (msg.type === 'round_started') outbox.drop(g.id);
   if (g.id === app.current) {
-    announce(eventText(g, msg));
+    const text = eventText(g, msg, before);
+    announce(text);
     renderGame();
+    const mine = g.role === 'X' || g.role === 'O';
+    const turnNow = mine && g.state.status === 'playing' && g.state.turn === g.role;
+    const turnBefore = before.status === 'playing' && before.turn === g.role;
+    if (turnNow && (!turnBefore || msg.type === 'round_started')) cue.yourTurn(text, g.id);
   }
   if (msg.type === 'aborted' && g.fromMatch) {
     // The opponent of a quick match never arrived: find another.
@@ -202,7 +235,7 @@ function onGameEvent(msg) {
   }
 }
 
-function eventText(g, msg) {
+function eventText(g, msg, before) {
   const name = (m) => msg.state.players[m] ?? m;
   switch (msg.type) {
     case 'moved': {
@@ -218,6 +251,10 @@ function eventText(g, msg) {
     case 'conceded':
     case 'aborted':
       return describe(g);
+    case 'renamed': {
+      const was = before?.players?.[msg.mark];
+      return was && was !== msg.name ? `${was} is now called ${msg.name}.` : '';
+    }
     default:
       return '';
   }
@@ -227,12 +264,19 @@ function onPresence(msg) {
   const g = app.games.get(msg.game);
   if (!g) return;
   const before = g.presence?.players ?? {};
-  g.presence = { players: msg.players, spectators: msg.spectators };
+  g.presence = { players: msg.players, spectators: msg.spectators, away: msg.away };
+  g.away = awayOf(g.presence, g);
   if (g.id !== app.current) return;
   for (const m of ['X', 'O']) {
     const name = g.state.players[m];
     if (m !== g.role && name && before[m] !== undefined && before[m] !== msg.players[m]) {
-      announce(`${name} is ${msg.players[m] ? 'back online' : 'offline'}.`);
+      if (msg.players[m]) {
+        announce(`${name} is back.`);
+      } else {
+        const playing = g.state.status === 'playing' && (g.role === 'X' || g.role === 'O');
+        const grace = Math.round(limits.forfeitGraceMs / 1000);
+        announce(`${goneText(name, g.away[m])}.${playing ? ` You win by forfeit unless they are back within ${grace} s.` : ''}`);
+      }
     }
   }
   renderGame();
@@ -240,9 +284,9 @@ function onPresence(msg) {
 
 function onChat(msg) {
   if (msg.game == null) {
-    if (lobby.chat.add(msg) && app.view === 'lobby') announce(`${msg.from} says: ${msg.text}`);
+    if (lobby.chat.receive(msg) && app.view === 'lobby') announce(`${msg.from} says: ${msg.text}`);
   } else if (msg.game === app.current) {
-    if (gameView.chat.add(msg)) announce(`${msg.from} says: ${msg.text}`);
+    if (gameView.chat.receive(msg)) announce(`${msg.from} says: ${msg.text}`);
   }
 }
 
@@ -277,6 +321,8 @@ function recover(err, game) {
     case 'round_in_progress':
     case 'aborted':
     case 'not_started':
+    // The request may still have been applied (a timed-out write's outcome is unknown).
+    case 'unavailable':
       // The board is behind the game: catch up.
       if (g) syncGame(g);
       break;
@@ -392,7 +438,9 @@ async function copyLink() {
     input.select();
     document.execCommand('copy');
   }
-  notify('Link copied.');
+  // Confirmed where the player looks, on the button; the live region tells screen readers.
+  gameView.copied();
+  announce('Link copied.');
 }
 
 function moveFailed(entry, err, retrying) {
@@ -406,6 +454,88 @@ function moveFailed(entry, err, retrying) {
   if (err.code === 'not_in_game' || err.code === 'hello_required') recover(err, g.id);
   // The board may be behind the game: fetch what was missed.
   else syncGame(g);
+}
+
+// ---- Names ----
+
+function cleanName(text) {
+  const name = text.trim().replace(/\s+/g, ' ');
+  return name && [...name].length <= NAME_MAX_CHARS ? name : null;
+}
+
+function showName(name, instance) {
+  const input = $('name-input');
+  // Never overwrite what the player is typing.
+  if (document.activeElement !== input || input.value.trim() === (app.name ?? '')) input.value = name;
+  app.name = name;
+  const info = $('server-info');
+  if (instance) info.dataset.instance = instance;
+  info.textContent = `Signed in as ${name} · server ${info.dataset.instance ?? ''}`;
+}
+
+// Renames the session and every seat it holds (the server tells the games). Offline, the
+// name waits for the next hello. Resolves to whether the name is now in effect; a name the
+// server refuses is not kept.
+async function setName(name) {
+  if (!conn.connected) {
+    storage.setName(name);
+    app.renameOnWelcome = true;
+    return false;
+  }
+  if (name === app.name) {
+    storage.setName(name);
+    return true;
+  }
+  const reply = await ask({ type: 'rename', name });
+  if (reply?.type !== 'ack') return false;
+  const now = reply.name ?? name;
+  storage.setName(now);
+  showName(now);
+  return true;
+}
+
+let asking = null;
+
+// Before an action that shows the player's name to others: a name typed at the top but not
+// saved is saved now; a player who never chose a name is asked once, with the name they have
+// as the default to accept.
+async function withName(why, action) {
+  const typed = cleanName($('name-input').value);
+  if (typed && app.name && typed !== app.name) {
+    await setName(typed);
+  } else if (!storage.name()) {
+    asking ??= askName(why).finally(() => {
+      asking = null;
+    });
+    const name = await asking;
+    if (name) await setName(name);
+  }
+  return action();
+}
+
+const WHY = {
+  link: 'You are joining a game from a link.',
+  create: 'Your opponent will see it.',
+  join: 'Your opponent will see it.',
+  chat: 'It shows next to what you say.',
+};
+
+function askName(why) {
+  const dialog = $('name-dialog');
+  const input = $('name-dialog-input');
+  $('name-dialog-why').textContent = WHY[why] ?? '';
+  $('name-dialog-ok').textContent = why === 'link' ? 'Join the game' : 'Continue';
+  input.value = app.name ?? storage.name() ?? '';
+  return new Promise((resolve) => {
+    const done = () => {
+      dialog.removeEventListener('close', done);
+      // Escape closes it too: that accepts the default, as the dialog says.
+      resolve(cleanName(input.value) ?? app.name);
+    };
+    dialog.addEventListener('close', done);
+    dialog.showModal();
+    input.select();
+  });
 }
 
 // ---- Views ----
@@ -438,6 +568,8 @@ function showGame(id) {
   }
   if (changed) {
     gameView.chat.clear();
+    // For screen readers and the keyboard: the new view starts here. Headings show no focus
+    // ring (style.css): they are not controls.
     $('game-title').focus();
   }
 }
@@ -473,14 +605,12 @@ function notify(text) {
 
 // ---- Start ----
 
-$('name-form').addEventListener('submit', (e) => {
+$('name-form').addEventListener('submit', async (e) => {
   e.preventDefault();
-  const name = $('name-input').value.trim();
+  const name = cleanName($('name-input').value);
   if (!name) return;
-  storage.setName(name);
-  // The protocol renames a session only in a hello: reconnect to say it again.
-  notify('Name saved.');
-  conn.reconnectNow();
+  if (await setName(name)) announce(`Name saved: ${name}.`);
+  else if (!conn.connected) notify('Name saved: it applies when the connection is back.');
 });
 
 window.addEventListener('popstate', () => {
@@ -491,6 +621,7 @@ window.addEventListener('popstate', () => {
 
 const stored = storage.name();
 if (stored) $('name-input').value = stored;
+$('name-dialog-input').maxLength = NAME_MAX_CHARS;
 if (app.wanted) {
   show($('lobby'), false);
 }

@@ -1,6 +1,7 @@
 // The 3x3 board: nine real buttons with spoken names, one tab stop (arrow keys move between
 // cells, Enter or Space plays), the winning line highlighted. Cells that cannot be played stay
 // focusable (aria-disabled rather than disabled) so keyboard focus is never lost mid-game.
+// The last move is outlined.
 
 import { cellName } from './protocol.js';
 
@@ -52,8 +53,9 @@ export class BoardView {
     if (focus) this.cells[i].focus();
   }
 
-  // board: 9 chars of X, O or '.'; playable: whether a click may send a move now.
-  render({ board, playable, line, pending }) {
+  // board: 9 chars of X, O or '.'; playable: whether a click may send a move now; last: the
+  // cell of the last move shown.
+  render({ board, playable, line, pending, last = null }) {
     const winning = new Set(line ?? []);
     this.cells.forEach((b, i) => {
       const mark = board[i] === '.' ? '' : board[i];
@@ -62,10 +64,12 @@ export class BoardView {
       b.dataset.mark = mark;
       b.classList.toggle('win', winning.has(i));
       b.classList.toggle('pending', isPending);
+      b.classList.toggle('last', last === i && Boolean(mark));
       const open = playable && !mark && pending == null;
       b.setAttribute('aria-disabled', open ? 'false' : 'true');
       let label = `${cellName(i)}, ${mark || 'empty'}`;
       if (winning.has(i)) label += ', winning line';
+      if (last === i && mark) label += ', last move';
       if (isPending) label += ', sending';
       b.setAttribute('aria-label', label);
     });

@@ -1,10 +1,47 @@
-// The game view: board, whose turn or the result, players with presence, spectators,
+// The game view: board, whose turn or the result, an absent player's forfeit countdown,
+// players with presence and score, the round's moves (a finished round replays move by move),
 // invite link, rematch / resign / leave, and the game's chat.
 
 import { $, el, show } from './dom.js';
 import { BoardView } from './board.js';
 import { ChatView } from './chat.js';
-import { limits, other } from './protocol.js';
+import { cellName, limits, other } from './protocol.js';
+
+const COPIED_MS = 2000;
+
+// The mark that moves first in a round: X in odd rounds, O in even ones.
+export function starter(round) {
+  return round % 2 === 1 ? 'X' : 'O';
+}
+
+// Which mark played the i-th move (0-based) of a round.
+export function moverOf(round, i) {
+  return i % 2 === 0 ? starter(round) : other(starter(round));
+}
+
+// The board after the first `step` moves of a round.
+export function boardAt(state, step) {
+  const cells = Array(9).fill('.');
+  (state.moves ?? []).slice(0, step).forEach((c, i) => {
+    cells[c] = moverOf(state.round, i);
+  });
+  return cells.join('');
+}
+
+// Whether `mark`'s player is gone, and how: null when here (or the seat is empty), else
+// { reason: 'left' | 'disconnected' | null, since } with `since` on this page's clock.
+export function absence(game, mark) {
+  if (game.state.players[mark] == null) return null;
+  if (game.presence?.players?.[mark] !== false) return null;
+  return game.away?.[mark] ?? { reason: null, since: null };
+}
+
+// "Bob left the game" / "Bob is away".
+export function goneText(name, away) {
+  if (away.reason === 'left') return `${name} left the game`;
+  if (away.reason === 'disconnected') return `${name} is away (disconnected)`;
+  return `${name} is away`;
+}
 
 const REASONS = {
   forfeit: 'was away too long',
@@ -46,7 +83,18 @@ export class GameView {
     $('resign').addEventListener('click', () => this.resignClicked());
     $('leave').addEventListener('click', () => actions.leave());
     $('copy-link').addEventListener('click', () => actions.copyLink());
+    $('replay-first').addEventListener('click', () => this.replayTo(0));
+    $('replay-prev').addEventListener('click', () => this.replayTo(this.shownStep() - 1));
+    $('replay-next').addEventListener('click', () => this.replayTo(this.shownStep() + 1));
+    $('replay-last').addEventListener('click', () => this.replayTo(null));
     this.resignArmed = null;
+    this.copiedTimer = null;
+    // The move shown while replaying a finished round (null: the live board), and the round
+    // it belongs to.
+    this.replay = null;
+    this.replayKey = null;
+    this.last = null;
+    this.ticker = null;
   }
 
   // Resigning cannot be undone: the first press asks, the second (within 4 s) resigns. A
@@ -67,56 +115,84 @@ export class GameView {
     }, 4000);
   }
 
-  render(game, { connected, link }) {
+  // The confirmation goes on the button itself, which keeps its width.
+  copied() {
+    const b = $('copy-link');
+    b.textContent = 'Copied ✓';
+    clearTimeout(this.copiedTimer);
+    this.copiedTimer = setTimeout(() => {
+      b.textContent = 'Copy link';
+    }, COPIED_MS);
+  }
+
+  shownStep() {
+    const n = this.last?.game.state.moves?.length ?? 0;
+    return this.replay ?? n;
+  }
+
+  replayTo(step) {
+    if (!this.last) return;
+    const n = this.last.game.state.moves?.length ?? 0;
+    this.replay = step == null || step >= n ? null : Math.max(0, step);
+    this.render(this.last.game, this.last.opts);
+  }
+
+  render(game, opts) {
+    this.last = { game, opts };
+    const { connected, link } = opts;
     const { role, state, presence } = game;
     const me = role === 'X' || role === 'O' ? role : null;
+    const name = (m) => state.players[m] ?? m;
+    const moves = state.moves ?? [];
+    const finished = state.status === 'finished' || state.status === 'aborted';
+    // A replay belongs to one finished round: anything else brings the live board back.
+    const key = `${game.id}:${state.round}:${state.status}`;
+    if (this.replayKey !== key || !finished) this.replay = null;
+    this.replayKey = key;
+    const replaying = this.replay != null;
+
     $('game-title').textContent = `${state.players.X ?? '…'} vs ${state.players.O ?? '…'}`
       + (state.round > 1 ? ` · round ${state.round}` : '');
     show($('watching'), !me);
+    $('game').querySelector('.game-layout').dataset.offline = String(!connected);
     const status = $('game-status');
     let text = describe(game);
     if (!connected && state.status === 'playing' && me) text += ' Waiting for the connection.';
     status.textContent = text;
     status.dataset.status = state.status;
     const myTurn = me && state.status === 'playing' && state.turn === me;
+    const step = replaying ? this.replay : moves.length;
     this.board.render({
-      board: state.board,
+      board: replaying ? boardAt(state, step) : state.board,
       playable: Boolean(myTurn && connected),
-      line: state.result?.line,
+      line: replaying ? null : state.result?.line,
       pending: game.pendingCell,
+      last: step > 0 ? moves[step - 1] : null,
     });
-    $('board').setAttribute('aria-label', me ? `Board, you play ${me}` : 'Board, read only');
-
-    const players = ['X', 'O'].map((m) => {
-      const online = presence?.players?.[m] ?? false;
-      const taken = state.players[m] != null;
-      const li = el('li', { class: 'player', dataset: { mark: m, online: String(online) } });
-      li.append(
-        el('span', { class: `mark mark-${m}` }, m),
-        ' ',
-        el('span', { class: 'player-name' }, taken ? state.players[m] : 'open seat'),
-      );
-      if (m === me) li.append(' ', el('span', { class: 'you' }, '(you)'));
-      if (taken) {
-        li.append(' ', el('span', { class: 'presence' }, online ? 'online' : 'offline'));
-      }
-      return li;
-    });
-    $('players').replaceChildren(...players);
-    const n = presence?.spectators ?? 0;
-    $('spectators').textContent = n === 1 ? '1 spectator' : `${n} spectators`;
+    $('board').setAttribute('aria-label', replaying
+      ? `Board, replay of move ${step} of ${moves.length}`
+      : me ? `Board, you play ${me}` : 'Board, read only');
+    this.renderReplay(finished && moves.length > 0, step, moves.length);
+    this.renderMoves(state, step);
+    this.renderPlayers(game, me);
+    this.renderAway(game, me);
 
     $('game-link').value = link;
-    const finished = state.status === 'finished';
+    const over = state.status === 'finished';
     const asked = state.rematch ?? {};
-    show($('rematch'), Boolean(me && finished));
-    $('rematch').disabled = Boolean(me && asked[me]);
-    $('rematch').textContent = me && asked[other(me)] ? 'Accept rematch' : 'Rematch';
+    const opp = me ? other(me) : null;
+    const oppGone = me ? absence(game, opp) : null;
+    show($('rematch'), Boolean(me && over));
+    // A rematch needs both players: while the other one is gone it can never start.
+    $('rematch').disabled = Boolean(me && (asked[me] || oppGone));
+    $('rematch').textContent = me && asked[opp] ? 'Accept rematch' : 'Rematch';
     const rs = $('rematch-status');
     rs.textContent = '';
-    if (me && finished && asked[other(me)] && !asked[me]) {
-      rs.textContent = `${state.players[other(me)] ?? other(me)} wants a rematch.`;
-    } else if (me && finished && asked[me]) {
+    if (me && over && oppGone) {
+      rs.textContent = `${goneText(name(opp), oppGone)}: a rematch needs them back.`;
+    } else if (me && over && asked[opp] && !asked[me]) {
+      rs.textContent = `${name(opp)} wants a rematch.`;
+    } else if (me && over && asked[me]) {
       rs.textContent = 'Rematch asked: waiting for your opponent.';
     }
     show(rs, Boolean(rs.textContent));
@@ -128,5 +204,115 @@ export class GameView {
     leave.title = playing ? `You lose the round if you are not back within ${grace} s` : '';
     if (playing) leave.setAttribute('aria-description', leave.title);
     else leave.removeAttribute('aria-description');
+  }
+
+  renderReplay(available, step, total) {
+    show($('replay'), available);
+    if (!available) return;
+    $('replay-pos').textContent = step === 0 ? `Start of ${total} moves` : `Move ${step} of ${total}`;
+    $('replay-first').disabled = step === 0;
+    $('replay-prev').disabled = step === 0;
+    $('replay-next').disabled = step >= total;
+    $('replay-last').disabled = step >= total;
+  }
+
+  renderMoves(state, step) {
+    const moves = state.moves ?? [];
+    const finished = state.status === 'finished' || state.status === 'aborted';
+    const items = moves.map((c, i) => {
+      const mark = moverOf(state.round, i);
+      const b = el('button', {
+        type: 'button',
+        'aria-label': `Move ${i + 1}: ${mark} ${cellName(c)}`,
+        dataset: { step: String(i + 1), cell: String(c), mark },
+      });
+      b.append(el('span', { class: `mark-${mark}` }, mark), ` ${cellName(c)}`);
+      if (i + 1 === step) b.setAttribute('aria-current', 'step');
+      // Jumping to a move is a replay: only once the round is over.
+      if (finished) b.addEventListener('click', () => this.replayTo(i + 1));
+      else b.disabled = true;
+      const li = el('li');
+      li.append(b);
+      return li;
+    });
+    $('moves').replaceChildren(...items);
+    $('moves-title').textContent = state.round > 1 ? `Moves of round ${state.round}` : 'Moves';
+    show($('moves-empty'), moves.length === 0);
+  }
+
+  renderPlayers(game, me) {
+    const { state, presence } = game;
+    const score = state.score ?? null;
+    const players = ['X', 'O'].map((m) => {
+      const online = presence?.players?.[m] ?? false;
+      const taken = state.players[m] != null;
+      const away = absence(game, m);
+      const li = el('li', {
+        class: 'player',
+        dataset: { mark: m, online: String(online), away: away?.reason ?? (away ? 'away' : '') },
+      });
+      li.append(
+        el('span', { class: `mark mark-${m}` }, m),
+        el('span', { class: 'player-name' }, taken ? state.players[m] : 'open seat'),
+      );
+      if (m === me) li.append(el('span', { class: 'you' }, '(you)'));
+      if (taken) {
+        let pill = 'online';
+        if (away) pill = away.reason === 'left' ? 'left' : (away.reason === 'disconnected' ? 'disconnected' : 'offline');
+        li.append(el('span', { class: 'presence' }, pill));
+      }
+      if (score) {
+        const wins = score[m] ?? 0;
+        li.append(el('span', { class: 'score', 'aria-label': wins === 1 ? '1 win' : `${wins} wins` }, String(wins)));
+      }
+      return li;
+    });
+    $('players').replaceChildren(...players);
+    const draws = score?.draws ?? 0;
+    $('draws').textContent = score ? (draws === 1 ? '1 draw' : `${draws} draws`) : '';
+    show($('draws'), Boolean(score));
+    const n = presence?.spectators ?? 0;
+    $('spectators').textContent = n === 1 ? '1 spectator' : `${n} spectators`;
+  }
+
+  // The forfeit countdown of an absent player, ticking every second while it shows.
+  renderAway(game, me) {
+    const { state } = game;
+    const name = (m) => state.players[m] ?? m;
+    const lines = [];
+    if (state.status === 'playing') {
+      for (const m of ['X', 'O']) {
+        if (m === me) continue;
+        const away = absence(game, m);
+        if (!away) continue;
+        const left = away.since == null ? null
+          : Math.max(0, Math.ceil((away.since + limits.forfeitGraceMs - Date.now()) / 1000));
+        const when = left == null ? '' : left > 0 ? ` in ${left} s` : ' any moment now';
+        const who = goneText(name(m), away);
+        lines.push(me
+          ? `${who} — you win by forfeit${when}`
+          : `${who} — ${name(other(m))} wins by forfeit${when}`);
+      }
+    }
+    const box = $('away-status');
+    box.textContent = lines.join(' · ');
+    show(box, lines.length > 0);
+    if (lines.length > 0 && !this.ticker) {
+      this.ticker = setInterval(() => {
+        if (this.last && !$('game').hidden) this.renderAway(this.last.game, this.meOf(this.last.game));
+        else this.stopTicker();
+      }, 1000);
+    } else if (lines.length === 0) {
+      this.stopTicker();
+    }
+  }
+
+  meOf(game) {
+    return game.role === 'X' || game.role === 'O' ? game.role : null;
+  }
+
+  stopTicker() {
+    clearInterval(this.ticker);
+    this.ticker = null;
   }
 }

@@ -24,6 +24,7 @@ export const CLOSE = Object.freeze({
 // Versioned game events: each carries `game`, `version` and the whole `state`.
 export const GAME_EVENTS = new Set([
   'created', 'seated', 'moved', 'rematch_requested', 'round_started', 'conceded', 'aborted',
+  'renamed',
 ]);
 
 // Replies echo the request's `req`.
@@ -60,9 +61,12 @@ const ERROR_TEXT = {
   round_in_progress: 'Finish this round first.',
   aborted: 'That game was aborted.',
   invalid_text: 'A message needs 1 to {max} characters.',
+  invalid_name: 'A name needs 1 to 24 characters.',
   already_queued: 'Already looking for an opponent.',
   rate_limited: 'Slow down a little.',
-  unavailable: 'The server is busy: retrying.',
+  too_many_games: 'You are in too many games at once: leave one first.',
+  too_many_waiting: 'You already have games waiting for an opponent: wait until one is joined.',
+  unavailable: 'The server did not answer: retrying.',
   internal: 'Something went wrong on the server.',
 };
 

@@ -1,9 +1,11 @@
 // What survives a reload: the session token (a secret that proves who the player is to any
-// instance) and the chosen name. Storage can be unavailable (private modes, quotas): the page
+// instance), the name the player chose (absent until they chose or accepted one) and whether
+// the "your turn" cue is on. Storage can be unavailable (private modes, quotas): the page
 // then works for the length of the visit.
 
 const TOKEN = 'ttt.token';
 const NAME = 'ttt.name';
+const CUE = 'ttt.cue';
 
 function get(key) {
   try {
@@ -27,4 +29,6 @@ export const storage = {
   setToken: (t) => set(TOKEN, t),
   name: () => get(NAME),
   setName: (n) => set(NAME, n),
+  cue: () => get(CUE) === 'on',
+  setCue: (on) => set(CUE, on ? 'on' : null),
 };

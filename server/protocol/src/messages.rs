@@ -92,6 +92,12 @@ pub enum ClientMsg {
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         spectate: bool,
     },
+    /// Rename the session, and the player in every game where it holds a seat.
+    Rename {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        req: Option<Req>,
+        name: String,
+    },
     /// Stop receiving a game's events on this connection. A seat is kept.
     Leave {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -164,6 +170,7 @@ impl ClientMsg {
             ClientMsg::Hello { req, .. }
             | ClientMsg::Create { req }
             | ClientMsg::Join { req, .. }
+            | ClientMsg::Rename { req, .. }
             | ClientMsg::Leave { req, .. }
             | ClientMsg::Move { req, .. }
             | ClientMsg::Resign { req, .. }
@@ -183,6 +190,7 @@ pub const CLIENT_TYPES: &[&str] = &[
     "hello",
     "create",
     "join",
+    "rename",
     "leave",
     "move",
     "resign",
@@ -220,9 +228,17 @@ pub enum ErrorCode {
     Aborted,
     /// Chat text empty after cleaning, or longer than the limit.
     InvalidText,
+    /// A name empty after cleaning, or longer than the limit.
+    InvalidName,
     AlreadyQueued,
     RateLimited,
-    /// Redis cannot be reached; nothing was changed. Retry later.
+    /// The connection is in as many games as it may be (`MAX_GAMES_PER_CONN`), or a `hello`
+    /// listed more games to resume than are restored (`MAX_RESUME`).
+    TooManyGames,
+    /// The session already has `MAX_WAITING_GAMES` games waiting for an opponent.
+    TooManyWaiting,
+    /// Redis did not answer (in time). A write may or may not have taken effect: a move
+    /// retried with the same `mid` tells which. Retry later.
     Unavailable,
     /// Something unexpected; details are in the server log, not here.
     Internal,
@@ -237,6 +253,28 @@ pub struct AckInfo {
     /// True when a move with this `mid` had already been applied: nothing new happened.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub duplicate: bool,
+    /// The name now in effect, after cleaning (rename).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// How a seated player came to be absent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AwayReason {
+    /// The player left the game (`leave`); the seat is still theirs.
+    Left,
+    /// The player's connection went (closed, lost, or its instance died).
+    Disconnected,
+}
+
+/// A seated player who is not connected to the game.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Away {
+    pub reason: AwayReason,
+    /// How long ago the player went, when this was sent: the forfeit falls due
+    /// `forfeit_grace_ms` after that, if the round is being played.
+    pub for_ms: u64,
 }
 
 /// Who is connected to a game right now.
@@ -244,6 +282,9 @@ pub struct AckInfo {
 pub struct Presence {
     pub players: Seats<bool>,
     pub spectators: u32,
+    /// For each seat whose player was here and is not now: why and since when.
+    #[serde(default)]
+    pub away: Seats<Option<Away>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -368,6 +409,14 @@ pub enum ServerMsg {
         version: u64,
         state: GameState,
     },
+    /// The player holding `mark` is now called `name`.
+    Renamed {
+        game: GameId,
+        version: u64,
+        mark: Mark,
+        name: String,
+        state: GameState,
+    },
 
     // Unversioned messages on the game (or lobby) channel.
     Chat {
@@ -427,7 +476,8 @@ impl ServerMsg {
             | ServerMsg::RematchRequested { game, version, .. }
             | ServerMsg::RoundStarted { game, version, .. }
             | ServerMsg::Conceded { game, version, .. }
-            | ServerMsg::Aborted { game, version, .. } => Some((game, *version)),
+            | ServerMsg::Aborted { game, version, .. }
+            | ServerMsg::Renamed { game, version, .. } => Some((game, *version)),
             _ => None,
         }
     }
@@ -442,6 +492,7 @@ impl ServerMsg {
             | ServerMsg::RoundStarted { state, .. }
             | ServerMsg::Conceded { state, .. }
             | ServerMsg::Aborted { state, .. }
+            | ServerMsg::Renamed { state, .. }
             | ServerMsg::Snapshot { state, .. } => Some(state),
             _ => None,
         }
@@ -496,6 +547,7 @@ pub const CHANNEL_TYPES: &[&str] = &[
     "round_started",
     "conceded",
     "aborted",
+    "renamed",
     "chat",
     "presence",
 ];
@@ -521,6 +573,21 @@ pub fn parse_client(text: &str) -> Result<ClientMsg, ParseError> {
         code: ErrorCode::BadJson,
         message: format!("not valid JSON: {e}"),
     })?;
+    // A JSON object that repeats a key means whatever the parser that reads it decides: the
+    // `Value` above keeps the last `type`, the typed parse refuses the repetition. Refuse it
+    // here, before anything reads the value. (A key the protocol does not know is ignored,
+    // and so are its repetitions, which the fast path lets through.)
+    if let Some(key) = repeated_key(text) {
+        let shown: String = key.chars().take(32).collect();
+        let req = (key != "req")
+            .then(|| value.get("req").and_then(serde_json::Value::as_u64))
+            .flatten();
+        return Err(ParseError {
+            req,
+            code: ErrorCode::BadJson,
+            message: format!("key {shown:?} appears twice in one object"),
+        });
+    }
     let Some(obj) = value.as_object() else {
         return Err(ParseError {
             req: None,
@@ -554,9 +621,70 @@ pub fn parse_client(text: &str) -> Result<ClientMsg, ParseError> {
     })
 }
 
+/// The first key that appears twice in one object, anywhere in `text` (valid JSON).
+fn repeated_key(text: &str) -> Option<String> {
+    use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+    use std::fmt;
+
+    /// Walks a JSON value, remembering the first repeated key it meets.
+    struct Walk<'a>(&'a mut Option<String>);
+
+    impl<'de> DeserializeSeed<'de> for Walk<'_> {
+        type Value = ();
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Walk<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_str<E>(self, _: &str) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_unit<E>(self) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            while seq.next_element_seed(Walk(&mut *self.0))?.is_some() {}
+            Ok(())
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            let mut seen = std::collections::HashSet::new();
+            while let Some(key) = map.next_key::<String>()? {
+                if !seen.insert(key.clone()) && self.0.is_none() {
+                    *self.0 = Some(key);
+                }
+                map.next_value_seed(Walk(&mut *self.0))?;
+            }
+            Ok(())
+        }
+    }
+
+    let mut found = None;
+    let mut de = serde_json::Deserializer::from_str(text);
+    Walk(&mut found).deserialize(&mut de).ok()?;
+    found
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn every_client_type_is_known_to_the_parser() {
@@ -565,6 +693,7 @@ mod tests {
             r#"{"type":"hello"}"#,
             r#"{"type":"create"}"#,
             r#"{"type":"join","game":"g1"}"#,
+            r#"{"type":"rename","name":"Ann"}"#,
             r#"{"type":"leave","game":"g1"}"#,
             r#"{"type":"move","game":"g1","cell":4}"#,
             r#"{"type":"resign","game":"g1"}"#,
@@ -612,6 +741,25 @@ mod tests {
     }
 
     #[test]
+    fn a_repeated_key_is_refused_as_bad_json() {
+        for text in [
+            r#"{"type":"ping","type":"create"}"#,
+            r#"{"type":"create","type":"create"}"#,
+            r#"{"type":"move","req":1,"game":"g","cell":4,"cell":5}"#,
+            r#"{"type":"hello","resume":[{"game":"g","version":1,"version":2}]}"#,
+            r#"{"req":1,"type":"create","req":2}"#,
+        ] {
+            let e = parse_client(text).unwrap_err();
+            assert_eq!(e.code, ErrorCode::BadJson, "{text}: {}", e.message);
+        }
+        // The request id is kept when it is not the repeated key itself.
+        let e = parse_client(r#"{"type":"ping","req":3,"type":"create"}"#).unwrap_err();
+        assert_eq!((e.code, e.req), (ErrorCode::BadJson, Some(3)));
+        assert_eq!(repeated_key(r#"{"a":{"b":1},"c":{"b":2}}"#), None);
+        assert_eq!(repeated_key(r#"[{"a":1,"a":2}]"#).as_deref(), Some("a"));
+    }
+
+    #[test]
     fn out_of_range_cells_parse_so_the_rules_can_name_the_error() {
         let m = parse_client(r#"{"type":"move","game":"g","cell":42}"#).unwrap();
         assert!(matches!(m, ClientMsg::Move { cell: 42, .. }));
@@ -646,6 +794,7 @@ mod tests {
             "round_started",
             "conceded",
             "aborted",
+            "renamed",
         ] {
             assert!(CHANNEL_TYPES.contains(&t));
         }
@@ -665,5 +814,141 @@ mod tests {
             Some(("g1", 1))
         );
         assert!(ServerMsg::Pong { req: None }.game_version().is_none());
+    }
+
+    /// Valid frames of every type, the seeds of the mutation tests.
+    const SEEDS: &[&str] = &[
+        r#"{"type":"hello","req":1,"token":"abc","name":"Ann","resume":[{"game":"g1","version":3}]}"#,
+        r#"{"type":"create","req":2}"#,
+        r#"{"type":"join","req":3,"game":"g1","spectate":true}"#,
+        r#"{"type":"leave","req":4,"game":"g1"}"#,
+        r#"{"type":"move","req":5,"game":"g1","cell":4,"mid":"m-1","version":7}"#,
+        r#"{"type":"resign","req":6,"game":"g1"}"#,
+        r#"{"type":"rematch","req":7,"game":"g1"}"#,
+        r#"{"type":"chat","req":8,"game":"g1","text":"hi"}"#,
+        r#"{"type":"sync","req":9,"game":"g1","since":3}"#,
+        r#"{"type":"lobby","req":10,"watch":true}"#,
+        r#"{"type":"quick_match","req":11}"#,
+        r#"{"type":"cancel_match","req":12}"#,
+        r#"{"type":"ping","req":13}"#,
+    ];
+
+    /// One edit of a frame, as a fuzzer makes them.
+    #[derive(Clone, Debug)]
+    enum Mutation {
+        Flip(usize, u8),
+        Truncate(usize),
+        Insert(usize, char),
+        Delete(usize, usize),
+        /// Repeat the `n`th `"key":` with another value.
+        RepeatKey(usize, &'static str),
+    }
+
+    fn mutation() -> impl Strategy<Value = Mutation> {
+        prop_oneof![
+            (any::<usize>(), any::<u8>()).prop_map(|(i, b)| Mutation::Flip(i, b)),
+            any::<usize>().prop_map(Mutation::Truncate),
+            (any::<usize>(), any::<char>()).prop_map(|(i, c)| Mutation::Insert(i, c)),
+            (any::<usize>(), 1usize..8).prop_map(|(i, n)| Mutation::Delete(i, n)),
+            (
+                any::<usize>(),
+                prop::sample::select(&[r#""create""#, "1", "null", "[]", "{}", r#""g2""#][..])
+            )
+                .prop_map(|(i, v)| Mutation::RepeatKey(i, v)),
+        ]
+    }
+
+    fn apply(frame: &str, m: &Mutation) -> String {
+        let mut bytes = frame.as_bytes().to_vec();
+        match *m {
+            Mutation::Flip(i, b) => {
+                let i = i % bytes.len();
+                bytes[i] ^= b;
+            }
+            Mutation::Truncate(i) => bytes.truncate(i % (bytes.len() + 1)),
+            Mutation::Insert(i, c) => {
+                let i = i % (bytes.len() + 1);
+                let mut buf = [0u8; 4];
+                bytes.splice(i..i, c.encode_utf8(&mut buf).bytes());
+            }
+            Mutation::Delete(i, n) => {
+                let i = i % bytes.len();
+                bytes.drain(i..(i + n).min(bytes.len()));
+            }
+            Mutation::RepeatKey(n, value) => {
+                // A key of the top-level object, repeated at its end with `value`.
+                let Ok(serde_json::Value::Object(obj)) = serde_json::from_str(frame) else {
+                    return frame.to_string();
+                };
+                let Some(key) = obj.keys().nth(n % obj.len().max(1)) else {
+                    return frame.to_string();
+                };
+                let body = frame.trim_end().strip_suffix('}').unwrap_or(frame);
+                return format!("{body},{}:{value}}}", serde_json::json!(key));
+            }
+        }
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    proptest! {
+        /// Whatever arrives, the parser answers: a message, or one of the three parse errors.
+        #[test]
+        fn any_text_gets_a_message_or_a_typed_error(text in any::<String>()) {
+            check_parse(&text)?;
+        }
+
+        #[test]
+        fn json_like_text_gets_a_message_or_a_typed_error(
+            text in r#"\{("(type|req|game|cell|text|resume|version)":("[a-z_0-9]{0,6}"|-?[0-9]{1,20}|true|null|\[\]|\{\}),?){0,6}\}"#,
+        ) {
+            check_parse(&text)?;
+        }
+
+        #[test]
+        fn mutated_frames_get_a_message_or_a_typed_error(
+            seed in prop::sample::select(SEEDS),
+            edits in proptest::collection::vec(mutation(), 1..4),
+        ) {
+            let mut frame = seed.to_string();
+            for m in &edits {
+                if frame.is_empty() {
+                    break;
+                }
+                frame = apply(&frame, m);
+            }
+            check_parse(&frame)?;
+        }
+
+        #[test]
+        fn a_frame_with_a_repeated_key_is_bad_json(
+            seed in prop::sample::select(SEEDS),
+            nth in any::<usize>(),
+            value in prop::sample::select(&[r#""create""#, "1", "null", r#""g2""#][..]),
+        ) {
+            let frame = apply(seed, &Mutation::RepeatKey(nth, value));
+            let e = parse_client(&frame).unwrap_err();
+            prop_assert_eq!(e.code, ErrorCode::BadJson, "{}: {}", frame, e.message);
+        }
+    }
+
+    /// A parse never panics; a message it accepts means the same once written out again.
+    fn check_parse(text: &str) -> Result<(), TestCaseError> {
+        match parse_client(text) {
+            Ok(msg) => {
+                let again = parse_client(&serde_json::to_string(&msg).unwrap());
+                prop_assert_eq!(again.as_ref().ok(), Some(&msg), "{}", text);
+            }
+            Err(e) => {
+                prop_assert!(
+                    matches!(
+                        e.code,
+                        ErrorCode::BadJson | ErrorCode::BadRequest | ErrorCode::UnknownType
+                    ),
+                    "{text}: {e:?}"
+                );
+                prop_assert!(e.message.chars().count() < 400, "{}", e.message);
+            }
+        }
+        Ok(())
     }
 }

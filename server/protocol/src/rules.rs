@@ -1,4 +1,5 @@
-//! The rules of tic-tac-toe and of a game's life (seats, rounds, rematch, forfeit).
+//! The rules of tic-tac-toe and of a game's life (seats, rounds, rematch, forfeit, names),
+//! with the round's moves and the game's running score.
 //!
 //! Pure values and functions: no async, no I/O, no clock. Every transition returns a new
 //! [`GameState`] or a typed [`RuleError`]; the store only persists what these functions allow.
@@ -186,6 +187,24 @@ pub struct Outcome {
     pub reason: EndReason,
 }
 
+/// Rounds won by each player, and drawn, over the whole game (every round, not only the
+/// current one). Marks never change hands, so a mark's wins are its player's.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Score {
+    #[serde(rename = "X")]
+    pub x: u32,
+    #[serde(rename = "O")]
+    pub o: u32,
+    pub draws: u32,
+}
+
+impl Score {
+    /// Rounds that ended, whatever the way.
+    pub fn rounds(&self) -> u32 {
+        self.x + self.o + self.draws
+    }
+}
+
 /// One value per seat.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Seats<T> {
@@ -227,6 +246,13 @@ pub struct GameState {
     pub result: Option<Outcome>,
     /// Who asked for the next round since this one ended.
     pub rematch: Seats<bool>,
+    /// The cells played this round, in order, starting with the round's first mover: enough
+    /// to list and replay the round. Cleared when the next round starts.
+    #[serde(default)]
+    pub moves: Vec<Cell>,
+    /// The running score of the game.
+    #[serde(default)]
+    pub score: Score,
 }
 
 /// Why a transition is refused. Every variant is an expected outcome of client input.
@@ -248,6 +274,8 @@ pub enum RuleError {
     SeatTaken,
     #[error("the game was aborted")]
     Aborted,
+    #[error("nobody sits in that seat")]
+    SeatEmpty,
 }
 
 impl GameState {
@@ -264,7 +292,14 @@ impl GameState {
             },
             result: None,
             rematch: Seats::default(),
+            moves: Vec::new(),
+            score: Score::default(),
         }
+    }
+
+    /// The mark that moves first in a round: X in odd rounds, O in even ones.
+    pub fn starter(round: u32) -> Mark {
+        if round % 2 == 1 { Mark::X } else { Mark::O }
     }
 
     /// A game created by quick match: both seats bound from the start.
@@ -304,6 +339,7 @@ impl GameState {
         }
         let mut g = self.clone();
         g.board = self.board.with(cell, mark);
+        g.moves.push(cell);
         g.turn = mark.other();
         if let Some((winner, line)) = g.board.winning_line() {
             g.finish(Outcome {
@@ -348,13 +384,28 @@ impl GameState {
         if g.rematch.x && g.rematch.o {
             g.round += 1;
             g.board = Board::default();
-            g.turn = if g.round % 2 == 1 { Mark::X } else { Mark::O };
+            g.moves.clear();
+            g.turn = GameState::starter(g.round);
             g.status = Status::Playing;
             g.result = None;
             g.rematch = Seats::default();
             return Ok((g, true));
         }
         Ok((g, false))
+    }
+
+    /// The player holding `mark` is now called `name`. Names are not part of the play: this
+    /// works in any status but an aborted game's, and changes nothing else.
+    pub fn rename(&self, mark: Mark, name: impl Into<String>) -> Result<GameState, RuleError> {
+        if self.status == Status::Aborted {
+            return Err(RuleError::Aborted);
+        }
+        if self.players.get(mark).is_none() {
+            return Err(RuleError::SeatEmpty);
+        }
+        let mut g = self.clone();
+        *g.players.get_mut(mark) = Some(name.into());
+        Ok(g)
     }
 
     /// A quick-match game that one player never joined.
@@ -375,6 +426,11 @@ impl GameState {
 
     fn finish(&mut self, outcome: Outcome) {
         self.status = Status::Finished;
+        match outcome.winner {
+            Some(Mark::X) => self.score.x += 1,
+            Some(Mark::O) => self.score.o += 1,
+            None => self.score.draws += 1,
+        }
         self.result = Some(outcome);
         self.rematch = Seats::default();
     }
@@ -523,6 +579,92 @@ mod tests {
     }
 
     #[test]
+    fn moves_are_listed_in_order_and_cleared_by_the_next_round() {
+        let g = play_all(started(), &[4, 0, 8]);
+        assert_eq!(g.moves, vec![cell(4), cell(0), cell(8)]);
+        let g = play_all(started(), &[0, 3, 1, 4, 2]);
+        assert_eq!(g.status, Status::Finished);
+        assert_eq!(g.moves.len(), 5);
+        let (g, _) = g.request_rematch(Mark::X).unwrap();
+        assert_eq!(
+            g.moves.len(),
+            5,
+            "a finished round keeps its moves until the next starts"
+        );
+        let (g, began) = g.request_rematch(Mark::O).unwrap();
+        assert!(began);
+        assert!(g.moves.is_empty());
+    }
+
+    #[test]
+    fn the_score_counts_wins_by_player_and_draws_across_rounds() {
+        let g = play_all(started(), &[0, 3, 1, 4, 2]);
+        assert_eq!(
+            g.score,
+            Score {
+                x: 1,
+                o: 0,
+                draws: 0
+            }
+        );
+        let (g, _) = g.request_rematch(Mark::X).unwrap();
+        let (g, _) = g.request_rematch(Mark::O).unwrap();
+        // O starts round 2; the same cells make a draw.
+        let g = play_all(g, &[0, 1, 2, 4, 3, 5, 7, 6, 8]);
+        assert_eq!(g.result.unwrap().reason, EndReason::Draw);
+        assert_eq!(
+            g.score,
+            Score {
+                x: 1,
+                o: 0,
+                draws: 1
+            }
+        );
+        let (g, _) = g.request_rematch(Mark::X).unwrap();
+        let (g, _) = g.request_rematch(Mark::O).unwrap();
+        let g = g.concede(Mark::X, EndReason::Resign).unwrap();
+        assert_eq!(
+            g.score,
+            Score {
+                x: 1,
+                o: 1,
+                draws: 1
+            }
+        );
+        assert_eq!(g.score.rounds(), 3);
+    }
+
+    #[test]
+    fn a_rename_changes_only_the_name() {
+        let g = play_all(started(), &[4, 0]);
+        let r = g.rename(Mark::O, "Bobby").unwrap();
+        assert_eq!(r.players.o.as_deref(), Some("Bobby"));
+        assert_eq!(
+            GameState {
+                players: g.players.clone(),
+                ..r
+            },
+            g
+        );
+        assert_eq!(
+            GameState::new("ann").rename(Mark::O, "x"),
+            Err(RuleError::SeatEmpty)
+        );
+        assert_eq!(
+            GameState::matched("a", "b").abort().rename(Mark::X, "c"),
+            Err(RuleError::Aborted)
+        );
+    }
+
+    #[test]
+    fn a_state_stored_before_moves_and_score_existed_still_loads() {
+        let old = r#"{"board":"X........","turn":"O","status":"playing","round":1,"players":{"X":"a","O":"b"},"result":null,"rematch":{"X":false,"O":false}}"#;
+        let g: GameState = serde_json::from_str(old).unwrap();
+        assert!(g.moves.is_empty());
+        assert_eq!(g.score, Score::default());
+    }
+
+    #[test]
     fn conceding_gives_the_round_to_the_other_player() {
         let g = started().concede(Mark::X, EndReason::Forfeit).unwrap();
         assert_eq!(g.status, Status::Finished);
@@ -551,6 +693,17 @@ mod tests {
         assert!("XO.".parse::<Board>().is_err());
         assert!("XO.......Z".parse::<Board>().is_err());
         assert!("XO......Z".parse::<Board>().is_err());
+    }
+
+    /// The board a round's move list leads to, marks alternating from the round's starter.
+    fn replay(round: u32, moves: &[Cell]) -> Board {
+        let mut b = Board::default();
+        let mut mark = GameState::starter(round);
+        for &c in moves {
+            b.0[c.index()] = Some(mark);
+            mark = mark.other();
+        }
+        b
     }
 
     /// Reference check of a board's validity, written independently of the rules above.
@@ -608,23 +761,37 @@ mod tests {
                 let drawn = matches!(g.result, Some(Outcome { reason: EndReason::Draw, .. }));
                 prop_assert_eq!(drawn, g.board.is_full() && !complete);
                 prop_assert_eq!(g.status == Status::Finished, won || drawn);
+                // The move list replays to the board, and the score counts this round once.
+                prop_assert_eq!(replay(g.round, &g.moves), g.board);
+                prop_assert_eq!(g.score.rounds(), u32::from(g.status == Status::Finished));
             }
         }
 
-        /// Rounds after rematches keep the same invariants, and whoever starts alternates.
+        /// Rounds after rematches keep the same invariants, and whoever starts alternates;
+        /// the score adds up every round's result and the move list replays each round.
         #[test]
         fn rematches_alternate_the_first_player(rounds in 1u32..6, seed in proptest::collection::vec(0i64..9, 60)) {
             let mut g = started();
             let mut seed = seed.into_iter().cycle();
+            let mut tally = Score::default();
             for round in 1..=rounds {
                 prop_assert_eq!(g.round, round);
                 prop_assert_eq!(g.turn, if round % 2 == 1 { Mark::X } else { Mark::O });
+                prop_assert!(g.moves.is_empty());
                 while g.status == Status::Playing {
                     let start = seed.next().unwrap();
                     let free = (0..9).map(|k| (start + k) % 9).find(|&c| g.board.get(cell(c)).is_none()).unwrap();
                     g = g.play(g.turn, cell(free)).unwrap();
+                    prop_assert_eq!(g.moves.last().copied(), Some(cell(free)));
+                    prop_assert_eq!(replay(g.round, &g.moves), g.board);
                 }
                 prop_assert_eq!(g.status, Status::Finished);
+                match g.result.unwrap().winner {
+                    Some(Mark::X) => tally.x += 1,
+                    Some(Mark::O) => tally.o += 1,
+                    None => tally.draws += 1,
+                }
+                prop_assert_eq!(g.score, tally);
                 let (next, began) = g.request_rematch(Mark::O).unwrap();
                 prop_assert!(!began);
                 let (next, began) = next.request_rematch(Mark::X).unwrap();

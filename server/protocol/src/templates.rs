@@ -13,7 +13,7 @@
 //! [`ServerMsg`]: crate::ServerMsg
 
 use crate::ids::GameId;
-use crate::{Presence, Role};
+use crate::{Away, AwayReason, Presence, Role};
 
 fn json<T: serde::Serialize + ?Sized>(value: &T) -> String {
     // Strings and unit enums always serialize.
@@ -64,8 +64,33 @@ impl ChatTemplate {
 /// A `presence` event waiting for the game's presence after a change.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PresenceTemplate {
-    /// Around X present, O present and the spectator count (`true`/`false`, a decimal).
-    pieces: [String; 4],
+    /// Around X present, O present, the spectator count (`true`/`false`, a decimal), then X's
+    /// and O's absence (each written with [`AWAY_PIECES`]).
+    pieces: [String; 6],
+}
+
+/// How an absence is written: `null` for none; else the opening for its reason (`left`,
+/// `disconnected`), the milliseconds, and the close.
+pub const AWAY_PIECES: [&str; 4] = [
+    "null",
+    r#"{"reason":"left","for_ms":"#,
+    r#"{"reason":"disconnected","for_ms":"#,
+    "}",
+];
+
+/// One seat's absence as the presence event writes it.
+pub fn away_json(away: Option<Away>) -> String {
+    let [none, left, disconnected, close] = AWAY_PIECES;
+    match away {
+        None => none.to_string(),
+        Some(a) => {
+            let open = match a.reason {
+                AwayReason::Left => left,
+                AwayReason::Disconnected => disconnected,
+            };
+            format!("{open}{}{close}", a.for_ms)
+        }
+    }
 }
 
 impl PresenceTemplate {
@@ -78,21 +103,28 @@ impl PresenceTemplate {
                 ),
                 r#","O":"#.into(),
                 r#"},"spectators":"#.into(),
-                "}".into(),
+                r#","away":{"X":"#.into(),
+                r#","O":"#.into(),
+                "}}".into(),
             ],
         }
     }
 
-    /// The pieces X's presence, O's presence and the spectator count go between.
-    pub fn pieces(&self) -> [&str; 4] {
+    /// The pieces X's presence, O's presence, the spectator count, X's absence and O's
+    /// absence go between.
+    pub fn pieces(&self) -> [&str; 6] {
         self.pieces.each_ref().map(String::as_str)
     }
 
     pub fn fill(&self, presence: &Presence) -> String {
-        let [head, o, spectators, tail] = self.pieces();
+        let [head, o, spectators, away_x, away_o, tail] = self.pieces();
         format!(
-            "{head}{}{o}{}{spectators}{}{tail}",
-            presence.players.x, presence.players.o, presence.spectators
+            "{head}{}{o}{}{spectators}{}{away_x}{}{away_o}{}{tail}",
+            presence.players.x,
+            presence.players.o,
+            presence.spectators,
+            away_json(presence.away.x),
+            away_json(presence.away.o),
         )
     }
 }
@@ -111,6 +143,13 @@ mod tests {
             Just(Some(Role::O)),
             Just(Some(Role::Spectator)),
         ]
+    }
+
+    fn away() -> impl Strategy<Value = Option<Away>> {
+        let reason = prop_oneof![Just(AwayReason::Left), Just(AwayReason::Disconnected)];
+        proptest::option::of(
+            (reason, any::<u64>()).prop_map(|(reason, for_ms)| Away { reason, for_ms }),
+        )
     }
 
     proptest! {
@@ -138,9 +177,15 @@ mod tests {
             x in any::<bool>(),
             o in any::<bool>(),
             spectators in any::<u32>(),
+            away_x in away(),
+            away_o in away(),
         ) {
             let game = GameId::try_from(game).unwrap();
-            let presence = Presence { players: Seats { x, o }, spectators };
+            let presence = Presence {
+                players: Seats { x, o },
+                spectators,
+                away: Seats { x: away_x, o: away_o },
+            };
             let msg = ServerMsg::Presence { game: game.clone(), presence: presence.clone() };
             prop_assert_eq!(PresenceTemplate::new(&game).fill(&presence), msg.to_json());
         }

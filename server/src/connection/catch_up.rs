@@ -4,7 +4,7 @@
 
 use super::socket::Frame;
 use super::{Connection, Joined, Step, Transport};
-use crate::hub::Subscriber;
+use crate::hub::{Outbound, Subscriber};
 use crate::ids::GameId;
 use crate::operations::{self, OpError, games::Snapshot, presence::Entered};
 use crate::protocol::{AckInfo, ErrorCode, Req, Role, ServerMsg};
@@ -14,8 +14,12 @@ use bytes::Bytes;
 
 impl<S: Transport> Connection<S> {
     /// Goes back into the games `hello` named, catching up from the version the client last
-    /// saw.
-    pub(super) async fn restore(&mut self, games: Vec<(GameId, Option<u64>)>) -> Step {
+    /// saw; then says, once, how many it asked for beyond the caps.
+    pub(super) async fn restore(
+        &mut self,
+        games: Vec<(GameId, Option<u64>)>,
+        left_out: usize,
+    ) -> Step {
         for (game, from) in games {
             match self.join(None, game.clone(), true, from).await {
                 Ok(frames) => self.socket.send_all(frames).await?,
@@ -40,6 +44,27 @@ impl<S: Transport> Connection<S> {
                 }
             }
         }
+        if left_out > 0 {
+            metrics::counter!("resume_refused_total").increment(left_out as u64);
+            let message = format!(
+                "{left_out} of the games to resume were not restored: a hello resumes at most {} \
+                 and a connection is in at most {}",
+                self.app.config.max_resume, self.app.config.max_games_per_conn
+            );
+            self.socket
+                .send(ServerMsg::error(None, ErrorCode::TooManyGames, message))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Refuses one more game when the connection is in as many as it may be.
+    pub(super) fn room_for_a_game(&self) -> Result<(), OpError> {
+        let max = self.app.config.max_games_per_conn;
+        if self.games.len() >= max {
+            metrics::counter!("joins_refused_total", "reason" => "too_many_games").increment(1);
+            return Err(OpError::TooManyGames { max });
+        }
         Ok(())
     }
 
@@ -58,6 +83,7 @@ impl<S: Transport> Connection<S> {
             let role = j.role;
             return Ok(vec![self.snapshot(req, &game, role).await?]);
         }
+        self.room_for_a_game()?;
         let sub = Subscriber {
             conn: self.conn,
             client: self.client.clone(),
@@ -178,6 +204,7 @@ impl<S: Transport> Connection<S> {
                 Ok(frame) => self.socket.send_all(vec![frame]).await,
                 Err(e) => {
                     tracing::warn!(%game, error = %e, "resync snapshot failed");
+                    self.resync_later(game);
                     Ok(())
                 }
             },
@@ -187,11 +214,22 @@ impl<S: Transport> Connection<S> {
                 self.socket.send(expired(game)).await
             }
             Err(e) => {
-                // The next event (or the bus's own resync) tries again.
                 tracing::warn!(%game, error = %e, "resync failed");
+                self.resync_later(game);
                 Ok(())
             }
         }
+    }
+
+    /// Tries a failed catch-up again shortly: after a lost bus message nothing else may come
+    /// that would show the client the hole (a finished game, a quiet opponent).
+    fn resync_later(&self, game: &GameId) {
+        let (client, game) = (self.client.clone(), game.clone());
+        let delay = self.app.config.redis_probe_every();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            client.offer(Outbound::Resync(game));
+        });
     }
 
     /// The client asks to be caught up from `since` (it saw a hole, or came back to a tab).

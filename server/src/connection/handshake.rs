@@ -21,6 +21,8 @@ pub(super) struct Greeted {
     pub(super) identity: Identity,
     /// Games to go back into, each with the version the client last saw, if it said.
     pub(super) resume: Vec<(GameId, Option<u64>)>,
+    /// Games the client asked to resume beyond the caps, which are not restored.
+    pub(super) left_out: usize,
 }
 
 /// Waits for `hello` and opens its session. The connection's queue is not read here: nothing
@@ -34,6 +36,7 @@ pub(super) async fn greet<S: Transport>(
 ) -> Result<Greeted, Closing> {
     let hello_deadline = tokio::time::Instant::now() + app.config.hello_timeout;
     let shutdown = app.shutdown.clone();
+    let mut redis_lost = app.redis_lost.subscribe();
     loop {
         // Biased like the connection's loop: shutdown and the deadline win over a chatty peer.
         let step = tokio::select! {
@@ -43,6 +46,9 @@ pub(super) async fn greet<S: Transport>(
             }
             _ = kill.cancelled() => {
                 Err(Closing::Close(close::SLOW_CONSUMER, "too slow: outbound queue full"))
+            }
+            _ = async { drop(redis_lost.wait_for(|lost| *lost).await) } => {
+                Err(Closing::Close(close::SERVICE_RESTART, "instance lost Redis: reconnect"))
             }
             _ = tokio::time::sleep_until(hello_deadline) => {
                 Err(Closing::Close(close::POLICY, "no hello"))
@@ -60,8 +66,10 @@ pub(super) async fn greet<S: Transport>(
             }
         };
         if let Some(greeted) = step? {
+            socket.flush().await?;
             return Ok(greeted);
         }
+        socket.flush().await?;
     }
 }
 
@@ -137,14 +145,20 @@ async fn hello<S: Transport>(
         })
         .await?;
 
-    // Back into every game of the session, and any the client says it was watching.
-    let since: HashMap<GameId, u64> = resume.into_iter().map(|r| (r.game, r.version)).collect();
+    // Back into every game of the session (most recent first), then those the client says
+    // it was watching. Bounded: one `hello` must not turn into hundreds of joins and frames.
+    let listed = resume.len();
+    let resume: Vec<ResumeGame> = resume.into_iter().take(app.config.max_resume).collect();
     let mut all = opened.games;
-    for g in since.keys() {
-        if !all.contains(g) {
-            all.push(g.clone());
+    for r in &resume {
+        if !all.contains(&r.game) {
+            all.push(r.game.clone());
         }
     }
+    let cap = app.config.max_games_per_conn;
+    let left_out = (listed - resume.len()) + all.len().saturating_sub(cap);
+    all.truncate(cap);
+    let since: HashMap<GameId, u64> = resume.into_iter().map(|r| (r.game, r.version)).collect();
     let resume = all
         .into_iter()
         .map(|game| {
@@ -152,5 +166,9 @@ async fn hello<S: Transport>(
             (game, from)
         })
         .collect();
-    Ok(Some(Greeted { identity, resume }))
+    Ok(Some(Greeted {
+        identity,
+        resume,
+        left_out,
+    }))
 }

@@ -20,6 +20,9 @@ impl<S: Transport> Connection<S> {
                 ))
                 .await;
         }
+        if let Err(e) = self.room_for_a_game() {
+            return self.socket.op_error(req, e).await;
+        }
         let ticket = Ticket {
             player: self.identity.player.clone(),
             name: self.identity.name.clone(),

@@ -20,7 +20,7 @@ use crate::app::App;
 use crate::hub::{Client, ConnId, Outbound};
 use crate::ids::GameId;
 use crate::operations::{self, sessions::Identity};
-use crate::protocol::{Role, close};
+use crate::protocol::{AwayReason, Role, close};
 use crate::ratelimit::LocalLimiter;
 use axum::extract::ws::Message;
 use futures_util::{Sink, Stream};
@@ -93,12 +93,15 @@ struct Connection<S> {
     app: Arc<App>,
     socket: Socket<S>,
     conn: ConnId,
+    /// The client's address, for the per-address budgets.
+    ip: IpAddr,
     client: Client,
     identity: Identity,
     games: HashMap<GameId, Joined>,
     /// First tier of the move and chat budgets: floods stop here, before Redis.
     move_limit: LocalLimiter,
     chat_limit: LocalLimiter,
+    rename_limit: LocalLimiter,
     queued: bool,
     watching_lobby: bool,
 }
@@ -126,16 +129,18 @@ pub async fn serve<S: Transport>(app: Arc<App>, socket: S, ip: IpAddr) {
                 let mut connection = Connection {
                     move_limit: LocalLimiter::new(app.config.move_rule()),
                     chat_limit: LocalLimiter::new(app.config.chat_rule()),
+                    rename_limit: LocalLimiter::new(requests::RENAME_RULE),
                     app: app.clone(),
                     socket,
                     conn,
+                    ip,
                     client,
                     identity: greeted.identity,
                     games: HashMap::new(),
                     queued: false,
                     watching_lobby: false,
                 };
-                let closing = match connection.restore(greeted.resume).await {
+                let closing = match connection.restore(greeted.resume, greeted.left_out).await {
                     Ok(()) => connection.run(&mut rx, &kill, &mut keepalive).await,
                     Err(closing) => closing,
                 };
@@ -168,6 +173,7 @@ impl<S: Transport> Connection<S> {
         keepalive: &mut Keepalive,
     ) -> Closing {
         let shutdown = self.app.shutdown.clone();
+        let mut redis_lost = self.app.redis_lost.subscribe();
         loop {
             // Biased, and the queue before the socket: `select!` otherwise starts at a random
             // branch but then polls in order, so a client with requests always waiting would
@@ -180,6 +186,10 @@ impl<S: Transport> Connection<S> {
                 }
                 _ = kill.cancelled() => {
                     Err(Closing::Close(close::SLOW_CONSUMER, "too slow: outbound queue full"))
+                }
+                // Another instance can serve this client; this one cannot until Redis is back.
+                _ = async { drop(redis_lost.wait_for(|lost| *lost).await) } => {
+                    Err(Closing::Close(close::SERVICE_RESTART, "instance lost Redis: reconnect"))
                 }
                 // The handlers are boxed: their state then exists only while a message is
                 // handled, instead of inflating every idle connection's future.
@@ -196,6 +206,11 @@ impl<S: Transport> Connection<S> {
                         self.socket.write(Message::Ping(Default::default())).await
                     }
                 }
+            };
+            // Frames ready together leave together: flush once the queue is drained.
+            let step = match step {
+                Ok(()) if rx.is_empty() => self.socket.flush().await,
+                other => other,
             };
             if let Err(closing) = step {
                 return closing;
@@ -264,7 +279,11 @@ impl<S: Transport> Connection<S> {
         let app = self.app.clone();
         if self.queued {
             app.waiting.remove(&self.conn);
-            if let Err(e) = operations::matching::cancel(&app, &self.identity.player).await {
+            // Without Redis the ticket is left to go stale: no longer refreshed, it leaves the
+            // queue by itself.
+            if !app.is_redis_lost()
+                && let Err(e) = operations::matching::cancel(&app, &self.identity.player).await
+            {
                 tracing::warn!(error = %e, "could not withdraw the match ticket");
             }
         }
@@ -272,7 +291,8 @@ impl<S: Transport> Connection<S> {
         let games: Vec<(GameId, Role)> = self.games.drain().map(|(g, j)| (g, j.role)).collect();
         for (game, role) in games {
             app.hub.leave(&game, self.conn);
-            operations::presence::leave(&app, &self.identity.player, &game, role).await;
+            let why = AwayReason::Disconnected;
+            operations::presence::leave(&app, &self.identity.player, &game, role, why).await;
         }
     }
 }

@@ -98,6 +98,7 @@ impl<S: Transport> Connection<S> {
                 let info = AckInfo {
                     version: Some(d.version),
                     duplicate: d.duplicate,
+                    name: None,
                 };
                 self.socket.send(ServerMsg::ack(req, info)).await
             }

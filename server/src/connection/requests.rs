@@ -5,8 +5,16 @@ use super::socket::Frame;
 use super::{Connection, Step, Transport};
 use crate::ids::GameId;
 use crate::operations::{self, OpError};
-use crate::protocol::{AckInfo, ClientMsg, ErrorCode, Req, ServerMsg};
-use crate::text::clean_chat;
+use crate::protocol::{AckInfo, AwayReason, ClientMsg, ErrorCode, Req, ServerMsg};
+use crate::ratelimit::Rule;
+use crate::text::{NAME_MAX_CHARS, clean_chat};
+
+/// Renames per connection: each may publish an event in every game of the session, so a few
+/// in a row (fixing a typo), then one every ten seconds.
+pub(super) const RENAME_RULE: Rule = Rule {
+    interval_us: 10_000_000,
+    burst: 3,
+};
 
 impl<S: Transport> Connection<S> {
     pub(super) async fn on_request(&mut self, msg: ClientMsg) -> Step {
@@ -31,6 +39,7 @@ impl<S: Transport> Connection<S> {
                 self.finish(req, r).await
             }
             ClientMsg::Leave { req, game } => self.leave(req, game).await,
+            ClientMsg::Rename { req, name } => self.rename(req, name).await,
             ClientMsg::Move {
                 req,
                 game,
@@ -56,13 +65,52 @@ impl<S: Transport> Connection<S> {
 
     async fn create(&mut self, req: Option<Req>) -> Step {
         let r = async {
+            // Before the game exists: a game its creator cannot join would only wait in the
+            // lobby.
+            self.room_for_a_game()?;
             let me = &self.identity;
             let (game, _, _) =
-                operations::games::create(&self.app, (&me.player, &me.name), None).await?;
+                operations::games::open(&self.app, (&me.player, &me.name), self.ip).await?;
             self.join(req, game, false, None).await
         }
         .await;
-        self.finish(req, r).await
+        match r {
+            Err(OpError::RateLimited { retry_after_ms }) => {
+                self.socket.limited(req, retry_after_ms, "games").await
+            }
+            r => self.finish(req, r).await,
+        }
+    }
+
+    /// Renames the session and its player in every game where it holds a seat.
+    async fn rename(&mut self, req: Option<Req>, name: String) -> Step {
+        // Unlike a hello's, a rename's name is refused rather than cut when too long: the
+        // player is there to be told.
+        let Some(name) = clean_chat(&name, NAME_MAX_CHARS) else {
+            let msg = format!("a name has 1 to {NAME_MAX_CHARS} characters after cleaning");
+            return self
+                .socket
+                .send(ServerMsg::error(req, ErrorCode::InvalidName, msg))
+                .await;
+        };
+        if let Err(wait) = self.rename_limit.check() {
+            return self
+                .socket
+                .limited(req, wait.as_millis() as u64 + 1, "renames")
+                .await;
+        }
+        let app = self.app.clone();
+        let joined: Vec<GameId> = self.games.keys().cloned().collect();
+        // Later chat lines and seats carry the new name even if a game could not be told.
+        self.identity.name = name.clone();
+        if let Err(e) = operations::sessions::rename(&app, &self.identity, &name, joined).await {
+            return self.socket.op_error(req, e).await;
+        }
+        let info = AckInfo {
+            name: Some(name),
+            ..AckInfo::default()
+        };
+        self.socket.send(ServerMsg::ack(req, info)).await
     }
 
     async fn leave(&mut self, req: Option<Req>, game: GameId) -> Step {
@@ -71,7 +119,8 @@ impl<S: Transport> Connection<S> {
         };
         let app = self.app.clone();
         app.hub.leave(&game, self.conn);
-        operations::presence::leave(&app, &self.identity.player, &game, j.role).await;
+        let why = AwayReason::Left;
+        operations::presence::leave(&app, &self.identity.player, &game, j.role, why).await;
         if let Err(e) = operations::sessions::forget_game(&app, &self.identity.token, &game).await {
             tracing::warn!(%game, error = %e, "could not forget a left game");
         }

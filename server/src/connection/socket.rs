@@ -1,6 +1,7 @@
 //! The socket end of a connection: frames in (within the message budget and size limit,
 //! parsed into requests), frames out (each write bounded in time), refusals that spend the
-//! abuse budget, and the closing frame.
+//! abuse budget, and the closing frame (then reading until the peer's, so the close is not
+//! turned into a reset).
 
 use super::{Closing, Step, Transport};
 use crate::config::Config;
@@ -15,6 +16,11 @@ use std::time::Duration;
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the closing frame may take: the connection is over either way.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+/// After the closing frame, how long to read for the peer's own before dropping the socket
+/// anyway.
+const CLOSE_LINGER: Duration = Duration::from_secs(2);
+/// Frames buffered before a flush is forced, even while more are ready to go.
+const FLUSH_EVERY: usize = 16;
 
 /// One frame of an answer: a message to render, or an event already rendered (from a log).
 pub(super) enum Frame {
@@ -28,6 +34,8 @@ pub(super) struct Socket<S> {
     msg_limit: LocalLimiter,
     /// Rate-limited requests; when it runs dry the connection is closed.
     abuse: LocalLimiter,
+    /// Frames written to the WebSocket's buffer but not yet flushed to the kernel.
+    unflushed: usize,
 }
 
 impl<S: Transport> Socket<S> {
@@ -36,6 +44,7 @@ impl<S: Transport> Socket<S> {
             inner,
             msg_limit: LocalLimiter::new(config.msg_rule()),
             abuse: LocalLimiter::new(config.abuse_rule()),
+            unflushed: 0,
         }
     }
 
@@ -148,15 +157,25 @@ impl<S: Transport> Socket<S> {
         self.write(Message::Text(msg.to_json().into())).await
     }
 
+    /// Buffers a frame; [`flush`](Self::flush) sends what is buffered. Frames that are ready
+    /// together (a reply and the event that follows it, a burst of queued events) then leave
+    /// in one write instead of one system call each.
     pub(super) async fn write(&mut self, msg: Message) -> Step {
-        match tokio::time::timeout(WRITE_TIMEOUT, self.inner.send(msg)).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(Closing::Gone),
-            Err(_) => Err(Closing::Close(
-                close::SLOW_CONSUMER,
-                "too slow: write timed out",
-            )),
+        bounded(self.inner.feed(msg)).await?;
+        self.unflushed += 1;
+        if self.unflushed >= FLUSH_EVERY {
+            self.flush().await?;
         }
+        Ok(())
+    }
+
+    /// Sends every buffered frame. The callers' loops call it once nothing else is ready.
+    pub(super) async fn flush(&mut self) -> Step {
+        if self.unflushed == 0 {
+            return Ok(());
+        }
+        self.unflushed = 0;
+        bounded(self.inner.flush()).await
     }
 
     pub(super) async fn close(&mut self, code: u16, reason: &'static str) {
@@ -165,6 +184,34 @@ impl<S: Transport> Socket<S> {
             reason: Utf8Bytes::from_static(reason),
         }));
         let _ = tokio::time::timeout(CLOSE_TIMEOUT, self.inner.send(frame)).await;
+        self.linger().await;
+    }
+
+    /// Reads (and discards) what the peer still sends after our closing frame, until its own
+    /// close frame, the end of the stream, or [`CLOSE_LINGER`]. Dropping a socket with unread
+    /// input makes the kernel reset the connection, and a reset destroys the close frame
+    /// before the client reads it: a flooding client would see 1006 instead of the reason.
+    async fn linger(&mut self) {
+        let _ = tokio::time::timeout(CLOSE_LINGER, async {
+            while let Some(Ok(frame)) = self.inner.next().await {
+                if matches!(frame, Message::Close(_)) {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
+}
+
+/// A write that the peer does not take within [`WRITE_TIMEOUT`] means it stopped reading.
+async fn bounded(write: impl Future<Output = Result<(), axum::Error>>) -> Step {
+    match tokio::time::timeout(WRITE_TIMEOUT, write).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(Closing::Gone),
+        Err(_) => Err(Closing::Close(
+            close::SLOW_CONSUMER,
+            "too slow: write timed out",
+        )),
     }
 }
 

@@ -69,11 +69,11 @@ fn instance(config: Config) -> Arc<App> {
         "test-lease".into(),
         CancellationToken::new(),
     ));
-    tokio::spawn(
-        app.hub
-            .clone()
-            .run_bus(app.store.bus(), app.shutdown.child_token()),
-    );
+    tokio::spawn(app.hub.clone().run_bus(
+        app.store.bus(),
+        app.config.redis_probe_every(),
+        app.shutdown.child_token(),
+    ));
     app
 }
 
@@ -256,7 +256,8 @@ async fn create_join_and_move_are_acknowledged_and_reach_both_players() {
         ack,
         AckInfo {
             version: Some(3),
-            duplicate: false
+            duplicate: false,
+            name: None,
         }
     );
     for peer in [&mut ann, &mut bob] {

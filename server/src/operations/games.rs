@@ -8,9 +8,10 @@ use super::{Done, OpError};
 use crate::app::App;
 use crate::ids::{GameId, PlayerId};
 use crate::protocol::{ChatLine, Presence, ServerMsg};
-use crate::ratelimit::Rule;
+use crate::ratelimit::{Decision, Rule};
 use crate::rules::{EndReason, GameState, Mark, RuleError, Seats, Status};
-use crate::store::{Applied, Replay, SeatCheck, Transition};
+use crate::store::{Applied, Hold, Replay, SeatCheck, Transition};
+use std::net::IpAddr;
 
 /// Compare-and-set attempts before giving up on a game that keeps changing underneath.
 const ATTEMPTS: usize = 5;
@@ -150,7 +151,7 @@ async fn after_commit(app: &App, game: &GameId, before: &GameState, after: &Game
     if before.status == after.status {
         return;
     }
-    if let Err(e) = update_lobby(app, game, after).await {
+    if let Err(e) = update_lobby(app, game, after, None).await {
         tracing::warn!(%game, error = %e, "lobby update failed");
     }
     // Only when O first sits down: a rematch starts because both players just asked for it,
@@ -178,12 +179,101 @@ async fn start_clocks(app: &App, game: &GameId) {
     }
 }
 
-/// Creates a game with `x` seated (and `o` too, for quick match). Returns its id.
-pub async fn create(
+/// Opens a game with `x` seated, waiting for an opponent: within the player's and the
+/// address's creation budgets and the player's cap on waiting games. Returns its id.
+pub async fn open(
     app: &App,
     x: (&PlayerId, &str),
-    o: Option<(&PlayerId, &str)>,
+    ip: IpAddr,
 ) -> Result<(GameId, u64, GameState), OpError> {
+    let key = app.store.keys().rate("create", x.0.as_str());
+    if let Decision::Deny { retry_after_us } =
+        app.store.rate(&key, app.config.create_rule()).await?
+    {
+        let retry_after_ms = Decision::retry_after_ms(retry_after_us);
+        return Err(OpError::RateLimited { retry_after_ms });
+    }
+    if let Err(retry_after_ms) = app
+        .limit_ip("ip-create", ip, app.config.ip_create_rule())
+        .await
+    {
+        return Err(OpError::RateLimited { retry_after_ms });
+    }
+    for _ in 0..CREATE_ATTEMPTS {
+        let game = GameId::generate();
+        hold_waiting(app, x.0, &game).await?;
+        match insert(app, &game, x, None).await {
+            Ok(Some((version, state))) => return Ok((game, version, state)),
+            Ok(None) => release_waiting(app, x.0, &game).await,
+            // The game may exist after all: it stays held until the next check looks.
+            Err(OpError::Unavailable) => return Err(OpError::Unavailable),
+            Err(e) => {
+                release_waiting(app, x.0, &game).await;
+                return Err(e);
+            }
+        }
+    }
+    Err(OpError::Internal("could not find a free game id".into()))
+}
+
+/// Counts `game` among the player's waiting games, unless it already has as many as
+/// allowed. Held games that no longer wait (joined, finished, expired, or never created
+/// because a write timed out) are dropped first: nothing else has to release them.
+async fn hold_waiting(app: &App, player: &PlayerId, game: &GameId) -> Result<(), OpError> {
+    let max = app.config.max_waiting_games;
+    let ttl = app.config.game_ttl;
+    let held = match app.store.hold_waiting(player, game, max, ttl).await? {
+        Hold::Held => return Ok(()),
+        Hold::Full(held) => held,
+    };
+    let mut freed = false;
+    for g in held {
+        let waiting = app
+            .store
+            .load_game(&g)
+            .await?
+            .is_some_and(|sg| sg.state.status == Status::Waiting);
+        if !waiting {
+            app.store.release_waiting(player, &g).await?;
+            freed = true;
+        }
+    }
+    if freed && app.store.hold_waiting(player, game, max, ttl).await? == Hold::Held {
+        return Ok(());
+    }
+    metrics::counter!("creates_refused_total", "reason" => "too_many_waiting").increment(1);
+    Err(OpError::TooManyWaiting { max })
+}
+
+async fn release_waiting(app: &App, player: &PlayerId, game: &GameId) {
+    if let Err(e) = app.store.release_waiting(player, game).await {
+        tracing::warn!(%game, error = %e, "could not release a waiting game");
+    }
+}
+
+/// Creates a game with both players seated, for quick match. Returns its id.
+pub async fn create_matched(
+    app: &App,
+    x: (&PlayerId, &str),
+    o: (&PlayerId, &str),
+) -> Result<(GameId, u64, GameState), OpError> {
+    for _ in 0..CREATE_ATTEMPTS {
+        let game = GameId::generate();
+        if let Some((version, state)) = insert(app, &game, x, Some(o)).await? {
+            return Ok((game, version, state));
+        }
+    }
+    Err(OpError::Internal("could not find a free game id".into()))
+}
+
+/// Creates game `game` with `x` seated (and `o` too, for quick match); `None` if the id is
+/// taken.
+async fn insert(
+    app: &App,
+    game: &GameId,
+    x: (&PlayerId, &str),
+    o: Option<(&PlayerId, &str)>,
+) -> Result<Option<(u64, GameState)>, OpError> {
     let state = match o {
         None => GameState::new(x.1),
         Some((_, o_name)) => GameState::matched(x.1, o_name),
@@ -192,30 +282,27 @@ pub async fn create(
         x: Some(x.0.clone()),
         o: o.map(|(p, _)| p.clone()),
     };
-    for _ in 0..CREATE_ATTEMPTS {
-        let game = GameId::generate();
-        let event = ServerMsg::Created {
-            game: game.clone(),
-            version: 1,
-            state: state.clone(),
-        }
-        .to_json();
-        if app
-            .store
-            .create_game(&game, &seats, &state, event.into(), app.config.game_ttl)
-            .await?
-        {
-            metrics::counter!("games_created_total").increment(1);
-            if let Err(e) = update_lobby(app, &game, &state).await {
-                tracing::warn!(%game, error = %e, "lobby update failed");
-            }
-            if state.status == Status::Playing {
-                start_clocks(app, &game).await;
-            }
-            return Ok((game, 1, state));
-        }
+    let event = ServerMsg::Created {
+        game: game.clone(),
+        version: 1,
+        state: state.clone(),
     }
-    Err(OpError::Internal("could not find a free game id".into()))
+    .to_json();
+    if !app
+        .store
+        .create_game(game, &seats, &state, event.into(), app.config.game_ttl)
+        .await?
+    {
+        return Ok(None);
+    }
+    metrics::counter!("games_created_total").increment(1);
+    if let Err(e) = update_lobby(app, game, &state, Some(x.0)).await {
+        tracing::warn!(%game, error = %e, "lobby update failed");
+    }
+    if state.status == Status::Playing {
+        start_clocks(app, game).await;
+    }
+    Ok(Some((1, state)))
 }
 
 /// Takes the free O seat for `player`. `None` if someone else took it first.
@@ -349,6 +436,65 @@ pub async fn rematch(
         },
     )
     .await
+}
+
+/// `player` is now called `name` in each of `games` where it holds a seat: a `renamed` event
+/// in each (so every instance's clients see it), and the lobby entry of a listed game.
+/// Games that are gone, aborted, or already show the name are skipped.
+pub async fn rename(
+    app: &App,
+    player: &PlayerId,
+    name: &str,
+    games: &[GameId],
+) -> Result<(), OpError> {
+    for game in games {
+        let Some(sg) = app.store.load_game(game).await? else {
+            continue;
+        };
+        let Some(mark) = sg.seat_of(player) else {
+            continue;
+        };
+        if sg.state.players.get(mark).as_deref() == Some(name) || sg.state.status == Status::Aborted
+        {
+            continue;
+        }
+        app.hub.observe(game, sg.version, &sg.state);
+        let start = Some((sg.version, sg.state));
+        let r = apply(
+            app,
+            game,
+            Actor::seated(player, mark),
+            start,
+            None,
+            |version, s| {
+                let state = s.rename(mark, name)?;
+                let event = ServerMsg::Renamed {
+                    game: game.clone(),
+                    version,
+                    mark,
+                    name: name.to_string(),
+                    state: state.clone(),
+                };
+                Ok((state, event))
+            },
+        )
+        .await;
+        match r {
+            Ok(_) => {}
+            // The game changed hands or ended meanwhile: nothing to rename there.
+            Err(OpError::Rule(_) | OpError::UnknownGame | OpError::NotSeated) => continue,
+            Err(e) => return Err(e),
+        }
+        // The lobby lists names too. Best effort, as for every lobby update.
+        if let Some((_, state)) = app.hub.cached(game)
+            && matches!(state.status, Status::Waiting | Status::Playing)
+            // The owner stays as recorded when the game opened.
+            && let Err(e) = update_lobby(app, game, &state, None).await
+        {
+            tracing::warn!(%game, error = %e, "lobby update failed");
+        }
+    }
+    Ok(())
 }
 
 /// A joined game as the client first sees it.

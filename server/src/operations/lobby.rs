@@ -3,7 +3,7 @@
 
 use super::OpError;
 use crate::app::App;
-use crate::ids::GameId;
+use crate::ids::{GameId, PlayerId};
 use crate::protocol::{ChatLine, LobbyGame, ServerMsg};
 use crate::rules::GameState;
 use crate::store::StoreError;
@@ -21,12 +21,21 @@ pub fn lobby_entry(game: &GameId, state: &GameState) -> LobbyGame {
 }
 
 /// Records where a game stands in the lobby and announces the change to every instance.
-pub async fn update_lobby(app: &App, game: &GameId, state: &GameState) -> Result<(), StoreError> {
+/// `owner` is the player who opened a game still waiting for an opponent: the lobby shows only
+/// a few open games per player.
+pub async fn update_lobby(
+    app: &App,
+    game: &GameId,
+    state: &GameState,
+    owner: Option<&PlayerId>,
+) -> Result<(), StoreError> {
     let entry = lobby_entry(game, state);
     let event = ServerMsg::LobbyChanged {
         entry: entry.clone(),
     };
-    app.store.lobby_update(&entry, event.to_json().into()).await
+    app.store
+        .lobby_update(&entry, owner, event.to_json().into())
+        .await
 }
 
 /// What a player who starts watching the lobby is shown first.
@@ -38,7 +47,10 @@ pub struct Listing {
 }
 
 pub async fn list(app: &App) -> Result<Listing, OpError> {
-    let (open, live) = app.store.lobby_list(LOBBY_MAX, app.config.game_ttl).await?;
+    let (open, live) = app
+        .store
+        .lobby_list(LOBBY_MAX, app.config.lobby_per_player, app.config.game_ttl)
+        .await?;
     let chat = app.store.recent_chat(None, app.config.chat_history).await?;
     Ok(Listing { open, live, chat })
 }

@@ -1,7 +1,7 @@
 //! Quick match: queueing a ticket, pairing it with the longest-waiting one, withdrawing it.
 
 use super::OpError;
-use super::games::create;
+use super::games::create_matched;
 use crate::app::App;
 use crate::hub::InstanceMsg;
 use crate::ids::{GameId, PlayerId};
@@ -15,12 +15,7 @@ pub async fn quick_match(app: &App, me: &Ticket) -> Result<Option<GameId>, OpErr
     let Some(other) = app.store.match_enqueue(me, fresh).await? else {
         return Ok(None);
     };
-    let created = create(
-        app,
-        (&other.player, &other.name),
-        Some((&me.player, &me.name)),
-    )
-    .await;
+    let created = create_matched(app, (&other.player, &other.name), (&me.player, &me.name)).await;
     let game = match created {
         Ok((game, _, _)) => game,
         Err(e) => {

@@ -25,7 +25,16 @@ pub enum OpError {
     NotSeated,
     #[error("too many requests")]
     RateLimited { retry_after_ms: u64 },
-    #[error("the game service is unavailable, try again")]
+    #[error("this connection is in {max} games, the most it may be in: leave one first")]
+    TooManyGames { max: usize },
+    #[error("you have {max} games waiting for an opponent: wait until one is joined")]
+    TooManyWaiting { max: usize },
+    /// The store did not answer (in time). A write may or may not have been applied: a
+    /// timed-out command can still run once Redis gets to it.
+    #[error(
+        "the game service did not answer: the request may or may not have taken effect \
+         (retry a move with the same mid to find out)"
+    )]
     Unavailable,
     #[error("internal error")]
     Internal(String),
@@ -52,10 +61,13 @@ impl OpError {
                 RuleError::RoundInProgress => ErrorCode::RoundInProgress,
                 RuleError::SeatTaken => ErrorCode::NotYourSeat,
                 RuleError::Aborted => ErrorCode::Aborted,
+                RuleError::SeatEmpty => ErrorCode::NotYourSeat,
             },
             OpError::UnknownGame => ErrorCode::UnknownGame,
             OpError::NotSeated => ErrorCode::NotYourSeat,
             OpError::RateLimited { .. } => ErrorCode::RateLimited,
+            OpError::TooManyGames { .. } => ErrorCode::TooManyGames,
+            OpError::TooManyWaiting { .. } => ErrorCode::TooManyWaiting,
             OpError::Unavailable => ErrorCode::Unavailable,
             OpError::Internal(_) => ErrorCode::Internal,
         }

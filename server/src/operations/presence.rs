@@ -8,8 +8,9 @@ use super::sessions::Identity;
 use crate::app::{App, PendingLeave};
 use crate::ids::{GameId, PlayerId};
 use crate::protocol::templates::PresenceTemplate;
-use crate::protocol::{ChatLine, Presence, Role};
+use crate::protocol::{AwayReason, ChatLine, Presence, Role};
 use crate::rules::Status;
+use crate::store::Attendance;
 
 /// A game entered: the role held in it, and what the client is shown of it besides the state.
 #[derive(Debug)]
@@ -56,7 +57,7 @@ pub async fn enter(
         .presence_change(
             game,
             &app.presence_entry(&who.player, role),
-            1,
+            Attendance::Arrive,
             &PresenceTemplate::new(game),
             app.config.game_ttl,
         )
@@ -68,16 +69,29 @@ pub async fn enter(
     })
 }
 
-/// Removes a connection from the game's presence, starting the forfeit clock if a seat
-/// emptied. If the store cannot be reached the decrement is retried later.
-pub async fn leave(app: &App, player: &PlayerId, game: &GameId, role: Role) {
+/// Removes a connection from the game's presence (`why`: the player left, or the connection
+/// went), starting the forfeit clock if a seat emptied. If the store cannot be reached the
+/// decrement is retried later.
+pub async fn leave(app: &App, player: &PlayerId, game: &GameId, role: Role, why: AwayReason) {
+    let deferred = PendingLeave {
+        game: game.clone(),
+        player: player.clone(),
+        role,
+        why,
+    };
+    if app.is_redis_lost() {
+        // This instance is sending its clients elsewhere: waiting out a timeout per game would
+        // only delay that.
+        app.defer_leave(deferred);
+        return;
+    }
     let entry = app.presence_entry(player, role);
     match app
         .store
         .presence_change(
             game,
             &entry,
-            -1,
+            Attendance::Leave(why),
             &PresenceTemplate::new(game),
             app.config.game_ttl,
         )
@@ -86,11 +100,7 @@ pub async fn leave(app: &App, player: &PlayerId, game: &GameId, role: Role) {
         Ok(change) => start_forfeit_clock(app, game, &change).await,
         Err(e) => {
             tracing::warn!(%game, error = %e, "presence decrement deferred");
-            app.defer_leave(PendingLeave {
-                game: game.clone(),
-                player: player.clone(),
-                role,
-            });
+            app.defer_leave(deferred);
         }
     }
 }

@@ -85,6 +85,28 @@ pub async fn renew(app: &App, token: &TokenHash) -> Result<(), OpError> {
     Ok(())
 }
 
+/// Renames the session, then its player in every game of the session (and in `joined`, the
+/// games its connection is in) where it holds a seat. `name` is already cleaned.
+pub async fn rename(
+    app: &App,
+    who: &Identity,
+    name: &str,
+    joined: impl IntoIterator<Item = GameId>,
+) -> Result<(), OpError> {
+    let ttl = app.config.session_ttl;
+    let mut games = match app.store.open_session(&who.token, Some(name), ttl).await? {
+        Some(open) => open.games,
+        // The session expired under a live connection: the games it joined remain.
+        None => Vec::new(),
+    };
+    for g in joined {
+        if !games.contains(&g) {
+            games.push(g);
+        }
+    }
+    super::games::rename(app, &who.player, name, &games).await
+}
+
 /// Drops a game from the session's list, so that the next `hello` does not restore it.
 pub async fn forget_game(app: &App, token: &TokenHash, game: &GameId) -> Result<(), OpError> {
     app.store.forget_game(token, game).await?;

@@ -26,7 +26,9 @@ impl Keys {
         &self.prefix
     }
 
-    /// Hash: `v` version, `s` state JSON, `x`/`o` player ids of the seats.
+    /// Hash: `v` version, `s` state JSON, `x`/`o` player ids of the seats; per player who
+    /// moved, `m:<player>` recent move ids and `r:<player>` move budget; `e`/`t` when and for
+    /// how long the game's lifetimes were last set (see transition.lua).
     pub fn game(&self, g: &GameId) -> String {
         format!("{}game:{{{g}}}", self.prefix)
     }
@@ -34,16 +36,6 @@ impl Keys {
     /// Stream of the game's events; entry id `0-<version>`, field `e` the event JSON.
     pub fn game_log(&self, g: &GameId) -> String {
         format!("{}game:{{{g}}}:log", self.prefix)
-    }
-
-    /// Sorted set of applied client move ids (`<player>|<mid>`), scored by version.
-    pub fn game_mids(&self, g: &GameId) -> String {
-        format!("{}game:{{{g}}}:mids", self.prefix)
-    }
-
-    /// A player's move budget in this game (GCRA theoretical arrival time, microseconds).
-    pub fn game_move_rate(&self, g: &GameId, p: &PlayerId) -> String {
-        format!("{}game:{{{g}}}:rl:{p}", self.prefix)
     }
 
     /// Stream of chat lines.
@@ -89,6 +81,16 @@ impl Keys {
         format!("{}{{lobby}}:info", self.prefix)
     }
 
+    /// Hash: open game id -> the player who opened it (the lobby shows a few per player).
+    pub fn lobby_owners(&self) -> String {
+        format!("{}{{lobby}}:owner", self.prefix)
+    }
+
+    /// Sorted set of a player's games waiting for an opponent, scored by when each was held.
+    pub fn player_waiting(&self, p: &PlayerId) -> String {
+        format!("{}player:{{{p}}}:waiting", self.prefix)
+    }
+
     pub fn lobby_chat(&self) -> String {
         format!("{}{{lobby}}:chat", self.prefix)
     }
@@ -105,6 +107,11 @@ impl Keys {
     /// Hash: ticket -> ticket JSON.
     pub fn match_tickets(&self) -> String {
         format!("{}{{match}}:tickets", self.prefix)
+    }
+
+    /// Sorted set of players whose ticket was just paired, scored by when (ms).
+    pub fn match_paired(&self) -> String {
+        format!("{}{{match}}:paired", self.prefix)
     }
 
     /// Sorted set of live instance leases, scored by lease expiry (ms).
@@ -148,12 +155,9 @@ mod tests {
     fn all_of_a_games_keys_and_its_channel_share_one_hash_tag() {
         let k = Keys::new("ttt:");
         let g = GameId::try_from("k3n8vq2xhd".to_string()).unwrap();
-        let p = PlayerId::try_from("p-abc".to_string()).unwrap();
         for key in [
             k.game(&g),
             k.game_log(&g),
-            k.game_mids(&g),
-            k.game_move_rate(&g, &p),
             k.game_chat(&g),
             k.game_presence(&g),
             k.game_channel(&g),
@@ -170,6 +174,7 @@ mod tests {
         assert_eq!(hash_tag(&k.lobby_open()), "lobby");
         assert_eq!(hash_tag(&k.lobby_live()), "lobby");
         assert_eq!(hash_tag(&k.match_queue()), "match");
+        assert_eq!(hash_tag(&k.match_paired()), "match");
         assert_eq!(hash_tag(&k.match_tickets()), "match");
         assert_eq!(hash_tag(&k.rate("ip-conn", "10.0.0.1")), "10.0.0.1");
     }

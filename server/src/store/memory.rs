@@ -4,6 +4,7 @@
 //! same lock, which gives the same total order of events per game as Redis does.
 
 use super::*;
+use crate::protocol::Away;
 use crate::ratelimit::gcra;
 use futures_util::StreamExt;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -31,13 +32,24 @@ fn ms(d: Duration) -> u64 {
     (d.as_millis() as u64).max(1)
 }
 
+/// The version `player`'s move `mid` produced, if it is among the recent ones.
+fn applied(g: &MemGame, player: &PlayerId, mid: &str) -> Option<u64> {
+    g.mids
+        .get(player)?
+        .iter()
+        .find(|(m, _)| m == mid)
+        .map(|(_, v)| *v)
+}
+
 struct MemGame {
     version: u64,
     state: GameState,
     seats: Seats<Option<PlayerId>>,
     log: VecDeque<(u64, Bytes)>,
-    /// `<player>|<mid>` -> version, oldest first.
-    mids: VecDeque<(String, u64)>,
+    /// Per player, as transition.lua keeps them in the game hash: the recent move ids with
+    /// the version each produced (oldest first), and the move budget (GCRA arrival time, us).
+    mids: HashMap<PlayerId, VecDeque<(String, u64)>>,
+    budgets: HashMap<PlayerId, u64>,
     expires: u64,
 }
 
@@ -47,6 +59,8 @@ struct MemPresence {
     conns: BTreeMap<String, i64>,
     seen: Seats<bool>,
     away: Seats<Option<u64>>,
+    /// Why each seat emptied, while it is empty (`why|M` in presence.lua).
+    why: Seats<Option<AwayReason>>,
     expires: u64,
 }
 
@@ -70,20 +84,45 @@ impl MemPresence {
         p
     }
 
+    /// The summary with each emptied seat's absence, as presence.lua reports it.
+    fn view(&self, now: u64) -> Presence {
+        let mut p = self.summary();
+        for m in [Mark::X, Mark::O] {
+            if *p.players.get(m) {
+                continue;
+            }
+            if let (Some(reason), Some(since)) = (*self.why.get(m), *self.away.get(m)) {
+                *p.away.get_mut(m) = Some(Away {
+                    reason,
+                    for_ms: now.saturating_sub(since),
+                });
+            }
+        }
+        p
+    }
+
     fn lease_entries(&self, lease: &str) -> u64 {
         let prefix = format!("c|{lease}|");
         self.conns.keys().filter(|f| f.starts_with(&prefix)).count() as u64
     }
 
     /// Seat bookkeeping after a change, as presence.lua does it.
-    fn settle(&mut self, before: &Presence, after: &Presence, now: u64) -> Seats<bool> {
+    fn settle(
+        &mut self,
+        before: &Presence,
+        after: &Presence,
+        now: u64,
+        why: AwayReason,
+    ) -> Seats<bool> {
         let mut left = Seats::default();
         for m in [Mark::X, Mark::O] {
             if *after.players.get(m) {
                 *self.away.get_mut(m) = None;
+                *self.why.get_mut(m) = None;
                 *self.seen.get_mut(m) = true;
             } else if *before.players.get(m) {
                 *self.away.get_mut(m) = Some(now);
+                *self.why.get_mut(m) = Some(why);
                 *left.get_mut(m) = true;
             }
         }
@@ -113,10 +152,14 @@ struct Inner {
     sessions: HashMap<TokenHash, MemSession>,
     /// Bucket -> (theoretical arrival time us, expiry ms).
     rates: HashMap<String, (u64, u64)>,
-    /// Game -> (entry, last update ms).
-    lobby: HashMap<GameId, (LobbyGame, u64)>,
+    /// Game -> (entry, last update ms, who opened it while it waits).
+    lobby: HashMap<GameId, (LobbyGame, u64, Option<PlayerId>)>,
+    /// Player -> its waiting games, with when each was held (ms).
+    waiting: HashMap<PlayerId, BTreeMap<GameId, u64>>,
     /// Waiting tickets: player -> (last refresh ms, ticket).
     queue: HashMap<PlayerId, (u64, Ticket)>,
+    /// Players whose ticket was just paired -> when (ms), as in match.lua.
+    paired: HashMap<PlayerId, u64>,
     leases: HashMap<String, u64>,
     lease_games: HashMap<String, HashSet<GameId>>,
     deadlines: HashMap<GameId, u64>,
@@ -141,6 +184,7 @@ impl Inner {
         self.chats.retain(|_, c| c.expires > now);
         self.sessions.retain(|_, s| s.expires > now);
         self.rates.retain(|_, (_, e)| *e > now);
+        self.waiting.retain(|_, held| !held.is_empty());
     }
 }
 
@@ -295,7 +339,8 @@ impl Store for MemoryStore {
                 state: state.clone(),
                 seats: seats.clone(),
                 log: VecDeque::from([(1, event.clone())]),
-                mids: VecDeque::new(),
+                mids: HashMap::new(),
+                budgets: HashMap::new(),
                 expires: now + ms(ttl),
             },
         );
@@ -315,15 +360,11 @@ impl Store for MemoryStore {
     async fn transition(&self, t: &Transition<'_>) -> StoreResult<Applied> {
         let now = now_ms();
         let mut inner = self.lock();
-        let member = format!("{}|{}", t.actor, t.mid.unwrap_or_default());
-        let rate_key = self.keys.game_move_rate(t.game, t.actor);
         let Some(g) = inner.live_game(t.game, now) else {
             return Ok(Applied::UnknownGame);
         };
-        if t.mid.is_some()
-            && let Some((_, v)) = g.mids.iter().find(|(m, _)| *m == member)
-        {
-            return Ok(Applied::Duplicate { version: *v });
+        if let Some(v) = t.mid.and_then(|mid| applied(g, t.actor, mid)) {
+            return Ok(Applied::Duplicate { version: v });
         }
         if g.version != t.expected {
             return Ok(Applied::Stale(StoredGame {
@@ -340,44 +381,33 @@ impl Store for MemoryStore {
             _ => {}
         }
         let version = t.expected + 1;
-        let log_len = self.limits.log_len;
-        let mids_kept = self.limits.mids_kept;
         // The budget is checked last among the refusals, as in transition.lua.
         if let Some(rule) = t.limit {
-            let now_us = now_us();
-            let tat = inner
-                .rates
-                .get(&rate_key)
-                .filter(|(_, exp)| *exp > now)
-                .map(|(tat, _)| *tat);
-            match gcra(now_us, tat, rule) {
+            match gcra(now_us(), g.budgets.get(t.actor).copied(), rule) {
                 Decision::Deny { retry_after_us } => {
                     return Ok(Applied::RateLimited {
                         retry_after_ms: Decision::retry_after_ms(retry_after_us),
                     });
                 }
                 Decision::Allow { new_tat } => {
-                    let expires = now + (new_tat - now_us) / 1000 + 1;
-                    inner.rates.insert(rate_key, (new_tat, expires));
+                    g.budgets.insert(t.actor.clone(), new_tat);
                 }
             }
         }
-        let Some(g) = inner.games.get_mut(t.game) else {
-            return Ok(Applied::UnknownGame);
-        };
         if let SeatCheck::Claims(m) = t.seat {
             *g.seats.get_mut(m) = Some(t.actor.clone());
         }
         g.version = version;
         g.state = t.state.clone();
         g.log.push_back((version, t.event.clone()));
-        while g.log.len() > log_len {
+        while g.log.len() > self.limits.log_len {
             g.log.pop_front();
         }
-        if t.mid.is_some() {
-            g.mids.push_back((member, version));
-            while g.mids.len() > mids_kept {
-                g.mids.pop_front();
+        if let Some(mid) = t.mid {
+            let mids = g.mids.entry(t.actor.clone()).or_default();
+            mids.push_back((mid.to_string(), version));
+            while mids.len() > self.limits.mids_kept {
+                mids.pop_front();
             }
         }
         let expires = now + ms(t.ttl);
@@ -407,11 +437,10 @@ impl Store for MemoryStore {
         player: &PlayerId,
         mid: &str,
     ) -> StoreResult<Option<u64>> {
-        let member = format!("{player}|{mid}");
         let mut inner = self.lock();
         Ok(inner
             .live_game(game, now_ms())
-            .and_then(|g| g.mids.iter().find(|(m, _)| *m == member).map(|(_, v)| *v)))
+            .and_then(|g| applied(g, player, mid)))
     }
 
     async fn append_chat(
@@ -498,12 +527,16 @@ impl Store for MemoryStore {
         &self,
         game: &GameId,
         entry: &PresenceEntry<'_>,
-        delta: i64,
+        change: Attendance,
         event: &PresenceTemplate,
         ttl: Duration,
     ) -> StoreResult<PresenceChange> {
         let now = now_ms();
         let mut inner = self.lock();
+        let (delta, why) = match change {
+            Attendance::Arrive => (1, AwayReason::Disconnected),
+            Attendance::Leave(why) => (-1, why),
+        };
         if delta > 0 {
             inner
                 .lease_games
@@ -529,15 +562,17 @@ impl Store for MemoryStore {
             p.conns.remove(&field);
         }
         let after = p.summary();
-        let left = p.settle(&before, &after, now);
+        let left = p.settle(&before, &after, now, why);
         p.expires = now + ms(ttl);
+        let changed = before != after;
+        let after = p.view(now);
         let mine = p.lease_entries(entry.lease);
         if mine == 0
             && let Some(set) = inner.lease_games.get_mut(entry.lease)
         {
             set.remove(game);
         }
-        if before != after {
+        if changed {
             self.send(self.keys.game_channel(game), event.fill(&after).into());
         }
         Ok(PresenceChange {
@@ -554,7 +589,7 @@ impl Store for MemoryStore {
             .presence
             .get(game)
             .filter(|p| p.expires > now)
-            .map(MemPresence::summary)
+            .map(|p| p.view(now))
             .unwrap_or_default())
     }
 
@@ -626,10 +661,10 @@ impl Store for MemoryStore {
             let before = p.summary();
             p.conns.retain(|f, _| !f.starts_with(&prefix));
             let after = p.summary();
-            let left = p.settle(&before, &after, now);
+            let left = p.settle(&before, &after, now, AwayReason::Disconnected);
             p.expires = now + ms(ttl);
             if before != after {
-                changed.push((g.clone(), after));
+                changed.push((g.clone(), p.view(now)));
             }
             if left.x || left.o {
                 emptied.push((g, left));
@@ -642,12 +677,53 @@ impl Store for MemoryStore {
         Ok(emptied)
     }
 
-    async fn lobby_update(&self, entry: &LobbyGame, event: Bytes) -> StoreResult<()> {
+    async fn hold_waiting(
+        &self,
+        player: &PlayerId,
+        game: &GameId,
+        cap: usize,
+        ttl: Duration,
+    ) -> StoreResult<Hold> {
+        let now = now_ms();
+        let cutoff = now.saturating_sub(ms(ttl));
+        let mut inner = self.lock();
+        let held = inner.waiting.entry(player.clone()).or_default();
+        held.retain(|_, at| *at >= cutoff);
+        if held.contains_key(game) || held.len() < cap {
+            held.insert(game.clone(), now);
+            return Ok(Hold::Held);
+        }
+        Ok(Hold::Full(held.keys().cloned().collect()))
+    }
+
+    async fn release_waiting(&self, player: &PlayerId, game: &GameId) -> StoreResult<()> {
+        if let Some(held) = self.lock().waiting.get_mut(player) {
+            held.remove(game);
+        }
+        Ok(())
+    }
+
+    async fn lobby_update(
+        &self,
+        entry: &LobbyGame,
+        owner: Option<&PlayerId>,
+        event: Bytes,
+    ) -> StoreResult<()> {
         let now = now_ms();
         let mut inner = self.lock();
         match entry.status {
-            crate::rules::Status::Waiting | crate::rules::Status::Playing => {
-                inner.lobby.insert(entry.game.clone(), (entry.clone(), now));
+            crate::rules::Status::Waiting => {
+                let owner = owner
+                    .cloned()
+                    .or_else(|| inner.lobby.get(&entry.game).and_then(|e| e.2.clone()));
+                inner
+                    .lobby
+                    .insert(entry.game.clone(), (entry.clone(), now, owner));
+            }
+            crate::rules::Status::Playing => {
+                inner
+                    .lobby
+                    .insert(entry.game.clone(), (entry.clone(), now, None));
             }
             _ => {
                 inner.lobby.remove(&entry.game);
@@ -660,23 +736,41 @@ impl Store for MemoryStore {
     async fn lobby_list(
         &self,
         max: usize,
+        per_owner: usize,
         ttl: Duration,
     ) -> StoreResult<(Vec<LobbyGame>, Vec<LobbyGame>)> {
         let now = now_ms();
         let cutoff = now.saturating_sub(ms(ttl));
+        let max = max.max(1);
         let mut inner = self.lock();
-        inner.lobby.retain(|_, (_, t)| *t >= cutoff);
+        inner.lobby.retain(|_, (_, t, _)| *t >= cutoff);
         let mut entries: Vec<_> = inner.lobby.values().cloned().collect();
         entries.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| b.0.game.cmp(&a.0.game)));
-        let pick = |waiting: bool| -> Vec<LobbyGame> {
-            entries
-                .iter()
-                .filter(|(e, _)| (e.status == crate::rules::Status::Waiting) == waiting)
-                .take(max.max(1))
-                .map(|(e, _)| e.clone())
-                .collect()
-        };
-        Ok((pick(true), pick(false)))
+        let (waiting, playing): (Vec<_>, Vec<_>) = entries
+            .into_iter()
+            .partition(|(e, _, _)| e.status == crate::rules::Status::Waiting);
+        let live = playing.into_iter().take(max).map(|(e, _, _)| e).collect();
+        // As the Redis script does: newest first, a few per owner, scanning a bounded prefix.
+        let mut counts: HashMap<String, usize> = HashMap::new();
+        let open = waiting
+            .into_iter()
+            .take(if per_owner > 0 { max * 8 } else { max })
+            .filter(|(e, _, owner)| {
+                if per_owner == 0 {
+                    return true;
+                }
+                let who = owner
+                    .as_ref()
+                    .map_or(e.game.as_str(), PlayerId::as_str)
+                    .to_string();
+                let n = counts.entry(who).or_default();
+                *n += 1;
+                *n <= per_owner
+            })
+            .take(max)
+            .map(|(e, _, _)| e)
+            .collect();
+        Ok((open, live))
     }
 
     async fn match_enqueue(&self, ticket: &Ticket, fresh: Duration) -> StoreResult<Option<Ticket>> {
@@ -684,6 +778,7 @@ impl Store for MemoryStore {
         let cutoff = now.saturating_sub(ms(fresh));
         let mut inner = self.lock();
         inner.queue.retain(|_, (t, _)| *t >= cutoff);
+        inner.paired.retain(|_, at| *at >= cutoff);
         if !inner.queue.contains_key(&ticket.player) {
             // The longest-waiting ticket; ties broken by player id so both stores agree.
             let first = inner
@@ -696,6 +791,7 @@ impl Store for MemoryStore {
                 })
                 .map(|(p, _)| p.clone());
             if let Some(p) = first {
+                inner.paired.insert(p.clone(), now);
                 return Ok(inner.queue.remove(&p).map(|(_, t)| t));
             }
         }
@@ -709,14 +805,21 @@ impl Store for MemoryStore {
         Ok(self.lock().queue.remove(player).is_some())
     }
 
-    async fn match_refresh(&self, players: &[PlayerId]) -> StoreResult<Vec<PlayerId>> {
+    async fn match_refresh(
+        &self,
+        players: &[PlayerId],
+        fresh: Duration,
+    ) -> StoreResult<Vec<PlayerId>> {
         let now = now_ms();
+        let cutoff = now.saturating_sub(ms(fresh));
         let mut inner = self.lock();
+        inner.paired.retain(|_, at| *at >= cutoff);
         let mut missing = Vec::new();
         for p in players {
-            match inner.queue.get_mut(p) {
-                Some((t, _)) => *t = now,
-                None => missing.push(p.clone()),
+            if let Some((t, _)) = inner.queue.get_mut(p) {
+                *t = now;
+            } else if !inner.paired.contains_key(p) {
+                missing.push(p.clone());
             }
         }
         Ok(missing)

@@ -17,7 +17,7 @@ mod replay;
 use crate::config::Config;
 use crate::ids::{GameId, PlayerId};
 use crate::protocol::templates::{ChatTemplate, PresenceTemplate};
-use crate::protocol::{ChatLine, LobbyGame, Presence, Role};
+use crate::protocol::{AwayReason, ChatLine, LobbyGame, Presence, Role};
 use crate::ratelimit::{Decision, Rule};
 use crate::rules::{GameState, Mark, Seats};
 use crate::session::TokenHash;
@@ -228,7 +228,8 @@ pub struct OpenSession {
 pub struct StoreLimits {
     /// Events kept per game log (for replay on resume).
     pub log_len: usize,
-    /// Client move ids remembered per game (for exactly-once retries).
+    /// Client move ids remembered per player and game (for exactly-once retries): a move
+    /// retried with the same id is recognised while it is among the player's last this many.
     pub mids_kept: usize,
     /// Chat lines kept per game and in the lobby.
     pub chat_len: usize,
@@ -240,7 +241,7 @@ impl Default for StoreLimits {
     fn default() -> Self {
         StoreLimits {
             log_len: 64,
-            mids_kept: 64,
+            mids_kept: 32,
             chat_len: 100,
             session_games: 20,
         }
@@ -253,6 +254,14 @@ pub struct PresenceEntry<'a> {
     pub lease: &'a str,
     pub player: &'a PlayerId,
     pub role: Role,
+}
+
+/// A connection arriving in a game's presence, or leaving it and why (which the game's
+/// presence then tells of an emptied seat).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Attendance {
+    Arrive,
+    Leave(AwayReason),
 }
 
 /// A quick-match ticket: who waits, and where to tell them they were matched.
@@ -342,13 +351,14 @@ pub trait Store: Send + Sync + 'static {
     async fn rate(&self, key: &str, rule: Rule) -> StoreResult<Decision>;
 
     // Presence.
-    /// Adds (`delta` 1) or removes (`delta` -1) a connection of `entry` in `game`, and
-    /// publishes the game's presence (`event`, filled) when it changed.
+    /// Adds or removes a connection of `entry` in `game`, and publishes the game's presence
+    /// (`event`, filled) when it changed. A seat that empties remembers why and since when
+    /// (`Presence::away`).
     async fn presence_change(
         &self,
         game: &GameId,
         entry: &PresenceEntry<'_>,
-        delta: i64,
+        change: Attendance,
         event: &PresenceTemplate,
         ttl: Duration,
     ) -> StoreResult<PresenceChange>;
@@ -373,14 +383,36 @@ pub trait Store: Send + Sync + 'static {
         event: PresenceEvent,
     ) -> StoreResult<Vec<(GameId, Seats<bool>)>>;
 
+    // Waiting games.
+    /// Counts `game` among the games `player` has waiting for an opponent, unless it already
+    /// has `cap` of them: then nothing changes and the held games are returned. Entries older
+    /// than `ttl` no longer count.
+    async fn hold_waiting(
+        &self,
+        player: &PlayerId,
+        game: &GameId,
+        cap: usize,
+        ttl: Duration,
+    ) -> StoreResult<Hold>;
+    /// Stops counting `game` among `player`'s waiting games.
+    async fn release_waiting(&self, player: &PlayerId, game: &GameId) -> StoreResult<()>;
+
     // Lobby.
     /// Records where a game stands in the lobby and publishes `event` (the change) on the
-    /// lobby channel.
-    async fn lobby_update(&self, entry: &LobbyGame, event: Bytes) -> StoreResult<()>;
-    /// Open and live games, newest first; entries not updated within `ttl` are pruned.
+    /// lobby channel. `owner` is the player who opened a waiting game.
+    async fn lobby_update(
+        &self,
+        entry: &LobbyGame,
+        owner: Option<&PlayerId>,
+        event: Bytes,
+    ) -> StoreResult<()>;
+    /// Open and live games, newest first, at most `max` of each and (unless `per_owner` is 0)
+    /// at most `per_owner` open games of one owner; entries not updated within `ttl` are
+    /// pruned.
     async fn lobby_list(
         &self,
         max: usize,
+        per_owner: usize,
         ttl: Duration,
     ) -> StoreResult<(Vec<LobbyGame>, Vec<LobbyGame>)>;
 
@@ -391,8 +423,13 @@ pub trait Store: Send + Sync + 'static {
     async fn match_enqueue(&self, ticket: &Ticket, fresh: Duration) -> StoreResult<Option<Ticket>>;
     /// Removes a waiting ticket. False if it was no longer queued.
     async fn match_cancel(&self, player: &PlayerId) -> StoreResult<bool>;
-    /// Marks these tickets as still waiting; returns those no longer queued.
-    async fn match_refresh(&self, players: &[PlayerId]) -> StoreResult<Vec<PlayerId>>;
+    /// Marks these tickets as still waiting; returns those no longer queued, except players
+    /// paired within `fresh` (the news of their match may still be on its way to them).
+    async fn match_refresh(
+        &self,
+        players: &[PlayerId],
+        fresh: Duration,
+    ) -> StoreResult<Vec<PlayerId>>;
 
     // Deadlines (forfeit clocks, match starts).
     /// Sets a game's due date, keeping the earlier one if it already has one.
@@ -407,6 +444,14 @@ pub trait Store: Send + Sync + 'static {
         due: u64,
         next: Option<u64>,
     ) -> StoreResult<bool>;
+}
+
+/// The answer to [`Store::hold_waiting`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Hold {
+    Held,
+    /// The player already has as many waiting games as allowed: these.
+    Full(Vec<GameId>),
 }
 
 /// The result of a presence change.
@@ -461,4 +506,9 @@ pub trait BusSink: Send {
     /// Returns once the subscription is confirmed: messages published after that arrive.
     async fn subscribe(&mut self, channels: &[String]) -> StoreResult<()>;
     async fn unsubscribe(&mut self, channels: &[String]) -> StoreResult<()>;
+    /// A round trip on the subscription connection itself, where the backend has one: a
+    /// connection that stopped answering is otherwise indistinguishable from a quiet one.
+    async fn ping(&mut self) -> StoreResult<()> {
+        Ok(())
+    }
 }

@@ -267,6 +267,16 @@ pub fn render(payload: &str, time: &str) -> Vec<String> {
                 head(game, *version)
             )]
         }
+        ServerMsg::Renamed {
+            game,
+            version,
+            mark,
+            name,
+            ..
+        } => vec![format!(
+            "{} {mark} is now called {name}",
+            head(game, *version)
+        )],
         ServerMsg::Chat { game, line } => vec![format!(
             "{time} {} chat {}{}: {}",
             game.as_ref().map_or("lobby".to_string(), |g| g.to_string()),

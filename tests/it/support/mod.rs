@@ -1,6 +1,6 @@
 //! The test harness, one module per thing it starts: Redis, a Redis Cluster, a replicated
-//! Redis with Sentinels, server instances
-//! (in this process or as processes), nginx and the whole topology, browsers, and clients.
+//! Redis with Sentinels, server instances (in this process or as processes), nginx and the
+//! whole topology, browsers, clients, and a TCP proxy that can hang the links through it.
 //! Here: what they all share (the wait bound, free ports, scratch directories, repo paths).
 
 pub mod backend;
@@ -11,6 +11,7 @@ pub mod http;
 pub mod instances;
 pub mod nginx;
 pub mod processes;
+pub mod proxy;
 pub mod redis;
 pub mod sentinel;
 pub mod topology;

@@ -153,6 +153,27 @@ impl RedisServer {
         }
     }
 
+    /// Stalls the server (SIGSTOP): connections stay open, bytes are accepted, nothing is
+    /// answered until [`Self::resume`].
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a paused server go on (SIGCONT): it then runs whatever was sent meanwhile.
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    /// Signals the server process (by its own pid, never a group).
+    fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().expect("redis-server is running").id();
+        let status = Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill {sig} {pid}");
+    }
+
     /// Starts it again on the same port with the same data.
     pub fn restart(&mut self) {
         self.stop();

@@ -1,5 +1,6 @@
 //! Pub/sub on a single Redis: a dedicated connection per instance, whose message stream ends
-//! when the connection is lost (the hub then reconnects, resubscribes and catches up).
+//! when the connection is lost (the hub then reconnects, resubscribes and catches up), and
+//! which answers pings, so that a connection that hangs without an error is noticed too.
 
 use super::connection::classify;
 use super::sentinel::Sentinels;
@@ -102,5 +103,16 @@ impl BusSink for RedisBusSink {
             .await
             .map_err(|_| StoreError::Unavailable("unsubscribe timed out".into()))?
             .map_err(classify)
+    }
+
+    async fn ping(&mut self) -> StoreResult<()> {
+        // No longer than a probe waits for its echo: a hung subscription must be noticed (and
+        // replaced) well within REDIS_LOST_MS.
+        let within = self.op_timeout.min(Duration::from_secs(1));
+        let _: ::redis::Value = tokio::time::timeout(within, self.sink.ping())
+            .await
+            .map_err(|_| StoreError::Unavailable("pub/sub ping timed out".into()))?
+            .map_err(classify)?;
+        Ok(())
     }
 }

@@ -36,7 +36,9 @@ pub(super) async fn append(
         .arg(middle)
         .arg(tail)
         .arg(s.publish_cmd());
-    let reply: Value = s.call("chat", inv.invoke_async(&mut conn)).await?;
+    let reply: Value = s
+        .call("chat", conn.generation, inv.invoke_async(&mut conn))
+        .await?;
     if reply == Value::Nil {
         return Ok(None);
     }
@@ -63,6 +65,7 @@ pub(super) async fn recent(
     let reply: Value = s
         .call(
             "recent_chat",
+            conn.generation,
             ::redis::cmd("XREVRANGE")
                 .arg(key)
                 .arg("+")

@@ -1,6 +1,8 @@
-//! The command connection: one multiplexed, self-reconnecting connection to a Redis (or a
-//! cluster client that follows slot moves), every call bounded by the operation timeout and
-//! timed, and Redis errors sorted into "retry later" and "something is wrong".
+//! The command connection: one multiplexed, self-reconnecting connection to a Redis (or to
+//! the primary the Sentinels name, or a cluster client that follows slot moves), replaced
+//! when a call times out, every call
+//! bounded by the operation timeout and timed, and Redis errors sorted into "retry later" and
+//! "something is wrong".
 
 use super::*;
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -13,36 +15,116 @@ use sharded_bus::ClusterBus;
 use std::future::Future;
 use std::time::Instant;
 
-/// One Redis, a primary found through Sentinel, or a Redis Cluster.
-pub(super) enum Backend {
-    Single(ConnectionManager),
-    /// Follows the primary through failovers (see [`super::sentinel`]).
-    Sentinel(SentinelConn),
-    /// Connected on first use and kept: the cluster client follows slot moves and
-    /// reconnects to nodes by itself, but its first connection needs the cluster up.
-    Cluster(Box<LazyCluster>),
+/// The connection commands and scripts go through, replaced when it stops answering.
+///
+/// The client library reconnects after an I/O error, but a hung link (packets accepted,
+/// nothing answered, nothing reset: a wedged proxy, a peer host that died before TCP gave up)
+/// produces no error, only timeouts, and every later command would wait on the same dead
+/// socket. So a command that times out marks its connection suspect, and the next command
+/// gets a fresh one. The generation number makes a burst of timeouts on one connection replace
+/// it once, not once per command.
+pub(super) struct Link {
+    kind: LinkKind,
+    current: std::sync::Mutex<Arc<Generation>>,
 }
 
-/// How a [`Backend`] was made, so that more connections of the same kind can be made.
+/// How to make a connection.
 #[derive(Clone)]
-pub(super) enum Origin {
-    Single(::redis::Client, ConnectionManagerConfig),
-    Sentinel(Arc<Sentinels>),
+enum LinkKind {
+    Single {
+        client: ::redis::Client,
+        config: ConnectionManagerConfig,
+    },
+    /// The primary the Sentinels name, followed through failovers (see [`super::sentinel`]).
+    Sentinel(Arc<Sentinels>, Duration),
     Cluster(ClusterClient),
 }
 
-impl Origin {
-    /// A new connection (nothing is connected until first use).
-    pub(super) fn backend(&self, op_timeout: Duration) -> StoreResult<Backend> {
+struct Generation {
+    id: u64,
+    conn: GenerationConn,
+}
+
+enum GenerationConn {
+    /// Connected on first use: an instance can start while Redis is down.
+    Single(ConnectionManager),
+    Sentinel(SentinelConn),
+    /// Connected on first use and kept: the cluster client follows slot moves and reconnects
+    /// to nodes by itself, but its first connection needs the cluster up.
+    Cluster(Box<LazyCluster>),
+}
+
+struct LazyCluster {
+    client: ClusterClient,
+    conn: tokio::sync::OnceCell<ClusterConnection>,
+}
+
+impl Link {
+    fn new(kind: LinkKind) -> StoreResult<Link> {
+        let first = Arc::new(Generation {
+            id: 0,
+            conn: kind.connection()?,
+        });
+        Ok(Link {
+            kind,
+            current: std::sync::Mutex::new(first),
+        })
+    }
+
+    fn current(&self) -> Arc<Generation> {
+        // A std Mutex: held for a pointer copy or swap, never across an await.
+        self.current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// A command on connection `generation` timed out: replace it, unless that was done
+    /// already.
+    fn suspect(&self, generation: u64) {
+        let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        if current.id != generation {
+            return;
+        }
+        match self.kind.connection() {
+            Ok(conn) => {
+                *current = Arc::new(Generation {
+                    id: generation + 1,
+                    conn,
+                });
+                drop(current);
+                metrics::counter!("redis_link_replaced_total").increment(1);
+                tracing::warn!(
+                    generation,
+                    "a Redis command timed out: replacing its connection with a fresh one"
+                );
+            }
+            Err(e) => tracing::warn!(error = %e, "could not prepare a new Redis connection"),
+        }
+    }
+
+    pub(super) fn is_cluster(&self) -> bool {
+        matches!(self.kind, LinkKind::Cluster(_))
+    }
+
+    /// Another link of the same kind, with connections of its own (see `durable`).
+    pub(super) fn another(&self) -> StoreResult<Link> {
+        Link::new(self.kind.clone())
+    }
+}
+
+impl LinkKind {
+    /// A new connection, not connected yet.
+    fn connection(&self) -> StoreResult<GenerationConn> {
         Ok(match self {
-            Origin::Single(client, config) => Backend::Single(
+            LinkKind::Single { client, config } => GenerationConn::Single(
                 ConnectionManager::new_lazy_with_config(client.clone(), config.clone())
                     .map_err(|e| StoreError::Config(e.to_string()))?,
             ),
-            Origin::Sentinel(sentinels) => {
-                Backend::Sentinel(SentinelConn::new(sentinels.clone(), op_timeout))
+            LinkKind::Sentinel(sentinels, timeout) => {
+                GenerationConn::Sentinel(SentinelConn::new(sentinels.clone(), *timeout))
             }
-            Origin::Cluster(client) => Backend::Cluster(Box::new(LazyCluster {
+            LinkKind::Cluster(client) => GenerationConn::Cluster(Box::new(LazyCluster {
                 client: client.clone(),
                 conn: tokio::sync::OnceCell::new(),
             })),
@@ -50,14 +132,16 @@ impl Origin {
     }
 }
 
-pub(super) struct LazyCluster {
-    client: ClusterClient,
-    conn: tokio::sync::OnceCell<ClusterConnection>,
+/// A connection to either kind of backend, for the commands and scripts, with the generation
+/// of the link it belongs to (see [`RedisStore::call`]).
+#[derive(Clone)]
+pub(super) struct Conn {
+    pub(super) generation: u64,
+    inner: ConnInner,
 }
 
-/// A connection to any kind of backend, for the commands and scripts.
 #[derive(Clone)]
-pub(super) enum Conn {
+enum ConnInner {
     Single(ConnectionManager),
     Sentinel(SentinelConn),
     Cluster(ClusterConnection),
@@ -65,10 +149,10 @@ pub(super) enum Conn {
 
 impl ::redis::aio::ConnectionLike for Conn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        match self {
-            Conn::Single(c) => c.req_packed_command(cmd),
-            Conn::Sentinel(c) => c.req_packed_command(cmd),
-            Conn::Cluster(c) => c.req_packed_command(cmd),
+        match &mut self.inner {
+            ConnInner::Single(c) => c.req_packed_command(cmd),
+            ConnInner::Sentinel(c) => c.req_packed_command(cmd),
+            ConnInner::Cluster(c) => c.req_packed_command(cmd),
         }
     }
 
@@ -78,18 +162,18 @@ impl ::redis::aio::ConnectionLike for Conn {
         offset: usize,
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
-        match self {
-            Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
-            Conn::Sentinel(c) => c.req_packed_commands(pipeline, offset, count),
-            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        match &mut self.inner {
+            ConnInner::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            ConnInner::Sentinel(c) => c.req_packed_commands(pipeline, offset, count),
+            ConnInner::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
         }
     }
 
     fn get_db(&self) -> i64 {
-        match self {
-            Conn::Single(c) => c.get_db(),
-            Conn::Sentinel(c) => c.get_db(),
-            Conn::Cluster(c) => c.get_db(),
+        match &self.inner {
+            ConnInner::Single(c) => c.get_db(),
+            ConnInner::Sentinel(c) => c.get_db(),
+            ConnInner::Cluster(c) => c.get_db(),
         }
     }
 }
@@ -116,15 +200,17 @@ impl RedisStore {
             .set_max_delay(Duration::from_millis(500))
             .set_connection_timeout(Some(op_timeout))
             .set_response_timeout(Some(op_timeout));
-        let origin = Origin::Single(client.clone(), config);
+        let link = Link::new(LinkKind::Single {
+            client: client.clone(),
+            config,
+        })?;
         Ok(RedisStore {
             keys,
             limits,
-            backend: origin.backend(op_timeout)?,
+            link,
             bus: Arc::new(RedisBus::new(client, op_timeout)),
             op_timeout,
             durable: None,
-            origin,
         })
     }
 
@@ -138,15 +224,13 @@ impl RedisStore {
         op_timeout: Duration,
     ) -> StoreResult<RedisStore> {
         let sentinels = Sentinels::new(sentinels, master, tcp_settings(), op_timeout)?;
-        let origin = Origin::Sentinel(sentinels.clone());
         Ok(RedisStore {
             keys,
             limits,
-            backend: origin.backend(op_timeout)?,
+            link: Link::new(LinkKind::Sentinel(sentinels.clone(), op_timeout))?,
             bus: Arc::new(RedisBus::following(sentinels, op_timeout)),
             op_timeout,
             durable: None,
-            origin,
         })
     }
 
@@ -157,22 +241,34 @@ impl RedisStore {
         limits: StoreLimits,
         op_timeout: Duration,
     ) -> StoreResult<RedisStore> {
-        let origin = Origin::Cluster(cluster_client(nodes, op_timeout, None)?);
+        let client = cluster_client(nodes, op_timeout, None)?;
         Ok(RedisStore {
             keys,
             limits,
-            backend: origin.backend(op_timeout)?,
+            link: Link::new(LinkKind::Cluster(client))?,
             bus: Arc::new(ClusterBus::new(nodes.to_vec(), op_timeout)),
             op_timeout,
             durable: None,
-            origin,
         })
     }
 
-    /// Runs one Redis call under the operation timeout, timing it for the latency histogram.
+    /// Runs one Redis call on connection `generation` under the operation timeout, timing it
+    /// for the latency histogram. A timeout makes the connection suspect (see [`Link`]).
     pub(super) async fn call<T>(
         &self,
         op: &'static str,
+        generation: u64,
+        f: impl Future<Output = Result<T, RedisError>>,
+    ) -> StoreResult<T> {
+        self.call_on(&self.link, op, generation, f).await
+    }
+
+    /// [`RedisStore::call`] on a link of its own (a `durable` lane).
+    pub(super) async fn call_on<T>(
+        &self,
+        link: &Link,
+        op: &'static str,
+        generation: u64,
         f: impl Future<Output = Result<T, RedisError>>,
     ) -> StoreResult<T> {
         let started = Instant::now();
@@ -183,9 +279,13 @@ impl RedisStore {
             Err(_) => {
                 metrics::counter!("redis_errors_total", "op" => op, "kind" => "timeout")
                     .increment(1);
+                link.suspect(generation);
                 Err(StoreError::Unavailable(format!("{op}: timed out")))
             }
             Ok(Err(e)) => {
+                if e.is_timeout() {
+                    link.suspect(generation);
+                }
                 let err = classify(e);
                 let kind = match err {
                     StoreError::Unavailable(_) => "unavailable",
@@ -199,32 +299,42 @@ impl RedisStore {
     }
 
     pub(super) async fn conn(&self) -> StoreResult<Conn> {
-        self.conn_of(&self.backend).await
+        self.conn_on(&self.link).await
     }
 
-    pub(super) async fn conn_of(&self, backend: &Backend) -> StoreResult<Conn> {
-        match backend {
-            Backend::Single(c) => Ok(Conn::Single(c.clone())),
-            Backend::Sentinel(c) => Ok(Conn::Sentinel(c.clone())),
-            Backend::Cluster(lazy) => {
+    /// A connection of `link` (the shared one, or a `durable` lane).
+    pub(super) async fn conn_on(&self, link: &Link) -> StoreResult<Conn> {
+        let generation = link.current();
+        let inner = match &generation.conn {
+            GenerationConn::Single(c) => ConnInner::Single(c.clone()),
+            GenerationConn::Sentinel(c) => ConnInner::Sentinel(c.clone()),
+            GenerationConn::Cluster(lazy) => {
                 let connect = lazy
                     .conn
                     .get_or_try_init(|| lazy.client.get_async_connection());
                 match tokio::time::timeout(self.op_timeout, connect).await {
-                    Ok(Ok(c)) => Ok(Conn::Cluster(c.clone())),
-                    Ok(Err(e)) => Err(classify(e)),
-                    Err(_) => Err(StoreError::Unavailable("cluster connect timed out".into())),
+                    Ok(Ok(c)) => ConnInner::Cluster(c.clone()),
+                    Ok(Err(e)) => return Err(classify(e)),
+                    Err(_) => {
+                        link.suspect(generation.id);
+                        return Err(StoreError::Unavailable("cluster connect timed out".into()));
+                    }
                 }
             }
-        }
+        };
+        Ok(Conn {
+            generation: generation.id,
+            inner,
+        })
     }
 
     /// Sharded pub/sub on a cluster: a message then travels only within its slot's shard
     /// (every channel shares its game's hash tag) instead of to every node.
     pub(super) fn publish_cmd(&self) -> &'static str {
-        match self.backend {
-            Backend::Single(_) | Backend::Sentinel(_) => "PUBLISH",
-            Backend::Cluster(_) => "SPUBLISH",
+        if self.link.is_cluster() {
+            "SPUBLISH"
+        } else {
+            "PUBLISH"
         }
     }
 }

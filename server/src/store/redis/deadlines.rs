@@ -10,7 +10,9 @@ pub(super) async fn set(s: &RedisStore, game: &GameId, at_ms: u64) -> StoreResul
         .arg("set")
         .arg(game.as_str())
         .arg(at_ms);
-    let _: i64 = s.call("deadline", inv.invoke_async(&mut conn)).await?;
+    let _: i64 = s
+        .call("deadline", conn.generation, inv.invoke_async(&mut conn))
+        .await?;
     Ok(())
 }
 
@@ -18,7 +20,9 @@ pub(super) async fn due(s: &RedisStore, max: usize) -> StoreResult<(u64, Vec<(Ga
     let mut conn = s.conn().await?;
     let mut inv = SCRIPTS.deadline.prepare_invoke();
     inv.key(s.keys.deadlines()).arg("due").arg(max.max(1));
-    let reply: Vec<String> = s.call("deadline", inv.invoke_async(&mut conn)).await?;
+    let reply: Vec<String> = s
+        .call("deadline", conn.generation, inv.invoke_async(&mut conn))
+        .await?;
     let Some((now, rest)) = reply.split_first() else {
         return Err(corrupt("deadline", "empty"));
     };
@@ -49,6 +53,8 @@ pub(super) async fn settle(
         .arg(game.as_str())
         .arg(due)
         .arg(next.map(|n| n.to_string()).unwrap_or_default());
-    let changed: i64 = s.call("deadline", inv.invoke_async(&mut conn)).await?;
+    let changed: i64 = s
+        .call("deadline", conn.generation, inv.invoke_async(&mut conn))
+        .await?;
     Ok(changed == 1)
 }

@@ -2,6 +2,7 @@
 //! chat lines and presence, and the few values encoded the way the scripts store them.
 
 use super::*;
+use crate::protocol::{Away, AwayReason};
 use crate::rules::Mark;
 use ::redis::Value;
 
@@ -111,13 +112,40 @@ pub(super) fn chat_line(entry: Value) -> StoreResult<ChatLine> {
     })
 }
 
-pub(super) fn presence_of(x: i64, o: i64, n: i64) -> Presence {
-    Presence {
+/// A presence from presence.lua's reply: the counts, then the absence as
+/// {x ms, o ms, x why, o why}.
+pub(super) fn presence_of(x: i64, o: i64, n: i64, away: &[i64]) -> StoreResult<Presence> {
+    let [xa, oa, xw, ow] = away else {
+        return Err(corrupt("presence absence", away));
+    };
+    let seat = |ms: i64, why: i64| {
+        let reason = match why {
+            1 => AwayReason::Left,
+            2 => AwayReason::Disconnected,
+            _ => return None,
+        };
+        Some(Away {
+            reason,
+            for_ms: u64::try_from(ms).unwrap_or(0),
+        })
+    };
+    Ok(Presence {
         players: Seats {
             x: x == 1,
             o: o == 1,
         },
         spectators: u32::try_from(n).unwrap_or(0),
+        away: Seats {
+            x: seat(*xa, *xw),
+            o: seat(*oa, *ow),
+        },
+    })
+}
+
+pub(super) fn why_name(why: AwayReason) -> &'static str {
+    match why {
+        AwayReason::Left => "left",
+        AwayReason::Disconnected => "disconnected",
     }
 }
 
@@ -138,5 +166,48 @@ pub(super) fn role_name(r: Role) -> &'static str {
         Role::X => "X",
         Role::O => "O",
         Role::Spectator => "spectator",
+    }
+}
+
+/// A client's move id as the transition script keeps it: hex, so that no id can forge the
+/// separators of the list it is kept in.
+pub(super) fn mid_hex(mid: &str) -> String {
+    use std::fmt::Write as _;
+    let mut hex = String::with_capacity(mid.len() * 2);
+    for b in mid.bytes() {
+        let _ = write!(hex, "{b:02x}");
+    }
+    hex
+}
+
+/// The version a move id (hex) produced, in a player's list of recent move ids
+/// (`,<hex>=<version>` entries).
+pub(super) fn applied_in<'a>(mids: &'a str, hex: &str) -> Option<&'a str> {
+    mids.split(',')
+        .filter_map(|e| e.split_once('='))
+        .find(|(id, _)| *id == hex)
+        .map(|(_, v)| v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn move_ids_are_found_whatever_they_contain() {
+        let ids = ["m-1", "a,b=c", "=", ",=9", "é"];
+        let mut list = String::new();
+        for (v, id) in ids.iter().enumerate() {
+            list.push_str(&format!(",{}={v}", mid_hex(id)));
+        }
+        for (v, id) in ids.iter().enumerate() {
+            assert_eq!(
+                applied_in(&list, &mid_hex(id)),
+                Some(v.to_string().as_str())
+            );
+        }
+        assert_eq!(applied_in(&list, &mid_hex("m-2")), None);
+        assert_eq!(applied_in("", &mid_hex("m-1")), None);
+        assert_eq!(mid_hex("a,"), "612c");
     }
 }

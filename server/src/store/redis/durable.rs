@@ -7,7 +7,7 @@
 //! behind every move. Waiting changes take turns over [`WAIT_LANES`] connections of their own
 //! instead; one replica acknowledgement releases the `WAIT`s pending on all of them.
 
-use super::connection::{Backend, Conn, classify};
+use super::connection::{Conn, Link, classify};
 use super::decode::corrupt;
 use super::*;
 use ::redis::{Cmd, Pipeline, ServerErrorKind, Value};
@@ -19,7 +19,7 @@ const WAIT_LANES: usize = 8;
 pub(super) struct Durable {
     replicas: u32,
     timeout: Duration,
-    lanes: Vec<Backend>,
+    lanes: Vec<Link>,
     next: AtomicUsize,
 }
 
@@ -39,7 +39,7 @@ impl RedisStore {
             )));
         }
         let lanes = (0..WAIT_LANES)
-            .map(|_| self.origin.backend(self.op_timeout))
+            .map(|_| self.link.another())
             .collect::<StoreResult<Vec<_>>>()?;
         self.durable = Some(Durable {
             replicas,
@@ -60,7 +60,9 @@ impl RedisStore {
         let mut conn = self.conn().await?;
         let mut pipe = ::redis::pipe();
         pipe.add_command(call);
-        let mut replies = self.pipeline(op, &mut conn, &pipe, &[script]).await?;
+        let mut replies = self
+            .pipeline(op, &self.link, &mut conn, &pipe, &[script])
+            .await?;
         reply(replies.pop())
     }
 
@@ -73,9 +75,10 @@ impl RedisStore {
         pipe: &Pipeline,
         scripts: &[&Script],
     ) -> StoreResult<Vec<Value>> {
-        let lane = durable.next.fetch_add(1, Ordering::Relaxed) % durable.lanes.len();
-        let mut conn = self.conn_of(&durable.lanes[lane]).await?;
-        self.pipeline(op, &mut conn, pipe, scripts).await
+        let lane =
+            &durable.lanes[durable.next.fetch_add(1, Ordering::Relaxed) % durable.lanes.len()];
+        let mut conn = self.conn_on(lane).await?;
+        self.pipeline(op, lane, &mut conn, pipe, scripts).await
     }
 
     /// Runs `pipe`, loading `scripts` if the node lacks one of them (a restarted or newly
@@ -84,13 +87,17 @@ impl RedisStore {
     async fn pipeline(
         &self,
         op: &'static str,
+        link: &Link,
         conn: &mut Conn,
         pipe: &Pipeline,
         scripts: &[&Script],
     ) -> StoreResult<Vec<Value>> {
+        let generation = conn.generation;
         let mut pipe = pipe.clone();
         pipe.ignore_errors();
-        let mut replies: Vec<Value> = self.call(op, pipe.query_async(conn)).await?;
+        let mut replies: Vec<Value> = self
+            .call_on(link, op, generation, pipe.query_async(conn))
+            .await?;
         let missing: Vec<usize> = (0..replies.len())
             .filter(|i| is_noscript(&replies[*i]))
             .collect();
@@ -98,16 +105,21 @@ impl RedisStore {
             return Ok(replies);
         }
         for script in scripts {
-            self.call(op, script.load_async(conn)).await?;
+            self.call_on(link, op, generation, script.load_async(conn))
+                .await?;
         }
         if missing.first() == Some(&0) {
             // The first command did not run, so nothing after it that depends on it did.
-            return self.call(op, pipe.query_async(conn)).await;
+            return self
+                .call_on(link, op, generation, pipe.query_async(conn))
+                .await;
         }
         // A later script did not run: only it runs again, after what did.
         for i in missing {
             if let Some(cmd) = pipe.cmd_iter().nth(i) {
-                replies[i] = self.call(op, cmd.query_async::<Value>(conn)).await?;
+                replies[i] = self
+                    .call_on(link, op, generation, cmd.query_async::<Value>(conn))
+                    .await?;
             }
         }
         Ok(replies)

@@ -1,7 +1,9 @@
 //! Games: creation, the compare-and-set transition (one script: seat, budget, move id, state,
 //! log and publish together), and reading the log back.
 
-use super::decode::{corrupt, items, num, seat_field, stored_game, text, ttl_ms};
+use super::decode::{
+    applied_in, corrupt, items, mid_hex, num, seat_field, stored_game, text, ttl_ms,
+};
 use super::durable::{reply, script_cmd, wait_cmd};
 use super::*;
 use ::redis::Value;
@@ -59,7 +61,8 @@ pub(super) async fn load(s: &RedisStore, game: &GameId) -> StoreResult<Option<St
     let v: Vec<Option<String>> = match &s.durable {
         None => {
             let mut conn = s.conn().await?;
-            s.call("load_game", read.query_async(&mut conn)).await?
+            s.call("load_game", conn.generation, read.query_async(&mut conn))
+                .await?
         }
         Some(durable) => {
             // What is read here decides answers (a join finds its seat already taken by its
@@ -103,14 +106,7 @@ pub(super) async fn transition(s: &RedisStore, t: &Transition<'_>) -> StoreResul
     let channel = k.game_channel(g);
     let mut call = script_cmd(
         &SCRIPTS.transition,
-        &[
-            &k.game(g),
-            &log,
-            &k.game_mids(g),
-            &k.game_move_rate(g, t.actor),
-            &k.game_chat(g),
-            &k.game_presence(g),
-        ],
+        &[&k.game(g), &log, &k.game_chat(g), &k.game_presence(g)],
     );
     call.arg(t.expected)
         .arg(t.actor.as_str())
@@ -121,7 +117,7 @@ pub(super) async fn transition(s: &RedisStore, t: &Transition<'_>) -> StoreResul
         .arg(&channel)
         .arg(ttl_ms(t.ttl))
         .arg(s.limits.log_len)
-        .arg(t.mid.unwrap_or(""))
+        .arg(t.mid.map(mid_hex).unwrap_or_default())
         .arg(interval)
         .arg(tolerance)
         .arg(s.limits.mids_kept);
@@ -194,7 +190,9 @@ pub(super) async fn events_since(s: &RedisStore, game: &GameId, since: u64) -> S
         .key(s.keys.game_log(game))
         .arg(since)
         .arg(s.limits.log_len);
-    let reply: Value = s.call("events_since", inv.invoke_async(&mut conn)).await?;
+    let reply: Value = s
+        .call("events_since", conn.generation, inv.invoke_async(&mut conn))
+        .await?;
     if reply == Value::Nil {
         return Ok(Replay::UnknownGame);
     }
@@ -229,38 +227,34 @@ pub(super) async fn applied_move(
     player: &PlayerId,
     mid: &str,
 ) -> StoreResult<Option<u64>> {
-    let mids = s.keys.game_mids(game);
-    let member = format!("{player}|{mid}");
-    let score: Option<String> = match &s.durable {
+    let key = s.keys.game(game);
+    let mut read = ::redis::cmd("HGET");
+    read.arg(&key).arg(format!("m:{player}"));
+    let mids: Option<String> = match &s.durable {
         None => {
             let mut conn = s.conn().await?;
-            s.call(
-                "applied_move",
-                ::redis::cmd("ZSCORE")
-                    .arg(&mids)
-                    .arg(&member)
-                    .query_async(&mut conn),
-            )
-            .await?
+            s.call("applied_move", conn.generation, read.query_async(&mut conn))
+                .await?
         }
         Some(durable) => {
             // The move may have been made through another connection and not be on the
             // replicas yet: a write of this connection first, so that WAIT covers it.
             let mut pipe = ::redis::pipe();
-            pipe.add_command(script_cmd(&SCRIPTS.touch, &[&mids]))
-                .cmd("ZSCORE")
-                .arg(&mids)
-                .arg(&member)
+            pipe.add_command(script_cmd(&SCRIPTS.touch, &[&key]))
+                .add_command(read)
                 .add_command(wait_cmd(durable));
             let replies = s
                 .durably("applied_move", durable, &pipe, &[&SCRIPTS.touch])
                 .await?;
-            let score = reply(replies.get(1).cloned())?;
-            if score != Value::Nil {
+            let mids = reply(replies.get(1).cloned())?;
+            if mids != Value::Nil {
                 s.confirmed("applied_move", durable, &replies, 2)?;
             }
-            ::redis::from_redis_value(score).map_err(|e| corrupt("applied_move", e))?
+            ::redis::from_redis_value(mids).map_err(|e| corrupt("applied_move", e))?
         }
     };
-    score.map(|v| num(&v, "move version")).transpose()
+    let Some(mids) = mids else { return Ok(None) };
+    applied_in(&mids, &mid_hex(mid))
+        .map(|v| num(v, "move version"))
+        .transpose()
 }

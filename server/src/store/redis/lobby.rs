@@ -1,10 +1,16 @@
-//! The lobby (open and live games, scored by last update) and the quick-match queue.
+//! The lobby (open and live games, scored by last update, a few open ones per player), the
+//! players' waiting games, and the quick-match queue.
 
-use super::decode::{corrupt, items, texts, ttl_ms};
+use super::decode::{corrupt, items, text, texts, ttl_ms};
 use super::*;
 use ::redis::Value;
 
-pub(super) async fn update(s: &RedisStore, entry: &LobbyGame, event: Bytes) -> StoreResult<()> {
+pub(super) async fn update(
+    s: &RedisStore,
+    entry: &LobbyGame,
+    owner: Option<&PlayerId>,
+    event: Bytes,
+) -> StoreResult<()> {
     let k = &s.keys;
     let status = serde_json::to_value(entry.status)
         .ok()
@@ -16,20 +22,25 @@ pub(super) async fn update(s: &RedisStore, entry: &LobbyGame, event: Bytes) -> S
     inv.key(k.lobby_open())
         .key(k.lobby_live())
         .key(k.lobby_info())
+        .key(k.lobby_owners())
         .arg("update")
         .arg(entry.game.as_str())
         .arg(status)
         .arg(json)
         .arg(k.lobby_channel())
         .arg(event.as_ref())
-        .arg(s.publish_cmd());
-    let _: i64 = s.call("lobby", inv.invoke_async(&mut conn)).await?;
+        .arg(s.publish_cmd())
+        .arg(owner.map(PlayerId::as_str).unwrap_or_default());
+    let _: i64 = s
+        .call("lobby", conn.generation, inv.invoke_async(&mut conn))
+        .await?;
     Ok(())
 }
 
 pub(super) async fn list(
     s: &RedisStore,
     max: usize,
+    per_owner: usize,
     ttl: Duration,
 ) -> StoreResult<(Vec<LobbyGame>, Vec<LobbyGame>)> {
     let k = &s.keys;
@@ -38,10 +49,14 @@ pub(super) async fn list(
     inv.key(k.lobby_open())
         .key(k.lobby_live())
         .key(k.lobby_info())
+        .key(k.lobby_owners())
         .arg("list")
         .arg(max.max(1))
-        .arg(ttl_ms(ttl));
-    let reply: Value = s.call("lobby", inv.invoke_async(&mut conn)).await?;
+        .arg(ttl_ms(ttl))
+        .arg(per_owner);
+    let reply: Value = s
+        .call("lobby", conn.generation, inv.invoke_async(&mut conn))
+        .await?;
     let mut lists = items(reply).ok_or_else(|| corrupt("lobby", "not an array"))?;
     let parse = |v: Option<Value>| -> Vec<LobbyGame> {
         v.and_then(texts)
@@ -65,11 +80,14 @@ pub(super) async fn match_enqueue(
     let mut inv = SCRIPTS.matching.prepare_invoke();
     inv.key(s.keys.match_queue())
         .key(s.keys.match_tickets())
+        .key(s.keys.match_paired())
         .arg("enqueue")
         .arg(ticket.player.as_str())
         .arg(json)
         .arg(ttl_ms(fresh));
-    let reply: Vec<String> = s.call("match", inv.invoke_async(&mut conn)).await?;
+    let reply: Vec<String> = s
+        .call("match", conn.generation, inv.invoke_async(&mut conn))
+        .await?;
     match reply.as_slice() {
         [tag] if tag == "queued" => Ok(None),
         [tag, other] if tag == "paired" => serde_json::from_str(other)
@@ -84,15 +102,19 @@ pub(super) async fn match_cancel(s: &RedisStore, player: &PlayerId) -> StoreResu
     let mut inv = SCRIPTS.matching.prepare_invoke();
     inv.key(s.keys.match_queue())
         .key(s.keys.match_tickets())
+        .key(s.keys.match_paired())
         .arg("cancel")
         .arg(player.as_str());
-    let removed: i64 = s.call("match", inv.invoke_async(&mut conn)).await?;
+    let removed: i64 = s
+        .call("match", conn.generation, inv.invoke_async(&mut conn))
+        .await?;
     Ok(removed == 1)
 }
 
 pub(super) async fn match_refresh(
     s: &RedisStore,
     players: &[PlayerId],
+    fresh: Duration,
 ) -> StoreResult<Vec<PlayerId>> {
     if players.is_empty() {
         return Ok(Vec::new());
@@ -101,13 +123,62 @@ pub(super) async fn match_refresh(
     let mut inv = SCRIPTS.matching.prepare_invoke();
     inv.key(s.keys.match_queue())
         .key(s.keys.match_tickets())
-        .arg("refresh");
+        .key(s.keys.match_paired())
+        .arg("refresh")
+        .arg(ttl_ms(fresh));
     for p in players {
         inv.arg(p.as_str());
     }
-    let missing: Vec<String> = s.call("match", inv.invoke_async(&mut conn)).await?;
+    let missing: Vec<String> = s
+        .call("match", conn.generation, inv.invoke_async(&mut conn))
+        .await?;
     Ok(missing
         .into_iter()
         .filter_map(|p| PlayerId::try_from(p).ok())
         .collect())
+}
+
+pub(super) async fn hold_waiting(
+    s: &RedisStore,
+    player: &PlayerId,
+    game: &GameId,
+    cap: usize,
+    ttl: Duration,
+) -> StoreResult<Hold> {
+    let mut conn = s.conn().await?;
+    let mut inv = SCRIPTS.waiting.prepare_invoke();
+    inv.key(s.keys.player_waiting(player))
+        .arg("hold")
+        .arg(game.as_str())
+        .arg(cap)
+        .arg(ttl_ms(ttl));
+    let reply: Vec<Value> = s
+        .call("waiting", conn.generation, inv.invoke_async(&mut conn))
+        .await?;
+    match reply.split_first() {
+        Some((Value::Int(1), _)) => Ok(Hold::Held),
+        Some((Value::Int(0), held)) => Ok(Hold::Full(
+            held.iter()
+                .filter_map(text)
+                .filter_map(|g| GameId::try_from(g).ok())
+                .collect(),
+        )),
+        _ => Err(corrupt("waiting", reply)),
+    }
+}
+
+pub(super) async fn release_waiting(
+    s: &RedisStore,
+    player: &PlayerId,
+    game: &GameId,
+) -> StoreResult<()> {
+    let mut conn = s.conn().await?;
+    let mut inv = SCRIPTS.waiting.prepare_invoke();
+    inv.key(s.keys.player_waiting(player))
+        .arg("release")
+        .arg(game.as_str());
+    let _: i64 = s
+        .call("waiting", conn.generation, inv.invoke_async(&mut conn))
+        .await?;
+    Ok(())
 }

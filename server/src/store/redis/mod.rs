@@ -28,22 +28,20 @@ pub use sharded_bus::ClusterBus;
 
 use super::*;
 use ::redis::Script;
-use connection::{Backend, Origin};
+use connection::Link;
 use durable::Durable;
 use std::sync::LazyLock;
 
 pub struct RedisStore {
     keys: Keys,
     limits: StoreLimits,
-    backend: Backend,
+    link: Link,
     bus: Arc<dyn Bus>,
     /// Bounds every call: an outage becomes [`StoreError::Unavailable`] within it, not a hang.
     op_timeout: Duration,
     /// Set with REDIS_WAIT_REPLICAS: game changes are acknowledged only once replicas have
     /// them.
     durable: Option<Durable>,
-    /// How `backend` was made, to make more connections of the same kind.
-    origin: Origin,
 }
 
 struct Scripts {
@@ -61,6 +59,7 @@ struct Scripts {
     deadline: Script,
     publish_logged: Script,
     touch: Script,
+    waiting: Script,
 }
 
 /// Hashed once; `Script` sends EVALSHA and loads the source only after a NOSCRIPT (for
@@ -80,6 +79,7 @@ static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     deadline: Script::new(include_str!("../scripts/deadline.lua")),
     publish_logged: Script::new(include_str!("../scripts/publish_logged.lua")),
     touch: Script::new(include_str!("../scripts/touch.lua")),
+    waiting: Script::new(include_str!("../scripts/waiting.lua")),
 });
 
 #[async_trait]
@@ -91,7 +91,11 @@ impl Store for RedisStore {
     async fn ping(&self) -> StoreResult<()> {
         let mut conn = self.conn().await?;
         let _: String = self
-            .call("ping", ::redis::cmd("PING").query_async(&mut conn))
+            .call(
+                "ping",
+                conn.generation,
+                ::redis::cmd("PING").query_async(&mut conn),
+            )
             .await?;
         Ok(())
     }
@@ -101,6 +105,7 @@ impl Store for RedisStore {
         let _: i64 = self
             .call(
                 "publish",
+                conn.generation,
                 ::redis::cmd(self.publish_cmd())
                     .arg(channel)
                     .arg(payload.as_ref())
@@ -197,7 +202,9 @@ impl Store for RedisStore {
         let mut conn = self.conn().await?;
         let mut inv = SCRIPTS.rate.prepare_invoke();
         inv.key(key).arg(rule.interval_us).arg(rule.tolerance_us());
-        let v: Vec<u64> = self.call("rate", inv.invoke_async(&mut conn)).await?;
+        let v: Vec<u64> = self
+            .call("rate", conn.generation, inv.invoke_async(&mut conn))
+            .await?;
         match v.as_slice() {
             [1, _] => Ok(Decision::Allow { new_tat: 0 }),
             [0, retry] => Ok(Decision::Deny {
@@ -211,11 +218,11 @@ impl Store for RedisStore {
         &self,
         game: &GameId,
         entry: &PresenceEntry<'_>,
-        delta: i64,
+        change: Attendance,
         event: &PresenceTemplate,
         ttl: Duration,
     ) -> StoreResult<PresenceChange> {
-        presence::change(self, game, entry, delta, event, ttl).await
+        presence::change(self, game, entry, change, event, ttl).await
     }
 
     async fn presence(&self, game: &GameId) -> StoreResult<Presence> {
@@ -243,16 +250,36 @@ impl Store for RedisStore {
         presence::sweep_lease(self, lease, ttl, event).await
     }
 
-    async fn lobby_update(&self, entry: &LobbyGame, event: Bytes) -> StoreResult<()> {
-        lobby::update(self, entry, event).await
+    async fn hold_waiting(
+        &self,
+        player: &PlayerId,
+        game: &GameId,
+        cap: usize,
+        ttl: Duration,
+    ) -> StoreResult<Hold> {
+        lobby::hold_waiting(self, player, game, cap, ttl).await
+    }
+
+    async fn release_waiting(&self, player: &PlayerId, game: &GameId) -> StoreResult<()> {
+        lobby::release_waiting(self, player, game).await
+    }
+
+    async fn lobby_update(
+        &self,
+        entry: &LobbyGame,
+        owner: Option<&PlayerId>,
+        event: Bytes,
+    ) -> StoreResult<()> {
+        lobby::update(self, entry, owner, event).await
     }
 
     async fn lobby_list(
         &self,
         max: usize,
+        per_owner: usize,
         ttl: Duration,
     ) -> StoreResult<(Vec<LobbyGame>, Vec<LobbyGame>)> {
-        lobby::list(self, max, ttl).await
+        lobby::list(self, max, per_owner, ttl).await
     }
 
     async fn match_enqueue(&self, ticket: &Ticket, fresh: Duration) -> StoreResult<Option<Ticket>> {
@@ -263,8 +290,12 @@ impl Store for RedisStore {
         lobby::match_cancel(self, player).await
     }
 
-    async fn match_refresh(&self, players: &[PlayerId]) -> StoreResult<Vec<PlayerId>> {
-        lobby::match_refresh(self, players).await
+    async fn match_refresh(
+        &self,
+        players: &[PlayerId],
+        fresh: Duration,
+    ) -> StoreResult<Vec<PlayerId>> {
+        lobby::match_refresh(self, players, fresh).await
     }
 
     async fn set_deadline(&self, game: &GameId, at_ms: u64) -> StoreResult<()> {

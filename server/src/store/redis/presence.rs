@@ -3,9 +3,11 @@
 //! swept. The presence event depends on the counts after a change, so the script completes
 //! the instance's presence template and publishes it in the same call.
 
-use super::decode::{corrupt, num, parse_state, presence_of, role_name, texts, ttl_ms};
+use super::decode::{corrupt, num, parse_state, presence_of, role_name, texts, ttl_ms, why_name};
 use super::durable::{reply, script_cmd, wait_cmd};
 use super::*;
+use crate::protocol::AwayReason;
+use crate::protocol::templates::AWAY_PIECES;
 use ::redis::Value;
 
 /// Runs presence.lua in `change` or `sweep` mode; returns the presence after it, the seats it
@@ -16,6 +18,7 @@ async fn script(
     args: &[&str],
     event: &PresenceTemplate,
     ttl: Duration,
+    why: AwayReason,
 ) -> StoreResult<(Presence, Seats<bool>, u64)> {
     let k = &s.keys;
     let mut inv = SCRIPTS.presence.prepare_invoke();
@@ -24,15 +27,17 @@ async fn script(
         inv.arg(*a);
     }
     inv.arg(ttl_ms(ttl)).arg(k.game_channel(game));
-    for piece in event.pieces() {
+    for piece in event.pieces().into_iter().chain(AWAY_PIECES) {
         inv.arg(piece);
     }
-    inv.arg(s.publish_cmd());
+    inv.arg(s.publish_cmd()).arg(why_name(why));
     let mut conn = s.conn().await?;
-    let v: Vec<i64> = s.call("presence", inv.invoke_async(&mut conn)).await?;
+    let v: Vec<i64> = s
+        .call("presence", conn.generation, inv.invoke_async(&mut conn))
+        .await?;
     match v.as_slice() {
-        [x, o, n, xl, ol, mine] => Ok((
-            presence_of(*x, *o, *n),
+        [x, o, n, xl, ol, mine, away @ ..] => Ok((
+            presence_of(*x, *o, *n, away)?,
             Seats {
                 x: *xl == 1,
                 o: *ol == 1,
@@ -47,17 +52,22 @@ pub(super) async fn change(
     s: &RedisStore,
     game: &GameId,
     entry: &PresenceEntry<'_>,
-    delta: i64,
+    change: Attendance,
     event: &PresenceTemplate,
     ttl: Duration,
 ) -> StoreResult<PresenceChange> {
     let games = s.keys.instance_games(entry.lease);
+    let (delta, why) = match change {
+        Attendance::Arrive => (1, AwayReason::Disconnected),
+        Attendance::Leave(why) => (-1, why),
+    };
     if delta > 0 {
         // Indexed before the entry exists, so a sweep after this instance dies finds it.
         let mut conn = s.conn().await?;
         let _: i64 = s
             .call(
                 "presence_index",
+                conn.generation,
                 ::redis::cmd("SADD")
                     .arg(&games)
                     .arg(game.as_str())
@@ -72,12 +82,14 @@ pub(super) async fn change(
         role_name(entry.role)
     );
     let delta = delta.to_string();
-    let (presence, left, mine) = script(s, game, &["change", &field, &delta], event, ttl).await?;
+    let (presence, left, mine) =
+        script(s, game, &["change", &field, &delta], event, ttl, why).await?;
     if mine == 0 {
         let mut conn = s.conn().await?;
         let _: i64 = s
             .call(
                 "presence_index",
+                conn.generation,
                 ::redis::cmd("SREM")
                     .arg(&games)
                     .arg(game.as_str())
@@ -98,9 +110,11 @@ pub(super) async fn read(s: &RedisStore, game: &GameId) -> StoreResult<Presence>
     inv.key(s.keys.game_presence(game))
         .key(s.keys.game(game))
         .arg("read");
-    let v: Vec<i64> = s.call("presence", inv.invoke_async(&mut conn)).await?;
+    let v: Vec<i64> = s
+        .call("presence", conn.generation, inv.invoke_async(&mut conn))
+        .await?;
     match v.as_slice() {
-        [x, o, n] => Ok(presence_of(*x, *o, *n)),
+        [x, o, n, away @ ..] => presence_of(*x, *o, *n, away),
         other => Err(corrupt("presence", other)),
     }
 }
@@ -111,7 +125,9 @@ pub(super) async fn inspect_seats(s: &RedisStore, game: &GameId) -> StoreResult<
     inv.key(s.keys.game_presence(game))
         .key(s.keys.game(game))
         .arg("inspect");
-    let reply: Value = s.call("inspect", inv.invoke_async(&mut conn)).await?;
+    let reply: Value = s
+        .call("inspect", conn.generation, inv.invoke_async(&mut conn))
+        .await?;
     if reply == Value::Nil {
         return Ok(None);
     }
@@ -167,7 +183,9 @@ pub(super) async fn renew_lease(s: &RedisStore, lease: &str, ttl: Duration) -> S
         .arg("renew")
         .arg(lease)
         .arg(ttl_ms(ttl));
-    let known: i64 = s.call("lease", inv.invoke_async(&mut conn)).await?;
+    let known: i64 = s
+        .call("lease", conn.generation, inv.invoke_async(&mut conn))
+        .await?;
     Ok(known == 1)
 }
 
@@ -175,7 +193,8 @@ pub(super) async fn expired_leases(s: &RedisStore) -> StoreResult<Vec<String>> {
     let mut conn = s.conn().await?;
     let mut inv = SCRIPTS.lease.prepare_invoke();
     inv.key(s.keys.instances()).arg("expired");
-    s.call("lease", inv.invoke_async(&mut conn)).await
+    s.call("lease", conn.generation, inv.invoke_async(&mut conn))
+        .await
 }
 
 pub(super) async fn sweep_lease(
@@ -189,12 +208,21 @@ pub(super) async fn sweep_lease(
     let games: Vec<String> = s
         .call(
             "sweep",
+            conn.generation,
             ::redis::cmd("SMEMBERS").arg(&index).query_async(&mut conn),
         )
         .await?;
     let mut emptied = Vec::new();
     for g in games.into_iter().filter_map(|g| GameId::try_from(g).ok()) {
-        let (_, left, _) = script(s, &g, &["sweep", lease, "0"], &event(&g), ttl).await?;
+        let (_, left, _) = script(
+            s,
+            &g,
+            &["sweep", lease, "0"],
+            &event(&g),
+            ttl,
+            AwayReason::Disconnected,
+        )
+        .await?;
         if left.x || left.o {
             emptied.push((g, left));
         }
@@ -203,12 +231,14 @@ pub(super) async fn sweep_lease(
     let _: i64 = s
         .call(
             "sweep",
+            conn.generation,
             ::redis::cmd("DEL").arg(&index).query_async(&mut conn),
         )
         .await?;
     let _: i64 = s
         .call(
             "sweep",
+            conn.generation,
             ::redis::cmd("ZREM")
                 .arg(s.keys.instances())
                 .arg(lease)

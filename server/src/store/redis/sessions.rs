@@ -46,7 +46,11 @@ pub(super) async fn create(
         .arg(ttl_ms(ttl))
         .ignore();
     let _: () = s
-        .call("create_session", pipe.query_async(&mut conn))
+        .call(
+            "create_session",
+            conn.generation,
+            pipe.query_async(&mut conn),
+        )
         .await?;
     Ok(())
 }
@@ -64,7 +68,9 @@ pub(super) async fn open(
         .arg(ttl_ms(ttl))
         .arg(rename.unwrap_or(""))
         .arg(s.limits.session_games);
-    let v: Value = s.call("open_session", inv.invoke_async(&mut conn)).await?;
+    let v: Value = s
+        .call("open_session", conn.generation, inv.invoke_async(&mut conn))
+        .await?;
     if v == Value::Nil {
         return Ok(None);
     }
@@ -98,7 +104,13 @@ pub(super) async fn remember_game(
         .arg(game.as_str())
         .arg(ttl_ms(ttl))
         .arg(s.limits.session_games);
-    let _: i64 = s.call("remember_game", inv.invoke_async(&mut conn)).await?;
+    let _: i64 = s
+        .call(
+            "remember_game",
+            conn.generation,
+            inv.invoke_async(&mut conn),
+        )
+        .await?;
     Ok(())
 }
 
@@ -111,6 +123,7 @@ pub(super) async fn forget_game(
     let _: i64 = s
         .call(
             "forget_game",
+            conn.generation,
             ::redis::cmd("ZREM")
                 .arg(s.keys.session_games(token))
                 .arg(game.as_str())

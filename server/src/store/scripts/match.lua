@@ -1,11 +1,15 @@
 -- The quick-match queue: a sorted set of waiting players scored by their ticket's last refresh
 -- (ms), tickets' JSON in a hash. Pairing pops the other ticket in the same atomic step, so no
 -- ticket is ever paired twice.
--- KEYS  1 queue zset  2 tickets hash
+-- A popped ticket's player is noted in the paired set (scored by when) for one freshness
+-- period: the news of the match travels to the player's instance by pub/sub, and until it
+-- arrives a refresh must not take the ticket for lost and queue the player again (who would
+-- then be paired a second time).
+-- KEYS  1 queue zset  2 tickets hash  3 paired zset
 -- ARGV  1 mode
 --   enqueue: 2 player  3 ticket JSON  4 freshness ms -> {'queued'} or {'paired', other ticket}
 --   cancel:  2 player -> 1 if it was queued
---   refresh: 2.. players -> the players no longer queued
+--   refresh: 2 freshness ms  3.. players -> the players neither queued nor just paired
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local mode = ARGV[1]
@@ -15,12 +19,14 @@ if mode == 'enqueue' then
     redis.call('ZREM', KEYS[1], p)
     redis.call('HDEL', KEYS[2], p)
   end
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', string.format('(%d', now - tonumber(ARGV[4])))
   if not redis.call('ZSCORE', KEYS[1], ARGV[2]) then
     local first = redis.call('ZRANGE', KEYS[1], 0, 0)
     if #first > 0 then
       local other = redis.call('HGET', KEYS[2], first[1])
       redis.call('ZREM', KEYS[1], first[1])
       redis.call('HDEL', KEYS[2], first[1])
+      redis.call('ZADD', KEYS[3], now, first[1])
       if other then
         return {'paired', other}
       end
@@ -33,11 +39,12 @@ elseif mode == 'cancel' then
   redis.call('HDEL', KEYS[2], ARGV[2])
   return redis.call('ZREM', KEYS[1], ARGV[2])
 end
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', string.format('(%d', now - tonumber(ARGV[2])))
 local missing = {}
-for i = 2, #ARGV do
+for i = 3, #ARGV do
   if redis.call('ZSCORE', KEYS[1], ARGV[i]) then
     redis.call('ZADD', KEYS[1], now, ARGV[i])
-  else
+  elseif not redis.call('ZSCORE', KEYS[3], ARGV[i]) then
     missing[#missing + 1] = ARGV[i]
   end
 end

@@ -1,16 +1,24 @@
 -- Who is connected to a game, kept as a hash of connection counts per instance lease:
 -- field 'c|<lease>|<player>|<role>'. Beside them, per seat M: 'seen|M' once its player was
--- present, 'away|M' = ms since when it has been absent (the forfeit clock).
+-- present, 'away|M' = ms since when it has been absent (the forfeit clock), 'why|M' =
+-- 'left' or 'disconnected' while a seat its player went from is empty.
 --
 -- KEYS  1 presence hash  2 game hash
 -- ARGV  1 mode: 'change', 'sweep', 'read' or 'inspect'
---   change:  2 field  3 delta  4 ttl ms  5 channel  6-9 presence event  10 publish command
---   sweep:   2 dead lease    4 ttl ms  5 channel  6-9 presence event  10 publish command
+--   change:  2 field  3 delta  4 ttl ms  5 channel  6-11 presence event  12-15 absence pieces
+--            16 publish command  17 why a seat that empties is empty: 'left' or 'disconnected'
+--   sweep:   2 dead lease    4 ttl ms  5 channel  6-11 presence event  12-15 absence pieces
+--            16 publish command  17 why
 --   read, inspect: (nothing)
--- The presence event is rendered by the instance, in pieces around X present, O present and
--- the spectator count after the change, which only this script knows.
--- read returns {x present, o present, spectators}.
--- change/sweep return {x present, o present, spectators, x left, o left, entries of the lease}.
+-- The presence event is rendered by the instance, in pieces around X present, O present, the
+-- spectator count, X's absence and O's absence after the change, which only this script
+-- knows. An absence is written with the absence pieces: 'null' (12), or the opening for
+-- 'left' (13) or 'disconnected' (14), the milliseconds since the player went, the close (15).
+-- An absence in a reply is {x away ms, o away ms, x why, o why}: ms -1 and why 0 for a seat
+-- that is present or whose player never went; why 1 left, 2 disconnected.
+-- read returns {x present, o present, spectators, absence}.
+-- change/sweep return {x present, o present, spectators, x left, o left, entries of the lease,
+-- absence}.
 -- inspect returns nil for an unknown game, else
 --   {now, version, state, x present, o present, x seen, o seen, x away since, o away since},
 -- starting the away clock of an absent seat that has none.
@@ -34,9 +42,31 @@ local t = redis.call('TIME')
 local now = string.format('%d', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
 local mode = ARGV[1]
 
+-- How long ago and why the player of seat m went, if it is empty after having been taken.
+local function away_of(m, present)
+  if present then
+    return -1, 0
+  end
+  local why = redis.call('HGET', KEYS[1], 'why|' .. m)
+  local since = redis.call('HGET', KEYS[1], 'away|' .. m)
+  if not why or not since then
+    return -1, 0
+  end
+  return math.max(0, tonumber(now) - tonumber(since)), (why == 'left') and 1 or 2
+end
+
+local function away_text(ms, why)
+  if why == 0 then
+    return ARGV[12]
+  end
+  return ARGV[12 + why] .. string.format('%d', ms) .. ARGV[15]
+end
+
 if mode == 'read' then
   local x, o, n = summary()
-  return {x and 1 or 0, o and 1 or 0, n}
+  local xa, xw = away_of('X', x)
+  local oa, ow = away_of('O', o)
+  return {x and 1 or 0, o and 1 or 0, n, xa, oa, xw, ow}
 end
 
 if mode == 'inspect' then
@@ -82,19 +112,22 @@ local x1, o1, n1 = summary()
 local seats = {{'X', x0, x1}, {'O', o0, o1}}
 for _, s in ipairs(seats) do
   if s[3] then
-    redis.call('HDEL', KEYS[1], 'away|' .. s[1])
+    redis.call('HDEL', KEYS[1], 'away|' .. s[1], 'why|' .. s[1])
     redis.call('HSET', KEYS[1], 'seen|' .. s[1], '1')
   elseif s[2] then
-    redis.call('HSET', KEYS[1], 'away|' .. s[1], now)
+    redis.call('HSET', KEYS[1], 'away|' .. s[1], now, 'why|' .. s[1], ARGV[17])
   end
 end
 if redis.call('EXISTS', KEYS[1]) == 1 then
   redis.call('PEXPIRE', KEYS[1], ARGV[4])
 end
 
+local xa, xw = away_of('X', x1)
+local oa, ow = away_of('O', o1)
 if x0 ~= x1 or o0 ~= o1 or n0 ~= n1 then
-  redis.call(ARGV[10], ARGV[5], ARGV[6] .. tostring(x1) .. ARGV[7] .. tostring(o1) .. ARGV[8]
-    .. string.format('%d', n1) .. ARGV[9])
+  redis.call(ARGV[16], ARGV[5], ARGV[6] .. tostring(x1) .. ARGV[7] .. tostring(o1) .. ARGV[8]
+    .. string.format('%d', n1) .. ARGV[9] .. away_text(xa, xw) .. ARGV[10] .. away_text(oa, ow)
+    .. ARGV[11])
 end
 
 local mine = 0
@@ -104,4 +137,5 @@ for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do
     mine = mine + 1
   end
 end
-return {x1 and 1 or 0, o1 and 1 or 0, n1, (x0 and not x1) and 1 or 0, (o0 and not o1) and 1 or 0, mine}
+return {x1 and 1 or 0, o1 and 1 or 0, n1, (x0 and not x1) and 1 or 0, (o0 and not o1) and 1 or 0, mine,
+  xa, oa, xw, ow}

@@ -1,31 +1,45 @@
 -- One game transition, atomically: a compare-and-set on the game's version that, in the same
--- step, checks the actor's seat and move budget, writes the new state, appends the event to the
--- game's log and publishes it. Nothing changes unless every check passes.
+-- step, checks the actor's seat, move id and move budget, writes the new state, appends the
+-- event to the game's log and publishes it. Nothing changes unless every check passes.
 --
--- KEYS  1 game hash   2 log stream   3 applied move ids (zset)   4 actor's move budget
---       5 chat stream 6 presence hash (only to keep every key of the game on one lifetime)
+-- Everything a move reads or writes per player lives in the game hash itself, so a regular
+-- move is six commands (EVALSHA, HMGET, TIME, HSET, XADD, PUBLISH):
+--   'm:<player>'  the player's recent move ids: ',<hex mid>=<version>' entries, oldest first
+--                 (hex, so that no mid can forge a separator; at most ARGV 13 entries)
+--   'r:<player>'  the player's move budget: GCRA theoretical arrival time, Redis clock, us
+--   'e', 't'      when (ms) and with what ttl the lifetimes of the game's keys were last set
+-- Lifetimes are set to 5/4 of the ttl and refreshed once a quarter of it has passed (or the
+-- ttl changes, as when a round ends): every key of the game still lives at least `ttl` after
+-- its last transition, without four PEXPIREs per move.
+--
+-- KEYS  1 game hash   2 log stream   3 chat stream   4 presence hash
 -- ARGV  1 expected version       2 actor player id    3 seat check: '-', 'holds' or 'claims'
 --       4 seat field: 'x' or 'o' 5 new state JSON     6 event JSON
---       7 channel                8 ttl ms             9 log length kept
---      10 client move id or ''  11 budget interval us or '' (no limit)
---      12 budget tolerance us   13 move ids kept     14 publish command (PUBLISH / SPUBLISH),
---                                                        or '' when the caller publishes
---                                                        after a WAIT (publish_logged.lua)
-local cur = redis.call('HMGET', KEYS[1], 'v', 'x', 'o')
+--       7 channel                8 ttl ms             9 log length kept (approximate trim)
+--      10 hex move id or ''     11 budget interval us or '' (no limit)
+--      12 budget tolerance us   13 move ids kept per player
+--      14 publish command (PUBLISH / SPUBLISH), or '' when the caller publishes after a WAIT
+--         (publish_logged.lua)
+local mids_field = 'm:' .. ARGV[2]
+local rate_field = 'r:' .. ARGV[2]
+local cur = redis.call('HMGET', KEYS[1], 'v', 'x', 'o', mids_field, rate_field, 'e', 't')
 if not cur[1] then
   return {'unknown'}
 end
 
-local member = ARGV[2] .. '|' .. ARGV[10]
+local mids = cur[4] or ''
 if ARGV[10] ~= '' then
-  local done = redis.call('ZSCORE', KEYS[3], member)
-  if done then
+  local at = string.find(mids, ',' .. ARGV[10] .. '=', 1, true)
+  if at then
     if ARGV[14] == '' then
       -- A write, so that the caller's WAIT also covers the first attempt, which may have
       -- come through another connection and not reached the replicas yet.
-      redis.call('PEXPIRE', KEYS[3], ARGV[8])
+      local left = redis.call('PTTL', KEYS[1])
+      if left > 0 then
+        redis.call('PEXPIRE', KEYS[1], left)
+      end
     end
-    return {'duplicate', done}
+    return {'duplicate', string.match(mids, '=(%d+)', at)}
   end
 end
 
@@ -44,39 +58,63 @@ if ARGV[3] == 'claims' and holder then
   return {'seat_taken'}
 end
 
+local t = redis.call('TIME')
+local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local now_ms = math.floor(now_us / 1000)
+local writes = {}
+
 -- GCRA on Redis's clock; mirrors ratelimit::gcra.
 if ARGV[11] ~= '' then
-  local t = redis.call('TIME')
-  local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-  local tat = tonumber(redis.call('GET', KEYS[4]) or now)
-  if tat < now then
-    tat = now
+  local tat = tonumber(cur[5] or now_us)
+  if tat < now_us then
+    tat = now_us
   end
   local allow_at = tat - tonumber(ARGV[12])
-  if now < allow_at then
-    return {'limited', string.format('%d', allow_at - now)}
+  if now_us < allow_at then
+    return {'limited', string.format('%d', allow_at - now_us)}
   end
-  local new_tat = tat + tonumber(ARGV[11])
-  redis.call('SET', KEYS[4], string.format('%d', new_tat), 'PX',
-    string.format('%d', math.floor((new_tat - now) / 1000) + 1))
+  writes[#writes + 1] = rate_field
+  writes[#writes + 1] = string.format('%d', tat + tonumber(ARGV[11]))
 end
 
 local v = string.format('%d', tonumber(ARGV[1]) + 1)
+writes[#writes + 1] = 'v'
+writes[#writes + 1] = v
+writes[#writes + 1] = 's'
+writes[#writes + 1] = ARGV[5]
 if ARGV[3] == 'claims' then
-  redis.call('HSET', KEYS[1], ARGV[4], ARGV[2])
+  writes[#writes + 1] = ARGV[4]
+  writes[#writes + 1] = ARGV[2]
 end
-redis.call('HSET', KEYS[1], 'v', v, 's', ARGV[5])
-redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[9], '0-' .. v, 'e', ARGV[6])
+if ARGV[10] ~= '' then
+  mids = mids .. ',' .. ARGV[10] .. '=' .. v
+  local _, count = string.gsub(mids, ',', ',')
+  while count > tonumber(ARGV[13]) do
+    mids = string.sub(mids, string.find(mids, ',', 2, true))
+    count = count - 1
+  end
+  writes[#writes + 1] = mids_field
+  writes[#writes + 1] = mids
+end
+
+local ttl = tonumber(ARGV[8])
+local refresh = cur[7] ~= ARGV[8] or now_ms - tonumber(cur[6] or 0) >= ttl / 4
+if refresh then
+  writes[#writes + 1] = 'e'
+  writes[#writes + 1] = string.format('%d', now_ms)
+  writes[#writes + 1] = 't'
+  writes[#writes + 1] = ARGV[8]
+end
+
+redis.call('HSET', KEYS[1], unpack(writes))
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[9], '0-' .. v, 'e', ARGV[6])
 if ARGV[14] ~= '' then
   redis.call(ARGV[14], ARGV[7], ARGV[6])
 end
-if ARGV[10] ~= '' then
-  redis.call('ZADD', KEYS[3], v, member)
-  redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -(tonumber(ARGV[13]) + 1))
-end
-for i = 1, 6 do
-  if i ~= 4 then
-    redis.call('PEXPIRE', KEYS[i], ARGV[8])
+if refresh then
+  local lifetime = string.format('%d', ttl + math.floor(ttl / 4))
+  for i = 1, 4 do
+    redis.call('PEXPIRE', KEYS[i], lifetime)
   end
 end
 return {'ok', v}

@@ -5,6 +5,16 @@
 //!   acknowledged per second, and move-to-opponent latency, from just before a player sends
 //!   its move to the moment its opponent receives the `moved` event (both clients live in
 //!   this process, so one clock serves both ends).
+//! - **open**: the same games, but moves come on a schedule instead of a think time after
+//!   the last one (an open loop): `--rate` moves per second offered by all games together,
+//!   each game a `rate / games` share, spaced evenly from a random phase or as a Poisson
+//!   process (`--arrivals`). A move is due at its scheduled time whether or not the player
+//!   can make it then: if its turn has not come yet (the opponent's previous move has not
+//!   reached it, or the round is being restarted), it waits and is sent the moment it can,
+//!   and its latency is measured from the time it was due, not from when it was sent. So a
+//!   server that falls behind shows it in the latencies instead of slowing the load down
+//!   (no coordinated omission). A closed loop at thousands of connections only measures
+//!   saturation; this asks "at 5,000 moves/s, how fast is a move?".
 //! - **idle**: connections say hello and stay open, answering the server's pings: how much
 //!   memory a connection costs a server, and how many it holds.
 //!
@@ -12,18 +22,35 @@
 //! the ramp-up is excluded, and lasts `--duration`. A run stops by itself, or at Ctrl-C, and
 //! always ends with the report.
 //!
+//! Besides speed, the report gives what the window's moves cost (module `cost`): CPU µs per
+//! accepted move of each instance (`--server-pids`), of Redis (`--redis-pids`, or the pid
+//! Redis gives in `INFO server` when it runs on this machine) and of this process, from
+//! utime + stime in `/proc/<pid>/stat`; Redis commands per move from `INFO commandstats`
+//! (`--redis-urls`: every node of a cluster); and Redis round trips per move from each
+//! instance's own metrics (`redis_command_seconds_count` over `moves_total{result="accepted"}`),
+//! read from `/metrics` on the host and port of its WebSocket URL unless `--metrics-urls`
+//! says where. With several load generators against the same Redis, each divides Redis's
+//! figures by its own moves only: run one generator when measuring Redis.
+//!
 //! One process holds at most as many sockets as its open-file limit allows (20,000 on the
 //! benchmark machines): run several load generators for more connections than that.
 
 mod conn;
+mod cost;
+mod cpu;
 mod idle;
+mod metrics;
 mod plan;
 mod play;
+mod redis_info;
 mod report;
+mod schedule;
 mod stats;
 
 pub use plan::parse_duration;
-pub use report::{InstanceReport, Latency, Mode, Report};
+pub use report::{
+    Arrivals, CommandReport, Cpu, InstanceReport, Latency, Mode, RedisReport, Report,
+};
 
 use clap::{Args, Parser};
 use conn::{Failure, Target, Ws};
@@ -73,14 +100,34 @@ pub struct LoadgenArgs {
     /// each gives another ~28,000 ephemeral ports.
     #[arg(long, value_delimiter = ',')]
     pub source_ips: Vec<IpAddr>,
-    /// play: pairs of connections play games through rematches; idle: connections say hello
-    /// and stay open (server memory per connection).
+    /// play: pairs of connections play games through rematches, each move a think time after
+    /// the last (closed loop); open: the same games offering --rate moves/s on a schedule
+    /// (open loop); idle: connections say hello and stay open (server memory per connection).
     #[arg(long, value_enum, default_value = "play")]
     pub mode: Mode,
-    /// Process ids of the servers, in the order of --urls, to report their resident memory
-    /// before and after the connections.
+    /// Open mode: moves per second offered by all games together (required there).
+    #[arg(long, value_name = "MOVES_PER_SEC")]
+    pub rate: Option<f64>,
+    /// Open mode: a game's moves evenly spaced (from a random phase per game) or as a
+    /// Poisson process.
+    #[arg(long, value_enum, default_value = "even")]
+    pub arrivals: Arrivals,
+    /// Process ids of the servers, in the order of --urls: their resident memory before and
+    /// after the connections, and their CPU per move over the window.
     #[arg(long, value_delimiter = ',')]
     pub server_pids: Vec<u32>,
+    /// Prometheus pages of the servers, in the order of --urls, for their Redis round trips
+    /// per move [default: http://HOST:PORT/metrics of each WebSocket URL].
+    #[arg(long, value_delimiter = ',')]
+    pub metrics_urls: Vec<String>,
+    /// Redis URLs (every node of a cluster), for the commands run per move
+    /// (INFO commandstats) and, when Redis runs on this machine, its pid.
+    #[arg(long, value_delimiter = ',')]
+    pub redis_urls: Vec<String>,
+    /// Process ids of the Redis servers, in the order of --redis-urls, for their CPU per move
+    /// [default: the process_id each reports in INFO server, if it is a local process].
+    #[arg(long, value_delimiter = ',')]
+    pub redis_pids: Vec<u32>,
     /// Print the report as one JSON object on stdout (the human report goes to stderr).
     #[arg(long)]
     pub json: bool,
@@ -135,13 +182,24 @@ impl Pacer {
     }
 }
 
+/// Open mode's offer: `rate` moves per second shared by `games` games.
+#[derive(Clone, Copy, Debug)]
+struct OpenLoop {
+    rate: f64,
+    games: usize,
+    arrivals: Arrivals,
+}
+
 /// What every connection task shares.
 struct Ctx {
     targets: Vec<Target>,
     sources: Vec<IpAddr>,
     /// Cancelled at the end of the window, or by the caller (Ctrl-C).
     stop: CancellationToken,
+    /// Closed loop: the mean wait before each move (zero in open mode).
     think: Duration,
+    /// Open loop: moves come on a schedule instead.
+    open: Option<OpenLoop>,
     seed: u64,
     pacer: Pacer,
     handshakes: Semaphore,
@@ -297,6 +355,17 @@ pub async fn run_with(args: LoadgenArgs, stop: CancellationToken) -> anyhow::Res
     if args.server_pids.len() > urls.len() {
         eprintln!("warning: more --server-pids than --urls; the extra ones are ignored");
     }
+    if args.metrics_urls.len() > urls.len() {
+        eprintln!("warning: more --metrics-urls than --urls; the extra ones are ignored");
+    }
+    match (args.mode, args.rate) {
+        (Mode::Open, None) => anyhow::bail!("--mode open needs --rate MOVES_PER_SEC"),
+        (Mode::Open, Some(r)) => {
+            anyhow::ensure!(r.is_finite() && r > 0.0, "--rate must be above zero")
+        }
+        (_, Some(_)) => anyhow::bail!("--rate applies to --mode open only"),
+        (_, None) => {}
+    }
     if let Some(limit) = stats::open_files_limit()
         && args.connections as u64 + 64 > limit
     {
@@ -312,17 +381,24 @@ pub async fn run_with(args: LoadgenArgs, stop: CancellationToken) -> anyhow::Res
     let sample = |pids: &[Option<u32>]| -> Vec<Option<u64>> {
         pids.iter().map(|p| p.and_then(stats::rss_kib)).collect()
     };
+    let mut probes = cost::Probes::discover(cost::Targets {
+        urls: &urls,
+        server_pids: &args.server_pids,
+        metrics_urls: &args.metrics_urls,
+        redis_urls: &args.redis_urls,
+        redis_pids: &args.redis_pids,
+    })
+    .await;
     let rss_before = sample(&pids);
 
-    let games = match args.mode {
-        Mode::Play => plan::play_plan(args.connections, urls.len(), args.source_ips.len()),
-        Mode::Idle => Vec::new(),
+    let (games, idle) = if args.mode.plays() {
+        let games = plan::play_plan(args.connections, urls.len(), args.source_ips.len());
+        (games, Vec::new())
+    } else {
+        let idle = plan::idle_plan(args.connections, urls.len(), args.source_ips.len());
+        (Vec::new(), idle)
     };
-    let idle = match args.mode {
-        Mode::Play => Vec::new(),
-        Mode::Idle => plan::idle_plan(args.connections, urls.len(), args.source_ips.len()),
-    };
-    if args.mode == Mode::Play && args.connections % 2 == 1 {
+    if args.mode.plays() && args.connections % 2 == 1 {
         eprintln!("warning: odd connection count: one connection is left out");
     }
     let to_settle = games.len() + idle.len();
@@ -336,7 +412,15 @@ pub async fn run_with(args: LoadgenArgs, stop: CancellationToken) -> anyhow::Res
         targets,
         sources: args.source_ips.clone(),
         stop: stop.child_token(),
-        think: Duration::from_millis(args.think_ms),
+        think: match args.mode {
+            Mode::Open => Duration::ZERO,
+            _ => Duration::from_millis(args.think_ms),
+        },
+        open: args.rate.map(|rate| OpenLoop {
+            rate,
+            games: games.len(),
+            arrivals: args.arrivals,
+        }),
         seed,
         pacer: Pacer::new(args.ramp),
         handshakes: Semaphore::new(MAX_HANDSHAKES),
@@ -374,6 +458,7 @@ pub async fn run_with(args: LoadgenArgs, stop: CancellationToken) -> anyhow::Res
     let mut rss_end = vec![None; urls.len()];
     let mut measured = Duration::ZERO;
     let mut interrupted = !all_up;
+    let mut snapshots = None;
     if all_up {
         rss_after = sample(&pids);
         if !args.quiet {
@@ -385,6 +470,7 @@ pub async fn run_with(args: LoadgenArgs, stop: CancellationToken) -> anyhow::Res
                 args.duration
             );
         }
+        let before = probes.at_window_start().await;
         ctx.stats.set_measuring(true);
         let window = Instant::now();
         let end = window + args.duration;
@@ -401,6 +487,8 @@ pub async fn run_with(args: LoadgenArgs, stop: CancellationToken) -> anyhow::Res
         }
         ctx.stats.set_measuring(false);
         measured = window.elapsed();
+        let after = probes.at_window_end().await;
+        snapshots = Some((before, after));
         rss_end = sample(&pids);
     }
 
@@ -443,14 +531,20 @@ pub async fn run_with(args: LoadgenArgs, stop: CancellationToken) -> anyhow::Res
                 rss_after_kib: rss_after[i],
                 rss_end_kib: rss_end[i],
                 kib_per_connection,
+                ..InstanceReport::default()
             }
         })
         .collect();
     let secs = measured.as_secs_f64();
-    Ok(Report {
+    let mut report = Report {
         mode: args.mode,
         urls,
-        think_ms: args.think_ms,
+        think_ms: match args.mode {
+            Mode::Open => 0,
+            _ => args.think_ms,
+        },
+        rate: args.rate,
+        arrivals: (args.mode == Mode::Open).then_some(args.arrivals),
         connections_requested: args.connections,
         connections_established: instances.iter().map(|i| i.connections).sum(),
         connections_failed: instances.iter().map(|i| i.failed).sum(),
@@ -470,7 +564,12 @@ pub async fn run_with(args: LoadgenArgs, stop: CancellationToken) -> anyhow::Res
         errors: s.errors(),
         transport_errors: s.transport_errors(),
         instances,
-    })
+        ..Report::default()
+    };
+    if let Some((before, after)) = &snapshots {
+        probes.fill(&mut report, before, after, measured);
+    }
+    Ok(report)
 }
 
 /// Progress lines on stderr while the run goes on.
@@ -501,7 +600,7 @@ impl Progress<'_> {
         }
         let phase = if measuring { "measuring" } else { "ramp" };
         let rest = match self.mode {
-            Mode::Play => format!(
+            Mode::Play | Mode::Open => format!(
                 "games set up, {:.0} moves/s",
                 (acks - acks_then) as f64 / PROGRESS_EVERY.as_secs_f64()
             ),
@@ -538,6 +637,12 @@ mod tests {
             "127.0.0.1,127.0.0.2",
             "--server-pids",
             "12,34",
+            "--redis-urls",
+            "redis://127.0.0.1:6379",
+            "--redis-pids",
+            "56",
+            "--metrics-urls",
+            "http://127.0.0.1:9100/metrics,http://127.0.0.1:9101/metrics",
             "--mode",
             "idle",
             "--json",
@@ -549,6 +654,9 @@ mod tests {
         assert_eq!(a.think_ms, 0);
         assert_eq!(a.source_ips.len(), 2);
         assert_eq!(a.server_pids, [12, 34]);
+        assert_eq!(a.redis_urls, ["redis://127.0.0.1:6379"]);
+        assert_eq!(a.redis_pids, [56]);
+        assert_eq!(a.metrics_urls.len(), 2);
         assert_eq!(a.mode, Mode::Idle);
         assert!(a.json);
         assert_eq!(a.ramp, None);
@@ -559,10 +667,41 @@ mod tests {
         assert_eq!(a.duration, Duration::from_secs(10));
         let a = LoadgenArgs::try_parse_from(["--urls", "ws://h/ws", "--ramp", "250"]).unwrap();
         assert_eq!(a.ramp, Some(250));
+        assert_eq!((a.rate, a.arrivals), (None, Arrivals::Even));
+
+        let a = LoadgenArgs::try_parse_from([
+            "--urls",
+            "ws://h/ws",
+            "--mode",
+            "open",
+            "--rate",
+            "5000",
+            "--arrivals",
+            "poisson",
+        ])
+        .unwrap();
+        assert_eq!(a.mode, Mode::Open);
+        assert_eq!((a.rate, a.arrivals), (Some(5000.0), Arrivals::Poisson));
 
         assert!(LoadgenArgs::try_parse_from(["--connections", "2"]).is_err());
         assert!(LoadgenArgs::try_parse_from(["--urls", "u", "--duration", "soon"]).is_err());
         assert!(LoadgenArgs::try_parse_from(["--urls", "u", "--source-ips", "localhost"]).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_rate_goes_with_open_mode_and_open_mode_with_a_rate() {
+        for flags in [
+            &["--mode", "open"][..],
+            &["--mode", "open", "--rate", "0"],
+            &["--rate", "100"],
+            &["--mode", "idle", "--rate", "100"],
+        ] {
+            let mut all = vec!["--urls", "ws://127.0.0.1:1/ws", "--quiet"];
+            all.extend_from_slice(flags);
+            let args = LoadgenArgs::try_parse_from(all).unwrap();
+            let run = run_with(args, CancellationToken::new()).await;
+            assert!(run.is_err(), "{flags:?}");
+        }
     }
 
     #[tokio::test]

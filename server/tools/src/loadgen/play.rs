@@ -2,11 +2,13 @@
 //! player's move to the other player's `moved` event is measured on one clock.
 //!
 //! Each player reacts to what its own connection shows, as a page would: it moves when its
-//! board says it is its turn (after the think time), and asks for a rematch when it sees the
-//! round over. The task only adds the stopwatch between the two.
+//! board says it is its turn (after the think time, or in open mode when the game's schedule
+//! says the next move is due), and asks for a rematch when it sees the round over. The task
+//! only adds the stopwatch between the two.
 
 use super::conn::{self, Failure, Incoming, Ws};
 use super::plan::{GamePlan, Rng, random_free_cell};
+use super::schedule::Schedule;
 use super::{Ctx, STALL_TIMEOUT, Settle};
 use futures_util::StreamExt;
 use std::sync::Arc;
@@ -45,10 +47,32 @@ struct Table {
     game: GameId,
     think: Duration,
     rng: Rng,
-    /// The move on its way: the version it will produce, who sent it and when.
+    /// The move on its way: the version it will produce, who sent it, and when (open mode:
+    /// when it was due), the start of its latency.
     in_flight: Option<(u64, Mark, Instant)>,
     /// The last time the game changed, to give up on a stalled one.
     last_progress: Instant,
+    /// Open mode: when the game's moves are due, whoever's turn it is.
+    schedule: Option<Schedule>,
+    /// Open mode: the due time of a move the server refused; it is sent again before the
+    /// schedule's next one and keeps its original due time.
+    owed: Option<Instant>,
+}
+
+impl Table {
+    /// Open mode: when the next move is due.
+    fn due(&self) -> Option<Instant> {
+        self.owed
+            .or_else(|| self.schedule.as_ref().map(Schedule::next_due))
+    }
+
+    /// Open mode: the due time of the move being sent, moving the schedule on.
+    fn take_due(&mut self) -> Option<Instant> {
+        let rng = &mut self.rng;
+        self.owed
+            .take()
+            .or_else(|| self.schedule.as_mut().map(|s| s.take(rng)))
+    }
 }
 
 impl Player {
@@ -84,11 +108,18 @@ impl Player {
     async fn react(&mut self, table: &mut Table) -> Result<(), Failure> {
         match self.state.status {
             Status::Playing if self.my_turn() && self.move_at.is_none() => {
-                if table.think.is_zero() {
+                if let Some(due) = table.due() {
+                    // Already due (the turn came late): send now; its wait counts.
+                    if due <= Instant::now() {
+                        return self.send_move(table).await;
+                    }
+                    self.move_at = Some(due);
+                } else if table.think.is_zero() {
                     return self.send_move(table).await;
+                } else {
+                    let think = jittered(table.think, &mut table.rng);
+                    self.move_at = Some(Instant::now() + think);
                 }
-                let think = jittered(table.think, &mut table.rng);
-                self.move_at = Some(Instant::now() + think);
             }
             Status::Finished
                 if !*self.state.rematch.get(self.mark)
@@ -128,7 +159,10 @@ impl Player {
         };
         // Nobody else can change the game while it is our turn: our move makes the next
         // version.
-        table.in_flight = Some((self.version + 1, self.mark, Instant::now()));
+        let now = Instant::now();
+        let since = table.take_due().unwrap_or(now);
+        table.in_flight = Some((self.version + 1, self.mark, since));
+        table.last_progress = now;
         conn::send(&mut self.ws, &msg).await
     }
 
@@ -165,6 +199,14 @@ impl Player {
                 if req.is_some() && req == self.move_req {
                     self.move_req = None;
                     self.moved_to = 0;
+                    if let Some((_, mark, since)) = table.in_flight
+                        && mark == self.mark
+                    {
+                        table.in_flight = None;
+                        if table.schedule.is_some() {
+                            table.owed = Some(since);
+                        }
+                    }
                     let wait = Duration::from_millis(retry_after_ms.unwrap_or(0))
                         .max(RETRY_AFTER_ERROR)
                         .max(table.think);
@@ -301,12 +343,19 @@ pub(super) async fn game(ctx: Arc<Ctx>, index: usize, plan: GamePlan) {
         }
     };
     settle.done();
+    let mut rng = Rng::new(ctx.seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let now = Instant::now();
+    let schedule = ctx
+        .open
+        .map(|o| Schedule::new(o.rate, o.games, o.arrivals, now, &mut rng));
     let mut table = Table {
         game,
         think: ctx.think,
-        rng: Rng::new(ctx.seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)),
+        rng,
         in_flight: None,
-        last_progress: Instant::now(),
+        last_progress: now,
+        schedule,
+        owed: None,
     };
     let outcome = play(ctx, &mut table, &mut x, &mut o).await;
     if let Err(f) = outcome {
@@ -322,9 +371,12 @@ async fn play(ctx: &Ctx, table: &mut Table, x: &mut Player, o: &mut Player) -> R
     o.react(table).await?;
     let stall = STALL_TIMEOUT + table.think;
     loop {
-        let stalled_at = table.last_progress + stall;
         let x_due = x.move_at;
         let o_due = o.move_at;
+        // A player waiting for its move's time is not stalled, however long the wait (open
+        // mode at a low rate).
+        let waiting = x_due.max(o_due).unwrap_or(table.last_progress);
+        let stalled_at = table.last_progress.max(waiting) + stall;
         tokio::select! {
             biased;
             _ = ctx.stop.cancelled() => return Ok(()),

@@ -1,17 +1,21 @@
 //! What a run measured: one struct, printed for people (stable lines to paste into
 //! `docs/benchmarks.md`) or as one JSON object for scripts.
 
+pub use super::schedule::Arrivals;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::time::Duration;
 
-/// Play: connections pair into games and play; idle: they say hello and then only keep the
-/// connection alive (memory and capacity).
+/// Play: connections pair into games and play, each move a think time after the last (closed
+/// loop); open: the same games, moving on a schedule that offers a fixed rate (open loop);
+/// idle: they say hello and then only keep the connection alive (memory and capacity).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     #[default]
     Play,
+    Open,
     Idle,
 }
 
@@ -19,13 +23,20 @@ impl Mode {
     pub fn as_str(self) -> &'static str {
         match self {
             Mode::Play => "play",
+            Mode::Open => "open",
             Mode::Idle => "idle",
         }
     }
+
+    /// Whether connections play games (closed or open loop).
+    pub fn plays(self) -> bool {
+        matches!(self, Mode::Play | Mode::Open)
+    }
 }
 
-/// Move-to-opponent latency in milliseconds: from just before a player sends its move to
-/// the moment the opponent receives the `moved` event of that version.
+/// Move-to-opponent latency in milliseconds: from just before a player sends its move (in
+/// open mode: from the time the move was due) to the moment the opponent receives the
+/// `moved` event of that version.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Latency {
     pub samples: u64,
@@ -35,8 +46,53 @@ pub struct Latency {
     pub max_ms: f64,
 }
 
+/// CPU time of one process (user + system, every thread) over the measurement window.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Cpu {
+    pub secs: f64,
+    /// `secs` per second of window: 1.0 is one core kept busy.
+    pub cores: f64,
+    /// µs of CPU per move accepted in the window (none without moves).
+    pub us_per_move: Option<f64>,
+}
+
+impl Cpu {
+    pub fn new(used: Duration, window: Duration, moves: u64) -> Cpu {
+        let secs = used.as_secs_f64();
+        let window = window.as_secs_f64();
+        Cpu {
+            secs,
+            cores: if window > 0.0 { secs / window } else { 0.0 },
+            us_per_move: (moves > 0).then(|| secs * 1e6 / moves as f64),
+        }
+    }
+}
+
+/// One Redis server over the window.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RedisReport {
+    /// `--redis-urls`: where `INFO` was read (none when only a pid was given).
+    pub url: Option<String>,
+    /// `--redis-pids`, or the `process_id` of `INFO server` if that process is local.
+    pub pid: Option<u32>,
+    pub cpu: Option<Cpu>,
+    /// Commands run in the window (`INFO commandstats` calls, inside scripts included).
+    pub commands: Option<u64>,
+}
+
+/// One Redis command over the window, all Redis servers together.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct CommandReport {
+    /// As `INFO commandstats` names it, lower case (`evalsha`, `client|setname`).
+    pub name: String,
+    pub calls: u64,
+    pub per_move: Option<f64>,
+    pub usec_per_call: f64,
+}
+
 /// One server, as the connections sent to one URL saw it.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct InstanceReport {
     pub url: String,
     /// Instance names the server gave in `welcome` (one, unless a balancer sits behind the
@@ -54,13 +110,29 @@ pub struct InstanceReport {
     pub rss_end_kib: Option<u64>,
     /// (after − before) / connections.
     pub kib_per_connection: Option<f64>,
+    /// CPU of `pid` over the window, per move accepted by all instances.
+    pub cpu: Option<Cpu>,
+    /// Where the instance's Prometheus metrics were read.
+    pub metrics_url: Option<String>,
+    /// Moves this instance accepted in the window, by its own `moves_total` counter.
+    pub accepted_moves: Option<u64>,
+    /// Redis calls it made in the window (`redis_command_seconds_count`, every operation):
+    /// each is one round trip.
+    pub redis_round_trips: Option<u64>,
+    /// redis_round_trips / accepted_moves.
+    pub round_trips_per_move: Option<f64>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Report {
     pub mode: Mode,
     pub urls: Vec<String>,
     pub think_ms: u64,
+    /// Open mode: moves per second offered, over all games.
+    pub rate: Option<f64>,
+    /// Open mode: how each game's moves are spaced.
+    pub arrivals: Option<Arrivals>,
     pub connections_requested: usize,
     pub connections_established: u64,
     pub connections_failed: u64,
@@ -86,6 +158,24 @@ pub struct Report {
     /// Connect failures, closes and timeouts by kind, over the whole run.
     pub transport_errors: BTreeMap<String, u64>,
     pub instances: Vec<InstanceReport>,
+    /// The instances' CPU per accepted move, summed over every instance with a pid.
+    pub instances_cpu_us_per_move: Option<f64>,
+    /// Redis's CPU per accepted move, summed over every Redis with a known pid.
+    pub redis_cpu_us_per_move: Option<f64>,
+    /// This load generator's own CPU.
+    pub loadgen_cpu: Option<Cpu>,
+    /// Redis commands per accepted move, all Redis servers together (`INFO commandstats`,
+    /// which counts the commands inside scripts as well as the `EVALSHA` itself; the load
+    /// generator's own `INFO` left out, anybody else's included).
+    pub redis_commands_per_move: Option<f64>,
+    /// The same per command, most calls first.
+    pub redis_commands: Vec<CommandReport>,
+    /// Redis round trips the instances made per move they accepted, by their own metrics
+    /// (every operation: moves, rematches, lobby, sessions, clocks).
+    pub redis_round_trips_per_move: Option<f64>,
+    /// The same by operation.
+    pub redis_round_trips_by_op: BTreeMap<String, f64>,
+    pub redis: Vec<RedisReport>,
 }
 
 fn counts(map: &BTreeMap<String, u64>) -> String {
@@ -100,6 +190,16 @@ fn counts(map: &BTreeMap<String, u64>) -> String {
 
 fn kib(v: Option<u64>) -> String {
     v.map_or_else(|| "?".into(), |v| v.to_string())
+}
+
+/// How many commands and operations the one-line lists show (the JSON has them all).
+const LIST_TOP: usize = 8;
+
+fn cpu_text(c: &Cpu) -> String {
+    match c.us_per_move {
+        Some(us) => format!("CPU {:.3} cores, {us:.1} µs per move", c.cores),
+        None => format!("CPU {:.3} cores", c.cores),
+    }
 }
 
 impl Report {
@@ -118,7 +218,7 @@ impl Report {
                 self.connections_requested, self.connections_established, self.connections_failed
             ),
         );
-        if self.mode == Mode::Play {
+        if self.mode.plays() {
             line(
                 "games",
                 format!(
@@ -126,7 +226,13 @@ impl Report {
                     self.games_planned, self.games_started, self.games_cross_instance
                 ),
             );
+        }
+        if self.mode == Mode::Play {
             line("think time", format!("{} ms", self.think_ms));
+        }
+        if let (Mode::Open, Some(rate)) = (self.mode, self.rate) {
+            let arrivals = self.arrivals.unwrap_or_default().as_str();
+            line("offered", format!("{rate:.1} moves/s, {arrivals} arrivals"));
         }
         line(
             "measured",
@@ -140,7 +246,7 @@ impl Report {
                 }
             ),
         );
-        if self.mode == Mode::Play {
+        if self.mode.plays() {
             line(
                 "moves",
                 format!(
@@ -159,6 +265,7 @@ impl Report {
         }
         line("errors", counts(&self.errors));
         line("transport errors", counts(&self.transport_errors));
+        self.render_cost(&mut line);
         for (i, inst) in self.instances.iter().enumerate() {
             let names = if inst.names.is_empty() {
                 String::new()
@@ -184,9 +291,88 @@ impl Report {
                     None => value.push_str(", KiB per connection unknown"),
                 }
             }
+            if let Some(c) = &inst.cpu {
+                let _ = write!(value, "; {}", cpu_text(c));
+            }
+            if let (Some(trips), Some(moves)) = (inst.redis_round_trips, inst.accepted_moves) {
+                let _ = write!(
+                    value,
+                    "; {trips} Redis round trips for {moves} accepted moves"
+                );
+                if let Some(r) = inst.round_trips_per_move {
+                    let _ = write!(value, " ({r:.3} per move)");
+                }
+            }
             line(&format!("instance {}", i + 1), value);
         }
         out
+    }
+
+    /// The cost lines: each only when its figures were measured.
+    fn render_cost(&self, line: &mut impl FnMut(&str, String)) {
+        let us = |label: &str, v: Option<f64>| v.map(|v| format!("{label} {v:.1} µs"));
+        let per_move: Vec<String> = [
+            us("instances", self.instances_cpu_us_per_move),
+            us("redis", self.redis_cpu_us_per_move),
+            us(
+                "loadgen",
+                self.loadgen_cpu.as_ref().and_then(|c| c.us_per_move),
+            ),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if !per_move.is_empty() {
+            line("cpu per move", per_move.join(", "));
+        }
+        if let Some(c) = &self.loadgen_cpu {
+            line("loadgen", cpu_text(c));
+        }
+        for (i, r) in self.redis.iter().enumerate() {
+            let mut value = r.url.clone().unwrap_or_else(|| "(no URL)".into());
+            if let Some(pid) = r.pid {
+                let _ = write!(value, " pid {pid}");
+            }
+            if let Some(c) = &r.cpu {
+                let _ = write!(value, ": {}", cpu_text(c));
+            }
+            if let Some(n) = r.commands {
+                let _ = write!(value, "; {n} commands");
+            }
+            line(&format!("redis {}", i + 1), value);
+        }
+        if let Some(n) = self.redis_commands_per_move {
+            let top: Vec<String> = self
+                .redis_commands
+                .iter()
+                .take(LIST_TOP)
+                .map(|c| {
+                    format!(
+                        "{} {:.2} ({:.1} µs)",
+                        c.name,
+                        c.per_move.unwrap_or(0.0),
+                        c.usec_per_call
+                    )
+                })
+                .collect();
+            line(
+                "redis commands",
+                format!("{n:.2} per move: {}", top.join(", ")),
+            );
+        }
+        if let Some(n) = self.redis_round_trips_per_move {
+            let mut ops: Vec<(&String, &f64)> = self.redis_round_trips_by_op.iter().collect();
+            ops.sort_by(|a, b| b.1.total_cmp(a.1).then_with(|| a.0.cmp(b.0)));
+            let top: Vec<String> = ops
+                .iter()
+                .take(LIST_TOP)
+                .map(|(op, v)| format!("{op} {v:.3}"))
+                .collect();
+            line(
+                "redis round trips",
+                format!("{n:.3} per move: {}", top.join(", ")),
+            );
+        }
     }
 }
 
@@ -233,6 +419,7 @@ mod tests {
                     rss_after_kib: Some(10_030),
                     rss_end_kib: Some(10_100),
                     kib_per_connection: Some(15.0),
+                    ..InstanceReport::default()
                 },
                 InstanceReport {
                     url: "ws://127.0.0.1:8081/ws".into(),
@@ -240,7 +427,48 @@ mod tests {
                     ..InstanceReport::default()
                 },
             ],
+            ..Report::default()
         }
+    }
+
+    /// The sample with every cost figure measured.
+    fn costed() -> Report {
+        let mut r = sample();
+        let window = Duration::from_secs(2);
+        r.loadgen_cpu = Some(Cpu::new(Duration::from_millis(50), window, r.moves));
+        r.instances_cpu_us_per_move = Some(120.0);
+        r.redis_cpu_us_per_move = Some(60.0);
+        r.redis_commands_per_move = Some(2.5);
+        r.redis_commands = vec![
+            CommandReport {
+                name: "pexpire".into(),
+                calls: 1500,
+                per_move: Some(1.5),
+                usec_per_call: 0.75,
+            },
+            CommandReport {
+                name: "evalsha".into(),
+                calls: 1000,
+                per_move: Some(1.0),
+                usec_per_call: 44.5,
+            },
+        ];
+        r.redis_round_trips_per_move = Some(1.25);
+        r.redis_round_trips_by_op =
+            BTreeMap::from([("lobby".into(), 0.25), ("transition".into(), 1.0)]);
+        r.redis = vec![RedisReport {
+            url: Some("redis://127.0.0.1:16379".into()),
+            pid: Some(7),
+            cpu: Some(Cpu::new(Duration::from_millis(60), window, r.moves)),
+            commands: Some(2500),
+        }];
+        let i = &mut r.instances[0];
+        i.cpu = Some(Cpu::new(Duration::from_millis(120), window, 1000));
+        i.metrics_url = Some("http://127.0.0.1:8080/metrics".into());
+        i.accepted_moves = Some(500);
+        i.redis_round_trips = Some(625);
+        i.round_trips_per_move = Some(1.25);
+        r
     }
 
     #[test]
@@ -263,6 +491,33 @@ instance 2        ws://127.0.0.1:8081/ws: 2 connections, 0 failed
     }
 
     #[test]
+    fn cost_lines_appear_once_measured() {
+        let text = costed().render();
+        let expected = "\
+cpu per move      instances 120.0 µs, redis 60.0 µs, loadgen 50.0 µs
+loadgen           CPU 0.025 cores, 50.0 µs per move
+redis 1           redis://127.0.0.1:16379 pid 7: CPU 0.030 cores, 60.0 µs per move; 2500 commands
+redis commands    2.50 per move: pexpire 1.50 (0.8 µs), evalsha 1.00 (44.5 µs)
+redis round trips 1.250 per move: transition 1.000, lobby 0.250
+instance 1        ws://127.0.0.1:8080/ws (ttt-1): 2 connections, 0 failed; pid 42 RSS 10000 -> 10030 KiB (end 10100 KiB), 15.0 KiB per connection; CPU 0.060 cores, 120.0 µs per move; 625 Redis round trips for 500 accepted moves (1.250 per move)
+";
+        assert!(text.contains(expected), "{text}");
+        assert!(!sample().render().contains("cpu per move"));
+    }
+
+    #[test]
+    fn open_mode_reports_the_offered_rate_instead_of_think_time() {
+        let mut r = sample();
+        r.mode = Mode::Open;
+        r.rate = Some(5000.0);
+        r.arrivals = Some(Arrivals::Poisson);
+        let text = r.render();
+        assert!(text.contains("offered           5000.0 moves/s, poisson arrivals\n"));
+        assert!(!text.contains("think time"));
+        assert!(text.contains("latency ms"));
+    }
+
+    #[test]
     fn idle_reports_leave_out_games_and_latency() {
         let mut r = sample();
         r.mode = Mode::Idle;
@@ -275,7 +530,7 @@ instance 2        ws://127.0.0.1:8081/ws: 2 connections, 0 failed
 
     #[test]
     fn the_json_report_round_trips() {
-        let r = sample();
+        let r = costed();
         let json = serde_json::to_string(&r).unwrap();
         let back: Report = serde_json::from_str(&json).unwrap();
         assert_eq!(back, r);
@@ -283,5 +538,13 @@ instance 2        ws://127.0.0.1:8081/ws: 2 connections, 0 failed
         assert_eq!(v["latency"]["p99_ms"], 1.25);
         assert_eq!(v["errors"]["not_your_turn"], 2);
         assert_eq!(v["instances"][0]["kib_per_connection"], 15.0);
+        assert_eq!(v["instances"][0]["cpu"]["us_per_move"], 120.0);
+        assert_eq!(v["redis"][0]["cpu"]["us_per_move"], 60.0);
+        assert_eq!(v["loadgen_cpu"]["us_per_move"], 50.0);
+        assert_eq!(v["redis_commands"][0]["name"], "pexpire");
+        assert_eq!(v["redis_round_trips_by_op"]["transition"], 1.0);
+        // A report from before these fields existed still reads.
+        let old: Report = serde_json::from_str(r#"{"mode":"play","moves":3}"#).unwrap();
+        assert_eq!((old.moves, old.redis_commands_per_move), (3, None));
     }
 }

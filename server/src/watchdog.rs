@@ -1,0 +1,62 @@
+//! Whether this instance can reach Redis, checked end to end several times a second: a probe
+//! it publishes to its own channel must come back. A probe that was published but never
+//! delivered replaces the pub/sub connection (a command that timed out has already had its
+//! connection replaced by the store). After `REDIS_LOST_MS` without a successful probe the
+//! instance gives up on its clients: they are closed with 1012 and resume on an instance that
+//! can reach Redis, before their forfeit clocks run out; new ones are refused until a probe
+//! succeeds again.
+
+use crate::app::App;
+use crate::hub::HubError;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// Longest wait for a published probe to come back.
+const ECHO_TIMEOUT: Duration = Duration::from_secs(1);
+
+pub async fn run(app: Arc<App>, stop: CancellationToken) {
+    let lost_after = app.config.redis_lost;
+    let every = app.config.redis_probe_every();
+    let echo = ECHO_TIMEOUT
+        .min(app.config.redis_timeout)
+        .min(lost_after / 2);
+    let mut last_ok = Instant::now();
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let probe = tokio::select! {
+            _ = stop.cancelled() => return,
+            p = app.hub.probe(app.store.as_ref(), echo) => p,
+        };
+        match probe {
+            Ok(_) => {
+                last_ok = Instant::now();
+                if app.redis_lost.send_replace(false) {
+                    tracing::info!("Redis answers again: accepting connections");
+                }
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "Redis probe failed");
+                if matches!(e, HubError::NoEcho) {
+                    app.hub.renew_bus();
+                }
+                if last_ok.elapsed() >= lost_after && !app.redis_lost.send_replace(true) {
+                    metrics::counter!("redis_lost_total").increment(1);
+                    tracing::warn!(
+                        after_ms = lost_after.as_millis() as u64,
+                        error = %e,
+                        "Redis unreachable: closing connections (1012) so that they resume \
+                         on another instance, and refusing new ones"
+                    );
+                }
+            }
+        }
+        metrics::gauge!("redis_lost").set(if app.is_redis_lost() { 1.0 } else { 0.0 });
+    }
+}
