@@ -5,7 +5,10 @@
 //! it was built with, which after a failover is the dead or demoted node (redis-rs issue
 //! 1438). So a [`SentinelConn`] keeps one multiplexed connection to the node the Sentinels
 //! named, forgets it at the first sign that the node is gone or no longer primary, and the
-//! next call asks the Sentinels again. Pub/sub asks them at every (re)connect.
+//! next call asks the Sentinels again. Pub/sub asks them at every (re)connect. The asking is
+//! done here too (`SENTINEL MASTER` to every Sentinel, the highest configuration epoch
+//! believed): redis-rs takes the first Sentinel's answer that names a node saying it is
+//! primary, and right after a failover by hand that can still be the old primary.
 //!
 //! A primary moved away while it still runs (`SENTINEL FAILOVER`, or a partition) gives no
 //! such sign until the Sentinels demote it, up to their 10 s check later, and meanwhile it
@@ -15,11 +18,11 @@
 
 use super::{StoreError, StoreResult};
 use ::redis::aio::{ConnectionLike, MultiplexedConnection};
-use ::redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
 use ::redis::{
-    AsyncConnectionConfig, Cmd, Pipeline, RedisError, RedisFuture, RedisResult, ServerErrorKind,
-    Value,
+    AsyncConnectionConfig, Cmd, IntoConnectionInfo, Pipeline, RedisError, RedisFuture, RedisResult,
+    ServerErrorKind, Value,
 };
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -33,19 +36,30 @@ const WATCH_EVERY: Duration = Duration::from_millis(500);
 
 /// The Sentinels of one primary, shared by every connection that follows it.
 pub struct Sentinels {
-    /// Lookups are serialised: one at a time is enough, and redis-rs needs `&mut` for them.
-    client: tokio::sync::Mutex<SentinelClient>,
+    /// The Sentinels' URLs, in the configured order.
+    urls: Vec<String>,
     master: String,
     timeout: Duration,
+    tcp: ::redis::io::tcp::TcpSettings,
+    /// One connection per Sentinel. Lookups hold the lock: one at a time is enough.
+    conns: tokio::sync::Mutex<Vec<Option<MultiplexedConnection>>>,
     /// The last lookup: when it finished, and the primary it found (if any).
     last: Mutex<Option<(Instant, Option<::redis::Client>)>>,
-    /// The primary's address as last found, to log a change once.
+    /// The primary's address (`host:port`) as last found, to log a change once.
     primary: Mutex<String>,
-    /// The Sentinels' addresses, for the watch.
-    urls: Vec<String>,
     /// Bumped whenever the Sentinels name another primary: connections made before are left.
     epoch: tokio::sync::watch::Sender<u64>,
     watching: std::sync::Once,
+}
+
+/// What the Sentinels say about the primary.
+struct Named {
+    addr: String,
+    /// Sentinel's configuration epoch for the primary: each failover raises it, so the
+    /// highest one is the newest view when the Sentinels do not agree yet.
+    config_epoch: u64,
+    /// The Sentinels think it is down (before a failover has promoted another node).
+    down: bool,
 }
 
 impl Sentinels {
@@ -72,26 +86,24 @@ impl Sentinels {
         if urls.is_empty() {
             return Err(StoreError::Config("REDIS_SENTINELS is empty".into()));
         }
+        for url in &urls {
+            url.as_str()
+                .into_connection_info()
+                .map_err(|e| StoreError::Config(format!("invalid REDIS_SENTINELS: {e}")))?;
+        }
         if master.trim().is_empty() {
             return Err(StoreError::Config(
                 "REDIS_SENTINEL_MASTER is needed with REDIS_SENTINELS".into(),
             ));
         }
-        let node = SentinelNodeConnectionInfo::default().set_tcp_settings(tcp);
-        let client = SentinelClient::build(
-            urls.clone(),
-            master.trim().to_string(),
-            Some(node),
-            SentinelServerType::Master,
-        )
-        .map_err(|e| StoreError::Config(format!("invalid REDIS_SENTINELS: {e}")))?;
         Ok(Arc::new(Sentinels {
-            client: tokio::sync::Mutex::new(client),
+            conns: tokio::sync::Mutex::new(vec![None; urls.len()]),
+            urls,
             master: master.trim().to_string(),
             timeout,
+            tcp,
             last: Mutex::new(None),
             primary: Mutex::new(String::new()),
-            urls,
             epoch: tokio::sync::watch::Sender::new(0),
             watching: std::sync::Once::new(),
         }))
@@ -102,14 +114,13 @@ impl Sentinels {
         self.epoch.subscribe()
     }
 
-    /// A client for the node the Sentinels name primary now (redis-rs also checks that the
-    /// node itself says it is one).
+    /// A client for the node the Sentinels name primary now.
     pub async fn primary(self: &Arc<Self>) -> StoreResult<::redis::Client> {
         self.watching.call_once(|| {
             tokio::spawn(watch(Arc::downgrade(self)));
         });
         let started = Instant::now();
-        let mut sentinel = tokio::time::timeout(self.timeout, self.client.lock())
+        let mut conns = tokio::time::timeout(self.timeout, self.conns.lock())
             .await
             .map_err(|_| StoreError::Unavailable("Sentinel lookup queue timed out".into()))?;
         // Someone else may have looked while this call waited for its turn.
@@ -123,19 +134,18 @@ impl Sentinels {
         {
             return Err(no_primary(&self.master));
         }
-        let remaining = self.timeout.saturating_sub(started.elapsed());
-        let found = match tokio::time::timeout(remaining, sentinel.async_get_client()).await {
-            Ok(Ok(client)) => Some(client),
-            Ok(Err(e)) => {
-                tracing::warn!(master = %self.master, error = %e, "no primary from the Sentinels");
+        let found = match self.ask(&mut conns).await {
+            Some(named) if !named.down => self.client(&named.addr),
+            Some(_) => {
+                tracing::debug!(master = %self.master, "the Sentinels see the primary down");
                 None
             }
-            Err(_) => {
-                tracing::warn!(master = %self.master, "Sentinel lookup timed out");
+            None => {
+                tracing::warn!(master = %self.master, "no Sentinel answered");
                 None
             }
         };
-        drop(sentinel);
+        drop(conns);
         if let Ok(mut last) = self.last.lock() {
             *last = Some((Instant::now(), found.clone()));
         }
@@ -155,27 +165,98 @@ impl Sentinels {
         }
         Ok(client)
     }
+
+    fn client(&self, addr: &str) -> Option<::redis::Client> {
+        let info = format!("redis://{addr}")
+            .into_connection_info()
+            .ok()?
+            .set_tcp_settings(self.tcp.clone());
+        ::redis::Client::open(info).ok()
+    }
+
+    /// Asks every Sentinel (at once, each within the timeout) about the primary, and believes
+    /// the newest view: the highest configuration epoch. Right after a failover some
+    /// Sentinels still name the old primary, which may still run and say it is one.
+    async fn ask(&self, conns: &mut [Option<MultiplexedConnection>]) -> Option<Named> {
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.timeout))
+            .set_response_timeout(Some(self.timeout));
+        let asks = self.urls.iter().zip(conns.iter_mut()).map(|(url, conn)| {
+            let config = config.clone();
+            async move {
+                let fresh = conn.is_none();
+                if fresh {
+                    let client = ::redis::Client::open(url.as_str()).ok()?;
+                    *conn = tokio::time::timeout(
+                        self.timeout,
+                        client.get_multiplexed_async_connection_with_config(&config),
+                    )
+                    .await
+                    .ok()
+                    .and_then(Result::ok);
+                }
+                let c = conn.as_mut()?;
+                let reply: RedisResult<HashMap<String, String>> = ::redis::cmd("SENTINEL")
+                    .arg("MASTER")
+                    .arg(&self.master)
+                    .query_async(c)
+                    .await;
+                match reply {
+                    Ok(fields) => named(&fields),
+                    Err(_) => {
+                        *conn = None;
+                        None
+                    }
+                }
+            }
+        });
+        futures_util::future::join_all(asks)
+            .await
+            .into_iter()
+            .flatten()
+            .fold(None, |best: Option<Named>, n| match best {
+                Some(b) if b.config_epoch >= n.config_epoch => Some(b),
+                _ => Some(n),
+            })
+    }
+}
+
+/// A Sentinel's `SENTINEL MASTER` reply, read.
+fn named(fields: &HashMap<String, String>) -> Option<Named> {
+    let ip = fields.get("ip")?;
+    let port = fields.get("port")?;
+    let flags = fields.get("flags").map(String::as_str).unwrap_or_default();
+    Some(Named {
+        addr: format!("{ip}:{port}"),
+        config_epoch: fields
+            .get("config-epoch")
+            .and_then(|e| e.parse().ok())
+            .unwrap_or(0),
+        down: flags.split(',').any(|f| f == "s_down" || f == "o_down"),
+    })
 }
 
 /// Asks the Sentinels which node is primary every [`WATCH_EVERY`] for as long as the
 /// [`Sentinels`] live, and moves the epoch on when the answer is not the node in use.
 async fn watch(sentinels: std::sync::Weak<Sentinels>) {
-    let mut conns: Vec<Option<MultiplexedConnection>> = Vec::new();
     loop {
         tokio::time::sleep(WATCH_EVERY).await;
         let Some(s) = sentinels.upgrade() else {
             return;
         };
-        conns.resize(s.urls.len(), None);
-        let Some(named) = s.ask(&mut conns).await else {
+        let named = {
+            let mut conns = s.conns.lock().await;
+            s.ask(&mut conns).await
+        };
+        let Some(named) = named.filter(|n| !n.down) else {
             continue;
         };
         let moved = match s.primary.lock() {
-            Ok(mut primary) if !primary.is_empty() && *primary != named => {
-                tracing::warn!(master = %s.master, primary = %named, previous = %*primary,
+            Ok(mut primary) if !primary.is_empty() && *primary != named.addr => {
+                tracing::warn!(master = %s.master, primary = %named.addr, previous = %*primary,
                     "the Sentinels name another primary; leaving the old one");
                 metrics::counter!("redis_primary_changes_total").increment(1);
-                *primary = named;
+                *primary = named.addr;
                 true
             }
             _ => false,
@@ -186,36 +267,6 @@ async fn watch(sentinels: std::sync::Weak<Sentinels>) {
             }
             s.epoch.send_modify(|e| *e += 1);
         }
-    }
-}
-
-impl Sentinels {
-    /// `host:port` of the primary, as the first Sentinel that answers names it.
-    async fn ask(&self, conns: &mut [Option<MultiplexedConnection>]) -> Option<String> {
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(self.timeout))
-            .set_response_timeout(Some(self.timeout));
-        for (url, conn) in self.urls.iter().zip(conns.iter_mut()) {
-            if conn.is_none() {
-                let client = ::redis::Client::open(url.as_str()).ok()?;
-                *conn = client
-                    .get_multiplexed_async_connection_with_config(&config)
-                    .await
-                    .ok();
-            }
-            let Some(c) = conn.as_mut() else { continue };
-            let reply: RedisResult<Vec<String>> = ::redis::cmd("SENTINEL")
-                .arg("GET-MASTER-ADDR-BY-NAME")
-                .arg(&self.master)
-                .query_async(c)
-                .await;
-            match reply {
-                Ok(addr) if addr.len() == 2 => return Some(format!("{}:{}", addr[0], addr[1])),
-                Ok(_) => continue,
-                Err(_) => *conn = None,
-            }
-        }
-        None
     }
 }
 
