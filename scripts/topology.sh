@@ -163,7 +163,10 @@ EOF
       wait_redis_says "${s##*:}" 20 "^$replica_port\$" sentinel replicas ttt; } ||
       { echo "topology: Sentinel $s is not ready:" >&2; tail -n 20 "$run_dir"/sentinel-*.log >&2; exit 1; }
   done
-  redis_env=(REDIS_SENTINELS="$(IFS=,; echo "${sentinels[*]}")" REDIS_SENTINEL_MASTER=ttt)
+  # A failover cuts every instance off at once: they wait it out instead of sending their
+  # players elsewhere (REDIS_LOST_MS above down-after plus the election).
+  redis_env=(REDIS_SENTINELS="$(IFS=,; echo "${sentinels[*]}")" REDIS_SENTINEL_MASTER=ttt
+    REDIS_LOST_MS="${REDIS_LOST_MS:-$(( ${SENTINEL_DOWN_AFTER_MS:-1000} + 5000 ))}")
 else
   redis_env=(REDIS_URL="redis://127.0.0.1:$redis_port/")
 fi

@@ -252,12 +252,19 @@ fn sentinel_config(set: &SentinelSet, wait_replicas: u32) -> Config {
         redis_sentinels: set.sentinel_addrs(),
         redis_sentinel_master: Some(MASTER_NAME.to_string()),
         redis_wait_replicas: wait_replicas,
-        // A forfeit here could only come from the failover: long enough that a real one
-        // cannot happen, short enough that a clock started by a failover would fire.
-        forfeit_grace: Duration::from_millis(4000),
+        // A failover cuts every instance off at once: sending players to another instance
+        // would not help, so REDIS_LOST_MS is above the failover time (as the README advises).
+        redis_lost: REDIS_LOST,
+        forfeit_grace: FORFEIT_GRACE,
         ..test_config(None)
     }
 }
+
+/// Above the failover time, on a busy machine.
+const REDIS_LOST: Duration = Duration::from_secs(8);
+/// A forfeit here could only come from the failover: long enough that a real one cannot
+/// happen, short enough that a clock started by the failover would fire within the test.
+const FORFEIT_GRACE: Duration = Duration::from_secs(10);
 
 async fn two_processes(config: &Config) -> (ServerProcess, ServerProcess) {
     let a = ServerProcess::start(config, "a");
@@ -400,7 +407,8 @@ async fn cluster_failover(
     let config = Config {
         redis_cluster_urls: cluster.urls(),
         redis_wait_replicas: wait_replicas,
-        forfeit_grace: Duration::from_millis(4000),
+        redis_lost: REDIS_LOST,
+        forfeit_grace: FORFEIT_GRACE,
         ..test_config(None)
     };
     let (a, b) = two_processes(&config).await;
