@@ -23,6 +23,7 @@ pub async fn run(app: Arc<App>, stop: CancellationToken) {
         .min(app.config.redis_timeout)
         .min(lost_after / 2);
     let mut last_ok = Instant::now();
+    let mut silent_probes = 0u32;
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -37,16 +38,33 @@ pub async fn run(app: Arc<App>, stop: CancellationToken) {
         match probe {
             Ok(_) => {
                 last_ok = Instant::now();
+                silent_probes = 0;
                 if app.redis_lost.send_replace(false) {
                     tracing::info!("Redis answers again: accepting connections");
                 }
             }
             Err(e) => {
                 tracing::debug!(error = %e, "Redis probe failed");
+                // Two in a row: one late echo is what a busy Redis or a burst of subscriptions
+                // looks like, and a new bus connection makes every local client catch up.
                 if matches!(e, HubError::NoEcho) {
-                    app.hub.renew_bus();
+                    silent_probes += 1;
+                    if silent_probes >= 2 {
+                        silent_probes = 0;
+                        app.hub.renew_bus();
+                    }
                 }
-                if last_ok.elapsed() >= lost_after && !app.redis_lost.send_replace(true) {
+                // Redis answering other commands is busy, not gone: giving up on it would
+                // send every client elsewhere because of a burst (thousands of connections
+                // arriving at once did exactly that).
+                let answering = app
+                    .store
+                    .last_answer()
+                    .is_some_and(|at| at.elapsed() < lost_after);
+                if last_ok.elapsed() >= lost_after
+                    && !answering
+                    && !app.redis_lost.send_replace(true)
+                {
                     metrics::counter!("redis_lost_total").increment(1);
                     tracing::warn!(
                         after_ms = lost_after.as_millis() as u64,

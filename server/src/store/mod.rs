@@ -281,6 +281,11 @@ pub trait Store: Send + Sync + 'static {
     /// A cheap round trip, for readiness.
     async fn ping(&self) -> StoreResult<()>;
 
+    /// When the backend last answered a command, if it is one that can stop answering.
+    fn last_answer(&self) -> Option<std::time::Instant> {
+        None
+    }
+
     /// Publishes on a channel (game channels are published by the transition scripts).
     async fn publish(&self, channel: &str, payload: Bytes) -> StoreResult<()>;
 

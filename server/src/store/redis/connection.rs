@@ -13,6 +13,7 @@ use bus::RedisBus;
 use sentinel::{SentinelConn, Sentinels};
 use sharded_bus::ClusterBus;
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 /// The connection commands and scripts go through, replaced when it stops answering.
@@ -178,6 +179,34 @@ impl ::redis::aio::ConnectionLike for Conn {
     }
 }
 
+/// When Redis last answered, as milliseconds since the store was made: one atomic store per
+/// command, so that the watchdog can tell a Redis that is slow to deliver its probes (busy,
+/// but answering) from one that cannot be reached.
+pub(super) struct Answered {
+    epoch: Instant,
+    ms: AtomicU64,
+}
+
+impl Default for Answered {
+    fn default() -> Self {
+        Answered {
+            epoch: Instant::now(),
+            ms: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Answered {
+    fn now(&self) {
+        let ms = self.epoch.elapsed().as_millis() as u64;
+        self.ms.store(ms, Ordering::Relaxed);
+    }
+
+    pub(super) fn last(&self) -> Instant {
+        self.epoch + Duration::from_millis(self.ms.load(Ordering::Relaxed))
+    }
+}
+
 impl RedisStore {
     /// Prepares the connection without waiting for Redis: an instance can start while Redis
     /// is down and become ready when it comes up.
@@ -205,6 +234,7 @@ impl RedisStore {
             config,
         })?;
         Ok(RedisStore {
+            answered: Answered::default(),
             keys,
             limits,
             link,
@@ -225,6 +255,7 @@ impl RedisStore {
     ) -> StoreResult<RedisStore> {
         let sentinels = Sentinels::new(sentinels, master, tcp_settings(), op_timeout)?;
         Ok(RedisStore {
+            answered: Answered::default(),
             keys,
             limits,
             link: Link::new(LinkKind::Sentinel(sentinels.clone(), op_timeout))?,
@@ -243,6 +274,7 @@ impl RedisStore {
     ) -> StoreResult<RedisStore> {
         let client = cluster_client(nodes, op_timeout, None)?;
         Ok(RedisStore {
+            answered: Answered::default(),
             keys,
             limits,
             link: Link::new(LinkKind::Cluster(client))?,
@@ -294,7 +326,10 @@ impl RedisStore {
                 metrics::counter!("redis_errors_total", "op" => op, "kind" => kind).increment(1);
                 Err(err)
             }
-            Ok(Ok(v)) => Ok(v),
+            Ok(Ok(v)) => {
+                self.answered.now();
+                Ok(v)
+            }
         }
     }
 

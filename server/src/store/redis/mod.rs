@@ -42,6 +42,8 @@ pub struct RedisStore {
     /// Set with REDIS_WAIT_REPLICAS: game changes are acknowledged only once replicas have
     /// them.
     durable: Option<Durable>,
+    /// When Redis last answered a command of this store.
+    answered: connection::Answered,
 }
 
 struct Scripts {
@@ -84,6 +86,10 @@ static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
 
 #[async_trait]
 impl Store for RedisStore {
+    fn last_answer(&self) -> Option<std::time::Instant> {
+        Some(self.answered.last())
+    }
+
     fn keys(&self) -> &Keys {
         &self.keys
     }
