@@ -57,12 +57,7 @@ pub async fn run(app: Arc<App>, stop: CancellationToken) {
                 // Redis answering other commands is busy, not gone: giving up on it would
                 // send every client elsewhere because of a burst (thousands of connections
                 // arriving at once did exactly that).
-                let answering = app
-                    .store
-                    .last_answer()
-                    .is_some_and(|at| at.elapsed() < lost_after);
-                if last_ok.elapsed() >= lost_after
-                    && !answering
+                if unreachable(last_ok, app.store.last_answer(), lost_after, Instant::now())
                     && !app.redis_lost.send_replace(true)
                 {
                     metrics::counter!("redis_lost_total").increment(1);
@@ -76,5 +71,42 @@ pub async fn run(app: Arc<App>, stop: CancellationToken) {
             }
         }
         metrics::gauge!("redis_lost").set(if app.is_redis_lost() { 1.0 } else { 0.0 });
+    }
+}
+
+/// Whether Redis counts as unreachable at `now`: no probe came back and no command was answered
+/// for `lost_after`.
+fn unreachable(
+    last_probe: Instant,
+    last_answer: Option<std::time::Instant>,
+    lost_after: Duration,
+    now: Instant,
+) -> bool {
+    let answering = last_answer.is_some_and(|at| now.into_std().duration_since(at) < lost_after);
+    now.duration_since(last_probe) >= lost_after && !answering
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_redis_that_answers_commands_is_busy_not_unreachable() {
+        let lost = Duration::from_secs(3);
+        let start = Instant::now();
+        let later = start + Duration::from_secs(5);
+        // No probe back for 5 s, and no command answered either: gone.
+        assert!(unreachable(start, None, lost, later));
+        assert!(unreachable(start, Some(start.into_std()), lost, later));
+        // Commands answered a second ago: busy (probes late), not gone.
+        let recent = (later - Duration::from_secs(1)).into_std();
+        assert!(!unreachable(start, Some(recent), lost, later));
+        // A probe back within the window: fine whatever the commands did.
+        assert!(!unreachable(
+            later - Duration::from_secs(1),
+            None,
+            lost,
+            later
+        ));
     }
 }
