@@ -58,28 +58,8 @@ pub(super) async fn load(s: &RedisStore, game: &GameId) -> StoreResult<Option<St
     let key = s.keys.game(game);
     let mut read = ::redis::cmd("HMGET");
     read.arg(&key).arg("v").arg("s").arg("x").arg("o");
-    let v: Vec<Option<String>> = match &s.durable {
-        None => {
-            let mut conn = s.conn().await?;
-            s.call("load_game", conn.generation, read.query_async(&mut conn))
-                .await?
-        }
-        Some(durable) => {
-            // What is read here decides answers (a join finds its seat already taken by its
-            // own earlier attempt, say), so it must be on the replicas too: a write of this
-            // connection first, then the read, then WAIT.
-            let mut pipe = ::redis::pipe();
-            pipe.add_command(script_cmd(&SCRIPTS.touch, &[&key]))
-                .add_command(read)
-                .add_command(wait_cmd(durable));
-            let replies = s
-                .durably("load_game", durable, &pipe, &[&SCRIPTS.touch])
-                .await?;
-            let v = reply(replies.get(1).cloned())?;
-            s.confirmed("load_game", durable, &replies, 2)?;
-            ::redis::from_redis_value(v).map_err(|e| corrupt("load_game", e))?
-        }
-    };
+    // A join finds its seat already taken by its own earlier attempt, say.
+    let v: Vec<Option<String>> = decisive_read(s, "load_game", &key, read, |_| true).await?;
     let mut it = v.into_iter();
     let (Some(Some(v)), Some(Some(state)), Some(x), Some(o)) =
         (it.next(), it.next(), it.next(), it.next())
@@ -230,31 +210,41 @@ pub(super) async fn applied_move(
     let key = s.keys.game(game);
     let mut read = ::redis::cmd("HGET");
     read.arg(&key).arg(format!("m:{player}"));
-    let mids: Option<String> = match &s.durable {
-        None => {
-            let mut conn = s.conn().await?;
-            s.call("applied_move", conn.generation, read.query_async(&mut conn))
-                .await?
-        }
-        Some(durable) => {
-            // The move may have been made through another connection and not be on the
-            // replicas yet: a write of this connection first, so that WAIT covers it.
-            let mut pipe = ::redis::pipe();
-            pipe.add_command(script_cmd(&SCRIPTS.touch, &[&key]))
-                .add_command(read)
-                .add_command(wait_cmd(durable));
-            let replies = s
-                .durably("applied_move", durable, &pipe, &[&SCRIPTS.touch])
-                .await?;
-            let mids = reply(replies.get(1).cloned())?;
-            if mids != Value::Nil {
-                s.confirmed("applied_move", durable, &replies, 2)?;
-            }
-            ::redis::from_redis_value(mids).map_err(|e| corrupt("applied_move", e))?
-        }
-    };
+    // The move may have been made through another connection; nothing to confirm if the id
+    // is not there.
+    let mids: Option<String> =
+        decisive_read(s, "applied_move", &key, read, |v| *v != Value::Nil).await?;
     let Some(mids) = mids else { return Ok(None) };
     applied_in(&mids, &mid_hex(mid))
         .map(|v| num(v, "move version"))
         .transpose()
+}
+
+/// A read of a game whose answer decides what a client is told. With WAIT on, what it reads
+/// must be on the replicas too, or a failover could contradict the answer: a write of this
+/// connection first (`touch.lua`), then the read, then WAIT, in one round trip; the WAIT is
+/// required to succeed when `confirm` says the value matters.
+async fn decisive_read<T: ::redis::FromRedisValue>(
+    s: &RedisStore,
+    op: &'static str,
+    key: &str,
+    read: ::redis::Cmd,
+    confirm: impl Fn(&Value) -> bool,
+) -> StoreResult<T> {
+    let Some(durable) = &s.durable else {
+        let mut conn = s.conn().await?;
+        return s
+            .call(op, conn.generation, read.query_async(&mut conn))
+            .await;
+    };
+    let mut pipe = ::redis::pipe();
+    pipe.add_command(script_cmd(&SCRIPTS.touch, &[key]))
+        .add_command(read)
+        .add_command(wait_cmd(durable));
+    let replies = s.durably(op, durable, &pipe, &[&SCRIPTS.touch]).await?;
+    let value = reply(replies.get(1).cloned())?;
+    if confirm(&value) {
+        s.confirmed(op, durable, &replies, 2)?;
+    }
+    ::redis::from_redis_value(value).map_err(|e| corrupt(op, e))
 }
