@@ -126,23 +126,8 @@ impl RedisServer {
                 "redis-server could not be started: is it installed? (scripts/test.sh installs it)",
             );
         self.child = Some(child);
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if redis_answers(&self.url()) {
-                return true;
-            }
-            if let Some(c) = self.child.as_mut()
-                && let Ok(Some(_)) = c.try_wait()
-            {
-                self.child = None;
-                return false;
-            }
-            if Instant::now() > deadline {
-                let log = std::fs::read_to_string(&log).unwrap_or_default();
-                panic!("redis-server did not start on port {}:\n{log}", self.port);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let url = self.url();
+        wait_until_up(&mut self.child, &url, &log)
     }
 
     /// Stops the server as an operator would (SIGTERM: it finishes its AOF).
@@ -199,9 +184,31 @@ impl Drop for RedisServer {
 }
 
 /// Whether a Redis at `url` answers PING.
+/// Waits until the redis-server `child` answers at `url`: true then, false if it exited first
+/// (its port was taken meanwhile: the caller tries another). Panics with its log after `WAIT`.
+pub(super) fn wait_until_up(child: &mut Option<Child>, url: &str, log: &std::path::Path) -> bool {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if redis_answers(url) {
+            return true;
+        }
+        if let Some(c) = child.as_mut()
+            && let Ok(Some(_)) = c.try_wait()
+        {
+            *child = None;
+            return false;
+        }
+        if Instant::now() > deadline {
+            let log = std::fs::read_to_string(log).unwrap_or_default();
+            panic!("redis-server did not start at {url}:\n{log}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 pub(super) fn redis_answers(url: &str) -> bool {
     redis::Client::open(url)
-        .and_then(|c| c.get_connection())
+        .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(500)))
         .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
         .is_ok()
 }

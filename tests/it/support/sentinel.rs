@@ -3,7 +3,7 @@
 //! on drop. What a test does to it is what happens to servers: `kill -9` of the primary, a
 //! replica that falls behind.
 
-use super::redis::redis_server_bin;
+use super::redis::{redis_server_bin, wait_until_up};
 use super::{TempDir, WAIT, free_port};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -60,33 +60,12 @@ fn spawn(dir: &Path, args: impl Fn(u16) -> Vec<String>) -> Node {
             dir: dir.to_path_buf(),
             child: Some(child),
         };
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if ping(&node.url()) {
-                return node;
-            }
-            if let Some(c) = node.child.as_mut()
-                && let Ok(Some(_)) = c.try_wait()
-            {
-                // The port was taken: try another one.
-                node.child = None;
-                break;
-            }
-            if Instant::now() > deadline {
-                let log = std::fs::read_to_string(&log).unwrap_or_default();
-                panic!("redis-server on port {port} did not start:\n{log}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        let url = node.url();
+        if wait_until_up(&mut node.child, &url, &log) {
+            return node;
         }
     }
     panic!("redis-server would not start in {}", dir.display());
-}
-
-fn ping(url: &str) -> bool {
-    redis::Client::open(url)
-        .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(500)))
-        .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
-        .is_ok()
 }
 
 fn query<T: redis::FromRedisValue>(url: &str, cmd: &redis::Cmd) -> redis::RedisResult<T> {
