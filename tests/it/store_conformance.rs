@@ -1267,37 +1267,60 @@ async fn deadlines_keep_the_earliest_and_settle_only_if_unchanged(store: Arc<dyn
     assert!(store.due_deadlines(10).await.unwrap().1.is_empty());
 }
 
+/// A step of a real-time scenario took longer than the lifetime under test: on a loaded
+/// machine (a replicated write waits for its replica) that says nothing about the store.
+struct TooSlow;
+
+/// Runs a scenario in which real time has to pass, with every duration multiplied by a
+/// growing scale until no step was too slow for it. Its assertions hold at every scale, so a
+/// wrong store fails at all of them; a slow machine only makes the run longer.
+async fn at_a_time_scale<F, Fut>(mut scenario: F)
+where
+    F: FnMut(u32) -> Fut,
+    Fut: std::future::Future<Output = Result<(), TooSlow>>,
+{
+    for scale in [1, 4, 16, 64] {
+        if scenario(scale).await.is_ok() {
+            return;
+        }
+    }
+    panic!("every step was too slow even with lifetimes 64 times longer");
+}
+
 async fn keys_expire_with_their_ttl(store: Arc<dyn Store>) {
-    let g = gid("short");
-    let s = GameState::new("ann");
-    // Long enough for the two writes to reach Redis (each one waiting for a replica in the
-    // replicated run) on a busy machine before the game expires.
-    let short = Duration::from_millis(400);
-    assert!(
-        store
-            .create_game(&g, &seats("ann", None), &s, event(&g, 1, &s), short)
-            .await
-            .unwrap()
-    );
-    store
-        .append_chat(
-            Some(&g),
-            "ann",
-            Some(Role::X),
-            "hi",
-            &ChatTemplate::new(Some(&g), "ann", Some(Role::X), "hi"),
-            short,
-        )
-        .await
-        .unwrap()
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    assert!(store.load_game(&g).await.unwrap().is_none());
-    assert_eq!(
-        store.events_since(&g, 0).await.unwrap(),
-        Replay::UnknownGame
-    );
-    assert!(store.recent_chat(Some(&g), 10).await.unwrap().is_empty());
+    at_a_time_scale(|scale| {
+        let store = store.clone();
+        async move {
+            let g = gid(&format!("short{scale}"));
+            let s = GameState::new("ann");
+            let short = Duration::from_millis(100) * scale;
+            let started = std::time::Instant::now();
+            assert!(
+                store
+                    .create_game(&g, &seats("ann", None), &s, event(&g, 1, &s), short)
+                    .await
+                    .unwrap()
+            );
+            let chat = ChatTemplate::new(Some(&g), "ann", Some(Role::X), "hi");
+            let appended = store
+                .append_chat(Some(&g), "ann", Some(Role::X), "hi", &chat, short)
+                .await
+                .unwrap();
+            if started.elapsed() >= short / 2 {
+                return Err(TooSlow);
+            }
+            assert!(appended.is_some(), "the game vanished before its ttl");
+            tokio::time::sleep(short * 2).await;
+            assert!(store.load_game(&g).await.unwrap().is_none());
+            assert_eq!(
+                store.events_since(&g, 0).await.unwrap(),
+                Replay::UnknownGame
+            );
+            assert!(store.recent_chat(Some(&g), 10).await.unwrap().is_empty());
+            Ok(())
+        }
+    })
+    .await;
 }
 
 async fn move_ids_are_remembered_per_player(store: Arc<dyn Store>) {
@@ -1341,46 +1364,61 @@ async fn moves_keep_a_game_alive_for_its_ttl_and_a_shorter_ttl_applies_at_once(
     store: Arc<dyn Store>,
 ) {
     // Real time has to pass here: lifetimes run on Redis's clock.
-    let g = gid("alive");
-    let s2 = started_game(store.as_ref(), &g).await;
-    let ann = pid("ann");
-    let ev = event(&g, 3, &s2);
-    let ttl = Duration::from_millis(800);
-    let mut v = 2;
-    // A move every 300 ms for longer than the ttl: the game outlives it.
-    for _ in 0..4 {
-        let t = Transition {
-            ttl,
-            seat: SeatCheck::None,
-            ..step(&g, v, &ann, &s2, &ev)
-        };
-        assert_eq!(
-            store.transition(&t).await.unwrap(),
-            Applied::Ok { version: v + 1 }
-        );
-        v += 1;
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-    // 300 ms after the last move, well within the ttl.
-    assert_eq!(store.load_game(&g).await.unwrap().unwrap().version, v);
-    assert!(matches!(
-        store.events_since(&g, v - 1).await.unwrap(),
-        Replay::Events(e) if e.len() == 1
-    ));
-    // A round ends: the shorter ttl of a finished game applies from this transition on.
-    let t = Transition {
-        ttl: Duration::from_millis(100),
-        seat: SeatCheck::None,
-        ..step(&g, v, &ann, &s2, &ev)
-    };
-    assert_eq!(
-        store.transition(&t).await.unwrap(),
-        Applied::Ok { version: v + 1 }
-    );
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    assert!(store.load_game(&g).await.unwrap().is_none());
-    assert_eq!(
-        store.events_since(&g, 0).await.unwrap(),
-        Replay::UnknownGame
-    );
+    at_a_time_scale(|scale| {
+        let store = store.clone();
+        async move {
+            let g = gid(&format!("alive{scale}"));
+            let s2 = started_game(store.as_ref(), &g).await;
+            let ann = pid("ann");
+            let ev = event(&g, 3, &s2);
+            let ttl = Duration::from_millis(800) * scale;
+            let pause = Duration::from_millis(300) * scale;
+            // A step slower than this could let the game lapse between two moves.
+            let slow = Duration::from_millis(200) * scale;
+            let mut v = 2;
+            // A move every `pause` for longer than the ttl: the game outlives it.
+            for _ in 0..4 {
+                let t = Transition {
+                    ttl,
+                    seat: SeatCheck::None,
+                    ..step(&g, v, &ann, &s2, &ev)
+                };
+                let started = std::time::Instant::now();
+                let applied = store.transition(&t).await.unwrap();
+                if started.elapsed() >= slow {
+                    return Err(TooSlow);
+                }
+                assert_eq!(applied, Applied::Ok { version: v + 1 });
+                v += 1;
+                tokio::time::sleep(pause).await;
+            }
+            // One pause after the last move, well within the ttl.
+            let started = std::time::Instant::now();
+            let loaded = store.load_game(&g).await.unwrap();
+            let replay = store.events_since(&g, v - 1).await.unwrap();
+            if started.elapsed() >= slow {
+                return Err(TooSlow);
+            }
+            assert_eq!(loaded.unwrap().version, v);
+            assert!(matches!(replay, Replay::Events(e) if e.len() == 1));
+            // A round ends: the shorter ttl of a finished game applies from this transition on.
+            let t = Transition {
+                ttl: ttl / 8,
+                seat: SeatCheck::None,
+                ..step(&g, v, &ann, &s2, &ev)
+            };
+            assert_eq!(
+                store.transition(&t).await.unwrap(),
+                Applied::Ok { version: v + 1 }
+            );
+            tokio::time::sleep(ttl / 2).await;
+            assert!(store.load_game(&g).await.unwrap().is_none());
+            assert_eq!(
+                store.events_since(&g, 0).await.unwrap(),
+                Replay::UnknownGame
+            );
+            Ok(())
+        }
+    })
+    .await;
 }
