@@ -23,10 +23,14 @@
 #   scripts/bench.sh ab target/bench-bins/a0e92a9/tictactoe target/release/tictactoe 5 play 200 0 20s
 #   Runs the two server binaries alternately (A B A B ...), REPS runs each, every run with a
 #   fresh Redis and fresh instances, all driven by the same load generator (LOADGEN), and
-#   prints every run's figures, each side's median and the ratio of medians B/A. This
+#   prints every run's figures, each side's median, the ratio of medians B/A, and "paired":
+#   the median of the ratios Bi/Ai of neighbouring runs, which a slow drift of the machine's
+#   speed during the invocation moves less. This
 #   machine's speed drifts by ±25 % from minute to minute: only ratios from one invocation
 #   are evidence, never figures from different invocations. Reports are kept in
 #   $AB_OUT (default: a temporary directory, printed).
+#
+#   scripts/bench.sh ab-table AB_OUT_DIR REPS prints that table again from the kept reports.
 #
 # Baseline:     scripts/bench.sh build REV [DIR]
 #   scripts/bench.sh build a0e92a9         # -> target/bench-bins/a0e92a9…/tictactoe
@@ -196,6 +200,8 @@ figures='def figures: [
   ["CPU µs/move loadgen", .loadgen_cpu.us_per_move],
   ["Redis commands/move", .redis_commands_per_move],
   ["Redis round trips/move", .redis_round_trips_per_move],
+  ["KiB/connection", ([.instances[].kib_per_connection | select(. != null)]
+    | if length == 0 then null else add / length end)],
   ["errors", ([.errors[], .transport_errors[]] | add // 0)]
 ];
 def fmt: if . == null then "-"
@@ -231,6 +237,12 @@ ab() {
     done
   done
   echo
+  ab_table "$out" "$reps"
+}
+
+# The table of an A/B invocation's kept reports (its $AB_OUT directory).
+ab_table() {
+  local out=$1 reps=$2 side rep
   for side in A B; do
     for rep in $(seq 1 "$reps"); do
       [ -s "$out/$side$rep.json" ] && jq -c --arg side $side --argjson rep "$rep" \
@@ -240,7 +252,7 @@ ab() {
     (map(select(.side == "A")) | sort_by(.rep)) as $a
     | (map(select(.side == "B")) | sort_by(.rep)) as $b
     | (["figure"] + ($a | map("A\(.rep)")) + ($b | map("B\(.rep)"))
-       + ["median A", "median B", "B/A"]) as $header
+       + ["median A", "median B", "B/A", "paired"]) as $header
     | ($a[0].report // $b[0].report | [figures[] | .[0]]) as $names
     | $header, ($names | to_entries[] | .key as $i | .value as $name
       | ($a | map(.report | [figures[]][$i][1])) as $av
@@ -249,7 +261,11 @@ ab() {
       | [$name] + ($av | map(fmt)) + ($bv | map(fmt))
         + [($am | fmt), ($bm | fmt),
            (if $am == null or $bm == null or $am == 0 then "-"
-            else ($bm / $am * 1000 | round) / 1000 | tostring end)])
+            else ($bm / $am * 1000 | round) / 1000 | tostring end),
+           ([range(0; [$av, $bv] | map(length) | min)
+             | select($av[.] != null and $bv[.] != null and $av[.] != 0)
+             | $bv[.] / $av[.]] | median
+            | if . == null then "-" else (. * 1000 | round) / 1000 | tostring end)])
     | @tsv' | column -t -s $'\t'
 }
 
@@ -257,6 +273,11 @@ case ${1:-play} in
   build)
     shift
     build_rev "$@"
+    ;;
+  ab-table)
+    shift
+    [ $# -eq 2 ] || die "usage: scripts/bench.sh ab-table AB_OUT_DIR REPS"
+    ab_table "$@"
     ;;
   ab)
     shift

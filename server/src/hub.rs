@@ -8,7 +8,7 @@
 //! version it has seen), so a move can be computed without reading Redis first.
 
 use crate::ids::{GameId, PlayerId};
-use crate::protocol::{CHANNEL_TYPES, ChannelPeek, Role, ServerMsg};
+use crate::protocol::{CHANNEL_TYPES, ChannelPeek, Role, ServerMsg, event_state};
 use crate::rules::{GameState, Mark};
 use crate::store::{Bus, BusConnection, BusMessage, Keys, Store, StoreError};
 use axum::extract::ws::Utf8Bytes;
@@ -34,23 +34,26 @@ pub struct ChannelEvent {
     pub payload: Utf8Bytes,
 }
 
-/// What the hub (or another instance, through it) hands to a connection. Kept small: every
-/// connection's queue allocates room for a block of these up front.
+/// What the hub (or another instance, through it) hands to a connection. Kept to two words:
+/// every connection's queue allocates a block of 32 of these up front, idle or not, so the
+/// rarer messages are boxed.
 #[derive(Debug)]
 pub enum Outbound {
     Game(Arc<ChannelEvent>),
     /// Messages of this game may have been lost (the bus reconnected): catch up from the log.
-    Resync(GameId),
-    /// A lobby frame (a coalesced `lobby` list or a lobby chat line).
-    Lobby(Utf8Bytes),
+    Resync(Box<GameId>),
+    /// A lobby frame (a coalesced `lobby` list or a lobby chat line), shared by every watcher.
+    Lobby(Arc<Utf8Bytes>),
     /// Quick match paired this connection into `game`.
     Matched {
-        game: GameId,
+        game: Box<GameId>,
         you: Mark,
     },
     /// This connection's quick-match ticket vanished without a match: queue it again.
     Requeue,
 }
+
+const _: () = assert!(std::mem::size_of::<Outbound>() <= 16);
 
 /// The sending half of one connection's bounded queue, and the switch that closes it.
 #[derive(Clone, Debug)]
@@ -93,15 +96,53 @@ pub struct Subscriber {
 
 struct Topic {
     subscribers: Vec<Subscriber>,
-    cache: Option<(u64, GameState)>,
+    cache: Option<(u64, Latest)>,
     /// True while the game's channel is subscribed on the current bus connection.
     ready: watch::Sender<bool>,
 }
 
+/// The newest state of a game seen here: parsed, or still inside the event that brought it.
+/// Most events only pass through to clients; their state is read only when a local player
+/// acts on it, and then once.
+#[derive(Debug)]
+enum Latest {
+    State(GameState),
+    Event(Arc<ChannelEvent>),
+}
+
 impl Topic {
+    fn is_newer(&self, version: u64) -> bool {
+        self.cache.as_ref().is_none_or(|(v, _)| version > *v)
+    }
+
     fn observe(&mut self, version: u64, state: &GameState) {
-        if self.cache.as_ref().is_none_or(|(v, _)| version > *v) {
-            self.cache = Some((version, state.clone()));
+        if self.is_newer(version) {
+            self.cache = Some((version, Latest::State(state.clone())));
+        }
+    }
+
+    fn observe_event(&mut self, version: u64, event: &Arc<ChannelEvent>) {
+        if self.is_newer(version) {
+            self.cache = Some((version, Latest::Event(event.clone())));
+        }
+    }
+
+    fn latest(&mut self) -> Option<(u64, GameState)> {
+        let (version, latest) = self.cache.as_mut()?;
+        let version = *version;
+        if let Latest::Event(event) = latest {
+            match event_state(&event.payload) {
+                Some(state) => *latest = Latest::State(state),
+                // Not a state after all: forget it, the store has the real one.
+                None => {
+                    self.cache = None;
+                    return None;
+                }
+            }
+        }
+        match latest {
+            Latest::State(state) => Some((version, state.clone())),
+            Latest::Event(_) => None,
         }
     }
 }
@@ -222,7 +263,7 @@ impl Hub {
 
     /// The newest state of a local game this instance knows of.
     pub fn cached(&self, game: &GameId) -> Option<(u64, GameState)> {
-        self.topics.get(game).and_then(|t| t.cache.clone())
+        self.topics.get_mut(game).and_then(|mut t| t.latest())
     }
 
     /// Records a state this instance learnt outside the bus (a snapshot, its own write).
@@ -326,19 +367,18 @@ impl Hub {
                 return;
             }
         };
-        let versioned = peek.versioned();
-        let version = versioned.map(|(v, _)| v);
+        let version = peek.versioned();
         let Some(mut topic) = self.topics.get_mut(&game) else {
             return;
         };
-        if let Some((v, state)) = versioned {
-            topic.observe(v, state);
-        }
         let event = Arc::new(ChannelEvent {
             game,
             version,
             payload,
         });
+        if let Some(v) = version {
+            topic.observe_event(v, &event);
+        }
         topic
             .subscribers
             .retain(|s| s.client.offer(Outbound::Game(event.clone())));
@@ -347,7 +387,13 @@ impl Hub {
     fn on_instance_msg(&self, payload: &str) {
         match serde_json::from_str::<InstanceMsg>(payload) {
             Ok(InstanceMsg::MatchFound { conn, game, you }) => {
-                self.deliver(conn, Outbound::Matched { game, you });
+                self.deliver(
+                    conn,
+                    Outbound::Matched {
+                        game: Box::new(game),
+                        you,
+                    },
+                );
             }
             Ok(InstanceMsg::Probe { nonce }) => {
                 if let Some((_, tx)) = self.probes.remove(&nonce) {
@@ -362,8 +408,9 @@ impl Hub {
         match serde_json::from_str::<ServerMsg>(&payload) {
             Ok(ServerMsg::LobbyChanged { .. }) => self.lobby_dirty.store(true, Ordering::Relaxed),
             Ok(ServerMsg::Chat { .. }) => {
+                let frame = Arc::new(payload);
                 self.lobby_watchers
-                    .retain(|_, c| c.offer(Outbound::Lobby(payload.clone())));
+                    .retain(|_, c| c.offer(Outbound::Lobby(frame.clone())));
             }
             _ => {}
         }
@@ -409,7 +456,7 @@ impl Hub {
         }
         match store.lobby_list(max, per_owner, ttl).await {
             Ok((open, live)) => {
-                let frame: Utf8Bytes = ServerMsg::Lobby { open, live }.to_json().into();
+                let frame = Arc::new(Utf8Bytes::from(ServerMsg::Lobby { open, live }.to_json()));
                 self.lobby_watchers
                     .retain(|_, c| c.offer(Outbound::Lobby(frame.clone())));
             }
@@ -503,7 +550,7 @@ impl Hub {
             for g in &games {
                 if let Some(t) = self.topics.get(g) {
                     for s in &t.subscribers {
-                        s.client.offer(Outbound::Resync(g.clone()));
+                        s.client.offer(Outbound::Resync(Box::new(g.clone())));
                     }
                 }
             }
@@ -592,6 +639,30 @@ mod tests {
         let b = a.seat_o("b").unwrap();
         t.observe(2, &b);
         t.observe(1, &a);
-        assert_eq!(t.cache, Some((2, b)));
+        assert_eq!(t.latest(), Some((2, b.clone())));
+        // A newer event's state is read from it when asked for, an older one is ignored.
+        let c = b
+            .play(Mark::X, crate::rules::Cell::new(4).unwrap())
+            .unwrap();
+        let event = |version, state: &GameState| {
+            let msg = ServerMsg::Moved {
+                game: GameId::try_from("g1".to_string()).unwrap(),
+                version,
+                mark: Mark::X,
+                cell: crate::rules::Cell::new(4).unwrap(),
+                state: state.clone(),
+            };
+            Arc::new(ChannelEvent {
+                game: GameId::try_from("g1".to_string()).unwrap(),
+                version: Some(version),
+                payload: msg.to_json().into(),
+            })
+        };
+        t.observe_event(2, &event(2, &c));
+        assert_eq!(t.latest(), Some((2, b)));
+        t.observe_event(3, &event(3, &c));
+        assert!(matches!(t.cache, Some((3, Latest::Event(_)))));
+        assert_eq!(t.latest(), Some((3, c.clone())));
+        assert!(matches!(t.cache, Some((3, Latest::State(_)))));
     }
 }

@@ -17,8 +17,15 @@ use tower_http::services::ServeDir;
 use tower_http::set_header::SetResponseHeaderLayer;
 
 /// The WebSocket read buffer. tungstenite's default (128 KiB per connection, allocated at
-/// upgrade) would dominate an idle connection's memory; game frames are a few hundred bytes.
-const READ_BUFFER: usize = 1024;
+/// upgrade) would dominate an idle connection's memory. Client frames are small (a move is
+/// under 100 bytes); the rare larger one (a `hello` resuming many games, up to the message
+/// size limit) takes a few reads.
+const READ_BUFFER: usize = 256;
+/// Outgoing bytes gathered before they are written even without a flush. Frames otherwise
+/// leave when the connection flushes (once its queue is drained): an ack and the event
+/// behind it, or a burst of events, in one system call. (tungstenite writes every frame at
+/// once with 0, its buffer then only ever holding one.)
+const WRITE_BUFFER: usize = 8 * 1024;
 /// Outgoing bytes a connection may have buffered before writes fail: bounds a client that
 /// stopped reading, on top of its message queue.
 const MAX_WRITE_BUFFER: usize = 64 * 1024;
@@ -100,12 +107,16 @@ async fn ws_upgrade(
     };
     let max = app.config.max_message_bytes;
     ws.read_buffer_size(READ_BUFFER)
-        .write_buffer_size(0)
+        .write_buffer_size(WRITE_BUFFER)
         .max_write_buffer_size(MAX_WRITE_BUFFER)
         .max_message_size(max)
         .max_frame_size(max)
         .on_upgrade(move |socket| {
             let connections = app.connections.clone();
+            // Boxed: the WebSocket is some 500 bytes, and every future that holds it (this
+            // one, the connection's, each of its phases) would otherwise hold its own copy
+            // for as long as the connection is open.
+            let socket = Box::new(socket);
             connections.track_future(async move {
                 connection::serve(app, socket, ip).await;
                 drop(slot);

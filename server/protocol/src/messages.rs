@@ -516,8 +516,8 @@ impl ServerMsg {
     }
 }
 
-/// The parts of a channel message an instance needs (its game version and state), read
-/// without building the whole message.
+/// The parts of a channel message every instance reads: its type and game version. The state
+/// it carries is only skipped over here; [`event_state`] reads it when it is needed.
 #[derive(Debug, Deserialize)]
 pub struct ChannelPeek {
     #[serde(rename = "type")]
@@ -525,17 +525,28 @@ pub struct ChannelPeek {
     #[serde(default)]
     pub version: Option<u64>,
     #[serde(default)]
-    pub state: Option<GameState>,
+    state: Option<serde::de::IgnoredAny>,
 }
 
 impl ChannelPeek {
-    /// The versioned game event's version and state, if that is what this is.
-    pub fn versioned(&self) -> Option<(u64, &GameState)> {
+    /// The version of a game event that carries the game's state.
+    pub fn versioned(&self) -> Option<u64> {
         match (self.version, &self.state) {
-            (Some(v), Some(s)) if self.kind != "snapshot" => Some((v, s)),
+            (Some(v), Some(_)) if self.kind != "snapshot" => Some(v),
             _ => None,
         }
     }
+}
+
+/// The game state a game event carries.
+pub fn event_state(json: &str) -> Option<GameState> {
+    #[derive(Deserialize)]
+    struct WithState {
+        state: GameState,
+    }
+    serde_json::from_str::<WithState>(json)
+        .ok()
+        .map(|w| w.state)
 }
 
 /// Message types that travel on game channels.
@@ -778,13 +789,15 @@ mod tests {
             state: state.play(Mark::X, cell).unwrap(),
         };
         let peek: ChannelPeek = serde_json::from_str(&full.to_json()).unwrap();
-        assert_eq!(peek.versioned(), Some((3, full.state().unwrap())));
+        assert_eq!(peek.versioned(), Some(3));
+        assert_eq!(event_state(&full.to_json()).as_ref(), full.state());
         let presence = ServerMsg::Presence {
             game: g,
             presence: Presence::default(),
         };
         let peek: ChannelPeek = serde_json::from_str(&presence.to_json()).unwrap();
         assert_eq!((peek.kind.as_str(), peek.versioned()), ("presence", None));
+        assert_eq!(event_state(&presence.to_json()), None);
         // Every versioned event is a channel type.
         for t in [
             "created",

@@ -228,7 +228,7 @@ impl<S: Transport> Connection<S> {
         let delay = self.app.config.redis_probe_every();
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
-            client.offer(Outbound::Resync(game));
+            client.offer(Outbound::Resync(Box::new(game)));
         });
     }
 

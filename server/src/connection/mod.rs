@@ -109,7 +109,7 @@ struct Connection<S> {
 /// Runs a connection to its end, then leaves every game it was in.
 pub async fn serve<S: Transport>(app: Arc<App>, socket: S, ip: IpAddr) {
     let conn = app.next_conn_id();
-    let (tx, mut rx) = mpsc::channel(app.config.outbound_queue);
+    let (tx, rx) = mpsc::channel(app.config.outbound_queue);
     let kill = CancellationToken::new();
     let client = Client::new(tx, kill.clone());
     app.hub.register(conn, client.clone());
@@ -123,10 +123,19 @@ pub async fn serve<S: Transport>(app: Arc<App>, socket: S, ip: IpAddr) {
     );
     async {
         let mut keepalive = Keepalive::start(app.config.idle_timeout).await;
-        let greeted = handshake::greet(&app, &mut socket, ip, &kill, &mut keepalive).await;
+        // Each phase is boxed, sized for itself: an idle connection's memory is then the
+        // state of its loop, not room for every phase it was or will be in.
+        let greeted = Box::pin(handshake::greet(
+            &app,
+            &mut socket,
+            ip,
+            &kill,
+            &mut keepalive,
+        ))
+        .await;
         let (closing, mut socket) = match greeted {
             Ok(greeted) => {
-                let mut connection = Connection {
+                let connection = Connection {
                     move_limit: LocalLimiter::new(app.config.move_rule()),
                     chat_limit: LocalLimiter::new(app.config.chat_rule()),
                     rename_limit: LocalLimiter::new(requests::RENAME_RULE),
@@ -140,13 +149,8 @@ pub async fn serve<S: Transport>(app: Arc<App>, socket: S, ip: IpAddr) {
                     queued: false,
                     watching_lobby: false,
                 };
-                let closing = match connection.restore(greeted.resume, greeted.left_out).await {
-                    Ok(()) => connection.run(&mut rx, &kill, &mut keepalive).await,
-                    Err(closing) => closing,
-                };
-                tracing::debug!(?closing, "connection ending");
-                connection.cleanup().await;
-                (closing, connection.socket)
+                let after_hello = (greeted.resume, greeted.left_out);
+                Box::pin(connection.live(after_hello, rx, kill, keepalive)).await
             }
             Err(closing) => {
                 tracing::debug!(?closing, "connection ending");
@@ -158,7 +162,7 @@ pub async fn serve<S: Transport>(app: Arc<App>, socket: S, ip: IpAddr) {
             if code == close::SLOW_CONSUMER {
                 tracing::info!("closing a client that does not keep up");
             }
-            socket.close(code, reason).await;
+            Box::pin(socket.close(code, reason)).await;
         }
     }
     .instrument(span)
@@ -166,6 +170,29 @@ pub async fn serve<S: Transport>(app: Arc<App>, socket: S, ip: IpAddr) {
 }
 
 impl<S: Transport> Connection<S> {
+    /// The connection after `hello`: back into the games it resumes, then the loop until the
+    /// end, then out of every game. Gives back why it ended and the socket to close.
+    async fn live(
+        mut self,
+        (resume, left_out): (Vec<(GameId, Option<u64>)>, usize),
+        mut rx: mpsc::Receiver<Outbound>,
+        kill: CancellationToken,
+        mut keepalive: Keepalive,
+    ) -> (Closing, Socket<S>) {
+        // The restored games leave at once, not with whatever the loop sends next.
+        let restored = match Box::pin(self.restore(resume, left_out)).await {
+            Ok(()) => self.socket.flush().await,
+            Err(closing) => Err(closing),
+        };
+        let closing = match restored {
+            Ok(()) => self.run(&mut rx, &kill, &mut keepalive).await,
+            Err(closing) => closing,
+        };
+        tracing::debug!(?closing, "connection ending");
+        Box::pin(self.cleanup()).await;
+        (closing, self.socket)
+    }
+
     async fn run(
         &mut self,
         rx: &mut mpsc::Receiver<Outbound>,
@@ -202,7 +229,7 @@ impl<S: Transport> Connection<S> {
                     if keepalive.is_idle() {
                         Err(Closing::Close(close::IDLE, "idle"))
                     } else {
-                        self.renew_session(&mut keepalive.renewed).await;
+                        Box::pin(self.renew_session(&mut keepalive.renewed)).await;
                         self.socket.write(Message::Ping(Default::default())).await
                     }
                 }
@@ -262,10 +289,10 @@ impl<S: Transport> Connection<S> {
             }
             Outbound::Resync(game) => self.resync(&game).await,
             Outbound::Lobby(frame) if self.watching_lobby => {
-                self.socket.write(Message::Text(frame)).await
+                self.socket.write(Message::Text((*frame).clone())).await
             }
             Outbound::Lobby(_) => Ok(()),
-            Outbound::Matched { game, you } => self.matched(game, you).await,
+            Outbound::Matched { game, you } => self.matched(*game, you).await,
             Outbound::Requeue if self.queued => {
                 self.queued = false;
                 self.quick_match(None).await

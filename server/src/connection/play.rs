@@ -1,11 +1,13 @@
 //! Requests on a seat: moves, resigning, asking for a rematch. Each becomes one transition in
-//! the operations layer, answered with an ack carrying the version it committed.
+//! the operations layer, answered with an ack carrying the version it committed and, in the same
+//! write, the event it published.
 
-use super::{Connection, Step, Transport};
+use super::{Connection, Joined, Step, Transport};
 use crate::ids::GameId;
 use crate::operations::{self, Done, OpError};
 use crate::protocol::{AckInfo, ErrorCode, Req, ServerMsg};
 use crate::rules::{Cell, Mark};
+use axum::extract::ws::{Message, Utf8Bytes};
 
 /// Longest a move id may be.
 const MAX_MID: usize = 64;
@@ -53,7 +55,7 @@ impl<S: Transport> Connection<S> {
         let player = &self.identity.player;
         let r = operations::games::play(&self.app, &game, player, mark, cell, mid.as_deref(), hint)
             .await;
-        self.done(req, r).await
+        self.done(req, &game, r).await
     }
 
     pub(super) async fn seat_action(
@@ -70,7 +72,7 @@ impl<S: Transport> Connection<S> {
             SeatAction::Resign => operations::games::resign(&self.app, &game, player, mark).await,
             SeatAction::Rematch => operations::games::rematch(&self.app, &game, player, mark).await,
         };
-        self.done(req, r).await
+        self.done(req, &game, r).await
     }
 
     fn seat(&self, game: &GameId) -> Option<Mark> {
@@ -91,8 +93,11 @@ impl<S: Transport> Connection<S> {
         }
     }
 
-    /// Answers a committed (or refused) transition.
-    async fn done(&mut self, req: Option<Req>, r: Result<Done, OpError>) -> Step {
+    /// Answers a committed (or refused) transition. The event it published follows the ack
+    /// at once, in the same write, when it is the next one this client should see: its copy
+    /// from pub/sub then arrives as already seen and is skipped. Otherwise (an earlier event
+    /// is still on its way through pub/sub) the copy from pub/sub delivers it in order.
+    async fn done(&mut self, req: Option<Req>, game: &GameId, r: Result<Done, OpError>) -> Step {
         match r {
             Ok(d) => {
                 let info = AckInfo {
@@ -100,7 +105,16 @@ impl<S: Transport> Connection<S> {
                     duplicate: d.duplicate,
                     name: None,
                 };
-                self.socket.send(ServerMsg::ack(req, info)).await
+                self.socket.send(ServerMsg::ack(req, info)).await?;
+                let next = |j: &&mut Joined| j.last + 1 == d.version;
+                if let Some(event) = d.event
+                    && let Some(j) = self.games.get_mut(game).filter(next)
+                    && let Ok(text) = Utf8Bytes::try_from(event)
+                {
+                    j.last = d.version;
+                    self.socket.write(Message::Text(text)).await?;
+                }
+                Ok(())
             }
             Err(OpError::RateLimited { retry_after_ms }) => {
                 self.socket.limited(req, retry_after_ms, "moves").await

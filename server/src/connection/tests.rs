@@ -23,9 +23,11 @@ use tokio_util::sync::CancellationToken;
 const RECV_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The server's end of an in-test socket: frames from the test in, frames to the test out.
+/// Like a real socket, frames leave only when flushed, each flush as one batch (one write).
 struct ChannelSocket {
     incoming: UnboundedReceiver<Result<Message, axum::Error>>,
-    outgoing: UnboundedSender<Message>,
+    outgoing: UnboundedSender<Vec<Message>>,
+    unflushed: Vec<Message>,
 }
 
 impl Stream for ChannelSocket {
@@ -44,17 +46,25 @@ impl Sink<Message> for ChannelSocket {
     }
 
     fn start_send(self: Pin<&mut Self>, item: Message) -> Result<(), Self::Error> {
-        self.outgoing
-            .send(item)
-            .map_err(|_| axum::Error::new("the test dropped its end"))
+        self.get_mut().unflushed.push(item);
+        Ok(())
     }
 
     fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
+        let this = self.get_mut();
+        if this.unflushed.is_empty() {
+            return Poll::Ready(Ok(()));
+        }
+        let batch = std::mem::take(&mut this.unflushed);
+        Poll::Ready(
+            this.outgoing
+                .send(batch)
+                .map_err(|_| axum::Error::new("the test dropped its end")),
+        )
     }
 
-    fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.poll_flush(cx)
     }
 }
 
@@ -80,18 +90,25 @@ fn instance(config: Config) -> Arc<App> {
 /// The test's end of a connection.
 struct Peer {
     to_server: UnboundedSender<Result<Message, axum::Error>>,
-    from_server: UnboundedReceiver<Message>,
+    from_server: UnboundedReceiver<Vec<Message>>,
+    /// The rest of the last batch received.
+    received: std::collections::VecDeque<Message>,
 }
 
 impl Peer {
     fn connect(app: &Arc<App>) -> Peer {
         let (to_server, incoming) = unbounded_channel();
         let (outgoing, from_server) = unbounded_channel();
-        let socket = ChannelSocket { incoming, outgoing };
+        let socket = ChannelSocket {
+            incoming,
+            outgoing,
+            unflushed: Vec::new(),
+        };
         tokio::spawn(serve(app.clone(), socket, IpAddr::from([127, 0, 0, 1])));
         Peer {
             to_server,
             from_server,
+            received: Default::default(),
         }
     }
 
@@ -108,12 +125,23 @@ impl Peer {
     /// The next frame, pings aside.
     async fn frame(&mut self) -> Message {
         loop {
-            match tokio::time::timeout(RECV_TIMEOUT, self.from_server.recv()).await {
-                Ok(Some(Message::Ping(_))) => continue,
-                Ok(Some(frame)) => return frame,
-                Ok(None) => panic!("the connection ended"),
-                Err(_) => panic!("nothing received within {RECV_TIMEOUT:?}"),
+            match self.received.pop_front() {
+                Some(Message::Ping(_)) => continue,
+                Some(frame) => return frame,
+                None => self.received = self.batch().await.into(),
             }
+        }
+    }
+
+    /// The unread rest of the last write, or else the frames of the next one.
+    async fn batch(&mut self) -> Vec<Message> {
+        if !self.received.is_empty() {
+            return self.received.drain(..).collect();
+        }
+        match tokio::time::timeout(RECV_TIMEOUT, self.from_server.recv()).await {
+            Ok(Some(batch)) => batch,
+            Ok(None) => panic!("the connection ended"),
+            Err(_) => panic!("nothing received within {RECV_TIMEOUT:?}"),
         }
     }
 
@@ -151,6 +179,14 @@ impl Peer {
             _ => None,
         })
         .await
+    }
+}
+
+/// A text frame as a server message; pings and other control frames are none.
+fn parse(frame: &Message) -> Option<ServerMsg> {
+    match frame {
+        Message::Text(t) => Some(serde_json::from_str(t.as_str()).expect("a server message")),
+        _ => None,
     }
 }
 
@@ -273,6 +309,55 @@ async fn create_join_and_move_are_acknowledged_and_reach_both_players() {
             })
             .await;
         assert_eq!(moved, (3, Mark::X, 4));
+    }
+}
+
+/// The mover's connection sends the event right behind the ack, and skips the copy that then
+/// comes through pub/sub: each event reaches each connection exactly once, in order.
+#[tokio::test]
+async fn the_mover_gets_its_event_right_after_the_ack_and_only_once() {
+    let app = instance(Config::default());
+    let mut ann = Peer::connect(&app);
+    ann.hello("Ann").await;
+    let game = ann.create().await;
+    let mut bob = Peer::connect(&app);
+    bob.hello("Bob").await;
+    bob.send(json!({"type": "join", "req": 2, "game": game}));
+    let snapshot = |m| matches!(m, ServerMsg::Snapshot { req: Some(2), .. }).then_some(());
+    bob.recv_until(snapshot).await;
+    let seated = |m| matches!(m, ServerMsg::Seated { version: 2, .. }).then_some(());
+    ann.recv_until(seated).await;
+
+    for (req, cell, version) in [(3, 4, 3), (4, 0, 5)] {
+        if version == 5 {
+            // Bob's move in between: Ann must see it before her own next event.
+            bob.send(json!({"type": "move", "req": 3, "game": game, "cell": 1}));
+            let v4 = |m| matches!(m, ServerMsg::Moved { version: 4, .. }).then_some(());
+            ann.recv_until(v4).await;
+        }
+        ann.send(json!({"type": "move", "req": req, "game": game, "cell": cell}));
+        // The write that carries the ack carries the event right behind it.
+        let after_ack = loop {
+            let batch: Vec<ServerMsg> = ann.batch().await.iter().filter_map(parse).collect();
+            if let Some(at) = batch.iter().position(|m| {
+                matches!(m, ServerMsg::Ack { req: r, info } if *r == Some(req) && info.version == Some(version))
+            }) {
+                break batch.into_iter().nth(at + 1);
+            }
+        };
+        match after_ack {
+            Some(ServerMsg::Moved { version: v, .. }) => assert_eq!(v, version),
+            other => panic!("expected the move's event in the ack's write, got {other:?}"),
+        }
+        // Bob has it, so the hub has queued Ann's copy too; what Ann gets next is the pong,
+        // not that copy again.
+        let mine = |m| matches!(m, ServerMsg::Moved { version: v, .. } if v == version);
+        bob.recv_until(|m| mine(m).then_some(())).await;
+        ann.send(json!({"type": "ping", "req": 9}));
+        match ann.recv().await {
+            ServerMsg::Pong { req: Some(9) } => {}
+            other => panic!("expected the pong, got {other:?}"),
+        }
     }
 }
 
@@ -399,4 +484,22 @@ async fn chat_in_a_joined_game_is_acknowledged_and_delivered_with_the_role() {
         (line.from.as_str(), line.role, line.text.as_str()),
         ("Ann", Some(Role::X), "hello")
     );
+}
+
+/// An idle connection's memory is mostly the state its task keeps. Each phase is boxed and
+/// sized for itself, so the task holds little beyond the loop's state: inlined phases once
+/// made every idle connection's task 5.7 KB instead of about 0.7.
+#[tokio::test]
+async fn a_connection_task_stays_small() {
+    let app = instance(Config::default());
+    let (_to_server, incoming) = unbounded_channel();
+    let (outgoing, _from_server) = unbounded_channel();
+    let socket = Box::new(ChannelSocket {
+        incoming,
+        outgoing,
+        unflushed: Vec::new(),
+    });
+    let task = serve(app, socket, IpAddr::from([127, 0, 0, 1]));
+    let size = std::mem::size_of_val(&task);
+    assert!(size <= 1024, "the connection's future is {size} bytes");
 }

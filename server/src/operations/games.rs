@@ -11,6 +11,7 @@ use crate::protocol::{ChatLine, Presence, ServerMsg};
 use crate::ratelimit::{Decision, Rule};
 use crate::rules::{EndReason, GameState, Mark, RuleError, Seats, Status};
 use crate::store::{Applied, Hold, Replay, SeatCheck, Transition};
+use bytes::Bytes;
 use std::net::IpAddr;
 
 /// Compare-and-set attempts before giving up on a game that keeps changing underneath.
@@ -91,6 +92,7 @@ where
                     return Ok(Done {
                         version,
                         duplicate: true,
+                        event: None,
                     });
                 }
                 return Err(rule.into());
@@ -101,13 +103,14 @@ where
         } else {
             app.config.game_ttl
         };
+        let event: Bytes = event.to_json().into();
         let t = Transition {
             game,
             expected: current.0,
             actor: actor.player,
             seat: actor.seat,
             state: &state,
-            event: event.to_json().into(),
+            event: event.clone(),
             ttl,
             limit: actor.limit,
             mid: actor.mid,
@@ -120,6 +123,7 @@ where
                 return Ok(Done {
                     version,
                     duplicate: false,
+                    event: Some(event),
                 });
             }
             Applied::Stale(sg) => {
@@ -132,6 +136,7 @@ where
                 return Ok(Done {
                     version,
                     duplicate: true,
+                    event: None,
                 });
             }
             Applied::NotSeated => return Err(OpError::NotSeated),

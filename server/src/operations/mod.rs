@@ -13,6 +13,7 @@ pub mod sessions;
 use crate::protocol::{ErrorCode, ServerMsg};
 use crate::rules::RuleError;
 use crate::store::StoreError;
+use bytes::Bytes;
 
 /// Why an operation did not happen. Everything except `Internal` is an expected answer.
 #[derive(Debug, thiserror::Error)]
@@ -98,6 +99,10 @@ pub struct Done {
     pub version: u64,
     /// True when the move id had already been applied: nothing new happened.
     pub duplicate: bool,
+    /// The event this transition published (none for a duplicate), as the JSON sent on the
+    /// game's channel: the actor's own connection can send it with the ack instead of
+    /// waiting for its copy from pub/sub.
+    pub event: Option<Bytes>,
 }
 
 #[cfg(test)]
