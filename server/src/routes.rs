@@ -24,8 +24,9 @@ const READ_BUFFER: usize = 256;
 /// Outgoing bytes gathered before they are written even without a flush. Frames otherwise
 /// leave when the connection flushes (once its queue is drained): an ack and the event
 /// behind it, or a burst of events, in one system call. (tungstenite writes every frame at
-/// once with 0, its buffer then only ever holding one.)
-const WRITE_BUFFER: usize = 8 * 1024;
+/// once with 0.) Small, because the buffer keeps the capacity it once reached for as long as
+/// the connection lives: a burst (a resume of many games) costs a few writes instead.
+const WRITE_BUFFER: usize = 2 * 1024;
 /// Outgoing bytes a connection may have buffered before writes fail: bounds a client that
 /// stopped reading, on top of its message queue.
 const MAX_WRITE_BUFFER: usize = 64 * 1024;
