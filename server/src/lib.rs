@@ -132,6 +132,9 @@ pub async fn run(
     ));
     background.spawn(housekeeping::run(app.clone(), stop_background.clone()));
     background.spawn(watchdog::run(app.clone(), stop_background.clone()));
+    if let Some(metrics) = telemetry::metrics_handle() {
+        background.spawn(telemetry::upkeep(metrics, stop_background.clone()));
+    }
 
     tracing::info!(
         %addr,

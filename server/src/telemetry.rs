@@ -3,6 +3,8 @@
 use crate::config::LogFormat;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 use tracing::Level;
 use tracing_subscriber::filter::filter_fn;
 use tracing_subscriber::layer::SubscriberExt;
@@ -70,6 +72,23 @@ pub fn install_metrics() -> Option<&'static PrometheusHandle> {
 
 pub fn metrics_handle() -> Option<&'static PrometheusHandle> {
     METRICS.get().and_then(Option::as_ref)
+}
+
+/// How often histogram samples are folded into their buckets when nobody scrapes.
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// Folds the histograms' recorded samples into their buckets every few seconds. The
+/// recorder keeps every sample until it is drained, by a scrape or by this: an instance that
+/// nobody scrapes would otherwise grow by a few bytes for every Redis call it makes, for ever.
+pub async fn upkeep(handle: &'static PrometheusHandle, stop: CancellationToken) {
+    let mut every = tokio::time::interval(UPKEEP_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = every.tick() => handle.run_upkeep(),
+        }
+    }
 }
 
 #[cfg(test)]
