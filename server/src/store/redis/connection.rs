@@ -10,6 +10,7 @@ use ::redis::cluster::ClusterClient;
 use ::redis::cluster_async::ClusterConnection;
 use ::redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, ServerErrorKind, Value};
 use bus::RedisBus;
+use dashmap::DashMap;
 use sentinel::{SentinelConn, Sentinels};
 use sharded_bus::ClusterBus;
 use std::future::Future;
@@ -207,6 +208,26 @@ impl Answered {
     }
 }
 
+/// The latency histogram's handle for each operation, looked up once: the `histogram!` macro
+/// with a label that is not a literal builds and registers its key (two allocations) on every
+/// call, and a move makes one or two calls.
+#[derive(Default)]
+pub(super) struct Timings {
+    by_op: DashMap<&'static str, metrics::Histogram>,
+}
+
+impl Timings {
+    fn record(&self, op: &'static str, took: Duration) {
+        let secs = took.as_secs_f64();
+        if let Some(h) = self.by_op.get(op) {
+            return h.record(secs);
+        }
+        let h = metrics::histogram!("redis_command_seconds", "op" => op);
+        h.record(secs);
+        self.by_op.insert(op, h);
+    }
+}
+
 impl RedisStore {
     /// Prepares the connection without waiting for Redis: an instance can start while Redis
     /// is down and become ready when it comes up.
@@ -235,6 +256,7 @@ impl RedisStore {
         })?;
         Ok(RedisStore {
             answered: Answered::default(),
+            timings: Timings::default(),
             keys,
             limits,
             link,
@@ -256,6 +278,7 @@ impl RedisStore {
         let sentinels = Sentinels::new(sentinels, master, tcp_settings(), op_timeout)?;
         Ok(RedisStore {
             answered: Answered::default(),
+            timings: Timings::default(),
             keys,
             limits,
             link: Link::new(LinkKind::Sentinel(sentinels.clone(), op_timeout))?,
@@ -275,6 +298,7 @@ impl RedisStore {
         let client = cluster_client(nodes, op_timeout, None)?;
         Ok(RedisStore {
             answered: Answered::default(),
+            timings: Timings::default(),
             keys,
             limits,
             link: Link::new(LinkKind::Cluster(client))?,
@@ -305,8 +329,7 @@ impl RedisStore {
     ) -> StoreResult<T> {
         let started = Instant::now();
         let result = tokio::time::timeout(self.op_timeout, f).await;
-        metrics::histogram!("redis_command_seconds", "op" => op)
-            .record(started.elapsed().as_secs_f64());
+        self.timings.record(op, started.elapsed());
         match result {
             Err(_) => {
                 metrics::counter!("redis_errors_total", "op" => op, "kind" => "timeout")

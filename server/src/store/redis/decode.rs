@@ -21,6 +21,15 @@ pub(super) fn text(v: &Value) -> Option<String> {
     }
 }
 
+/// A reply's text, borrowed: for the replies read on every move, which need no copy.
+pub(super) fn str_of(v: &Value) -> Option<&str> {
+    match v {
+        Value::BulkString(b) => std::str::from_utf8(b).ok(),
+        Value::SimpleString(s) => Some(s),
+        _ => None,
+    }
+}
+
 /// An event as logged: bytes passed through, never parsed.
 pub(super) fn event(v: Value) -> Option<Bytes> {
     match v {

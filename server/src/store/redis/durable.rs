@@ -61,7 +61,7 @@ impl RedisStore {
         let mut pipe = ::redis::pipe();
         pipe.add_command(call);
         let mut replies = self
-            .pipeline(op, &self.link, &mut conn, &pipe, &[script])
+            .pipeline(op, &self.link, &mut conn, pipe, &[script])
             .await?;
         reply(replies.pop())
     }
@@ -72,7 +72,7 @@ impl RedisStore {
         &self,
         op: &'static str,
         durable: &Durable,
-        pipe: &Pipeline,
+        pipe: Pipeline,
         scripts: &[&Script],
     ) -> StoreResult<Vec<Value>> {
         let lane =
@@ -89,11 +89,10 @@ impl RedisStore {
         op: &'static str,
         link: &Link,
         conn: &mut Conn,
-        pipe: &Pipeline,
+        mut pipe: Pipeline,
         scripts: &[&Script],
     ) -> StoreResult<Vec<Value>> {
         let generation = conn.generation;
-        let mut pipe = pipe.clone();
         pipe.ignore_errors();
         let mut replies: Vec<Value> = self
             .call_on(link, op, generation, pipe.query_async(conn))

@@ -2,7 +2,7 @@
 //! log and publish together), and reading the log back.
 
 use super::decode::{
-    applied_in, corrupt, items, mid_hex, num, seat_field, stored_game, text, ttl_ms,
+    applied_in, corrupt, items, mid_hex, num, seat_field, stored_game, str_of, text, ttl_ms,
 };
 use super::durable::{reply, script_cmd, wait_cmd};
 use super::*;
@@ -42,7 +42,7 @@ pub(super) async fn create(
             let mut pipe = ::redis::pipe();
             pipe.add_command(call).add_command(wait_cmd(durable));
             let replies = s
-                .durably("create_game", durable, &pipe, &[&SCRIPTS.create_game])
+                .durably("create_game", durable, pipe, &[&SCRIPTS.create_game])
                 .await?;
             let created = reply(replies.first().cloned())?;
             if created == Value::Int(1) {
@@ -123,7 +123,7 @@ pub(super) async fn transition(s: &RedisStore, t: &Transition<'_>) -> StoreResul
                 .add_command(wait_cmd(durable))
                 .add_command(publish);
             let scripts = [&SCRIPTS.transition, &SCRIPTS.publish_logged];
-            let replies = s.durably("transition", durable, &pipe, &scripts).await?;
+            let replies = s.durably("transition", durable, pipe, &scripts).await?;
             let outcome = reply(replies.first().cloned())?;
             // Only a change (or a retry of one) needs the replicas; a refusal does not.
             let tag = match &outcome {
@@ -136,28 +136,26 @@ pub(super) async fn transition(s: &RedisStore, t: &Transition<'_>) -> StoreResul
             outcome
         }
     };
-    let mut parts = items(outcome)
-        .ok_or_else(|| corrupt("transition", "not an array"))?
-        .into_iter()
-        .map(|v| text(&v));
-    let tag = parts.next().flatten().unwrap_or_default();
-    let mut next = || parts.next().flatten().unwrap_or_default();
-    Ok(match tag.as_str() {
+    let parts = items(outcome).ok_or_else(|| corrupt("transition", "not an array"))?;
+    let part = |i: usize| parts.get(i).and_then(str_of).unwrap_or_default();
+    Ok(match part(0) {
         "ok" => Applied::Ok {
-            version: num(&next(), "version")?,
+            version: num(part(1), "version")?,
         },
         "duplicate" => Applied::Duplicate {
-            version: num(&next(), "version")?,
+            version: num(part(1), "version")?,
         },
-        "stale" => {
-            let (v, state, x, o) = (next(), next(), next(), next());
-            Applied::Stale(stored_game(&v, &state, Some(x), Some(o))?)
-        }
+        "stale" => Applied::Stale(stored_game(
+            part(1),
+            part(2),
+            Some(part(3).to_string()),
+            Some(part(4).to_string()),
+        )?),
         "not_seated" => Applied::NotSeated,
         "seat_taken" => Applied::SeatTaken,
         "unknown" => Applied::UnknownGame,
         "limited" => Applied::RateLimited {
-            retry_after_ms: Decision::retry_after_ms(num(&next(), "retry")?),
+            retry_after_ms: Decision::retry_after_ms(num(part(1), "retry")?),
         },
         other => return Err(corrupt("transition", other)),
     })
@@ -241,7 +239,7 @@ async fn decisive_read<T: ::redis::FromRedisValue>(
     pipe.add_command(script_cmd(&SCRIPTS.touch, &[key]))
         .add_command(read)
         .add_command(wait_cmd(durable));
-    let replies = s.durably(op, durable, &pipe, &[&SCRIPTS.touch]).await?;
+    let replies = s.durably(op, durable, pipe, &[&SCRIPTS.touch]).await?;
     let value = reply(replies.get(1).cloned())?;
     if confirm(&value) {
         s.confirmed(op, durable, &replies, 2)?;

@@ -44,6 +44,7 @@ pub struct RedisStore {
     durable: Option<Durable>,
     /// When Redis last answered a command of this store.
     answered: connection::Answered,
+    timings: connection::Timings,
 }
 
 struct Scripts {

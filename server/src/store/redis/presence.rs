@@ -170,9 +170,7 @@ pub(super) async fn renew_lease(s: &RedisStore, lease: &str, ttl: Duration) -> S
         call.arg("renew").arg(lease).arg(ttl_ms(ttl));
         let mut pipe = ::redis::pipe();
         pipe.add_command(call).add_command(wait_cmd(durable));
-        let replies = s
-            .durably("lease", durable, &pipe, &[&SCRIPTS.lease])
-            .await?;
+        let replies = s.durably("lease", durable, pipe, &[&SCRIPTS.lease]).await?;
         let known = reply(replies.first().cloned())?;
         s.confirmed("lease", durable, &replies, 1)?;
         return Ok(known == Value::Int(1));

@@ -27,7 +27,7 @@ pub(super) async fn create(
             .arg(ttl_ms(ttl))
             .cmd("EXEC")
             .add_command(wait_cmd(durable));
-        let replies = s.durably("create_session", durable, &pipe, &[]).await?;
+        let replies = s.durably("create_session", durable, pipe, &[]).await?;
         reply(replies.get(3).cloned())?;
         return s.confirmed("create_session", durable, &replies, 4);
     }
