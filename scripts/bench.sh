@@ -177,7 +177,14 @@ build_rev() {
   fi
   if [ -n "${SEED_TARGET:-}" ] && [ ! -d "$out/target" ]; then
     echo "seeding $out/target from $SEED_TARGET" >&2
-    cp -a "$SEED_TARGET" "$out/target"
+    # The default DIR lies inside the default target: copy all but the kept baselines, or
+    # cp would copy the directory into itself.
+    mkdir -p "$out/target"
+    for entry in "$SEED_TARGET"/* "$SEED_TARGET"/.[!.]*; do
+      [ -e "$entry" ] || continue
+      [ "$(basename "$entry")" = bench-bins ] && continue
+      cp -a "$entry" "$out/target/"
+    done
   fi
   tmp=$(mktemp -d)
   git worktree add --detach "$tmp/src" "$sha" >&2

@@ -53,6 +53,7 @@ pub struct App {
     /// True while this instance cannot reach Redis (for longer than `REDIS_LOST_MS`): its
     /// connections are closed with 1012 and new ones refused. Set by [`crate::watchdog`].
     pub redis_lost: tokio::sync::watch::Sender<bool>,
+    pub move_counters: crate::telemetry::MoveCounters,
     next_conn: AtomicU64,
     ip_fallback: Mutex<std::collections::HashMap<(&'static str, IpAddr), LocalLimiter>>,
 }
@@ -84,6 +85,7 @@ impl App {
             waiting: DashMap::new(),
             pending_leaves: Mutex::new(Vec::new()),
             redis_lost: tokio::sync::watch::Sender::new(false),
+            move_counters: crate::telemetry::MoveCounters::new(),
             next_conn: AtomicU64::new(1),
             ip_fallback: Mutex::new(std::collections::HashMap::new()),
         }

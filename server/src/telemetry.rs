@@ -74,6 +74,33 @@ pub fn metrics_handle() -> Option<&'static PrometheusHandle> {
     METRICS.get().and_then(Option::as_ref)
 }
 
+/// The counters every move bumps, registered once. The `counter!` macro registers its key
+/// with the recorder on every use, an allocation or two each time.
+pub struct MoveCounters {
+    pub accepted: metrics::Counter,
+    pub duplicate: metrics::Counter,
+    pub transitions_ok: metrics::Counter,
+    pub transitions_stale: metrics::Counter,
+}
+
+impl MoveCounters {
+    /// Handles on the recorder installed now (none yet: they count nothing).
+    pub fn new() -> MoveCounters {
+        MoveCounters {
+            accepted: metrics::counter!("moves_total", "result" => "accepted"),
+            duplicate: metrics::counter!("moves_total", "result" => "duplicate"),
+            transitions_ok: metrics::counter!("transitions_total", "result" => "ok"),
+            transitions_stale: metrics::counter!("transitions_total", "result" => "stale"),
+        }
+    }
+}
+
+impl Default for MoveCounters {
+    fn default() -> Self {
+        MoveCounters::new()
+    }
+}
+
 /// How often histogram samples are folded into their buckets when nobody scrapes.
 const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 

@@ -118,7 +118,7 @@ where
         match app.store.transition(&t).await? {
             Applied::Ok { version } => {
                 app.hub.observe(game, version, &state);
-                metrics::counter!("transitions_total", "result" => "ok").increment(1);
+                app.move_counters.transitions_ok.increment(1);
                 after_commit(app, game, &current.1, &state).await;
                 return Ok(Done {
                     version,
@@ -127,7 +127,7 @@ where
                 });
             }
             Applied::Stale(sg) => {
-                metrics::counter!("transitions_total", "result" => "stale").increment(1);
+                app.move_counters.transitions_stale.increment(1);
                 app.hub.observe(game, sg.version, &sg.state);
                 current = (sg.version, sg.state);
                 fresh = true;
@@ -370,16 +370,14 @@ pub async fn play(
         Ok((state, event))
     })
     .await;
-    // Literal labels for the common outcomes: their keys are built at compile time.
     match &done {
-        Ok(d) if d.duplicate => metrics::counter!("moves_total", "result" => "duplicate"),
-        Ok(_) => metrics::counter!("moves_total", "result" => "accepted"),
+        Ok(d) if d.duplicate => app.move_counters.duplicate.increment(1),
+        Ok(_) => app.move_counters.accepted.increment(1),
         Err(e) => {
             let code = format!("{:?}", e.code()).to_lowercase();
-            metrics::counter!("moves_total", "result" => code)
+            metrics::counter!("moves_total", "result" => code).increment(1);
         }
     }
-    .increment(1);
     done
 }
 
