@@ -913,23 +913,31 @@ async fn presence_counts_connections_and_starts_clocks(store: Arc<dyn Store>) {
 }
 
 async fn a_dead_lease_is_swept(store: Arc<dyn Store>) {
-    let g = gid("g1");
+    at_a_time_scale(|scale| a_dead_lease_is_swept_at(store.clone(), scale)).await;
+}
+
+async fn a_dead_lease_is_swept_at(store: Arc<dyn Store>, scale: u32) -> Result<(), TooSlow> {
+    let g = gid(&format!("g{scale}"));
+    let (dead, alive) = (format!("dead{scale}"), format!("alive{scale}"));
+    let (dead, alive) = (dead.as_str(), alive.as_str());
+    let short = Duration::from_millis(50) * scale;
     let announce = PresenceTemplate::new(&g);
     started_game(store.as_ref(), &g).await;
     let (ann, bob) = (pid("ann"), pid("bob"));
-    assert!(
-        !store
-            .renew_lease("dead", Duration::from_millis(50))
-            .await
-            .unwrap()
-    );
-    assert!(
+    let started = std::time::Instant::now();
+    assert!(!store.renew_lease(dead, short).await.unwrap());
+    let renewed = store.renew_lease(dead, short).await.unwrap();
+    if started.elapsed() >= short / 2 {
+        // Let it lapse and sweep it, so that the next attempt finds no other dead lease.
+        tokio::time::sleep(short * 2).await;
         store
-            .renew_lease("dead", Duration::from_millis(50))
+            .sweep_lease(dead, TTL, PresenceTemplate::new)
             .await
-            .unwrap()
-    );
-    store.renew_lease("alive", TTL).await.unwrap();
+            .unwrap();
+        return Err(TooSlow);
+    }
+    assert!(renewed, "a lease renewed within its lifetime is known");
+    store.renew_lease(alive, TTL).await.unwrap();
     let e = |lease, player, role| PresenceEntry {
         lease,
         player,
@@ -938,7 +946,7 @@ async fn a_dead_lease_is_swept(store: Arc<dyn Store>) {
     store
         .presence_change(
             &g,
-            &e("dead", &ann, Role::X),
+            &e(dead, &ann, Role::X),
             Attendance::Arrive,
             &announce,
             TTL,
@@ -948,7 +956,7 @@ async fn a_dead_lease_is_swept(store: Arc<dyn Store>) {
     store
         .presence_change(
             &g,
-            &e("alive", &bob, Role::O),
+            &e(alive, &bob, Role::O),
             Attendance::Arrive,
             &announce,
             TTL,
@@ -960,13 +968,13 @@ async fn a_dead_lease_is_swept(store: Arc<dyn Store>) {
         .subscribe(&[store.keys().game_channel(&g)])
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(80)).await;
+    tokio::time::sleep(short * 8 / 5).await;
     assert_eq!(
         store.expired_leases().await.unwrap(),
-        vec!["dead".to_string()]
+        vec![dead.to_string()]
     );
     let swept = store
-        .sweep_lease("dead", TTL, PresenceTemplate::new)
+        .sweep_lease(dead, TTL, PresenceTemplate::new)
         .await
         .unwrap();
     assert_eq!(swept.len(), 1);
@@ -990,7 +998,8 @@ async fn a_dead_lease_is_swept(store: Arc<dyn Store>) {
     );
     assert!(store.expired_leases().await.unwrap().is_empty());
     // A swept lease that renews learns it was forgotten.
-    assert!(!store.renew_lease("dead", TTL).await.unwrap());
+    assert!(!store.renew_lease(dead, TTL).await.unwrap());
+    Ok(())
 }
 
 async fn the_lobby_lists_open_and_live_games(store: Arc<dyn Store>) {
