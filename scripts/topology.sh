@@ -11,7 +11,8 @@
 # REDIS_LAYOUT: `single` (default, one Redis) or `sentinel` (a primary, a replica and three
 # Sentinels with quorum 2; the instances find the primary through them, so `kill -9` of the
 # primary's pid shows a failover; SENTINEL_DOWN_AFTER_MS, default 1000, is how long the primary
-# must be silent before the Sentinels act).
+# must be silent before the Sentinels act), TTT_PORT_MIN and TTT_PORT_SPAN (the ports it picks
+# from, default 20000 and 12000).
 # Any server setting (FORFEIT_GRACE_MS, MOVE_RATE, ...) in the environment reaches the
 # instances as it is.
 set -euo pipefail
@@ -65,11 +66,14 @@ trap 'exit 143' TERM
 taken_ports=" "
 # A port nothing listens on (and that this script has not handed out already), below the
 # kernel's ephemeral range (32768 and up), where other programs' client sockets would race a
-# server for it.
+# server for it. TTT_PORT_MIN and TTT_PORT_SPAN narrow the range (the test suite gives the
+# script one its own servers never use).
+port_min=${TTT_PORT_MIN:-20000}
+port_span=${TTT_PORT_SPAN:-12000}
 free_port() {
   local port
   while :; do
-    port=$((20000 + RANDOM % 12000))
+    port=$((port_min + RANDOM % port_span))
     [[ "$taken_ports" == *" $port "* ]] && continue
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
       taken_ports+="$port "

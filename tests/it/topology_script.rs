@@ -5,7 +5,7 @@
 
 use crate::support::client::Ws;
 use crate::support::http::http_get;
-use crate::support::{WAIT, repo_path};
+use crate::support::{PORTS_END, WAIT, repo_path};
 use serde_json::json;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -26,6 +26,9 @@ impl Script {
         let mut child = Command::new("bash")
             .arg(repo_path("scripts/topology.sh"))
             .env("TTT_BIN", env!("CARGO_BIN_EXE_tictactoe"))
+            // Ports of its own: the suite's other servers take theirs below PORTS_END.
+            .env("TTT_PORT_MIN", PORTS_END.to_string())
+            .env("TTT_PORT_SPAN", (32_000 - PORTS_END).to_string())
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -16,8 +16,10 @@ pub mod redis;
 pub mod sentinel;
 pub mod topology;
 
+use std::collections::BTreeSet;
 use std::net::TcpListener as StdListener;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Every wait in the tests is bounded by this.
@@ -42,13 +44,23 @@ where
     }
 }
 
+/// The ports [`free_port`] hands out; `scripts/topology.sh`, run by a test, takes its own
+/// from `PORTS_END` up to the kernel's ephemeral range.
+const PORTS_START: u16 = 20_000;
+pub const PORTS_END: u16 = 30_000;
+
 /// A port nobody listens on right now, for a server the test starts. Taken below the
 /// kernel's ephemeral range (32768 and up), where the tests' own client sockets would
-/// otherwise race the server for it.
+/// otherwise race the server for it; and never handed out twice in this process, or two
+/// tests running at once could both find it free before either server has bound it.
 pub fn free_port() -> u16 {
+    static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    let span = u64::from(PORTS_END - PORTS_START);
     loop {
-        let p = 20_000 + (uuid::Uuid::new_v4().as_u64_pair().0 % 12_000) as u16;
-        if StdListener::bind(("127.0.0.1", p)).is_ok() {
+        let p = PORTS_START + (uuid::Uuid::new_v4().as_u64_pair().0 % span) as u16;
+        let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+        if !handed_out.contains(&p) && StdListener::bind(("127.0.0.1", p)).is_ok() {
+            handed_out.insert(p);
             return p;
         }
     }
