@@ -32,6 +32,11 @@
 #
 #   scripts/bench.sh ab-table AB_OUT_DIR REPS prints that table again from the kept reports.
 #
+# Allocations: scripts/bench.sh allocs BIN [CONNECTIONS] [DURATION]
+#   Heap allocations per accepted move of one instance under heaptrack (Debian package
+#   `heaptrack`), `play CONNECTIONS 0 DURATION` (default 200, 6s). Unlike CPU time, the count
+#   does not drift with the machine's speed.
+#
 # Baseline:     scripts/bench.sh build REV [DIR]
 #   scripts/bench.sh build a0e92a9         # -> target/bench-bins/a0e92a9…/tictactoe
 #   Builds the `tictactoe` binary of a git revision in a throwaway worktree with its own
@@ -114,14 +119,15 @@ start_redis() {
   fi
 }
 
-# Starts $instances instances of binary $1, logs in $2. Sets urls, server_pids.
+# Starts $instances instances of binary $1, logs in $2, each under the command in the
+# array `wrap` if set (allocs mode: heaptrack). Sets urls, server_pids.
 start_instances() {
   local bin=$1 dir=$2 i port
   urls=() server_pids=()
   for i in $(seq 0 $((instances - 1))); do
     port=$((18080 + i))
     env "${limits[@]}" "${store[@]}" LISTEN_ADDR=127.0.0.1:$port INSTANCE_ID=bench-$i \
-      "$bin" >"$dir/server$i.log" 2>&1 &
+      ${wrap[@]+"${wrap[@]}"} "$bin" >"$dir/server$i.log" 2>&1 &
     server_pids+=($!)
     run_pids+=($!) all_pids+=($!)
     urls+=("ws://127.0.0.1:$port/ws")
@@ -276,7 +282,42 @@ ab_table() {
     | @tsv' | column -t -s $'\t'
 }
 
+# Heap allocations per accepted move of one instance (serving both players of every game)
+# run under heaptrack: every allocation of the process's life, start-up and connection set-up
+# included, divided by its accepted moves; compare builds with the same arguments only.
+allocs() {
+  local bin dir server moves calls
+  bin=$(readlink -f "${1:?usage: scripts/bench.sh allocs BIN [CONNECTIONS] [DURATION]}")
+  local conns=${2:-200} duration=${3:-6s} loadgen=${LOADGEN:-$release}
+  command -v heaptrack >/dev/null || die "heaptrack is not installed (apt-get install heaptrack)"
+  [ -x "$loadgen" ] || cargo build --release --locked
+  instances=1
+  dir=$(mktemp -d "$work/allocs.XXXX")
+  run_pids=()
+  start_redis "$dir/redis"
+  wrap=(heaptrack -o "$dir/heap")
+  start_instances "$bin" "$dir"
+  scenario_flags play "$conns" 0 "$duration"
+  "$loadgen" loadgen --urls "${urls[0]}" "${flags[@]}" --quiet >"$dir/loadgen.txt" 2>&1 || true
+  moves=$(curl -s http://127.0.0.1:18080/metrics |
+    awk '/^moves_total\{result="accepted"\}/ {print $2}')
+  # heaptrack runs the server as its child; SIGINT lets it shut down and heaptrack finish.
+  server=$(pgrep -f "^$bin" | head -1)
+  [ -n "$server" ] && kill -INT "$server"
+  for _ in $(seq 100); do kill -0 "${server_pids[0]}" 2>/dev/null || break; sleep 0.1; done
+  calls=$(heaptrack_print -f "$dir"/heap*.zst -p 0 -a 0 -T 0 -l 0 2>/dev/null |
+    awk '/calls to allocation functions/ {print $5}')
+  stop_pids "${run_pids[@]}"
+  [ -n "$moves" ] && [ -n "$calls" ] || { cat "$dir/loadgen.txt" >&2; die "no figures"; }
+  awk -v c="$calls" -v m="$moves" -v b="$bin" \
+    'BEGIN { printf "%s: %d allocations, %d accepted moves, %.1f allocations per move\n", b, c, m, c / m }'
+}
+
 case ${1:-play} in
+  allocs)
+    shift
+    allocs "$@"
+    ;;
   build)
     shift
     build_rev "$@"

@@ -130,20 +130,19 @@ impl Topic {
     fn latest(&mut self) -> Option<(u64, GameState)> {
         let (version, latest) = self.cache.as_mut()?;
         let version = *version;
-        if let Latest::Event(event) = latest {
-            match event_state(&event.payload) {
-                Some(state) => *latest = Latest::State(state),
-                // Not a state after all: forget it, the store has the real one.
-                None => {
+        let state = match latest {
+            Latest::State(state) => state.clone(),
+            Latest::Event(event) => {
+                let Some(state) = event_state(&event.payload) else {
+                    // Not a state after all: forget it, the store has the real one.
                     self.cache = None;
                     return None;
-                }
+                };
+                *latest = Latest::State(state.clone());
+                state
             }
-        }
-        match latest {
-            Latest::State(state) => Some((version, state.clone())),
-            Latest::Event(_) => None,
-        }
+        };
+        Some((version, state))
     }
 }
 

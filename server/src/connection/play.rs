@@ -2,7 +2,7 @@
 //! the operations layer, answered with an ack carrying the version it committed and, in the same
 //! write, the event it published.
 
-use super::{Connection, Joined, Step, Transport};
+use super::{Connection, Step, Transport};
 use crate::ids::GameId;
 use crate::operations::{self, Done, OpError};
 use crate::protocol::{AckInfo, ErrorCode, Req, ServerMsg};
@@ -106,9 +106,9 @@ impl<S: Transport> Connection<S> {
                     name: None,
                 };
                 self.socket.send(ServerMsg::ack(req, info)).await?;
-                let next = |j: &&mut Joined| j.last + 1 == d.version;
                 if let Some(event) = d.event
-                    && let Some(j) = self.games.get_mut(game).filter(next)
+                    && let Some(j) = self.games.get_mut(game)
+                    && j.last + 1 == d.version
                     && let Ok(text) = Utf8Bytes::try_from(event)
                 {
                     j.last = d.version;

@@ -30,6 +30,24 @@ struct ChannelSocket {
     unflushed: Vec<Message>,
 }
 
+impl ChannelSocket {
+    /// The server's end, with the test's ends of its two channels.
+    fn pair() -> (
+        ChannelSocket,
+        UnboundedSender<Result<Message, axum::Error>>,
+        UnboundedReceiver<Vec<Message>>,
+    ) {
+        let (to_server, incoming) = unbounded_channel();
+        let (outgoing, from_server) = unbounded_channel();
+        let socket = ChannelSocket {
+            incoming,
+            outgoing,
+            unflushed: Vec::new(),
+        };
+        (socket, to_server, from_server)
+    }
+}
+
 impl Stream for ChannelSocket {
     type Item = Result<Message, axum::Error>;
 
@@ -97,13 +115,7 @@ struct Peer {
 
 impl Peer {
     fn connect(app: &Arc<App>) -> Peer {
-        let (to_server, incoming) = unbounded_channel();
-        let (outgoing, from_server) = unbounded_channel();
-        let socket = ChannelSocket {
-            incoming,
-            outgoing,
-            unflushed: Vec::new(),
-        };
+        let (socket, to_server, from_server) = ChannelSocket::pair();
         tokio::spawn(serve(app.clone(), socket, IpAddr::from([127, 0, 0, 1])));
         Peer {
             to_server,
@@ -165,6 +177,18 @@ impl Peer {
     async fn hello(&mut self, name: &str) -> ServerMsg {
         self.send(json!({"type": "hello", "req": 1, "name": name}));
         self.recv().await
+    }
+
+    /// Joins `game` (the free seat, if any) and returns the role the snapshot gives.
+    async fn join(&mut self, game: &GameId) -> Role {
+        self.send(json!({"type": "join", "req": 2, "game": game}));
+        self.recv_until(|m| match m {
+            ServerMsg::Snapshot {
+                req: Some(2), you, ..
+            } => Some(you),
+            _ => None,
+        })
+        .await
     }
 
     async fn create(&mut self) -> GameId {
@@ -261,16 +285,7 @@ async fn create_join_and_move_are_acknowledged_and_reach_both_players() {
 
     let mut bob = Peer::connect(&app);
     bob.hello("Bob").await;
-    bob.send(json!({"type": "join", "req": 2, "game": game}));
-    let you = bob
-        .recv_until(|m| match m {
-            ServerMsg::Snapshot {
-                req: Some(2), you, ..
-            } => Some(you),
-            _ => None,
-        })
-        .await;
-    assert_eq!(you, Role::O);
+    assert_eq!(bob.join(&game).await, Role::O);
     let seated = ann
         .recv_until(|m| match m {
             ServerMsg::Seated { version, mark, .. } => Some((version, mark)),
@@ -322,9 +337,7 @@ async fn the_mover_gets_its_event_right_after_the_ack_and_only_once() {
     let game = ann.create().await;
     let mut bob = Peer::connect(&app);
     bob.hello("Bob").await;
-    bob.send(json!({"type": "join", "req": 2, "game": game}));
-    let snapshot = |m| matches!(m, ServerMsg::Snapshot { req: Some(2), .. }).then_some(());
-    bob.recv_until(snapshot).await;
+    bob.join(&game).await;
     let seated = |m| matches!(m, ServerMsg::Seated { version: 2, .. }).then_some(());
     ann.recv_until(seated).await;
 
@@ -492,14 +505,8 @@ async fn chat_in_a_joined_game_is_acknowledged_and_delivered_with_the_role() {
 #[tokio::test]
 async fn a_connection_task_stays_small() {
     let app = instance(Config::default());
-    let (_to_server, incoming) = unbounded_channel();
-    let (outgoing, _from_server) = unbounded_channel();
-    let socket = Box::new(ChannelSocket {
-        incoming,
-        outgoing,
-        unflushed: Vec::new(),
-    });
-    let task = serve(app, socket, IpAddr::from([127, 0, 0, 1]));
+    let (socket, _to_server, _from_server) = ChannelSocket::pair();
+    let task = serve(app, Box::new(socket), IpAddr::from([127, 0, 0, 1]));
     let size = std::mem::size_of_val(&task);
     assert!(size <= 1024, "the connection's future is {size} bytes");
 }

@@ -5,6 +5,16 @@ use super::decode::{corrupt, items, text, texts, ttl_ms};
 use super::*;
 use ::redis::Value;
 
+/// `lobby.lua` with its keys; the caller adds the action and its arguments.
+fn lobby_script(k: &Keys) -> ::redis::ScriptInvocation<'static> {
+    let mut inv = SCRIPTS.lobby.prepare_invoke();
+    inv.key(k.lobby_open())
+        .key(k.lobby_live())
+        .key(k.lobby_info())
+        .key(k.lobby_owners());
+    inv
+}
+
 pub(super) async fn update(
     s: &RedisStore,
     entry: &LobbyGame,
@@ -18,12 +28,8 @@ pub(super) async fn update(
         .unwrap_or_default();
     let json = serde_json::to_string(entry).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let mut conn = s.conn().await?;
-    let mut inv = SCRIPTS.lobby.prepare_invoke();
-    inv.key(k.lobby_open())
-        .key(k.lobby_live())
-        .key(k.lobby_info())
-        .key(k.lobby_owners())
-        .arg("update")
+    let mut inv = lobby_script(k);
+    inv.arg("update")
         .arg(entry.game.as_str())
         .arg(status)
         .arg(json)
@@ -45,12 +51,8 @@ pub(super) async fn list(
 ) -> StoreResult<(Vec<LobbyGame>, Vec<LobbyGame>)> {
     let k = &s.keys;
     let mut conn = s.conn().await?;
-    let mut inv = SCRIPTS.lobby.prepare_invoke();
-    inv.key(k.lobby_open())
-        .key(k.lobby_live())
-        .key(k.lobby_info())
-        .key(k.lobby_owners())
-        .arg("list")
+    let mut inv = lobby_script(k);
+    inv.arg("list")
         .arg(max.max(1))
         .arg(ttl_ms(ttl))
         .arg(per_owner);
