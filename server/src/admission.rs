@@ -12,13 +12,19 @@ use std::sync::{Arc, Mutex};
 /// limit: Redis connections, files of the page, refusals in progress, the runtime's own.
 const MIN_FD_RESERVE: u64 = 128;
 
+/// Connections the metrics listener (`METRICS_ADDR`) holds at most; a few per address. Its
+/// scrapers are a handful of collectors, not the public.
+pub const METRICS_MAX_OPEN: usize = 16;
+pub const METRICS_PER_ADDRESS: usize = 4;
+
 /// The connection cap in force: `MAX_CONNECTIONS`, but never above the open-file limit minus a
-/// reserve (a tenth of the limit, at least [`MIN_FD_RESERVE`]).
-pub fn connection_cap(configured: usize) -> usize {
+/// reserve (a tenth of the limit, at least [`MIN_FD_RESERVE`]) and minus `elsewhere`, what
+/// other listeners of the process may hold.
+pub fn connection_cap(configured: usize, elsewhere: usize) -> usize {
     let limit = rlimit::getrlimit(rlimit::Resource::NOFILE)
         .map(|(soft, _)| soft)
         .unwrap_or(1024);
-    let reserve = (limit / 10).max(MIN_FD_RESERVE);
+    let reserve = (limit / 10).max(MIN_FD_RESERVE) + elsewhere as u64;
     let ceiling = limit.saturating_sub(reserve).max(1) as usize;
     match configured {
         0 => ceiling,
@@ -202,10 +208,12 @@ mod tests {
     #[test]
     fn the_connection_cap_stays_below_the_open_file_limit() {
         let (soft, _) = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap();
-        let derived = connection_cap(0);
+        let derived = connection_cap(0, 0);
         assert!((derived as u64) < soft && derived > 0);
-        assert_eq!(connection_cap(10), 10.min(derived));
-        assert_eq!(connection_cap(usize::MAX), derived);
+        assert_eq!(connection_cap(10, 0), 10.min(derived));
+        assert_eq!(connection_cap(usize::MAX, 0), derived);
+        // Another listener's connections come out of the same descriptors.
+        assert_eq!(connection_cap(0, 16), derived.saturating_sub(16).max(1));
     }
 
     #[test]

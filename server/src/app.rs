@@ -66,9 +66,20 @@ impl App {
         lease: String,
         shutdown: CancellationToken,
     ) -> App {
-        let hub = Arc::new(Hub::new(store.keys().clone(), &lease));
+        let hub = Arc::new(Hub::new(
+            store.keys().clone(),
+            &lease,
+            config.presence_interval,
+        ));
         let admission = Arc::new(Admission::new(
-            crate::admission::connection_cap(config.max_connections),
+            crate::admission::connection_cap(
+                config.max_connections,
+                if config.metrics_addr.is_some() {
+                    crate::admission::METRICS_MAX_OPEN
+                } else {
+                    0
+                },
+            ),
             config.ip_pending_max,
             config.ip_ws_max,
         ));

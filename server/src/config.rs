@@ -113,6 +113,17 @@ pub struct Config {
     pub ip_session_rate: f64,
     #[arg(long, env = "IP_SESSION_BURST", default_value_t = 20)]
     pub ip_session_burst: u32,
+    /// Games a session may start watching per second (enforced in Redis): joining as a
+    /// spectator announces presence to the game's players.
+    #[arg(long, env = "SPECTATE_RATE", default_value_t = 1.0)]
+    pub spectate_rate: f64,
+    #[arg(long, env = "SPECTATE_BURST", default_value_t = 20)]
+    pub spectate_burst: u32,
+    /// Games started to be watched per second per client IP (enforced in Redis).
+    #[arg(long, env = "IP_SPECTATE_RATE", default_value_t = 2.0)]
+    pub ip_spectate_rate: f64,
+    #[arg(long, env = "IP_SPECTATE_BURST", default_value_t = 40)]
+    pub ip_spectate_burst: u32,
     /// Games a session may create per second (enforced in Redis; quick matches do not count).
     #[arg(long, env = "CREATE_RATE", default_value_t = 0.1)]
     pub create_rate: f64,
@@ -121,7 +132,9 @@ pub struct Config {
     /// Games created per second per client IP (enforced in Redis).
     #[arg(long, env = "IP_CREATE_RATE", default_value_t = 0.5)]
     pub ip_create_rate: f64,
-    #[arg(long, env = "IP_CREATE_BURST", default_value_t = 30)]
+    /// At most LOBBY_PER_ADDRESS, so that a burst cannot list more games than the lobby
+    /// shows of one address.
+    #[arg(long, env = "IP_CREATE_BURST", default_value_t = 8)]
     pub ip_create_burst: u32,
     /// Games a session may have waiting for an opponent at once; `create` beyond it is
     /// refused (`too_many_waiting`) until one is joined or expires.
@@ -130,6 +143,10 @@ pub struct Config {
     /// Open games of one player shown in the lobby, the newest (0: no limit).
     #[arg(long, env = "LOBBY_PER_PLAYER", default_value_t = 2)]
     pub lobby_per_player: usize,
+    /// Open games opened from one client address shown in the lobby, the newest (0: no
+    /// limit): a few addresses cannot fill the lobby's 50 places.
+    #[arg(long, env = "LOBBY_PER_ADDRESS", default_value_t = 8)]
+    pub lobby_per_address: usize,
     /// Games one connection may be in (playing or watching) at once; more is refused
     /// (`too_many_games`).
     #[arg(long, env = "MAX_GAMES_PER_CONN", default_value_t = 20, value_parser = at_least::<usize>(1))]
@@ -186,6 +203,10 @@ pub struct Config {
     /// Messages queued to one client before it counts as too slow and is closed (4001).
     #[arg(long, env = "OUTBOUND_QUEUE", default_value_t = 256, value_parser = at_least::<usize>(8))]
     pub outbound_queue: usize,
+    /// Shortest time between two presence messages of one game to a client: the first change
+    /// goes at once, later ones within this interval are merged into the latest.
+    #[arg(long = "presence-interval-ms", env = "PRESENCE_INTERVAL_MS", default_value = "250", value_parser = millis_at_least(10))]
+    pub presence_interval: Duration,
     /// Chat line length, in characters.
     #[arg(long, env = "CHAT_MAX_CHARS", default_value_t = 280)]
     pub chat_max_chars: usize,
@@ -278,6 +299,12 @@ impl Config {
     pub fn create_rule(&self) -> Rule {
         Rule::per_second(self.create_rate, self.create_burst)
     }
+    pub fn spectate_rule(&self) -> Rule {
+        Rule::per_second(self.spectate_rate, self.spectate_burst)
+    }
+    pub fn ip_spectate_rule(&self) -> Rule {
+        Rule::per_second(self.ip_spectate_rate, self.ip_spectate_burst)
+    }
     pub fn ip_create_rule(&self) -> Rule {
         Rule::per_second(self.ip_create_rate, self.ip_create_burst)
     }
@@ -292,8 +319,9 @@ impl Config {
             .iter()
             .map(|s| s.trim())
             .filter(|s| !s.is_empty())
-            .filter_map(|s| match s.parse() {
-                Ok(ip) => Some(ip),
+            .filter_map(|s| match s.parse::<IpAddr>() {
+                // As peers are compared: an IPv4-mapped entry is the IPv4 address.
+                Ok(ip) => Some(ip.to_canonical()),
                 Err(_) => {
                     tracing::warn!(entry = s, "TRUSTED_PROXIES: not an IP address, ignored");
                     None
@@ -385,6 +413,13 @@ mod tests {
                 .unwrap_or_else(|| panic!("{args:?} accepted"));
             assert!(err.to_string().contains(args[0]), "{err}");
         }
+    }
+
+    #[test]
+    fn an_address_cannot_create_more_games_at_once_than_the_lobby_lists_of_it() {
+        let c = Config::default();
+        assert!(c.ip_create_burst as usize <= c.lobby_per_address);
+        assert!(c.lobby_per_address > 0 && c.lobby_per_address < 50);
     }
 
     #[test]

@@ -38,14 +38,17 @@ pub async fn run(app: Arc<App>, stop: CancellationToken) {
                     .flush_lobby(
                         app.store.as_ref(),
                         LOBBY_MAX,
-                        app.config.lobby_per_player,
+                        crate::operations::lobby::share(&app),
                         app.config.game_ttl,
                     )
                     .await;
                 // Listing prunes entries older than the game lifetime.
                 if last_prune.elapsed() >= LOBBY_PRUNE_EVERY {
                     last_prune = tokio::time::Instant::now();
-                    let _ = app.store.lobby_list(1, 0, app.config.game_ttl).await;
+                    let _ = app
+                        .store
+                        .lobby_list(1, Default::default(), app.config.game_ttl)
+                        .await;
                 }
             }
         })

@@ -6,11 +6,17 @@
 //! Every connection has a bounded queue: a client that cannot keep up is closed, and nobody
 //! else waits for it. The hub also keeps the latest state of each local game (the highest
 //! version it has seen), so a move can be computed without reading Redis first.
+//!
+//! Presence is third parties' doing (spectators come and go at will), so it never costs a
+//! player their connection: a game's presence reaches local clients at most once per
+//! `presence_every` (the first change at once, the latest of the rest at the end of the
+//! interval), and a client whose queue is short of room is owed the latest presence instead
+//! of being sent every change or closed as slow.
 
 use crate::ids::{GameId, PlayerId};
 use crate::protocol::{CHANNEL_TYPES, ChannelPeek, Role, ServerMsg, event_state};
 use crate::rules::{GameState, Mark};
-use crate::store::{Bus, BusConnection, BusMessage, Keys, Store, StoreError};
+use crate::store::{Bus, BusConnection, BusMessage, Keys, LobbyShare, Store, StoreError};
 use axum::extract::ws::Utf8Bytes;
 use dashmap::DashMap;
 use futures_util::StreamExt;
@@ -32,6 +38,12 @@ pub struct ChannelEvent {
     /// Set for versioned game events.
     pub version: Option<u64>,
     pub payload: Utf8Bytes,
+}
+
+/// Room a client's queue must have left for a presence message: a quarter of the queue stays
+/// for game events, which cannot be merged or dropped.
+fn presence_headroom(queue: usize) -> usize {
+    (queue / 4).max(1)
 }
 
 /// What the hub (or another instance, through it) hands to a connection. Kept to two words:
@@ -83,6 +95,30 @@ impl Client {
             Err(mpsc::error::TrySendError::Closed(_)) => false,
         }
     }
+
+    /// Queues a presence message if the queue has room to spare; never closes the client.
+    /// `Owed` when there was no room: the latest presence is offered again later.
+    fn offer_presence(&self, event: &Arc<ChannelEvent>) -> Offer {
+        if self.tx.is_closed() {
+            return Offer::Gone;
+        }
+        if self.tx.capacity() <= presence_headroom(self.tx.max_capacity()) {
+            metrics::counter!("presence_deferred_total").increment(1);
+            return Offer::Owed;
+        }
+        match self.tx.try_send(Outbound::Game(event.clone())) {
+            Ok(()) => Offer::Sent,
+            Err(mpsc::error::TrySendError::Full(_)) => Offer::Owed,
+            Err(mpsc::error::TrySendError::Closed(_)) => Offer::Gone,
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Offer {
+    Sent,
+    Owed,
+    Gone,
 }
 
 /// A local connection's membership in a game.
@@ -94,11 +130,30 @@ pub struct Subscriber {
     pub role: Role,
 }
 
+/// A local member of a game: its subscription, and whether it is owed the game's latest
+/// presence (its queue had no room for it).
+struct Member {
+    sub: Subscriber,
+    owes_presence: bool,
+}
+
+/// The pace of a game's presence on this instance.
+#[derive(Default)]
+struct PresencePace {
+    /// The newest presence from the channel.
+    latest: Option<Arc<ChannelEvent>>,
+    /// Whether `latest` is still to be fanned out.
+    unsent: bool,
+    /// When presence was last fanned out.
+    sent_at: Option<Instant>,
+}
+
 struct Topic {
-    subscribers: Vec<Subscriber>,
+    members: Vec<Member>,
     cache: Option<(u64, Latest)>,
     /// True while the game's channel is subscribed on the current bus connection.
     ready: watch::Sender<bool>,
+    presence: PresencePace,
 }
 
 /// The newest state of a game seen here: parsed, or still inside the event that brought it.
@@ -111,6 +166,57 @@ enum Latest {
 }
 
 impl Topic {
+    fn new() -> Topic {
+        Topic {
+            members: Vec::new(),
+            cache: None,
+            ready: watch::Sender::new(false),
+            presence: PresencePace::default(),
+        }
+    }
+
+    /// Takes a presence message from the channel: fanned out now if the game's last one went
+    /// out at least `every` ago, else kept (the newest wins) for [`Topic::flush_presence`].
+    /// True if something is left to send later.
+    fn on_presence(&mut self, event: Arc<ChannelEvent>, now: Instant, every: Duration) -> bool {
+        self.presence.latest = Some(event);
+        self.presence.unsent = true;
+        self.flush_presence(now, every)
+    }
+
+    /// Sends the latest presence to every member if it is unsent and the interval has passed,
+    /// and to members owed it whenever their queue has room. True if something is left.
+    fn flush_presence(&mut self, now: Instant, every: Duration) -> bool {
+        let Some(event) = self.presence.latest.clone() else {
+            return false;
+        };
+        let paced = self
+            .presence
+            .sent_at
+            .is_some_and(|at| now.duration_since(at) < every);
+        if self.presence.unsent && !paced {
+            self.presence.unsent = false;
+            self.presence.sent_at = Some(now);
+            for m in &mut self.members {
+                m.owes_presence = true;
+            }
+        }
+        self.members.retain_mut(|m| {
+            if !m.owes_presence {
+                return true;
+            }
+            match m.sub.client.offer_presence(&event) {
+                Offer::Sent => {
+                    m.owes_presence = false;
+                    true
+                }
+                Offer::Owed => true,
+                Offer::Gone => false,
+            }
+        });
+        self.presence.unsent || self.members.iter().any(|m| m.owes_presence)
+    }
+
     fn is_newer(&self, version: u64) -> bool {
         self.cache.as_ref().is_none_or(|(v, _)| version > *v)
     }
@@ -177,6 +283,11 @@ pub struct Hub {
     instance_channel: String,
     lobby_channel: String,
     topics: DashMap<GameId, Topic>,
+    /// Shortest time between two presence messages of one game to local clients.
+    presence_every: Duration,
+    /// Games with presence left to send (paced, or owed to a client short of room); drained
+    /// by the bus task at the end of the interval.
+    presence_due: Mutex<HashSet<GameId>>,
     clients: DashMap<ConnId, Client>,
     lobby_watchers: DashMap<ConnId, Client>,
     lobby_dirty: AtomicBool,
@@ -190,12 +301,14 @@ pub struct Hub {
 }
 
 impl Hub {
-    pub fn new(keys: Keys, lease: &str) -> Hub {
+    pub fn new(keys: Keys, lease: &str, presence_every: Duration) -> Hub {
         Hub {
             instance_channel: keys.instance_channel(lease),
             lobby_channel: keys.lobby_channel(),
             keys,
             topics: DashMap::new(),
+            presence_every,
+            presence_due: Mutex::new(HashSet::new()),
             clients: DashMap::new(),
             lobby_watchers: DashMap::new(),
             lobby_dirty: AtomicBool::new(false),
@@ -227,13 +340,12 @@ impl Hub {
         timeout: Duration,
     ) -> Result<(), HubError> {
         let mut ready = {
-            let mut topic = self.topics.entry(game.clone()).or_insert_with(|| Topic {
-                subscribers: Vec::new(),
-                cache: None,
-                ready: watch::Sender::new(false),
+            let mut topic = self.topics.entry(game.clone()).or_insert_with(Topic::new);
+            topic.members.retain(|m| m.sub.conn != sub.conn);
+            topic.members.push(Member {
+                sub,
+                owes_presence: false,
             });
-            topic.subscribers.retain(|s| s.conn != sub.conn);
-            topic.subscribers.push(sub);
             topic.ready.subscribe()
         };
         metrics::gauge!("games_local").set(self.topics.len() as f64);
@@ -248,13 +360,13 @@ impl Hub {
     pub fn leave(&self, game: &GameId, conn: ConnId) {
         let empty = match self.topics.get_mut(game) {
             Some(mut t) => {
-                t.subscribers.retain(|s| s.conn != conn);
-                t.subscribers.is_empty()
+                t.members.retain(|m| m.sub.conn != conn);
+                t.members.is_empty()
             }
             None => false,
         };
         if empty {
-            self.topics.remove_if(game, |_, t| t.subscribers.is_empty());
+            self.topics.remove_if(game, |_, t| t.members.is_empty());
             metrics::gauge!("games_local").set(self.topics.len() as f64);
             self.request_sync(game);
         }
@@ -278,9 +390,9 @@ impl Hub {
             .iter()
             .flat_map(|t| {
                 let game = t.key().clone();
-                t.subscribers
+                t.members
                     .iter()
-                    .map(|s| (game.clone(), s.player.clone(), s.role))
+                    .map(|m| (game.clone(), m.sub.player.clone(), m.sub.role))
                     .collect::<Vec<_>>()
             })
             .collect()
@@ -370,17 +482,56 @@ impl Hub {
         let Some(mut topic) = self.topics.get_mut(&game) else {
             return;
         };
+        let presence = peek.kind == "presence";
         let event = Arc::new(ChannelEvent {
             game,
             version,
             payload,
         });
+        if presence {
+            if topic.on_presence(event.clone(), Instant::now(), self.presence_every) {
+                drop(topic);
+                self.presence_later(&event.game);
+            }
+            return;
+        }
         if let Some(v) = version {
             topic.observe_event(v, &event);
         }
         topic
-            .subscribers
-            .retain(|s| s.client.offer(Outbound::Game(event.clone())));
+            .members
+            .retain(|m| m.sub.client.offer(Outbound::Game(event.clone())));
+    }
+
+    fn presence_later(&self, game: &GameId) {
+        self.presence_due
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(game.clone());
+    }
+
+    fn has_presence_due(&self) -> bool {
+        !self
+            .presence_due
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty()
+    }
+
+    /// Sends the presence that waited for its interval or for room in a queue; what is still
+    /// waiting stays due.
+    fn flush_presence(&self) {
+        let due = std::mem::take(&mut *self.presence_due.lock().unwrap_or_else(|p| p.into_inner()));
+        let now = Instant::now();
+        for game in due {
+            let left = self
+                .topics
+                .get_mut(&game)
+                .is_some_and(|mut t| t.flush_presence(now, self.presence_every));
+            if left {
+                self.presence_later(&game);
+            }
+        }
     }
 
     fn on_instance_msg(&self, payload: &str) {
@@ -447,13 +598,13 @@ impl Hub {
         &self,
         store: &dyn Store,
         max: usize,
-        per_owner: usize,
+        share: LobbyShare,
         ttl: Duration,
     ) {
         if self.lobby_watchers.is_empty() || !self.lobby_dirty.swap(false, Ordering::Relaxed) {
             return;
         }
-        match store.lobby_list(max, per_owner, ttl).await {
+        match store.lobby_list(max, share, ttl).await {
             Ok((open, live)) => {
                 let frame = Arc::new(Utf8Bytes::from(ServerMsg::Lobby { open, live }.to_json()));
                 self.lobby_watchers
@@ -548,13 +699,19 @@ impl Hub {
             self.lobby_dirty.store(true, Ordering::Relaxed);
             for g in &games {
                 if let Some(t) = self.topics.get(g) {
-                    for s in &t.subscribers {
-                        s.client.offer(Outbound::Resync(Box::new(g.clone())));
+                    for m in &t.members {
+                        m.sub.client.offer(Outbound::Resync(Box::new(g.clone())));
                     }
                 }
             }
         }
+        // Armed only while presence is due: an idle instance is not woken for it.
+        let mut presence_at: Option<tokio::time::Instant> = None;
         loop {
+            if presence_at.is_none() && self.has_presence_due() {
+                presence_at = Some(tokio::time::Instant::now() + self.presence_every);
+            }
+            let presence_until = presence_at.unwrap_or_else(tokio::time::Instant::now);
             for game in self.take_pending() {
                 let wanted = self.topics.contains_key(&game);
                 let channel = [self.keys.game_channel(&game)];
@@ -589,6 +746,10 @@ impl Hub {
                         tracing::warn!(error = %e, "pub/sub connection does not answer: replacing it");
                         return BusExit::Lost;
                     }
+                }
+                _ = tokio::time::sleep_until(presence_until), if presence_at.is_some() => {
+                    presence_at = None;
+                    self.flush_presence();
                 }
                 m = messages.next() => match m {
                     Some(m) => self.dispatch(m),
@@ -627,13 +788,100 @@ mod tests {
         assert!(!fine.offer(Outbound::Requeue), "a gone client is reported");
     }
 
+    fn presence_event(n: u32) -> Arc<ChannelEvent> {
+        Arc::new(ChannelEvent {
+            game: GameId::try_from("g1".to_string()).unwrap(),
+            version: None,
+            payload: format!("{{\"type\":\"presence\",\"n\":{n}}}").into(),
+        })
+    }
+
+    fn member(queue: usize) -> (Member, mpsc::Receiver<Outbound>, CancellationToken) {
+        let (tx, rx) = mpsc::channel(queue);
+        let kill = CancellationToken::new();
+        let sub = Subscriber {
+            conn: 1,
+            client: Client::new(tx, kill.clone()),
+            player: PlayerId::try_from("p1".to_string()).unwrap(),
+            role: Role::X,
+        };
+        let m = Member {
+            sub,
+            owes_presence: false,
+        };
+        (m, rx, kill)
+    }
+
+    fn received(rx: &mut mpsc::Receiver<Outbound>) -> Vec<String> {
+        std::iter::from_fn(|| rx.try_recv().ok())
+            .map(|o| match o {
+                Outbound::Game(e) => e.payload.to_string(),
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn presence_goes_at_once_then_at_most_once_per_interval_the_latest_winning() {
+        let every = Duration::from_millis(250);
+        let mut t = Topic::new();
+        let (m, mut rx, _) = member(64);
+        t.members.push(m);
+        let t0 = Instant::now();
+        assert!(
+            !t.on_presence(presence_event(1), t0, every),
+            "first goes at once"
+        );
+        for n in 2..=50 {
+            assert!(t.on_presence(
+                presence_event(n),
+                t0 + Duration::from_millis(n.into()),
+                every
+            ));
+        }
+        assert_eq!(received(&mut rx), [r#"{"type":"presence","n":1}"#]);
+        // Too early: still held.
+        assert!(t.flush_presence(t0 + Duration::from_millis(200), every));
+        assert!(received(&mut rx).is_empty());
+        assert!(!t.flush_presence(t0 + every, every));
+        assert_eq!(received(&mut rx), [r#"{"type":"presence","n":50}"#]);
+        // Nothing new: nothing sent.
+        assert!(!t.flush_presence(t0 + every * 3, every));
+        assert!(received(&mut rx).is_empty());
+    }
+
+    #[test]
+    fn presence_never_closes_a_client_short_of_room_and_is_owed_until_it_has_some() {
+        let every = Duration::from_millis(250);
+        let mut t = Topic::new();
+        let (m, mut rx, kill) = member(8);
+        t.members.push(m);
+        // Game events fill the queue to its presence headroom.
+        for _ in 0..6 {
+            assert!(t.members[0].sub.client.offer(Outbound::Requeue));
+        }
+        let t0 = Instant::now();
+        assert!(t.on_presence(presence_event(1), t0, every), "owed");
+        assert!(
+            t.on_presence(presence_event(2), t0 + every, every),
+            "still owed"
+        );
+        assert!(!kill.is_cancelled(), "presence never closes a client");
+        assert_eq!(rx.len(), 6);
+        // The client reads; the latest presence is then delivered, once.
+        while rx.try_recv().is_ok() {}
+        assert!(!t.flush_presence(t0 + every * 2, every));
+        assert_eq!(received(&mut rx), [r#"{"type":"presence","n":2}"#]);
+        // Game events still close a client whose queue is full.
+        for _ in 0..9 {
+            t.members[0].sub.client.offer(Outbound::Requeue);
+        }
+        assert!(kill.is_cancelled());
+    }
+
     #[test]
     fn the_cache_keeps_the_newest_version() {
-        let mut t = Topic {
-            subscribers: Vec::new(),
-            cache: None,
-            ready: watch::Sender::new(false),
-        };
+        let mut t = Topic::new();
         let a = GameState::new("a");
         let b = a.seat_o("b").unwrap();
         t.observe(2, &b);

@@ -55,6 +55,7 @@ use config::Config;
 use protocol::templates::PresenceTemplate;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use store::StoreError;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
@@ -64,6 +65,9 @@ use tokio_util::task::TaskTracker;
 /// on some systems) overflows under connection bursts, and clients then retry only after a
 /// second.
 const LISTEN_BACKLOG: u32 = 4096;
+
+/// A scrape's request must arrive within this, whatever the game port allows.
+const METRICS_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -147,18 +151,35 @@ pub async fn run(
         if let Ok(addr) = metrics.local_addr() {
             tracing::info!(%addr, "metrics listening");
         }
-        let stop = stop_background.clone();
-        background.spawn(async move {
-            let serve = axum::serve(metrics, routes::metrics_router())
-                .with_graceful_shutdown(stop.cancelled_owned());
-            if let Err(e) = serve.await {
-                tracing::error!(error = %e, "metrics listener failed");
-            }
-        });
+        // The same accept loop as the game port, with caps of its own: a flood of silent
+        // sockets here must not take the descriptors the players need.
+        let gate = listener::Gate {
+            admission: Arc::new(admission::Admission::new(
+                admission::METRICS_MAX_OPEN,
+                admission::METRICS_PER_ADDRESS,
+                1,
+            )),
+            trusted: Vec::new(),
+            header_read_timeout: app.config.header_read_timeout.min(METRICS_HEADER_TIMEOUT),
+            polite_refusals: admission::METRICS_MAX_OPEN,
+        };
+        background.spawn(listener::serve(
+            metrics,
+            gate,
+            routes::metrics_router(),
+            stop_background.clone(),
+            Duration::ZERO,
+        ));
     }
+    let gate = listener::Gate {
+        admission: app.admission.clone(),
+        trusted: app.trusted_proxies.clone(),
+        header_read_timeout: app.config.header_read_timeout,
+        polite_refusals: listener::POLITE_REFUSALS,
+    };
     listener::serve(
         listener,
-        app.clone(),
+        gate,
         routes::router(app.clone()),
         shutdown.clone(),
         app.config.shutdown_grace,

@@ -192,7 +192,9 @@ fn is_localhost(origin: &str) -> bool {
 
 /// The client's address: the peer's, unless the peer is a trusted proxy, in which case the
 /// nearest X-Forwarded-For entry that is not itself a trusted proxy.
+/// Every address is compared in its canonical form (IPv4-mapped IPv6 as IPv4).
 pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> IpAddr {
+    let peer = peer.to_canonical();
     if !trusted.contains(&peer) {
         return peer;
     }
@@ -201,7 +203,8 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> IpAdd
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|s| s.trim().parse().ok())
+        .filter_map(|s| s.trim().parse::<IpAddr>().ok())
+        .map(|ip| ip.to_canonical())
         .collect();
     forwarded
         .into_iter()
@@ -338,5 +341,15 @@ mod tests {
         assert_eq!(client_ip(proxy, &headers(&[]), &[proxy]), proxy);
         let chained = headers(&[("x-forwarded-for", "203.0.113.7, 10.0.0.2")]);
         assert_eq!(client_ip(proxy, &chained, &[proxy]), client);
+    }
+
+    #[test]
+    fn ipv4_mapped_addresses_are_compared_as_ipv4() {
+        let proxy: IpAddr = "127.0.0.1".parse().unwrap();
+        let mapped_proxy: IpAddr = "::ffff:127.0.0.1".parse().unwrap();
+        let h = headers(&[("x-forwarded-for", "::ffff:203.0.113.7")]);
+        let client: IpAddr = "203.0.113.7".parse().unwrap();
+        assert_eq!(client_ip(mapped_proxy, &h, &[proxy]), client);
+        assert_eq!(client_ip(mapped_proxy, &headers(&[]), &[]), proxy);
     }
 }

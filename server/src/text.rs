@@ -9,6 +9,17 @@
 //! variation selector right after the character it selects, tag characters of a flag such as
 //! England's. The ranges are written out here rather than taken from a Unicode crate: the list
 //! is short, stable, and one file to review.
+//!
+//! Whether text shows anything is decided by general category instead (a long tail of
+//! scripts): it needs a base character, one that is not a mark, a format character, a
+//! separator, a control or unassigned. Combining marks beyond [`MAX_MARKS`] on one base are
+//! dropped, so a line cannot grow a tower of accents over its neighbours.
+
+use unicode_properties::{GeneralCategoryGroup, UnicodeGeneralCategory};
+
+/// Combining marks kept on one base character: scripts that stack marks (Vietnamese,
+/// Devanagari, Tibetan, Hebrew points) use two or three; more is drawing over other lines.
+pub const MAX_MARKS: usize = 4;
 
 /// Chat text: invisible characters removed (see the module doc), whitespace runs folded to one
 /// space, trimmed. `None` if nothing visible is left or it is longer than `max_chars`.
@@ -70,6 +81,8 @@ fn fold(raw: &str) -> String {
     let mut base = false;
     let mut emoji = false;
     let mut in_tags = false;
+    // Combining marks kept since the last character that is not one.
+    let mut marks = 0;
     let mut chars = raw.chars().peekable();
     while let Some(c) = chars.next() {
         if is_blank(c) {
@@ -88,6 +101,14 @@ fn fold(raw: &str) -> String {
         };
         if !keep {
             continue;
+        }
+        if is_combining_mark(c) {
+            if marks >= MAX_MARKS {
+                continue;
+            }
+            marks += 1;
+        } else if !is_variation_selector(c) {
+            marks = 0;
         }
         if space {
             out.push(' ');
@@ -110,16 +131,23 @@ fn fold(raw: &str) -> String {
     out
 }
 
-/// Whether the text shows anything: one character that is not a space, a joiner, a selector,
-/// a tag or a combining mark on its own.
+/// Whether the text shows anything: one base character, that is neither a space, a mark, a
+/// format character (joiners, tags), a control, nor unassigned; variation selectors are
+/// marks.
 fn has_visible(s: &str) -> bool {
-    s.chars().any(|c| {
-        !c.is_whitespace()
-            && c != ZWJ
-            && !is_variation_selector(c)
-            && !is_tag(c)
-            && !is_combining_mark(c)
-    })
+    s.chars().any(is_base)
+}
+
+fn is_base(c: char) -> bool {
+    use unicode_properties::GeneralCategory as G;
+    if c.is_whitespace() || is_blank(c) || is_invisible(c) {
+        return false;
+    }
+    match c.general_category_group() {
+        GeneralCategoryGroup::Mark | GeneralCategoryGroup::Separator => false,
+        GeneralCategoryGroup::Other => c.general_category() == G::PrivateUse,
+        _ => true,
+    }
 }
 
 /// Characters treated as a space: Unicode whitespace and the Braille blank, which looks like
@@ -164,15 +192,10 @@ fn is_skin_tone(c: char) -> bool {
     matches!(c, '\u{1F3FB}'..='\u{1F3FF}')
 }
 
-/// The common blocks of combining marks: enough to tell a lone accent from a letter.
+/// A combining mark of any script (general category M: nonspacing, spacing, enclosing),
+/// variation selectors aside: they select, they do not stack.
 fn is_combining_mark(c: char) -> bool {
-    matches!(c,
-        '\u{0300}'..='\u{036F}'
-        | '\u{1AB0}'..='\u{1AFF}'
-        | '\u{1DC0}'..='\u{1DFF}'
-        | '\u{20D0}'..='\u{20FF}'
-        | '\u{FE20}'..='\u{FE2F}'
-    )
+    c.general_category_group() == GeneralCategoryGroup::Mark && !is_variation_selector(c)
 }
 
 /// Characters that start or continue emoji joiner sequences (Extended_Pictographic, by block).
@@ -251,6 +274,16 @@ mod tests {
         "\u{180E}",
         "\u{1D173}",
         "\u{E0100}",
+        // Marks of other scripts on their own: Hebrew point, Arabic fathatan, Thai mai han-akat,
+        // a Khitan small script mark, and a spacing mark (Devanagari sign visarga).
+        "\u{05B0}",
+        "\u{064B}\u{064B}",
+        "\u{0E31}",
+        "\u{16FE4}",
+        "\u{0903}",
+        // Unassigned and format characters.
+        "\u{0378}",
+        "\u{110BD}",
     ];
 
     #[test]
@@ -301,6 +334,34 @@ mod tests {
     }
 
     #[test]
+    fn a_tower_of_marks_is_cut_to_a_few_per_base() {
+        let tower = format!("a{}", "\u{0301}".repeat(279));
+        let cleaned = clean_chat(&tower, 280).unwrap();
+        assert_eq!(cleaned, format!("a{}", "\u{0301}".repeat(MAX_MARKS)));
+        // Each base gets its own allowance; real stacked marks pass untouched.
+        let viet = "Tiếng Việt ở đây";
+        assert_eq!(clean_chat(viet, 100).as_deref(), Some(viet));
+        let hindi = "नमस्ते दुनिया";
+        assert_eq!(clean_chat(hindi, 100).as_deref(), Some(hindi));
+        let two = format!("a{m}{m}{m}{m}{m}b{m}{m}", m = "\u{0308}");
+        assert_eq!(
+            clean_chat(&two, 100),
+            Some(format!(
+                "a{}b{}",
+                "\u{0308}".repeat(4),
+                "\u{0308}".repeat(2)
+            ))
+        );
+    }
+
+    #[test]
+    fn names_in_other_scripts_with_marks_are_visible() {
+        for name in ["שָׁלוֹם", "كِتَاب", "กั", "ñ", "e\u{0301}"] {
+            assert_eq!(clean_name(name).as_deref(), Some(name), "{name}");
+        }
+    }
+
+    #[test]
     fn markup_is_kept_as_text_for_the_page_to_render_as_text() {
         let s = "<img src=x onerror=alert(1)>";
         assert_eq!(clean_chat(s, 100).as_deref(), Some(s));
@@ -339,6 +400,10 @@ mod tests {
             Just('\u{FE0F}'),
             Just('\u{FE0E}'),
             Just('\u{0301}'),
+            Just('\u{05B0}'),
+            Just('\u{0903}'),
+            Just('\u{16FE4}'),
+            Just('\u{0378}'),
             Just('\u{20E3}'),
             Just('\u{2800}'),
             Just('\u{3000}'),
@@ -371,6 +436,21 @@ mod tests {
                 prop_assert!(!c.chars().any(|ch| ch.is_control() || is_invisible(ch) && !is_tag(ch) && ch != ZWJ && !is_variation_selector(ch)));
                 // Cleaning clean text changes nothing.
                 prop_assert_eq!(clean_chat(&c, max), Some(c.clone()));
+            }
+            if let Some(c) = clean_chat(&raw, 1000) {
+                // No base carries more than MAX_MARKS marks.
+                let mut run = 0;
+                for ch in c.chars() {
+                    run = if is_combining_mark(ch) { run + 1 } else if is_variation_selector(ch) { run } else { 0 };
+                    prop_assert!(run <= MAX_MARKS, "{:?}", c.escape_unicode().to_string());
+                }
+                // Visible means a base character that is no mark, format, space or control.
+                let base = |ch: char| {
+                    use unicode_properties::GeneralCategoryGroup as G;
+                    !matches!(ch.general_category_group(), G::Mark | G::Separator) && !ch.is_whitespace()
+                        && (ch.general_category_group() != G::Other || ch.general_category() == unicode_properties::GeneralCategory::PrivateUse)
+                };
+                prop_assert!(c.chars().any(base));
             }
             if let Some(n) = clean_name(&raw) {
                 prop_assert!(n.chars().count() <= NAME_MAX_CHARS);

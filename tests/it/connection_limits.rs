@@ -128,19 +128,75 @@ async fn a_full_instance_answers_503_and_serves_again_when_connections_close() {
     for _ in 0..30 {
         held.push(connect_from(ATTACKER, a.addr).await);
     }
-    // Connections are accepted in arrival order: these come after the thirty.
+    // Connections are accepted in arrival order: these come after the thirty. A full
+    // instance is alive (liveness must not restart it) but not ready, and refuses players.
     let (status, _, body) = raw_request(a.addr, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("a response, not a hang or a reset");
+    assert_eq!(
+        (status, body.trim()),
+        (200, "ok"),
+        "liveness of a full instance"
+    );
+    let (status, _, body) = raw_request(a.addr, "GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("a response, not a hang or a reset");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("\"full\":true"), "{body}");
+    let (status, _, body) = raw_request(a.addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         .await
         .expect("a response, not a hang or a reset");
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("full"), "{body}");
     assert_eq!(try_connect(&a.ws_url(), &[]).await.err(), Some(503));
+    // The health lane has a share per address: an attacker holding it open cannot keep a
+    // prober at another address from its answer.
+    let mut lane = Vec::new();
+    for _ in 0..4 {
+        lane.push(connect_from(ATTACKER, a.addr).await);
+    }
+    let (status, _, _) = raw_request(a.addr, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("a response");
+    assert_eq!(status, 200);
+    drop(lane);
     drop(held);
     eventually("a free slot", || async {
         matches!(http_get(a.addr, "/healthz").await, Ok((200, _))).then_some(())
     })
     .await;
     real_client_gets_through(a.addr).await;
+}
+
+#[tokio::test]
+async fn an_ipv4_load_balancer_on_an_ipv6_listener_is_trusted_and_its_clients_counted_apart() {
+    let redis = RedisServer::start();
+    let mut config = test_config(Some(&redis));
+    config.trusted_proxies = vec!["127.0.0.1".into()];
+    config.ip_ws_max = 2;
+    let a = Instance::start_on("[::]:0".parse().unwrap(), config).await;
+    let url = format!("ws://127.0.0.1:{}/ws", a.addr.port());
+    // Through the proxy (an IPv4 peer, seen on this socket as ::ffff:127.0.0.1): three
+    // clients, each within its own address's cap.
+    let mut held = Vec::new();
+    for client in ["198.51.100.1", "198.51.100.2", "198.51.100.3"] {
+        let ws = try_connect(&url, &[("x-forwarded-for", client)])
+            .await
+            .unwrap_or_else(|status| panic!("{client} refused with {status}"));
+        held.push(ws);
+    }
+    // One client's cap holds, written either way.
+    held.push(
+        try_connect(&url, &[("x-forwarded-for", "198.51.100.1")])
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        try_connect(&url, &[("x-forwarded-for", "::ffff:198.51.100.1")])
+            .await
+            .err(),
+        Some(429)
+    );
 }
 
 #[tokio::test]
@@ -220,6 +276,39 @@ impl Drop for LimitedProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+#[tokio::test]
+async fn silent_sockets_on_the_metrics_port_cannot_take_the_players_descriptors() {
+    let redis = RedisServer::start();
+    let mut config = test_config(Some(&redis));
+    let defaults = tictactoe::config::Config::default();
+    config.ip_pending_max = defaults.ip_pending_max;
+    config.max_connections = defaults.max_connections;
+    let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    config.metrics_addr = Some(metrics);
+    let p = LimitedProcess::start(&config, 300);
+    eventually("the limited instance ready", || async {
+        matches!(http_get(p.addr, "/readyz").await, Ok((200, _))).then_some(())
+    })
+    .await;
+    // More silent sockets on the metrics port than the process has descriptors.
+    let mut silent = Vec::new();
+    for _ in 0..400 {
+        silent.push(connect_from(ATTACKER, metrics).await);
+    }
+    real_client_gets_through(p.addr).await;
+    let (status, _) = http_get(p.addr, "/readyz").await.expect("readyz answers");
+    assert_eq!(status, 200, "{}", p.log());
+    // A scraper at another address still gets its metrics.
+    let (status, text) = http_get(metrics, "/metrics").await.expect("metrics answer");
+    assert_eq!(status, 200, "{text}");
+    drop(silent);
+    assert!(
+        !p.log().contains("accept failed"),
+        "accept ran out of file descriptors:\n{}",
+        p.log()
+    );
 }
 
 #[tokio::test]

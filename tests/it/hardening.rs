@@ -298,3 +298,44 @@ async fn a_frame_with_a_repeated_key_is_refused_not_guessed() {
         ServerMsg::Pong { .. }
     ));
 }
+
+#[tokio::test]
+async fn marks_of_any_script_alone_are_blank_and_accents_cannot_stack_into_a_tower() {
+    let redis = RedisServer::start();
+    let a = Instance::start(test_config(Some(&redis))).await;
+    // Names made only of combining marks outside the common blocks: Hebrew, Arabic, Thai,
+    // Khitan.
+    for blank in ["\u{05B0}", "\u{064B}\u{064B}", "\u{0E31}", "\u{16FE4}"] {
+        let mut c = a.connect().await;
+        match c.hello(blank).await {
+            ServerMsg::Welcome { name, .. } => {
+                assert!(name.starts_with("Player-"), "{}", blank.escape_unicode())
+            }
+            other => panic!("{other:?}"),
+        }
+        let reply = c.request(json!({"type":"rename","name":blank})).await;
+        assert_eq!(error_code(&reply), ErrorCode::InvalidName);
+    }
+    // A letter under 279 acute accents arrives with a few of them.
+    let mut x = a.connect().await;
+    x.hello("ann").await;
+    let game = x.create().await;
+    let tower = format!("a{}", "\u{0301}".repeat(279));
+    x.request(json!({"type":"chat","game":game,"text":tower}))
+        .await;
+    let line = x.recv_until(|m| chat_text(m).is_some()).await;
+    let marks = chat_text(&line)
+        .unwrap()
+        .chars()
+        .filter(|c| *c == '\u{0301}')
+        .count();
+    assert_eq!(marks, tictactoe::text::MAX_MARKS);
+    // Scripts that stack a few marks are untouched.
+    let viet = "Chơi thôi nào, bạn ơi!";
+    x.request(json!({"type":"chat","game":game,"text":viet}))
+        .await;
+    let line = x
+        .recv_until(|m| chat_text(m).is_some_and(|t| t.starts_with("Ch")))
+        .await;
+    assert_eq!(chat_text(&line), Some(viet));
+}

@@ -484,3 +484,49 @@ async fn a_connection_is_in_few_games_at_once_and_a_resume_restores_few() {
     assert_eq!(refusals.len(), 1, "{after:?}");
     assert_eq!(error_code(refusals[0]), ErrorCode::TooManyGames);
 }
+
+#[tokio::test]
+async fn one_address_fills_at_most_its_share_of_the_lobby() {
+    let redis = RedisServer::start();
+    let mut config = test_config(Some(&redis));
+    config.lobby_per_address = 3;
+    config.lobby_per_player = 2;
+    config.trusted_proxies = vec!["127.0.0.1".into()];
+    let a = Instance::start(config.clone()).await;
+    let b = Instance::start(config).await;
+    // Four sessions behind one address open six games, on both instances.
+    let crowd = [("x-forwarded-for", "198.51.100.50")];
+    let mut theirs = Vec::new();
+    for i in 0..4 {
+        let at = if i % 2 == 0 { &a } else { &b };
+        let mut s = try_connect(&at.ws_url(), &crowd).await.unwrap();
+        hello(&mut s, &format!("crowd{i}")).await;
+        theirs.push(try_create(&mut s).await.unwrap());
+        if i < 2 {
+            theirs.push(try_create(&mut s).await.unwrap());
+        }
+    }
+    // Someone else, earlier than most of them.
+    let mut solo = try_connect(&b.ws_url(), &[("x-forwarded-for", "203.0.113.60")])
+        .await
+        .unwrap();
+    hello(&mut solo, "solo").await;
+    let solos = try_create(&mut solo).await.unwrap();
+    let mut watcher = a.connect().await;
+    hello(&mut watcher, "sue").await;
+    watcher.request(json!({"type":"lobby","watch":true})).await;
+    let open = match watcher
+        .recv_until(|m| matches!(m, ServerMsg::Lobby { .. }))
+        .await
+    {
+        ServerMsg::Lobby { open, .. } => open
+            .into_iter()
+            .map(|e| e.game.to_string())
+            .collect::<Vec<_>>(),
+        _ => unreachable!(),
+    };
+    // The newest three of the address, and the other address's game.
+    let mut expected: Vec<String> = theirs.iter().rev().take(3).cloned().collect();
+    expected.insert(0, solos);
+    assert_eq!(open, expected);
+}

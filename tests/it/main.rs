@@ -6,6 +6,7 @@ mod cluster;
 mod compose;
 mod connection_limits;
 mod failover;
+mod floods;
 mod game_flow;
 mod hardening;
 mod limits;

@@ -17,8 +17,8 @@ use tictactoe::session::SessionToken;
 use tictactoe::store::memory::MemoryStore;
 use tictactoe::store::redis::RedisStore;
 use tictactoe::store::{
-    Applied, Attendance, Hold, Keys, PresenceEntry, Replay, SeatCheck, SessionRecord, Store,
-    StoreLimits, Ticket, Transition,
+    Applied, Attendance, Hold, Keys, LobbyOwner, LobbyShare, PresenceEntry, Replay, SeatCheck,
+    SessionRecord, Store, StoreLimits, Ticket, Transition,
 };
 
 const TTL: Duration = Duration::from_secs(60);
@@ -129,6 +129,7 @@ conformance!(
     a_dead_lease_is_swept,
     the_lobby_lists_open_and_live_games,
     the_lobby_shows_a_few_open_games_per_owner,
+    the_lobby_shows_a_few_open_games_per_address,
     waiting_games_are_capped_per_player,
     quick_match_pairs_each_ticket_exactly_once,
     deadlines_keep_the_earliest_and_settle_only_if_unchanged,
@@ -174,9 +175,20 @@ async fn lobby_update(store: &dyn Store, entry: &LobbyGame) {
 
 /// A lobby update naming the player who opened the game.
 async fn lobby_update_by(store: &dyn Store, entry: &LobbyGame, owner: Option<&PlayerId>) {
+    lobby_update_from(store, entry, owner, "192.0.2.1").await;
+}
+
+/// A lobby update naming the player who opened the game and their address.
+async fn lobby_update_from(
+    store: &dyn Store,
+    entry: &LobbyGame,
+    owner: Option<&PlayerId>,
+    address: &str,
+) {
     let change = ServerMsg::LobbyChanged {
         entry: entry.clone(),
     };
+    let owner = owner.map(|player| LobbyOwner { player, address });
     store
         .lobby_update(entry, owner, change.to_json().into())
         .await
@@ -1021,7 +1033,7 @@ async fn the_lobby_lists_open_and_live_games(store: Arc<dyn Store>) {
     tokio::time::sleep(Duration::from_millis(3)).await;
     lobby_update(store.as_ref(), &entry("g2", Status::Waiting, None)).await;
     lobby_update(store.as_ref(), &entry("g3", Status::Playing, Some("bob"))).await;
-    let (open, live) = store.lobby_list(10, 0, TTL).await.unwrap();
+    let (open, live) = store.lobby_list(10, ANY, TTL).await.unwrap();
     assert_eq!(
         open.iter().map(|e| e.game.as_str()).collect::<Vec<_>>(),
         ["g2", "g1"]
@@ -1031,18 +1043,18 @@ async fn the_lobby_lists_open_and_live_games(store: Arc<dyn Store>) {
     // Filled, finished.
     lobby_update(store.as_ref(), &entry("g1", Status::Playing, Some("cy"))).await;
     lobby_update(store.as_ref(), &entry("g3", Status::Finished, Some("bob"))).await;
-    let (open, live) = store.lobby_list(10, 0, TTL).await.unwrap();
+    let (open, live) = store.lobby_list(10, ANY, TTL).await.unwrap();
     assert_eq!(open.len(), 1);
     assert_eq!(
         live.iter().map(|e| e.game.as_str()).collect::<Vec<_>>(),
         ["g1"]
     );
-    let (open, _) = store.lobby_list(1, 0, TTL).await.unwrap();
+    let (open, _) = store.lobby_list(1, ANY, TTL).await.unwrap();
     assert_eq!(open.len(), 1);
     // Stale entries are pruned.
     tokio::time::sleep(Duration::from_millis(30)).await;
     let (open, live) = store
-        .lobby_list(10, 0, Duration::from_millis(10))
+        .lobby_list(10, ANY, Duration::from_millis(10))
         .await
         .unwrap();
     assert!(open.is_empty() && live.is_empty());
@@ -1080,12 +1092,12 @@ async fn the_lobby_shows_a_few_open_games_per_owner(store: Arc<dyn Store>) {
             .collect::<Vec<_>>()
     };
     // Ann's two newest, then Bob's, though Ann has more recent ones.
-    let (listed, _) = store.lobby_list(10, 2, TTL).await.unwrap();
+    let (listed, _) = store.lobby_list(10, per_owner(2), TTL).await.unwrap();
     assert_eq!(ids(listed), ["a6", "a5", "b1"]);
-    let (listed, _) = store.lobby_list(2, 1, TTL).await.unwrap();
+    let (listed, _) = store.lobby_list(2, per_owner(1), TTL).await.unwrap();
     assert_eq!(ids(listed), ["a6", "b1"]);
     // Without a per-owner limit, the newest of all.
-    let (listed, _) = store.lobby_list(3, 0, TTL).await.unwrap();
+    let (listed, _) = store.lobby_list(3, ANY, TTL).await.unwrap();
     assert_eq!(ids(listed), ["a6", "a5", "b1"]);
     // A later update without an owner (the game's status changed) keeps the owner; a game
     // that filled leaves the open list, making room for Ann's next one.
@@ -1093,9 +1105,72 @@ async fn the_lobby_shows_a_few_open_games_per_owner(store: Arc<dyn Store>) {
     let mut filled = open("a5");
     filled.status = Status::Playing;
     lobby_update(store.as_ref(), &filled).await;
-    let (listed, live) = store.lobby_list(10, 2, TTL).await.unwrap();
+    let (listed, live) = store.lobby_list(10, per_owner(2), TTL).await.unwrap();
     assert_eq!(ids(listed), ["a6", "b1", "a4"]);
     assert_eq!(ids(live), ["a5"]);
+}
+
+async fn the_lobby_shows_a_few_open_games_per_address(store: Arc<dyn Store>) {
+    let open = |g: &str| LobbyGame {
+        game: gid(g),
+        status: Status::Waiting,
+        players: Seats {
+            x: Some("x".into()),
+            o: None,
+        },
+        round: 1,
+    };
+    // Three players behind one address, one elsewhere.
+    let (p1, p2, p3, p4) = (pid("p-1"), pid("p-2"), pid("p-3"), pid("p-4"));
+    for (g, p, address) in [
+        ("m1", &p1, "198.51.100.7"),
+        ("m2", &p2, "198.51.100.7"),
+        ("o1", &p4, "203.0.113.9"),
+        ("m3", &p3, "198.51.100.7"),
+        ("m4", &p1, "198.51.100.7"),
+    ] {
+        lobby_update_from(store.as_ref(), &open(g), Some(p), address).await;
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+    let ids = |v: Vec<LobbyGame>| {
+        v.into_iter()
+            .map(|e| e.game.to_string())
+            .collect::<Vec<_>>()
+    };
+    let share = LobbyShare {
+        per_owner: 2,
+        per_address: 2,
+    };
+    // The address's two newest, and the other address's game, though older.
+    let (listed, _) = store.lobby_list(10, share, TTL).await.unwrap();
+    assert_eq!(ids(listed), ["m4", "m3", "o1"]);
+    // Both limits at once: p1 has two games, the address lets one through.
+    let share = LobbyShare {
+        per_owner: 2,
+        per_address: 1,
+    };
+    let (listed, _) = store.lobby_list(10, share, TTL).await.unwrap();
+    assert_eq!(ids(listed), ["m4", "o1"]);
+    // A status change without an owner keeps the address it was opened from.
+    lobby_update(store.as_ref(), &open("m4")).await;
+    let (listed, _) = store.lobby_list(10, share, TTL).await.unwrap();
+    assert_eq!(ids(listed), ["m4", "o1"]);
+    // Without a per-address limit, every owner's share.
+    let (listed, _) = store.lobby_list(10, per_owner(2), TTL).await.unwrap();
+    assert_eq!(ids(listed), ["m4", "m3", "o1", "m2", "m1"]);
+}
+
+/// No limit per owner or per address.
+const ANY: LobbyShare = LobbyShare {
+    per_owner: 0,
+    per_address: 0,
+};
+
+fn per_owner(n: usize) -> LobbyShare {
+    LobbyShare {
+        per_owner: n,
+        per_address: 0,
+    }
 }
 
 async fn waiting_games_are_capped_per_player(store: Arc<dyn Store>) {

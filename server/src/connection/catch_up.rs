@@ -98,7 +98,8 @@ impl<S: Transport> Connection<S> {
             role,
             chat,
             presence,
-        } = match operations::presence::enter(&app, &game, &self.identity, spectate).await {
+        } = match operations::presence::enter(&app, &game, &self.identity, spectate, self.ip).await
+        {
             Ok(entered) => entered,
             Err(e) => {
                 app.hub.leave(&game, self.conn);

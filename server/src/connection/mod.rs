@@ -138,7 +138,7 @@ pub async fn serve<S: Transport>(app: Arc<App>, socket: S, ip: IpAddr) {
                 let connection = Connection {
                     move_limit: LocalLimiter::new(app.config.move_rule()),
                     chat_limit: LocalLimiter::new(app.config.chat_rule()),
-                    rename_limit: LocalLimiter::new(requests::RENAME_RULE),
+                    rename_limit: LocalLimiter::new(operations::sessions::RENAME_RULE),
                     app: app.clone(),
                     socket,
                     conn,

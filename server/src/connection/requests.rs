@@ -6,15 +6,7 @@ use super::{Connection, Step, Transport};
 use crate::ids::GameId;
 use crate::operations::{self, OpError};
 use crate::protocol::{AckInfo, AwayReason, ClientMsg, ErrorCode, Req, ServerMsg};
-use crate::ratelimit::Rule;
 use crate::text::{NAME_MAX_CHARS, clean_chat};
-
-/// Renames per connection: each may publish an event in every game of the session, so a few
-/// in a row (fixing a typo), then one every ten seconds.
-pub(super) const RENAME_RULE: Rule = Rule {
-    interval_us: 10_000_000,
-    burst: 3,
-};
 
 impl<S: Transport> Connection<S> {
     pub(super) async fn on_request(&mut self, msg: ClientMsg) -> Step {
@@ -101,11 +93,19 @@ impl<S: Transport> Connection<S> {
         }
         let app = self.app.clone();
         let joined: Vec<GameId> = self.games.keys().cloned().collect();
-        // Later chat lines and seats carry the new name even if a game could not be told.
-        self.identity.name = name.clone();
-        if let Err(e) = operations::sessions::rename(&app, &self.identity, &name, joined).await {
-            return self.socket.op_error(req, e).await;
+        match operations::sessions::rename(&app, &self.identity, &name, joined, self.ip).await {
+            Ok(()) => {}
+            Err(OpError::RateLimited { retry_after_ms }) => {
+                return self.socket.limited(req, retry_after_ms, "renames").await;
+            }
+            Err(e) => {
+                // The session may carry the new name already: later chat lines and seats use
+                // it even if a game could not be told.
+                self.identity.name = name;
+                return self.socket.op_error(req, e).await;
+            }
         }
+        self.identity.name = name.clone();
         let info = AckInfo {
             name: Some(name),
             ..AckInfo::default()

@@ -147,7 +147,8 @@ where
             }
         }
     }
-    Err(OpError::Unavailable)
+    metrics::counter!("transitions_contended_total").increment(1);
+    Err(OpError::Contended)
 }
 
 /// Keeps the lobby and the clocks in step with a change of status. Best effort: the game
@@ -207,7 +208,7 @@ pub async fn open(
     for _ in 0..CREATE_ATTEMPTS {
         let game = GameId::generate();
         hold_waiting(app, x.0, &game).await?;
-        match insert(app, &game, x, None).await {
+        match insert(app, &game, x, None, Some(ip)).await {
             Ok(Some((version, state))) => return Ok((game, version, state)),
             Ok(None) => release_waiting(app, x.0, &game).await,
             // The game may exist after all: it stays held until the next check looks.
@@ -264,7 +265,7 @@ pub async fn create_matched(
 ) -> Result<(GameId, u64, GameState), OpError> {
     for _ in 0..CREATE_ATTEMPTS {
         let game = GameId::generate();
-        if let Some((version, state)) = insert(app, &game, x, Some(o)).await? {
+        if let Some((version, state)) = insert(app, &game, x, Some(o), None).await? {
             return Ok((game, version, state));
         }
     }
@@ -272,12 +273,13 @@ pub async fn create_matched(
 }
 
 /// Creates game `game` with `x` seated (and `o` too, for quick match); `None` if the id is
-/// taken.
+/// taken. `ip` is the address of X's client, for the lobby's share per address.
 async fn insert(
     app: &App,
     game: &GameId,
     x: (&PlayerId, &str),
     o: Option<(&PlayerId, &str)>,
+    ip: Option<IpAddr>,
 ) -> Result<Option<(u64, GameState)>, OpError> {
     let state = match o {
         None => GameState::new(x.1),
@@ -301,7 +303,7 @@ async fn insert(
         return Ok(None);
     }
     metrics::counter!("games_created_total").increment(1);
-    if let Err(e) = update_lobby(app, game, &state, Some(x.0)).await {
+    if let Err(e) = update_lobby(app, game, &state, ip.map(|ip| (x.0, ip))).await {
         tracing::warn!(%game, error = %e, "lobby update failed");
     }
     if state.status == Status::Playing {
@@ -455,15 +457,39 @@ pub async fn rename(
     games: &[GameId],
 ) -> Result<(), OpError> {
     for game in games {
+        // Renames of one session from several connections race for the same games: a rename
+        // that lost every compare-and-set of a round reads the game again and tries again,
+        // and one that finds the name already there is done.
+        let mut round = 0;
+        loop {
+            match rename_in(app, player, name, game).await {
+                Err(OpError::Contended) if round + 1 < RENAME_ROUNDS => {
+                    round += 1;
+                    let pause = 5 + (uuid::Uuid::new_v4().as_u64_pair().0 % 20);
+                    tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+                }
+                r => break r?,
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Rounds of compare-and-set attempts for a rename in one game.
+const RENAME_ROUNDS: usize = 8;
+
+/// [`rename`] in one game.
+async fn rename_in(app: &App, player: &PlayerId, name: &str, game: &GameId) -> Result<(), OpError> {
+    {
         let Some(sg) = app.store.load_game(game).await? else {
-            continue;
+            return Ok(());
         };
         let Some(mark) = sg.seat_of(player) else {
-            continue;
+            return Ok(());
         };
         if sg.state.players.get(mark).as_deref() == Some(name) || sg.state.status == Status::Aborted
         {
-            continue;
+            return Ok(());
         }
         app.hub.observe(game, sg.version, &sg.state);
         let start = Some((sg.version, sg.state));
@@ -489,7 +515,7 @@ pub async fn rename(
         match r {
             Ok(_) => {}
             // The game changed hands or ended meanwhile: nothing to rename there.
-            Err(OpError::Rule(_) | OpError::UnknownGame | OpError::NotSeated) => continue,
+            Err(OpError::Rule(_) | OpError::UnknownGame | OpError::NotSeated) => return Ok(()),
             Err(e) => return Err(e),
         }
         // The lobby lists names too. Best effort, as for every lobby update.

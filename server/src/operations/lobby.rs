@@ -6,7 +6,8 @@ use crate::app::App;
 use crate::ids::{GameId, PlayerId};
 use crate::protocol::{ChatLine, LobbyGame, ServerMsg};
 use crate::rules::GameState;
-use crate::store::StoreError;
+use crate::store::{LobbyOwner, LobbyShare, StoreError};
+use std::net::IpAddr;
 
 /// Most games per lobby list.
 pub const LOBBY_MAX: usize = 50;
@@ -21,21 +22,33 @@ pub fn lobby_entry(game: &GameId, state: &GameState) -> LobbyGame {
 }
 
 /// Records where a game stands in the lobby and announces the change to every instance.
-/// `owner` is the player who opened a game still waiting for an opponent: the lobby shows only
-/// a few open games per player.
+/// `owner` is the player who opened a game still waiting for an opponent, and their address:
+/// the lobby shows only a few open games per player and per address.
 pub async fn update_lobby(
     app: &App,
     game: &GameId,
     state: &GameState,
-    owner: Option<&PlayerId>,
+    owner: Option<(&PlayerId, IpAddr)>,
 ) -> Result<(), StoreError> {
     let entry = lobby_entry(game, state);
     let event = ServerMsg::LobbyChanged {
         entry: entry.clone(),
     };
+    let address = owner.map(|(_, ip)| crate::admission::budget_key(ip).to_string());
+    let owner = owner
+        .zip(address.as_deref())
+        .map(|((player, _), address)| LobbyOwner { player, address });
     app.store
         .lobby_update(&entry, owner, event.to_json().into())
         .await
+}
+
+/// How much of the lobby one player and one address may fill.
+pub fn share(app: &App) -> LobbyShare {
+    LobbyShare {
+        per_owner: app.config.lobby_per_player,
+        per_address: app.config.lobby_per_address,
+    }
 }
 
 /// What a player who starts watching the lobby is shown first.
@@ -49,7 +62,7 @@ pub struct Listing {
 pub async fn list(app: &App) -> Result<Listing, OpError> {
     let (open, live) = app
         .store
-        .lobby_list(LOBBY_MAX, app.config.lobby_per_player, app.config.game_ttl)
+        .lobby_list(LOBBY_MAX, share(app), app.config.game_ttl)
         .await?;
     let chat = app.store.recent_chat(None, app.config.chat_history).await?;
     Ok(Listing { open, live, chat })

@@ -37,6 +37,10 @@ pub enum OpError {
          (retry a move with the same mid to find out)"
     )]
     Unavailable,
+    /// The game kept changing under the request (other writers won every compare-and-set):
+    /// nothing was applied; retrying is safe.
+    #[error("the game kept changing under this request: nothing was applied, retry")]
+    Contended,
     #[error("internal error")]
     Internal(String),
 }
@@ -69,7 +73,8 @@ impl OpError {
             OpError::RateLimited { .. } => ErrorCode::RateLimited,
             OpError::TooManyGames { .. } => ErrorCode::TooManyGames,
             OpError::TooManyWaiting { .. } => ErrorCode::TooManyWaiting,
-            OpError::Unavailable => ErrorCode::Unavailable,
+            // Both mean "retry"; a client needs no other handling for contention.
+            OpError::Unavailable | OpError::Contended => ErrorCode::Unavailable,
             OpError::Internal(_) => ErrorCode::Internal,
         }
     }

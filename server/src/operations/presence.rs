@@ -9,8 +9,10 @@ use crate::app::{App, PendingLeave};
 use crate::ids::{GameId, PlayerId};
 use crate::protocol::templates::PresenceTemplate;
 use crate::protocol::{AwayReason, ChatLine, Presence, Role};
+use crate::ratelimit::Decision;
 use crate::rules::Status;
 use crate::store::Attendance;
+use std::net::IpAddr;
 
 /// A game entered: the role held in it, and what the client is shown of it besides the state.
 #[derive(Debug)]
@@ -20,13 +22,16 @@ pub struct Entered {
     pub presence: Presence,
 }
 
-/// Enters a game as its player, or takes the free O seat unless `spectate`, or watches. The
-/// caller subscribes to the game first, so that no event after the state read here is missed.
+/// Enters a game as its player, or takes the free O seat unless `spectate`, or watches (within
+/// the session's and the address's spectating budgets: every arrival and departure reaches
+/// the players as presence). The caller subscribes to the game first, so that no event after
+/// the state read here is missed.
 pub async fn enter(
     app: &App,
     game: &GameId,
     who: &Identity,
     spectate: bool,
+    ip: IpAddr,
 ) -> Result<Entered, OpError> {
     let sg = app
         .store
@@ -44,6 +49,9 @@ pub async fn enter(
         }
         None => Role::Spectator,
     };
+    if role == Role::Spectator {
+        spectating_budget(app, who, ip).await?;
+    }
     app.store
         .remember_game(&who.token, game, app.config.session_ttl)
         .await?;
@@ -67,6 +75,26 @@ pub async fn enter(
         chat,
         presence: change.presence,
     })
+}
+
+/// Charges one game watched to the session's budget and the address's, both in the store so
+/// that neither reconnecting nor changing instance resets them.
+async fn spectating_budget(app: &App, who: &Identity, ip: IpAddr) -> Result<(), OpError> {
+    let key = app.store.keys().rate("spectate", who.player.as_str());
+    if let Decision::Deny { retry_after_us } =
+        app.store.rate(&key, app.config.spectate_rule()).await?
+    {
+        metrics::counter!("rate_limited_total", "rule" => "spectate").increment(1);
+        return Err(OpError::RateLimited {
+            retry_after_ms: Decision::retry_after_ms(retry_after_us),
+        });
+    }
+    app.limit_ip("ip-spectate", ip, app.config.ip_spectate_rule())
+        .await
+        .map_err(|retry_after_ms| {
+            metrics::counter!("rate_limited_total", "rule" => "ip-spectate").increment(1);
+            OpError::RateLimited { retry_after_ms }
+        })
 }
 
 /// Removes a connection from the game's presence (`why`: the player left, or the connection

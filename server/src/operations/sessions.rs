@@ -4,9 +4,23 @@
 use super::OpError;
 use crate::app::App;
 use crate::ids::{GameId, PlayerId};
+use crate::ratelimit::{Decision, Rule};
 use crate::session::{SessionToken, TokenHash};
 use crate::store::SessionRecord;
 use std::net::IpAddr;
+
+/// Renames per session: each may publish an event in every game of the session, so a few in
+/// a row (fixing a typo), then one every ten seconds, however many connections ask.
+pub const RENAME_RULE: Rule = Rule {
+    interval_us: 10_000_000,
+    burst: 3,
+};
+
+/// Renames per client address, over all its sessions (sessions are cheap to make).
+pub const IP_RENAME_RULE: Rule = Rule {
+    interval_us: 2_000_000,
+    burst: 10,
+};
 
 /// Who a session's connection speaks for.
 #[derive(Clone, Debug)]
@@ -86,13 +100,25 @@ pub async fn renew(app: &App, token: &TokenHash) -> Result<(), OpError> {
 }
 
 /// Renames the session, then its player in every game of the session (and in `joined`, the
-/// games its connection is in) where it holds a seat. `name` is already cleaned.
+/// games its connection is in) where it holds a seat, within the session's and the address's
+/// rename budgets (kept in the store: more connections or instances do not add to them).
+/// `name` is already cleaned.
 pub async fn rename(
     app: &App,
     who: &Identity,
     name: &str,
     joined: impl IntoIterator<Item = GameId>,
+    ip: IpAddr,
 ) -> Result<(), OpError> {
+    let key = app.store.keys().rate("rename", who.player.as_str());
+    if let Decision::Deny { retry_after_us } = app.store.rate(&key, RENAME_RULE).await? {
+        return Err(OpError::RateLimited {
+            retry_after_ms: Decision::retry_after_ms(retry_after_us),
+        });
+    }
+    app.limit_ip("ip-rename", ip, IP_RENAME_RULE)
+        .await
+        .map_err(|retry_after_ms| OpError::RateLimited { retry_after_ms })?;
     let ttl = app.config.session_ttl;
     let mut games = match app.store.open_session(&who.token, Some(name), ttl).await? {
         Some(open) => open.games,

@@ -153,7 +153,7 @@ struct Inner {
     /// Bucket -> (theoretical arrival time us, expiry ms).
     rates: HashMap<String, (u64, u64)>,
     /// Game -> (entry, last update ms, who opened it while it waits).
-    lobby: HashMap<GameId, (LobbyGame, u64, Option<PlayerId>)>,
+    lobby: HashMap<GameId, (LobbyGame, u64, Option<Opener>)>,
     /// Player -> its waiting games, with when each was held (ms).
     waiting: HashMap<PlayerId, BTreeMap<GameId, u64>>,
     /// Waiting tickets: player -> (last refresh ms, ticket).
@@ -187,6 +187,9 @@ impl Inner {
         self.waiting.retain(|_, held| !held.is_empty());
     }
 }
+
+/// Who opened a waiting game, and the address it is counted under.
+type Opener = (PlayerId, String);
 
 pub struct MemoryStore {
     keys: Keys,
@@ -706,7 +709,7 @@ impl Store for MemoryStore {
     async fn lobby_update(
         &self,
         entry: &LobbyGame,
-        owner: Option<&PlayerId>,
+        owner: Option<LobbyOwner<'_>>,
         event: Bytes,
     ) -> StoreResult<()> {
         let now = now_ms();
@@ -714,7 +717,7 @@ impl Store for MemoryStore {
         match entry.status {
             crate::rules::Status::Waiting => {
                 let owner = owner
-                    .cloned()
+                    .map(|o| (o.player.clone(), o.address.to_string()))
                     .or_else(|| inner.lobby.get(&entry.game).and_then(|e| e.2.clone()));
                 inner
                     .lobby
@@ -736,9 +739,13 @@ impl Store for MemoryStore {
     async fn lobby_list(
         &self,
         max: usize,
-        per_owner: usize,
+        share: LobbyShare,
         ttl: Duration,
     ) -> StoreResult<(Vec<LobbyGame>, Vec<LobbyGame>)> {
+        let LobbyShare {
+            per_owner,
+            per_address,
+        } = share;
         let now = now_ms();
         let cutoff = now.saturating_sub(ms(ttl));
         let max = max.max(1);
@@ -750,26 +757,42 @@ impl Store for MemoryStore {
             .into_iter()
             .partition(|(e, _, _)| e.status == crate::rules::Status::Waiting);
         let live = playing.into_iter().take(max).map(|(e, _, _)| e).collect();
-        // As the Redis script does: newest first, a few per owner, scanning a bounded prefix.
+        // As the Redis script does: newest first, a few per owner and per address, scanning a
+        // bounded prefix.
+        let limited = per_owner > 0 || per_address > 0;
         let mut counts: HashMap<String, usize> = HashMap::new();
-        let open = waiting
+        let mut by_address: HashMap<String, usize> = HashMap::new();
+        let mut open = Vec::new();
+        for (e, _, owner) in waiting
             .into_iter()
-            .take(if per_owner > 0 { max * 8 } else { max })
-            .filter(|(e, _, owner)| {
-                if per_owner == 0 {
-                    return true;
-                }
+            .take(if limited { max * 8 } else { max })
+        {
+            if open.len() >= max {
+                break;
+            }
+            let mut fits = true;
+            if per_owner > 0 {
                 let who = owner
                     .as_ref()
-                    .map_or(e.game.as_str(), PlayerId::as_str)
+                    .map_or(e.game.as_str(), |(p, _)| p.as_str())
                     .to_string();
                 let n = counts.entry(who).or_default();
                 *n += 1;
-                *n <= per_owner
-            })
-            .take(max)
-            .map(|(e, _, _)| e)
-            .collect();
+                fits = *n <= per_owner;
+            }
+            if let Some((_, address)) = &owner
+                && per_address > 0
+                && fits
+            {
+                fits = by_address.get(address).copied().unwrap_or(0) < per_address;
+            }
+            if fits {
+                if let Some((_, address)) = &owner {
+                    *by_address.entry(address.clone()).or_default() += 1;
+                }
+                open.push(e);
+            }
+        }
         Ok((open, live))
     }
 

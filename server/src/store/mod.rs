@@ -274,6 +274,21 @@ pub struct Ticket {
     pub conn: u64,
 }
 
+/// Who opened a game waiting in the lobby: the player, and the address it is counted under
+/// (a per-address budget key, never shown to anyone).
+#[derive(Clone, Copy, Debug)]
+pub struct LobbyOwner<'a> {
+    pub player: &'a PlayerId,
+    pub address: &'a str,
+}
+
+/// How many open games of one owner, and of one address, a lobby list shows (0: no limit).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LobbyShare {
+    pub per_owner: usize,
+    pub per_address: usize,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     fn keys(&self) -> &Keys;
@@ -404,20 +419,19 @@ pub trait Store: Send + Sync + 'static {
 
     // Lobby.
     /// Records where a game stands in the lobby and publishes `event` (the change) on the
-    /// lobby channel. `owner` is the player who opened a waiting game.
+    /// lobby channel. `owner` is who opened a waiting game, and from where.
     async fn lobby_update(
         &self,
         entry: &LobbyGame,
-        owner: Option<&PlayerId>,
+        owner: Option<LobbyOwner<'_>>,
         event: Bytes,
     ) -> StoreResult<()>;
-    /// Open and live games, newest first, at most `max` of each and (unless `per_owner` is 0)
-    /// at most `per_owner` open games of one owner; entries not updated within `ttl` are
-    /// pruned.
+    /// Open and live games, newest first, at most `max` of each and at most `share` open
+    /// games of one owner and of one address; entries not updated within `ttl` are pruned.
     async fn lobby_list(
         &self,
         max: usize,
-        per_owner: usize,
+        share: LobbyShare,
         ttl: Duration,
     ) -> StoreResult<(Vec<LobbyGame>, Vec<LobbyGame>)>;
 

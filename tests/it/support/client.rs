@@ -44,6 +44,26 @@ impl Ws {
         Ws::over(stream)
     }
 
+    /// Connects with a small kernel receive buffer, as a client that reads slowly looks to
+    /// the server: what it does not read backs up into the server's queue instead of
+    /// megabytes of loopback buffer.
+    pub async fn connect_small_buffer(url: &str, addr: std::net::SocketAddr) -> Ws {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+        let tcp = tokio::time::timeout(WAIT, socket.connect(addr))
+            .await
+            .expect("connect timed out")
+            .expect("connect");
+        let (stream, _) = tokio::time::timeout(
+            WAIT,
+            tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(tcp)),
+        )
+        .await
+        .expect("handshake timed out")
+        .expect("websocket handshake");
+        Ws::over(stream)
+    }
+
     fn over(stream: WebSocketStream<MaybeTlsStream<TcpStream>>) -> Ws {
         Ws {
             stream,

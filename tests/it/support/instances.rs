@@ -45,6 +45,11 @@ pub fn test_config(redis: Option<&RedisServer>) -> Config {
         create_burst: 10_000,
         ip_create_rate: 10_000.0,
         ip_create_burst: 10_000,
+        spectate_rate: 10_000.0,
+        spectate_burst: 10_000,
+        ip_spectate_rate: 10_000.0,
+        ip_spectate_burst: 10_000,
+        lobby_per_address: 0,
         redis_timeout: Duration::from_millis(1000),
         redis_lost: Duration::from_millis(3000),
         lease_ttl: Duration::from_millis(1500),
@@ -82,8 +87,13 @@ pub struct Instance {
 impl Instance {
     /// Starts an instance and waits until it is ready.
     pub async fn start(config: Config) -> Instance {
+        Instance::start_on("127.0.0.1:0".parse().unwrap(), config).await
+    }
+
+    /// Starts an instance listening on `addr` (port 0: any free one).
+    pub async fn start_on(addr: SocketAddr, config: Config) -> Instance {
         init_logs();
-        let listener = tictactoe::bind("127.0.0.1:0".parse().unwrap()).expect("bind");
+        let listener = tictactoe::bind(addr).expect("bind");
         let addr = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();
         let token = shutdown.clone();

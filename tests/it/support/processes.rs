@@ -48,6 +48,15 @@ pub fn config_env(c: &Config) -> Vec<(String, String)> {
         ("IP_CREATE_BURST", c.ip_create_burst.to_string()),
         ("MAX_WAITING_GAMES", c.max_waiting_games.to_string()),
         ("LOBBY_PER_PLAYER", c.lobby_per_player.to_string()),
+        ("LOBBY_PER_ADDRESS", c.lobby_per_address.to_string()),
+        ("SPECTATE_RATE", c.spectate_rate.to_string()),
+        ("SPECTATE_BURST", c.spectate_burst.to_string()),
+        ("IP_SPECTATE_RATE", c.ip_spectate_rate.to_string()),
+        ("IP_SPECTATE_BURST", c.ip_spectate_burst.to_string()),
+        (
+            "PRESENCE_INTERVAL_MS",
+            c.presence_interval.as_millis().to_string(),
+        ),
         ("MAX_GAMES_PER_CONN", c.max_games_per_conn.to_string()),
         ("MAX_RESUME", c.max_resume.to_string()),
         ("REDIS_TIMEOUT_MS", c.redis_timeout.as_millis().to_string()),
@@ -67,6 +76,9 @@ pub fn config_env(c: &Config) -> Vec<(String, String)> {
     ];
     if let Some(url) = &c.redis_url {
         env.push(("REDIS_URL", url.clone()));
+    }
+    if let Some(addr) = c.metrics_addr {
+        env.push(("METRICS_ADDR", addr.to_string()));
     }
     if !c.redis_cluster_urls.is_empty() {
         env.push(("REDIS_CLUSTER_URLS", c.redis_cluster_urls.join(",")));

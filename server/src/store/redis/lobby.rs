@@ -18,7 +18,7 @@ fn lobby_script(k: &Keys) -> ::redis::ScriptInvocation<'static> {
 pub(super) async fn update(
     s: &RedisStore,
     entry: &LobbyGame,
-    owner: Option<&PlayerId>,
+    owner: Option<LobbyOwner<'_>>,
     event: Bytes,
 ) -> StoreResult<()> {
     let k = &s.keys;
@@ -36,7 +36,11 @@ pub(super) async fn update(
         .arg(k.lobby_channel())
         .arg(event.as_ref())
         .arg(s.publish_cmd())
-        .arg(owner.map(PlayerId::as_str).unwrap_or_default());
+        .arg(
+            owner
+                .map(|o| format!("{}|{}", o.player.as_str(), o.address))
+                .unwrap_or_default(),
+        );
     let _: i64 = s
         .call("lobby", conn.generation, inv.invoke_async(&mut conn))
         .await?;
@@ -46,7 +50,7 @@ pub(super) async fn update(
 pub(super) async fn list(
     s: &RedisStore,
     max: usize,
-    per_owner: usize,
+    share: LobbyShare,
     ttl: Duration,
 ) -> StoreResult<(Vec<LobbyGame>, Vec<LobbyGame>)> {
     let k = &s.keys;
@@ -55,7 +59,8 @@ pub(super) async fn list(
     inv.arg("list")
         .arg(max.max(1))
         .arg(ttl_ms(ttl))
-        .arg(per_owner);
+        .arg(share.per_owner)
+        .arg(share.per_address);
     let reply: Value = s
         .call("lobby", conn.generation, inv.invoke_async(&mut conn))
         .await?;

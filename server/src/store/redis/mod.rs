@@ -274,7 +274,7 @@ impl Store for RedisStore {
     async fn lobby_update(
         &self,
         entry: &LobbyGame,
-        owner: Option<&PlayerId>,
+        owner: Option<LobbyOwner<'_>>,
         event: Bytes,
     ) -> StoreResult<()> {
         lobby::update(self, entry, owner, event).await
@@ -283,10 +283,10 @@ impl Store for RedisStore {
     async fn lobby_list(
         &self,
         max: usize,
-        per_owner: usize,
+        share: LobbyShare,
         ttl: Duration,
     ) -> StoreResult<(Vec<LobbyGame>, Vec<LobbyGame>)> {
-        lobby::list(self, max, per_owner, ttl).await
+        lobby::list(self, max, share, ttl).await
     }
 
     async fn match_enqueue(&self, ticket: &Ticket, fresh: Duration) -> StoreResult<Option<Ticket>> {

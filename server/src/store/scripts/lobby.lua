@@ -1,12 +1,12 @@
 -- The lobby: games waiting for an opponent ('open') and games in play ('live'), each a sorted
--- set scored by last update (ms), with the entries' JSON in a hash, and the player who opened
--- each open game in another.
+-- set scored by last update (ms), with the entries' JSON in a hash, and who opened each open
+-- game in another, as '<player id>|<address>' (the address's budget key).
 -- KEYS  1 open zset  2 live zset  3 info hash  4 owner hash
 -- ARGV  1 mode
 --   update: 2 game id  3 status  4 entry JSON  5 channel  6 change message JSON  7 publish cmd
---           8 owner player id or ''
+--           8 owner ('<player id>|<address>') or ''
 --   list:   2 most entries per list  3 ttl ms (older entries are pruned)
---           4 most open entries per owner (0: no limit)
+--           4 most open entries per owner (0: no limit)  5 most per address (0: no limit)
 -- list returns {{open entries...}, {live entries...}}, newest first.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -35,6 +35,7 @@ if ARGV[1] == 'update' then
 end
 
 local max, per_owner = tonumber(ARGV[2]), tonumber(ARGV[4] or '0')
+local per_address = tonumber(ARGV[5] or '0')
 local cutoff = string.format('(%d', now - tonumber(ARGV[3]))
 local out = {}
 for i = 1, 2 do
@@ -44,10 +45,11 @@ for i = 1, 2 do
     redis.call('HDEL', KEYS[4], g)
   end
   local entries = {}
-  if i == 1 and per_owner > 0 then
-    -- Newest first, at most per_owner games of each owner; the scan is bounded so that one
-    -- player's many games make a listing no slower than 8 pages.
-    local counts, start = {}, 0
+  if i == 1 and (per_owner > 0 or per_address > 0) then
+    -- Newest first, at most per_owner games of each owner and per_address of each address;
+    -- the scan is bounded so that one player's many games make a listing no slower than 8
+    -- pages.
+    local counts, by_address, start = {}, {}, 0
     while #entries < max and start < max * 8 do
       local ids = redis.call('ZREVRANGE', KEYS[1], start, start + max - 1)
       if #ids == 0 then
@@ -56,9 +58,20 @@ for i = 1, 2 do
       local infos = redis.call('HMGET', KEYS[3], unpack(ids))
       local owners = redis.call('HMGET', KEYS[4], unpack(ids))
       for j, g in ipairs(ids) do
-        local owner = owners[j] or g
-        counts[owner] = (counts[owner] or 0) + 1
-        if infos[j] and counts[owner] <= per_owner and #entries < max then
+        local owner, address = string.match(owners[j] or '', '^([^|]*)|(.*)$')
+        owner = owner or owners[j] or g
+        local fits = infos[j] and #entries < max
+        if per_owner > 0 then
+          counts[owner] = (counts[owner] or 0) + 1
+          fits = fits and counts[owner] <= per_owner
+        end
+        if fits and per_address > 0 and address then
+          fits = (by_address[address] or 0) < per_address
+        end
+        if fits then
+          if address then
+            by_address[address] = (by_address[address] or 0) + 1
+          end
           entries[#entries + 1] = infos[j]
         end
       end
