@@ -4,8 +4,6 @@
 use crate::admission::{Admission, budget_key};
 use crate::config::Config;
 use crate::hub::{ConnId, Hub};
-use crate::ids::{GameId, PlayerId};
-use crate::protocol::{AwayReason, Role};
 use crate::ratelimit::{Decision, LocalLimiter, Rule};
 use crate::store::{PresenceEntry, Store, StoreError};
 use dashmap::DashMap;
@@ -14,6 +12,8 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tictactoe_protocol::ids::{GameId, PlayerId};
+use tictactoe_protocol::{AwayReason, Role};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 

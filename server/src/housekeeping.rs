@@ -8,11 +8,11 @@ use crate::hub::{ConnId, Outbound};
 use crate::operations;
 use crate::operations::deadlines::start_forfeit_clock;
 use crate::operations::lobby::LOBBY_MAX;
-use crate::protocol::templates::PresenceTemplate;
 use crate::store::Attendance;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
+use tictactoe_protocol::templates::PresenceTemplate;
 use tokio_util::sync::CancellationToken;
 
 /// How often coalesced lobby changes are pushed to watchers.
@@ -214,7 +214,7 @@ async fn fire_deadlines(app: &App) {
 /// connection hearing of a match (the pairing instance died before telling it) is queued
 /// again at the next refresh.
 async fn refresh_tickets(app: &App, misses: &mut HashMap<ConnId, u32>) {
-    let waiting: Vec<(ConnId, crate::ids::PlayerId)> = app
+    let waiting: Vec<(ConnId, tictactoe_protocol::ids::PlayerId)> = app
         .waiting
         .iter()
         .map(|e| (*e.key(), e.value().clone()))

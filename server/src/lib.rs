@@ -47,16 +47,13 @@ pub mod telemetry;
 pub mod text;
 pub mod watchdog;
 
-pub use tictactoe_protocol as protocol;
-pub use tictactoe_protocol::{ids, rules};
-
 use app::App;
 use config::Config;
-use protocol::templates::PresenceTemplate;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use store::StoreError;
+use tictactoe_protocol::templates::PresenceTemplate;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -98,14 +95,16 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), ServerError> {
     telemetry::install_metrics();
-    let instance = config
-        .instance_id
-        .clone()
-        .unwrap_or_else(|| format!("ttt-{}", &ids::GameId::generate().as_str()[..6]));
+    let instance = config.instance_id.clone().unwrap_or_else(|| {
+        format!(
+            "ttt-{}",
+            &tictactoe_protocol::ids::GameId::generate().as_str()[..6]
+        )
+    });
     let lease = format!(
         "{}-{}",
         safe_name(&instance),
-        &ids::GameId::generate().as_str()[..6]
+        &tictactoe_protocol::ids::GameId::generate().as_str()[..6]
     );
     if config.redis_lost >= config.forfeit_grace {
         tracing::warn!(

@@ -9,7 +9,7 @@ use crate::support::instances::{Instance, test_config};
 use crate::{failover, game_flow, limits, social};
 use serde_json::json;
 
-use tictactoe::protocol::ErrorCode;
+use tictactoe_protocol::ErrorCode;
 
 #[tokio::test]
 async fn a_game_across_instances() {
@@ -74,7 +74,7 @@ async fn the_master_holding_a_game_restarts_mid_game_and_the_game_goes_on() {
     let end = o.event(&game, 7).await;
     assert_eq!(
         end.state().unwrap().result.unwrap().winner,
-        Some(tictactoe::rules::Mark::X)
+        Some(tictactoe_rules::Mark::X)
     );
 }
 

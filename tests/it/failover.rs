@@ -12,8 +12,8 @@ use futures_util::StreamExt;
 use serde_json::json;
 use std::time::{Duration, Instant};
 use tictactoe::config::Config;
-use tictactoe::protocol::{ErrorCode, ServerMsg, close};
-use tictactoe::rules::{EndReason, GameState, Mark, Status};
+use tictactoe_protocol::{ErrorCode, ServerMsg, close};
+use tictactoe_rules::{EndReason, GameState, Mark, Status};
 
 fn config(redis: &RedisServer) -> Config {
     let mut c = test_config(Some(redis));
@@ -431,6 +431,6 @@ async fn a_session_stays_alive_while_its_connection_is_open() {
         .recv_until(|m| matches!(m, ServerMsg::Snapshot { .. }))
         .await;
     assert!(
-        matches!(snap, ServerMsg::Snapshot { game: g, you: tictactoe::protocol::Role::X, .. } if g.as_str() == game)
+        matches!(snap, ServerMsg::Snapshot { game: g, you: tictactoe_protocol::Role::X, .. } if g.as_str() == game)
     );
 }

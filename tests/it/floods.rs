@@ -9,7 +9,7 @@ use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
-use tictactoe::protocol::{ErrorCode, ServerMsg};
+use tictactoe_protocol::{ErrorCode, ServerMsg};
 
 fn is_presence(m: &ServerMsg) -> bool {
     matches!(m, ServerMsg::Presence { .. })

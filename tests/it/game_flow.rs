@@ -7,10 +7,10 @@ use crate::support::redis::RedisServer;
 use crate::support::{WAIT, eventually};
 use futures_util::StreamExt;
 use serde_json::json;
-use tictactoe::protocol::{ErrorCode, Role, ServerMsg};
-use tictactoe::rules::{EndReason, Mark, Status};
+use tictactoe_protocol::{ErrorCode, Role, ServerMsg};
+use tictactoe_rules::{EndReason, Mark, Status};
 
-fn state_of(m: &ServerMsg) -> &tictactoe::rules::GameState {
+fn state_of(m: &ServerMsg) -> &tictactoe_rules::GameState {
     m.state().unwrap_or_else(|| panic!("no state in {m:?}"))
 }
 
@@ -151,7 +151,7 @@ pub async fn racing_moves_on(backend: Backend, rounds: usize) {
                 .filter(|&c| {
                     state
                         .board
-                        .get(tictactoe::rules::Cell::new(c).unwrap())
+                        .get(tictactoe_rules::Cell::new(c).unwrap())
                         .is_none()
                 })
                 .collect();

@@ -9,7 +9,7 @@ use crate::support::processes::ServerProcess;
 use crate::support::redis::RedisServer;
 use crate::support::{WAIT, free_port};
 use serde_json::json;
-use tictactoe::protocol::{ErrorCode, ServerMsg};
+use tictactoe_protocol::{ErrorCode, ServerMsg};
 
 fn chat_text(m: &ServerMsg) -> Option<&str> {
     match m {
@@ -276,7 +276,7 @@ async fn an_unpaced_flood_is_closed_with_1008_not_reset() {
     })
     .await
     .expect("closed in time");
-    assert_eq!(code, Some(tictactoe::protocol::close::POLICY));
+    assert_eq!(code, Some(tictactoe_protocol::close::POLICY));
 }
 
 #[tokio::test]

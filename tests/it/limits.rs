@@ -10,7 +10,7 @@ use crate::support::instances::{Instance, test_config};
 use crate::support::redis::RedisServer;
 use serde_json::json;
 use std::time::Duration;
-use tictactoe::protocol::{ErrorCode, ServerMsg, close};
+use tictactoe_protocol::{ErrorCode, ServerMsg, close};
 
 async fn hello(ws: &mut Ws, name: &str) {
     ws.hello(name).await;

@@ -4,7 +4,7 @@
 use crate::support::client::Ws;
 use crate::support::topology::Topology;
 use std::collections::HashSet;
-use tictactoe::protocol::ServerMsg;
+use tictactoe_protocol::ServerMsg;
 
 async fn instance_of(ws: &mut Ws) -> String {
     match ws.hello("lb").await {

@@ -10,7 +10,7 @@ use serde_json::json;
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
 use std::time::Instant;
-use tictactoe::protocol::{ServerMsg, close};
+use tictactoe_protocol::{ServerMsg, close};
 
 #[tokio::test]
 async fn health_and_readiness_tell_alive_from_ready() {

@@ -3,7 +3,7 @@
 //! (so no field in the document is silently ignored by the types).
 
 use serde_json::Value;
-use tictactoe::protocol::{ClientMsg, ServerMsg};
+use tictactoe_protocol::{ClientMsg, ServerMsg};
 
 fn examples() -> Vec<(String, String)> {
     let path = crate::support::repo_path("docs/protocol.md");
@@ -60,7 +60,7 @@ fn every_example_in_the_protocol_document_parses_and_round_trips() {
         assert_eq!(back, original, "the types do not reproduce the example");
     }
     // Every client message type is documented by an example.
-    for t in tictactoe::protocol::CLIENT_TYPES {
+    for t in tictactoe_protocol::CLIENT_TYPES {
         assert!(
             client_types.contains(*t),
             "no example of client message {t}"
@@ -77,7 +77,7 @@ fn every_example_in_the_protocol_document_parses_and_round_trips() {
         "match_found",
         "lobby_changed",
     ];
-    for t in direct.iter().chain(tictactoe::protocol::CHANNEL_TYPES) {
+    for t in direct.iter().chain(tictactoe_protocol::CHANNEL_TYPES) {
         assert!(
             server_types.contains(*t),
             "no example of server message {t}"

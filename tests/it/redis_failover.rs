@@ -17,7 +17,7 @@ use serde_json::json;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tictactoe::config::Config;
-use tictactoe::protocol::{ErrorCode, ServerMsg};
+use tictactoe_protocol::{ErrorCode, ServerMsg};
 use tokio_util::sync::CancellationToken;
 
 /// A move the server acknowledged: it must still be in the game's log afterwards.

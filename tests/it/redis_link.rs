@@ -11,7 +11,7 @@ use crate::support::redis::RedisServer;
 use serde_json::json;
 use std::time::{Duration, Instant};
 use tictactoe::config::Config;
-use tictactoe::protocol::{ErrorCode, ServerMsg, close};
+use tictactoe_protocol::{ErrorCode, ServerMsg, close};
 
 fn quick(redis: &RedisServer) -> Config {
     let mut c = test_config(Some(redis));

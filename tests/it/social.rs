@@ -8,8 +8,8 @@ use crate::support::redis::RedisServer;
 use serde_json::json;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
-use tictactoe::protocol::{AwayReason, ErrorCode, Role, ServerMsg};
-use tictactoe::rules::{Mark, Status};
+use tictactoe_protocol::{AwayReason, ErrorCode, Role, ServerMsg};
+use tictactoe_rules::{Mark, Status};
 
 fn chat_text(m: &ServerMsg) -> Option<&str> {
     match m {

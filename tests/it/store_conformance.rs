@@ -8,11 +8,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use std::sync::Arc;
 use std::time::Duration;
-use tictactoe::ids::{GameId, PlayerId};
-use tictactoe::protocol::templates::{ChatTemplate, PresenceTemplate};
-use tictactoe::protocol::{AwayReason, LobbyGame, Role, ServerMsg};
 use tictactoe::ratelimit::{Decision, Rule};
-use tictactoe::rules::{GameState, Mark, Seats, Status};
 use tictactoe::session::SessionToken;
 use tictactoe::store::memory::MemoryStore;
 use tictactoe::store::redis::RedisStore;
@@ -20,6 +16,10 @@ use tictactoe::store::{
     Applied, Attendance, Hold, Keys, LobbyOwner, LobbyShare, PresenceEntry, Replay, SeatCheck,
     SessionRecord, Store, StoreLimits, Ticket, Transition,
 };
+use tictactoe_protocol::ids::{GameId, PlayerId};
+use tictactoe_protocol::templates::{ChatTemplate, PresenceTemplate};
+use tictactoe_protocol::{AwayReason, LobbyGame, Role, ServerMsg};
+use tictactoe_rules::{GameState, Mark, Seats, Status};
 
 const TTL: Duration = Duration::from_secs(60);
 
@@ -270,7 +270,7 @@ async fn a_transition_applies_only_at_the_expected_version(store: Arc<dyn Store>
     let g = gid("g1");
     let s2 = started_game(store.as_ref(), &g).await;
     let s3 = s2
-        .play(Mark::X, tictactoe::rules::Cell::new(4).unwrap())
+        .play(Mark::X, tictactoe_rules::Cell::new(4).unwrap())
         .unwrap();
     let (ann, ev) = (pid("ann"), event(&g, 3, &s3));
     // A stale writer gets the current game back instead.
@@ -312,7 +312,7 @@ async fn concurrent_transitions_at_one_version_apply_exactly_once(store: Arc<dyn
         let store = store.clone();
         let g = g.clone();
         let s3 = s2
-            .play(Mark::X, tictactoe::rules::Cell::new(cell).unwrap())
+            .play(Mark::X, tictactoe_rules::Cell::new(cell).unwrap())
             .unwrap();
         tasks.push(tokio::spawn(async move {
             let ann = pid("ann");
@@ -352,7 +352,7 @@ async fn seats_are_checked_and_claimed_atomically(store: Arc<dyn Store>) {
     let g = gid("g1");
     let s2 = started_game(store.as_ref(), &g).await;
     let s3 = s2
-        .play(Mark::X, tictactoe::rules::Cell::new(0).unwrap())
+        .play(Mark::X, tictactoe_rules::Cell::new(0).unwrap())
         .unwrap();
     let ev = event(&g, 3, &s3);
     // Bob does not hold X.
@@ -379,7 +379,7 @@ async fn a_move_id_is_applied_at_most_once(store: Arc<dyn Store>) {
     let s2 = started_game(store.as_ref(), &g).await;
     let ann = pid("ann");
     let s3 = s2
-        .play(Mark::X, tictactoe::rules::Cell::new(0).unwrap())
+        .play(Mark::X, tictactoe_rules::Cell::new(0).unwrap())
         .unwrap();
     let ev = event(&g, 3, &s3);
     let t = Transition {

@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
-use tictactoe::protocol::{ErrorCode, ServerMsg};
+use tictactoe_protocol::{ErrorCode, ServerMsg};
 
 /// The script's process, stopped with SIGTERM (its own clean-up) on drop.
 struct Script {

@@ -1,7 +1,7 @@
-//! What the server and its tools agree on: the rules of the game, the ids, the wire messages
-//! of `docs/protocol.md`, the names of the public Redis channels, and the reconnect backoff.
+//! What the server and its tools agree on: the ids, the wire messages of `docs/protocol.md`,
+//! the names of the public Redis channels, and the reconnect backoff. The states the messages
+//! carry are the rules' own (`tictactoe_rules`).
 //!
-//! - [`rules`]: the rules, pure (no async, no I/O, no clock).
 //! - [`ids`]: game and player ids, parsed once.
 //! - the crate root: the messages between browsers and instances, also published on Redis.
 //! - [`channels`]: where events are published.
@@ -12,7 +12,6 @@ pub mod backoff;
 pub mod channels;
 pub mod ids;
 mod messages;
-pub mod rules;
 pub mod templates;
 
 pub use messages::*;

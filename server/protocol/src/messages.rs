@@ -5,8 +5,8 @@
 //! `redis-cli SUBSCRIBE` shows is exactly what clients receive.
 
 use crate::ids::{GameId, PlayerId};
-use crate::rules::{Cell, EndReason, GameState, Mark, Seats, Status};
 use serde::{Deserialize, Serialize};
+use tictactoe_rules::{Cell, EndReason, GameState, Mark, Seats, Status};
 
 pub const PROTOCOL_VERSION: u32 = 1;
 

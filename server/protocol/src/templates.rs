@@ -132,9 +132,9 @@ impl PresenceTemplate {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rules::Seats;
     use crate::{ChatLine, ServerMsg};
     use proptest::prelude::*;
+    use tictactoe_rules::Seats;
 
     fn role() -> impl Strategy<Value = Option<Role>> {
         prop_oneof![

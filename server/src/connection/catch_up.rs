@@ -5,12 +5,12 @@
 use super::socket::Frame;
 use super::{Connection, Joined, Step, Transport};
 use crate::hub::{Outbound, Subscriber};
-use crate::ids::GameId;
 use crate::operations::{self, OpError, games::Snapshot, presence::Entered};
-use crate::protocol::{AckInfo, ErrorCode, Req, Role, ServerMsg};
 use crate::store::Replay;
 use axum::extract::ws::{Message, Utf8Bytes};
 use bytes::Bytes;
+use tictactoe_protocol::ids::GameId;
+use tictactoe_protocol::{AckInfo, ErrorCode, Req, Role, ServerMsg};
 
 impl<S: Transport> Connection<S> {
     /// Goes back into the games `hello` named, catching up from the version the client last

@@ -5,15 +5,17 @@
 use super::socket::Socket;
 use super::{Closing, Keepalive, Transport};
 use crate::app::App;
-use crate::ids::GameId;
 use crate::operations::OpError;
 use crate::operations::sessions::{self, Identity};
-use crate::protocol::{ClientMsg, ErrorCode, PROTOCOL_VERSION, Req, ResumeGame, ServerMsg, close};
 use crate::text::clean_name;
 use axum::extract::ws::Message;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::Instant;
+use tictactoe_protocol::ids::GameId;
+use tictactoe_protocol::{
+    ClientMsg, ErrorCode, PROTOCOL_VERSION, Req, ResumeGame, ServerMsg, close,
+};
 use tokio_util::sync::CancellationToken;
 
 /// What `hello` leaves the connection with.

@@ -2,11 +2,11 @@
 //! request, or later through the hub).
 
 use super::{Connection, Step, Transport};
-use crate::ids::GameId;
 use crate::operations;
-use crate::protocol::{AckInfo, ErrorCode, Req, ServerMsg};
-use crate::rules::Mark;
 use crate::store::Ticket;
+use tictactoe_protocol::ids::GameId;
+use tictactoe_protocol::{AckInfo, ErrorCode, Req, ServerMsg};
+use tictactoe_rules::Mark;
 
 impl<S: Transport> Connection<S> {
     pub(super) async fn quick_match(&mut self, req: Option<Req>) -> Step {

@@ -18,9 +18,7 @@ mod tests;
 
 use crate::app::App;
 use crate::hub::{Client, ConnId, Outbound};
-use crate::ids::GameId;
 use crate::operations::{self, sessions::Identity};
-use crate::protocol::{AwayReason, Role, close};
 use crate::ratelimit::LocalLimiter;
 use axum::extract::ws::Message;
 use futures_util::{Sink, Stream};
@@ -29,6 +27,8 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tictactoe_protocol::ids::GameId;
+use tictactoe_protocol::{AwayReason, Role, close};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;

@@ -3,11 +3,11 @@
 //! write, the event it published.
 
 use super::{Connection, Step, Transport};
-use crate::ids::GameId;
 use crate::operations::{self, Done, OpError};
-use crate::protocol::{AckInfo, ErrorCode, Req, ServerMsg};
-use crate::rules::{Cell, Mark};
 use axum::extract::ws::{Message, Utf8Bytes};
+use tictactoe_protocol::ids::GameId;
+use tictactoe_protocol::{AckInfo, ErrorCode, Req, ServerMsg};
+use tictactoe_rules::{Cell, Mark};
 
 /// Longest a move id may be.
 const MAX_MID: usize = 64;

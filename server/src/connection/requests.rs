@@ -3,10 +3,10 @@
 
 use super::socket::Frame;
 use super::{Connection, Step, Transport};
-use crate::ids::GameId;
 use crate::operations::{self, OpError};
-use crate::protocol::{AckInfo, AwayReason, ClientMsg, ErrorCode, Req, ServerMsg};
 use crate::text::{NAME_MAX_CHARS, clean_chat};
+use tictactoe_protocol::ids::GameId;
+use tictactoe_protocol::{AckInfo, AwayReason, ClientMsg, ErrorCode, Req, ServerMsg};
 
 impl<S: Transport> Connection<S> {
     pub(super) async fn on_request(&mut self, msg: ClientMsg) -> Step {

@@ -6,11 +6,11 @@
 use super::{Closing, Step, Transport};
 use crate::config::Config;
 use crate::operations::OpError;
-use crate::protocol::{ClientMsg, ErrorCode, Req, ServerMsg, close, parse_client};
 use crate::ratelimit::LocalLimiter;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes};
 use futures_util::{SinkExt, StreamExt};
 use std::time::Duration;
+use tictactoe_protocol::{ClientMsg, ErrorCode, Req, ServerMsg, close, parse_client};
 
 /// A write that takes longer than this means the peer stopped reading.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);

@@ -4,9 +4,6 @@
 use super::serve;
 use crate::app::App;
 use crate::config::Config;
-use crate::ids::GameId;
-use crate::protocol::{AckInfo, ErrorCode, Role, ServerMsg, close};
-use crate::rules::Mark;
 use crate::store;
 use axum::extract::ws::Message;
 use futures_util::{Sink, Stream};
@@ -16,6 +13,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
+use tictactoe_protocol::ids::GameId;
+use tictactoe_protocol::{AckInfo, ErrorCode, Role, ServerMsg, close};
+use tictactoe_rules::Mark;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use tokio_util::sync::CancellationToken;
 

@@ -4,10 +4,10 @@
 use super::OpError;
 use super::sessions::Identity;
 use crate::app::App;
-use crate::ids::GameId;
-use crate::protocol::templates::ChatTemplate;
-use crate::protocol::{ChatLine, Role};
 use crate::ratelimit::Decision;
+use tictactoe_protocol::ids::GameId;
+use tictactoe_protocol::templates::ChatTemplate;
+use tictactoe_protocol::{ChatLine, Role};
 
 /// Posts an already cleaned line as `from`, who holds `role` in `game` (none in the lobby).
 pub async fn post(

@@ -4,10 +4,10 @@
 use super::games::{Actor, SYSTEM, apply, conceding};
 use super::{Done, OpError};
 use crate::app::{App, wall_ms};
-use crate::ids::GameId;
-use crate::protocol::ServerMsg;
-use crate::rules::{EndReason, Mark, RuleError, Status};
 use crate::store::{PresenceChange, SeatCheck, SeatsView};
+use tictactoe_protocol::ServerMsg;
+use tictactoe_protocol::ids::GameId;
+use tictactoe_rules::{EndReason, Mark, RuleError, Status};
 
 /// What a due deadline calls for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -136,7 +136,7 @@ pub async fn start_forfeit_clock(app: &App, game: &GameId, change: &PresenceChan
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rules::{GameState, Seats};
+    use tictactoe_rules::{GameState, Seats};
 
     fn view(
         present: (bool, bool),

@@ -1,18 +1,18 @@
 //! Game transitions: the rules applied to stored games. Each computes the next state with
-//! [`crate::rules`] from the newest state this instance knows and commits it with one
+//! [`tictactoe_rules`] from the newest state this instance knows and commits it with one
 //! compare-and-set ([`Store::transition`](crate::store::Store::transition)); on a stale
 //! version it recomputes from the state the store returned.
 
 use super::lobby::update_lobby;
 use super::{Done, OpError};
 use crate::app::App;
-use crate::ids::{GameId, PlayerId};
-use crate::protocol::{ChatLine, Presence, ServerMsg};
 use crate::ratelimit::{Decision, Rule};
-use crate::rules::{EndReason, GameState, Mark, RuleError, Seats, Status};
 use crate::store::{Applied, Hold, Replay, SeatCheck, Transition};
 use bytes::Bytes;
 use std::net::IpAddr;
+use tictactoe_protocol::ids::{GameId, PlayerId};
+use tictactoe_protocol::{ChatLine, Presence, ServerMsg};
+use tictactoe_rules::{EndReason, GameState, Mark, RuleError, Seats, Status};
 
 /// Compare-and-set attempts before giving up on a game that keeps changing underneath.
 const ATTEMPTS: usize = 5;
@@ -350,7 +350,7 @@ pub async fn play(
     game: &GameId,
     player: &PlayerId,
     mark: Mark,
-    cell: crate::rules::Cell,
+    cell: tictactoe_rules::Cell,
     mid: Option<&str>,
     hint: Option<u64>,
 ) -> Result<Done, OpError> {

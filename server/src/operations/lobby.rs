@@ -3,11 +3,11 @@
 
 use super::OpError;
 use crate::app::App;
-use crate::ids::{GameId, PlayerId};
-use crate::protocol::{ChatLine, LobbyGame, ServerMsg};
-use crate::rules::GameState;
 use crate::store::{LobbyOwner, LobbyShare, StoreError};
 use std::net::IpAddr;
+use tictactoe_protocol::ids::{GameId, PlayerId};
+use tictactoe_protocol::{ChatLine, LobbyGame, ServerMsg};
+use tictactoe_rules::GameState;
 
 /// Most games per lobby list.
 pub const LOBBY_MAX: usize = 50;

@@ -4,9 +4,9 @@ use super::OpError;
 use super::games::create_matched;
 use crate::app::App;
 use crate::hub::InstanceMsg;
-use crate::ids::{GameId, PlayerId};
-use crate::rules::Mark;
 use crate::store::Ticket;
+use tictactoe_protocol::ids::{GameId, PlayerId};
+use tictactoe_rules::Mark;
 
 /// Queues `me` for quick match, or pairs it with the longest-waiting ticket: the game is
 /// created with that player as X, who hears of it through its instance's channel.

@@ -10,10 +10,10 @@ pub mod matching;
 pub mod presence;
 pub mod sessions;
 
-use crate::protocol::{ErrorCode, ServerMsg};
-use crate::rules::RuleError;
 use crate::store::StoreError;
 use bytes::Bytes;
+use tictactoe_protocol::{ErrorCode, ServerMsg};
+use tictactoe_rules::RuleError;
 
 /// Why an operation did not happen. Everything except `Internal` is an expected answer.
 #[derive(Debug, thiserror::Error)]

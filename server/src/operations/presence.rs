@@ -6,13 +6,13 @@ use super::deadlines::start_forfeit_clock;
 use super::games::claim_o;
 use super::sessions::Identity;
 use crate::app::{App, PendingLeave};
-use crate::ids::{GameId, PlayerId};
-use crate::protocol::templates::PresenceTemplate;
-use crate::protocol::{AwayReason, ChatLine, Presence, Role};
 use crate::ratelimit::Decision;
-use crate::rules::Status;
 use crate::store::Attendance;
 use std::net::IpAddr;
+use tictactoe_protocol::ids::{GameId, PlayerId};
+use tictactoe_protocol::templates::PresenceTemplate;
+use tictactoe_protocol::{AwayReason, ChatLine, Presence, Role};
+use tictactoe_rules::Status;
 
 /// A game entered: the role held in it, and what the client is shown of it besides the state.
 #[derive(Debug)]

@@ -3,11 +3,11 @@
 
 use super::OpError;
 use crate::app::App;
-use crate::ids::{GameId, PlayerId};
 use crate::ratelimit::{Decision, Rule};
 use crate::session::{SessionToken, TokenHash};
 use crate::store::SessionRecord;
 use std::net::IpAddr;
+use tictactoe_protocol::ids::{GameId, PlayerId};
 
 /// Renames per session: each may publish an event in every game of the session, so a few in
 /// a row (fixing a typo), then one every ten seconds, however many connections ask.

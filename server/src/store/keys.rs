@@ -3,9 +3,9 @@
 //! Everything about one game shares the hash tag `{<game id>}`, so a game's scripts touch one
 //! slot and run unchanged on Redis Cluster. Global indexes have hash tags of their own.
 
-use crate::ids::{GameId, PlayerId};
 use crate::session::TokenHash;
 use tictactoe_protocol::channels::Channels;
+use tictactoe_protocol::ids::{GameId, PlayerId};
 
 #[derive(Clone, Debug)]
 pub struct Keys {

@@ -15,17 +15,17 @@ pub mod redis;
 mod replay;
 
 use crate::config::Config;
-use crate::ids::{GameId, PlayerId};
-use crate::protocol::templates::{ChatTemplate, PresenceTemplate};
-use crate::protocol::{AwayReason, ChatLine, LobbyGame, Presence, Role};
 use crate::ratelimit::{Decision, Rule};
-use crate::rules::{GameState, Mark, Seats};
 use crate::session::TokenHash;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
 use std::sync::Arc;
 use std::time::Duration;
+use tictactoe_protocol::ids::{GameId, PlayerId};
+use tictactoe_protocol::templates::{ChatTemplate, PresenceTemplate};
+use tictactoe_protocol::{AwayReason, ChatLine, LobbyGame, Presence, Role};
+use tictactoe_rules::{GameState, Mark, Seats};
 
 pub use keys::Keys;
 pub(crate) use replay::replay_from;

@@ -10,7 +10,7 @@ use std::time::Duration;
 use tictactoe_protocol::ServerMsg;
 use tictactoe_protocol::backoff::Backoff;
 use tictactoe_protocol::channels::Channels;
-use tictactoe_protocol::rules::{Board, Cell, EndReason, GameState, Mark, Status};
+use tictactoe_rules::{Board, Cell, EndReason, GameState, Mark, Status};
 
 #[derive(Args, Clone, Debug)]
 pub struct MonitorArgs {

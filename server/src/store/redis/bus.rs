@@ -4,8 +4,12 @@
 
 use super::connection::classify;
 use super::sentinel::Sentinels;
-use super::*;
+use crate::store::{Bus, BusConnection, BusMessage, BusSink, StoreError, StoreResult};
+use async_trait::async_trait;
+use bytes::Bytes;
 use futures_util::StreamExt;
+use std::sync::Arc;
+use std::time::Duration;
 
 pub struct RedisBus {
     target: Target,

@@ -3,8 +3,13 @@
 //! same call.
 
 use super::decode::{chat_line, chat_ts, corrupt, items, role_name, text, ttl_ms};
-use super::*;
+use super::{RedisStore, SCRIPTS};
+use crate::store::StoreResult;
 use ::redis::Value;
+use std::time::Duration;
+use tictactoe_protocol::ids::GameId;
+use tictactoe_protocol::templates::ChatTemplate;
+use tictactoe_protocol::{ChatLine, Role};
 
 pub(super) async fn append(
     s: &RedisStore,

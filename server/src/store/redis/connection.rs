@@ -4,17 +4,20 @@
 //! bounded by the operation timeout and timed, and Redis errors sorted into "retry later" and
 //! "something is wrong".
 
-use super::*;
+use super::RedisStore;
+use super::bus::RedisBus;
+use super::sentinel::{SentinelConn, Sentinels};
+use super::sharded_bus::ClusterBus;
+use crate::store::{Keys, StoreError, StoreLimits, StoreResult};
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::cluster::ClusterClient;
 use ::redis::cluster_async::ClusterConnection;
 use ::redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, ServerErrorKind, Value};
-use bus::RedisBus;
 use dashmap::DashMap;
-use sentinel::{SentinelConn, Sentinels};
-use sharded_bus::ClusterBus;
 use std::future::Future;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 use std::time::Instant;
 
 /// The connection commands and scripts go through, replaced when it stops answering.

@@ -1,7 +1,9 @@
 //! Due dates of games (forfeit clocks, match starts), in one sorted set, on Redis's clock.
 
 use super::decode::{corrupt, num};
-use super::*;
+use super::{RedisStore, SCRIPTS};
+use crate::store::StoreResult;
+use tictactoe_protocol::ids::GameId;
 
 pub(super) async fn set(s: &RedisStore, game: &GameId, at_ms: u64) -> StoreResult<()> {
     let mut conn = s.conn().await?;

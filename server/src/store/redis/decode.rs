@@ -1,10 +1,14 @@
 //! Between store types and the text the scripts keep and return: replies decoded into games,
 //! chat lines and presence, and the few values encoded the way the scripts store them.
 
-use super::*;
-use crate::protocol::{Away, AwayReason};
-use crate::rules::Mark;
+use crate::store::{StoreError, StoreResult, StoredGame};
 use ::redis::Value;
+use bytes::Bytes;
+use std::time::Duration;
+use tictactoe_protocol::Away;
+use tictactoe_protocol::ids::PlayerId;
+use tictactoe_protocol::{AwayReason, ChatLine, Presence, Role};
+use tictactoe_rules::{GameState, Mark, Seats};
 
 pub(super) fn corrupt(what: &str, got: impl std::fmt::Debug) -> StoreError {
     StoreError::Corrupt(format!("{what}: unexpected reply {got:?}"))

@@ -7,11 +7,14 @@
 //! behind every move. Waiting changes take turns over [`WAIT_LANES`] connections of their own
 //! instead; one replica acknowledgement releases the `WAIT`s pending on all of them.
 
+use super::RedisStore;
 use super::connection::{Conn, Link, classify};
 use super::decode::corrupt;
-use super::*;
+use crate::store::{StoreError, StoreResult};
+use ::redis::Script;
 use ::redis::{Cmd, Pipeline, ServerErrorKind, Value};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 /// Connections used for acknowledged game changes.
 const WAIT_LANES: usize = 8;
@@ -181,6 +184,7 @@ pub(super) fn reply(v: Option<Value>) -> StoreResult<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::{Keys, StoreLimits};
 
     fn store(op_timeout: Duration) -> RedisStore {
         let keys = Keys::new(String::from("t:"));

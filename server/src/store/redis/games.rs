@@ -5,8 +5,15 @@ use super::decode::{
     applied_in, corrupt, items, mid_hex, num, seat_field, stored_game, str_of, text, ttl_ms,
 };
 use super::durable::{reply, script_cmd, wait_cmd};
-use super::*;
+use super::{RedisStore, SCRIPTS};
+use crate::ratelimit::Decision;
+use crate::store::replay_from;
+use crate::store::{Applied, Replay, SeatCheck, StoreError, StoreResult, StoredGame, Transition};
 use ::redis::Value;
+use bytes::Bytes;
+use std::time::Duration;
+use tictactoe_protocol::ids::{GameId, PlayerId};
+use tictactoe_rules::{GameState, Seats};
 
 pub(super) async fn create(
     s: &RedisStore,
@@ -187,7 +194,7 @@ pub(super) async fn events_since(s: &RedisStore, game: &GameId, since: u64) -> S
     while let Some(id) = parts.next() {
         let event = parts
             .next()
-            .and_then(decode::event)
+            .and_then(super::decode::event)
             .ok_or_else(|| corrupt("events_since", "a log id without its event"))?;
         // Events are logged under the id `0-<version>`; any other id breaks the sequence,
         // which `replay_from` answers with a snapshot.

@@ -2,8 +2,13 @@
 //! players' waiting games, and the quick-match queue.
 
 use super::decode::{corrupt, items, text, texts, ttl_ms};
-use super::*;
+use super::{RedisStore, SCRIPTS};
+use crate::store::{Hold, Keys, LobbyOwner, LobbyShare, StoreError, StoreResult, Ticket};
 use ::redis::Value;
+use bytes::Bytes;
+use std::time::Duration;
+use tictactoe_protocol::LobbyGame;
+use tictactoe_protocol::ids::{GameId, PlayerId};
 
 /// `lobby.lua` with its keys; the caller adds the action and its arguments.
 fn lobby_script(k: &Keys) -> ::redis::ScriptInvocation<'static> {

@@ -26,11 +26,25 @@ mod sharded_bus;
 pub use bus::RedisBus;
 pub use sharded_bus::ClusterBus;
 
-use super::*;
+use crate::ratelimit::{Decision, Rule};
+use crate::session::TokenHash;
+use crate::store::{
+    Applied, Attendance, Bus, Hold, Keys, LobbyOwner, LobbyShare, OpenSession, PresenceChange,
+    PresenceEntry, PresenceEvent, Replay, SeatsView, SessionRecord, Store, StoreError, StoreLimits,
+    StoreResult, StoredGame, Ticket, Transition,
+};
 use ::redis::Script;
+use async_trait::async_trait;
+use bytes::Bytes;
 use connection::Link;
 use durable::Durable;
+use std::sync::Arc;
 use std::sync::LazyLock;
+use std::time::Duration;
+use tictactoe_protocol::ids::{GameId, PlayerId};
+use tictactoe_protocol::templates::{ChatTemplate, PresenceTemplate};
+use tictactoe_protocol::{ChatLine, LobbyGame, Presence, Role};
+use tictactoe_rules::{GameState, Seats};
 
 pub struct RedisStore {
     keys: Keys,
@@ -47,7 +61,7 @@ pub struct RedisStore {
     timings: connection::Timings,
 }
 
-struct Scripts {
+pub(super) struct Scripts {
     transition: Script,
     create_game: Script,
     events_since: Script,
@@ -67,7 +81,7 @@ struct Scripts {
 
 /// Hashed once; `Script` sends EVALSHA and loads the source only after a NOSCRIPT (for
 /// example after Redis restarted).
-static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
+pub(super) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     transition: Script::new(include_str!("../scripts/transition.lua")),
     create_game: Script::new(include_str!("../scripts/create_game.lua")),
     events_since: Script::new(include_str!("../scripts/events_since.lua")),

@@ -5,10 +5,18 @@
 
 use super::decode::{corrupt, num, parse_state, presence_of, role_name, texts, ttl_ms, why_name};
 use super::durable::{reply, script_cmd, wait_cmd};
-use super::*;
-use crate::protocol::AwayReason;
-use crate::protocol::templates::AWAY_PIECES;
+use super::{RedisStore, SCRIPTS};
+use crate::store::{
+    Attendance, PresenceChange, PresenceEntry, PresenceEvent, SeatsView, StoreResult,
+};
 use ::redis::Value;
+use std::time::Duration;
+use tictactoe_protocol::ids::GameId;
+use tictactoe_protocol::templates::PresenceTemplate;
+use tictactoe_protocol::{AwayReason, Presence};
+use tictactoe_rules::Seats;
+
+use tictactoe_protocol::templates::AWAY_PIECES;
 
 /// Runs presence.lua in `change` or `sweep` mode; returns the presence after it, the seats it
 /// emptied and how many entries `lease` still has in the game.

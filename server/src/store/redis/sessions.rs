@@ -2,8 +2,12 @@
 
 use super::decode::{corrupt, items, player, text, texts, ttl_ms};
 use super::durable::{reply, wait_cmd};
-use super::*;
+use super::{RedisStore, SCRIPTS};
+use crate::session::TokenHash;
+use crate::store::{OpenSession, SessionRecord, StoreResult};
 use ::redis::Value;
+use std::time::Duration;
+use tictactoe_protocol::ids::GameId;
 
 pub(super) async fn create(
     s: &RedisStore,

@@ -5,12 +5,15 @@
 
 use super::connection::{classify, cluster_client};
 use super::decode::text;
-use super::*;
+use crate::store::{Bus, BusConnection, BusMessage, BusSink, StoreError, StoreResult};
 use ::redis::cluster_async::ClusterConnection;
 use ::redis::{PushInfo, PushKind, Value};
+use async_trait::async_trait;
 use futures_util::StreamExt;
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::sync::Mutex;
+use std::time::Duration;
 
 pub struct ClusterBus {
     nodes: Vec<String>,

@@ -2,7 +2,7 @@
 //! connection pacer's arithmetic and the move-picking generator.
 
 use std::time::Duration;
-use tictactoe_protocol::rules::{Board, Cell};
+use tictactoe_rules::{Board, Cell};
 
 /// Where one connection goes: an index into the URLs, and one into the source addresses
 /// (`None` when the kernel picks the source).

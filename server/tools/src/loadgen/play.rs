@@ -15,8 +15,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 use tictactoe_protocol::ids::GameId;
-use tictactoe_protocol::rules::{GameState, Mark, Status};
 use tictactoe_protocol::{ClientMsg, Role, ServerMsg};
+use tictactoe_rules::{GameState, Mark, Status};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
