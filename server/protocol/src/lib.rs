@@ -3,15 +3,24 @@
 //! carry are the rules' own (`tictactoe_rules`).
 //!
 //! - [`ids`]: game and player ids, parsed once.
-//! - the crate root: the messages between browsers and instances, also published on Redis.
+//! - [`wire`]: what every message shares (version, close codes, request ids, roles).
+//! - [`client`]: the requests, client to server.
+//! - [`server`]: replies and events, server to client, also published on Redis.
+//! - [`parse`]: a client's text frame into a request, or a typed error.
 //! - [`channels`]: where events are published.
 //! - [`backoff`]: how every client of the protocol waits before reconnecting.
 //! - [`templates`]: the chat and presence events the store completes as it publishes them.
 
 pub mod backoff;
 pub mod channels;
+pub mod client;
 pub mod ids;
-mod messages;
+pub mod parse;
+pub mod server;
 pub mod templates;
+pub mod wire;
 
-pub use messages::*;
+pub use client::*;
+pub use parse::*;
+pub use server::*;
+pub use wire::*;

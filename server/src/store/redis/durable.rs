@@ -8,11 +8,11 @@
 //! instead; one replica acknowledgement releases the `WAIT`s pending on all of them.
 
 use super::RedisStore;
-use super::connection::{Conn, Link, classify};
+use super::connection::Link;
 use super::decode::corrupt;
 use crate::store::{StoreError, StoreResult};
 use ::redis::Script;
-use ::redis::{Cmd, Pipeline, ServerErrorKind, Value};
+use ::redis::{Cmd, Pipeline, Value};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -53,22 +53,6 @@ impl RedisStore {
         Ok(self)
     }
 
-    /// Runs a script call built by [`script_cmd`] on the shared connection.
-    pub(super) async fn run_script(
-        &self,
-        op: &'static str,
-        call: Cmd,
-        script: &Script,
-    ) -> StoreResult<Value> {
-        let mut conn = self.conn().await?;
-        let mut pipe = ::redis::pipe();
-        pipe.add_command(call);
-        let mut replies = self
-            .pipeline(op, &self.link, &mut conn, pipe, &[script])
-            .await?;
-        reply(replies.pop())
-    }
-
     /// Runs `pipe` (writes, then a [`wait_cmd`], perhaps more) in one round trip on a
     /// connection of its own; returns every reply, errors included.
     pub(super) async fn durably(
@@ -82,49 +66,6 @@ impl RedisStore {
             &durable.lanes[durable.next.fetch_add(1, Ordering::Relaxed) % durable.lanes.len()];
         let mut conn = self.conn_on(lane).await?;
         self.pipeline(op, lane, &mut conn, pipe, scripts).await
-    }
-
-    /// Runs `pipe`, loading `scripts` if the node lacks one of them (a restarted or newly
-    /// promoted node starts without scripts, and another instance may have loaded only some).
-    /// Every reply comes back, errors included.
-    async fn pipeline(
-        &self,
-        op: &'static str,
-        link: &Link,
-        conn: &mut Conn,
-        mut pipe: Pipeline,
-        scripts: &[&Script],
-    ) -> StoreResult<Vec<Value>> {
-        let generation = conn.generation;
-        pipe.ignore_errors();
-        let mut replies: Vec<Value> = self
-            .call_on(link, op, generation, pipe.query_async(conn))
-            .await?;
-        let missing: Vec<usize> = (0..replies.len())
-            .filter(|i| is_noscript(&replies[*i]))
-            .collect();
-        if missing.is_empty() {
-            return Ok(replies);
-        }
-        for script in scripts {
-            self.call_on(link, op, generation, script.load_async(conn))
-                .await?;
-        }
-        if missing.first() == Some(&0) {
-            // The first command did not run, so nothing after it that depends on it did.
-            return self
-                .call_on(link, op, generation, pipe.query_async(conn))
-                .await;
-        }
-        // A later script did not run: only it runs again, after what did.
-        for i in missing {
-            if let Some(cmd) = pipe.cmd_iter().nth(i) {
-                replies[i] = self
-                    .call_on(link, op, generation, cmd.query_async::<Value>(conn))
-                    .await?;
-            }
-        }
-        Ok(replies)
     }
 
     /// The WAIT reply at `at` in `replies`: `Unavailable` unless enough replicas confirmed.
@@ -150,17 +91,6 @@ impl RedisStore {
     }
 }
 
-/// EVALSHA of `script` with `keys` as a plain command, to which the caller adds the
-/// arguments: unlike a `ScriptInvocation`, it can be part of a pipeline.
-pub(super) fn script_cmd(script: &Script, keys: &[&str]) -> Cmd {
-    let mut cmd = ::redis::cmd("EVALSHA");
-    cmd.arg(script.get_hash()).arg(keys.len());
-    for k in keys {
-        cmd.arg(*k);
-    }
-    cmd
-}
-
 /// `WAIT` for the replicas `durable` asks for: it returns once they have every write sent
 /// before it on the same connection.
 pub(super) fn wait_cmd(durable: &Durable) -> Cmd {
@@ -168,17 +98,6 @@ pub(super) fn wait_cmd(durable: &Durable) -> Cmd {
     cmd.arg(durable.replicas)
         .arg(durable.timeout.as_millis() as u64);
     cmd
-}
-
-fn is_noscript(v: &Value) -> bool {
-    matches!(v, Value::ServerError(e) if e.kind() == Some(ServerErrorKind::NoScript))
-}
-
-/// One reply of a pipeline run with errors kept: an error reply becomes the store's error.
-pub(super) fn reply(v: Option<Value>) -> StoreResult<Value> {
-    v.ok_or_else(|| corrupt("pipeline", "missing reply"))?
-        .extract_error()
-        .map_err(classify)
 }
 
 #[cfg(test)]

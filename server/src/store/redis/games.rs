@@ -4,7 +4,8 @@
 use super::decode::{
     applied_in, corrupt, items, mid_hex, num, seat_field, stored_game, str_of, text, ttl_ms,
 };
-use super::durable::{reply, script_cmd, wait_cmd};
+use super::durable::wait_cmd;
+use super::scripts::{reply, script_cmd};
 use super::{RedisStore, SCRIPTS};
 use crate::ratelimit::Decision;
 use crate::store::replay_from;

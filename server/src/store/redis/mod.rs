@@ -18,10 +18,13 @@ mod decode;
 mod durable;
 mod games;
 mod lobby;
+mod matching;
 mod presence;
+mod scripts;
 mod sentinel;
 mod sessions;
 mod sharded_bus;
+mod waiting;
 
 pub use bus::RedisBus;
 pub use sharded_bus::ClusterBus;
@@ -33,13 +36,12 @@ use crate::store::{
     PresenceEntry, PresenceEvent, Replay, SeatsView, SessionRecord, Store, StoreError, StoreLimits,
     StoreResult, StoredGame, Ticket, Transition,
 };
-use ::redis::Script;
 use async_trait::async_trait;
 use bytes::Bytes;
 use connection::Link;
 use durable::Durable;
+use scripts::SCRIPTS;
 use std::sync::Arc;
-use std::sync::LazyLock;
 use std::time::Duration;
 use tictactoe_protocol::ids::{GameId, PlayerId};
 use tictactoe_protocol::templates::{ChatTemplate, PresenceTemplate};
@@ -60,44 +62,6 @@ pub struct RedisStore {
     answered: connection::Answered,
     timings: connection::Timings,
 }
-
-pub(super) struct Scripts {
-    transition: Script,
-    create_game: Script,
-    events_since: Script,
-    rate: Script,
-    open_session: Script,
-    remember_game: Script,
-    chat: Script,
-    presence: Script,
-    lease: Script,
-    lobby: Script,
-    matching: Script,
-    deadline: Script,
-    publish_logged: Script,
-    touch: Script,
-    waiting: Script,
-}
-
-/// Hashed once; `Script` sends EVALSHA and loads the source only after a NOSCRIPT (for
-/// example after Redis restarted).
-pub(super) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
-    transition: Script::new(include_str!("../scripts/transition.lua")),
-    create_game: Script::new(include_str!("../scripts/create_game.lua")),
-    events_since: Script::new(include_str!("../scripts/events_since.lua")),
-    rate: Script::new(include_str!("../scripts/rate.lua")),
-    open_session: Script::new(include_str!("../scripts/open_session.lua")),
-    remember_game: Script::new(include_str!("../scripts/remember_game.lua")),
-    chat: Script::new(include_str!("../scripts/chat.lua")),
-    presence: Script::new(include_str!("../scripts/presence.lua")),
-    lease: Script::new(include_str!("../scripts/lease.lua")),
-    lobby: Script::new(include_str!("../scripts/lobby.lua")),
-    matching: Script::new(include_str!("../scripts/match.lua")),
-    deadline: Script::new(include_str!("../scripts/deadline.lua")),
-    publish_logged: Script::new(include_str!("../scripts/publish_logged.lua")),
-    touch: Script::new(include_str!("../scripts/touch.lua")),
-    waiting: Script::new(include_str!("../scripts/waiting.lua")),
-});
 
 #[async_trait]
 impl Store for RedisStore {
@@ -278,11 +242,11 @@ impl Store for RedisStore {
         cap: usize,
         ttl: Duration,
     ) -> StoreResult<Hold> {
-        lobby::hold_waiting(self, player, game, cap, ttl).await
+        waiting::hold_waiting(self, player, game, cap, ttl).await
     }
 
     async fn release_waiting(&self, player: &PlayerId, game: &GameId) -> StoreResult<()> {
-        lobby::release_waiting(self, player, game).await
+        waiting::release_waiting(self, player, game).await
     }
 
     async fn lobby_update(
@@ -304,11 +268,11 @@ impl Store for RedisStore {
     }
 
     async fn match_enqueue(&self, ticket: &Ticket, fresh: Duration) -> StoreResult<Option<Ticket>> {
-        lobby::match_enqueue(self, ticket, fresh).await
+        matching::match_enqueue(self, ticket, fresh).await
     }
 
     async fn match_cancel(&self, player: &PlayerId) -> StoreResult<bool> {
-        lobby::match_cancel(self, player).await
+        matching::match_cancel(self, player).await
     }
 
     async fn match_refresh(
@@ -316,7 +280,7 @@ impl Store for RedisStore {
         players: &[PlayerId],
         fresh: Duration,
     ) -> StoreResult<Vec<PlayerId>> {
-        lobby::match_refresh(self, players, fresh).await
+        matching::match_refresh(self, players, fresh).await
     }
 
     async fn set_deadline(&self, game: &GameId, at_ms: u64) -> StoreResult<()> {

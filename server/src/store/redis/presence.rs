@@ -4,7 +4,8 @@
 //! the instance's presence template and publishes it in the same call.
 
 use super::decode::{corrupt, num, parse_state, presence_of, role_name, texts, ttl_ms, why_name};
-use super::durable::{reply, script_cmd, wait_cmd};
+use super::durable::wait_cmd;
+use super::scripts::{reply, script_cmd};
 use super::{RedisStore, SCRIPTS};
 use crate::store::{
     Attendance, PresenceChange, PresenceEntry, PresenceEvent, SeatsView, StoreResult,

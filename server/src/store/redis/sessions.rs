@@ -1,7 +1,8 @@
 //! Sessions (the login a token proves, with its display name) and the games each remembers.
 
 use super::decode::{corrupt, items, player, text, texts, ttl_ms};
-use super::durable::{reply, wait_cmd};
+use super::durable::wait_cmd;
+use super::scripts::reply;
 use super::{RedisStore, SCRIPTS};
 use crate::session::TokenHash;
 use crate::store::{OpenSession, SessionRecord, StoreResult};

@@ -1,0 +1,153 @@
+//! Client to server: the requests a browser (or a tool) sends, field for field as
+//! `docs/protocol.md` specifies them.
+
+use crate::ids::GameId;
+use crate::wire::Req;
+use serde::{Deserialize, Serialize};
+
+/// A game the client was in and the last version it saw, offered on reconnect.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResumeGame {
+    pub game: GameId,
+    pub version: u64,
+}
+
+/// Client to server.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientMsg {
+    /// Must be the first message. Without a token (or with an expired one) a new session is
+    /// issued; with a valid one the session's seats and games are restored.
+    Hello {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        req: Option<Req>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        resume: Vec<ResumeGame>,
+    },
+    /// Create a game and sit as X.
+    Create {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        req: Option<Req>,
+    },
+    /// Join a game: take the free O seat, or watch when both are taken (or `spectate` is set).
+    Join {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        req: Option<Req>,
+        game: GameId,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        spectate: bool,
+    },
+    /// Rename the session, and the player in every game where it holds a seat.
+    Rename {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        req: Option<Req>,
+        name: String,
+    },
+    /// Stop receiving a game's events on this connection. A seat is kept.
+    Leave {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        req: Option<Req>,
+        game: GameId,
+    },
+    Move {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        req: Option<Req>,
+        game: GameId,
+        /// 0..=8; checked by the rules, so an out-of-range value gets its own error code.
+        cell: i64,
+        /// Client move id: a retry with the same id is applied at most once.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mid: Option<String>,
+        /// The game version the client's board shows.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        version: Option<u64>,
+    },
+    Resign {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        req: Option<Req>,
+        game: GameId,
+    },
+    /// Ask for the next round; it starts when both players have asked.
+    Rematch {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        req: Option<Req>,
+        game: GameId,
+    },
+    /// A chat line in a game, or in the lobby when `game` is absent.
+    Chat {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        req: Option<Req>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        game: Option<GameId>,
+        text: String,
+    },
+    /// Ask for the events after `since`, or a snapshot when they are no longer kept.
+    Sync {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        req: Option<Req>,
+        game: GameId,
+        since: u64,
+    },
+    /// Start or stop receiving the lobby.
+    Lobby {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        req: Option<Req>,
+        watch: bool,
+    },
+    QuickMatch {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        req: Option<Req>,
+    },
+    CancelMatch {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        req: Option<Req>,
+    },
+    Ping {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        req: Option<Req>,
+    },
+}
+
+impl ClientMsg {
+    /// The request id, echoed in the reply.
+    pub fn req(&self) -> Option<Req> {
+        match self {
+            ClientMsg::Hello { req, .. }
+            | ClientMsg::Create { req }
+            | ClientMsg::Join { req, .. }
+            | ClientMsg::Rename { req, .. }
+            | ClientMsg::Leave { req, .. }
+            | ClientMsg::Move { req, .. }
+            | ClientMsg::Resign { req, .. }
+            | ClientMsg::Rematch { req, .. }
+            | ClientMsg::Chat { req, .. }
+            | ClientMsg::Sync { req, .. }
+            | ClientMsg::Lobby { req, .. }
+            | ClientMsg::QuickMatch { req }
+            | ClientMsg::CancelMatch { req }
+            | ClientMsg::Ping { req } => *req,
+        }
+    }
+}
+
+/// The `type` values [`ClientMsg`] knows, to tell an unknown type from a malformed message.
+pub const CLIENT_TYPES: &[&str] = &[
+    "hello",
+    "create",
+    "join",
+    "rename",
+    "leave",
+    "move",
+    "resign",
+    "rematch",
+    "chat",
+    "sync",
+    "lobby",
+    "quick_match",
+    "cancel_match",
+    "ping",
+];

@@ -1,0 +1,75 @@
+//! The quick-match queue: tickets, pairing two waiting players, and keeping tickets fresh.
+
+use super::decode::{corrupt, ttl_ms};
+use super::{RedisStore, SCRIPTS};
+use crate::store::{StoreError, StoreResult, Ticket};
+use std::time::Duration;
+use tictactoe_protocol::ids::PlayerId;
+
+pub(super) async fn match_enqueue(
+    s: &RedisStore,
+    ticket: &Ticket,
+    fresh: Duration,
+) -> StoreResult<Option<Ticket>> {
+    let json = serde_json::to_string(ticket).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let mut conn = s.conn().await?;
+    let mut inv = SCRIPTS.matching.prepare_invoke();
+    inv.key(s.keys.match_queue())
+        .key(s.keys.match_tickets())
+        .key(s.keys.match_paired())
+        .arg("enqueue")
+        .arg(ticket.player.as_str())
+        .arg(json)
+        .arg(ttl_ms(fresh));
+    let reply: Vec<String> = s
+        .call("match", conn.generation, inv.invoke_async(&mut conn))
+        .await?;
+    match reply.as_slice() {
+        [tag] if tag == "queued" => Ok(None),
+        [tag, other] if tag == "paired" => serde_json::from_str(other)
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt(format!("ticket: {e}"))),
+        other => Err(corrupt("match", other)),
+    }
+}
+
+pub(super) async fn match_cancel(s: &RedisStore, player: &PlayerId) -> StoreResult<bool> {
+    let mut conn = s.conn().await?;
+    let mut inv = SCRIPTS.matching.prepare_invoke();
+    inv.key(s.keys.match_queue())
+        .key(s.keys.match_tickets())
+        .key(s.keys.match_paired())
+        .arg("cancel")
+        .arg(player.as_str());
+    let removed: i64 = s
+        .call("match", conn.generation, inv.invoke_async(&mut conn))
+        .await?;
+    Ok(removed == 1)
+}
+
+pub(super) async fn match_refresh(
+    s: &RedisStore,
+    players: &[PlayerId],
+    fresh: Duration,
+) -> StoreResult<Vec<PlayerId>> {
+    if players.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut conn = s.conn().await?;
+    let mut inv = SCRIPTS.matching.prepare_invoke();
+    inv.key(s.keys.match_queue())
+        .key(s.keys.match_tickets())
+        .key(s.keys.match_paired())
+        .arg("refresh")
+        .arg(ttl_ms(fresh));
+    for p in players {
+        inv.arg(p.as_str());
+    }
+    let missing: Vec<String> = s
+        .call("match", conn.generation, inv.invoke_async(&mut conn))
+        .await?;
+    Ok(missing
+        .into_iter()
+        .filter_map(|p| PlayerId::try_from(p).ok())
+        .collect())
+}
