@@ -53,7 +53,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use store::StoreError;
-use tictactoe_protocol::templates::PresenceTemplate;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -198,13 +197,7 @@ pub async fn run(
             "connections still open after the shutdown grace period"
         );
     }
-    let swept = app
-        .store
-        .sweep_lease(&app.lease, app.config.game_ttl, PresenceTemplate::new)
-        .await;
-    if let Err(e) = swept {
-        tracing::warn!(error = %e, "could not release this instance's lease");
-    }
+    operations::leases::release(&app).await;
     stop_background.cancel();
     background.close();
     background.wait().await;

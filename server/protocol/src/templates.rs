@@ -61,12 +61,45 @@ impl ChatTemplate {
     }
 }
 
-/// A `presence` event waiting for the game's presence after a change.
+/// A value of a game's presence that only the store knows after a change, by name: where each
+/// goes in the message is the template's business, not the store's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PresenceSlot {
+    /// Whether X's player is connected: `true` or `false`.
+    XPresent,
+    OPresent,
+    /// Spectators, a decimal.
+    Spectators,
+    /// X's absence, written with [`AWAY_PIECES`].
+    XAway,
+    OAway,
+}
+
+impl PresenceSlot {
+    /// The slot's name, as the store's script fills it.
+    pub fn name(self) -> &'static str {
+        match self {
+            PresenceSlot::XPresent => "x",
+            PresenceSlot::OPresent => "o",
+            PresenceSlot::Spectators => "n",
+            PresenceSlot::XAway => "xa",
+            PresenceSlot::OAway => "oa",
+        }
+    }
+}
+
+/// One part of a template: text as it is, or a slot the store fills.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Part {
+    Text(String),
+    Slot(PresenceSlot),
+}
+
+/// A `presence` event waiting for the game's presence after a change: text and named slots,
+/// in the message's order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PresenceTemplate {
-    /// Around X present, O present, the spectator count (`true`/`false`, a decimal), then X's
-    /// and O's absence (each written with [`AWAY_PIECES`]).
-    pieces: [String; 6],
+    parts: Vec<Part>,
 }
 
 /// How an absence is written: `null` for none; else the opening for its reason (`left`,
@@ -95,37 +128,57 @@ pub fn away_json(away: Option<Away>) -> String {
 
 impl PresenceTemplate {
     pub fn new(game: &GameId) -> Self {
+        use PresenceSlot::*;
+        let text = |t: &str| Part::Text(t.to_string());
         PresenceTemplate {
-            pieces: [
-                format!(
+            parts: vec![
+                Part::Text(format!(
                     r#"{{"type":"presence","game":{},"players":{{"X":"#,
                     json(game)
-                ),
-                r#","O":"#.into(),
-                r#"},"spectators":"#.into(),
-                r#","away":{"X":"#.into(),
-                r#","O":"#.into(),
-                "}}".into(),
+                )),
+                Part::Slot(XPresent),
+                text(r#","O":"#),
+                Part::Slot(OPresent),
+                text(r#"},"spectators":"#),
+                Part::Slot(Spectators),
+                text(r#","away":{"X":"#),
+                Part::Slot(XAway),
+                text(r#","O":"#),
+                Part::Slot(OAway),
+                text("}}"),
             ],
         }
     }
 
-    /// The pieces X's presence, O's presence, the spectator count, X's absence and O's
-    /// absence go between.
-    pub fn pieces(&self) -> [&str; 6] {
-        self.pieces.each_ref().map(String::as_str)
+    /// The template as a script's arguments, in order: text as `=` and the text, a slot as
+    /// `$` and its name.
+    pub fn args(&self) -> impl Iterator<Item = String> + '_ {
+        self.parts.iter().map(|p| match p {
+            Part::Text(t) => format!("={t}"),
+            Part::Slot(s) => format!("${}", s.name()),
+        })
     }
 
+    /// The message, with each slot's value from `value`.
+    pub fn fill_with(&self, value: impl Fn(PresenceSlot) -> String) -> String {
+        self.parts
+            .iter()
+            .map(|p| match p {
+                Part::Text(t) => t.clone(),
+                Part::Slot(s) => value(*s),
+            })
+            .collect()
+    }
+
+    /// The message for `presence`.
     pub fn fill(&self, presence: &Presence) -> String {
-        let [head, o, spectators, away_x, away_o, tail] = self.pieces();
-        format!(
-            "{head}{}{o}{}{spectators}{}{away_x}{}{away_o}{}{tail}",
-            presence.players.x,
-            presence.players.o,
-            presence.spectators,
-            away_json(presence.away.x),
-            away_json(presence.away.o),
-        )
+        self.fill_with(|slot| match slot {
+            PresenceSlot::XPresent => presence.players.x.to_string(),
+            PresenceSlot::OPresent => presence.players.o.to_string(),
+            PresenceSlot::Spectators => presence.spectators.to_string(),
+            PresenceSlot::XAway => away_json(presence.away.x),
+            PresenceSlot::OAway => away_json(presence.away.o),
+        })
     }
 }
 
@@ -188,6 +241,33 @@ mod tests {
             };
             let msg = ServerMsg::Presence { game: game.clone(), presence: presence.clone() };
             prop_assert_eq!(PresenceTemplate::new(&game).fill(&presence), msg.to_json());
+        }
+
+        #[test]
+        fn a_template_as_script_arguments_fills_to_the_same_message(
+            game in "[A-Za-z0-9_-]{1,32}",
+            x in any::<bool>(),
+            spectators in any::<u32>(),
+        ) {
+            // What presence.lua does with the arguments, by slot name.
+            let game = GameId::try_from(game).unwrap();
+            let template = PresenceTemplate::new(&game);
+            let presence = Presence { players: Seats { x, o: !x }, spectators, away: Seats::default() };
+            let value = |name: &str| match name {
+                "x" => x.to_string(),
+                "o" => (!x).to_string(),
+                "n" => spectators.to_string(),
+                "xa" | "oa" => "null".to_string(),
+                other => panic!("unknown slot {other}"),
+            };
+            let filled: String = template
+                .args()
+                .map(|a| match a.strip_prefix('$') {
+                    Some(name) => value(name),
+                    None => a.strip_prefix('=').unwrap().to_string(),
+                })
+                .collect();
+            prop_assert_eq!(filled, template.fill(&presence));
         }
     }
 }

@@ -2,11 +2,9 @@
 //! list sent again at most once per tick when it changed.
 
 use super::{Client, ConnId, Hub, Outbound};
-use crate::store::{LobbyShare, Store};
 use axum::extract::ws::Utf8Bytes;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 use tictactoe_protocol::ServerMsg;
 
 impl Hub {
@@ -30,28 +28,21 @@ impl Hub {
         }
     }
 
-    /// Sends the lobby list to every watcher if it changed since the last call.
-    pub async fn flush_lobby(
-        &self,
-        store: &dyn Store,
-        max: usize,
-        share: LobbyShare,
-        ttl: Duration,
-    ) {
-        if self.lobby_watchers.is_empty() || !self.lobby_dirty.swap(false, Ordering::Relaxed) {
-            return;
-        }
-        match store.lobby_list(max, share, ttl).await {
-            Ok((open, live)) => {
-                let frame = Arc::new(Utf8Bytes::from(ServerMsg::Lobby { open, live }.to_json()));
-                self.lobby_watchers
-                    .retain(|_, c| c.offer(Outbound::Lobby(frame.clone())));
-            }
-            Err(e) => {
-                // Try again on the next tick.
-                self.lobby_dirty.store(true, Ordering::Relaxed);
-                tracing::warn!(error = %e, "could not refresh the lobby");
-            }
-        }
+    /// Whether the lobby changed since the last call and someone here watches it; the change
+    /// is then taken (put it back with [`Hub::lobby_changed`] if it could not be sent).
+    pub fn take_lobby_change(&self) -> bool {
+        !self.lobby_watchers.is_empty() && self.lobby_dirty.swap(false, Ordering::Relaxed)
+    }
+
+    /// Marks the lobby as changed, to be sent again.
+    pub fn lobby_changed(&self) {
+        self.lobby_dirty.store(true, Ordering::Relaxed);
+    }
+
+    /// Sends a lobby list to every watcher here.
+    pub fn send_lobby(&self, list: ServerMsg) {
+        let frame = Arc::new(Utf8Bytes::from(list.to_json()));
+        self.lobby_watchers
+            .retain(|_, c| c.offer(Outbound::Lobby(frame.clone())));
     }
 }

@@ -124,12 +124,32 @@ fn tolerate_race(r: Result<Done, OpError>) -> Result<(), OpError> {
 
 /// A seat emptied: the player forfeits if not back within the grace period.
 pub async fn start_forfeit_clock(app: &App, game: &GameId, change: &PresenceChange) {
-    if !(change.left.x || change.left.o) {
-        return;
+    if change.left.x || change.left.o {
+        forfeit_clock(app, game).await;
     }
+}
+
+/// Starts `game`'s forfeit clock: a player of it went and must be back within the grace.
+pub(super) async fn forfeit_clock(app: &App, game: &GameId) {
     let at = wall_ms() + app.config.forfeit_grace.as_millis() as u64;
     if let Err(e) = app.store.set_deadline(game, at).await {
         tracing::warn!(%game, error = %e, "could not start the forfeit clock");
+    }
+}
+
+/// Resolves up to `max` deadlines that are due, whichever instance set them.
+pub async fn fire_due(app: &App, max: usize) {
+    let due = match app.store.due_deadlines(max).await {
+        Ok((_, due)) => due,
+        Err(e) => {
+            tracing::debug!(error = %e, "could not read deadlines");
+            return;
+        }
+    };
+    for (game, at) in due {
+        if let Err(e) = resolve_deadline(app, &game, at).await {
+            tracing::warn!(%game, error = %e, "deadline not resolved; will retry");
+        }
     }
 }
 

@@ -59,6 +59,37 @@ pub struct Listing {
     pub chat: Vec<ChatLine>,
 }
 
+/// Sends the lobby list to this instance's watchers if it changed since the last push; after
+/// a failure the change stays pending for the next one.
+pub async fn push_changes(app: &App) {
+    if !app.hub.take_lobby_change() {
+        return;
+    }
+    match app
+        .store
+        .lobby_list(LOBBY_MAX, share(app), app.config.game_ttl)
+        .await
+    {
+        Ok((open, live)) => app.hub.send_lobby(ServerMsg::Lobby { open, live }),
+        Err(e) => {
+            app.hub.lobby_changed();
+            tracing::warn!(error = %e, "could not refresh the lobby");
+        }
+    }
+}
+
+/// Drops the lobby's entries older than a game's lifetime (listing prunes them), even when
+/// nobody watches it.
+pub async fn prune(app: &App) {
+    if let Err(e) = app
+        .store
+        .lobby_list(1, LobbyShare::default(), app.config.game_ttl)
+        .await
+    {
+        tracing::debug!(error = %e, "could not prune the lobby");
+    }
+}
+
 pub async fn list(app: &App) -> Result<Listing, OpError> {
     let (open, live) = app
         .store

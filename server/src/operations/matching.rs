@@ -42,6 +42,15 @@ pub async fn quick_match(app: &App, me: &Ticket) -> Result<Option<GameId>, OpErr
 }
 
 /// Withdraws `player`'s ticket, if it is still queued.
+/// Keeps the tickets of `players` (this instance's waiting connections) fresh; returns those
+/// whose ticket left the queue.
+pub async fn refresh(app: &App, players: &[PlayerId]) -> Result<Vec<PlayerId>, OpError> {
+    Ok(app
+        .store
+        .match_refresh(players, app.config.lease_ttl)
+        .await?)
+}
+
 pub async fn cancel(app: &App, player: &PlayerId) -> Result<(), OpError> {
     app.store.match_cancel(player).await?;
     Ok(())

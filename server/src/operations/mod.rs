@@ -5,6 +5,7 @@
 pub mod chat;
 pub mod deadlines;
 pub mod games;
+pub mod leases;
 pub mod lobby;
 pub mod matching;
 pub mod presence;

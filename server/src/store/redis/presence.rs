@@ -36,10 +36,13 @@ async fn script(
         inv.arg(*a);
     }
     inv.arg(ttl_ms(ttl)).arg(k.game_channel(game));
-    for piece in event.pieces().into_iter().chain(AWAY_PIECES) {
+    for piece in AWAY_PIECES {
         inv.arg(piece);
     }
     inv.arg(s.publish_cmd()).arg(why_name(why));
+    for part in event.args() {
+        inv.arg(part);
+    }
     let mut conn = s.conn().await?;
     let v: Vec<i64> = s
         .call("presence", conn.generation, inv.invoke_async(&mut conn))

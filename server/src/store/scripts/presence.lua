@@ -5,15 +5,18 @@
 --
 -- KEYS  1 presence hash  2 game hash
 -- ARGV  1 mode: 'change', 'sweep', 'read' or 'inspect'
---   change:  2 field  3 delta  4 ttl ms  5 channel  6-11 presence event  12-15 absence pieces
---            16 publish command  17 why a seat that empties is empty: 'left' or 'disconnected'
---   sweep:   2 dead lease    4 ttl ms  5 channel  6-11 presence event  12-15 absence pieces
---            16 publish command  17 why
+--   change:  2 field  3 delta  4 ttl ms  5 channel  6-9 absence pieces  10 publish command
+--            11 why a seat that empties is empty: 'left' or 'disconnected'
+--            12.. the presence event's template
+--   sweep:   2 dead lease    4 ttl ms  5 channel  6-9 absence pieces  10 publish command
+--            11 why  12.. template
 --   read, inspect: (nothing)
--- The presence event is rendered by the instance, in pieces around X present, O present, the
--- spectator count, X's absence and O's absence after the change, which only this script
--- knows. An absence is written with the absence pieces: 'null' (12), or the opening for
--- 'left' (13) or 'disconnected' (14), the milliseconds since the player went, the close (15).
+-- The presence event is rendered by the instance as a template: text ('=' and the text) and
+-- named slots ('$' and the name) for the values only this script knows after the change:
+-- 'x' and 'o' (the seat's player is here: true/false), 'n' (spectators), 'xa' and 'oa' (the
+-- seat's absence). Where each goes is the template's business. An absence is written with the
+-- absence pieces: 'null' (6), or the opening for 'left' (7) or 'disconnected' (8), the
+-- milliseconds since the player went, the close (9).
 -- An absence in a reply is {x away ms, o away ms, x why, o why}: ms -1 and why 0 for a seat
 -- that is present or whose player never went; why 1 left, 2 disconnected.
 -- read returns {x present, o present, spectators, absence}.
@@ -57,9 +60,9 @@ end
 
 local function away_text(ms, why)
   if why == 0 then
-    return ARGV[12]
+    return ARGV[6]
   end
-  return ARGV[12 + why] .. string.format('%d', ms) .. ARGV[15]
+  return ARGV[6 + why] .. string.format('%d', ms) .. ARGV[9]
 end
 
 if mode == 'read' then
@@ -115,7 +118,7 @@ for _, s in ipairs(seats) do
     redis.call('HDEL', KEYS[1], 'away|' .. s[1], 'why|' .. s[1])
     redis.call('HSET', KEYS[1], 'seen|' .. s[1], '1')
   elseif s[2] then
-    redis.call('HSET', KEYS[1], 'away|' .. s[1], now, 'why|' .. s[1], ARGV[17])
+    redis.call('HSET', KEYS[1], 'away|' .. s[1], now, 'why|' .. s[1], ARGV[11])
   end
 end
 if redis.call('EXISTS', KEYS[1]) == 1 then
@@ -125,9 +128,18 @@ end
 local xa, xw = away_of('X', x1)
 local oa, ow = away_of('O', o1)
 if x0 ~= x1 or o0 ~= o1 or n0 ~= n1 then
-  redis.call(ARGV[16], ARGV[5], ARGV[6] .. tostring(x1) .. ARGV[7] .. tostring(o1) .. ARGV[8]
-    .. string.format('%d', n1) .. ARGV[9] .. away_text(xa, xw) .. ARGV[10] .. away_text(oa, ow)
-    .. ARGV[11])
+  local values = {x = tostring(x1), o = tostring(o1), n = string.format('%d', n1),
+    xa = away_text(xa, xw), oa = away_text(oa, ow)}
+  local parts = {}
+  for i = 12, #ARGV do
+    local a = ARGV[i]
+    if string.sub(a, 1, 1) == '$' then
+      parts[#parts + 1] = values[string.sub(a, 2)]
+    else
+      parts[#parts + 1] = string.sub(a, 2)
+    end
+  end
+  redis.call(ARGV[10], ARGV[5], table.concat(parts))
 end
 
 local mine = 0
