@@ -26,6 +26,8 @@ export const env = {
     return [name, Number(pid)];
   })),
   artifacts: need('TTT_ARTIFACTS'),
+  // <target>/browser-screenshots/<spec>/: a screenshot per view and size (see `view`).
+  screenshots: need('TTT_SCREENSHOTS'),
   chromium: need('TTT_CHROMIUM'),
   timeoutMs: Number(process.env.TTT_TIMEOUT_MS ?? 110000),
 };
@@ -84,10 +86,23 @@ export async function spec(name, body) {
 // page error, failed console line and dialog recorded. Unless `named` is false the player has
 // already chosen its label as its name (so the page does not ask); `named: false` is a
 // newcomer.
-export async function player(browser, label, { width = 1100, height = 800, named = true } = {}) {
+// The two sizes the page is checked at: a desktop and a phone.
+export const DESKTOP = { width: 1100, height: 800, size: 'desktop' };
+export const PHONE = { width: 390, height: 844, size: '390' };
+
+// One player: its own browser context (own localStorage, so its own session), with every
+// page error, failed console line and dialog recorded. Unless `named` is false the player has
+// already chosen its label as its name (so the page does not ask); `named: false` is a
+// newcomer. `audit` lets `view` inject axe-core: the page's Content-Security-Policy refuses
+// injected scripts unless the context bypasses it (so specs that check the page's own
+// behaviour leave it off).
+export async function player(browser, label, {
+  width = 1100, height = 800, named = true, audit = false,
+} = {}) {
   const context = await browser.newContext({
     viewport: { width, height },
     permissions: ['clipboard-read', 'clipboard-write', 'notifications'],
+    bypassCSP: audit,
   });
   context.setDefaultTimeout(WAIT_MS);
   if (named) {
@@ -96,7 +111,10 @@ export async function player(browser, label, { width = 1100, height = 800, named
     }, label);
   }
   const page = await context.newPage();
-  const p = { label, context, page, errors: [], dialogs: [], sent: [], waiters: [] };
+  const p = {
+    label, context, page, errors: [], dialogs: [], sent: [], waiters: [],
+    size: width <= 480 ? '390' : 'desktop',
+  };
   // Resolves with the first frame sent (so far or from now on) that matches `pred`.
   p.waitSent = (pred, what) => new Promise((resolve, reject) => {
     const hit = p.sent.find(pred);
@@ -132,6 +150,65 @@ export async function player(browser, label, { width = 1100, height = 800, named
 
 export async function shot(p, name) {
   await p.page.screenshot({ path: path.join(env.artifacts, `${name}.png`), fullPage: true });
+}
+
+const AXE_SOURCE = fs.readFileSync(
+  new URL('./node_modules/axe-core/axe.min.js', import.meta.url), 'utf8',
+);
+const WCAG_TAGS = ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'];
+
+// Runs axe-core (WCAG 2.1 A and AA rules) on the page as it is; throws with every violation,
+// readably, if there is any. The player must have been created with `audit: true`.
+export async function audit(p, what) {
+  if (!(await p.page.evaluate(() => typeof window.axe === 'object'))) {
+    await p.page.addScriptTag({ content: AXE_SOURCE });
+  }
+  const { passed, violations } = await p.page.evaluate(async (tags) => {
+    const r = await window.axe.run(document, {
+      runOnly: { type: 'tag', values: tags },
+      resultTypes: ['violations'],
+    });
+    return { passed: r.passes.length, violations: r.violations.map((v) => ({
+      id: v.id,
+      impact: v.impact,
+      help: v.help,
+      nodes: v.nodes.map((n) => `${n.target.join(' ')}: ${n.failureSummary.replace(/\s+/g, ' ')}`),
+    })) };
+  }, WCAG_TAGS);
+  // An engine that checked nothing would find nothing: some rules must have applied.
+  check(passed > 0, `axe-core applied no rule to ${what}`);
+  if (violations.length > 0) {
+    const text = violations.map((v) => `  ${v.id} (${v.impact}): ${v.help}\n`
+      + v.nodes.map((n) => `    - ${n}`).join('\n')).join('\n');
+    throw new Error(`axe-core: ${violations.length} WCAG 2.1 A/AA violation(s) in ${what}:\n${text}`);
+  }
+}
+
+// A view as a player sees it: a full-page screenshot kept as
+// <TTT_SCREENSHOTS>/<view>-<size>.png (printed), then the accessibility audit of it.
+export async function view(p, name) {
+  const file = path.join(env.screenshots, `${name}-${p.size}.png`);
+  await p.page.screenshot({ path: file, fullPage: true });
+  step(`screenshot ${file}`);
+  await audit(p, `${name} (${p.size}, ${p.label})`);
+}
+
+// Where an element is on screen (rounded to 0.1 px), or null when it is not rendered.
+export async function box(p, selector) {
+  const b = await p.page.locator(selector).first().boundingBox();
+  if (!b) return null;
+  const r = (v) => Math.round(v * 10) / 10;
+  return { x: r(b.x), y: r(b.y), w: r(b.width), h: r(b.height) };
+}
+
+// Fails unless `selector` is where it was (`before`, from `box`) within `tol` px.
+export async function still(p, selector, before, what, tol = 1) {
+  const now = await box(p, selector);
+  check(now, `${selector} is on screen for ${p.label} (${what})`);
+  const d = Math.max(Math.abs(now.x - before.x), Math.abs(now.y - before.y),
+    Math.abs(now.w - before.w), Math.abs(now.h - before.h));
+  check(d <= tol, `${p.label}'s ${selector} did not move ${what} (${p.size}): `
+    + `${JSON.stringify(before)} -> ${JSON.stringify(now)}`);
 }
 
 export async function connected(p) {

@@ -94,3 +94,10 @@ async fn browser_absent_opponent_shows_a_countdown_and_rematch_waits_for_them() 
     .await;
     run_spec("absent.mjs", &topo).await;
 }
+
+#[tokio::test]
+async fn browser_every_view_passes_axe_core_and_a_game_can_be_played_by_keyboard_alone() {
+    check_tools();
+    let topo = Topology::start(3).await;
+    run_spec("a11y.mjs", &topo).await;
+}

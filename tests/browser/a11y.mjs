@@ -1,0 +1,152 @@
+// Accessibility, checked by an engine and by the keyboard. axe-core's WCAG 2.1 A and AA rules
+// run on every view (lobby, name dialog, waiting, playing, the away countdown, offline, a
+// spectator, finished for the winner and the loser, replay), at a desktop size and on a phone
+// (390 x 844); any violation fails. Each view's screenshot is kept (see `view` in lib.mjs).
+// Then a keyboard-only game: Tab reaches the board, arrows and number keys choose a cell,
+// Enter and Space play it, and the opponent's moves are read out by the live region.
+
+import {
+  spec, player, env, step, check, connected, waitStatus, click, seeMark, noErrors, onOrigin,
+  view, DESKTOP, PHONE, WAIT_MS,
+} from './lib.mjs';
+
+// Every view of the page, at one size.
+async function views(browser, size) {
+  const opts = { width: size.width, height: size.height, audit: true };
+  const ann = await player(browser, 'Ann', { ...opts, named: false });
+  const bob = await player(browser, 'Bob', opts);
+  const cy = await player(browser, 'Cy', opts);
+
+  step(`${size.size}: the lobby, then the name dialog of a newcomer`);
+  await ann.page.goto(env.pinned[0]);
+  await connected(ann);
+  await ann.page.locator('#lobby-chat .chat-toggle').waitFor({ state: 'attached' });
+  await view(ann, 'lobby');
+  await ann.page.getByRole('button', { name: 'New game' }).click();
+  const dialog = ann.page.getByRole('dialog', { name: 'What should other players call you?' });
+  await dialog.waitFor();
+  await view(ann, 'name-dialog');
+  await ann.page.getByLabel('Name shown to other players').fill('Ann');
+  await dialog.getByRole('button', { name: 'Continue' }).click();
+
+  step(`${size.size}: waiting, playing, a spectator`);
+  await waitStatus(ann, /^Waiting for an opponent: share the link\.$/);
+  await view(ann, 'waiting');
+  const link = ann.page.url();
+  await bob.page.goto(onOrigin(link, env.pinned[1]));
+  await waitStatus(bob, /^Ann's turn \(X\)\.$/);
+  await click(ann, 4);
+  await seeMark(bob, 4, 'X');
+  await waitStatus(bob, /^Your turn \(O\)\.$/);
+  await view(bob, 'playing');
+  await cy.page.goto(onOrigin(link, env.pinned[2]));
+  await cy.page.locator('#watching').waitFor();
+  await seeMark(cy, 4, 'X');
+  await view(cy, 'spectator');
+
+  step(`${size.size}: Bob offline; Ann sees his countdown`);
+  await bob.context.setOffline(true);
+  await bob.page.locator('#conn[data-state="reconnecting"], #conn[data-state="offline"]').waitFor();
+  await waitStatus(bob, /Waiting for the connection\.$/);
+  await view(bob, 'offline');
+  await ann.page.locator('#away-status:not([hidden])').waitFor();
+  await view(ann, 'away');
+  await bob.context.setOffline(false);
+  await connected(bob);
+  await ann.page.locator('#away-status').waitFor({ state: 'hidden' });
+
+  step(`${size.size}: Ann wins; both players' finished views, then a replay`);
+  await click(bob, 0);
+  await click(ann, 2);
+  await click(bob, 1);
+  await click(ann, 6);
+  await waitStatus(ann, /^You won!$/);
+  await waitStatus(bob, /^Ann won\.$/);
+  await ann.page.evaluate(() => document.activeElement?.blur());
+  await view(ann, 'finished-winner');
+  await view(bob, 'finished-loser');
+  await cy.page.getByRole('button', { name: 'Start of the round' }).click();
+  await cy.page.locator('#replay-pos', { hasText: 'Start of 5 moves' }).waitFor();
+  await cy.page.getByRole('button', { name: 'Next move' }).click();
+  await cy.page.locator('#replay-pos', { hasText: 'Move 1 of 5' }).waitFor();
+  await view(cy, 'replay');
+  noErrors(ann, bob, cy);
+  for (const p of [ann, bob, cy]) await p.context.close();
+}
+
+// Presses `key` until `pred` holds in the page (at most `max` times); returns how many presses.
+async function pressUntil(p, key, pred, max, what) {
+  for (let n = 0; n <= max; n++) {
+    if (await p.page.evaluate(pred)) return n;
+    if (n < max) await p.page.keyboard.press(key);
+  }
+  throw new Error(`${p.label}: ${what} not reached after ${max} presses of ${key}`);
+}
+
+const focusedCell = () => {
+  const a = document.activeElement;
+  return a?.classList.contains('cell') ? Number(a.dataset.cell) : null;
+};
+
+async function announced(p, text) {
+  await p.page.waitForFunction(
+    (t) => [...document.querySelectorAll('#announcer p')].some((e) => e.textContent.includes(t)),
+    text,
+    { timeout: WAIT_MS },
+  );
+}
+
+// A whole game by keyboard on one side, at one size.
+async function keyboardGame(browser, size) {
+  const dee = await player(browser, 'Dee', { width: size.width, height: size.height });
+  const eve = await player(browser, 'Eve');
+
+  step(`${size.size}: Dee starts a game with the keyboard only`);
+  await dee.page.goto(env.pinned[0]);
+  await connected(dee);
+  await pressUntil(dee, 'Tab', () => document.activeElement?.id === 'new-game', 12, 'New game');
+  await dee.page.keyboard.press('Enter');
+  await waitStatus(dee, /^Waiting for an opponent/);
+  await eve.page.goto(onOrigin(dee.page.url(), env.pinned[1]));
+  await waitStatus(dee, /^Your turn \(X\)\.$/);
+
+  step(`${size.size}: Tab reaches the board; Enter plays the centre`);
+  const tabs = await pressUntil(dee, 'Tab', focusedCell, 6, 'the board');
+  check(await dee.page.evaluate(focusedCell) === 4, 'the board is entered on its centre');
+  const ring = await dee.page.evaluate(() => getComputedStyle(document.activeElement).outlineStyle);
+  check(ring !== 'none', `the focused cell shows a focus ring (${ring})`);
+  step(`the board took ${tabs} Tab press(es) from the game heading`);
+  await dee.page.keyboard.press('Enter');
+  await seeMark(eve, 4, 'X');
+
+  step(`${size.size}: Eve's move is read out; number keys and Space play the top right`);
+  await click(eve, 0);
+  await announced(dee, 'O played top left.');
+  await waitStatus(dee, /^Your turn \(X\)\.$/);
+  await dee.page.keyboard.press('3');
+  check(await dee.page.evaluate(focusedCell) === 2, 'the key 3 moves to the top right cell');
+  await dee.page.keyboard.press('Space');
+  await seeMark(eve, 2, 'X');
+
+  step(`${size.size}: arrows move (wrapping around the edges); Enter wins`);
+  await click(eve, 1);
+  await announced(dee, 'O played top.');
+  await waitStatus(dee, /^Your turn \(X\)\.$/);
+  await dee.page.keyboard.press('ArrowDown');
+  await dee.page.keyboard.press('ArrowDown');
+  check(await dee.page.evaluate(focusedCell) === 8, 'two arrows down from the top right: bottom right');
+  await dee.page.keyboard.press('ArrowRight');
+  check(await dee.page.evaluate(focusedCell) === 6, 'right from the right edge wraps to bottom left');
+  await dee.page.keyboard.press('Enter');
+  await waitStatus(dee, /^You won!$/);
+  await announced(dee, 'X played bottom left. You won!');
+  await announced(eve, 'X played bottom left. Dee won.');
+  check(await dee.page.evaluate(focusedCell) === 6, 'focus stays on the board after the last move');
+  noErrors(dee, eve);
+  for (const p of [dee, eve]) await p.context.close();
+}
+
+await spec('a11y', async (browser) => {
+  for (const size of [DESKTOP, PHONE]) await views(browser, size);
+  for (const size of [DESKTOP, PHONE]) await keyboardGame(browser, size);
+});
