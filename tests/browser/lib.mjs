@@ -193,12 +193,15 @@ export async function view(p, name) {
   await audit(p, `${name} (${p.size}, ${p.label})`);
 }
 
-// Where an element is on screen (rounded to 0.1 px), or null when it is not rendered.
+// Where an element is on the page (document coordinates, so that a scroll does not count as a
+// move; rounded to 0.1 px), or null when it is not rendered.
 export async function box(p, selector) {
-  const b = await p.page.locator(selector).first().boundingBox();
-  if (!b) return null;
-  const r = (v) => Math.round(v * 10) / 10;
-  return { x: r(b.x), y: r(b.y), w: r(b.width), h: r(b.height) };
+  return p.page.locator(selector).first().evaluate((e) => {
+    if (!e.getClientRects().length) return null;
+    const b = e.getBoundingClientRect();
+    const r = (v) => Math.round(v * 10) / 10;
+    return { x: r(b.x + scrollX), y: r(b.y + scrollY), w: r(b.width), h: r(b.height) };
+  });
 }
 
 // Fails unless `selector` is where it was (`before`, from `box`) within `tol` px.
@@ -269,4 +272,60 @@ export function noErrors(...players) {
 export function onOrigin(link, base) {
   const u = new URL(link);
   return new URL(u.pathname + u.search, base).toString();
+}
+
+// The WCAG contrast ratio of an element's text against what is behind it, as painted: its
+// colour and every background up the tree blended by their alpha and the elements' opacity,
+// over white.
+export async function contrast(p, selector) {
+  return p.page.locator(selector).first().evaluate((node) => {
+    const rgba = (s) => {
+      const m = s.match(/rgba?\(([^)]+)\)/);
+      if (!m) return [0, 0, 0, 0];
+      const v = m[1].split(/[ ,/]+/).filter(Boolean).map(Number);
+      return [v[0], v[1], v[2], v.length > 3 ? v[3] : 1];
+    };
+    const over = (top, under) => {
+      const a = top[3] + under[3] * (1 - top[3]);
+      if (a === 0) return [0, 0, 0, 0];
+      return [0, 1, 2].map((i) => (top[i] * top[3] + under[i] * under[3] * (1 - top[3])) / a).concat(a);
+    };
+    // Backgrounds from the root down to the element, each faded by the opacity above it.
+    const chain = [];
+    for (let e = node; e; e = e.parentElement) chain.unshift(e);
+    let bg = [255, 255, 255, 1];
+    let opacity = 1;
+    for (const e of chain) {
+      const cs = getComputedStyle(e);
+      opacity *= Number(cs.opacity);
+      const c = rgba(cs.backgroundColor);
+      bg = over([c[0], c[1], c[2], c[3] * opacity], bg);
+    }
+    const fgc = rgba(getComputedStyle(node).color);
+    const fg = over([fgc[0], fgc[1], fgc[2], fgc[3] * opacity], bg);
+    const lum = ([r, g, b]) => {
+      const f = (v) => {
+        const c = v / 255;
+        return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4;
+      };
+      return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+    };
+    const [hi, lo] = [lum(fg), lum(bg)].sort((a, b) => b - a);
+    return (hi + 0.05) / (lo + 0.05);
+  });
+}
+
+// Whether two boxes (from `box`) overlap.
+export function overlap(a, b) {
+  return a.x < b.x + b.w && b.x < a.x + a.w && a.y < b.y + b.h && b.y < a.y + a.h;
+}
+
+// How many lines of text an element shows (its height over its line height).
+export async function lines(p, selector) {
+  return p.page.locator(selector).first().evaluate((e) => {
+    const cs = getComputedStyle(e);
+    const lh = parseFloat(cs.lineHeight) || parseFloat(cs.fontSize) * 1.2;
+    const h = e.getBoundingClientRect().height - parseFloat(cs.paddingTop) - parseFloat(cs.paddingBottom);
+    return Math.round(h / lh);
+  });
 }

@@ -101,3 +101,15 @@ async fn browser_every_view_passes_axe_core_and_a_game_can_be_played_by_keyboard
     let topo = Topology::start(3).await;
     run_spec("a11y.mjs", &topo).await;
 }
+
+#[tokio::test]
+async fn browser_board_holds_still_through_long_names_notices_offline_and_forfeit_on_desktop_and_phone()
+{
+    check_tools();
+    // A short grace period, so the forfeit happens within the spec.
+    let topo = Topology::start_with(3, |c| {
+        c.forfeit_grace = std::time::Duration::from_secs(8);
+    })
+    .await;
+    run_spec("steady.mjs", &topo).await;
+}
