@@ -113,3 +113,10 @@ async fn browser_board_holds_still_through_long_names_notices_offline_and_forfei
     .await;
     run_spec("steady.mjs", &topo).await;
 }
+
+#[tokio::test]
+async fn browser_each_role_reads_its_own_texts_and_typed_names_follow_one_rule() {
+    check_tools();
+    let topo = Topology::start(3).await;
+    run_spec("roles.mjs", &topo).await;
+}
