@@ -148,8 +148,9 @@ export async function player(browser, label, {
   return p;
 }
 
+// A screenshot kept with the spec's others: <TTT_SCREENSHOTS>/<name>-<size>.png.
 export async function shot(p, name) {
-  await p.page.screenshot({ path: path.join(env.artifacts, `${name}.png`), fullPage: true });
+  await p.page.screenshot({ path: path.join(env.screenshots, `${name}-${p.size}.png`), fullPage: true });
 }
 
 const AXE_SOURCE = fs.readFileSync(

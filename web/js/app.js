@@ -377,7 +377,7 @@ function nextLobby(ms) {
   });
 }
 
-const LOBBY_WAIT_MS = 3000;
+const LOBBY_WAIT_MS = 5000;
 
 // A seat takes the player's name, so a newcomer is asked for one before joining, with a
 // default to accept. Whether there is a seat to take, the lobby list says without joining
