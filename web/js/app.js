@@ -517,6 +517,8 @@ function showName(name, instance) {
   info.textContent = `Signed in as ${name} · server ${info.dataset.instance ?? ''}`;
 }
 
+let renaming = null;
+
 // Renames the session and every seat it holds (the server tells the games). Offline, the
 // name waits for the next hello. Resolves to whether the name is now in effect. A name the
 // server refuses is not kept: the field goes back to the name everyone sees, and the notice
@@ -534,7 +536,15 @@ async function setName(name) {
   }
   let reply;
   try {
-    reply = await conn.request({ type: 'rename', name });
+    // Two actions in quick succession (a double click on a cell) ask for one rename.
+    if (renaming?.name !== name) {
+      const pending = { name, reply: conn.request({ type: 'rename', name }) };
+      renaming = pending;
+      pending.reply.finally(() => {
+        if (renaming === pending) renaming = null;
+      }).catch(() => {});
+    }
+    reply = await renaming.reply;
   } catch (e) {
     if (!(e instanceof Disconnected)) throw e;
     return offline();
