@@ -29,7 +29,7 @@ export class StatusView {
     if (state !== this.last && SPOKEN[state]) announce(SPOKEN[state]);
     this.last = state;
     this.retry.hidden = state === 'connected' || state === 'connecting';
-    this.short.textContent = state === 'connecting' ? 'Connecting…' : 'Offline';
+    this.short.textContent = { connected: 'Connected', connecting: 'Connecting…' }[state] ?? 'Offline';
     if (state === 'connected') {
       this.text.textContent = 'Connected';
     } else if (state === 'connecting') {
