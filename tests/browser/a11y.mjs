@@ -7,12 +7,12 @@
 
 import {
   spec, player, env, step, check, connected, waitStatus, click, seeMark, noErrors, onOrigin,
-  view, DESKTOP, PHONE, WAIT_MS,
+  view, audit, DESKTOP, PHONE, WAIT_MS,
 } from './lib.mjs';
 
 // Every view of the page, at one size.
 async function views(browser, size) {
-  const opts = { width: size.width, height: size.height, audit: true };
+  const opts = { width: size.width, height: size.height };
   const ann = await player(browser, 'Ann', { ...opts, named: false });
   const bob = await player(browser, 'Bob', opts);
   const cy = await player(browser, 'Cy', opts);
@@ -22,6 +22,17 @@ async function views(browser, size) {
   await connected(ann);
   await ann.page.locator('#lobby-chat .chat-toggle').waitFor({ state: 'attached' });
   await view(ann, 'lobby');
+  if (size === DESKTOP) {
+    // The audit must be able to fail: a field without a label, planted for a moment.
+    await ann.page.evaluate(() => document.querySelector('main').append(
+      Object.assign(document.createElement('input'), { id: 'planted' }),
+    ));
+    const caught = await audit(ann, 'the lobby with a planted field').then(() => null, (e) => e.message);
+    check(caught && /\blabel\b/.test(caught) && caught.includes('#planted'),
+      `axe-core reports the planted unlabelled field (${caught})`);
+    step('axe-core reports a planted violation as it should');
+    await ann.page.evaluate(() => document.getElementById('planted').remove());
+  }
   await ann.page.getByRole('button', { name: 'New game' }).click();
   const dialog = ann.page.getByRole('dialog', { name: 'What should other players call you?' });
   await dialog.waitFor();

@@ -20,9 +20,9 @@ async function statusIs(players, re) {
 }
 
 await spec('roles', async (browser) => {
-  const ann = await player(browser, 'Ann', { audit: true });
+  const ann = await player(browser, 'Ann');
   const bob = await player(browser, 'Bob', { named: false });
-  const cy = await player(browser, 'Cy', { named: false, audit: true });
+  const cy = await player(browser, 'Cy', { named: false });
   const dan = await player(browser, 'Dan', { named: false });
 
   step('Ann creates; Bob, a newcomer, is offered "Join the game" for the open seat');

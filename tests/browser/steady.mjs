@@ -112,8 +112,8 @@ async function readable(p, selector, what) {
 }
 
 await spec('steady', async (browser) => {
-  const ann = await player(browser, 'Ann', { width: DESKTOP.width, height: DESKTOP.height, audit: true });
-  const bob = await player(browser, 'Bob', { width: PHONE.width, height: PHONE.height, audit: true });
+  const ann = await player(browser, 'Ann', { width: DESKTOP.width, height: DESKTOP.height });
+  const bob = await player(browser, 'Bob', { width: PHONE.width, height: PHONE.height });
 
   step('Ann creates a game on a desktop; Bob joins on a phone');
   await ann.page.goto(env.pinned[0]);
