@@ -1,18 +1,19 @@
 // Accessibility, checked by an engine and by the keyboard. axe-core's WCAG 2.1 A and AA rules
 // run on every view (lobby, name dialog, waiting, playing, the away countdown, offline, a
 // spectator, finished for the winner and the loser, replay), at a desktop size and on a phone
-// (390 x 844); any violation fails. Each view's screenshot is kept (see `view` in lib.mjs).
-// Then a keyboard-only game: Tab reaches the board, arrows and number keys choose a cell,
-// Enter and Space play it, and the opponent's moves are read out by the live region.
+// (390 x 844), the phone also in the dark colour scheme; any violation fails. Each view's
+// screenshot is kept (see `view` in lib.mjs). Then a keyboard-only game: Tab reaches the
+// board, arrows and number keys choose a cell, Enter and Space play it, and the opponent's
+// moves are read out by the live region.
 
 import {
   spec, player, env, step, check, connected, waitStatus, click, seeMark, noErrors, onOrigin,
-  view, audit, DESKTOP, PHONE, WAIT_MS,
+  view, audit, DESKTOP, PHONE, PHONE_DARK, WAIT_MS,
 } from './lib.mjs';
 
 // Every view of the page, at one size.
 async function views(browser, size) {
-  const opts = { width: size.width, height: size.height };
+  const opts = { width: size.width, height: size.height, scheme: size.scheme };
   const ann = await player(browser, 'Ann', { ...opts, named: false });
   const bob = await player(browser, 'Bob', opts);
   const cy = await player(browser, 'Cy', opts);
@@ -158,6 +159,7 @@ async function keyboardGame(browser, size) {
 }
 
 await spec('a11y', async (browser) => {
-  for (const size of [DESKTOP, PHONE]) await views(browser, size);
+  // The phone once more in the dark colour scheme (the page follows the system's).
+  for (const size of [DESKTOP, PHONE, PHONE_DARK]) await views(browser, size);
   for (const size of [DESKTOP, PHONE]) await keyboardGame(browser, size);
 });

@@ -85,14 +85,18 @@ export async function spec(name, body) {
 // The two sizes the page is checked at: a desktop and a phone.
 export const DESKTOP = { width: 1100, height: 800, size: 'desktop' };
 export const PHONE = { width: 390, height: 844, size: '390' };
+export const PHONE_DARK = { ...PHONE, size: '390-dark', scheme: 'dark' };
 
 // One player: its own browser context (own localStorage, so its own session), with every
 // page error, failed console line and dialog recorded. Unless `named` is false the player has
 // already chosen its label as its name (so the page does not ask); `named: false` is a
-// newcomer.
-export async function player(browser, label, { width = 1100, height = 800, named = true } = {}) {
+// newcomer. `scheme: 'dark'` shows the page in its dark colours.
+export async function player(browser, label, {
+  width = 1100, height = 800, named = true, scheme = 'light',
+} = {}) {
   const context = await browser.newContext({
     viewport: { width, height },
+    colorScheme: scheme,
     permissions: ['clipboard-read', 'clipboard-write', 'notifications'],
   });
   context.setDefaultTimeout(WAIT_MS);
@@ -104,7 +108,7 @@ export async function player(browser, label, { width = 1100, height = 800, named
   const page = await context.newPage();
   const p = {
     label, context, page, errors: [], dialogs: [], sent: [], waiters: [],
-    size: width <= 480 ? '390' : 'desktop',
+    size: (width <= 480 ? '390' : 'desktop') + (scheme === 'dark' ? '-dark' : ''),
   };
   // Resolves with the first frame sent (so far or from now on) that matches `pred`.
   p.waitSent = (pred, what) => new Promise((resolve, reject) => {
