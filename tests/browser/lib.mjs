@@ -145,7 +145,9 @@ export async function player(browser, label, {
 
 // A screenshot kept with the spec's others: <TTT_SCREENSHOTS>/<name>-<size>.png.
 export async function shot(p, name) {
-  await p.page.screenshot({ path: path.join(env.screenshots, `${name}-${p.size}.png`), fullPage: true });
+  const file = path.join(env.screenshots, `${name}-${p.size}.png`);
+  await p.page.screenshot({ path: file, fullPage: true });
+  step(`screenshot ${file}`);
 }
 
 const AXE_SOURCE = fs.readFileSync(

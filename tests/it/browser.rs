@@ -96,10 +96,17 @@ async fn browser_absent_opponent_shows_a_countdown_and_rematch_waits_for_them() 
 }
 
 #[tokio::test]
-async fn browser_every_view_passes_axe_core_and_a_game_can_be_played_by_keyboard_alone() {
+async fn browser_every_view_passes_axe_core_at_desktop_and_phone_sizes() {
     check_tools();
     let topo = Topology::start(3).await;
     run_spec("a11y.mjs", &topo).await;
+}
+
+#[tokio::test]
+async fn browser_a_game_can_be_played_by_keyboard_alone_and_is_read_out() {
+    check_tools();
+    let topo = Topology::start(3).await;
+    run_spec("keyboard.mjs", &topo).await;
 }
 
 #[tokio::test]
