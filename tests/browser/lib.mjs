@@ -187,9 +187,7 @@ export async function audit(p, what) {
 // A view as a player sees it: a full-page screenshot kept as
 // <TTT_SCREENSHOTS>/<view>-<size>.png (printed), then the accessibility audit of it.
 export async function view(p, name) {
-  const file = path.join(env.screenshots, `${name}-${p.size}.png`);
-  await p.page.screenshot({ path: file, fullPage: true });
-  step(`screenshot ${file}`);
+  await shot(p, name);
   await audit(p, `${name} (${p.size}, ${p.label})`);
 }
 
