@@ -110,8 +110,7 @@ async fn browser_a_game_can_be_played_by_keyboard_alone_and_is_read_out() {
 }
 
 #[tokio::test]
-async fn browser_board_holds_still_through_long_names_notices_offline_and_forfeit_on_desktop_and_phone()
-{
+async fn browser_board_holds_still_through_names_notices_offline_and_forfeit() {
     check_tools();
     // A short grace period, so the forfeit happens within the spec.
     let topo = Topology::start_with(3, |c| {

@@ -66,7 +66,10 @@ pub fn screenshots_dir(spec: &str) -> PathBuf {
         .join("browser-screenshots")
         .join(spec.trim_end_matches(".mjs"));
     std::fs::create_dir_all(&dir).expect("create the screenshots dir");
-    for entry in std::fs::read_dir(&dir).expect("read the screenshots dir").flatten() {
+    for entry in std::fs::read_dir(&dir)
+        .expect("read the screenshots dir")
+        .flatten()
+    {
         if entry.path().extension().is_some_and(|e| e == "png") {
             std::fs::remove_file(entry.path()).expect("remove an old screenshot");
         }
