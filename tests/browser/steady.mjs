@@ -19,7 +19,7 @@ const LONG_BOB = 'Bartholomew Featherstone';
 for (const n of [LONG_ANN, LONG_ANN2, LONG_BOB]) check(n.length === 24, `${n} has 24 characters`);
 
 // What must not move, per player: the board, and (desktop) the chat input.
-async function marks(p) {
+async function anchors(p) {
   const m = { board: await box(p, '#board') };
   if (p.size === 'desktop') m.chat = await box(p, '#game-chat input[name="text"]');
   return m;
@@ -120,12 +120,12 @@ await spec('steady', async (browser) => {
   await connected(ann);
   await ann.page.getByRole('button', { name: 'New game' }).click();
   await waitStatus(ann, /^Waiting for an opponent/);
-  const a0 = await marks(ann);
+  const a0 = await anchors(ann);
   await bob.page.goto(onOrigin(ann.page.url(), env.pinned[1]));
   await waitStatus(bob, /^Ann's turn \(X\)\.$/);
   await waitStatus(ann, /^Your turn \(X\)\.$/);
   await unmoved(ann, a0, 'when Bob joined');
-  const b0 = await marks(bob);
+  const b0 = await anchors(bob);
   const header0 = await box(bob, '.top');
   for (const p of [ann, bob]) await noGapAboveBoard(p);
 
