@@ -28,11 +28,21 @@ if ((${#missing[@]})); then
   fi
 fi
 
-# npm ci only when node_modules does not match the committed lock file.
+# npm ci only when node_modules does not match the committed lock file: every package of the
+# lock (playwright-core, axe-core, ...) must be installed at the locked version and integrity.
 browser="$root/tests/browser"
 lock="$browser/package-lock.json"
 stamp="$browser/node_modules/.package-lock.json"
-if [[ ! -f "$stamp" || "$lock" -nt "$stamp" ]] || ! cmp -s <(grep -A1 '"node_modules/playwright-core"' "$lock") <(grep -A1 '"node_modules/playwright-core"' "$stamp"); then
+lock_matches() {
+  [[ -f "$stamp" && ! "$lock" -nt "$stamp" ]] || return 1
+  node -e '
+    const [want, have] = process.argv.slice(1).map((f) => require(f).packages ?? {});
+    const stale = Object.entries(want).filter(([k, v]) => k !== "" && (
+      !have[k] || have[k].version !== v.version || have[k].integrity !== v.integrity));
+    process.exit(stale.length ? 1 : 0);
+  ' "$lock" "$stamp"
+}
+if ! lock_matches; then
   echo "install-test-deps: npm ci in tests/browser"
   (cd "$browser" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 fi

@@ -85,7 +85,8 @@ await spec('absent', async (browser) => {
 
   step('Bob returns by the link: Rematch works again');
   await bob.page.goto(onOrigin(link, env.pinned[1]));
-  await waitStatus(bob, /^Ann won\. Bob was away too long\.$/);
+  // The loser reads about himself in the second person (issue 23), not "Bob was away too long".
+  await waitStatus(bob, /^You lost: you were away too long\.$/);
   await ann.page.locator('#rematch:not([disabled])').waitFor();
   await rematch.click();
   await bob.page.getByRole('button', { name: 'Accept rematch' }).click();

@@ -26,6 +26,8 @@ export const env = {
     return [name, Number(pid)];
   })),
   artifacts: need('TTT_ARTIFACTS'),
+  // <target>/browser-screenshots/<spec>/: a screenshot per view and size (see `view`).
+  screenshots: need('TTT_SCREENSHOTS'),
   chromium: need('TTT_CHROMIUM'),
   timeoutMs: Number(process.env.TTT_TIMEOUT_MS ?? 110000),
 };
@@ -80,13 +82,21 @@ export async function spec(name, body) {
   step(`${name} passed`);
 }
 
+// The two sizes the page is checked at: a desktop and a phone.
+export const DESKTOP = { width: 1100, height: 800, size: 'desktop' };
+export const PHONE = { width: 390, height: 844, size: '390' };
+export const PHONE_DARK = { ...PHONE, size: '390-dark', scheme: 'dark' };
+
 // One player: its own browser context (own localStorage, so its own session), with every
 // page error, failed console line and dialog recorded. Unless `named` is false the player has
 // already chosen its label as its name (so the page does not ask); `named: false` is a
-// newcomer.
-export async function player(browser, label, { width = 1100, height = 800, named = true } = {}) {
+// newcomer. `scheme: 'dark'` shows the page in its dark colours.
+export async function player(browser, label, {
+  width = 1100, height = 800, named = true, scheme = 'light',
+} = {}) {
   const context = await browser.newContext({
     viewport: { width, height },
+    colorScheme: scheme,
     permissions: ['clipboard-read', 'clipboard-write', 'notifications'],
   });
   context.setDefaultTimeout(WAIT_MS);
@@ -96,7 +106,10 @@ export async function player(browser, label, { width = 1100, height = 800, named
     }, label);
   }
   const page = await context.newPage();
-  const p = { label, context, page, errors: [], dialogs: [], sent: [], waiters: [] };
+  const p = {
+    label, context, page, errors: [], dialogs: [], sent: [], waiters: [],
+    size: (width <= 480 ? '390' : 'desktop') + (scheme === 'dark' ? '-dark' : ''),
+  };
   // Resolves with the first frame sent (so far or from now on) that matches `pred`.
   p.waitSent = (pred, what) => new Promise((resolve, reject) => {
     const hit = p.sent.find(pred);
@@ -130,8 +143,73 @@ export async function player(browser, label, { width = 1100, height = 800, named
   return p;
 }
 
+// A screenshot kept with the spec's others: <TTT_SCREENSHOTS>/<name>-<size>.png.
 export async function shot(p, name) {
-  await p.page.screenshot({ path: path.join(env.artifacts, `${name}.png`), fullPage: true });
+  const file = path.join(env.screenshots, `${name}-${p.size}.png`);
+  await p.page.screenshot({ path: file, fullPage: true });
+  step(`screenshot ${file}`);
+}
+
+const AXE_SOURCE = fs.readFileSync(
+  new URL('./node_modules/axe-core/axe.min.js', import.meta.url), 'utf8',
+);
+const WCAG_TAGS = ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'];
+
+// Runs axe-core (WCAG 2.1 A and AA rules) on the page as it is; throws with every violation,
+// readably, if there is any. The page's Content-Security-Policy refuses a <script> added to it
+// (`addScriptTag`), but not code evaluated through the DevTools protocol: axe-core goes in that
+// way, and the page is audited under its real policy (no `bypassCSP`).
+export async function audit(p, what) {
+  if (!(await p.page.evaluate(() => typeof window.axe === 'object'))) {
+    await p.page.evaluate(AXE_SOURCE);
+  }
+  const { passed, violations } = await p.page.evaluate(async (tags) => {
+    const r = await window.axe.run(document, {
+      runOnly: { type: 'tag', values: tags },
+      resultTypes: ['violations'],
+    });
+    return { passed: r.passes.length, violations: r.violations.map((v) => ({
+      id: v.id,
+      impact: v.impact,
+      help: v.help,
+      nodes: v.nodes.map((n) => `${n.target.join(' ')}: ${n.failureSummary.replace(/\s+/g, ' ')}`),
+    })) };
+  }, WCAG_TAGS);
+  // An engine that checked nothing would find nothing: some rules must have applied.
+  check(passed > 0, `axe-core applied no rule to ${what}`);
+  if (violations.length > 0) {
+    const text = violations.map((v) => `  ${v.id} (${v.impact}): ${v.help}\n`
+      + v.nodes.map((n) => `    - ${n}`).join('\n')).join('\n');
+    throw new Error(`axe-core: ${violations.length} WCAG 2.1 A/AA violation(s) in ${what}:\n${text}`);
+  }
+}
+
+// A view as a player sees it: a full-page screenshot kept as
+// <TTT_SCREENSHOTS>/<view>-<size>.png (printed), then the accessibility audit of it.
+export async function view(p, name) {
+  await shot(p, name);
+  await audit(p, `${name} (${p.size}, ${p.label})`);
+}
+
+// Where an element is on the page (document coordinates, so that a scroll does not count as a
+// move; rounded to 0.1 px), or null when it is not rendered.
+export async function box(p, selector) {
+  return p.page.locator(selector).first().evaluate((e) => {
+    if (!e.getClientRects().length) return null;
+    const b = e.getBoundingClientRect();
+    const r = (v) => Math.round(v * 10) / 10;
+    return { x: r(b.x + scrollX), y: r(b.y + scrollY), w: r(b.width), h: r(b.height) };
+  });
+}
+
+// Fails unless `selector` is where it was (`before`, from `box`) within `tol` px.
+export async function still(p, selector, before, what, tol = 1) {
+  const now = await box(p, selector);
+  check(now, `${selector} is on screen for ${p.label} (${what})`);
+  const d = Math.max(Math.abs(now.x - before.x), Math.abs(now.y - before.y),
+    Math.abs(now.w - before.w), Math.abs(now.h - before.h));
+  check(d <= tol, `${p.label}'s ${selector} did not move ${what} (${p.size}): `
+    + `${JSON.stringify(before)} -> ${JSON.stringify(now)}`);
 }
 
 export async function connected(p) {
@@ -192,4 +270,60 @@ export function noErrors(...players) {
 export function onOrigin(link, base) {
   const u = new URL(link);
   return new URL(u.pathname + u.search, base).toString();
+}
+
+// The WCAG contrast ratio of an element's text against what is behind it, as painted: its
+// colour and every background up the tree blended by their alpha and the elements' opacity,
+// over white.
+export async function contrast(p, selector) {
+  return p.page.locator(selector).first().evaluate((node) => {
+    const rgba = (s) => {
+      const m = s.match(/rgba?\(([^)]+)\)/);
+      if (!m) return [0, 0, 0, 0];
+      const v = m[1].split(/[ ,/]+/).filter(Boolean).map(Number);
+      return [v[0], v[1], v[2], v.length > 3 ? v[3] : 1];
+    };
+    const over = (top, under) => {
+      const a = top[3] + under[3] * (1 - top[3]);
+      if (a === 0) return [0, 0, 0, 0];
+      return [0, 1, 2].map((i) => (top[i] * top[3] + under[i] * under[3] * (1 - top[3])) / a).concat(a);
+    };
+    // Backgrounds from the root down to the element, each faded by the opacity above it.
+    const chain = [];
+    for (let e = node; e; e = e.parentElement) chain.unshift(e);
+    let bg = [255, 255, 255, 1];
+    let opacity = 1;
+    for (const e of chain) {
+      const cs = getComputedStyle(e);
+      opacity *= Number(cs.opacity);
+      const c = rgba(cs.backgroundColor);
+      bg = over([c[0], c[1], c[2], c[3] * opacity], bg);
+    }
+    const fgc = rgba(getComputedStyle(node).color);
+    const fg = over([fgc[0], fgc[1], fgc[2], fgc[3] * opacity], bg);
+    const lum = ([r, g, b]) => {
+      const f = (v) => {
+        const c = v / 255;
+        return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4;
+      };
+      return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+    };
+    const [hi, lo] = [lum(fg), lum(bg)].sort((a, b) => b - a);
+    return (hi + 0.05) / (lo + 0.05);
+  });
+}
+
+// Whether two boxes (from `box`) overlap.
+export function overlap(a, b) {
+  return a.x < b.x + b.w && b.x < a.x + a.w && a.y < b.y + b.h && b.y < a.y + a.h;
+}
+
+// How many lines of text an element shows (its height over its line height).
+export async function lines(p, selector) {
+  return p.page.locator(selector).first().evaluate((e) => {
+    const cs = getComputedStyle(e);
+    const lh = parseFloat(cs.lineHeight) || parseFloat(cs.fontSize) * 1.2;
+    const h = e.getBoundingClientRect().height - parseFloat(cs.paddingTop) - parseFloat(cs.paddingBottom);
+    return Math.round(h / lh);
+  });
 }

@@ -32,7 +32,8 @@ await spec('lobby_flow', async (browser) => {
   await ann.page.getByRole('button', { name: 'Resign' }).click();
   await ann.page.getByRole('button', { name: 'Really resign?' }).click();
   await waitStatus(bob, /^You won! Ann resigned\./);
-  await waitStatus(ann, /^Bob won\. Ann resigned\./);
+  // The loser reads about herself in the second person (issue 23), not "Ann resigned".
+  await waitStatus(ann, /^You lost: you resigned\.$/);
   await shot(bob, 'lobby_flow-bob-won-phone');
 
   step('Ann leaves for the lobby and opens a new game; Bob leaves and joins it from the list');

@@ -78,6 +78,8 @@ await spec('score_replay', async (browser) => {
   await bob.page.getByRole('button', { name: 'Rematch' }).click();
   await ann.page.getByRole('button', { name: 'Accept rematch' }).click();
   await waitStatus(bob, /^Your turn \(O\)/);
+  // Ann's page gets round 2 from its own instance, maybe a moment after Bob's: wait for it.
+  await waitStatus(ann, /^Bob's turn \(O\)/);
   check(await ann.page.locator('#moves button').count() === 0, 'a new round starts a new move list');
   s = await score(ann);
   check(s.X === '1' && s.O === '0', `the score survives the rematch (${JSON.stringify(s)})`);

@@ -59,7 +59,7 @@ try {
   await ann.locator('#spectators', { hasText: '1 spectator' }).waitFor();
   // No focus ring from the last line Ann typed.
   await ann.evaluate(() => document.activeElement?.blur());
-  await ann.screenshot({ path: out });
+  await ann.screenshot({ path: out, fullPage: true });
   console.log(`wrote ${out}`);
 } finally {
   await browser.close();

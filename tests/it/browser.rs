@@ -94,3 +94,35 @@ async fn browser_absent_opponent_shows_a_countdown_and_rematch_waits_for_them() 
     .await;
     run_spec("absent.mjs", &topo).await;
 }
+
+#[tokio::test]
+async fn browser_every_view_passes_axe_core_at_desktop_and_phone_sizes() {
+    check_tools();
+    let topo = Topology::start(3).await;
+    run_spec("a11y.mjs", &topo).await;
+}
+
+#[tokio::test]
+async fn browser_a_game_can_be_played_by_keyboard_alone_and_is_read_out() {
+    check_tools();
+    let topo = Topology::start(3).await;
+    run_spec("keyboard.mjs", &topo).await;
+}
+
+#[tokio::test]
+async fn browser_board_holds_still_through_names_notices_offline_and_forfeit() {
+    check_tools();
+    // A short grace period, so the forfeit happens within the spec.
+    let topo = Topology::start_with(3, |c| {
+        c.forfeit_grace = std::time::Duration::from_secs(8);
+    })
+    .await;
+    run_spec("steady.mjs", &topo).await;
+}
+
+#[tokio::test]
+async fn browser_each_role_reads_its_own_texts_and_typed_names_follow_one_rule() {
+    check_tools();
+    let topo = Topology::start(3).await;
+    run_spec("roles.mjs", &topo).await;
+}

@@ -12,6 +12,7 @@ import { storage } from './storage.js';
 import { $, show } from './dom.js';
 import {
   GAME_EVENTS, NAME_MAX_CHARS, PROTOCOL_VERSION, applyLimits, cellName, errorText, limits,
+  refusedText,
 } from './protocol.js';
 
 const NOTICE_MS = 6000;
@@ -63,8 +64,12 @@ const lobby = new LobbyView({
   chat: (text) => withName('chat', () => sendChat(null, text)),
 });
 const gameView = new GameView({
-  play: (cell) => app.current && outbox.play(app.current, cell),
-  rematch: () => seatAction('rematch'),
+  // A move and a rematch show the player's name too: a name typed at the top goes first.
+  play: (cell) => {
+    const id = app.current;
+    if (id) withName('move', () => app.current === id && outbox.play(id, cell), { ask: false });
+  },
+  rematch: () => withName('rematch', () => seatAction('rematch'), { ask: false }),
   resign: () => seatAction('resign'),
   leave,
   copyLink,
@@ -112,10 +117,7 @@ function onWelcome(msg) {
     if (msg.resumed && g) syncGame(g);
     else join(app.current, g?.role === 'spectator');
   } else if (app.wanted) {
-    // Arriving by a link: the seat takes the player's name, so settle it first (a default
-    // to accept for someone who never chose one).
-    const id = app.wanted;
-    withName('link', () => (app.wanted === id && !app.current ? join(id, false) : null));
+    arriveByLink(app.wanted);
   }
   app.restoring = first && !app.current && !app.wanted;
   if (app.view === 'lobby') watchLobby();
@@ -142,7 +144,9 @@ function onMessage(msg) {
     case 'chat_history':
       return onChatHistory(msg);
     case 'lobby':
-      return lobby.render(msg);
+      lobby.render(msg);
+      for (const waiter of lobbyWaiters.splice(0)) waiter(msg);
+      return;
     case 'match_found':
       app.queued = false;
       app.wanted = msg.game;
@@ -354,6 +358,46 @@ async function ask(msg) {
   }
 }
 
+// ---- Arriving by a link ----
+
+// Resolved by the next lobby list (null after `ms`).
+const lobbyWaiters = [];
+function nextLobby(ms) {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      const i = lobbyWaiters.indexOf(done);
+      if (i >= 0) lobbyWaiters.splice(i, 1);
+      resolve(null);
+    }, ms);
+    function done(msg) {
+      clearTimeout(timer);
+      resolve(msg);
+    }
+    lobbyWaiters.push(done);
+  });
+}
+
+const LOBBY_WAIT_MS = 5000;
+
+// A seat takes the player's name, so a newcomer is asked for one before joining, with a
+// default to accept. Whether there is a seat to take, the lobby list says without joining
+// (and so without showing up as a spectator): an open game offers "Join the game"; a game
+// being played has no seat for a newcomer, who just watches and is not asked; a game in
+// neither list (finished, or not listed) gets a neutral "Continue".
+async function arriveByLink(id) {
+  const go = () => (app.wanted === id && !app.current ? join(id, false) : null);
+  if (storage.name()) {
+    withName('link', go);
+    return;
+  }
+  // The welcome that called this then asks for the lobby (the page starts on it).
+  const list = await nextLobby(LOBBY_WAIT_MS);
+  if (app.wanted !== id || app.current) return;
+  const listed = (l) => (list?.[l] ?? []).some((g) => g.game === id);
+  if (listed('live')) go();
+  else withName(listed('open') ? 'link' : 'link-unsure', go);
+}
+
 async function create() {
   const reply = await ask({ type: 'create' });
   if (reply?.type === 'snapshot') enter(reply);
@@ -473,21 +517,44 @@ function showName(name, instance) {
   info.textContent = `Signed in as ${name} · server ${info.dataset.instance ?? ''}`;
 }
 
+let renaming = null;
+
 // Renames the session and every seat it holds (the server tells the games). Offline, the
-// name waits for the next hello. Resolves to whether the name is now in effect; a name the
-// server refuses is not kept.
+// name waits for the next hello. Resolves to whether the name is now in effect. A name the
+// server refuses is not kept: the field goes back to the name everyone sees, and the notice
+// says what was refused and why.
 async function setName(name) {
-  if (!conn.connected) {
+  const offline = () => {
     storage.setName(name);
     app.renameOnWelcome = true;
     return false;
-  }
+  };
+  if (!conn.connected) return offline();
   if (name === app.name) {
     storage.setName(name);
     return true;
   }
-  const reply = await ask({ type: 'rename', name });
-  if (reply?.type !== 'ack') return false;
+  let reply;
+  try {
+    // Two actions in quick succession (a double click on a cell) ask for one rename.
+    if (renaming?.name !== name) {
+      const pending = { name, reply: conn.request({ type: 'rename', name }) };
+      renaming = pending;
+      pending.reply.finally(() => {
+        if (renaming === pending) renaming = null;
+      }).catch(() => {});
+    }
+    reply = await renaming.reply;
+  } catch (e) {
+    if (!(e instanceof Disconnected)) throw e;
+    return offline();
+  }
+  if (reply.type === 'error') {
+    notify(refusedText('Rename', reply));
+    if (app.name != null) $('name-input').value = app.name;
+    recover(reply, null);
+    return false;
+  }
   const now = reply.name ?? name;
   storage.setName(now);
   showName(now);
@@ -496,14 +563,15 @@ async function setName(name) {
 
 let asking = null;
 
-// Before an action that shows the player's name to others: a name typed at the top but not
-// saved is saved now; a player who never chose a name is asked once, with the name they have
-// as the default to accept.
-async function withName(why, action) {
+// The rule for names, the same for every action that shows the player's name to others (new
+// game, quick match, join, a move, a rematch, a chat line): a name typed at the top but not
+// saved is saved first; a player who never chose a name is asked once (unless `ask` is false:
+// a move never opens a dialog), with the name they have as the default to accept.
+async function withName(why, action, { ask: mayAsk = true } = {}) {
   const typed = cleanName($('name-input').value);
   if (typed && app.name && typed !== app.name) {
     await setName(typed);
-  } else if (!storage.name()) {
+  } else if (mayAsk && !storage.name()) {
     asking ??= askName(why).finally(() => {
       asking = null;
     });
@@ -515,6 +583,7 @@ async function withName(why, action) {
 
 const WHY = {
   link: 'You are joining a game from a link.',
+  'link-unsure': 'You are opening a game from a link.',
   create: 'Your opponent will see it.',
   join: 'Your opponent will see it.',
   chat: 'It shows next to what you say.',
@@ -524,6 +593,7 @@ function askName(why) {
   const dialog = $('name-dialog');
   const input = $('name-dialog-input');
   $('name-dialog-why').textContent = WHY[why] ?? '';
+  // Only a game known to have a free seat offers to join it.
   $('name-dialog-ok').textContent = why === 'link' ? 'Join the game' : 'Continue';
   input.value = app.name ?? storage.name() ?? '';
   return new Promise((resolve) => {

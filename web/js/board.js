@@ -1,7 +1,7 @@
-// The 3x3 board: nine real buttons with spoken names, one tab stop (arrow keys move between
-// cells, Enter or Space plays), the winning line highlighted. Cells that cannot be played stay
-// focusable (aria-disabled rather than disabled) so keyboard focus is never lost mid-game.
-// The last move is outlined.
+// The 3x3 board: nine real buttons with spoken names, one tab stop (arrow keys, Home/End or
+// the number keys 1 to 9, in reading order, move between cells; Enter or Space plays), the
+// winning line highlighted. Cells that cannot be played stay focusable (aria-disabled rather
+// than disabled) so keyboard focus is never lost mid-game. The last move is outlined.
 
 import { cellName } from './protocol.js';
 
@@ -39,6 +39,8 @@ export class BoardView {
       next = 0;
     } else if (e.key === 'End') {
       next = 8;
+    } else if (/^[1-9]$/.test(e.key) && !e.ctrlKey && !e.metaKey && !e.altKey) {
+      next = Number(e.key) - 1;
     }
     if (next != null) {
       e.preventDefault();

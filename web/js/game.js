@@ -36,41 +36,66 @@ export function absence(game, mark) {
   return game.away?.[mark] ?? { reason: null, since: null };
 }
 
-// "Bob left the game" / "Bob is away".
-export function goneText(name, away) {
-  if (away.reason === 'left') return `${name} left the game`;
-  if (away.reason === 'disconnected') return `${name} is away (disconnected)`;
-  return `${name} is away`;
+// Sentences that name players are built as parts: strings, and { name } for a player's name,
+// which the page shows in a box of bounded width (cut with an ellipsis) and screen readers
+// and announcements get whole.
+const N = (name) => ({ name });
+
+export function textOf(parts) {
+  return parts.map((p) => (typeof p === 'string' ? p : p.name)).join('');
 }
 
+export function nodesOf(parts) {
+  return parts.map((p) => (typeof p === 'string' ? p : el('span', { class: 'nm', title: p.name }, p.name)));
+}
+
+// "Bob left the game" / "Bob is away", as parts.
+export function goneParts(name, away) {
+  if (away.reason === 'left') return [N(name), ' left the game'];
+  if (away.reason === 'disconnected') return [N(name), ' is away (disconnected)'];
+  return [N(name), ' is away'];
+}
+
+export function goneText(name, away) {
+  return textOf(goneParts(name, away));
+}
+
+// Why a round ended, said of the loser (third person) and to the loser (second person).
 const REASONS = {
-  forfeit: 'was away too long',
-  resign: 'resigned',
+  forfeit: { they: 'was away too long', you: 'you were away too long' },
+  resign: { they: 'resigned', you: 'you resigned' },
 };
 
-// The sentence under the board. `game`: { role, state }.
-export function describe({ role, state }) {
+// The sentence above the board, as parts. `game`: { role, state }. Each player reads about
+// themselves in the second person: "You lost: you were away too long.", never their own name.
+export function statusParts({ role, state }) {
   const me = role === 'X' || role === 'O' ? role : null;
-  const name = (m) => state.players[m] ?? m;
+  const name = (m) => N(state.players[m] ?? m);
   switch (state.status) {
     case 'waiting':
-      return me ? 'Waiting for an opponent: share the link.' : `Waiting for an opponent to join ${name('X')}.`;
+      return me ? ['Waiting for an opponent: share the link.'] : ['Waiting for an opponent to join ', name('X'), '.'];
     case 'aborted':
-      return 'Game aborted: a player never arrived.';
+      return ['Game aborted: a player never arrived.'];
     case 'playing':
-      if (me) return state.turn === me ? `Your turn (${me}).` : `${name(state.turn)}'s turn (${state.turn}).`;
-      return `${name(state.turn)} to move (${state.turn}).`;
+      if (me) return state.turn === me ? [`Your turn (${me}).`] : [name(state.turn), `'s turn (${state.turn}).`];
+      return [name(state.turn), ` to move (${state.turn}).`];
     case 'finished': {
       const r = state.result ?? {};
-      if (r.winner == null) return 'Draw.';
+      if (r.winner == null) return ['Draw.'];
       const loser = other(r.winner);
-      const why = REASONS[r.reason] ? ` ${name(loser)} ${REASONS[r.reason]}.` : '';
-      if (me) return (r.winner === me ? 'You won!' : `${name(r.winner)} won.`) + why;
-      return `${name(r.winner)} (${r.winner}) won.${why}`;
+      const reason = REASONS[r.reason];
+      const why = reason ? [' ', name(loser), ` ${reason.they}.`] : [];
+      if (me === r.winner) return ['You won!', ...why];
+      if (me) return reason ? [`You lost: ${reason.you}.`] : [name(r.winner), ' won.'];
+      return [name(r.winner), ` (${r.winner}) won.`, ...why];
     }
     default:
-      return '';
+      return [];
   }
+}
+
+export function describe(game) {
+  return textOf(statusParts(game));
 }
 
 export class GameView {
@@ -151,14 +176,19 @@ export class GameView {
     this.replayKey = key;
     const replaying = this.replay != null;
 
-    $('game-title').textContent = `${state.players.X ?? '…'} vs ${state.players.O ?? '…'}`
-      + (state.round > 1 ? ` · round ${state.round}` : '');
+    const seat = (m) => (state.players[m] == null ? '…' : N(state.players[m]));
+    $('game-title').replaceChildren(...nodesOf([
+      seat('X'), ' vs ', seat('O'), state.round > 1 ? ` · round ${state.round}` : '',
+    ]));
     show($('watching'), !me);
+    // The invite and the turn cue are for players: a spectator has neither.
+    show($('share'), Boolean(me));
+    show($('cue'), Boolean(me));
     $('game').querySelector('.game-layout').dataset.offline = String(!connected);
     const status = $('game-status');
-    let text = describe(game);
-    if (!connected && state.status === 'playing' && me) text += ' Waiting for the connection.';
-    status.textContent = text;
+    const parts = statusParts(game);
+    if (!connected && state.status === 'playing' && me) parts.push(' Waiting for the connection.');
+    status.replaceChildren(...nodesOf(parts));
     status.dataset.status = state.status;
     const myTurn = me && state.status === 'playing' && state.turn === me;
     const step = replaying ? this.replay : moves.length;
@@ -187,15 +217,16 @@ export class GameView {
     $('rematch').disabled = Boolean(me && (asked[me] || oppGone));
     $('rematch').textContent = me && asked[opp] ? 'Accept rematch' : 'Rematch';
     const rs = $('rematch-status');
-    rs.textContent = '';
+    // Its line is kept even when empty (style.css): nothing under it moves as it comes and goes.
+    let said = [];
     if (me && over && oppGone) {
-      rs.textContent = `${goneText(name(opp), oppGone)}: a rematch needs them back.`;
+      said = [...goneParts(name(opp), oppGone), ': a rematch needs them back.'];
     } else if (me && over && asked[opp] && !asked[me]) {
-      rs.textContent = `${name(opp)} wants a rematch.`;
+      said = [N(name(opp)), ' wants a rematch.'];
     } else if (me && over && asked[me]) {
-      rs.textContent = 'Rematch asked: waiting for your opponent.';
+      said = ['Rematch asked: waiting for your opponent.'];
     }
-    show(rs, Boolean(rs.textContent));
+    rs.replaceChildren(...nodesOf(said));
     const playing = Boolean(me && state.status === 'playing');
     show($('resign'), playing);
     // Leaving a round in progress starts the forfeit clock: say so before it happens.
@@ -253,7 +284,7 @@ export class GameView {
       });
       li.append(
         el('span', { class: `mark mark-${m}` }, m),
-        el('span', { class: 'player-name' }, taken ? state.players[m] : 'open seat'),
+        el('span', { class: 'player-name', title: taken ? state.players[m] : null }, taken ? state.players[m] : 'open seat'),
       );
       if (m === me) li.append(el('span', { class: 'you' }, '(you)'));
       if (taken) {
@@ -280,6 +311,7 @@ export class GameView {
     const { state } = game;
     const name = (m) => state.players[m] ?? m;
     const lines = [];
+    // Parts of "Bob is away (disconnected) — you win by forfeit in 27 s".
     if (state.status === 'playing') {
       for (const m of ['X', 'O']) {
         if (m === me) continue;
@@ -288,14 +320,14 @@ export class GameView {
         const left = away.since == null ? null
           : Math.max(0, Math.ceil((away.since + limits.forfeitGraceMs - Date.now()) / 1000));
         const when = left == null ? '' : left > 0 ? ` in ${left} s` : ' any moment now';
-        const who = goneText(name(m), away);
+        const who = goneParts(name(m), away);
         lines.push(me
-          ? `${who} — you win by forfeit${when}`
-          : `${who} — ${name(other(m))} wins by forfeit${when}`);
+          ? [...who, ` — you win by forfeit${when}`]
+          : [...who, ' — ', N(name(other(m))), ` wins by forfeit${when}`]);
       }
     }
     const box = $('away-status');
-    box.textContent = lines.join(' · ');
+    box.replaceChildren(...nodesOf(lines.flatMap((l, i) => (i ? [' · ', ...l] : l))));
     show(box, lines.length > 0);
     if (lines.length > 0 && !this.ticker) {
       this.ticker = setInterval(() => {

@@ -78,3 +78,12 @@ export function errorText(err) {
   }
   return base;
 }
+
+// "Rename refused: slow down, try again in 8 s.": what was refused, then why.
+export function refusedText(what, err) {
+  let why = errorText(err);
+  if (err.code === 'rate_limited' && err.retry_after_ms) {
+    why = `Slow down, try again in ${Math.ceil(err.retry_after_ms / 1000)} s.`;
+  }
+  return `${what} refused: ${why.charAt(0).toLowerCase()}${why.slice(1)}`;
+}

@@ -14,6 +14,8 @@ export class StatusView {
   constructor(onRetry) {
     this.box = $('conn');
     this.text = $('conn-text');
+    // Phones show a short word instead (style.css): the header keeps one row of fixed height.
+    this.short = $('conn-short');
     this.retry = $('conn-retry');
     this.retry.addEventListener('click', onRetry);
     this.tick = null;
@@ -27,6 +29,7 @@ export class StatusView {
     if (state !== this.last && SPOKEN[state]) announce(SPOKEN[state]);
     this.last = state;
     this.retry.hidden = state === 'connected' || state === 'connecting';
+    this.short.textContent = { connected: 'Connected', connecting: 'Connecting…' }[state] ?? 'Offline';
     if (state === 'connected') {
       this.text.textContent = 'Connected';
     } else if (state === 'connecting') {

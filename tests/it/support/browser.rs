@@ -53,6 +53,30 @@ pub fn artifacts_dir() -> PathBuf {
     dir
 }
 
+/// Where a spec keeps its screenshot of each view and size (`<view>-<size>.png`), so that a
+/// reader of the test output can look at the page as it was:
+/// `<target dir>/browser-screenshots/<spec without .mjs>/`, emptied of an earlier run's PNGs.
+pub fn screenshots_dir(spec: &str) -> PathBuf {
+    // CARGO_TARGET_TMPDIR is `<target dir>/tmp`, whatever CARGO_TARGET_DIR says.
+    let target = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .expect("the target dir")
+        .to_path_buf();
+    let dir = target
+        .join("browser-screenshots")
+        .join(spec.trim_end_matches(".mjs"));
+    std::fs::create_dir_all(&dir).expect("create the screenshots dir");
+    for entry in std::fs::read_dir(&dir)
+        .expect("read the screenshots dir")
+        .flatten()
+    {
+        if entry.path().extension().is_some_and(|e| e == "png") {
+            std::fs::remove_file(entry.path()).expect("remove an old screenshot");
+        }
+    }
+    dir
+}
+
 /// Runs `tests/browser/<spec>` against the topology and panics with node's output and every
 /// process log unless it exits successfully.
 pub async fn run_spec(spec: &str, topo: &Topology) {
@@ -68,6 +92,7 @@ pub async fn run_spec(spec: &str, topo: &Topology) {
         .map(|s| format!("{}={}", s.instance, s.pid()))
         .collect();
     // Files rather than pipes: a spec killed at the deadline still shows how far it got.
+    let shots = screenshots_dir(spec);
     let logs = TempDir::new("node");
     let out_path = logs.0.join("stdout.log");
     let err_path = logs.0.join("stderr.log");
@@ -79,6 +104,7 @@ pub async fn run_spec(spec: &str, topo: &Topology) {
         .env("TTT_PINNED", pinned.join(","))
         .env("TTT_INSTANCES", instances.join(","))
         .env("TTT_ARTIFACTS", artifacts_dir())
+        .env("TTT_SCREENSHOTS", &shots)
         .env("TTT_CHROMIUM", &chromium)
         .env(
             "TTT_TIMEOUT_MS",
@@ -113,14 +139,16 @@ pub async fn run_spec(spec: &str, topo: &Topology) {
     };
     if !ok {
         panic!(
-            "browser spec {spec} failed after {:.1} s\n--- node stdout ---\n{stdout}\n--- node stderr ---\n{stderr}\n{}",
+            "browser spec {spec} failed after {:.1} s (screenshots: {})\n--- node stdout ---\n{stdout}\n--- node stderr ---\n{stderr}\n{}",
             started.elapsed().as_secs_f64(),
+            shots.display(),
             topo.logs()
         );
     }
     println!(
-        "{spec} passed in {:.1} s\n{stdout}",
-        started.elapsed().as_secs_f64()
+        "{spec} passed in {:.1} s (screenshots: {})\n{stdout}",
+        started.elapsed().as_secs_f64(),
+        shots.display()
     );
 }
 
