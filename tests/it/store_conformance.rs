@@ -13,12 +13,12 @@ use tictactoe::session::SessionToken;
 use tictactoe::store::memory::MemoryStore;
 use tictactoe::store::redis::RedisStore;
 use tictactoe::store::{
-    Applied, Attendance, Hold, Keys, LobbyOwner, LobbyShare, PresenceEntry, Replay, SeatCheck,
-    SessionRecord, Store, StoreLimits, Ticket, Transition,
+    Applied, Attendance, Hold, Keys, LobbyOwner, LobbyRecord, LobbyShare, PresenceEntry, Replay,
+    SeatCheck, SessionRecord, Store, StoreLimits, Ticket, Transition,
 };
 use tictactoe_protocol::ids::{GameId, PlayerId};
 use tictactoe_protocol::templates::{ChatTemplate, PresenceTemplate};
-use tictactoe_protocol::{AwayReason, LobbyGame, Role, ServerMsg};
+use tictactoe_protocol::{AwayReason, Role, ServerMsg};
 use tictactoe_rules::{GameState, Mark, Seats, Status};
 
 const TTL: Duration = Duration::from_secs(60);
@@ -169,24 +169,24 @@ fn text(bytes: &Bytes) -> &str {
 }
 
 /// Updates the lobby as the operations do: with the change rendered for the lobby channel.
-async fn lobby_update(store: &dyn Store, entry: &LobbyGame) {
+async fn lobby_update(store: &dyn Store, entry: &LobbyRecord) {
     lobby_update_by(store, entry, None).await;
 }
 
 /// A lobby update naming the player who opened the game.
-async fn lobby_update_by(store: &dyn Store, entry: &LobbyGame, owner: Option<&PlayerId>) {
+async fn lobby_update_by(store: &dyn Store, entry: &LobbyRecord, owner: Option<&PlayerId>) {
     lobby_update_from(store, entry, owner, "192.0.2.1").await;
 }
 
 /// A lobby update naming the player who opened the game and their address.
 async fn lobby_update_from(
     store: &dyn Store,
-    entry: &LobbyGame,
+    entry: &LobbyRecord,
     owner: Option<&PlayerId>,
     address: &str,
 ) {
     let change = ServerMsg::LobbyChanged {
-        entry: entry.clone(),
+        entry: entry.clone().into(),
     };
     let owner = owner.map(|player| LobbyOwner { player, address });
     store
@@ -1015,7 +1015,7 @@ async fn a_dead_lease_is_swept_at(store: Arc<dyn Store>, scale: u32) -> Result<(
 }
 
 async fn the_lobby_lists_open_and_live_games(store: Arc<dyn Store>) {
-    let entry = |g: &str, status, o: Option<&str>| LobbyGame {
+    let entry = |g: &str, status, o: Option<&str>| LobbyRecord {
         game: gid(g),
         status,
         players: Seats {
@@ -1066,7 +1066,7 @@ async fn the_lobby_lists_open_and_live_games(store: Arc<dyn Store>) {
 }
 
 async fn the_lobby_shows_a_few_open_games_per_owner(store: Arc<dyn Store>) {
-    let open = |g: &str| LobbyGame {
+    let open = |g: &str| LobbyRecord {
         game: gid(g),
         status: Status::Waiting,
         players: Seats {
@@ -1086,7 +1086,7 @@ async fn the_lobby_shows_a_few_open_games_per_owner(store: Arc<dyn Store>) {
         lobby_update_by(store.as_ref(), &open(g), Some(&ann)).await;
         tokio::time::sleep(Duration::from_millis(3)).await;
     }
-    let ids = |v: Vec<LobbyGame>| {
+    let ids = |v: Vec<LobbyRecord>| {
         v.into_iter()
             .map(|e| e.game.to_string())
             .collect::<Vec<_>>()
@@ -1111,7 +1111,7 @@ async fn the_lobby_shows_a_few_open_games_per_owner(store: Arc<dyn Store>) {
 }
 
 async fn the_lobby_shows_a_few_open_games_per_address(store: Arc<dyn Store>) {
-    let open = |g: &str| LobbyGame {
+    let open = |g: &str| LobbyRecord {
         game: gid(g),
         status: Status::Waiting,
         players: Seats {
@@ -1132,7 +1132,7 @@ async fn the_lobby_shows_a_few_open_games_per_address(store: Arc<dyn Store>) {
         lobby_update_from(store.as_ref(), &open(g), Some(p), address).await;
         tokio::time::sleep(Duration::from_millis(3)).await;
     }
-    let ids = |v: Vec<LobbyGame>| {
+    let ids = |v: Vec<LobbyRecord>| {
         v.into_iter()
             .map(|e| e.game.to_string())
             .collect::<Vec<_>>()

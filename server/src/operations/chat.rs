@@ -40,5 +40,5 @@ pub async fn post(
         .await?
         .ok_or(OpError::UnknownGame)?;
     metrics::counter!("chat_lines_total").increment(1);
-    Ok(line)
+    Ok(line.into())
 }

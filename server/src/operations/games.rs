@@ -549,8 +549,8 @@ pub async fn snapshot(app: &App, game: &GameId) -> Result<Snapshot, OpError> {
     Ok(Snapshot {
         version,
         state,
-        presence,
-        chat,
+        presence: presence.into(),
+        chat: super::records::chat_lines(chat),
     })
 }
 

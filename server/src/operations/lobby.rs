@@ -2,8 +2,9 @@
 //! itself with the lobby's chat.
 
 use super::OpError;
+use super::records::{chat_lines, lobby_games};
 use crate::app::App;
-use crate::store::{LobbyOwner, LobbyShare, StoreError};
+use crate::store::{LobbyOwner, LobbyRecord, LobbyShare, StoreError};
 use std::net::IpAddr;
 use tictactoe_protocol::ids::{GameId, PlayerId};
 use tictactoe_protocol::{ChatLine, LobbyGame, ServerMsg};
@@ -12,8 +13,9 @@ use tictactoe_rules::GameState;
 /// Most games per lobby list.
 pub const LOBBY_MAX: usize = 50;
 
-pub fn lobby_entry(game: &GameId, state: &GameState) -> LobbyGame {
-    LobbyGame {
+/// Where a game stands, as the lobby keeps it.
+pub fn lobby_entry(game: &GameId, state: &GameState) -> LobbyRecord {
+    LobbyRecord {
         game: game.clone(),
         status: state.status,
         players: state.players.clone(),
@@ -32,7 +34,7 @@ pub async fn update_lobby(
 ) -> Result<(), StoreError> {
     let entry = lobby_entry(game, state);
     let event = ServerMsg::LobbyChanged {
-        entry: entry.clone(),
+        entry: LobbyGame::from(entry.clone()),
     };
     let address = owner.map(|(_, ip)| crate::admission::budget_key(ip).to_string());
     let owner = owner
@@ -70,7 +72,10 @@ pub async fn push_changes(app: &App) {
         .lobby_list(LOBBY_MAX, share(app), app.config.game_ttl)
         .await
     {
-        Ok((open, live)) => app.hub.send_lobby(ServerMsg::Lobby { open, live }),
+        Ok((open, live)) => app.hub.send_lobby(ServerMsg::Lobby {
+            open: lobby_games(open),
+            live: lobby_games(live),
+        }),
         Err(e) => {
             app.hub.lobby_changed();
             tracing::warn!(error = %e, "could not refresh the lobby");
@@ -96,5 +101,9 @@ pub async fn list(app: &App) -> Result<Listing, OpError> {
         .lobby_list(LOBBY_MAX, share(app), app.config.game_ttl)
         .await?;
     let chat = app.store.recent_chat(None, app.config.chat_history).await?;
-    Ok(Listing { open, live, chat })
+    Ok(Listing {
+        open: lobby_games(open),
+        live: lobby_games(live),
+        chat: chat_lines(chat),
+    })
 }

@@ -9,6 +9,7 @@ pub mod leases;
 pub mod lobby;
 pub mod matching;
 pub mod presence;
+pub mod records;
 pub mod sessions;
 
 use crate::store::StoreError;

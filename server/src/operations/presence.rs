@@ -72,8 +72,8 @@ pub async fn enter(
         .await?;
     Ok(Entered {
         role,
-        chat,
-        presence: change.presence,
+        chat: super::records::chat_lines(chat),
+        presence: change.presence.into(),
     })
 }
 

@@ -20,12 +20,13 @@ use crate::session::TokenHash;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
 use tictactoe_protocol::ids::{GameId, PlayerId};
-use tictactoe_protocol::templates::{ChatTemplate, PresenceTemplate};
-use tictactoe_protocol::{AwayReason, ChatLine, LobbyGame, Presence, Role};
-use tictactoe_rules::{GameState, Mark, Seats};
+use tictactoe_protocol::templates::{ChatTemplate, PresenceSlot, PresenceTemplate, away_json};
+use tictactoe_protocol::{Away, AwayReason, Role};
+use tictactoe_rules::{GameState, Mark, Seats, Status};
 
 pub use keys::Keys;
 pub(crate) use replay::replay_from;
@@ -274,6 +275,65 @@ pub struct Ticket {
     pub conn: u64,
 }
 
+/// A game's lobby entry as the store keeps it (JSON in Redis, in this layout: the stored form
+/// is the store's, the wire's `LobbyGame` is made from it by the operations).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LobbyRecord {
+    pub game: GameId,
+    pub status: Status,
+    pub players: Seats<Option<String>>,
+    pub round: u32,
+}
+
+/// A chat line as the store keeps it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChatRecord {
+    /// Stream id: increasing within a game (or the lobby).
+    pub id: String,
+    pub from: String,
+    /// What the author was in the game (none in the lobby).
+    pub role: Option<Role>,
+    pub text: String,
+    /// Milliseconds since the epoch, on the store's clock.
+    pub ts: u64,
+}
+
+/// Who is connected to a game, as the store counts it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PresenceRecord {
+    pub players: Seats<bool>,
+    pub spectators: u32,
+    /// For each seat whose player was here and is not now: why, and how long ago.
+    pub away: Seats<Option<Absence>>,
+}
+
+/// A seated player's absence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Absence {
+    pub reason: AwayReason,
+    /// How long ago the player went, when it was read.
+    pub for_ms: u64,
+}
+
+impl PresenceRecord {
+    /// The presence event `template` describes, with this presence's values.
+    pub fn render(&self, template: &PresenceTemplate) -> String {
+        let away = |a: Option<Absence>| {
+            away_json(a.map(|a| Away {
+                reason: a.reason,
+                for_ms: a.for_ms,
+            }))
+        };
+        template.fill_with(|slot| match slot {
+            PresenceSlot::XPresent => self.players.x.to_string(),
+            PresenceSlot::OPresent => self.players.o.to_string(),
+            PresenceSlot::Spectators => self.spectators.to_string(),
+            PresenceSlot::XAway => away(self.away.x),
+            PresenceSlot::OAway => away(self.away.o),
+        })
+    }
+}
+
 /// Who opened a game waiting in the lobby: the player, and the address it is counted under
 /// (a per-address budget key, never shown to anyone).
 #[derive(Clone, Copy, Debug)]
@@ -362,18 +422,18 @@ pub trait Store: Send + Sync + 'static {
         text: &str,
         event: &ChatTemplate,
         ttl: Duration,
-    ) -> StoreResult<Option<ChatLine>>;
+    ) -> StoreResult<Option<ChatRecord>>;
     /// The most recent `n` lines, oldest first.
-    async fn recent_chat(&self, game: Option<&GameId>, n: usize) -> StoreResult<Vec<ChatLine>>;
+    async fn recent_chat(&self, game: Option<&GameId>, n: usize) -> StoreResult<Vec<ChatRecord>>;
 
     // Rate limits.
     /// One GCRA step on the named bucket, on the store's clock.
     async fn rate(&self, key: &str, rule: Rule) -> StoreResult<Decision>;
 
-    // Presence.
+    // PresenceRecord.
     /// Adds or removes a connection of `entry` in `game`, and publishes the game's presence
     /// (`event`, filled) when it changed. A seat that empties remembers why and since when
-    /// (`Presence::away`).
+    /// (`PresenceRecord::away`).
     async fn presence_change(
         &self,
         game: &GameId,
@@ -382,7 +442,7 @@ pub trait Store: Send + Sync + 'static {
         event: &PresenceTemplate,
         ttl: Duration,
     ) -> StoreResult<PresenceChange>;
-    async fn presence(&self, game: &GameId) -> StoreResult<Presence>;
+    async fn presence(&self, game: &GameId) -> StoreResult<PresenceRecord>;
     /// The game and its seats' attendance, for the forfeit clock. Starts the away clock of
     /// an absent seat that has none. `None` for an unknown game.
     async fn inspect_seats(&self, game: &GameId) -> StoreResult<Option<SeatsView>>;
@@ -422,7 +482,7 @@ pub trait Store: Send + Sync + 'static {
     /// lobby channel. `owner` is who opened a waiting game, and from where.
     async fn lobby_update(
         &self,
-        entry: &LobbyGame,
+        entry: &LobbyRecord,
         owner: Option<LobbyOwner<'_>>,
         event: Bytes,
     ) -> StoreResult<()>;
@@ -433,7 +493,7 @@ pub trait Store: Send + Sync + 'static {
         max: usize,
         share: LobbyShare,
         ttl: Duration,
-    ) -> StoreResult<(Vec<LobbyGame>, Vec<LobbyGame>)>;
+    ) -> StoreResult<(Vec<LobbyRecord>, Vec<LobbyRecord>)>;
 
     // Quick match.
     /// Queues `ticket`, unless another ticket refreshed within `fresh` waits: then that one
@@ -476,7 +536,7 @@ pub enum Hold {
 /// The result of a presence change.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PresenceChange {
-    pub presence: Presence,
+    pub presence: PresenceRecord,
     /// Seats whose player just left (their forfeit clock started).
     pub left: Seats<bool>,
     /// Connections this lease still has in the game.

@@ -2,15 +2,16 @@
 
 use super::MemoryStore;
 use super::{ms, now_ms};
+use crate::store::ChatRecord;
 use crate::store::StoreResult;
 use std::collections::VecDeque;
 use std::time::Duration;
+use tictactoe_protocol::Role;
 use tictactoe_protocol::ids::GameId;
 use tictactoe_protocol::templates::ChatTemplate;
-use tictactoe_protocol::{ChatLine, Role};
 
 pub(super) struct MemChat {
-    pub(super) lines: VecDeque<ChatLine>,
+    pub(super) lines: VecDeque<ChatRecord>,
     pub(super) expires: u64,
 }
 
@@ -22,7 +23,7 @@ pub(super) fn append_chat(
     text: &str,
     event: &ChatTemplate,
     ttl: Duration,
-) -> StoreResult<Option<ChatLine>> {
+) -> StoreResult<Option<ChatRecord>> {
     let now = now_ms();
     let mut inner = store.lock();
     if let Some(g) = game
@@ -36,7 +37,7 @@ pub(super) fn append_chat(
         0
     };
     inner.chat_seq = (now, seq);
-    let line = ChatLine {
+    let line = ChatRecord {
         id: format!("{now}-{seq}"),
         from: from.to_string(),
         role,
@@ -64,7 +65,7 @@ pub(super) fn recent_chat(
     store: &MemoryStore,
     game: Option<&GameId>,
     n: usize,
-) -> StoreResult<Vec<ChatLine>> {
+) -> StoreResult<Vec<ChatRecord>> {
     let now = now_ms();
     let inner = store.lock();
     Ok(inner

@@ -3,11 +3,12 @@
 
 use super::MemoryStore;
 use super::{ms, now_ms};
+use crate::store::LobbyRecord;
 use crate::store::{LobbyOwner, LobbyShare, StoreResult};
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::time::Duration;
-use tictactoe_protocol::LobbyGame;
+
 use tictactoe_protocol::ids::PlayerId;
 
 /// Who opened a waiting game, and the address it is counted under.
@@ -15,7 +16,7 @@ pub(super) type Opener = (PlayerId, String);
 
 pub(super) fn lobby_update(
     store: &MemoryStore,
-    entry: &LobbyGame,
+    entry: &LobbyRecord,
     owner: Option<LobbyOwner<'_>>,
     event: Bytes,
 ) -> StoreResult<()> {
@@ -48,7 +49,7 @@ pub(super) fn lobby_list(
     max: usize,
     share: LobbyShare,
     ttl: Duration,
-) -> StoreResult<(Vec<LobbyGame>, Vec<LobbyGame>)> {
+) -> StoreResult<(Vec<LobbyRecord>, Vec<LobbyRecord>)> {
     let LobbyShare {
         per_owner,
         per_address,

@@ -26,6 +26,7 @@ use crate::store::{
     PresenceChange, PresenceEntry, PresenceEvent, Replay, SeatsView, SessionRecord, Store,
     StoreLimits, StoreResult, StoredGame, Ticket, Transition,
 };
+use crate::store::{ChatRecord, LobbyRecord, PresenceRecord};
 use async_trait::async_trait;
 use bytes::Bytes;
 use chat::MemChat;
@@ -36,9 +37,9 @@ use sessions::MemSession;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tictactoe_protocol::Role;
 use tictactoe_protocol::ids::{GameId, PlayerId};
 use tictactoe_protocol::templates::{ChatTemplate, PresenceTemplate};
-use tictactoe_protocol::{ChatLine, LobbyGame, Presence, Role};
 use tictactoe_rules::{GameState, Seats};
 use tokio::sync::broadcast;
 
@@ -73,7 +74,7 @@ struct Inner {
     /// Bucket -> (theoretical arrival time us, expiry ms).
     rates: HashMap<String, (u64, u64)>,
     /// Game -> (entry, last update ms, who opened it while it waits).
-    lobby: HashMap<GameId, (LobbyGame, u64, Option<Opener>)>,
+    lobby: HashMap<GameId, (LobbyRecord, u64, Option<Opener>)>,
     /// Player -> its waiting games, with when each was held (ms).
     waiting: HashMap<PlayerId, BTreeMap<GameId, u64>>,
     /// Waiting tickets: player -> (last refresh ms, ticket).
@@ -228,11 +229,11 @@ impl Store for MemoryStore {
         text: &str,
         event: &ChatTemplate,
         ttl: Duration,
-    ) -> StoreResult<Option<ChatLine>> {
+    ) -> StoreResult<Option<ChatRecord>> {
         chat::append_chat(self, game, from, role, text, event, ttl)
     }
 
-    async fn recent_chat(&self, game: Option<&GameId>, n: usize) -> StoreResult<Vec<ChatLine>> {
+    async fn recent_chat(&self, game: Option<&GameId>, n: usize) -> StoreResult<Vec<ChatRecord>> {
         chat::recent_chat(self, game, n)
     }
 
@@ -251,7 +252,7 @@ impl Store for MemoryStore {
         presence::presence_change(self, game, entry, change, event, ttl)
     }
 
-    async fn presence(&self, game: &GameId) -> StoreResult<Presence> {
+    async fn presence(&self, game: &GameId) -> StoreResult<PresenceRecord> {
         presence::presence(self, game)
     }
 
@@ -292,7 +293,7 @@ impl Store for MemoryStore {
 
     async fn lobby_update(
         &self,
-        entry: &LobbyGame,
+        entry: &LobbyRecord,
         owner: Option<LobbyOwner<'_>>,
         event: Bytes,
     ) -> StoreResult<()> {
@@ -304,7 +305,7 @@ impl Store for MemoryStore {
         max: usize,
         share: LobbyShare,
         ttl: Duration,
-    ) -> StoreResult<(Vec<LobbyGame>, Vec<LobbyGame>)> {
+    ) -> StoreResult<(Vec<LobbyRecord>, Vec<LobbyRecord>)> {
         lobby::lobby_list(self, max, share, ttl)
     }
 

@@ -1,8 +1,9 @@
-//! Presence in memory: connection counts per instance lease, the away clocks, and the leases
+//! PresenceRecord in memory: connection counts per instance lease, the away clocks, and the leases
 //! themselves, as `presence.lua` and `lease.lua` keep them.
 
 use super::MemoryStore;
 use super::{ms, now_ms};
+use crate::store::{Absence, PresenceRecord};
 use crate::store::{
     Attendance, PresenceChange, PresenceEntry, PresenceEvent, SeatsView, StoreResult,
 };
@@ -10,7 +11,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 use tictactoe_protocol::ids::GameId;
 use tictactoe_protocol::templates::PresenceTemplate;
-use tictactoe_protocol::{Away, AwayReason, Presence, Role};
+use tictactoe_protocol::{AwayReason, Role};
 use tictactoe_rules::{Mark, Seats};
 
 #[derive(Default)]
@@ -25,8 +26,8 @@ pub(super) struct MemPresence {
 }
 
 impl MemPresence {
-    pub(super) fn summary(&self) -> Presence {
-        let mut p = Presence::default();
+    pub(super) fn summary(&self) -> PresenceRecord {
+        let mut p = PresenceRecord::default();
         let mut spectators = HashSet::new();
         for field in self.conns.keys() {
             let mut parts = field.splitn(4, '|').skip(2);
@@ -45,14 +46,14 @@ impl MemPresence {
     }
 
     /// The summary with each emptied seat's absence, as presence.lua reports it.
-    pub(super) fn view(&self, now: u64) -> Presence {
+    pub(super) fn view(&self, now: u64) -> PresenceRecord {
         let mut p = self.summary();
         for m in [Mark::X, Mark::O] {
             if *p.players.get(m) {
                 continue;
             }
             if let (Some(reason), Some(since)) = (*self.why.get(m), *self.away.get(m)) {
-                *p.away.get_mut(m) = Some(Away {
+                *p.away.get_mut(m) = Some(Absence {
                     reason,
                     for_ms: now.saturating_sub(since),
                 });
@@ -69,8 +70,8 @@ impl MemPresence {
     /// Seat bookkeeping after a change, as presence.lua does it.
     pub(super) fn settle(
         &mut self,
-        before: &Presence,
-        after: &Presence,
+        before: &PresenceRecord,
+        after: &PresenceRecord,
         now: u64,
         why: AwayReason,
     ) -> Seats<bool> {
@@ -140,7 +141,7 @@ pub(super) fn presence_change(
         set.remove(game);
     }
     if changed {
-        store.send(store.keys.game_channel(game), event.fill(&after).into());
+        store.send(store.keys.game_channel(game), after.render(event).into());
     }
     Ok(PresenceChange {
         presence: after,
@@ -149,7 +150,7 @@ pub(super) fn presence_change(
     })
 }
 
-pub(super) fn presence(store: &MemoryStore, game: &GameId) -> StoreResult<Presence> {
+pub(super) fn presence(store: &MemoryStore, game: &GameId) -> StoreResult<PresenceRecord> {
     let now = now_ms();
     Ok(store
         .lock()
@@ -239,7 +240,7 @@ pub(super) fn sweep_lease(
     }
     drop(inner);
     for (g, p) in changed {
-        store.send(store.keys.game_channel(&g), event(&g).fill(&p).into());
+        store.send(store.keys.game_channel(&g), p.render(&event(&g)).into());
     }
     Ok(emptied)
 }

@@ -4,12 +4,13 @@
 
 use super::decode::{chat_line, chat_ts, corrupt, items, role_name, text, ttl_ms};
 use super::{RedisStore, SCRIPTS};
+use crate::store::ChatRecord;
 use crate::store::StoreResult;
 use ::redis::Value;
 use std::time::Duration;
+use tictactoe_protocol::Role;
 use tictactoe_protocol::ids::GameId;
 use tictactoe_protocol::templates::ChatTemplate;
-use tictactoe_protocol::{ChatLine, Role};
 
 pub(super) async fn append(
     s: &RedisStore,
@@ -19,7 +20,7 @@ pub(super) async fn append(
     line: &str,
     event: &ChatTemplate,
     ttl: Duration,
-) -> StoreResult<Option<ChatLine>> {
+) -> StoreResult<Option<ChatRecord>> {
     let k = &s.keys;
     let (stream, exists_key, channel) = match game {
         Some(g) => (k.game_chat(g), k.game(g), k.game_channel(g)),
@@ -48,7 +49,7 @@ pub(super) async fn append(
         return Ok(None);
     }
     let id = text(&reply).ok_or_else(|| corrupt("chat", &reply))?;
-    Ok(Some(ChatLine {
+    Ok(Some(ChatRecord {
         ts: chat_ts(&id)?,
         id,
         from: from.to_string(),
@@ -61,7 +62,7 @@ pub(super) async fn recent(
     s: &RedisStore,
     game: Option<&GameId>,
     n: usize,
-) -> StoreResult<Vec<ChatLine>> {
+) -> StoreResult<Vec<ChatRecord>> {
     let key = match game {
         Some(g) => s.keys.game_chat(g),
         None => s.keys.lobby_chat(),

@@ -1,13 +1,14 @@
 //! Between store types and the text the scripts keep and return: replies decoded into games,
 //! chat lines and presence, and the few values encoded the way the scripts store them.
 
+use crate::store::{Absence, ChatRecord, PresenceRecord};
 use crate::store::{StoreError, StoreResult, StoredGame};
 use ::redis::Value;
 use bytes::Bytes;
 use std::time::Duration;
-use tictactoe_protocol::Away;
+
 use tictactoe_protocol::ids::PlayerId;
-use tictactoe_protocol::{AwayReason, ChatLine, Presence, Role};
+use tictactoe_protocol::{AwayReason, Role};
 use tictactoe_rules::{GameState, Mark, Seats};
 
 pub(super) fn corrupt(what: &str, got: impl std::fmt::Debug) -> StoreError {
@@ -91,7 +92,7 @@ pub(super) fn chat_ts(id: &str) -> StoreResult<u64> {
 }
 
 /// A chat line from a stream entry `[id, [field, value, ...]]`.
-pub(super) fn chat_line(entry: Value) -> StoreResult<ChatLine> {
+pub(super) fn chat_line(entry: Value) -> StoreResult<ChatRecord> {
     let mut parts = items(entry).ok_or_else(|| corrupt("chat entry", "not an array"))?;
     let fields = parts
         .pop()
@@ -116,7 +117,7 @@ pub(super) fn chat_line(entry: Value) -> StoreResult<ChatLine> {
         ),
     };
     let ts = chat_ts(&id)?;
-    Ok(ChatLine {
+    Ok(ChatRecord {
         id,
         from: field("f"),
         role,
@@ -127,7 +128,7 @@ pub(super) fn chat_line(entry: Value) -> StoreResult<ChatLine> {
 
 /// A presence from presence.lua's reply: the counts, then the absence as
 /// {x ms, o ms, x why, o why}.
-pub(super) fn presence_of(x: i64, o: i64, n: i64, away: &[i64]) -> StoreResult<Presence> {
+pub(super) fn presence_of(x: i64, o: i64, n: i64, away: &[i64]) -> StoreResult<PresenceRecord> {
     let [xa, oa, xw, ow] = away else {
         return Err(corrupt("presence absence", away));
     };
@@ -137,12 +138,12 @@ pub(super) fn presence_of(x: i64, o: i64, n: i64, away: &[i64]) -> StoreResult<P
             2 => AwayReason::Disconnected,
             _ => return None,
         };
-        Some(Away {
+        Some(Absence {
             reason,
             for_ms: u64::try_from(ms).unwrap_or(0),
         })
     };
-    Ok(Presence {
+    Ok(PresenceRecord {
         players: Seats {
             x: x == 1,
             o: o == 1,

@@ -3,11 +3,11 @@
 
 use super::decode::{corrupt, items, texts, ttl_ms};
 use super::{RedisStore, SCRIPTS};
+use crate::store::LobbyRecord;
 use crate::store::{Keys, LobbyOwner, LobbyShare, StoreError, StoreResult};
 use ::redis::Value;
 use bytes::Bytes;
 use std::time::Duration;
-use tictactoe_protocol::LobbyGame;
 
 /// `lobby.lua` with its keys; the caller adds the action and its arguments.
 fn lobby_script(k: &Keys) -> ::redis::ScriptInvocation<'static> {
@@ -21,7 +21,7 @@ fn lobby_script(k: &Keys) -> ::redis::ScriptInvocation<'static> {
 
 pub(super) async fn update(
     s: &RedisStore,
-    entry: &LobbyGame,
+    entry: &LobbyRecord,
     owner: Option<LobbyOwner<'_>>,
     event: Bytes,
 ) -> StoreResult<()> {
@@ -56,7 +56,7 @@ pub(super) async fn list(
     max: usize,
     share: LobbyShare,
     ttl: Duration,
-) -> StoreResult<(Vec<LobbyGame>, Vec<LobbyGame>)> {
+) -> StoreResult<(Vec<LobbyRecord>, Vec<LobbyRecord>)> {
     let k = &s.keys;
     let mut conn = s.conn().await?;
     let mut inv = lobby_script(k);
@@ -69,7 +69,7 @@ pub(super) async fn list(
         .call("lobby", conn.generation, inv.invoke_async(&mut conn))
         .await?;
     let mut lists = items(reply).ok_or_else(|| corrupt("lobby", "not an array"))?;
-    let parse = |v: Option<Value>| -> Vec<LobbyGame> {
+    let parse = |v: Option<Value>| -> Vec<LobbyRecord> {
         v.and_then(texts)
             .unwrap_or_default()
             .iter()

@@ -36,6 +36,7 @@ use crate::store::{
     PresenceEntry, PresenceEvent, Replay, SeatsView, SessionRecord, Store, StoreError, StoreLimits,
     StoreResult, StoredGame, Ticket, Transition,
 };
+use crate::store::{ChatRecord, LobbyRecord, PresenceRecord};
 use async_trait::async_trait;
 use bytes::Bytes;
 use connection::Link;
@@ -43,9 +44,9 @@ use durable::Durable;
 use scripts::SCRIPTS;
 use std::sync::Arc;
 use std::time::Duration;
+use tictactoe_protocol::Role;
 use tictactoe_protocol::ids::{GameId, PlayerId};
 use tictactoe_protocol::templates::{ChatTemplate, PresenceTemplate};
-use tictactoe_protocol::{ChatLine, LobbyGame, Presence, Role};
 use tictactoe_rules::{GameState, Seats};
 
 pub struct RedisStore {
@@ -175,11 +176,11 @@ impl Store for RedisStore {
         text: &str,
         event: &ChatTemplate,
         ttl: Duration,
-    ) -> StoreResult<Option<ChatLine>> {
+    ) -> StoreResult<Option<ChatRecord>> {
         chat::append(self, game, from, role, text, event, ttl).await
     }
 
-    async fn recent_chat(&self, game: Option<&GameId>, n: usize) -> StoreResult<Vec<ChatLine>> {
+    async fn recent_chat(&self, game: Option<&GameId>, n: usize) -> StoreResult<Vec<ChatRecord>> {
         chat::recent(self, game, n).await
     }
 
@@ -210,7 +211,7 @@ impl Store for RedisStore {
         presence::change(self, game, entry, change, event, ttl).await
     }
 
-    async fn presence(&self, game: &GameId) -> StoreResult<Presence> {
+    async fn presence(&self, game: &GameId) -> StoreResult<PresenceRecord> {
         presence::read(self, game).await
     }
 
@@ -251,7 +252,7 @@ impl Store for RedisStore {
 
     async fn lobby_update(
         &self,
-        entry: &LobbyGame,
+        entry: &LobbyRecord,
         owner: Option<LobbyOwner<'_>>,
         event: Bytes,
     ) -> StoreResult<()> {
@@ -263,7 +264,7 @@ impl Store for RedisStore {
         max: usize,
         share: LobbyShare,
         ttl: Duration,
-    ) -> StoreResult<(Vec<LobbyGame>, Vec<LobbyGame>)> {
+    ) -> StoreResult<(Vec<LobbyRecord>, Vec<LobbyRecord>)> {
         lobby::list(self, max, share, ttl).await
     }
 

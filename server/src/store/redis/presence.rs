@@ -7,14 +7,15 @@ use super::decode::{corrupt, num, parse_state, presence_of, role_name, texts, tt
 use super::durable::wait_cmd;
 use super::scripts::{reply, script_cmd};
 use super::{RedisStore, SCRIPTS};
+use crate::store::PresenceRecord;
 use crate::store::{
     Attendance, PresenceChange, PresenceEntry, PresenceEvent, SeatsView, StoreResult,
 };
 use ::redis::Value;
 use std::time::Duration;
+use tictactoe_protocol::AwayReason;
 use tictactoe_protocol::ids::GameId;
 use tictactoe_protocol::templates::PresenceTemplate;
-use tictactoe_protocol::{AwayReason, Presence};
 use tictactoe_rules::Seats;
 
 use tictactoe_protocol::templates::AWAY_PIECES;
@@ -28,7 +29,7 @@ async fn script(
     event: &PresenceTemplate,
     ttl: Duration,
     why: AwayReason,
-) -> StoreResult<(Presence, Seats<bool>, u64)> {
+) -> StoreResult<(PresenceRecord, Seats<bool>, u64)> {
     let k = &s.keys;
     let mut inv = SCRIPTS.presence.prepare_invoke();
     inv.key(k.game_presence(game)).key(k.game(game));
@@ -116,7 +117,7 @@ pub(super) async fn change(
     })
 }
 
-pub(super) async fn read(s: &RedisStore, game: &GameId) -> StoreResult<Presence> {
+pub(super) async fn read(s: &RedisStore, game: &GameId) -> StoreResult<PresenceRecord> {
     let mut conn = s.conn().await?;
     let mut inv = SCRIPTS.presence.prepare_invoke();
     inv.key(s.keys.game_presence(game))
