@@ -89,52 +89,52 @@ pub struct Config {
     // Rate limits.
     /// Moves per second per session and game (enforced in Redis, so reconnecting or
     /// changing instance does not reset it).
-    #[arg(long, env = "MOVE_RATE", default_value_t = 10.0)]
+    #[arg(long, env = "MOVE_RATE", default_value_t = 10.0, value_parser = positive_rate)]
     pub move_rate: f64,
-    #[arg(long, env = "MOVE_BURST", default_value_t = 20)]
+    #[arg(long, env = "MOVE_BURST", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
     pub move_burst: u32,
     /// Chat lines per second per session (enforced in Redis).
-    #[arg(long, env = "CHAT_RATE", default_value_t = 1.0)]
+    #[arg(long, env = "CHAT_RATE", default_value_t = 1.0, value_parser = positive_rate)]
     pub chat_rate: f64,
-    #[arg(long, env = "CHAT_BURST", default_value_t = 5)]
+    #[arg(long, env = "CHAT_BURST", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
     pub chat_burst: u32,
     /// Frames per second per connection, of any kind, counted before parsing (in process).
-    #[arg(long, env = "MSG_RATE", default_value_t = 30.0)]
+    #[arg(long, env = "MSG_RATE", default_value_t = 30.0, value_parser = positive_rate)]
     pub msg_rate: f64,
-    #[arg(long, env = "MSG_BURST", default_value_t = 60)]
+    #[arg(long, env = "MSG_BURST", default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..))]
     pub msg_burst: u32,
     /// New WebSocket connections per second per client IP (enforced in Redis).
-    #[arg(long, env = "IP_CONN_RATE", default_value_t = 5.0)]
+    #[arg(long, env = "IP_CONN_RATE", default_value_t = 5.0, value_parser = positive_rate)]
     pub ip_conn_rate: f64,
-    #[arg(long, env = "IP_CONN_BURST", default_value_t = 50)]
+    #[arg(long, env = "IP_CONN_BURST", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
     pub ip_conn_burst: u32,
     /// New sessions per second per client IP (enforced in Redis).
-    #[arg(long, env = "IP_SESSION_RATE", default_value_t = 0.5)]
+    #[arg(long, env = "IP_SESSION_RATE", default_value_t = 0.5, value_parser = positive_rate)]
     pub ip_session_rate: f64,
-    #[arg(long, env = "IP_SESSION_BURST", default_value_t = 20)]
+    #[arg(long, env = "IP_SESSION_BURST", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
     pub ip_session_burst: u32,
     /// Games a session may start watching per second (enforced in Redis): joining as a
     /// spectator announces presence to the game's players.
-    #[arg(long, env = "SPECTATE_RATE", default_value_t = 1.0)]
+    #[arg(long, env = "SPECTATE_RATE", default_value_t = 1.0, value_parser = positive_rate)]
     pub spectate_rate: f64,
-    #[arg(long, env = "SPECTATE_BURST", default_value_t = 20)]
+    #[arg(long, env = "SPECTATE_BURST", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
     pub spectate_burst: u32,
     /// Games started to be watched per second per client IP (enforced in Redis).
-    #[arg(long, env = "IP_SPECTATE_RATE", default_value_t = 2.0)]
+    #[arg(long, env = "IP_SPECTATE_RATE", default_value_t = 2.0, value_parser = positive_rate)]
     pub ip_spectate_rate: f64,
-    #[arg(long, env = "IP_SPECTATE_BURST", default_value_t = 40)]
+    #[arg(long, env = "IP_SPECTATE_BURST", default_value_t = 40, value_parser = clap::value_parser!(u32).range(1..))]
     pub ip_spectate_burst: u32,
     /// Games a session may create per second (enforced in Redis; quick matches do not count).
-    #[arg(long, env = "CREATE_RATE", default_value_t = 0.1)]
+    #[arg(long, env = "CREATE_RATE", default_value_t = 0.1, value_parser = positive_rate)]
     pub create_rate: f64,
-    #[arg(long, env = "CREATE_BURST", default_value_t = 10)]
+    #[arg(long, env = "CREATE_BURST", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
     pub create_burst: u32,
     /// Games created per second per client IP (enforced in Redis).
-    #[arg(long, env = "IP_CREATE_RATE", default_value_t = 0.5)]
+    #[arg(long, env = "IP_CREATE_RATE", default_value_t = 0.5, value_parser = positive_rate)]
     pub ip_create_rate: f64,
     /// At most LOBBY_PER_ADDRESS, so that a burst cannot list more games than the lobby
     /// shows of one address.
-    #[arg(long, env = "IP_CREATE_BURST", default_value_t = 8)]
+    #[arg(long, env = "IP_CREATE_BURST", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
     pub ip_create_burst: u32,
     /// Games a session may have waiting for an opponent at once; `create` beyond it is
     /// refused (`too_many_waiting`) until one is joined or expires.
@@ -254,6 +254,46 @@ pub struct Config {
     pub idle_timeout: Duration,
 }
 
+/// Where the store lives: decided once, from REDIS_URL, REDIS_SENTINELS (with
+/// REDIS_SENTINEL_MASTER) and REDIS_CLUSTER_URLS, of which at most one may be set (an empty
+/// value counts as unset, so that an override can switch layouts).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RedisLayout {
+    /// No Redis: the in-memory store of a lone instance.
+    Memory,
+    Single {
+        url: String,
+    },
+    Sentinel {
+        sentinels: Vec<String>,
+        master: String,
+    },
+    Cluster {
+        nodes: Vec<String>,
+    },
+}
+
+/// Settings that cannot work together, found at start-up.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("set one of REDIS_URL, REDIS_SENTINELS and REDIS_CLUSTER_URLS, not several")]
+    SeveralRedisLayouts,
+    #[error(
+        "REDIS_SENTINELS needs REDIS_SENTINEL_MASTER, the name the Sentinels know the primary by"
+    )]
+    SentinelMasterMissing,
+    #[error("REDIS_WAIT_TIMEOUT_MS ({wait} ms) must be below REDIS_TIMEOUT_MS ({timeout} ms)")]
+    WaitOutlastsTimeout { wait: u128, timeout: u128 },
+}
+
+/// Settings that work together, with what is unwise about them.
+#[derive(Debug)]
+pub struct Checked {
+    pub layout: RedisLayout,
+    /// Combinations that work but badly; logged at start-up.
+    pub warnings: Vec<&'static str>,
+}
+
 /// Parses a [`Config`] alone, for [`Config::default`].
 #[derive(Parser)]
 struct Defaults {
@@ -276,6 +316,199 @@ impl Default for Config {
 }
 
 impl Config {
+    /// The checks across settings that one setting's parser cannot make.
+    pub fn check(&self) -> Result<Checked, ConfigError> {
+        let layout = self.redis_layout()?;
+        if layout != RedisLayout::Memory
+            && self.redis_wait_replicas > 0
+            && self.redis_wait_timeout >= self.redis_timeout
+        {
+            return Err(ConfigError::WaitOutlastsTimeout {
+                wait: self.redis_wait_timeout.as_millis(),
+                timeout: self.redis_timeout.as_millis(),
+            });
+        }
+        let mut warnings = Vec::new();
+        if self.redis_lost >= self.forfeit_grace {
+            warnings.push(
+                "REDIS_LOST_MS is not under FORFEIT_GRACE_MS: players of an instance that loses \
+                 Redis may forfeit before they are sent elsewhere",
+            );
+        }
+        if self.redis_lost <= self.redis_timeout {
+            warnings.push(
+                "REDIS_LOST_MS is not above REDIS_TIMEOUT_MS: a hung Redis connection cannot be \
+                 replaced before the instance gives up on Redis",
+            );
+        }
+        if self.lobby_per_address > 0 && self.ip_create_burst as usize > self.lobby_per_address {
+            warnings.push(
+                "IP_CREATE_BURST is above LOBBY_PER_ADDRESS: an address can open more games at \
+                 once than the lobby lists of it",
+            );
+        }
+        Ok(Checked { layout, warnings })
+    }
+
+    /// Every setting as the environment variables that reproduce it: for starting another
+    /// process with exactly these settings (a test's server processes start from a cleared
+    /// environment and these). Unset optional settings are left out.
+    pub fn to_env(&self) -> Vec<(&'static str, String)> {
+        let mut env = Vec::new();
+        let mut put = |name: &'static str, value: String| env.push((name, value));
+        put("LISTEN_ADDR", self.listen_addr.to_string());
+        if let Some(v) = &self.metrics_addr {
+            put("METRICS_ADDR", v.to_string());
+        }
+        if let Some(v) = &self.redis_url {
+            put("REDIS_URL", v.to_string());
+        }
+        if !self.redis_cluster_urls.is_empty() {
+            put("REDIS_CLUSTER_URLS", self.redis_cluster_urls.join(","));
+        }
+        if !self.redis_sentinels.is_empty() {
+            put("REDIS_SENTINELS", self.redis_sentinels.join(","));
+        }
+        if let Some(v) = &self.redis_sentinel_master {
+            put("REDIS_SENTINEL_MASTER", v.to_string());
+        }
+        put("REDIS_WAIT_REPLICAS", self.redis_wait_replicas.to_string());
+        put(
+            "REDIS_WAIT_TIMEOUT_MS",
+            self.redis_wait_timeout.as_millis().to_string(),
+        );
+        if let Some(v) = &self.instance_id {
+            put("INSTANCE_ID", v.to_string());
+        }
+        put("WEB_DIR", self.web_dir.display().to_string());
+        put("KEY_PREFIX", self.key_prefix.to_string());
+        put(
+            "LOG_FORMAT",
+            match self.log_format {
+                LogFormat::Text => "text",
+                LogFormat::Json => "json",
+            }
+            .to_string(),
+        );
+        put(
+            "REDIS_TIMEOUT_MS",
+            self.redis_timeout.as_millis().to_string(),
+        );
+        put("REDIS_LOST_MS", self.redis_lost.as_millis().to_string());
+        put("MOVE_RATE", self.move_rate.to_string());
+        put("MOVE_BURST", self.move_burst.to_string());
+        put("CHAT_RATE", self.chat_rate.to_string());
+        put("CHAT_BURST", self.chat_burst.to_string());
+        put("MSG_RATE", self.msg_rate.to_string());
+        put("MSG_BURST", self.msg_burst.to_string());
+        put("IP_CONN_RATE", self.ip_conn_rate.to_string());
+        put("IP_CONN_BURST", self.ip_conn_burst.to_string());
+        put("IP_SESSION_RATE", self.ip_session_rate.to_string());
+        put("IP_SESSION_BURST", self.ip_session_burst.to_string());
+        put("SPECTATE_RATE", self.spectate_rate.to_string());
+        put("SPECTATE_BURST", self.spectate_burst.to_string());
+        put("IP_SPECTATE_RATE", self.ip_spectate_rate.to_string());
+        put("IP_SPECTATE_BURST", self.ip_spectate_burst.to_string());
+        put("CREATE_RATE", self.create_rate.to_string());
+        put("CREATE_BURST", self.create_burst.to_string());
+        put("IP_CREATE_RATE", self.ip_create_rate.to_string());
+        put("IP_CREATE_BURST", self.ip_create_burst.to_string());
+        put("MAX_WAITING_GAMES", self.max_waiting_games.to_string());
+        put("LOBBY_PER_PLAYER", self.lobby_per_player.to_string());
+        put("LOBBY_PER_ADDRESS", self.lobby_per_address.to_string());
+        put("MAX_GAMES_PER_CONN", self.max_games_per_conn.to_string());
+        put("MAX_RESUME", self.max_resume.to_string());
+        put("ABUSE_LIMIT", self.abuse_limit.to_string());
+        put("MAX_MESSAGE_BYTES", self.max_message_bytes.to_string());
+        put("ALLOWED_ORIGINS", self.allowed_origins.join(","));
+        put("TRUSTED_PROXIES", self.trusted_proxies.join(","));
+        put(
+            "HEADER_READ_TIMEOUT_MS",
+            self.header_read_timeout.as_millis().to_string(),
+        );
+        put("MAX_CONNECTIONS", self.max_connections.to_string());
+        put("IP_PENDING_MAX", self.ip_pending_max.to_string());
+        put("IP_WS_MAX", self.ip_ws_max.to_string());
+        put("OUTBOUND_QUEUE", self.outbound_queue.to_string());
+        put(
+            "PRESENCE_INTERVAL_MS",
+            self.presence_interval.as_millis().to_string(),
+        );
+        put("CHAT_MAX_CHARS", self.chat_max_chars.to_string());
+        put("CHAT_KEPT", self.chat_kept.to_string());
+        put("CHAT_HISTORY", self.chat_history.to_string());
+        put("EVENT_LOG_LEN", self.event_log_len.to_string());
+        put("SESSION_TTL_SECS", self.session_ttl.as_secs().to_string());
+        put("GAME_TTL_SECS", self.game_ttl.as_secs().to_string());
+        put(
+            "FINISHED_GAME_TTL_SECS",
+            self.finished_game_ttl.as_secs().to_string(),
+        );
+        put(
+            "FORFEIT_GRACE_MS",
+            self.forfeit_grace.as_millis().to_string(),
+        );
+        put(
+            "MATCH_CONFIRM_MS",
+            self.match_confirm.as_millis().to_string(),
+        );
+        put("LEASE_TTL_MS", self.lease_ttl.as_millis().to_string());
+        put(
+            "SWEEP_INTERVAL_MS",
+            self.sweep_interval.as_millis().to_string(),
+        );
+        put(
+            "SHUTDOWN_GRACE_MS",
+            self.shutdown_grace.as_millis().to_string(),
+        );
+        put(
+            "HELLO_TIMEOUT_MS",
+            self.hello_timeout.as_millis().to_string(),
+        );
+        put("IDLE_TIMEOUT_MS", self.idle_timeout.as_millis().to_string());
+        env
+    }
+
+    /// Where the store lives (see [`RedisLayout`]).
+    pub fn redis_layout(&self) -> Result<RedisLayout, ConfigError> {
+        let listed = |v: &[String]| -> Vec<String> {
+            v.iter()
+                .map(|u| u.trim().to_string())
+                .filter(|u| !u.is_empty())
+                .collect()
+        };
+        let url = self
+            .redis_url
+            .as_deref()
+            .map(str::trim)
+            .filter(|u| !u.is_empty());
+        let nodes = listed(&self.redis_cluster_urls);
+        let sentinels = listed(&self.redis_sentinels);
+        let set = [url.is_some(), !nodes.is_empty(), !sentinels.is_empty()];
+        if set.iter().filter(|s| **s).count() > 1 {
+            return Err(ConfigError::SeveralRedisLayouts);
+        }
+        if !sentinels.is_empty() {
+            let master = self
+                .redis_sentinel_master
+                .as_deref()
+                .map(str::trim)
+                .filter(|m| !m.is_empty())
+                .ok_or(ConfigError::SentinelMasterMissing)?;
+            return Ok(RedisLayout::Sentinel {
+                sentinels,
+                master: master.to_string(),
+            });
+        }
+        Ok(match url {
+            Some(url) => RedisLayout::Single {
+                url: url.to_string(),
+            },
+            None if !nodes.is_empty() => RedisLayout::Cluster { nodes },
+            None => RedisLayout::Memory,
+        })
+    }
+
     pub fn move_rule(&self) -> Rule {
         Rule::per_second(self.move_rate, self.move_burst)
     }
@@ -329,6 +562,18 @@ impl Config {
             })
             .collect()
     }
+}
+
+/// A rate per second: a finite number above zero (0.5 is one every two seconds).
+fn positive_rate(s: &str) -> Result<f64, String> {
+    let rate: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number"))?;
+    if !(rate.is_finite() && rate > 0.0) {
+        return Err("must be a number above 0".into());
+    }
+    Ok(rate)
 }
 
 /// A whole number of milliseconds, at least `min`.
@@ -407,11 +652,16 @@ mod tests {
             ["--max-message-bytes", "10"],
             ["--redis-timeout-ms", "soon"],
             ["--redis-wait-timeout-ms", "0"],
+            ["--move-rate", "0"],
+            ["--ip-conn-rate=-1", "--move-burst=1"],
+            ["--spectate-rate", "NaN"],
+            ["--chat-burst", "0"],
         ] {
             let err = Cli::try_parse_from(["tictactoe", args[0], args[1]])
                 .err()
                 .unwrap_or_else(|| panic!("{args:?} accepted"));
-            assert!(err.to_string().contains(args[0]), "{err}");
+            let name = args[0].split('=').next().unwrap_or_default();
+            assert!(err.to_string().contains(name), "{err}");
         }
     }
 
@@ -420,6 +670,91 @@ mod tests {
         let c = Config::default();
         assert!(c.ip_create_burst as usize <= c.lobby_per_address);
         assert!(c.lobby_per_address > 0 && c.lobby_per_address < 50);
+    }
+
+    #[test]
+    fn the_redis_layout_is_decided_once_and_refuses_contradictions() {
+        let mut c = Config::default();
+        assert_eq!(c.redis_layout(), Ok(RedisLayout::Memory));
+        c.redis_url = Some(" redis://r:6379 ".into());
+        assert_eq!(
+            c.redis_layout(),
+            Ok(RedisLayout::Single {
+                url: "redis://r:6379".into()
+            })
+        );
+        c.redis_cluster_urls = vec!["redis://a:7000".into()];
+        assert_eq!(c.redis_layout(), Err(ConfigError::SeveralRedisLayouts));
+        // An empty value is unset: an override can switch layouts.
+        c.redis_url = Some(String::new());
+        assert!(matches!(c.redis_layout(), Ok(RedisLayout::Cluster { .. })));
+        c.redis_cluster_urls.clear();
+        c.redis_sentinels = vec!["s1:26379".into()];
+        assert_eq!(c.redis_layout(), Err(ConfigError::SentinelMasterMissing));
+        c.redis_sentinel_master = Some("ttt".into());
+        assert!(matches!(c.redis_layout(), Ok(RedisLayout::Sentinel { .. })));
+    }
+
+    #[test]
+    fn settings_that_cannot_work_together_are_refused_and_unwise_ones_named() {
+        let mut c = Config {
+            redis_url: Some("redis://r".into()),
+            redis_wait_replicas: 1,
+            ..Config::default()
+        };
+        c.redis_wait_timeout = c.redis_timeout;
+        assert!(matches!(
+            c.check(),
+            Err(ConfigError::WaitOutlastsTimeout { .. })
+        ));
+        let c = Config::default();
+        assert!(
+            c.check().unwrap().warnings.is_empty(),
+            "the defaults are wise"
+        );
+        let c = Config {
+            forfeit_grace: Duration::from_millis(1000),
+            ..Config::default()
+        };
+        assert_eq!(c.check().unwrap().warnings.len(), 1);
+    }
+
+    #[test]
+    fn the_environment_of_a_config_names_every_setting_and_parses_back_to_it() {
+        let mut c = Config {
+            redis_url: Some("redis://r:1".into()),
+            metrics_addr: Some("127.0.0.1:9".parse().unwrap()),
+            instance_id: Some("i".into()),
+            trusted_proxies: vec!["127.0.0.1".into(), "::1".into()],
+            move_rate: 0.25,
+            forfeit_grace: Duration::from_millis(1234),
+            game_ttl: Duration::from_secs(77),
+            log_format: LogFormat::Json,
+            ..Config::default()
+        };
+        c.redis_sentinel_master = Some("m".into());
+        let env = c.to_env();
+        let cmd = Cli::command();
+        for arg in cmd.get_arguments() {
+            let Some(name) = arg.get_env() else { continue };
+            let name = name.to_string_lossy();
+            let optional = ["REDIS_CLUSTER_URLS", "REDIS_SENTINELS"].contains(&name.as_ref());
+            assert!(
+                optional || env.iter().any(|(k, _)| *k == name),
+                "{name} is missing from to_env"
+            );
+        }
+        // As flags, the same values parse back to the same settings.
+        let mut args = vec!["tictactoe".to_string()];
+        for (name, value) in &env {
+            let arg = cmd
+                .get_arguments()
+                .find(|a| a.get_env().is_some_and(|e| e == *name))
+                .unwrap();
+            args.push(format!("--{}={value}", arg.get_long().unwrap()));
+        }
+        let back = Cli::try_parse_from(args).unwrap().config;
+        assert_eq!(format!("{back:?}"), format!("{c:?}"));
     }
 
     #[test]

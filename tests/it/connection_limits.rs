@@ -9,13 +9,13 @@ use crate::hardening::raw_request;
 use crate::support::client::{Ws, try_connect};
 use crate::support::http::http_get;
 use crate::support::instances::{Instance, test_config};
-use crate::support::processes::config_env;
+use crate::support::processes::server_command;
 use crate::support::redis::RedisServer;
 use crate::support::{TempDir, WAIT, eventually, free_port};
 use futures_util::future::join_all;
 use serde_json::json;
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 use tictactoe_protocol::ServerMsg;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -245,13 +245,12 @@ impl LimitedProcess {
         let dir = TempDir::new("limited");
         let log = std::fs::File::create(dir.0.join("server.log")).unwrap();
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let child = Command::new("sh")
+        let child = server_command("/bin/sh", config)
             .arg("-c")
             .arg(format!(
                 "ulimit -n {open_files} && exec '{}'",
                 env!("CARGO_BIN_EXE_tictactoe")
             ))
-            .envs(config_env(config))
             .env("LISTEN_ADDR", addr.to_string())
             .env("INSTANCE_ID", "limited")
             .stdout(log.try_clone().unwrap())

@@ -6,7 +6,7 @@ use crate::support::backend::Backend;
 use crate::support::client::{Ws, ack_version, error_code, player, seat_pair};
 use crate::support::http::http_get;
 use crate::support::instances::{Instance, test_config};
-use crate::support::processes::ServerProcess;
+use crate::support::processes::{ServerProcess, ready_processes};
 use crate::support::redis::RedisServer;
 use futures_util::StreamExt;
 use serde_json::json;
@@ -21,14 +21,11 @@ fn config(redis: &RedisServer) -> Config {
     c
 }
 
+/// `n` ready instances of the binary.
 async fn processes(config: &Config, n: usize) -> Vec<ServerProcess> {
-    let procs: Vec<ServerProcess> = (0..n)
-        .map(|i| ServerProcess::start(config, &format!("p{i}")))
-        .collect();
-    for p in &procs {
-        p.wait_ready().await;
-    }
-    procs
+    let names: Vec<String> = (0..n).map(|i| format!("p{i}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    ready_processes(config, &names).await
 }
 
 /// Reconnects a player's session on another instance, resuming `game` from `version`.

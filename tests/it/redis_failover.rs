@@ -11,7 +11,7 @@ use crate::support::WAIT;
 use crate::support::client::Ws;
 use crate::support::cluster::RedisCluster;
 use crate::support::instances::test_config;
-use crate::support::processes::ServerProcess;
+use crate::support::processes::{ServerProcess, ready_processes};
 use crate::support::sentinel::{DOWN_AFTER_MS, MASTER_NAME, SentinelSet};
 use serde_json::json;
 use std::sync::{Arc, Mutex};
@@ -267,10 +267,9 @@ const REDIS_LOST: Duration = Duration::from_secs(8);
 const FORFEIT_GRACE: Duration = Duration::from_secs(10);
 
 async fn two_processes(config: &Config) -> (ServerProcess, ServerProcess) {
-    let a = ServerProcess::start(config, "a");
-    let b = ServerProcess::start(config, "b");
-    a.wait_ready().await;
-    b.wait_ready().await;
+    let mut procs = ready_processes(config, &["a", "b"]).await;
+    let b = procs.pop().expect("two");
+    let a = procs.pop().expect("two");
     (a, b)
 }
 

@@ -25,6 +25,10 @@ impl Script {
     fn start(env: &[(&str, &str)]) -> Script {
         let mut child = Command::new("bash")
             .arg(repo_path("scripts/topology.sh"))
+            // Only what the script needs to find its tools: a setting exported in the shell
+            // that runs the tests must not reach the instances it starts.
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("TTT_BIN", env!("CARGO_BIN_EXE_tictactoe"))
             // Ports of its own: the suite's other servers take theirs below PORTS_END.
             .env("TTT_PORT_MIN", PORTS_END.to_string())

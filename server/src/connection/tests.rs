@@ -4,7 +4,6 @@
 use super::serve;
 use crate::app::App;
 use crate::config::Config;
-use crate::store;
 use axum::extract::ws::Message;
 use futures_util::{Sink, Stream};
 use serde_json::{Value, json};
@@ -86,23 +85,17 @@ impl Sink<Message> for ChannelSocket {
     }
 }
 
-/// An instance over the in-memory store, with its hub's bus running (joining a game waits
-/// for the game's channel to be subscribed).
+/// An instance over the in-memory store, built as the binary builds one, with its hub's bus
+/// running (joining a game waits for the game's channel to be subscribed) and no other
+/// background work.
 fn instance(config: Config) -> Arc<App> {
-    let store = store::connect(&config).expect("the default settings use the memory store");
-    let app = Arc::new(App::new(
-        config,
-        store,
-        "test".into(),
-        "test-lease".into(),
-        CancellationToken::new(),
-    ));
-    tokio::spawn(app.hub.clone().run_bus(
-        app.store.bus(),
-        app.config.redis_probe_every(),
-        app.shutdown.child_token(),
-    ));
-    app
+    let config = Config {
+        instance_id: Some("test".into()),
+        ..config
+    };
+    crate::application::Application::build(config, CancellationToken::new())
+        .expect("the default settings use the memory store")
+        .app
 }
 
 /// The test's end of a connection.

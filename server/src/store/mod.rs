@@ -14,7 +14,7 @@ pub mod memory;
 pub mod redis;
 mod replay;
 
-use crate::config::Config;
+use crate::config::{Config, RedisLayout};
 use crate::ratelimit::{Decision, Rule};
 use crate::session::TokenHash;
 use async_trait::async_trait;
@@ -31,44 +31,16 @@ use tictactoe_rules::{GameState, Mark, Seats, Status};
 pub use keys::Keys;
 pub(crate) use replay::replay_from;
 
-/// Builds the store the settings ask for: Redis (`REDIS_URL`), a primary found through
-/// Sentinel (`REDIS_SENTINELS`), a Redis Cluster (`REDIS_CLUSTER_URLS`), or, with none, the
-/// in-memory store of a lone instance.
-pub fn connect(config: &Config) -> StoreResult<Arc<dyn Store>> {
+/// Builds the store `layout` names: Redis, a primary found through Sentinel, a Redis Cluster,
+/// or the in-memory store of a lone instance; `config` gives the timeouts, limits and key
+/// prefix.
+pub fn connect(layout: &RedisLayout, config: &Config) -> StoreResult<Arc<dyn Store>> {
     let keys = Keys::new(config.key_prefix.clone());
     let limits = StoreLimits {
         log_len: config.event_log_len,
         chat_len: config.chat_kept,
         ..StoreLimits::default()
     };
-    let cluster: Vec<String> = config
-        .redis_cluster_urls
-        .iter()
-        .map(|u| u.trim().to_string())
-        .filter(|u| !u.is_empty())
-        .collect();
-    // Empty values count as unset, so that an override (a compose file, say) can switch modes.
-    let redis_url = config
-        .redis_url
-        .as_deref()
-        .map(str::trim)
-        .filter(|u| !u.is_empty());
-    let sentinels: Vec<String> = config
-        .redis_sentinels
-        .iter()
-        .map(|u| u.trim().to_string())
-        .filter(|u| !u.is_empty())
-        .collect();
-    let modes = [
-        redis_url.is_some(),
-        !cluster.is_empty(),
-        !sentinels.is_empty(),
-    ];
-    if modes.iter().filter(|m| **m).count() > 1 {
-        return Err(StoreError::Config(
-            "set one of REDIS_URL, REDIS_SENTINELS and REDIS_CLUSTER_URLS".into(),
-        ));
-    }
     let durable = |store: redis::RedisStore| -> StoreResult<Arc<dyn Store>> {
         if config.redis_wait_replicas > 0 {
             tracing::info!(
@@ -82,34 +54,24 @@ pub fn connect(config: &Config) -> StoreResult<Arc<dyn Store>> {
             config.redis_wait_timeout,
         )?))
     };
-    if !sentinels.is_empty() {
-        let master = config.redis_sentinel_master.as_deref().unwrap_or_default();
-        tracing::info!(sentinels = ?sentinels, master, "finding the Redis primary through Sentinel");
-        return durable(redis::RedisStore::connect_sentinel(
-            &sentinels,
-            master,
-            keys,
-            limits,
-            config.redis_timeout,
-        )?);
-    }
-    match (redis_url, cluster.is_empty()) {
-        (Some(url), _) => durable(redis::RedisStore::connect(
-            url,
-            keys,
-            limits,
-            config.redis_timeout,
-        )?),
-        (None, false) => {
-            tracing::info!(nodes = ?cluster, "using Redis Cluster with sharded pub/sub");
-            durable(redis::RedisStore::connect_cluster(
-                &cluster,
-                keys,
-                limits,
-                config.redis_timeout,
+    let timeout = config.redis_timeout;
+    match layout {
+        RedisLayout::Sentinel { sentinels, master } => {
+            tracing::info!(sentinels = ?sentinels, master, "finding the Redis primary through Sentinel");
+            durable(redis::RedisStore::connect_sentinel(
+                sentinels, master, keys, limits, timeout,
             )?)
         }
-        (None, true) => {
+        RedisLayout::Single { url } => {
+            durable(redis::RedisStore::connect(url, keys, limits, timeout)?)
+        }
+        RedisLayout::Cluster { nodes } => {
+            tracing::info!(nodes = ?nodes, "using Redis Cluster with sharded pub/sub");
+            durable(redis::RedisStore::connect_cluster(
+                nodes, keys, limits, timeout,
+            )?)
+        }
+        RedisLayout::Memory => {
             tracing::warn!(
                 "REDIS_URL is not set: using the IN-MEMORY store. This instance cannot share \
                  games with any other, and everything is lost when it stops."

@@ -20,81 +20,28 @@ pub struct ServerProcess {
     _dir: TempDir,
 }
 
-/// The environment a process needs to behave like [`test_config`](super::instances::test_config).
-pub fn config_env(c: &Config) -> Vec<(String, String)> {
-    let mut env = vec![
-        ("KEY_PREFIX", c.key_prefix.clone()),
-        ("WEB_DIR", c.web_dir.display().to_string()),
-        ("MOVE_RATE", c.move_rate.to_string()),
-        ("MOVE_BURST", c.move_burst.to_string()),
-        ("CHAT_RATE", c.chat_rate.to_string()),
-        ("CHAT_BURST", c.chat_burst.to_string()),
-        ("MSG_RATE", c.msg_rate.to_string()),
-        ("MSG_BURST", c.msg_burst.to_string()),
-        ("IP_CONN_RATE", c.ip_conn_rate.to_string()),
-        ("IP_CONN_BURST", c.ip_conn_burst.to_string()),
-        ("IP_SESSION_RATE", c.ip_session_rate.to_string()),
-        ("IP_SESSION_BURST", c.ip_session_burst.to_string()),
-        ("IP_PENDING_MAX", c.ip_pending_max.to_string()),
-        ("IP_WS_MAX", c.ip_ws_max.to_string()),
-        ("MAX_CONNECTIONS", c.max_connections.to_string()),
-        (
-            "HEADER_READ_TIMEOUT_MS",
-            c.header_read_timeout.as_millis().to_string(),
-        ),
-        ("CREATE_RATE", c.create_rate.to_string()),
-        ("CREATE_BURST", c.create_burst.to_string()),
-        ("IP_CREATE_RATE", c.ip_create_rate.to_string()),
-        ("IP_CREATE_BURST", c.ip_create_burst.to_string()),
-        ("MAX_WAITING_GAMES", c.max_waiting_games.to_string()),
-        ("LOBBY_PER_PLAYER", c.lobby_per_player.to_string()),
-        ("LOBBY_PER_ADDRESS", c.lobby_per_address.to_string()),
-        ("SPECTATE_RATE", c.spectate_rate.to_string()),
-        ("SPECTATE_BURST", c.spectate_burst.to_string()),
-        ("IP_SPECTATE_RATE", c.ip_spectate_rate.to_string()),
-        ("IP_SPECTATE_BURST", c.ip_spectate_burst.to_string()),
-        (
-            "PRESENCE_INTERVAL_MS",
-            c.presence_interval.as_millis().to_string(),
-        ),
-        ("MAX_GAMES_PER_CONN", c.max_games_per_conn.to_string()),
-        ("MAX_RESUME", c.max_resume.to_string()),
-        ("REDIS_TIMEOUT_MS", c.redis_timeout.as_millis().to_string()),
-        ("REDIS_LOST_MS", c.redis_lost.as_millis().to_string()),
-        ("LEASE_TTL_MS", c.lease_ttl.as_millis().to_string()),
-        (
-            "SWEEP_INTERVAL_MS",
-            c.sweep_interval.as_millis().to_string(),
-        ),
-        (
-            "SHUTDOWN_GRACE_MS",
-            c.shutdown_grace.as_millis().to_string(),
-        ),
-        ("FORFEIT_GRACE_MS", c.forfeit_grace.as_millis().to_string()),
-        ("MATCH_CONFIRM_MS", c.match_confirm.as_millis().to_string()),
-        ("TRUSTED_PROXIES", c.trusted_proxies.join(",")),
-    ];
-    if let Some(url) = &c.redis_url {
-        env.push(("REDIS_URL", url.clone()));
+/// A command that runs `program` with `c`'s settings and nothing else from the shell's
+/// environment: a developer's exported IDLE_TIMEOUT_MS or GAME_TTL_SECS must not change what
+/// the tests test. Only RUST_LOG passes through (it changes what is logged, nothing else).
+pub fn server_command(program: &str, c: &Config) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.env_clear().envs(c.to_env()).env(
+        "RUST_LOG",
+        std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+    );
+    cmd
+}
+
+/// Instances `names` of the built binary with `config`, each ready.
+pub async fn ready_processes(config: &Config, names: &[&str]) -> Vec<ServerProcess> {
+    let procs: Vec<ServerProcess> = names
+        .iter()
+        .map(|name| ServerProcess::start(config, name))
+        .collect();
+    for p in &procs {
+        p.wait_ready().await;
     }
-    if let Some(addr) = c.metrics_addr {
-        env.push(("METRICS_ADDR", addr.to_string()));
-    }
-    if !c.redis_cluster_urls.is_empty() {
-        env.push(("REDIS_CLUSTER_URLS", c.redis_cluster_urls.join(",")));
-    }
-    if !c.redis_sentinels.is_empty() {
-        env.push(("REDIS_SENTINELS", c.redis_sentinels.join(",")));
-    }
-    if let Some(master) = &c.redis_sentinel_master {
-        env.push(("REDIS_SENTINEL_MASTER", master.clone()));
-    }
-    env.push(("REDIS_WAIT_REPLICAS", c.redis_wait_replicas.to_string()));
-    env.push((
-        "REDIS_WAIT_TIMEOUT_MS",
-        c.redis_wait_timeout.as_millis().to_string(),
-    ));
-    env.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+    procs
 }
 
 impl ServerProcess {
@@ -108,14 +55,9 @@ impl ServerProcess {
         let port = free_port();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let out = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_tictactoe"))
-            .envs(config_env(config))
+        let child = server_command(env!("CARGO_BIN_EXE_tictactoe"), config)
             .env("LISTEN_ADDR", addr.to_string())
             .env("INSTANCE_ID", instance)
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-            )
             .envs(env.iter().copied())
             .stdout(out.try_clone().expect("log file"))
             .stderr(out)
