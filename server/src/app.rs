@@ -46,7 +46,7 @@ pub struct App {
     /// Connection caps: the instance's, and per client address.
     pub admission: Arc<Admission>,
     /// Local connections waiting for a quick match, with their player.
-    pub waiting: DashMap<ConnId, PlayerId>,
+    pub match_queue: DashMap<ConnId, PlayerId>,
     pub trusted_proxies: Vec<IpAddr>,
     /// Presence decrements to retry.
     pub pending_leaves: Mutex<Vec<PendingLeave>>,
@@ -93,7 +93,7 @@ impl App {
             lease,
             shutdown,
             connections: TaskTracker::new(),
-            waiting: DashMap::new(),
+            match_queue: DashMap::new(),
             pending_leaves: Mutex::new(Vec::new()),
             redis_lost: tokio::sync::watch::Sender::new(false),
             move_counters: crate::telemetry::MoveCounters::new(),

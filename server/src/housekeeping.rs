@@ -4,7 +4,7 @@
 //! lobby changes to watchers.
 
 //!
-//! Like requests, every one of them goes through [`operations`]: none reaches the store
+//! Like requests, every one of them goes through [`crate::operations`]: none reaches the store
 //! directly.
 
 use crate::app::App;
@@ -80,16 +80,16 @@ pub async fn run(app: Arc<App>, stop: CancellationToken) {
 /// connection hearing of a match (the pairing instance died before telling it) is queued
 /// again at the next refresh.
 async fn refresh_tickets(app: &App, misses: &mut HashMap<ConnId, u32>) {
-    let waiting: Vec<(ConnId, tictactoe_protocol::ids::PlayerId)> = app
-        .waiting
+    let queued: Vec<(ConnId, tictactoe_protocol::ids::PlayerId)> = app
+        .match_queue
         .iter()
         .map(|e| (*e.key(), e.value().clone()))
         .collect();
-    misses.retain(|c, _| app.waiting.contains_key(c));
-    if waiting.is_empty() {
+    misses.retain(|c, _| app.match_queue.contains_key(c));
+    if queued.is_empty() {
         return;
     }
-    let players: Vec<_> = waiting.iter().map(|(_, p)| p.clone()).collect();
+    let players: Vec<_> = queued.iter().map(|(_, p)| p.clone()).collect();
     let missing = match matching::refresh(app, &players).await {
         Ok(m) => m,
         Err(e) => {
@@ -97,7 +97,7 @@ async fn refresh_tickets(app: &App, misses: &mut HashMap<ConnId, u32>) {
             return;
         }
     };
-    for (conn, player) in waiting {
+    for (conn, player) in queued {
         if missing.contains(&player) {
             let n = misses.entry(conn).or_insert(0);
             *n += 1;

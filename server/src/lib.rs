@@ -1,35 +1,36 @@
 //! A real-time multiplayer tic-tac-toe server: many stateless WebSocket instances, with every
 //! game, seat, session and chat line in Redis.
 //!
-//! How the crate is laid out, from the rules outwards (the rules, ids and wire messages live
-//! in the `tictactoe-protocol` crate, shared with the tools, and are re-exported here):
+//! How the crate is laid out, from the inside out. The game's rules are the crate
+//! `tictactoe_rules` (pure: no async, no I/O); the ids and wire messages are the crate
+//! `tictactoe_protocol`, shared with the tools. Both are imported by their own names.
 //!
-//! - [`rules`]: the rules, pure (no async, no I/O).
-//! - [`protocol`]: the wire messages, as specified in `docs/protocol.md`.
-//! - [`ids`], [`session`], [`text`], [`ratelimit`]: parsed identifiers, session tokens,
-//!   cleaned user text, GCRA limits.
-//! - [`store`]: where state lives: the trait, Redis (`store/redis/`: connections, a primary
-//!   followed through Sentinel, writes acknowledged after a replica has them, reply decoding,
-//!   one file per area, single and sharded pub/sub; Lua scripts in `store/scripts/`, one
-//!   round trip per move) and in memory (single instance, zero setup).
-//!   It knows no message layout: events reach it rendered.
-//! - [`hub`]: one pub/sub connection per instance, one subscription per game with local
-//!   clients, a bounded queue per client.
-//! - [`operations`]: what can be done to games, chat, presence, the lobby, quick match and
-//!   sessions (compare-and-set of rule-checked states); the only way from a connection to
-//!   the store.
+//! - [`session`], [`text`], [`ratelimit`]: session tokens, cleaned user text, GCRA limits.
+//! - [`store`]: where state lives: the trait and its own records, Redis (`store/redis/`:
+//!   links, a primary followed through Sentinel, writes acknowledged after a replica has
+//!   them, the scripts and how they run, reply decoding, one file per area, single and sharded
+//!   pub/sub; Lua scripts in `store/scripts/`, one round trip per move) and in memory
+//!   (`store/memory/`, the same areas; a single instance, zero setup). It knows no message
+//!   layout: events reach it rendered, or as templates with named slots.
+//! - [`hub`]: one pub/sub link per instance, one subscription per game with local
+//!   connections, a bounded mailbox per connection, presence paced per game.
+//! - [`operations`]: what can be done to games, chat, presence, leases, the lobby, quick
+//!   match and sessions (compare-and-set of rule-checked states); the only way to the store,
+//!   from connections and background work alike.
 //! - [`connection`]: one WebSocket connection: the handshake until `hello`, then its loop,
 //!   catching up with games, and the requests.
-//! - [`housekeeping`]: leases, sweeping dead instances, deadlines, lobby pushes.
-//! - [`listener`], [`admission`]: the accept loop (header deadline, graceful shutdown) and
-//!   the connection caps, for the instance and per client address.
+//! - [`housekeeping`]: when the background duties run (leases, sweeps, deadlines, lobby).
+//! - [`listener`], [`admission`]: the accept loop (header deadline, the health lane of a full
+//!   listener, graceful shutdown) and the connection caps, for the instance and per address.
 //! - [`watchdog`]: whether Redis is reachable; heals hung links, gives clients up when not.
-//! - [`routes`], [`app`], [`config`], [`telemetry`]: HTTP, shared handles, settings, logs
-//!   and metrics.
+//! - [`routes`], [`app`], [`config`], [`telemetry`]: HTTP, shared handles, settings (with the
+//!   Redis layout), logs and metrics.
+//! - [`application`]: the composition root, building all of the above one way.
 //!
 //! The load generator and the monitor are the `tictactoe-tools` crate.
 //!
-//! [`run`] is the one entry point: the binary and the tests both call it.
+//! [`run`] is the one entry point: the binary and the in-process tests both call it; the
+//! connection's unit tests build through [`application::Application`] as it does.
 
 pub mod admission;
 pub mod app;

@@ -13,7 +13,7 @@ use tictactoe::session::SessionToken;
 use tictactoe::store::memory::MemoryStore;
 use tictactoe::store::redis::RedisStore;
 use tictactoe::store::{
-    Applied, Attendance, Hold, Keys, LobbyOwner, LobbyRecord, LobbyShare, PresenceEntry, Replay,
+    Applied, Attendance, Hold, Keys, LobbyOwner, LobbyRecord, LobbyShare, Missed, PresenceEntry,
     SeatCheck, SessionRecord, Store, StoreLimits, Ticket, Transition,
 };
 use tictactoe_protocol::ids::{GameId, PlayerId};
@@ -466,9 +466,9 @@ async fn the_log_replays_missed_events_or_says_too_old(store: Arc<dyn Store>) {
     let g = gid("g1");
     let s2 = started_game(store.as_ref(), &g).await;
     let ann = pid("ann");
-    assert_eq!(store.events_since(&g, 2).await.unwrap(), Replay::UpToDate);
+    assert_eq!(store.events_since(&g, 2).await.unwrap(), Missed::UpToDate);
     match store.events_since(&g, 0).await.unwrap() {
-        Replay::Events(e) => {
+        Missed::Events(e) => {
             assert_eq!(e.len(), 2);
             assert!(text(&e[1]).contains("\"version\":2"));
         }
@@ -485,17 +485,17 @@ async fn the_log_replays_missed_events_or_says_too_old(store: Arc<dyn Store>) {
         v += 1;
     }
     match store.events_since(&g, v - 3).await.unwrap() {
-        Replay::Events(e) => {
+        Missed::Events(e) => {
             assert_eq!(e.len(), 3);
             assert!(text(&e[0]).contains(&format!("\"version\":{}", v - 2)));
         }
         other => panic!("{other:?}"),
     }
     // The log keeps 8 entries: version 1 is long gone.
-    assert_eq!(store.events_since(&g, 1).await.unwrap(), Replay::TooOld);
+    assert_eq!(store.events_since(&g, 1).await.unwrap(), Missed::TooOld);
     assert_eq!(
         store.events_since(&gid("nope"), 0).await.unwrap(),
-        Replay::UnknownGame
+        Missed::UnknownGame
     );
 }
 
@@ -1398,7 +1398,7 @@ async fn keys_expire_with_their_ttl(store: Arc<dyn Store>) {
             assert!(store.load_game(&g).await.unwrap().is_none());
             assert_eq!(
                 store.events_since(&g, 0).await.unwrap(),
-                Replay::UnknownGame
+                Missed::UnknownGame
             );
             assert!(store.recent_chat(Some(&g), 10).await.unwrap().is_empty());
             Ok(())
@@ -1484,7 +1484,7 @@ async fn moves_keep_a_game_alive_for_its_ttl_and_a_shorter_ttl_applies_at_once(
                 return Err(TooSlow);
             }
             assert_eq!(loaded.unwrap().version, v);
-            assert!(matches!(replay, Replay::Events(e) if e.len() == 1));
+            assert!(matches!(replay, Missed::Events(e) if e.len() == 1));
             // A round ends: the shorter ttl of a finished game applies from this transition on.
             let t = Transition {
                 ttl: ttl / 8,
@@ -1499,7 +1499,7 @@ async fn moves_keep_a_game_alive_for_its_ttl_and_a_shorter_ttl_applies_at_once(
             assert!(store.load_game(&g).await.unwrap().is_none());
             assert_eq!(
                 store.events_since(&g, 0).await.unwrap(),
-                Replay::UnknownGame
+                Missed::UnknownGame
             );
             Ok(())
         }

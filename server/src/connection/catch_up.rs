@@ -6,7 +6,7 @@ use super::socket::Frame;
 use super::{Connection, Joined, Step, Transport};
 use crate::hub::{Outbound, Subscriber};
 use crate::operations::{self, OpError, games::Snapshot, presence::Entered};
-use crate::store::Replay;
+use crate::store::Missed;
 use axum::extract::ws::{Message, Utf8Bytes};
 use bytes::Bytes;
 use tictactoe_protocol::ids::GameId;
@@ -15,7 +15,7 @@ use tictactoe_protocol::{AckInfo, ErrorCode, Req, Role, ServerMsg};
 impl<S: Transport> Connection<S> {
     /// Goes back into the games `hello` named, catching up from the version the client last
     /// saw; then says, once, how many it asked for beyond the caps.
-    pub(super) async fn restore(
+    pub(super) async fn catch_up_resumed(
         &mut self,
         games: Vec<(GameId, Option<u64>)>,
         left_out: usize,
@@ -86,7 +86,7 @@ impl<S: Transport> Connection<S> {
         self.room_for_a_game()?;
         let sub = Subscriber {
             conn: self.conn,
-            client: self.client.clone(),
+            mailbox: self.mailbox.clone(),
             player: self.identity.player.clone(),
             role: Role::Spectator,
         };
@@ -119,7 +119,8 @@ impl<S: Transport> Connection<S> {
 
         if let Some(since) = since
             && since <= version
-            && let Replay::Events(events) = operations::games::replay(&app, &game, since).await?
+            && let Missed::Events(events) =
+                operations::games::missed_events(&app, &game, since).await?
         {
             let last = since + events.len() as u64;
             self.games.insert(game.clone(), Joined { role, last });
@@ -184,15 +185,15 @@ impl<S: Transport> Connection<S> {
 
     /// Sends what this client missed of a game: the logged events after its last version,
     /// or a snapshot when the log no longer reaches back that far.
-    pub(super) async fn resync(&mut self, game: &GameId) -> Step {
+    pub(super) async fn catch_up(&mut self, game: &GameId) -> Step {
         let Some(j) = self.games.get(game) else {
             return Ok(());
         };
         let (last, role) = (j.last, j.role);
         let app = self.app.clone();
-        match operations::games::replay(&app, game, last).await {
-            Ok(Replay::UpToDate) => Ok(()),
-            Ok(Replay::Events(events)) => {
+        match operations::games::missed_events(&app, game, last).await {
+            Ok(Missed::UpToDate) => Ok(()),
+            Ok(Missed::Events(events)) => {
                 if let Some(j) = self.games.get_mut(game) {
                     j.last = last + events.len() as u64;
                 }
@@ -201,22 +202,22 @@ impl<S: Transport> Connection<S> {
                 }
                 Ok(())
             }
-            Ok(Replay::TooOld) => match self.snapshot(None, game, role).await {
+            Ok(Missed::TooOld) => match self.snapshot(None, game, role).await {
                 Ok(frame) => self.socket.send_all(vec![frame]).await,
                 Err(e) => {
                     tracing::warn!(%game, error = %e, "resync snapshot failed");
-                    self.resync_later(game);
+                    self.catch_up_later(game);
                     Ok(())
                 }
             },
-            Ok(Replay::UnknownGame) => {
+            Ok(Missed::UnknownGame) => {
                 self.games.remove(game);
                 app.hub.leave(game, self.conn);
                 self.socket.send(expired(game)).await
             }
             Err(e) => {
                 tracing::warn!(%game, error = %e, "resync failed");
-                self.resync_later(game);
+                self.catch_up_later(game);
                 Ok(())
             }
         }
@@ -224,12 +225,12 @@ impl<S: Transport> Connection<S> {
 
     /// Tries a failed catch-up again shortly: after a lost bus message nothing else may come
     /// that would show the client the hole (a finished game, a quiet opponent).
-    fn resync_later(&self, game: &GameId) {
-        let (client, game) = (self.client.clone(), game.clone());
+    fn catch_up_later(&self, game: &GameId) {
+        let (mailbox, game) = (self.mailbox.clone(), game.clone());
         let delay = self.app.config.redis_probe_every();
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
-            client.offer(Outbound::Resync(Box::new(game)));
+            mailbox.offer(Outbound::CatchUp(Box::new(game)));
         });
     }
 
@@ -239,7 +240,7 @@ impl<S: Transport> Connection<S> {
             return self.not_in_game(req, &game).await;
         };
         j.last = since.min(j.last);
-        self.resync(&game).await?;
+        self.catch_up(&game).await?;
         self.socket
             .send(ServerMsg::ack(req, AckInfo::default()))
             .await

@@ -10,7 +10,7 @@ use tictactoe_rules::Mark;
 
 impl<S: Transport> Connection<S> {
     pub(super) async fn quick_match(&mut self, req: Option<Req>) -> Step {
-        if self.queued {
+        if self.in_match_queue {
             return self
                 .socket
                 .send(ServerMsg::error(
@@ -31,8 +31,8 @@ impl<S: Transport> Connection<S> {
         };
         match operations::matching::quick_match(&self.app, &ticket).await {
             Ok(None) => {
-                self.queued = true;
-                self.app.waiting.insert(self.conn, ticket.player);
+                self.in_match_queue = true;
+                self.app.match_queue.insert(self.conn, ticket.player);
                 self.socket
                     .send(ServerMsg::ack(req, AckInfo::default()))
                     .await
@@ -48,9 +48,9 @@ impl<S: Transport> Connection<S> {
     }
 
     pub(super) async fn cancel_match(&mut self, req: Option<Req>) -> Step {
-        if self.queued {
-            self.queued = false;
-            self.app.waiting.remove(&self.conn);
+        if self.in_match_queue {
+            self.in_match_queue = false;
+            self.app.match_queue.remove(&self.conn);
             if let Err(e) = operations::matching::cancel(&self.app, &self.identity.player).await {
                 return self.socket.op_error(req, e).await;
             }
@@ -62,8 +62,8 @@ impl<S: Transport> Connection<S> {
 
     /// Paired: say so, then join the game (seated by the pairing).
     pub(super) async fn matched(&mut self, game: GameId, you: Mark) -> Step {
-        self.queued = false;
-        self.app.waiting.remove(&self.conn);
+        self.in_match_queue = false;
+        self.app.match_queue.remove(&self.conn);
         self.socket
             .send(ServerMsg::MatchFound {
                 game: game.clone(),

@@ -17,7 +17,7 @@ mod socket;
 mod tests;
 
 use crate::app::App;
-use crate::hub::{Client, ConnId, Outbound};
+use crate::hub::{ConnId, Mailbox, Outbound};
 use crate::operations::{self, sessions::Identity};
 use crate::ratelimit::LocalLimiter;
 use axum::extract::ws::Message;
@@ -95,14 +95,14 @@ struct Connection<S> {
     conn: ConnId,
     /// The client's address, for the per-address budgets.
     ip: IpAddr,
-    client: Client,
+    mailbox: Mailbox,
     identity: Identity,
     games: HashMap<GameId, Joined>,
     /// First tier of the move and chat budgets: floods stop here, before Redis.
     move_limit: LocalLimiter,
     chat_limit: LocalLimiter,
     rename_limit: LocalLimiter,
-    queued: bool,
+    in_match_queue: bool,
     watching_lobby: bool,
 }
 
@@ -111,8 +111,8 @@ pub async fn serve<S: Transport>(app: Arc<App>, socket: S, ip: IpAddr) {
     let conn = app.next_conn_id();
     let (tx, rx) = mpsc::channel(app.config.outbound_queue);
     let kill = CancellationToken::new();
-    let client = Client::new(tx, kill.clone());
-    app.hub.register(conn, client.clone());
+    let mailbox = Mailbox::new(tx, kill.clone());
+    app.hub.register(conn, mailbox.clone());
     metrics::counter!("connections_total").increment(1);
     let mut socket = Socket::new(socket, &app.config);
     let span = tracing::info_span!(
@@ -143,10 +143,10 @@ pub async fn serve<S: Transport>(app: Arc<App>, socket: S, ip: IpAddr) {
                     socket,
                     conn,
                     ip,
-                    client,
+                    mailbox,
                     identity: greeted.identity,
                     games: HashMap::new(),
-                    queued: false,
+                    in_match_queue: false,
                     watching_lobby: false,
                 };
                 let after_hello = (greeted.resume, greeted.left_out);
@@ -180,7 +180,7 @@ impl<S: Transport> Connection<S> {
         mut keepalive: Keepalive,
     ) -> (Closing, Socket<S>) {
         // The restored games leave at once, not with whatever the loop sends next.
-        let restored = match Box::pin(self.restore(resume, left_out)).await {
+        let restored = match Box::pin(self.catch_up_resumed(resume, left_out)).await {
             Ok(()) => self.socket.flush().await,
             Err(closing) => Err(closing),
         };
@@ -284,17 +284,17 @@ impl<S: Transport> Connection<S> {
                             .await
                     }
                     // A hole: events were lost on the way (the bus reconnected).
-                    Some(_) => self.resync(&event.game).await,
+                    Some(_) => self.catch_up(&event.game).await,
                 }
             }
-            Outbound::Resync(game) => self.resync(&game).await,
+            Outbound::CatchUp(game) => self.catch_up(&game).await,
             Outbound::Lobby(frame) if self.watching_lobby => {
                 self.socket.write(Message::Text((*frame).clone())).await
             }
             Outbound::Lobby(_) => Ok(()),
             Outbound::Matched { game, you } => self.matched(*game, you).await,
-            Outbound::Requeue if self.queued => {
-                self.queued = false;
+            Outbound::Requeue if self.in_match_queue => {
+                self.in_match_queue = false;
                 self.quick_match(None).await
             }
             Outbound::Requeue => Ok(()),
@@ -304,8 +304,8 @@ impl<S: Transport> Connection<S> {
     /// Leaves every game and the match queue; runs whatever way the connection ended.
     async fn cleanup(&mut self) {
         let app = self.app.clone();
-        if self.queued {
-            app.waiting.remove(&self.conn);
+        if self.in_match_queue {
+            app.match_queue.remove(&self.conn);
             // Without Redis the ticket is left to go stale: no longer refreshed, it leaves the
             // queue by itself.
             if !app.is_redis_lost()

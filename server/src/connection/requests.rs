@@ -178,7 +178,7 @@ impl<S: Transport> Connection<S> {
                 .await;
         }
         self.watching_lobby = true;
-        app.hub.watch_lobby(self.conn, self.client.clone());
+        app.hub.watch_lobby(self.conn, self.mailbox.clone());
         match operations::lobby::list(&app).await {
             Ok(listing) => {
                 self.socket

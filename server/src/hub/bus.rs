@@ -3,7 +3,7 @@
 //! connection catch up.
 
 use super::{Hub, Outbound};
-use crate::store::{Bus, BusConnection};
+use crate::store::{Bus, BusLink};
 use futures_util::StreamExt;
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -65,14 +65,14 @@ impl Hub {
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
         let mut connected_before = false;
         loop {
-            let conn = tokio::select! {
+            let link = tokio::select! {
                 _ = shutdown.cancelled() => return,
                 c = bus.connect() => c,
             };
-            match conn {
-                Ok(conn) => {
+            match link {
+                Ok(link) => {
                     let outcome = self
-                        .serve_bus(conn, &shutdown, connected_before, &mut backoff, ping_every)
+                        .serve_bus(link, &shutdown, connected_before, &mut backoff, ping_every)
                         .await;
                     self.bus_up.store(false, Ordering::Relaxed);
                     self.set_all_unready();
@@ -95,16 +95,16 @@ impl Hub {
 
     async fn serve_bus(
         &self,
-        conn: BusConnection,
+        link: BusLink,
         shutdown: &CancellationToken,
         reconnected: bool,
         backoff: &mut Backoff,
         ping_every: Duration,
     ) -> BusExit {
-        let BusConnection {
+        let BusLink {
             mut sink,
             mut messages,
-        } = conn;
+        } = link;
         // Whatever is wanted now; changes from here on arrive through `pending`.
         self.take_pending();
         let games: Vec<GameId> = self.topics.iter().map(|t| t.key().clone()).collect();
@@ -134,7 +134,7 @@ impl Hub {
             for g in &games {
                 if let Some(t) = self.topics.get(g) {
                     for m in &t.members {
-                        m.sub.client.offer(Outbound::Resync(Box::new(g.clone())));
+                        m.sub.mailbox.offer(Outbound::CatchUp(Box::new(g.clone())));
                     }
                 }
             }

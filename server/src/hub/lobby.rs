@@ -1,15 +1,15 @@
 //! The lobby on the hub: who watches it here, its chat lines passed on as they come, and its
 //! list sent again at most once per tick when it changed.
 
-use super::{Client, ConnId, Hub, Outbound};
+use super::{ConnId, Hub, Mailbox, Outbound};
 use axum::extract::ws::Utf8Bytes;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use tictactoe_protocol::ServerMsg;
 
 impl Hub {
-    pub fn watch_lobby(&self, conn: ConnId, client: Client) {
-        self.lobby_watchers.insert(conn, client);
+    pub fn watch_lobby(&self, conn: ConnId, mailbox: Mailbox) {
+        self.lobby_watchers.insert(conn, mailbox);
     }
 
     pub fn unwatch_lobby(&self, conn: ConnId) {

@@ -14,13 +14,13 @@
 //! of being sent every change or closed as slow.
 
 mod bus;
-mod client;
 mod instance;
 mod lobby;
+mod mailbox;
 mod topic;
 
-pub use client::{ChannelEvent, Client, ConnId, Outbound};
 pub use instance::InstanceMsg;
+pub use mailbox::{ChannelEvent, ConnId, Mailbox, Outbound};
 pub use topic::Subscriber;
 
 use crate::store::{BusMessage, Keys, StoreError};
@@ -58,8 +58,8 @@ pub struct Hub {
     /// Games with presence left to send (paced, or owed to a client short of room); drained
     /// by the bus task at the end of the interval.
     presence_due: Mutex<HashSet<GameId>>,
-    clients: DashMap<ConnId, Client>,
-    lobby_watchers: DashMap<ConnId, Client>,
+    mailboxes: DashMap<ConnId, Mailbox>,
+    lobby_watchers: DashMap<ConnId, Mailbox>,
     lobby_dirty: AtomicBool,
     bus_up: AtomicBool,
     /// Games whose subscription may need to change; drained by the bus task.
@@ -79,7 +79,7 @@ impl Hub {
             topics: DashMap::new(),
             presence_every,
             presence_due: Mutex::new(HashSet::new()),
-            clients: DashMap::new(),
+            mailboxes: DashMap::new(),
             lobby_watchers: DashMap::new(),
             lobby_dirty: AtomicBool::new(false),
             bus_up: AtomicBool::new(false),
@@ -90,15 +90,15 @@ impl Hub {
         }
     }
 
-    pub fn register(&self, conn: ConnId, client: Client) {
-        self.clients.insert(conn, client);
-        metrics::gauge!("connections").set(self.clients.len() as f64);
+    pub fn register(&self, conn: ConnId, mailbox: Mailbox) {
+        self.mailboxes.insert(conn, mailbox);
+        metrics::gauge!("connections").set(self.mailboxes.len() as f64);
     }
 
     pub fn unregister(&self, conn: ConnId) {
-        self.clients.remove(&conn);
+        self.mailboxes.remove(&conn);
         self.lobby_watchers.remove(&conn);
-        metrics::gauge!("connections").set(self.clients.len() as f64);
+        metrics::gauge!("connections").set(self.mailboxes.len() as f64);
     }
 
     /// Adds a connection to a game and returns once the game's channel is subscribed, so
@@ -170,7 +170,7 @@ impl Hub {
 
     /// Sends a frame to one local connection, if it is still here.
     pub fn deliver(&self, conn: ConnId, out: Outbound) -> bool {
-        self.clients.get(&conn).is_some_and(|c| c.offer(out))
+        self.mailboxes.get(&conn).is_some_and(|c| c.offer(out))
     }
 
     pub fn local_games(&self) -> usize {
@@ -224,7 +224,7 @@ impl Hub {
         }
         topic
             .members
-            .retain(|m| m.sub.client.offer(Outbound::Game(event.clone())));
+            .retain(|m| m.sub.mailbox.offer(Outbound::Game(event.clone())));
     }
 
     fn presence_later(&self, game: &GameId) {

@@ -1,7 +1,7 @@
 //! One local game on the hub: its local members, the newest state seen of it, and the pace of
 //! its presence (merged per interval, owed to clients short of room, never closing one).
 
-use super::client::{ChannelEvent, Client, ConnId, Offer};
+use super::mailbox::{ChannelEvent, ConnId, Mailbox, Offer};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tictactoe_protocol::Role;
@@ -14,7 +14,7 @@ use tokio::sync::watch;
 #[derive(Clone, Debug)]
 pub struct Subscriber {
     pub conn: ConnId,
-    pub client: Client,
+    pub mailbox: Mailbox,
     pub player: PlayerId,
     pub role: Role,
 }
@@ -99,7 +99,7 @@ impl Topic {
             if !m.owes_presence {
                 return true;
             }
-            match m.sub.client.offer_presence(&event) {
+            match m.sub.mailbox.offer_presence(&event) {
                 Offer::Sent => {
                     m.owes_presence = false;
                     true
@@ -148,7 +148,7 @@ impl Topic {
 
 #[cfg(test)]
 mod tests {
-    use super::super::client::Outbound;
+    use super::super::mailbox::Outbound;
     use super::*;
     use tictactoe_protocol::ServerMsg;
     use tictactoe_protocol::ids::GameId;
@@ -169,7 +169,7 @@ mod tests {
         let kill = CancellationToken::new();
         let sub = Subscriber {
             conn: 1,
-            client: Client::new(tx, kill.clone()),
+            mailbox: Mailbox::new(tx, kill.clone()),
             player: PlayerId::try_from("p1".to_string()).unwrap(),
             role: Role::X,
         };
@@ -226,7 +226,7 @@ mod tests {
         t.members.push(m);
         // Game events fill the queue to its presence headroom.
         for _ in 0..6 {
-            assert!(t.members[0].sub.client.offer(Outbound::Requeue));
+            assert!(t.members[0].sub.mailbox.offer(Outbound::Requeue));
         }
         let t0 = Instant::now();
         assert!(t.on_presence(presence_event(1), t0, every), "owed");
@@ -242,7 +242,7 @@ mod tests {
         assert_eq!(received(&mut rx), [r#"{"type":"presence","n":2}"#]);
         // Game events still close a client whose queue is full.
         for _ in 0..9 {
-            t.members[0].sub.client.offer(Outbound::Requeue);
+            t.members[0].sub.mailbox.offer(Outbound::Requeue);
         }
         assert!(kill.is_cancelled());
     }

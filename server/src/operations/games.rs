@@ -7,7 +7,7 @@ use super::lobby::update_lobby;
 use super::{Done, OpError};
 use crate::app::App;
 use crate::ratelimit::{Decision, Rule};
-use crate::store::{Applied, Hold, Replay, SeatCheck, Transition};
+use crate::store::{Applied, Hold, Missed, SeatCheck, Transition};
 use bytes::Bytes;
 use std::net::IpAddr;
 use tictactoe_protocol::ids::{GameId, PlayerId};
@@ -556,9 +556,9 @@ pub async fn snapshot(app: &App, game: &GameId) -> Result<Snapshot, OpError> {
 
 /// The logged events of a game after version `since`. The newest state they carry goes into
 /// the hub's cache: a replay usually follows events this instance never saw.
-pub async fn replay(app: &App, game: &GameId, since: u64) -> Result<Replay, OpError> {
+pub async fn missed_events(app: &App, game: &GameId, since: u64) -> Result<Missed, OpError> {
     let replay = app.store.events_since(game, since).await?;
-    if let Replay::Events(events) = &replay
+    if let Missed::Events(events) = &replay
         && let Some(last) = events
             .last()
             .and_then(|e| serde_json::from_slice::<ServerMsg>(e).ok())

@@ -11,8 +11,8 @@
 
 pub mod keys;
 pub mod memory;
+mod missed;
 pub mod redis;
-mod replay;
 
 use crate::config::{Config, RedisLayout};
 use crate::ratelimit::{Decision, Rule};
@@ -29,7 +29,7 @@ use tictactoe_protocol::{Away, AwayReason, Role};
 use tictactoe_rules::{GameState, Mark, Seats, Status};
 
 pub use keys::Keys;
-pub(crate) use replay::replay_from;
+pub(crate) use missed::missed_since;
 
 /// Builds the store `layout` names: Redis, a primary found through Sentinel, a Redis Cluster,
 /// or the in-memory store of a lone instance; `config` gives the timeouts, limits and key
@@ -164,7 +164,7 @@ pub enum Applied {
 
 /// Events after a version, from a game's log.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Replay {
+pub enum Missed {
     UpToDate,
     /// Every event after the requested version, in order, as logged.
     Events(Vec<Bytes>),
@@ -363,7 +363,7 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<bool>;
     async fn load_game(&self, game: &GameId) -> StoreResult<Option<StoredGame>>;
     async fn transition(&self, t: &Transition<'_>) -> StoreResult<Applied>;
-    async fn events_since(&self, game: &GameId, since: u64) -> StoreResult<Replay>;
+    async fn events_since(&self, game: &GameId, since: u64) -> StoreResult<Missed>;
     /// The version at which `player`'s move `mid` was applied, if it was (and is still
     /// remembered).
     async fn applied_move(
@@ -532,12 +532,12 @@ pub struct BusMessage {
 /// The pub/sub side of a store: one connection per instance, used by the hub.
 #[async_trait]
 pub trait Bus: Send + Sync {
-    async fn connect(&self) -> StoreResult<BusConnection>;
+    async fn connect(&self) -> StoreResult<BusLink>;
 }
 
 /// A live subscription connection. The stream ends when the connection is lost; whatever was
 /// published meanwhile is gone, so the hub re-reads state after reconnecting.
-pub struct BusConnection {
+pub struct BusLink {
     pub sink: Box<dyn BusSink>,
     pub messages: BoxStream<'static, BusMessage>,
 }

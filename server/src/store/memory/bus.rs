@@ -2,14 +2,14 @@
 //! in publishing order; one that falls too far behind sees its stream end, as after a
 //! dropped Redis connection.
 
-use crate::store::{Bus, BusConnection, BusMessage, BusSink, StoreResult};
+use crate::store::{Bus, BusLink, BusMessage, BusSink, StoreResult};
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use tokio::sync::broadcast;
 
-/// The in-process pub/sub. A hub that falls [`BUS_CAPACITY`] messages behind sees its stream
+/// The in-process pub/sub. A hub that falls `BUS_CAPACITY` messages behind sees its stream
 /// end, exactly like a dropped Redis connection, and resynchronises.
 pub struct MemoryBus {
     pub(super) tx: broadcast::Sender<BusMessage>,
@@ -21,7 +21,7 @@ struct MemorySink {
 
 #[async_trait]
 impl Bus for MemoryBus {
-    async fn connect(&self) -> StoreResult<BusConnection> {
+    async fn connect(&self) -> StoreResult<BusLink> {
         let channels: Arc<Mutex<HashSet<String>>> = Arc::default();
         let filter = channels.clone();
         let rx = self.tx.subscribe();
@@ -39,7 +39,7 @@ impl Bus for MemoryBus {
             async move { wanted }
         })
         .boxed();
-        Ok(BusConnection {
+        Ok(BusLink {
             sink: Box::new(MemorySink { channels }),
             messages,
         })

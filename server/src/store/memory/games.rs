@@ -4,8 +4,8 @@
 use super::MemoryStore;
 use super::{ms, now_ms, now_us};
 use crate::ratelimit::{Decision, gcra};
-use crate::store::replay_from;
-use crate::store::{Applied, Replay, SeatCheck, StoreError, StoreResult, StoredGame, Transition};
+use crate::store::missed_since;
+use crate::store::{Applied, Missed, SeatCheck, StoreError, StoreResult, StoredGame, Transition};
 use bytes::Bytes;
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
@@ -140,13 +140,13 @@ pub(super) fn transition(store: &MemoryStore, t: &Transition<'_>) -> StoreResult
     Ok(Applied::Ok { version })
 }
 
-pub(super) fn events_since(store: &MemoryStore, game: &GameId, since: u64) -> StoreResult<Replay> {
+pub(super) fn events_since(store: &MemoryStore, game: &GameId, since: u64) -> StoreResult<Missed> {
     let mut inner = store.lock();
     let Some(g) = inner.live_game(game, now_ms()) else {
-        return Ok(Replay::UnknownGame);
+        return Ok(Missed::UnknownGame);
     };
     let entries = g.log.iter().filter(|(v, _)| *v > since).cloned();
-    Ok(replay_from(since, g.version, entries))
+    Ok(missed_since(since, g.version, entries))
 }
 
 pub(super) fn applied_move(

@@ -22,9 +22,9 @@ pub use bus::MemoryBus;
 use crate::ratelimit::{Decision, Rule};
 use crate::session::TokenHash;
 use crate::store::{
-    Applied, Attendance, Bus, BusMessage, Hold, Keys, LobbyOwner, LobbyShare, OpenSession,
-    PresenceChange, PresenceEntry, PresenceEvent, Replay, SeatsView, SessionRecord, Store,
-    StoreLimits, StoreResult, StoredGame, Ticket, Transition,
+    Applied, Attendance, Bus, BusMessage, Hold, Keys, LobbyOwner, LobbyShare, Missed, OpenSession,
+    PresenceChange, PresenceEntry, PresenceEvent, SeatsView, SessionRecord, Store, StoreLimits,
+    StoreResult, StoredGame, Ticket, Transition,
 };
 use crate::store::{ChatRecord, LobbyRecord, PresenceRecord};
 use async_trait::async_trait;
@@ -208,7 +208,7 @@ impl Store for MemoryStore {
         games::transition(self, t)
     }
 
-    async fn events_since(&self, game: &GameId, since: u64) -> StoreResult<Replay> {
+    async fn events_since(&self, game: &GameId, since: u64) -> StoreResult<Missed> {
         games::events_since(self, game, since)
     }
 

@@ -2,9 +2,9 @@
 //! when the connection is lost (the hub then reconnects, resubscribes and catches up), and
 //! which answers pings, so that a connection that hangs without an error is noticed too.
 
-use super::connection::classify;
+use super::link::classify;
 use super::sentinel::Sentinels;
-use crate::store::{Bus, BusConnection, BusMessage, BusSink, StoreError, StoreResult};
+use crate::store::{Bus, BusLink, BusMessage, BusSink, StoreError, StoreResult};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -47,7 +47,7 @@ struct RedisBusSink {
 
 #[async_trait]
 impl Bus for RedisBus {
-    async fn connect(&self) -> StoreResult<BusConnection> {
+    async fn connect(&self) -> StoreResult<BusLink> {
         let (client, mut epoch) = match &self.target {
             Target::Fixed(client) => (client.clone(), None),
             Target::Sentinel(sentinels) => {
@@ -77,7 +77,7 @@ impl Bus for RedisBus {
             })
             .take_until(moved)
             .boxed();
-        Ok(BusConnection {
+        Ok(BusLink {
             sink: Box::new(RedisBusSink {
                 sink,
                 op_timeout: self.op_timeout,

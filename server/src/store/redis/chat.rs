@@ -27,7 +27,7 @@ pub(super) async fn append(
         None => (k.lobby_chat(), k.lobby_chat(), k.lobby_channel()),
     };
     let [head, middle, tail] = event.pieces();
-    let mut conn = s.conn().await?;
+    let mut handle = s.handle().await?;
     let mut inv = SCRIPTS.chat.prepare_invoke();
     inv.key(stream)
         .key(exists_key)
@@ -43,7 +43,7 @@ pub(super) async fn append(
         .arg(tail)
         .arg(s.publish_cmd());
     let reply: Value = s
-        .call("chat", conn.generation, inv.invoke_async(&mut conn))
+        .call("chat", handle.generation, inv.invoke_async(&mut handle))
         .await?;
     if reply == Value::Nil {
         return Ok(None);
@@ -67,18 +67,18 @@ pub(super) async fn recent(
         Some(g) => s.keys.game_chat(g),
         None => s.keys.lobby_chat(),
     };
-    let mut conn = s.conn().await?;
+    let mut handle = s.handle().await?;
     let reply: Value = s
         .call(
             "recent_chat",
-            conn.generation,
+            handle.generation,
             ::redis::cmd("XREVRANGE")
                 .arg(key)
                 .arg("+")
                 .arg("-")
                 .arg("COUNT")
                 .arg(n)
-                .query_async(&mut conn),
+                .query_async(&mut handle),
         )
         .await?;
     let mut lines = items(reply)

@@ -6,24 +6,24 @@ use crate::store::StoreResult;
 use tictactoe_protocol::ids::GameId;
 
 pub(super) async fn set(s: &RedisStore, game: &GameId, at_ms: u64) -> StoreResult<()> {
-    let mut conn = s.conn().await?;
+    let mut handle = s.handle().await?;
     let mut inv = SCRIPTS.deadline.prepare_invoke();
     inv.key(s.keys.deadlines())
         .arg("set")
         .arg(game.as_str())
         .arg(at_ms);
     let _: i64 = s
-        .call("deadline", conn.generation, inv.invoke_async(&mut conn))
+        .call("deadline", handle.generation, inv.invoke_async(&mut handle))
         .await?;
     Ok(())
 }
 
 pub(super) async fn due(s: &RedisStore, max: usize) -> StoreResult<(u64, Vec<(GameId, u64)>)> {
-    let mut conn = s.conn().await?;
+    let mut handle = s.handle().await?;
     let mut inv = SCRIPTS.deadline.prepare_invoke();
     inv.key(s.keys.deadlines()).arg("due").arg(max.max(1));
     let reply: Vec<String> = s
-        .call("deadline", conn.generation, inv.invoke_async(&mut conn))
+        .call("deadline", handle.generation, inv.invoke_async(&mut handle))
         .await?;
     let Some((now, rest)) = reply.split_first() else {
         return Err(corrupt("deadline", "empty"));
@@ -48,7 +48,7 @@ pub(super) async fn settle(
     due: u64,
     next: Option<u64>,
 ) -> StoreResult<bool> {
-    let mut conn = s.conn().await?;
+    let mut handle = s.handle().await?;
     let mut inv = SCRIPTS.deadline.prepare_invoke();
     inv.key(s.keys.deadlines())
         .arg("settle")
@@ -56,7 +56,7 @@ pub(super) async fn settle(
         .arg(due)
         .arg(next.map(|n| n.to_string()).unwrap_or_default());
     let changed: i64 = s
-        .call("deadline", conn.generation, inv.invoke_async(&mut conn))
+        .call("deadline", handle.generation, inv.invoke_async(&mut handle))
         .await?;
     Ok(changed == 1)
 }

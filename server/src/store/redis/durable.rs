@@ -8,8 +8,8 @@
 //! instead; one replica acknowledgement releases the `WAIT`s pending on all of them.
 
 use super::RedisStore;
-use super::connection::Link;
 use super::decode::corrupt;
+use super::link::Link;
 use crate::store::{StoreError, StoreResult};
 use ::redis::Script;
 use ::redis::{Cmd, Pipeline, Value};
@@ -64,8 +64,8 @@ impl RedisStore {
     ) -> StoreResult<Vec<Value>> {
         let lane =
             &durable.lanes[durable.next.fetch_add(1, Ordering::Relaxed) % durable.lanes.len()];
-        let mut conn = self.conn_on(lane).await?;
-        self.pipeline(op, lane, &mut conn, pipe, scripts).await
+        let mut handle = self.handle_on(lane).await?;
+        self.pipeline(op, lane, &mut handle, pipe, scripts).await
     }
 
     /// The WAIT reply at `at` in `replies`: `Unavailable` unless enough replicas confirmed.

@@ -8,8 +8,8 @@ use super::durable::wait_cmd;
 use super::scripts::{reply, script_cmd};
 use super::{RedisStore, SCRIPTS};
 use crate::ratelimit::Decision;
-use crate::store::replay_from;
-use crate::store::{Applied, Replay, SeatCheck, StoreError, StoreResult, StoredGame, Transition};
+use crate::store::missed_since;
+use crate::store::{Applied, Missed, SeatCheck, StoreError, StoreResult, StoredGame, Transition};
 use ::redis::Value;
 use bytes::Bytes;
 use std::time::Duration;
@@ -169,18 +169,22 @@ pub(super) async fn transition(s: &RedisStore, t: &Transition<'_>) -> StoreResul
     })
 }
 
-pub(super) async fn events_since(s: &RedisStore, game: &GameId, since: u64) -> StoreResult<Replay> {
-    let mut conn = s.conn().await?;
+pub(super) async fn events_since(s: &RedisStore, game: &GameId, since: u64) -> StoreResult<Missed> {
+    let mut handle = s.handle().await?;
     let mut inv = SCRIPTS.events_since.prepare_invoke();
     inv.key(s.keys.game(game))
         .key(s.keys.game_log(game))
         .arg(since)
         .arg(s.limits.log_len);
     let reply: Value = s
-        .call("events_since", conn.generation, inv.invoke_async(&mut conn))
+        .call(
+            "events_since",
+            handle.generation,
+            inv.invoke_async(&mut handle),
+        )
         .await?;
     if reply == Value::Nil {
-        return Ok(Replay::UnknownGame);
+        return Ok(Missed::UnknownGame);
     }
     let mut parts = items(reply)
         .ok_or_else(|| corrupt("events_since", "not an array"))?
@@ -198,13 +202,13 @@ pub(super) async fn events_since(s: &RedisStore, game: &GameId, since: u64) -> S
             .and_then(super::decode::event)
             .ok_or_else(|| corrupt("events_since", "a log id without its event"))?;
         // Events are logged under the id `0-<version>`; any other id breaks the sequence,
-        // which `replay_from` answers with a snapshot.
+        // which `missed_since` answers with a snapshot.
         let v = text(&id)
             .and_then(|id| id.strip_prefix("0-")?.parse().ok())
             .unwrap_or(0);
         entries.push((v, event));
     }
-    Ok(replay_from(since, version, entries))
+    Ok(missed_since(since, version, entries))
 }
 
 pub(super) async fn applied_move(
@@ -238,9 +242,9 @@ async fn decisive_read<T: ::redis::FromRedisValue>(
     confirm: impl Fn(&Value) -> bool,
 ) -> StoreResult<T> {
     let Some(durable) = &s.durable else {
-        let mut conn = s.conn().await?;
+        let mut handle = s.handle().await?;
         return s
-            .call(op, conn.generation, read.query_async(&mut conn))
+            .call(op, handle.generation, read.query_async(&mut handle))
             .await;
     };
     let mut pipe = ::redis::pipe();

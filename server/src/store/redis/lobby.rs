@@ -31,7 +31,7 @@ pub(super) async fn update(
         .and_then(|v| v.as_str().map(str::to_owned))
         .unwrap_or_default();
     let json = serde_json::to_string(entry).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    let mut conn = s.conn().await?;
+    let mut handle = s.handle().await?;
     let mut inv = lobby_script(k);
     inv.arg("update")
         .arg(entry.game.as_str())
@@ -46,7 +46,7 @@ pub(super) async fn update(
                 .unwrap_or_default(),
         );
     let _: i64 = s
-        .call("lobby", conn.generation, inv.invoke_async(&mut conn))
+        .call("lobby", handle.generation, inv.invoke_async(&mut handle))
         .await?;
     Ok(())
 }
@@ -58,7 +58,7 @@ pub(super) async fn list(
     ttl: Duration,
 ) -> StoreResult<(Vec<LobbyRecord>, Vec<LobbyRecord>)> {
     let k = &s.keys;
-    let mut conn = s.conn().await?;
+    let mut handle = s.handle().await?;
     let mut inv = lobby_script(k);
     inv.arg("list")
         .arg(max.max(1))
@@ -66,7 +66,7 @@ pub(super) async fn list(
         .arg(share.per_owner)
         .arg(share.per_address);
     let reply: Value = s
-        .call("lobby", conn.generation, inv.invoke_async(&mut conn))
+        .call("lobby", handle.generation, inv.invoke_async(&mut handle))
         .await?;
     let mut lists = items(reply).ok_or_else(|| corrupt("lobby", "not an array"))?;
     let parse = |v: Option<Value>| -> Vec<LobbyRecord> {

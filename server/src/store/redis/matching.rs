@@ -12,7 +12,7 @@ pub(super) async fn match_enqueue(
     fresh: Duration,
 ) -> StoreResult<Option<Ticket>> {
     let json = serde_json::to_string(ticket).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    let mut conn = s.conn().await?;
+    let mut handle = s.handle().await?;
     let mut inv = SCRIPTS.matching.prepare_invoke();
     inv.key(s.keys.match_queue())
         .key(s.keys.match_tickets())
@@ -22,7 +22,7 @@ pub(super) async fn match_enqueue(
         .arg(json)
         .arg(ttl_ms(fresh));
     let reply: Vec<String> = s
-        .call("match", conn.generation, inv.invoke_async(&mut conn))
+        .call("match", handle.generation, inv.invoke_async(&mut handle))
         .await?;
     match reply.as_slice() {
         [tag] if tag == "queued" => Ok(None),
@@ -34,7 +34,7 @@ pub(super) async fn match_enqueue(
 }
 
 pub(super) async fn match_cancel(s: &RedisStore, player: &PlayerId) -> StoreResult<bool> {
-    let mut conn = s.conn().await?;
+    let mut handle = s.handle().await?;
     let mut inv = SCRIPTS.matching.prepare_invoke();
     inv.key(s.keys.match_queue())
         .key(s.keys.match_tickets())
@@ -42,7 +42,7 @@ pub(super) async fn match_cancel(s: &RedisStore, player: &PlayerId) -> StoreResu
         .arg("cancel")
         .arg(player.as_str());
     let removed: i64 = s
-        .call("match", conn.generation, inv.invoke_async(&mut conn))
+        .call("match", handle.generation, inv.invoke_async(&mut handle))
         .await?;
     Ok(removed == 1)
 }
@@ -55,7 +55,7 @@ pub(super) async fn match_refresh(
     if players.is_empty() {
         return Ok(Vec::new());
     }
-    let mut conn = s.conn().await?;
+    let mut handle = s.handle().await?;
     let mut inv = SCRIPTS.matching.prepare_invoke();
     inv.key(s.keys.match_queue())
         .key(s.keys.match_tickets())
@@ -66,7 +66,7 @@ pub(super) async fn match_refresh(
         inv.arg(p.as_str());
     }
     let missing: Vec<String> = s
-        .call("match", conn.generation, inv.invoke_async(&mut conn))
+        .call("match", handle.generation, inv.invoke_async(&mut handle))
         .await?;
     Ok(missing
         .into_iter()

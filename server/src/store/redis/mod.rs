@@ -12,11 +12,11 @@
 
 mod bus;
 mod chat;
-mod connection;
 mod deadlines;
 mod decode;
 mod durable;
 mod games;
+mod link;
 mod lobby;
 mod matching;
 mod presence;
@@ -32,15 +32,15 @@ pub use sharded_bus::ClusterBus;
 use crate::ratelimit::{Decision, Rule};
 use crate::session::TokenHash;
 use crate::store::{
-    Applied, Attendance, Bus, Hold, Keys, LobbyOwner, LobbyShare, OpenSession, PresenceChange,
-    PresenceEntry, PresenceEvent, Replay, SeatsView, SessionRecord, Store, StoreError, StoreLimits,
-    StoreResult, StoredGame, Ticket, Transition,
+    Applied, Attendance, Bus, Hold, Keys, LobbyOwner, LobbyShare, Missed, OpenSession,
+    PresenceChange, PresenceEntry, PresenceEvent, SeatsView, SessionRecord, Store, StoreError,
+    StoreLimits, StoreResult, StoredGame, Ticket, Transition,
 };
 use crate::store::{ChatRecord, LobbyRecord, PresenceRecord};
 use async_trait::async_trait;
 use bytes::Bytes;
-use connection::Link;
 use durable::Durable;
+use link::Link;
 use scripts::SCRIPTS;
 use std::sync::Arc;
 use std::time::Duration;
@@ -60,8 +60,8 @@ pub struct RedisStore {
     /// them.
     durable: Option<Durable>,
     /// When Redis last answered a command of this store.
-    answered: connection::Answered,
-    timings: connection::Timings,
+    answered: link::Answered,
+    timings: link::Timings,
 }
 
 #[async_trait]
@@ -75,27 +75,27 @@ impl Store for RedisStore {
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        let mut conn = self.conn().await?;
+        let mut handle = self.handle().await?;
         let _: String = self
             .call(
                 "ping",
-                conn.generation,
-                ::redis::cmd("PING").query_async(&mut conn),
+                handle.generation,
+                ::redis::cmd("PING").query_async(&mut handle),
             )
             .await?;
         Ok(())
     }
 
     async fn publish(&self, channel: &str, payload: Bytes) -> StoreResult<()> {
-        let mut conn = self.conn().await?;
+        let mut handle = self.handle().await?;
         let _: i64 = self
             .call(
                 "publish",
-                conn.generation,
+                handle.generation,
                 ::redis::cmd(self.publish_cmd())
                     .arg(channel)
                     .arg(payload.as_ref())
-                    .query_async(&mut conn),
+                    .query_async(&mut handle),
             )
             .await?;
         Ok(())
@@ -155,7 +155,7 @@ impl Store for RedisStore {
         games::transition(self, t).await
     }
 
-    async fn events_since(&self, game: &GameId, since: u64) -> StoreResult<Replay> {
+    async fn events_since(&self, game: &GameId, since: u64) -> StoreResult<Missed> {
         games::events_since(self, game, since).await
     }
 
@@ -185,11 +185,11 @@ impl Store for RedisStore {
     }
 
     async fn rate(&self, key: &str, rule: Rule) -> StoreResult<Decision> {
-        let mut conn = self.conn().await?;
+        let mut handle = self.handle().await?;
         let mut inv = SCRIPTS.rate.prepare_invoke();
         inv.key(key).arg(rule.interval_us).arg(rule.tolerance_us());
         let v: Vec<u64> = self
-            .call("rate", conn.generation, inv.invoke_async(&mut conn))
+            .call("rate", handle.generation, inv.invoke_async(&mut handle))
             .await?;
         match v.as_slice() {
             [1, _] => Ok(Decision::Allow { new_tat: 0 }),

@@ -44,9 +44,9 @@ async fn script(
     for part in event.args() {
         inv.arg(part);
     }
-    let mut conn = s.conn().await?;
+    let mut handle = s.handle().await?;
     let v: Vec<i64> = s
-        .call("presence", conn.generation, inv.invoke_async(&mut conn))
+        .call("presence", handle.generation, inv.invoke_async(&mut handle))
         .await?;
     match v.as_slice() {
         [x, o, n, xl, ol, mine, away @ ..] => Ok((
@@ -76,15 +76,15 @@ pub(super) async fn change(
     };
     if delta > 0 {
         // Indexed before the entry exists, so a sweep after this instance dies finds it.
-        let mut conn = s.conn().await?;
+        let mut handle = s.handle().await?;
         let _: i64 = s
             .call(
                 "presence_index",
-                conn.generation,
+                handle.generation,
                 ::redis::cmd("SADD")
                     .arg(&games)
                     .arg(game.as_str())
-                    .query_async(&mut conn),
+                    .query_async(&mut handle),
             )
             .await?;
     }
@@ -98,15 +98,15 @@ pub(super) async fn change(
     let (presence, left, mine) =
         script(s, game, &["change", &field, &delta], event, ttl, why).await?;
     if mine == 0 {
-        let mut conn = s.conn().await?;
+        let mut handle = s.handle().await?;
         let _: i64 = s
             .call(
                 "presence_index",
-                conn.generation,
+                handle.generation,
                 ::redis::cmd("SREM")
                     .arg(&games)
                     .arg(game.as_str())
-                    .query_async(&mut conn),
+                    .query_async(&mut handle),
             )
             .await?;
     }
@@ -118,13 +118,13 @@ pub(super) async fn change(
 }
 
 pub(super) async fn read(s: &RedisStore, game: &GameId) -> StoreResult<PresenceRecord> {
-    let mut conn = s.conn().await?;
+    let mut handle = s.handle().await?;
     let mut inv = SCRIPTS.presence.prepare_invoke();
     inv.key(s.keys.game_presence(game))
         .key(s.keys.game(game))
         .arg("read");
     let v: Vec<i64> = s
-        .call("presence", conn.generation, inv.invoke_async(&mut conn))
+        .call("presence", handle.generation, inv.invoke_async(&mut handle))
         .await?;
     match v.as_slice() {
         [x, o, n, away @ ..] => presence_of(*x, *o, *n, away),
@@ -133,13 +133,13 @@ pub(super) async fn read(s: &RedisStore, game: &GameId) -> StoreResult<PresenceR
 }
 
 pub(super) async fn inspect_seats(s: &RedisStore, game: &GameId) -> StoreResult<Option<SeatsView>> {
-    let mut conn = s.conn().await?;
+    let mut handle = s.handle().await?;
     let mut inv = SCRIPTS.presence.prepare_invoke();
     inv.key(s.keys.game_presence(game))
         .key(s.keys.game(game))
         .arg("inspect");
     let reply: Value = s
-        .call("inspect", conn.generation, inv.invoke_async(&mut conn))
+        .call("inspect", handle.generation, inv.invoke_async(&mut handle))
         .await?;
     if reply == Value::Nil {
         return Ok(None);
@@ -188,23 +188,23 @@ pub(super) async fn renew_lease(s: &RedisStore, lease: &str, ttl: Duration) -> S
         s.confirmed("lease", durable, &replies, 1)?;
         return Ok(known == Value::Int(1));
     }
-    let mut conn = s.conn().await?;
+    let mut handle = s.handle().await?;
     let mut inv = SCRIPTS.lease.prepare_invoke();
     inv.key(s.keys.instances())
         .arg("renew")
         .arg(lease)
         .arg(ttl_ms(ttl));
     let known: i64 = s
-        .call("lease", conn.generation, inv.invoke_async(&mut conn))
+        .call("lease", handle.generation, inv.invoke_async(&mut handle))
         .await?;
     Ok(known == 1)
 }
 
 pub(super) async fn expired_leases(s: &RedisStore) -> StoreResult<Vec<String>> {
-    let mut conn = s.conn().await?;
+    let mut handle = s.handle().await?;
     let mut inv = SCRIPTS.lease.prepare_invoke();
     inv.key(s.keys.instances()).arg("expired");
-    s.call("lease", conn.generation, inv.invoke_async(&mut conn))
+    s.call("lease", handle.generation, inv.invoke_async(&mut handle))
         .await
 }
 
@@ -215,12 +215,14 @@ pub(super) async fn sweep_lease(
     event: PresenceEvent,
 ) -> StoreResult<Vec<(GameId, Seats<bool>)>> {
     let index = s.keys.instance_games(lease);
-    let mut conn = s.conn().await?;
+    let mut handle = s.handle().await?;
     let games: Vec<String> = s
         .call(
             "sweep",
-            conn.generation,
-            ::redis::cmd("SMEMBERS").arg(&index).query_async(&mut conn),
+            handle.generation,
+            ::redis::cmd("SMEMBERS")
+                .arg(&index)
+                .query_async(&mut handle),
         )
         .await?;
     let mut emptied = Vec::new();
@@ -242,18 +244,18 @@ pub(super) async fn sweep_lease(
     let _: i64 = s
         .call(
             "sweep",
-            conn.generation,
-            ::redis::cmd("DEL").arg(&index).query_async(&mut conn),
+            handle.generation,
+            ::redis::cmd("DEL").arg(&index).query_async(&mut handle),
         )
         .await?;
     let _: i64 = s
         .call(
             "sweep",
-            conn.generation,
+            handle.generation,
             ::redis::cmd("ZREM")
                 .arg(s.keys.instances())
                 .arg(lease)
-                .query_async(&mut conn),
+                .query_async(&mut handle),
         )
         .await?;
     Ok(emptied)

@@ -3,8 +3,8 @@
 //! restarted or newly promoted node starts without any).
 
 use super::RedisStore;
-use super::connection::{Conn, Link, classify};
 use super::decode::corrupt;
+use super::link::{Link, LinkHandle, classify};
 use crate::store::StoreResult;
 use ::redis::{Cmd, Pipeline, Script, ServerErrorKind, Value};
 use std::sync::LazyLock;
@@ -55,11 +55,11 @@ impl RedisStore {
         call: Cmd,
         script: &Script,
     ) -> StoreResult<Value> {
-        let mut conn = self.conn().await?;
+        let mut handle = self.handle().await?;
         let mut pipe = ::redis::pipe();
         pipe.add_command(call);
         let mut replies = self
-            .pipeline(op, &self.link, &mut conn, pipe, &[script])
+            .pipeline(op, &self.link, &mut handle, pipe, &[script])
             .await?;
         reply(replies.pop())
     }
@@ -71,14 +71,14 @@ impl RedisStore {
         &self,
         op: &'static str,
         link: &Link,
-        conn: &mut Conn,
+        handle: &mut LinkHandle,
         mut pipe: Pipeline,
         scripts: &[&Script],
     ) -> StoreResult<Vec<Value>> {
-        let generation = conn.generation;
+        let generation = handle.generation;
         pipe.ignore_errors();
         let mut replies: Vec<Value> = self
-            .call_on(link, op, generation, pipe.query_async(conn))
+            .call_on(link, op, generation, pipe.query_async(handle))
             .await?;
         let missing: Vec<usize> = (0..replies.len())
             .filter(|i| is_noscript(&replies[*i]))
@@ -87,20 +87,20 @@ impl RedisStore {
             return Ok(replies);
         }
         for script in scripts {
-            self.call_on(link, op, generation, script.load_async(conn))
+            self.call_on(link, op, generation, script.load_async(handle))
                 .await?;
         }
         if missing.first() == Some(&0) {
             // The first command did not run, so nothing after it that depends on it did.
             return self
-                .call_on(link, op, generation, pipe.query_async(conn))
+                .call_on(link, op, generation, pipe.query_async(handle))
                 .await;
         }
         // A later script did not run: only it runs again, after what did.
         for i in missing {
             if let Some(cmd) = pipe.cmd_iter().nth(i) {
                 replies[i] = self
-                    .call_on(link, op, generation, cmd.query_async::<Value>(conn))
+                    .call_on(link, op, generation, cmd.query_async::<Value>(handle))
                     .await?;
             }
         }

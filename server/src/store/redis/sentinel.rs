@@ -3,7 +3,7 @@
 //! redis-rs 1.8 asks the Sentinels for the primary only when it opens a connection
 //! (`SentinelClient::async_get_client`), and its `ConnectionManager` reconnects to the address
 //! it was built with, which after a failover is the dead or demoted node (redis-rs issue
-//! 1438). So a [`SentinelConn`] keeps one multiplexed connection to the node the Sentinels
+//! 1438). So a [`SentinelHandle`] keeps one multiplexed connection to the node the Sentinels
 //! named, forgets it at the first sign that the node is gone or no longer primary, and the
 //! next call asks the Sentinels again. Pub/sub asks them at every (re)connect. The asking is
 //! done here too (`SENTINEL MASTER` to every Sentinel, the highest configuration epoch
@@ -181,13 +181,13 @@ impl Sentinels {
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(self.timeout))
             .set_response_timeout(Some(self.timeout));
-        let asks = self.urls.iter().zip(conns.iter_mut()).map(|(url, conn)| {
+        let asks = self.urls.iter().zip(conns.iter_mut()).map(|(url, handle)| {
             let config = config.clone();
             async move {
-                let fresh = conn.is_none();
+                let fresh = handle.is_none();
                 if fresh {
                     let client = ::redis::Client::open(url.as_str()).ok()?;
-                    *conn = tokio::time::timeout(
+                    *handle = tokio::time::timeout(
                         self.timeout,
                         client.get_multiplexed_async_connection_with_config(&config),
                     )
@@ -195,7 +195,7 @@ impl Sentinels {
                     .ok()
                     .and_then(Result::ok);
                 }
-                let c = conn.as_mut()?;
+                let c = handle.as_mut()?;
                 let reply: RedisResult<HashMap<String, String>> = ::redis::cmd("SENTINEL")
                     .arg("MASTER")
                     .arg(&self.master)
@@ -204,7 +204,7 @@ impl Sentinels {
                 match reply {
                     Ok(fields) => named(&fields),
                     Err(_) => {
-                        *conn = None;
+                        *handle = None;
                         None
                     }
                 }
@@ -277,10 +277,10 @@ fn no_primary(master: &str) -> StoreError {
 }
 
 /// A connection to the current primary, for commands and scripts. Clones share the
-/// connection; each [`SentinelConn::new`] is a connection of its own (its own order of
+/// connection; each [`SentinelHandle::new`] is a connection of its own (its own order of
 /// commands on the server, which `WAIT` relies on).
 #[derive(Clone)]
-pub struct SentinelConn {
+pub struct SentinelHandle {
     sentinels: Arc<Sentinels>,
     link: Arc<Link>,
 }
@@ -294,9 +294,9 @@ struct Link {
     config: AsyncConnectionConfig,
 }
 
-impl SentinelConn {
-    pub fn new(sentinels: Arc<Sentinels>, timeout: Duration) -> SentinelConn {
-        SentinelConn {
+impl SentinelHandle {
+    pub fn new(sentinels: Arc<Sentinels>, timeout: Duration) -> SentinelHandle {
+        SentinelHandle {
             sentinels,
             link: Arc::new(Link {
                 current: Mutex::new(None),
@@ -313,8 +313,8 @@ impl SentinelConn {
         let epoch = *self.sentinels.epoch.borrow();
         let current = self.link.current.lock().ok()?;
         match current.as_ref() {
-            Some((generation, made_in, conn)) if *made_in == epoch => {
-                Some((*generation, conn.clone()))
+            Some((generation, made_in, handle)) if *made_in == epoch => {
+                Some((*generation, handle.clone()))
             }
             _ => None,
         }
@@ -330,14 +330,14 @@ impl SentinelConn {
         }
         let epoch = *self.sentinels.epoch.borrow();
         let client = self.sentinels.primary().await.map_err(unavailable)?;
-        let conn = client
+        let handle = client
             .get_multiplexed_async_connection_with_config(&self.link.config)
             .await?;
         *generation += 1;
         if let Ok(mut current) = self.link.current.lock() {
-            *current = Some((*generation, epoch, conn.clone()));
+            *current = Some((*generation, epoch, handle.clone()));
         }
-        Ok((*generation, conn))
+        Ok((*generation, handle))
     }
 
     /// Drops connection `generation` if it is still the one in use.
@@ -376,11 +376,11 @@ fn demoted(v: &Value) -> bool {
         if matches!(e.kind(), Some(ServerErrorKind::ReadOnly | ServerErrorKind::MasterDown)))
 }
 
-impl ConnectionLike for SentinelConn {
+impl ConnectionLike for SentinelHandle {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         Box::pin(async move {
-            let (generation, mut conn) = self.connection().await?;
-            let reply = conn.req_packed_command(cmd).await;
+            let (generation, mut handle) = self.connection().await?;
+            let reply = handle.req_packed_command(cmd).await;
             match &reply {
                 Err(e) if lost_primary(e) => self.forget(generation),
                 Ok(v) if demoted(v) => self.forget(generation),
@@ -397,8 +397,8 @@ impl ConnectionLike for SentinelConn {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         Box::pin(async move {
-            let (generation, mut conn) = self.connection().await?;
-            let reply = conn.req_packed_commands(pipeline, offset, count).await;
+            let (generation, mut handle) = self.connection().await?;
+            let reply = handle.req_packed_commands(pipeline, offset, count).await;
             match &reply {
                 Err(e) if lost_primary(e) => self.forget(generation),
                 Ok(vs) if vs.iter().any(demoted) => self.forget(generation),

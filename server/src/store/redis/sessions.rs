@@ -36,7 +36,7 @@ pub(super) async fn create(
         reply(replies.get(3).cloned())?;
         return s.confirmed("create_session", durable, &replies, 4);
     }
-    let mut conn = s.conn().await?;
+    let mut handle = s.handle().await?;
     let mut pipe = ::redis::pipe();
     pipe.atomic()
         .cmd("HSET")
@@ -53,8 +53,8 @@ pub(super) async fn create(
     let _: () = s
         .call(
             "create_session",
-            conn.generation,
-            pipe.query_async(&mut conn),
+            handle.generation,
+            pipe.query_async(&mut handle),
         )
         .await?;
     Ok(())
@@ -66,7 +66,7 @@ pub(super) async fn open(
     rename: Option<&str>,
     ttl: Duration,
 ) -> StoreResult<Option<OpenSession>> {
-    let mut conn = s.conn().await?;
+    let mut handle = s.handle().await?;
     let mut inv = SCRIPTS.open_session.prepare_invoke();
     inv.key(s.keys.session(token))
         .key(s.keys.session_games(token))
@@ -74,7 +74,11 @@ pub(super) async fn open(
         .arg(rename.unwrap_or(""))
         .arg(s.limits.session_games);
     let v: Value = s
-        .call("open_session", conn.generation, inv.invoke_async(&mut conn))
+        .call(
+            "open_session",
+            handle.generation,
+            inv.invoke_async(&mut handle),
+        )
         .await?;
     if v == Value::Nil {
         return Ok(None);
@@ -103,7 +107,7 @@ pub(super) async fn remember_game(
     game: &GameId,
     ttl: Duration,
 ) -> StoreResult<()> {
-    let mut conn = s.conn().await?;
+    let mut handle = s.handle().await?;
     let mut inv = SCRIPTS.remember_game.prepare_invoke();
     inv.key(s.keys.session_games(token))
         .arg(game.as_str())
@@ -112,8 +116,8 @@ pub(super) async fn remember_game(
     let _: i64 = s
         .call(
             "remember_game",
-            conn.generation,
-            inv.invoke_async(&mut conn),
+            handle.generation,
+            inv.invoke_async(&mut handle),
         )
         .await?;
     Ok(())
@@ -124,15 +128,15 @@ pub(super) async fn forget_game(
     token: &TokenHash,
     game: &GameId,
 ) -> StoreResult<()> {
-    let mut conn = s.conn().await?;
+    let mut handle = s.handle().await?;
     let _: i64 = s
         .call(
             "forget_game",
-            conn.generation,
+            handle.generation,
             ::redis::cmd("ZREM")
                 .arg(s.keys.session_games(token))
                 .arg(game.as_str())
-                .query_async(&mut conn),
+                .query_async(&mut handle),
         )
         .await?;
     Ok(())

@@ -3,9 +3,9 @@
 //! node was unreachable is lost: on any disconnection the stream ends, so that the hub
 //! reconnects and has its clients catch up, exactly as with a single Redis.
 
-use super::connection::{classify, cluster_client};
 use super::decode::text;
-use crate::store::{Bus, BusConnection, BusMessage, BusSink, StoreError, StoreResult};
+use super::link::{classify, cluster_client};
+use crate::store::{Bus, BusLink, BusMessage, BusSink, StoreError, StoreResult};
 use ::redis::cluster_async::ClusterConnection;
 use ::redis::{PushInfo, PushKind, Value};
 use async_trait::async_trait;
@@ -32,7 +32,7 @@ impl ClusterBus {
 type Leaving = Arc<Mutex<HashSet<String>>>;
 
 struct ClusterBusSink {
-    conn: ClusterConnection,
+    handle: ClusterConnection,
     op_timeout: Duration,
     leaving: Leaving,
 }
@@ -80,10 +80,10 @@ fn on_push(push: PushInfo, leaving: &Leaving) -> Push {
 
 #[async_trait]
 impl Bus for ClusterBus {
-    async fn connect(&self) -> StoreResult<BusConnection> {
+    async fn connect(&self) -> StoreResult<BusLink> {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let client = cluster_client(&self.nodes, self.op_timeout, Some(tx))?;
-        let conn = tokio::time::timeout(self.op_timeout, client.get_async_connection())
+        let handle = tokio::time::timeout(self.op_timeout, client.get_async_connection())
             .await
             .map_err(|_| StoreError::Unavailable("cluster connect timed out".into()))?
             .map_err(classify)?;
@@ -102,9 +102,9 @@ impl Bus for ClusterBus {
             }
         })
         .boxed();
-        Ok(BusConnection {
+        Ok(BusLink {
             sink: Box::new(ClusterBusSink {
-                conn,
+                handle,
                 op_timeout: self.op_timeout,
                 leaving,
             }),
@@ -118,7 +118,7 @@ impl BusSink for ClusterBusSink {
     async fn subscribe(&mut self, channels: &[String]) -> StoreResult<()> {
         // One command per channel: channels of different slots live on different nodes.
         for c in channels {
-            tokio::time::timeout(self.op_timeout, self.conn.ssubscribe(c))
+            tokio::time::timeout(self.op_timeout, self.handle.ssubscribe(c))
                 .await
                 .map_err(|_| StoreError::Unavailable("ssubscribe timed out".into()))?
                 .map_err(classify)?;
@@ -131,7 +131,7 @@ impl BusSink for ClusterBusSink {
             if let Ok(mut set) = self.leaving.lock() {
                 set.insert(c.clone());
             }
-            tokio::time::timeout(self.op_timeout, self.conn.sunsubscribe(c))
+            tokio::time::timeout(self.op_timeout, self.handle.sunsubscribe(c))
                 .await
                 .map_err(|_| StoreError::Unavailable("sunsubscribe timed out".into()))?
                 .map_err(classify)?;

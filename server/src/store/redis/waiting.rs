@@ -14,7 +14,7 @@ pub(super) async fn hold_waiting(
     cap: usize,
     ttl: Duration,
 ) -> StoreResult<Hold> {
-    let mut conn = s.conn().await?;
+    let mut handle = s.handle().await?;
     let mut inv = SCRIPTS.waiting.prepare_invoke();
     inv.key(s.keys.player_waiting(player))
         .arg("hold")
@@ -22,7 +22,7 @@ pub(super) async fn hold_waiting(
         .arg(cap)
         .arg(ttl_ms(ttl));
     let reply: Vec<Value> = s
-        .call("waiting", conn.generation, inv.invoke_async(&mut conn))
+        .call("waiting", handle.generation, inv.invoke_async(&mut handle))
         .await?;
     match reply.split_first() {
         Some((Value::Int(1), _)) => Ok(Hold::Held),
@@ -41,13 +41,13 @@ pub(super) async fn release_waiting(
     player: &PlayerId,
     game: &GameId,
 ) -> StoreResult<()> {
-    let mut conn = s.conn().await?;
+    let mut handle = s.handle().await?;
     let mut inv = SCRIPTS.waiting.prepare_invoke();
     inv.key(s.keys.player_waiting(player))
         .arg("release")
         .arg(game.as_str());
     let _: i64 = s
-        .call("waiting", conn.generation, inv.invoke_async(&mut conn))
+        .call("waiting", handle.generation, inv.invoke_async(&mut handle))
         .await?;
     Ok(())
 }

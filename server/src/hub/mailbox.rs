@@ -32,7 +32,7 @@ fn presence_headroom(queue: usize) -> usize {
 pub enum Outbound {
     Game(Arc<ChannelEvent>),
     /// Messages of this game may have been lost (the bus reconnected): catch up from the log.
-    Resync(Box<GameId>),
+    CatchUp(Box<GameId>),
     /// A lobby frame (a coalesced `lobby` list or a lobby chat line), shared by every watcher.
     Lobby(Arc<Utf8Bytes>),
     /// Quick match paired this connection into `game`.
@@ -48,14 +48,14 @@ const _: () = assert!(std::mem::size_of::<Outbound>() <= 16);
 
 /// The sending half of one connection's bounded queue, and the switch that closes it.
 #[derive(Clone, Debug)]
-pub struct Client {
+pub struct Mailbox {
     tx: mpsc::Sender<Outbound>,
     kill: CancellationToken,
 }
 
-impl Client {
-    pub fn new(tx: mpsc::Sender<Outbound>, kill: CancellationToken) -> Client {
-        Client { tx, kill }
+impl Mailbox {
+    pub fn new(tx: mpsc::Sender<Outbound>, kill: CancellationToken) -> Mailbox {
+        Mailbox { tx, kill }
     }
 
     /// Queues without waiting. A full queue means the client is too slow: it is closed
@@ -107,14 +107,14 @@ mod tests {
     #[test]
     fn a_full_queue_closes_the_slow_client_and_only_it() {
         let (tx, _rx) = mpsc::channel(1);
-        let slow = Client::new(tx, CancellationToken::new());
+        let slow = Mailbox::new(tx, CancellationToken::new());
         assert!(slow.offer(Outbound::Requeue));
         assert!(!slow.kill.is_cancelled());
         assert!(slow.offer(Outbound::Requeue));
         assert!(slow.kill.is_cancelled());
 
         let (tx, mut rx) = mpsc::channel(4);
-        let fine = Client::new(tx, CancellationToken::new());
+        let fine = Mailbox::new(tx, CancellationToken::new());
         assert!(fine.offer(Outbound::Requeue));
         assert!(rx.try_recv().is_ok());
         assert!(!fine.kill.is_cancelled());

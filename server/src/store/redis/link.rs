@@ -6,7 +6,7 @@
 
 use super::RedisStore;
 use super::bus::RedisBus;
-use super::sentinel::{SentinelConn, Sentinels};
+use super::sentinel::{SentinelHandle, Sentinels};
 use super::sharded_bus::ClusterBus;
 use crate::store::{Keys, StoreError, StoreLimits, StoreResult};
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -47,13 +47,13 @@ enum LinkKind {
 
 struct Generation {
     id: u64,
-    conn: GenerationConn,
+    handle: GenerationConn,
 }
 
 enum GenerationConn {
     /// Connected on first use: an instance can start while Redis is down.
     Single(ConnectionManager),
-    Sentinel(SentinelConn),
+    Sentinel(SentinelHandle),
     /// Connected on first use and kept: the cluster client follows slot moves and reconnects
     /// to nodes by itself, but its first connection needs the cluster up.
     Cluster(Box<LazyCluster>),
@@ -61,14 +61,14 @@ enum GenerationConn {
 
 struct LazyCluster {
     client: ClusterClient,
-    conn: tokio::sync::OnceCell<ClusterConnection>,
+    handle: tokio::sync::OnceCell<ClusterConnection>,
 }
 
 impl Link {
     fn new(kind: LinkKind) -> StoreResult<Link> {
         let first = Arc::new(Generation {
             id: 0,
-            conn: kind.connection()?,
+            handle: kind.connection()?,
         });
         Ok(Link {
             kind,
@@ -92,10 +92,10 @@ impl Link {
             return;
         }
         match self.kind.connection() {
-            Ok(conn) => {
+            Ok(handle) => {
                 *current = Arc::new(Generation {
                     id: generation + 1,
-                    conn,
+                    handle,
                 });
                 drop(current);
                 metrics::counter!("redis_link_replaced_total").increment(1);
@@ -127,11 +127,11 @@ impl LinkKind {
                     .map_err(|e| StoreError::Config(e.to_string()))?,
             ),
             LinkKind::Sentinel(sentinels, timeout) => {
-                GenerationConn::Sentinel(SentinelConn::new(sentinels.clone(), *timeout))
+                GenerationConn::Sentinel(SentinelHandle::new(sentinels.clone(), *timeout))
             }
             LinkKind::Cluster(client) => GenerationConn::Cluster(Box::new(LazyCluster {
                 client: client.clone(),
-                conn: tokio::sync::OnceCell::new(),
+                handle: tokio::sync::OnceCell::new(),
             })),
         })
     }
@@ -140,24 +140,24 @@ impl LinkKind {
 /// A connection to either kind of backend, for the commands and scripts, with the generation
 /// of the link it belongs to (see [`RedisStore::call`]).
 #[derive(Clone)]
-pub(super) struct Conn {
+pub(super) struct LinkHandle {
     pub(super) generation: u64,
-    inner: ConnInner,
+    inner: HandleInner,
 }
 
 #[derive(Clone)]
-enum ConnInner {
+enum HandleInner {
     Single(ConnectionManager),
-    Sentinel(SentinelConn),
+    Sentinel(SentinelHandle),
     Cluster(ClusterConnection),
 }
 
-impl ::redis::aio::ConnectionLike for Conn {
+impl ::redis::aio::ConnectionLike for LinkHandle {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match &mut self.inner {
-            ConnInner::Single(c) => c.req_packed_command(cmd),
-            ConnInner::Sentinel(c) => c.req_packed_command(cmd),
-            ConnInner::Cluster(c) => c.req_packed_command(cmd),
+            HandleInner::Single(c) => c.req_packed_command(cmd),
+            HandleInner::Sentinel(c) => c.req_packed_command(cmd),
+            HandleInner::Cluster(c) => c.req_packed_command(cmd),
         }
     }
 
@@ -168,17 +168,17 @@ impl ::redis::aio::ConnectionLike for Conn {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         match &mut self.inner {
-            ConnInner::Single(c) => c.req_packed_commands(pipeline, offset, count),
-            ConnInner::Sentinel(c) => c.req_packed_commands(pipeline, offset, count),
-            ConnInner::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+            HandleInner::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            HandleInner::Sentinel(c) => c.req_packed_commands(pipeline, offset, count),
+            HandleInner::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
         }
     }
 
     fn get_db(&self) -> i64 {
         match &self.inner {
-            ConnInner::Single(c) => c.get_db(),
-            ConnInner::Sentinel(c) => c.get_db(),
-            ConnInner::Cluster(c) => c.get_db(),
+            HandleInner::Single(c) => c.get_db(),
+            HandleInner::Sentinel(c) => c.get_db(),
+            HandleInner::Cluster(c) => c.get_db(),
         }
     }
 }
@@ -359,22 +359,22 @@ impl RedisStore {
         }
     }
 
-    pub(super) async fn conn(&self) -> StoreResult<Conn> {
-        self.conn_on(&self.link).await
+    pub(super) async fn handle(&self) -> StoreResult<LinkHandle> {
+        self.handle_on(&self.link).await
     }
 
     /// A connection of `link` (the shared one, or a `durable` lane).
-    pub(super) async fn conn_on(&self, link: &Link) -> StoreResult<Conn> {
+    pub(super) async fn handle_on(&self, link: &Link) -> StoreResult<LinkHandle> {
         let generation = link.current();
-        let inner = match &generation.conn {
-            GenerationConn::Single(c) => ConnInner::Single(c.clone()),
-            GenerationConn::Sentinel(c) => ConnInner::Sentinel(c.clone()),
+        let inner = match &generation.handle {
+            GenerationConn::Single(c) => HandleInner::Single(c.clone()),
+            GenerationConn::Sentinel(c) => HandleInner::Sentinel(c.clone()),
             GenerationConn::Cluster(lazy) => {
                 let connect = lazy
-                    .conn
+                    .handle
                     .get_or_try_init(|| lazy.client.get_async_connection());
                 match tokio::time::timeout(self.op_timeout, connect).await {
-                    Ok(Ok(c)) => ConnInner::Cluster(c.clone()),
+                    Ok(Ok(c)) => HandleInner::Cluster(c.clone()),
                     Ok(Err(e)) => return Err(classify(e)),
                     Err(_) => {
                         link.suspect(generation.id);
@@ -383,7 +383,7 @@ impl RedisStore {
                 }
             }
         };
-        Ok(Conn {
+        Ok(LinkHandle {
             generation: generation.id,
             inner,
         })
