@@ -2,12 +2,13 @@
 //! operation is one Lua script (or one command), hence one round trip; every script touches
 //! the keys of a single hash slot.
 //!
-//! `connection` owns the command connection (timeouts, reconnects, error classes), `sentinel`
-//! the connections that follow a primary through Sentinel failovers, `durable` the writes
-//! acknowledged only once replicas have them (REDIS_WAIT_REPLICAS), `decode`
-//! turns script replies into store types, and one file per area of the [`Store`] trait holds
-//! its operations: `games`, `sessions`, `chat`, `presence` (with instance leases), `lobby`
-//! (with quick match) and `deadlines`. Pub/sub has its own connection: [`RedisBus`] on a
+//! `link` owns the command link (timeouts, reconnects, error classes), `sentinel` the links
+//! that follow a primary through Sentinel failovers, `scripts` the Lua scripts and how a call
+//! to one runs, `durable` the writes acknowledged only once replicas have them
+//! (REDIS_WAIT_REPLICAS), `decode` turns script replies into store records, and one file per
+//! area of the [`Store`] trait holds its operations: `games`, `sessions`, `chat`, `presence`
+//! (with instance leases), `lobby`, `waiting` (games awaiting an opponent, per player),
+//! `matching` (quick match) and `deadlines`. Pub/sub has its own link: [`RedisBus`] on a
 //! single Redis (or the primary `sentinel` finds), [`ClusterBus`] (sharded) on a cluster.
 
 mod bus;
