@@ -3,8 +3,9 @@
 # with CLUSTER=1) and release instances on fixed local ports, runs one load-generator
 # scenario against them, prints its report and stops everything it started. The report
 # gives speed (moves/s, move-to-opponent latency) and what the moves of its measurement
-# window cost: CPU µs per accepted move of each instance, of Redis and of the load generator
-# itself, Redis commands per move (INFO commandstats, inside scripts included) and Redis
+# window cost: CPU µs, system calls (all of them with perf, else the read and write calls of
+# /proc/<pid>/io) and context switches per accepted move of each instance, of Redis and of
+# the load generator itself, Redis commands per move (INFO commandstats, inside scripts included) and Redis
 # round trips per move (the instances' own metrics).
 #
 # One run:      scripts/bench.sh MODE CONNECTIONS THINK_MS|RATE DURATION
@@ -202,8 +203,11 @@ build_rev() {
   echo "$out/tictactoe"
 }
 
-# The figures compared in A/B mode, from one JSON report: [name, value] pairs.
-figures='def figures: [
+# The figures compared in A/B mode, from one JSON report: [name, value] pairs. System calls
+# are every call where perf could count them (run as root with linux-perf installed), read
+# and write calls from /proc/<pid>/io always; context switches are voluntary + involuntary.
+figures='def cs: if . == null then null else .voluntary_per_move + .involuntary_per_move end;
+def figures: [
   ["moves/s", .moves_per_sec],
   ["p50 ms", .latency.p50_ms],
   ["p99 ms", .latency.p99_ms],
@@ -211,6 +215,14 @@ figures='def figures: [
   (.instances | to_entries[] | ["  instance \(.key + 1)", .value.cpu.us_per_move]),
   ["CPU µs/move Redis", .redis_cpu_us_per_move],
   ["CPU µs/move loadgen", .loadgen_cpu.us_per_move],
+  ["syscalls/move instances", .instances_kernel.syscalls_per_move],
+  ["r/w calls/move instances", .instances_kernel.rw_calls_per_move],
+  ["ctx switches/move instances", (.instances_kernel | cs)],
+  ["syscalls/move Redis", .redis_kernel.syscalls_per_move],
+  ["r/w calls/move Redis", .redis_kernel.rw_calls_per_move],
+  ["ctx switches/move Redis", (.redis_kernel | cs)],
+  ["syscalls/move loadgen", .loadgen_cpu.kernel.syscalls_per_move],
+  ["ctx switches/move loadgen", (.loadgen_cpu.kernel | cs)],
   ["Redis commands/move", .redis_commands_per_move],
   ["Redis round trips/move", .redis_round_trips_per_move],
   ["KiB/connection", ([.instances[].kib_per_connection | select(. != null)]
@@ -245,7 +257,7 @@ ab() {
       [ $side = B ] && bin=$b
       run_once "$bin" "$loadgen" "$@" -- --json >"$out/$side$rep.json" 2>"$out/$side$rep.txt"
       jq -r --arg run "$side$rep" "$figures"'
-        "\($run): \(.moves_per_sec | fmt) moves/s, p99 \(.latency.p99_ms | fmt) ms, CPU µs/move instances \(.instances_cpu_us_per_move | fmt), Redis \(.redis_cpu_us_per_move | fmt), loadgen \(.loadgen_cpu.us_per_move | fmt)"' \
+        "\($run): \(.moves_per_sec | fmt) moves/s, p99 \(.latency.p99_ms | fmt) ms, CPU µs/move instances \(.instances_cpu_us_per_move | fmt), Redis \(.redis_cpu_us_per_move | fmt), loadgen \(.loadgen_cpu.us_per_move | fmt); syscalls/move instances \(.instances_kernel.syscalls_per_move | fmt), Redis \(.redis_kernel.syscalls_per_move | fmt); ctx switches/move instances \(.instances_kernel | cs | fmt), Redis \(.redis_kernel | cs | fmt)"' \
         "$out/$side$rep.json" || { echo "$side$rep: no report" >&2; cat "$out/$side$rep.txt" >&2; }
     done
   done

@@ -4,9 +4,10 @@
 //! the differences by the moves accepted in between.
 
 use super::cpu::{ClockTicks, Proc};
+use super::kernel::{Counters, PerfCount};
 use super::metrics::{self, InstanceCounters};
 use super::redis_info::{self, CommandStats, RedisProbe};
-use super::report::{CommandReport, Cpu, InstanceReport, RedisReport, Report};
+use super::report::{CommandReport, Cpu, InstanceReport, Kernel, RedisReport, Report};
 use futures_util::future::join_all;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -26,6 +27,7 @@ pub struct Probes {
     /// Per URL: its metrics page.
     metrics_urls: Vec<Option<String>>,
     redis: Vec<RedisTarget>,
+    counting: Counting,
 }
 
 /// Every counter at one instant.
@@ -35,6 +37,22 @@ pub struct Snapshot {
     redis_ticks: Vec<Option<u64>>,
     commands: Vec<Option<CommandStats>>,
     counters: Vec<Option<InstanceCounters>>,
+    /// System calls and context switches: this process, each instance, each Redis.
+    loadgen_kernel: Option<Counters>,
+    instance_kernel: Vec<Option<Counters>>,
+    redis_kernel: Vec<Option<Counters>>,
+    /// At the window's end: every system call over the window, by perf, per process.
+    loadgen_syscalls: Option<u64>,
+    instance_syscalls: Vec<Option<u64>>,
+    redis_syscalls: Vec<Option<u64>>,
+}
+
+/// perf counting every process's system calls while the window is open.
+#[derive(Default)]
+struct Counting {
+    loadgen: Option<PerfCount>,
+    instances: Vec<Option<PerfCount>>,
+    redis: Vec<Option<PerfCount>>,
 }
 
 /// What the flags say about the processes to watch.
@@ -94,6 +112,7 @@ impl Probes {
             instance_pids,
             metrics_urls,
             redis,
+            counting: Counting::default(),
         }
     }
 
@@ -101,6 +120,12 @@ impl Probes {
     /// together) first, the `/proc` reads, which take microseconds, last, right at the edge.
     pub async fn at_window_start(&mut self) -> Snapshot {
         let (counters, commands) = self.network().await;
+        let perf = |pid: Option<u32>| pid.and_then(PerfCount::start);
+        self.counting = Counting {
+            loadgen: perf(Some(std::process::id())),
+            instances: self.instance_pids.iter().map(|p| perf(*p)).collect(),
+            redis: self.redis.iter().map(|r| perf(r.pid)).collect(),
+        };
         Snapshot {
             counters,
             commands,
@@ -111,10 +136,15 @@ impl Probes {
     /// The same as the window closes, in the opposite order.
     pub async fn at_window_end(&mut self) -> Snapshot {
         let cpu = self.cpu();
+        let counting = std::mem::take(&mut self.counting);
+        let stop = |p: Option<PerfCount>| p.and_then(PerfCount::stop);
         let (counters, commands) = self.network().await;
         Snapshot {
             counters,
             commands,
+            loadgen_syscalls: stop(counting.loadgen),
+            instance_syscalls: counting.instances.into_iter().map(stop).collect(),
+            redis_syscalls: counting.redis.into_iter().map(stop).collect(),
             ..cpu
         }
     }
@@ -141,12 +171,19 @@ impl Probes {
 
     fn cpu(&self) -> Snapshot {
         let ticks = |pid: &Option<u32>| pid.and_then(|p| Proc::Pid(p).cpu_ticks());
+        let kernel = |pid: &Option<u32>| pid.and_then(|p| Counters::read(Some(p)));
         Snapshot {
             loadgen_ticks: Proc::Myself.cpu_ticks(),
             instance_ticks: self.instance_pids.iter().map(ticks).collect(),
             redis_ticks: self.redis.iter().map(|r| ticks(&r.pid)).collect(),
             commands: Vec::new(),
             counters: Vec::new(),
+            loadgen_kernel: Counters::read(None),
+            instance_kernel: self.instance_pids.iter().map(kernel).collect(),
+            redis_kernel: self.redis.iter().map(|r| kernel(&r.pid)).collect(),
+            loadgen_syscalls: None,
+            instance_syscalls: Vec::new(),
+            redis_syscalls: Vec::new(),
         }
     }
 
@@ -159,8 +196,20 @@ impl Probes {
             Some(Cpu::new(self.clock.to_duration(ticks), window, moves))
         };
         let at = |v: &Vec<Option<u64>>, i: usize| v.get(i).copied().flatten();
+        let kat = |v: &Vec<Option<Counters>>, i: usize| v.get(i).copied().flatten();
+        let kernel = |b: Option<Counters>, a: Option<Counters>, syscalls: Option<u64>| {
+            per_move_kernel(b?.since(&a?), syscalls, moves)
+        };
 
-        report.loadgen_cpu = cpu(before.loadgen_ticks, after.loadgen_ticks);
+        report.loadgen_cpu = cpu(before.loadgen_ticks, after.loadgen_ticks).map(|mut c| {
+            c.kernel = kernel(
+                before.loadgen_kernel,
+                after.loadgen_kernel,
+                after.loadgen_syscalls,
+            );
+            c
+        });
+        let mut instances_kernel: Option<Kernel> = None;
 
         let mut counted_pids = BTreeSet::new();
         let mut instances_secs = None::<f64>;
@@ -169,12 +218,26 @@ impl Probes {
         let mut by_op: BTreeMap<String, f64> = BTreeMap::new();
         for (i, inst) in report.instances.iter_mut().enumerate() {
             inst.metrics_url = self.metrics_urls.get(i).cloned().flatten();
-            inst.cpu = cpu(at(&before.instance_ticks, i), at(&after.instance_ticks, i));
+            inst.cpu =
+                cpu(at(&before.instance_ticks, i), at(&after.instance_ticks, i)).map(|mut c| {
+                    c.kernel = kernel(
+                        kat(&before.instance_kernel, i),
+                        kat(&after.instance_kernel, i),
+                        at(&after.instance_syscalls, i),
+                    );
+                    c
+                });
             // One process behind two URLs (instances in one test process) counts once.
             if let (Some(c), Some(pid)) = (&inst.cpu, inst.pid)
                 && counted_pids.insert(pid)
             {
                 *instances_secs.get_or_insert(0.0) += c.secs;
+                if let Some(k) = &c.kernel {
+                    match instances_kernel.as_mut() {
+                        Some(sum) => sum.add(k),
+                        None => instances_kernel = Some(k.clone()),
+                    }
+                }
             }
             let delta = match (before.counters.get(i), after.counters.get(i)) {
                 (Some(Some(b)), Some(Some(a))) => a.delta(b),
@@ -188,6 +251,8 @@ impl Probes {
             }
         }
         report.instances_cpu_us_per_move = instances_secs.and_then(|s| per_move_us(s, moves));
+        report.instances_kernel = instances_kernel;
+        let mut redis_kernel: Option<Kernel> = None;
         if accepted > 0.0 {
             report.redis_round_trips_per_move = Some(round_trips / accepted);
             report.redis_round_trips_by_op = by_op
@@ -204,9 +269,22 @@ impl Probes {
             .iter()
             .enumerate()
             .map(|(i, r)| {
-                let c = cpu(at(&before.redis_ticks, i), at(&after.redis_ticks, i));
+                let c = cpu(at(&before.redis_ticks, i), at(&after.redis_ticks, i)).map(|mut c| {
+                    c.kernel = kernel(
+                        kat(&before.redis_kernel, i),
+                        kat(&after.redis_kernel, i),
+                        at(&after.redis_syscalls, i),
+                    );
+                    c
+                });
                 if let Some(c) = &c {
                     *redis_secs.get_or_insert(0.0) += c.secs;
+                    if let Some(k) = &c.kernel {
+                        match redis_kernel.as_mut() {
+                            Some(sum) => sum.add(k),
+                            None => redis_kernel = Some(k.clone()),
+                        }
+                    }
                 }
                 let commands = match (before.commands.get(i), after.commands.get(i)) {
                     (Some(Some(b)), Some(Some(a))) => {
@@ -230,6 +308,7 @@ impl Probes {
             })
             .collect();
         report.redis_cpu_us_per_move = redis_secs.and_then(|s| per_move_us(s, moves));
+        report.redis_kernel = redis_kernel;
         if any_commands {
             let total: u64 = all_commands.values().map(|c| c.calls).sum();
             report.redis_commands_per_move = (moves > 0).then(|| total as f64 / moves as f64);
@@ -253,6 +332,17 @@ fn fill_round_trips(inst: &mut InstanceReport, delta: &InstanceCounters) {
     inst.accepted_moves = Some(delta.accepted_moves as u64);
     inst.redis_round_trips = Some(trips as u64);
     inst.round_trips_per_move = (delta.accepted_moves > 0.0).then(|| trips / delta.accepted_moves);
+}
+
+/// A window's kernel counts per move (none without moves).
+fn per_move_kernel(d: Counters, syscalls: Option<u64>, moves: u64) -> Option<Kernel> {
+    let per = |n: u64| n as f64 / moves as f64;
+    (moves > 0).then(|| Kernel {
+        syscalls_per_move: syscalls.map(per),
+        rw_calls_per_move: d.rw_calls.map(per),
+        voluntary_per_move: per(d.voluntary),
+        involuntary_per_move: per(d.involuntary),
+    })
 }
 
 fn per_move_us(secs: f64, moves: u64) -> Option<f64> {

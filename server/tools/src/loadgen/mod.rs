@@ -39,6 +39,7 @@ mod conn;
 mod cost;
 mod cpu;
 mod idle;
+mod kernel;
 mod metrics;
 mod plan;
 mod play;

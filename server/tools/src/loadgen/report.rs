@@ -46,14 +46,59 @@ pub struct Latency {
     pub max_ms: f64,
 }
 
-/// CPU time of one process (user + system, every thread) over the measurement window.
+/// CPU time of one process (user + system, every thread) over the measurement window, and
+/// what it asked of the kernel.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Cpu {
     pub secs: f64,
     /// `secs` per second of window: 1.0 is one core kept busy.
     pub cores: f64,
     /// µs of CPU per move accepted in the window (none without moves).
     pub us_per_move: Option<f64>,
+    /// System calls and context switches per move accepted in the window.
+    pub kernel: Option<Kernel>,
+}
+
+/// System calls and context switches of one process (or several, summed) per accepted move.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Kernel {
+    /// Every system call (`perf stat -e raw_syscalls:sys_enter`); none where perf could not
+    /// count.
+    pub syscalls_per_move: Option<f64>,
+    /// Read- and write-like calls only (`/proc/<pid>/io` `syscr` + `syscw`).
+    pub rw_calls_per_move: Option<f64>,
+    /// Context switches summed over the process's threads (`/proc/<pid>/task/*/status`).
+    pub voluntary_per_move: f64,
+    pub involuntary_per_move: f64,
+}
+
+impl Kernel {
+    /// Adds another process's figures (an instance's to the other instances').
+    pub fn add(&mut self, other: &Kernel) {
+        let sum = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) => Some(a + b),
+            _ => None,
+        };
+        self.syscalls_per_move = sum(self.syscalls_per_move, other.syscalls_per_move);
+        self.rw_calls_per_move = sum(self.rw_calls_per_move, other.rw_calls_per_move);
+        self.voluntary_per_move += other.voluntary_per_move;
+        self.involuntary_per_move += other.involuntary_per_move;
+    }
+
+    fn text(&self) -> String {
+        let calls = match (self.syscalls_per_move, self.rw_calls_per_move) {
+            (Some(all), Some(rw)) => format!("{all:.2} system calls ({rw:.2} read/write)"),
+            (Some(all), None) => format!("{all:.2} system calls"),
+            (None, Some(rw)) => format!("{rw:.2} read/write calls (/proc io; no perf)"),
+            (None, None) => "system calls unknown".into(),
+        };
+        format!(
+            "{calls}, {:.2} + {:.2} context switches (voluntary + involuntary) per move",
+            self.voluntary_per_move, self.involuntary_per_move
+        )
+    }
 }
 
 impl Cpu {
@@ -64,6 +109,7 @@ impl Cpu {
             secs,
             cores: if window > 0.0 { secs / window } else { 0.0 },
             us_per_move: (moves > 0).then(|| secs * 1e6 / moves as f64),
+            kernel: None,
         }
     }
 }
@@ -160,8 +206,12 @@ pub struct Report {
     pub instances: Vec<InstanceReport>,
     /// The instances' CPU per accepted move, summed over every instance with a pid.
     pub instances_cpu_us_per_move: Option<f64>,
+    /// The instances' system calls and context switches per accepted move, summed.
+    pub instances_kernel: Option<Kernel>,
     /// Redis's CPU per accepted move, summed over every Redis with a known pid.
     pub redis_cpu_us_per_move: Option<f64>,
+    /// Redis's system calls and context switches per accepted move, summed.
+    pub redis_kernel: Option<Kernel>,
     /// This load generator's own CPU.
     pub loadgen_cpu: Option<Cpu>,
     /// Redis commands per accepted move, all Redis servers together (`INFO commandstats`,
@@ -196,9 +246,13 @@ fn kib(v: Option<u64>) -> String {
 const LIST_TOP: usize = 8;
 
 fn cpu_text(c: &Cpu) -> String {
-    match c.us_per_move {
+    let cpu = match c.us_per_move {
         Some(us) => format!("CPU {:.3} cores, {us:.1} µs per move", c.cores),
         None => format!("CPU {:.3} cores", c.cores),
+    };
+    match &c.kernel {
+        Some(k) => format!("{cpu}; {}", k.text()),
+        None => cpu,
     }
 }
 
@@ -324,6 +378,12 @@ impl Report {
         .collect();
         if !per_move.is_empty() {
             line("cpu per move", per_move.join(", "));
+        }
+        if let Some(k) = &self.instances_kernel {
+            line("kernel instances", k.text());
+        }
+        if let Some(k) = &self.redis_kernel {
+            line("kernel redis", k.text());
         }
         if let Some(c) = &self.loadgen_cpu {
             line("loadgen", cpu_text(c));
@@ -503,6 +563,60 @@ instance 1        ws://127.0.0.1:8080/ws (ttt-1): 2 connections, 0 failed; pid 4
 ";
         assert!(text.contains(expected), "{text}");
         assert!(!sample().render().contains("cpu per move"));
+    }
+
+    #[test]
+    fn kernel_counts_are_reported_per_process_and_summed() {
+        let mut r = costed();
+        let instance = Kernel {
+            syscalls_per_move: Some(7.5),
+            rw_calls_per_move: Some(4.25),
+            voluntary_per_move: 2.0,
+            involuntary_per_move: 0.125,
+        };
+        let mut both = instance.clone();
+        both.add(&instance);
+        assert_eq!(both.syscalls_per_move, Some(15.0));
+        assert_eq!(both.voluntary_per_move, 4.0);
+        // Without perf on one side, the sum of all calls is unknown, not understated.
+        both.add(&Kernel {
+            syscalls_per_move: None,
+            ..instance.clone()
+        });
+        assert_eq!(both.syscalls_per_move, None);
+        assert_eq!(both.rw_calls_per_move, Some(12.75));
+        r.instances_kernel = Some(instance.clone());
+        r.redis_kernel = Some(Kernel {
+            syscalls_per_move: None,
+            rw_calls_per_move: Some(2.5),
+            voluntary_per_move: 1.0,
+            involuntary_per_move: 0.0,
+        });
+        r.instances[0].cpu.as_mut().unwrap().kernel = Some(instance);
+        let text = r.render();
+        assert!(
+            text.contains(
+                "kernel instances  7.50 system calls (4.25 read/write), 2.00 + 0.12 context \
+                 switches (voluntary + involuntary) per move\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "kernel redis      2.50 read/write calls (/proc io; no perf), 1.00 + 0.00"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("120.0 µs per move; 7.50 system calls"),
+            "{text}"
+        );
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["instances_kernel"]["syscalls_per_move"], 7.5);
+        assert_eq!(
+            json["instances"][0]["cpu"]["kernel"]["voluntary_per_move"],
+            2.0
+        );
     }
 
     #[test]
