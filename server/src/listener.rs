@@ -173,14 +173,19 @@ async fn answer_when_full(mut stream: TcpStream, lane: crate::admission::Slot) {
             }
             head.extend_from_slice(&buf[..n]);
         }
-        let response = full_response(&head);
-        stream.write_all(&response).await?;
-        stream.shutdown().await?;
-        let mut sink = [0u8; 1024];
-        while stream.read(&mut sink).await? > 0 {}
-        Ok::<_, std::io::Error>(())
+        answer_and_close(&mut stream, &full_response(&head)).await
     })
     .await;
+}
+
+/// Writes `response`, then reads what the client sent until it closes, so that the close is
+/// orderly (a close with unread data becomes a reset, which destroys the response).
+async fn answer_and_close(stream: &mut TcpStream, response: &[u8]) -> std::io::Result<()> {
+    stream.write_all(response).await?;
+    stream.shutdown().await?;
+    let mut sink = [0u8; 1024];
+    while stream.read(&mut sink).await? > 0 {}
+    Ok(())
 }
 
 /// What a full listener answers to the request beginning with `head`.
@@ -219,15 +224,8 @@ fn refuse(stream: TcpStream, refusal: Refusal, polite: &Arc<Semaphore>) {
     tokio::spawn(async move {
         let _permit = permit;
         let mut stream = stream;
-        let _ = tokio::time::timeout(REFUSAL_LINGER, async {
-            stream.write_all(&response).await?;
-            stream.shutdown().await?;
-            // Read what the client sent until it closes, so the close is orderly.
-            let mut sink = [0u8; 1024];
-            while stream.read(&mut sink).await? > 0 {}
-            Ok::<_, std::io::Error>(())
-        })
-        .await;
+        let _ =
+            tokio::time::timeout(REFUSAL_LINGER, answer_and_close(&mut stream, &response)).await;
     });
 }
 

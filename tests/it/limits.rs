@@ -402,20 +402,22 @@ async fn a_session_has_few_games_waiting_and_the_lobby_shows_few_per_player() {
 
     // The lobby shows Ann's newest open game only, and Bob's.
     let bobs = try_create(&mut bob).await.unwrap();
-    let mut watcher = b.connect().await;
+    let open = open_games_listed(&b).await;
+    assert_eq!(open, [bobs, g3], "not {g2}");
+}
+
+/// The open games a newcomer watching the lobby on `at` is shown first.
+async fn open_games_listed(at: &Instance) -> Vec<String> {
+    let mut watcher = at.connect().await;
     hello(&mut watcher, "sue").await;
     watcher.request(json!({"type":"lobby","watch":true})).await;
-    let open = match watcher
+    match watcher
         .recv_until(|m| matches!(m, ServerMsg::Lobby { .. }))
         .await
     {
-        ServerMsg::Lobby { open, .. } => open
-            .into_iter()
-            .map(|e| e.game.to_string())
-            .collect::<Vec<_>>(),
+        ServerMsg::Lobby { open, .. } => open.into_iter().map(|e| e.game.to_string()).collect(),
         _ => unreachable!(),
-    };
-    assert_eq!(open, [bobs, g3], "not {g2}");
+    }
 }
 
 /// The games a client was brought back into after a `hello`, from what it received.
@@ -512,19 +514,7 @@ async fn one_address_fills_at_most_its_share_of_the_lobby() {
         .unwrap();
     hello(&mut solo, "solo").await;
     let solos = try_create(&mut solo).await.unwrap();
-    let mut watcher = a.connect().await;
-    hello(&mut watcher, "sue").await;
-    watcher.request(json!({"type":"lobby","watch":true})).await;
-    let open = match watcher
-        .recv_until(|m| matches!(m, ServerMsg::Lobby { .. }))
-        .await
-    {
-        ServerMsg::Lobby { open, .. } => open
-            .into_iter()
-            .map(|e| e.game.to_string())
-            .collect::<Vec<_>>(),
-        _ => unreachable!(),
-    };
+    let open = open_games_listed(&a).await;
     // The newest three of the address, and the other address's game.
     let mut expected: Vec<String> = theirs.iter().rev().take(3).cloned().collect();
     expected.insert(0, solos);
