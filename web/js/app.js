@@ -9,6 +9,7 @@ import { StatusView } from './status.js';
 import { TurnCue } from './cue.js';
 import { announce } from './announcer.js';
 import { storage } from './storage.js';
+import { pageState, adopt, awayOf } from './state.js';
 import { $, show } from './dom.js';
 import {
   GAME_EVENTS, NAME_MAX_CHARS, PROTOCOL_VERSION, applyLimits, cellName, errorText, limits,
@@ -17,27 +18,7 @@ import {
 
 const NOTICE_MS = 6000;
 
-const app = {
-  view: 'lobby',
-  // The game on screen, and the one being joined (from a link, a click or a match).
-  current: null,
-  wanted: new URLSearchParams(location.search).get('game'),
-  // id -> { id, version, role, state, presence, away, fromMatch }
-  games: new Map(),
-  // The session's name as the server knows it (null before the first welcome).
-  name: null,
-  // A name chosen while offline: the next hello renames the session, and a `rename` then
-  // carries it to the games.
-  renameOnWelcome: false,
-  queued: false,
-  watchingLobby: false,
-  // Until the first lobby reply after the first welcome: the session's games are being
-  // restored, and a game the player is seated in may take the screen.
-  restoring: false,
-  welcomed: false,
-  // Games that came from quick match: if aborted, the page queues again.
-  matchGames: new Set(),
-};
+const app = pageState(new URLSearchParams(location.search).get('game'));
 
 const wsUrl = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
 const conn = new Connection(wsUrl, {
@@ -163,34 +144,6 @@ function onMessage(msg) {
 
 // ---- Games ----
 
-function adopt(msg) {
-  const old = app.games.get(msg.game);
-  const g = {
-    id: msg.game,
-    version: msg.version,
-    role: msg.you,
-    state: msg.state,
-    presence: msg.presence,
-    away: awayOf(msg.presence, old),
-    fromMatch: app.matchGames.has(msg.game),
-  };
-  app.games.set(g.id, g);
-  return g;
-}
-
-// When and why each absent seat's player went, on this page's clock. The server says how long
-// ago (`away`), so the countdown is right whichever instance or clock reports it.
-function awayOf(presence, before) {
-  const out = { X: null, O: null };
-  for (const m of ['X', 'O']) {
-    if (presence?.players?.[m] !== false) continue;
-    const a = presence.away?.[m];
-    if (a) out[m] = { reason: a.reason ?? null, since: Date.now() - (a.for_ms ?? 0) };
-    else out[m] = before?.away?.[m] ?? { reason: null, since: null };
-  }
-  return out;
-}
-
 function onSnapshot(msg) {
   const seatedAndLive = (msg.you === 'X' || msg.you === 'O')
     && (msg.state.status === 'playing' || msg.state.status === 'waiting');
@@ -203,7 +156,7 @@ function onSnapshot(msg) {
     app.games.delete(msg.game);
     return;
   }
-  const g = adopt(msg);
+  const g = adopt(app, msg);
   if (app.current !== g.id) showGame(g.id);
   gameView.chat.replace(msg.chat);
   renderGame();
@@ -420,7 +373,7 @@ async function join(id, spectate) {
 
 function enter(snapshot) {
   app.wanted = null;
-  const g = adopt(snapshot);
+  const g = adopt(app, snapshot);
   showGame(g.id);
   gameView.chat.replace(snapshot.chat);
   renderGame();
