@@ -8,6 +8,7 @@ import { GameView, describe, goneText } from './game.js';
 import { StatusView } from './status.js';
 import { TurnCue } from './cue.js';
 import { announce } from './announcer.js';
+import { notify } from './notice.js';
 import { storage } from './storage.js';
 import { pageState, adopt, awayOf } from './state.js';
 import { $, show } from './dom.js';
@@ -15,8 +16,6 @@ import {
   GAME_EVENTS, NAME_MAX_CHARS, PROTOCOL_VERSION, applyLimits, cellName, errorText, limits,
   refusedText,
 } from './protocol.js';
-
-const NOTICE_MS = 6000;
 
 const app = pageState(new URLSearchParams(location.search).get('game'));
 
@@ -612,18 +611,6 @@ function renderGame() {
   g.pendingCell = outbox.pendingCell(g.id);
   gameView.render(g, { connected: conn.connected, link: gameLink(g.id) });
   document.title = `${$('game-status').textContent} · Tic-tac-toe`;
-}
-
-let noticeTimer = null;
-function notify(text) {
-  const n = $('notice');
-  n.textContent = text;
-  n.hidden = false;
-  announce(text);
-  clearTimeout(noticeTimer);
-  noticeTimer = setTimeout(() => {
-    n.hidden = true;
-  }, NOTICE_MS);
 }
 
 // ---- Start ----
