@@ -4,7 +4,7 @@
 import { Connection, Disconnected } from './connection.js';
 import { Outbox } from './outbox.js';
 import { LobbyView } from './lobby.js';
-import { GameView, describe, goneText } from './game.js';
+import { GameView } from './game.js';
 import { StatusView } from './status.js';
 import { TurnCue } from './cue.js';
 import { announce } from './announcer.js';
@@ -12,9 +12,9 @@ import { notify } from './notice.js';
 import { storage } from './storage.js';
 import { pageState, adopt, awayOf } from './state.js';
 import { $, show } from './dom.js';
+import { eventText, presenceText, chatText } from './spoken.js';
 import {
-  GAME_EVENTS, NAME_MAX_CHARS, PROTOCOL_VERSION, applyLimits, cellName, errorText, limits,
-  refusedText,
+  GAME_EVENTS, NAME_MAX_CHARS, PROTOCOL_VERSION, applyLimits, errorText, refusedText,
 } from './protocol.js';
 
 const app = pageState(new URLSearchParams(location.search).get('game'));
@@ -191,31 +191,6 @@ function onGameEvent(msg) {
   }
 }
 
-function eventText(g, msg, before) {
-  const name = (m) => msg.state.players[m] ?? m;
-  switch (msg.type) {
-    case 'moved': {
-      const played = `${msg.mark} played ${cellName(msg.cell)}.`;
-      return msg.state.status === 'finished' ? `${played} ${describe(g)}` : played;
-    }
-    case 'seated':
-      return `${name(msg.mark)} joined as ${msg.mark}.`;
-    case 'rematch_requested':
-      return msg.mark === g.role ? 'Rematch asked.' : `${name(msg.mark)} wants a rematch.`;
-    case 'round_started':
-      return `Round ${msg.round} started: ${msg.state.turn} moves first.`;
-    case 'conceded':
-    case 'aborted':
-      return describe(g);
-    case 'renamed': {
-      const was = before?.players?.[msg.mark];
-      return was && was !== msg.name ? `${was} is now called ${msg.name}.` : '';
-    }
-    default:
-      return '';
-  }
-}
-
 function onPresence(msg) {
   const g = app.games.get(msg.game);
   if (!g) return;
@@ -226,13 +201,7 @@ function onPresence(msg) {
   for (const m of ['X', 'O']) {
     const name = g.state.players[m];
     if (m !== g.role && name && before[m] !== undefined && before[m] !== msg.players[m]) {
-      if (msg.players[m]) {
-        announce(`${name} is back.`);
-      } else {
-        const playing = g.state.status === 'playing' && (g.role === 'X' || g.role === 'O');
-        const grace = Math.round(limits.forfeitGraceMs / 1000);
-        announce(`${goneText(name, g.away[m])}.${playing ? ` You win by forfeit unless they are back within ${grace} s.` : ''}`);
-      }
+      announce(presenceText(g, m, msg.players[m]));
     }
   }
   renderGame();
@@ -240,9 +209,9 @@ function onPresence(msg) {
 
 function onChat(msg) {
   if (msg.game == null) {
-    if (lobby.chat.receive(msg) && app.view === 'lobby') announce(`${msg.from} says: ${msg.text}`);
+    if (lobby.chat.receive(msg) && app.view === 'lobby') announce(chatText(msg));
   } else if (msg.game === app.current) {
-    if (gameView.chat.receive(msg)) announce(`${msg.from} says: ${msg.text}`);
+    if (gameView.chat.receive(msg)) announce(chatText(msg));
   }
 }
 
