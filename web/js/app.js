@@ -10,12 +10,11 @@ import { TurnCue } from './cue.js';
 import { announce } from './announcer.js';
 import { notify } from './notice.js';
 import { storage } from './storage.js';
+import { createNames } from './names.js';
 import { pageState, adopt, awayOf } from './state.js';
 import { $, show } from './dom.js';
 import { eventText, presenceText, chatText } from './spoken.js';
-import {
-  GAME_EVENTS, NAME_MAX_CHARS, PROTOCOL_VERSION, applyLimits, errorText, refusedText,
-} from './protocol.js';
+import { GAME_EVENTS, PROTOCOL_VERSION, applyLimits, errorText } from './protocol.js';
 
 const app = pageState(new URLSearchParams(location.search).get('game'));
 
@@ -56,6 +55,7 @@ const gameView = new GameView({
   chat: (text) => withName('chat', () => sendChat(app.current, text)),
 });
 const cue = new TurnCue($('turn-cue'));
+const { withName, showName } = createNames({ page: app, conn, recover });
 
 // ---- Connection ----
 
@@ -421,114 +421,6 @@ function moveFailed(entry, err, retrying) {
   else syncGame(g);
 }
 
-// ---- Names ----
-
-function cleanName(text) {
-  const name = text.trim().replace(/\s+/g, ' ');
-  return name && [...name].length <= NAME_MAX_CHARS ? name : null;
-}
-
-function showName(name, instance) {
-  const input = $('name-input');
-  // Never overwrite what the player is typing.
-  if (document.activeElement !== input || input.value.trim() === (app.name ?? '')) input.value = name;
-  app.name = name;
-  const info = $('server-info');
-  if (instance) info.dataset.instance = instance;
-  info.textContent = `Signed in as ${name} · server ${info.dataset.instance ?? ''}`;
-}
-
-let renaming = null;
-
-// Renames the session and every seat it holds (the server tells the games). Offline, the
-// name waits for the next hello. Resolves to whether the name is now in effect. A name the
-// server refuses is not kept: the field goes back to the name everyone sees, and the notice
-// says what was refused and why.
-async function setName(name) {
-  const offline = () => {
-    storage.setName(name);
-    app.renameOnWelcome = true;
-    return false;
-  };
-  if (!conn.connected) return offline();
-  if (name === app.name) {
-    storage.setName(name);
-    return true;
-  }
-  let reply;
-  try {
-    // Two actions in quick succession (a double click on a cell) ask for one rename.
-    if (renaming?.name !== name) {
-      const pending = { name, reply: conn.request({ type: 'rename', name }) };
-      renaming = pending;
-      pending.reply.finally(() => {
-        if (renaming === pending) renaming = null;
-      }).catch(() => {});
-    }
-    reply = await renaming.reply;
-  } catch (e) {
-    if (!(e instanceof Disconnected)) throw e;
-    return offline();
-  }
-  if (reply.type === 'error') {
-    notify(refusedText('Rename', reply));
-    if (app.name != null) $('name-input').value = app.name;
-    recover(reply, null);
-    return false;
-  }
-  const now = reply.name ?? name;
-  storage.setName(now);
-  showName(now);
-  return true;
-}
-
-let asking = null;
-
-// The rule for names, the same for every action that shows the player's name to others (new
-// game, quick match, join, a move, a rematch, a chat line): a name typed at the top but not
-// saved is saved first; a player who never chose a name is asked once (unless `ask` is false:
-// a move never opens a dialog), with the name they have as the default to accept.
-async function withName(why, action, { ask: mayAsk = true } = {}) {
-  const typed = cleanName($('name-input').value);
-  if (typed && app.name && typed !== app.name) {
-    await setName(typed);
-  } else if (mayAsk && !storage.name()) {
-    asking ??= askName(why).finally(() => {
-      asking = null;
-    });
-    const name = await asking;
-    if (name) await setName(name);
-  }
-  return action();
-}
-
-const WHY = {
-  link: 'You are joining a game from a link.',
-  'link-unsure': 'You are opening a game from a link.',
-  create: 'Your opponent will see it.',
-  join: 'Your opponent will see it.',
-  chat: 'It shows next to what you say.',
-};
-
-function askName(why) {
-  const dialog = $('name-dialog');
-  const input = $('name-dialog-input');
-  $('name-dialog-why').textContent = WHY[why] ?? '';
-  // Only a game known to have a free seat offers to join it.
-  $('name-dialog-ok').textContent = why === 'link' ? 'Join the game' : 'Continue';
-  input.value = app.name ?? storage.name() ?? '';
-  return new Promise((resolve) => {
-    const done = () => {
-      dialog.removeEventListener('close', done);
-      // Escape closes it too: that accepts the default, as the dialog says.
-      resolve(cleanName(input.value) ?? app.name);
-    };
-    dialog.addEventListener('close', done);
-    dialog.showModal();
-    input.select();
-  });
-}
-
 // ---- Views ----
 
 function showLobby() {
@@ -584,23 +476,12 @@ function renderGame() {
 
 // ---- Start ----
 
-$('name-form').addEventListener('submit', async (e) => {
-  e.preventDefault();
-  const name = cleanName($('name-input').value);
-  if (!name) return;
-  if (await setName(name)) announce(`Name saved: ${name}.`);
-  else if (!conn.connected) notify('Name saved: it applies when the connection is back.');
-});
-
 window.addEventListener('popstate', () => {
   const id = new URLSearchParams(location.search).get('game');
   if (id && id !== app.current) join(id, false);
   else if (!id && app.current) leave();
 });
 
-const stored = storage.name();
-if (stored) $('name-input').value = stored;
-$('name-dialog-input').maxLength = NAME_MAX_CHARS;
 if (app.wanted) {
   show($('lobby'), false);
 }
