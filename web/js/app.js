@@ -11,6 +11,7 @@ import { announce } from './announcer.js';
 import { notify } from './notice.js';
 import { storage } from './storage.js';
 import { createNames } from './names.js';
+import { createLink, gameLink } from './link.js';
 import { pageState, adopt, awayOf } from './state.js';
 import { $, show } from './dom.js';
 import { eventText, presenceText, chatText } from './spoken.js';
@@ -51,11 +52,12 @@ const gameView = new GameView({
   rematch: () => withName('rematch', () => seatAction('rematch'), { ask: false }),
   resign: () => seatAction('resign'),
   leave,
-  copyLink,
+  copyLink: () => link.copyLink(),
   chat: (text) => withName('chat', () => sendChat(app.current, text)),
 });
 const cue = new TurnCue($('turn-cue'));
 const { withName, showName } = createNames({ page: app, conn, recover });
+const link = createLink({ page: app, gameView, withName, join });
 
 // ---- Connection ----
 
@@ -97,7 +99,7 @@ function onWelcome(msg) {
     if (msg.resumed && g) syncGame(g);
     else join(app.current, g?.role === 'spectator');
   } else if (app.wanted) {
-    arriveByLink(app.wanted);
+    link.arriveByLink(app.wanted);
   }
   app.restoring = first && !app.current && !app.wanted;
   if (app.view === 'lobby') watchLobby();
@@ -125,7 +127,7 @@ function onMessage(msg) {
       return onChatHistory(msg);
     case 'lobby':
       lobby.render(msg);
-      for (const waiter of lobbyWaiters.splice(0)) waiter(msg);
+      link.lobbyListed(msg);
       return;
     case 'match_found':
       app.queued = false;
@@ -279,46 +281,6 @@ async function ask(msg) {
   }
 }
 
-// ---- Arriving by a link ----
-
-// Resolved by the next lobby list (null after `ms`).
-const lobbyWaiters = [];
-function nextLobby(ms) {
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => {
-      const i = lobbyWaiters.indexOf(done);
-      if (i >= 0) lobbyWaiters.splice(i, 1);
-      resolve(null);
-    }, ms);
-    function done(msg) {
-      clearTimeout(timer);
-      resolve(msg);
-    }
-    lobbyWaiters.push(done);
-  });
-}
-
-const LOBBY_WAIT_MS = 5000;
-
-// A seat takes the player's name, so a newcomer is asked for one before joining, with a
-// default to accept. Whether there is a seat to take, the lobby list says without joining
-// (and so without showing up as a spectator): an open game offers "Join the game"; a game
-// being played has no seat for a newcomer, who just watches and is not asked; a game in
-// neither list (finished, or not listed) gets a neutral "Continue".
-async function arriveByLink(id) {
-  const go = () => (app.wanted === id && !app.current ? join(id, false) : null);
-  if (storage.name()) {
-    withName('link', go);
-    return;
-  }
-  // The welcome that called this then asks for the lobby (the page starts on it).
-  const list = await nextLobby(LOBBY_WAIT_MS);
-  if (app.wanted !== id || app.current) return;
-  const listed = (l) => (list?.[l] ?? []).some((g) => g.game === id);
-  if (listed('live')) go();
-  else withName(listed('open') ? 'link' : 'link-unsure', go);
-}
-
 async function create() {
   const reply = await ask({ type: 'create' });
   if (reply?.type === 'snapshot') enter(reply);
@@ -388,24 +350,6 @@ function leave() {
     outbox.drop(id);
   }
   showLobby();
-}
-
-function gameLink(id) {
-  return `${location.origin}${location.pathname}?game=${encodeURIComponent(id)}`;
-}
-
-async function copyLink() {
-  const input = $('game-link');
-  try {
-    await navigator.clipboard.writeText(input.value);
-  } catch {
-    // The async clipboard needs a secure context; plain http falls back to the selection.
-    input.select();
-    document.execCommand('copy');
-  }
-  // Confirmed where the player looks, on the button; the live region tells screen readers.
-  gameView.copied();
-  announce('Link copied.');
 }
 
 function moveFailed(entry, err, retrying) {
