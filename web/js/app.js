@@ -1,698 +1,113 @@
-// The page: wires the connection to the lobby and game views, keeps what it knows of each
-// game (version, role, state) and decides which game is on screen.
+// The composition root: builds the connection, the views and the modules that act on the
+// page's state, wires each one's hooks to the others, and connects.
+//
+// state.js     what the page knows of each game, and which one is on screen
+// events.js    what the server sends unasked, folded into the state
+// routing.js   which game is on screen, in step with the address bar
+// actions.js   what the player asks of the server (through `ask`)
+// recovery.js  catching up after a reconnect or an error
+// names.js     the player's name, its rule and its dialog
+// link.js      a game's link: copying it, arriving by it
+// views.js     the lobby and game views, redrawn from the state
+// spoken.js    what screen readers hear; notice.js: what the player must see
 
-import { Connection, Disconnected } from './connection.js';
+import { Connection } from './connection.js';
 import { Outbox } from './outbox.js';
-import { LobbyView } from './lobby.js';
-import { GameView, describe, goneText } from './game.js';
 import { StatusView } from './status.js';
-import { TurnCue } from './cue.js';
-import { announce } from './announcer.js';
-import { storage } from './storage.js';
-import { $, show } from './dom.js';
-import {
-  GAME_EVENTS, NAME_MAX_CHARS, PROTOCOL_VERSION, applyLimits, cellName, errorText, limits,
-  refusedText,
-} from './protocol.js';
+import { pageState } from './state.js';
+import { createViews } from './views.js';
+import { createRouting, gameInAddress } from './routing.js';
+import { createActions } from './actions.js';
+import { createNames } from './names.js';
+import { createLink } from './link.js';
+import { createRecovery } from './recovery.js';
+import { createEvents } from './events.js';
 
-const NOTICE_MS = 6000;
+const page = pageState(gameInAddress());
 
-const app = {
-  view: 'lobby',
-  // The game on screen, and the one being joined (from a link, a click or a match).
-  current: null,
-  wanted: new URLSearchParams(location.search).get('game'),
-  // id -> { id, version, role, state, presence, away, fromMatch }
-  games: new Map(),
-  // The session's name as the server knows it (null before the first welcome).
-  name: null,
-  // A name chosen while offline: the next hello renames the session, and a `rename` then
-  // carries it to the games.
-  renameOnWelcome: false,
-  queued: false,
-  watchingLobby: false,
-  // Until the first lobby reply after the first welcome: the session's games are being
-  // restored, and a game the player is seated in may take the screen.
-  restoring: false,
-  welcomed: false,
-  // Games that came from quick match: if aborted, the page queues again.
-  matchGames: new Set(),
-};
-
+// Hooks name modules built further down: they run only once the connection is started, last.
 const wsUrl = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
 const conn = new Connection(wsUrl, {
-  hello: helloFields,
-  onWelcome,
-  onMessage,
+  hello: () => recovery.helloFields(),
+  onWelcome: (msg) => recovery.welcome(msg),
+  onMessage: (msg) => events.receive(msg),
   onState: (s) => {
     status.update(s);
-    if (s.state !== 'connected') renderGame();
+    if (s.state !== 'connected') views.render();
   },
 });
 const status = new StatusView(() => conn.reconnectNow());
 const outbox = new Outbox(conn, {
-  version: (game) => app.games.get(game)?.version,
-  changed: renderGame,
-  failed: moveFailed,
+  version: (game) => page.games.get(game)?.version,
+  changed: () => views.render(),
+  failed: (entry, err, retrying) => recovery.moveFailed(entry, err, retrying),
 });
-const lobby = new LobbyView({
-  create: () => withName('create', create),
-  quickMatch: () => withName('create', quickMatch),
-  cancelMatch,
-  join: (id) => withName('join', () => join(id, false)),
-  watch: (id) => join(id, true),
-  chat: (text) => withName('chat', () => sendChat(null, text)),
-});
-const gameView = new GameView({
-  // A move and a rematch show the player's name too: a name typed at the top goes first.
-  play: (cell) => {
-    const id = app.current;
-    if (id) withName('move', () => app.current === id && outbox.play(id, cell), { ask: false });
+
+const views = createViews({
+  page,
+  conn,
+  outbox,
+  controls: {
+    lobby: {
+      create: () => names.withName('create', actions.create),
+      quickMatch: () => names.withName('create', actions.quickMatch),
+      cancelMatch: () => actions.cancelMatch(),
+      join: (id) => names.withName('join', () => routing.join(id, false)),
+      watch: (id) => routing.join(id, true),
+      chat: (text) => names.withName('chat', () => actions.sendChat(null, text)),
+    },
+    game: {
+      // A move and a rematch show the player's name too: a name typed at the top goes first.
+      play: (cell) => {
+        const id = page.current;
+        if (id) names.withName('move', () => page.current === id && outbox.play(id, cell), { ask: false });
+      },
+      rematch: () => names.withName('rematch', () => actions.seatAction('rematch'), { ask: false }),
+      resign: () => actions.seatAction('resign'),
+      leave: () => routing.leave(),
+      copyLink: () => link.copyLink(),
+      chat: (text) => names.withName('chat', () => actions.sendChat(page.current, text)),
+    },
   },
-  rematch: () => withName('rematch', () => seatAction('rematch'), { ask: false }),
-  resign: () => seatAction('resign'),
-  leave,
-  copyLink,
-  chat: (text) => withName('chat', () => sendChat(app.current, text)),
-});
-const cue = new TurnCue($('turn-cue'));
-
-// ---- Connection ----
-
-function helloFields() {
-  const fields = {};
-  const token = storage.token();
-  if (token) fields.token = token;
-  const name = storage.name();
-  if (name) fields.name = name;
-  const resume = [...app.games.values()].map((g) => ({ game: g.id, version: g.version }));
-  if (resume.length) fields.resume = resume;
-  return fields;
-}
-
-function onWelcome(msg) {
-  applyLimits(msg);
-  if (msg.protocol !== PROTOCOL_VERSION) {
-    notify('The server was updated: please reload the page.');
-  }
-  if (msg.token) storage.setToken(msg.token);
-  if (!msg.resumed) {
-    // A new session: seats of the old one are not ours any more.
-    app.games.clear();
-    for (const id of [...outbox.entries.keys()]) outbox.drop(id);
-  }
-  showName(msg.name, msg.instance);
-  if (app.renameOnWelcome) {
-    app.renameOnWelcome = false;
-    ask({ type: 'rename', name: msg.name });
-  }
-
-  const first = !app.welcomed;
-  app.welcomed = true;
-  app.watchingLobby = false;
-  if (app.current) {
-    // The hello restored the games of the session. A game that has expired meanwhile is
-    // dropped without a word, so ask: `sync` fails with not_in_game if it was not restored.
-    const g = app.games.get(app.current);
-    if (msg.resumed && g) syncGame(g);
-    else join(app.current, g?.role === 'spectator');
-  } else if (app.wanted) {
-    arriveByLink(app.wanted);
-  }
-  app.restoring = first && !app.current && !app.wanted;
-  if (app.view === 'lobby') watchLobby();
-  // The server drops a waiting player's ticket when the connection goes: queue again.
-  if (app.queued) {
-    app.queued = false;
-    quickMatch();
-  }
-  outbox.resendAll();
-  renderGame();
-}
-
-function onMessage(msg) {
-  if (GAME_EVENTS.has(msg.type)) return onGameEvent(msg);
-  switch (msg.type) {
-    case 'snapshot':
-      // Replies are handled by whoever asked; these come from a resume, a resync or a match.
-      if (msg.req == null) onSnapshot(msg);
-      return;
-    case 'presence':
-      return onPresence(msg);
-    case 'chat':
-      return onChat(msg);
-    case 'chat_history':
-      return onChatHistory(msg);
-    case 'lobby':
-      lobby.render(msg);
-      for (const waiter of lobbyWaiters.splice(0)) waiter(msg);
-      return;
-    case 'match_found':
-      app.queued = false;
-      app.wanted = msg.game;
-      app.matchGames.add(msg.game);
-      lobby.setQueued(false, 'Opponent found!');
-      announce('Opponent found.');
-      return;
-    case 'error':
-      if (msg.req == null) onStrayError(msg);
-      return;
-    default:
-  }
-}
-
-// ---- Games ----
-
-function adopt(msg) {
-  const old = app.games.get(msg.game);
-  const g = {
-    id: msg.game,
-    version: msg.version,
-    role: msg.you,
-    state: msg.state,
-    presence: msg.presence,
-    away: awayOf(msg.presence, old),
-    fromMatch: app.matchGames.has(msg.game),
-  };
-  app.games.set(g.id, g);
-  return g;
-}
-
-// When and why each absent seat's player went, on this page's clock. The server says how long
-// ago (`away`), so the countdown is right whichever instance or clock reports it.
-function awayOf(presence, before) {
-  const out = { X: null, O: null };
-  for (const m of ['X', 'O']) {
-    if (presence?.players?.[m] !== false) continue;
-    const a = presence.away?.[m];
-    if (a) out[m] = { reason: a.reason ?? null, since: Date.now() - (a.for_ms ?? 0) };
-    else out[m] = before?.away?.[m] ?? { reason: null, since: null };
-  }
-  return out;
-}
-
-function onSnapshot(msg) {
-  const seatedAndLive = (msg.you === 'X' || msg.you === 'O')
-    && (msg.state.status === 'playing' || msg.state.status === 'waiting');
-  const mine = msg.game === app.current || msg.game === app.wanted
-    || (app.restoring && !app.current && seatedAndLive);
-  if (!mine) {
-    // A game of the session the page is not showing (left while offline, or opened in
-    // another tab earlier): stop its events on this connection.
-    conn.request({ type: 'leave', game: msg.game }).catch(() => {});
-    app.games.delete(msg.game);
-    return;
-  }
-  const g = adopt(msg);
-  if (app.current !== g.id) showGame(g.id);
-  gameView.chat.replace(msg.chat);
-  renderGame();
-}
-
-function onGameEvent(msg) {
-  const g = app.games.get(msg.game);
-  if (!g || msg.version <= g.version) return;
-  if (msg.version > g.version + 1) {
-    // Missed an event: ask for it rather than jump (the events tell what happened).
-    syncGame(g);
-    return;
-  }
-  const before = g.state;
-  g.version = msg.version;
-  g.state = msg.state;
-  if (msg.type === 'round_started') outbox.drop(g.id);
-  if (g.id === app.current) {
-    const text = eventText(g, msg, before);
-    announce(text);
-    renderGame();
-    const mine = g.role === 'X' || g.role === 'O';
-    const turnNow = mine && g.state.status === 'playing' && g.state.turn === g.role;
-    const turnBefore = before.status === 'playing' && before.turn === g.role;
-    if (turnNow && (!turnBefore || msg.type === 'round_started')) cue.yourTurn(text, g.id);
-  }
-  if (msg.type === 'aborted' && g.fromMatch) {
-    // The opponent of a quick match never arrived: find another.
-    notify('Your opponent never arrived: looking for another.');
-    app.games.delete(g.id);
-    showLobby();
-    quickMatch();
-  }
-}
-
-function eventText(g, msg, before) {
-  const name = (m) => msg.state.players[m] ?? m;
-  switch (msg.type) {
-    case 'moved': {
-      const played = `${msg.mark} played ${cellName(msg.cell)}.`;
-      return msg.state.status === 'finished' ? `${played} ${describe(g)}` : played;
-    }
-    case 'seated':
-      return `${name(msg.mark)} joined as ${msg.mark}.`;
-    case 'rematch_requested':
-      return msg.mark === g.role ? 'Rematch asked.' : `${name(msg.mark)} wants a rematch.`;
-    case 'round_started':
-      return `Round ${msg.round} started: ${msg.state.turn} moves first.`;
-    case 'conceded':
-    case 'aborted':
-      return describe(g);
-    case 'renamed': {
-      const was = before?.players?.[msg.mark];
-      return was && was !== msg.name ? `${was} is now called ${msg.name}.` : '';
-    }
-    default:
-      return '';
-  }
-}
-
-function onPresence(msg) {
-  const g = app.games.get(msg.game);
-  if (!g) return;
-  const before = g.presence?.players ?? {};
-  g.presence = { players: msg.players, spectators: msg.spectators, away: msg.away };
-  g.away = awayOf(g.presence, g);
-  if (g.id !== app.current) return;
-  for (const m of ['X', 'O']) {
-    const name = g.state.players[m];
-    if (m !== g.role && name && before[m] !== undefined && before[m] !== msg.players[m]) {
-      if (msg.players[m]) {
-        announce(`${name} is back.`);
-      } else {
-        const playing = g.state.status === 'playing' && (g.role === 'X' || g.role === 'O');
-        const grace = Math.round(limits.forfeitGraceMs / 1000);
-        announce(`${goneText(name, g.away[m])}.${playing ? ` You win by forfeit unless they are back within ${grace} s.` : ''}`);
-      }
-    }
-  }
-  renderGame();
-}
-
-function onChat(msg) {
-  if (msg.game == null) {
-    if (lobby.chat.receive(msg) && app.view === 'lobby') announce(`${msg.from} says: ${msg.text}`);
-  } else if (msg.game === app.current) {
-    if (gameView.chat.receive(msg)) announce(`${msg.from} says: ${msg.text}`);
-  }
-}
-
-function onChatHistory(msg) {
-  if (msg.game == null) lobby.chat.replace(msg.lines);
-  else if (msg.game === app.current) gameView.chat.replace(msg.lines);
-}
-
-function onStrayError(msg) {
-  // Errors without a req come from restoring or resyncing a game, and do not say which:
-  // probe the game on screen.
-  notify(errorText(msg));
-  const g = app.current && app.games.get(app.current);
-  if (g && (msg.code === 'unknown_game' || msg.code === 'unavailable')) syncGame(g);
-  else recover(msg, app.current);
-}
-
-// What an error says about the page's own view, beyond the message shown.
-function recover(err, game) {
-  const g = game && game === app.current ? app.games.get(game) : null;
-  switch (err.code) {
-    case 'hello_required':
-      // The server has no session for this connection: say hello again.
-      conn.reconnectNow();
-      break;
-    case 'not_in_game':
-      if (g) join(g.id, g.role === 'spectator');
-      break;
-    case 'not_your_seat':
-    case 'not_your_turn':
-    case 'game_over':
-    case 'round_in_progress':
-    case 'aborted':
-    case 'not_started':
-    // The request may still have been applied (a timed-out write's outcome is unknown).
-    case 'unavailable':
-      // The board is behind the game: catch up.
-      if (g) syncGame(g);
-      break;
-    default:
-  }
-}
-
-async function syncGame(g) {
-  const reply = await conn.request({ type: 'sync', game: g.id, since: g.version }).catch(() => null);
-  if (reply?.type === 'error' && reply.code === 'not_in_game' && g.id === app.current) {
-    join(g.id, g.role === 'spectator');
-  }
-}
-
-// ---- Actions ----
-
-async function ask(msg) {
-  try {
-    const reply = await conn.request(msg);
-    if (reply.type === 'error') {
-      notify(errorText(reply));
-      recover(reply, msg.game);
-    }
-    return reply;
-  } catch (e) {
-    if (!(e instanceof Disconnected)) throw e;
-    notify('Not connected: wait for the connection to come back.');
-    return null;
-  }
-}
-
-// ---- Arriving by a link ----
-
-// Resolved by the next lobby list (null after `ms`).
-const lobbyWaiters = [];
-function nextLobby(ms) {
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => {
-      const i = lobbyWaiters.indexOf(done);
-      if (i >= 0) lobbyWaiters.splice(i, 1);
-      resolve(null);
-    }, ms);
-    function done(msg) {
-      clearTimeout(timer);
-      resolve(msg);
-    }
-    lobbyWaiters.push(done);
-  });
-}
-
-const LOBBY_WAIT_MS = 5000;
-
-// A seat takes the player's name, so a newcomer is asked for one before joining, with a
-// default to accept. Whether there is a seat to take, the lobby list says without joining
-// (and so without showing up as a spectator): an open game offers "Join the game"; a game
-// being played has no seat for a newcomer, who just watches and is not asked; a game in
-// neither list (finished, or not listed) gets a neutral "Continue".
-async function arriveByLink(id) {
-  const go = () => (app.wanted === id && !app.current ? join(id, false) : null);
-  if (storage.name()) {
-    withName('link', go);
-    return;
-  }
-  // The welcome that called this then asks for the lobby (the page starts on it).
-  const list = await nextLobby(LOBBY_WAIT_MS);
-  if (app.wanted !== id || app.current) return;
-  const listed = (l) => (list?.[l] ?? []).some((g) => g.game === id);
-  if (listed('live')) go();
-  else withName(listed('open') ? 'link' : 'link-unsure', go);
-}
-
-async function create() {
-  const reply = await ask({ type: 'create' });
-  if (reply?.type === 'snapshot') enter(reply);
-}
-
-async function join(id, spectate) {
-  app.wanted = id;
-  const msg = { type: 'join', game: id };
-  if (spectate) msg.spectate = true;
-  const reply = await ask(msg);
-  if (app.wanted !== id && app.current !== id) return;
-  if (reply?.type === 'snapshot') {
-    enter(reply);
-  } else if (reply?.type === 'error') {
-    app.wanted = null;
-    if (app.current === id) app.games.delete(id);
-    showLobby();
-  }
-}
-
-function enter(snapshot) {
-  app.wanted = null;
-  const g = adopt(snapshot);
-  showGame(g.id);
-  gameView.chat.replace(snapshot.chat);
-  renderGame();
-}
-
-async function quickMatch() {
-  if (app.queued) return;
-  app.queued = true;
-  lobby.setQueued(true);
-  const reply = await ask({ type: 'quick_match' });
-  if (reply?.type === 'error' && reply.code !== 'already_queued') {
-    app.queued = false;
-    lobby.setQueued(false);
-  } else if (!reply) {
-    app.queued = false;
-    lobby.setQueued(false);
-  }
-}
-
-async function cancelMatch() {
-  app.queued = false;
-  lobby.setQueued(false);
-  await ask({ type: 'cancel_match' });
-}
-
-async function seatAction(type) {
-  if (!app.current) return;
-  await ask({ type, game: app.current });
-}
-
-async function sendChat(game, text) {
-  const msg = { type: 'chat', text };
-  if (game) msg.game = game;
-  const reply = await ask(msg);
-  if (!reply) return { code: 'unavailable' };
-  return reply.type === 'error' ? reply : null;
-}
-
-function leave() {
-  const id = app.current;
-  if (id) {
-    conn.request({ type: 'leave', game: id }).catch(() => {});
-    app.games.delete(id);
-    outbox.drop(id);
-  }
-  showLobby();
-}
-
-function gameLink(id) {
-  return `${location.origin}${location.pathname}?game=${encodeURIComponent(id)}`;
-}
-
-async function copyLink() {
-  const input = $('game-link');
-  try {
-    await navigator.clipboard.writeText(input.value);
-  } catch {
-    // The async clipboard needs a secure context; plain http falls back to the selection.
-    input.select();
-    document.execCommand('copy');
-  }
-  // Confirmed where the player looks, on the button; the live region tells screen readers.
-  gameView.copied();
-  announce('Link copied.');
-}
-
-function moveFailed(entry, err, retrying) {
-  if (retrying) {
-    notify(errorText(err));
-    return;
-  }
-  notify(errorText(err));
-  const g = app.games.get(entry.game);
-  if (!g) return;
-  if (err.code === 'not_in_game' || err.code === 'hello_required') recover(err, g.id);
-  // The board may be behind the game: fetch what was missed.
-  else syncGame(g);
-}
-
-// ---- Names ----
-
-function cleanName(text) {
-  const name = text.trim().replace(/\s+/g, ' ');
-  return name && [...name].length <= NAME_MAX_CHARS ? name : null;
-}
-
-function showName(name, instance) {
-  const input = $('name-input');
-  // Never overwrite what the player is typing.
-  if (document.activeElement !== input || input.value.trim() === (app.name ?? '')) input.value = name;
-  app.name = name;
-  const info = $('server-info');
-  if (instance) info.dataset.instance = instance;
-  info.textContent = `Signed in as ${name} · server ${info.dataset.instance ?? ''}`;
-}
-
-let renaming = null;
-
-// Renames the session and every seat it holds (the server tells the games). Offline, the
-// name waits for the next hello. Resolves to whether the name is now in effect. A name the
-// server refuses is not kept: the field goes back to the name everyone sees, and the notice
-// says what was refused and why.
-async function setName(name) {
-  const offline = () => {
-    storage.setName(name);
-    app.renameOnWelcome = true;
-    return false;
-  };
-  if (!conn.connected) return offline();
-  if (name === app.name) {
-    storage.setName(name);
-    return true;
-  }
-  let reply;
-  try {
-    // Two actions in quick succession (a double click on a cell) ask for one rename.
-    if (renaming?.name !== name) {
-      const pending = { name, reply: conn.request({ type: 'rename', name }) };
-      renaming = pending;
-      pending.reply.finally(() => {
-        if (renaming === pending) renaming = null;
-      }).catch(() => {});
-    }
-    reply = await renaming.reply;
-  } catch (e) {
-    if (!(e instanceof Disconnected)) throw e;
-    return offline();
-  }
-  if (reply.type === 'error') {
-    notify(refusedText('Rename', reply));
-    if (app.name != null) $('name-input').value = app.name;
-    recover(reply, null);
-    return false;
-  }
-  const now = reply.name ?? name;
-  storage.setName(now);
-  showName(now);
-  return true;
-}
-
-let asking = null;
-
-// The rule for names, the same for every action that shows the player's name to others (new
-// game, quick match, join, a move, a rematch, a chat line): a name typed at the top but not
-// saved is saved first; a player who never chose a name is asked once (unless `ask` is false:
-// a move never opens a dialog), with the name they have as the default to accept.
-async function withName(why, action, { ask: mayAsk = true } = {}) {
-  const typed = cleanName($('name-input').value);
-  if (typed && app.name && typed !== app.name) {
-    await setName(typed);
-  } else if (mayAsk && !storage.name()) {
-    asking ??= askName(why).finally(() => {
-      asking = null;
-    });
-    const name = await asking;
-    if (name) await setName(name);
-  }
-  return action();
-}
-
-const WHY = {
-  link: 'You are joining a game from a link.',
-  'link-unsure': 'You are opening a game from a link.',
-  create: 'Your opponent will see it.',
-  join: 'Your opponent will see it.',
-  chat: 'It shows next to what you say.',
-};
-
-function askName(why) {
-  const dialog = $('name-dialog');
-  const input = $('name-dialog-input');
-  $('name-dialog-why').textContent = WHY[why] ?? '';
-  // Only a game known to have a free seat offers to join it.
-  $('name-dialog-ok').textContent = why === 'link' ? 'Join the game' : 'Continue';
-  input.value = app.name ?? storage.name() ?? '';
-  return new Promise((resolve) => {
-    const done = () => {
-      dialog.removeEventListener('close', done);
-      // Escape closes it too: that accepts the default, as the dialog says.
-      resolve(cleanName(input.value) ?? app.name);
-    };
-    dialog.addEventListener('close', done);
-    dialog.showModal();
-    input.select();
-  });
-}
-
-// ---- Views ----
-
-function showLobby() {
-  app.current = null;
-  app.view = 'lobby';
-  show($('game'), false);
-  show($('lobby'), true);
-  if (new URLSearchParams(location.search).has('game')) {
-    history.pushState(null, '', location.pathname);
-  }
-  document.title = 'Tic-tac-toe';
-  if (conn.connected) watchLobby();
-  $('lobby-title').focus();
-}
-
-function showGame(id) {
-  const changed = app.current !== id;
-  app.current = id;
-  app.view = 'game';
-  show($('lobby'), false);
-  show($('game'), true);
-  if (new URLSearchParams(location.search).get('game') !== id) {
-    history.pushState(null, '', `${location.pathname}?game=${encodeURIComponent(id)}`);
-  }
-  if (app.watchingLobby) {
-    app.watchingLobby = false;
-    conn.request({ type: 'lobby', watch: false }).catch(() => {});
-  }
-  if (changed) {
-    gameView.chat.clear();
-    // For screen readers and the keyboard: the new view starts here. Headings show no focus
-    // ring (style.css): they are not controls.
-    $('game-title').focus();
-  }
-}
-
-async function watchLobby() {
-  if (app.watchingLobby) return;
-  app.watchingLobby = true;
-  const reply = await conn.request({ type: 'lobby', watch: true }).catch(() => null);
-  app.restoring = false;
-  if (reply?.type !== 'ack') app.watchingLobby = false;
-}
-
-function renderGame() {
-  if (app.view !== 'game' || !app.current) return;
-  const g = app.games.get(app.current);
-  if (!g) return;
-  g.pendingCell = outbox.pendingCell(g.id);
-  gameView.render(g, { connected: conn.connected, link: gameLink(g.id) });
-  document.title = `${$('game-status').textContent} · Tic-tac-toe`;
-}
-
-let noticeTimer = null;
-function notify(text) {
-  const n = $('notice');
-  n.textContent = text;
-  n.hidden = false;
-  announce(text);
-  clearTimeout(noticeTimer);
-  noticeTimer = setTimeout(() => {
-    n.hidden = true;
-  }, NOTICE_MS);
-}
-
-// ---- Start ----
-
-$('name-form').addEventListener('submit', async (e) => {
-  e.preventDefault();
-  const name = cleanName($('name-input').value);
-  if (!name) return;
-  if (await setName(name)) announce(`Name saved: ${name}.`);
-  else if (!conn.connected) notify('Name saved: it applies when the connection is back.');
 });
 
-window.addEventListener('popstate', () => {
-  const id = new URLSearchParams(location.search).get('game');
-  if (id && id !== app.current) join(id, false);
-  else if (!id && app.current) leave();
+// Requests and recovery call each other (a refusal can mean joining again): the later-built
+// side is reached through a function.
+const routing = createRouting({
+  page, conn, outbox, gameView: views.game, render: views.render, ask: (msg) => actions.ask(msg),
+});
+const recover = (err, game) => recovery.recover(err, game);
+const actions = createActions({ page, conn, lobby: views.lobby, enter: routing.enter, recover });
+const names = createNames({ page, conn, recover });
+const link = createLink({
+  page, gameView: views.game, withName: names.withName, join: routing.join,
+});
+const recovery = createRecovery({
+  page,
+  conn,
+  outbox,
+  render: views.render,
+  ask: actions.ask,
+  join: routing.join,
+  watchLobby: routing.watchLobby,
+  arriveByLink: link.arriveByLink,
+  quickMatch: actions.quickMatch,
+  showName: names.showName,
+});
+const events = createEvents({
+  page,
+  conn,
+  outbox,
+  lobby: views.lobby,
+  gameView: views.game,
+  cue: views.cue,
+  render: views.render,
+  showGame: routing.showGame,
+  showLobby: routing.showLobby,
+  syncGame: recovery.syncGame,
+  strayError: recovery.strayError,
+  quickMatch: actions.quickMatch,
+  lobbyListed: link.lobbyListed,
 });
 
-const stored = storage.name();
-if (stored) $('name-input').value = stored;
-$('name-dialog-input').maxLength = NAME_MAX_CHARS;
-if (app.wanted) {
-  show($('lobby'), false);
-}
 conn.start();

@@ -1,6 +1,6 @@
 // The "your turn" cue for a page in a background tab: a short chime and a notification. Off
 // by default (sound and notifications are intrusive); the choice survives reloads. The title
-// change (app.js) works without it.
+// change (views.js) works without it.
 
 import { storage } from './storage.js';
 

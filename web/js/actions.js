@@ -1,0 +1,67 @@
+// What the player's other clicks ask of the server: a new game, quick match and its cancel,
+// rematch and resign, a chat line. All go through `ask`, which every request made on the
+// player's behalf uses, so a refusal is always shown and recovered from the same way.
+
+import { Disconnected } from './connection.js';
+import { notify } from './notice.js';
+import { errorText } from './protocol.js';
+
+// `enter(snapshot)` puts a game on screen (routing.js); `recover(err, game)` is what an error
+// says about the page's view (recovery.js).
+export function createActions({ page, conn, lobby, enter, recover }) {
+  async function ask(msg) {
+    try {
+      const reply = await conn.request(msg);
+      if (reply.type === 'error') {
+        notify(errorText(reply));
+        recover(reply, msg.game);
+      }
+      return reply;
+    } catch (e) {
+      if (!(e instanceof Disconnected)) throw e;
+      notify('Not connected: wait for the connection to come back.');
+      return null;
+    }
+  }
+
+  async function create() {
+    const reply = await ask({ type: 'create' });
+    if (reply?.type === 'snapshot') enter(reply);
+  }
+
+  async function quickMatch() {
+    if (page.queued) return;
+    page.queued = true;
+    lobby.setQueued(true);
+    const reply = await ask({ type: 'quick_match' });
+    if (reply?.type === 'error' && reply.code !== 'already_queued') {
+      page.queued = false;
+      lobby.setQueued(false);
+    } else if (!reply) {
+      page.queued = false;
+      lobby.setQueued(false);
+    }
+  }
+
+  async function cancelMatch() {
+    page.queued = false;
+    lobby.setQueued(false);
+    await ask({ type: 'cancel_match' });
+  }
+
+  async function seatAction(type) {
+    if (!page.current) return;
+    await ask({ type, game: page.current });
+  }
+
+  // Resolves to null when sent, or to the error the chat panel shows (chat.js).
+  async function sendChat(game, text) {
+    const msg = { type: 'chat', text };
+    if (game) msg.game = game;
+    const reply = await ask(msg);
+    if (!reply) return { code: 'unavailable' };
+    return reply.type === 'error' ? reply : null;
+  }
+
+  return { ask, create, quickMatch, cancelMatch, seatAction, sendChat };
+}

@@ -1,0 +1,101 @@
+// Which game is on screen, if any: joining, entering and leaving one, kept in step with the
+// address bar (`?game=<id>`) and the browser's history, and the lobby list watched only while
+// the lobby shows.
+
+import { adopt } from './state.js';
+import { $, show } from './dom.js';
+
+export function gameInAddress() {
+  return new URLSearchParams(location.search).get('game');
+}
+
+// `ask(msg)`: a request whose refusal is shown and recovered from (actions.js).
+export function createRouting({ page, conn, outbox, gameView, render, ask }) {
+  async function join(id, spectate) {
+    page.wanted = id;
+    const msg = { type: 'join', game: id };
+    if (spectate) msg.spectate = true;
+    const reply = await ask(msg);
+    if (page.wanted !== id && page.current !== id) return;
+    if (reply?.type === 'snapshot') {
+      enter(reply);
+    } else if (reply?.type === 'error') {
+      page.wanted = null;
+      if (page.current === id) page.games.delete(id);
+      showLobby();
+    }
+  }
+
+  function enter(snapshot) {
+    page.wanted = null;
+    const g = adopt(page, snapshot);
+    showGame(g.id);
+    gameView.chat.replace(snapshot.chat);
+    render();
+  }
+
+  function leave() {
+    const id = page.current;
+    if (id) {
+      conn.request({ type: 'leave', game: id }).catch(() => {});
+      page.games.delete(id);
+      outbox.drop(id);
+    }
+    showLobby();
+  }
+
+  function showLobby() {
+    page.current = null;
+    page.view = 'lobby';
+    show($('game'), false);
+    show($('lobby'), true);
+    if (new URLSearchParams(location.search).has('game')) {
+      history.pushState(null, '', location.pathname);
+    }
+    document.title = 'Tic-tac-toe';
+    if (conn.connected) watchLobby();
+    $('lobby-title').focus();
+  }
+
+  function showGame(id) {
+    const changed = page.current !== id;
+    page.current = id;
+    page.view = 'game';
+    show($('lobby'), false);
+    show($('game'), true);
+    if (gameInAddress() !== id) {
+      history.pushState(null, '', `${location.pathname}?game=${encodeURIComponent(id)}`);
+    }
+    if (page.watchingLobby) {
+      page.watchingLobby = false;
+      conn.request({ type: 'lobby', watch: false }).catch(() => {});
+    }
+    if (changed) {
+      gameView.chat.clear();
+      // For screen readers and the keyboard: the new view starts here. Headings show no focus
+      // ring (style.css): they are not controls.
+      $('game-title').focus();
+    }
+  }
+
+  async function watchLobby() {
+    if (page.watchingLobby) return;
+    page.watchingLobby = true;
+    const reply = await conn.request({ type: 'lobby', watch: true }).catch(() => null);
+    page.restoring = false;
+    if (reply?.type !== 'ack') page.watchingLobby = false;
+  }
+
+  window.addEventListener('popstate', () => {
+    const id = gameInAddress();
+    if (id && id !== page.current) join(id, false);
+    else if (!id && page.current) leave();
+  });
+
+  // A page opened by a link does not flash the lobby while it joins the game.
+  if (page.wanted) {
+    show($('lobby'), false);
+  }
+
+  return { join, enter, leave, showLobby, showGame, watchLobby };
+}
