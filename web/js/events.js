@@ -16,7 +16,7 @@ export function createEvents({
     if (GAME_EVENTS.has(msg.type)) return onGameEvent(msg);
     switch (msg.type) {
       case 'snapshot':
-        // Replies are handled by whoever asked; these come from a resume, a resync or a match.
+        // Replies are handled by whoever asked; these come from a resume, a catch-up or a match.
         if (msg.req == null) onSnapshot(msg);
         return;
       case 'presence':

@@ -13,7 +13,8 @@ function newMid() {
 }
 
 export class Outbox {
-  // hooks: version(game) -> the version the board shows; changed(); failed(entry, error).
+  // hooks: version(game) -> the version the board shows; changed(); failed(entry, error,
+  // retrying): retrying is true when the move is sent again by itself.
   constructor(conn, hooks) {
     this.conn = conn;
     this.hooks = hooks;

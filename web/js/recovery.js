@@ -61,7 +61,7 @@ export function createRecovery({
   }
 
   function strayError(msg) {
-    // Errors without a req come from restoring or resyncing a game, and do not say which:
+    // Errors without a req come from restoring a game or catching up with one, and do not say which:
     // probe the game on screen.
     notify(errorText(msg));
     const g = page.current && page.games.get(page.current);
