@@ -421,3 +421,40 @@ async fn the_in_memory_default_plays_a_whole_game_on_one_instance() {
     let end = o.event(&game, 7).await;
     assert_eq!(state_of(&end).result.unwrap().winner, Some(Mark::X));
 }
+
+#[tokio::test]
+async fn peeking_at_a_game_tells_where_it_stands_without_joining_it() {
+    let (_redis, a, b) = two_instances().await;
+    let mut ann = player(&a, "Ann").await;
+    let game = ann.create().await;
+    // From the other instance, which has never seen the game.
+    let mut newcomer = player(&b, "Newcomer").await;
+    let peek = |g: &str| json!({"type":"peek","game":g});
+    match newcomer.request(peek(&game)).await {
+        ServerMsg::GameInfo { entry, .. } => {
+            assert_eq!(entry.game.as_str(), game);
+            assert_eq!(entry.status, Status::Waiting);
+            assert_eq!(entry.players.x.as_deref(), Some("Ann"));
+            assert_eq!(entry.players.o, None);
+        }
+        other => panic!("{other:?}"),
+    }
+    // Nobody joined: the seat is still free and nobody watches.
+    let mut bob = player(&b, "Bob").await;
+    match bob.join(&game).await {
+        ServerMsg::Snapshot { you, presence, .. } => {
+            assert_eq!(you, Role::O);
+            assert_eq!(presence.spectators, 0);
+        }
+        other => panic!("{other:?}"),
+    }
+    match newcomer.request(peek(&game)).await {
+        ServerMsg::GameInfo { entry, .. } => {
+            assert_eq!(entry.status, Status::Playing);
+            assert_eq!(entry.players.o.as_deref(), Some("Bob"));
+        }
+        other => panic!("{other:?}"),
+    }
+    let unknown = newcomer.request(peek("nosuchgame")).await;
+    assert_eq!(error_code(&unknown), ErrorCode::UnknownGame);
+}

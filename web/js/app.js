@@ -80,7 +80,7 @@ const recover = (err, game) => recovery.recover(err, game);
 const actions = createActions({ page, conn, lobby: views.lobby, enter: routing.enter, recover });
 const names = createNames({ page, conn, recover });
 const link = createLink({
-  page, gameView: views.game, withName: names.withName, join: routing.join,
+  page, conn, gameView: views.game, withName: names.withName, join: routing.join,
 });
 const recovery = createRecovery({
   page,
@@ -107,7 +107,6 @@ const events = createEvents({
   syncGame: recovery.syncGame,
   strayError: recovery.strayError,
   quickMatch: actions.quickMatch,
-  lobbyListed: link.lobbyListed,
 });
 
 conn.start();

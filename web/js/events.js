@@ -10,7 +10,7 @@ import { GAME_EVENTS } from './protocol.js';
 
 export function createEvents({
   page, conn, outbox, lobby, gameView, cue, render,
-  showGame, showLobby, syncGame, strayError, quickMatch, lobbyListed,
+  showGame, showLobby, syncGame, strayError, quickMatch,
 }) {
   function receive(msg) {
     if (GAME_EVENTS.has(msg.type)) return onGameEvent(msg);
@@ -27,7 +27,6 @@ export function createEvents({
         return onChatHistory(msg);
       case 'lobby':
         lobby.render(msg);
-        lobbyListed(msg);
         return;
       case 'match_found':
         page.queued = false;

@@ -1,57 +1,37 @@
 // A game's link (`?game=<id>`): its address, copying it, and arriving by one, where a newcomer
-// is asked for a name only when the lobby list says there is a seat to take.
+// is asked for a name only when the game has a seat to take.
 
 import { storage } from './storage.js';
 import { announce } from './announcer.js';
 import { $ } from './dom.js';
 
-const LOBBY_WAIT_MS = 5000;
-
 export function gameLink(id) {
   return `${location.origin}${location.pathname}?game=${encodeURIComponent(id)}`;
 }
 
-// `lobbyListed(msg)` is to be called with every lobby list (events.js): a newcomer's arrival
-// waits for the first one.
-export function createLink({ page, gameView, withName, join }) {
-  // Resolved by the next lobby list (null after `ms`).
-  const lobbyWaiters = [];
-  function nextLobby(ms) {
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        const i = lobbyWaiters.indexOf(done);
-        if (i >= 0) lobbyWaiters.splice(i, 1);
-        resolve(null);
-      }, ms);
-      function done(msg) {
-        clearTimeout(timer);
-        resolve(msg);
-      }
-      lobbyWaiters.push(done);
-    });
-  }
-
-  function lobbyListed(msg) {
-    for (const waiter of lobbyWaiters.splice(0)) waiter(msg);
-  }
-
+export function createLink({ page, conn, gameView, withName, join }) {
   // A seat takes the player's name, so a newcomer is asked for one before joining, with a
-  // default to accept. Whether there is a seat to take, the lobby list says without joining
-  // (and so without showing up as a spectator): an open game offers "Join the game"; a game
-  // being played has no seat for a newcomer, who just watches and is not asked; a game in
-  // neither list (finished, or not listed) gets a neutral "Continue".
+  // default to accept. Whether there is a seat to take, `peek` says without joining (and so
+  // without showing up as a spectator): a waiting game offers "Join the game"; a game being
+  // played has no seat for a newcomer, who just watches and is not asked; anything else
+  // (finished, unknown, no answer) gets a neutral "Continue".
   async function arriveByLink(id) {
     const go = () => (page.wanted === id && !page.current ? join(id, false) : null);
     if (storage.name()) {
       withName('link', go);
       return;
     }
-    // The welcome that called this then asks for the lobby (the page starts on it).
-    const list = await nextLobby(LOBBY_WAIT_MS);
+    let info = null;
+    try {
+      info = await conn.request({ type: 'peek', game: id });
+    } catch {
+      // Disconnected: the welcome after the reconnect asks again.
+      return;
+    }
     if (page.wanted !== id || page.current) return;
-    const listed = (l) => (list?.[l] ?? []).some((g) => g.game === id);
-    if (listed('live')) go();
-    else withName(listed('open') ? 'link' : 'link-unsure', go);
+    const status = info?.type === 'game_info' ? info.status : null;
+    if (status === 'playing') go();
+    else withName(status === 'waiting' && !info.players.O ? 'link' : 'link-unsure', go);
   }
 
   async function copyLink() {
@@ -68,5 +48,5 @@ export function createLink({ page, gameView, withName, join }) {
     announce('Link copied.');
   }
 
-  return { arriveByLink, lobbyListed, copyLink };
+  return { arriveByLink, copyLink };
 }

@@ -28,7 +28,7 @@ export const GAME_EVENTS = new Set([
 ]);
 
 // Replies echo the request's `req`.
-export const REPLIES = new Set(['welcome', 'snapshot', 'ack', 'error', 'pong']);
+export const REPLIES = new Set(['welcome', 'snapshot', 'ack', 'error', 'pong', 'game_info']);
 
 const CELL_NAMES = [
   'top left', 'top', 'top right',

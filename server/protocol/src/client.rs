@@ -106,6 +106,13 @@ pub enum ClientMsg {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         req: Option<Req>,
     },
+    /// Where a game stands, without joining it (no presence, no seat taken): for a page
+    /// deciding what to offer someone who opened the game's link.
+    Peek {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        req: Option<Req>,
+        game: GameId,
+    },
     Ping {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         req: Option<Req>,
@@ -129,6 +136,7 @@ impl ClientMsg {
             | ClientMsg::Lobby { req, .. }
             | ClientMsg::QuickMatch { req }
             | ClientMsg::CancelMatch { req }
+            | ClientMsg::Peek { req, .. }
             | ClientMsg::Ping { req } => *req,
         }
     }
@@ -149,5 +157,6 @@ pub const CLIENT_TYPES: &[&str] = &[
     "lobby",
     "quick_match",
     "cancel_match",
+    "peek",
     "ping",
 ];

@@ -157,6 +157,7 @@ mod tests {
             r#"{"type":"lobby","watch":true}"#,
             r#"{"type":"quick_match"}"#,
             r#"{"type":"cancel_match"}"#,
+            r#"{"type":"peek","game":"g1"}"#,
             r#"{"type":"ping"}"#,
         ];
         assert_eq!(samples.len(), CLIENT_TYPES.len());

@@ -167,6 +167,13 @@ pub enum ServerMsg {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         req: Option<Req>,
     },
+    /// The reply to `peek`: where the game stands, as the lobby would list it.
+    GameInfo {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        req: Option<Req>,
+        #[serde(flatten)]
+        entry: LobbyGame,
+    },
 
     // Versioned game events: each carries the version it produced and the state after it.
     Created {
@@ -309,7 +316,8 @@ impl ServerMsg {
             | ServerMsg::Snapshot { req, .. }
             | ServerMsg::Ack { req, .. }
             | ServerMsg::Error { req, .. }
-            | ServerMsg::Pong { req } => *req,
+            | ServerMsg::Pong { req }
+            | ServerMsg::GameInfo { req, .. } => *req,
             _ => None,
         }
     }

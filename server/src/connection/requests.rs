@@ -51,6 +51,13 @@ impl<S: Transport> Connection<S> {
             ClientMsg::Sync { req, game, since } => self.sync(req, game, since).await,
             ClientMsg::Lobby { req, watch } => self.lobby(req, watch).await,
             ClientMsg::QuickMatch { req } => self.quick_match(req).await,
+            ClientMsg::Peek { req, game } => {
+                let app = self.app.clone();
+                match operations::lobby::peek(&app, &game).await {
+                    Ok(entry) => self.socket.send(ServerMsg::GameInfo { req, entry }).await,
+                    Err(e) => self.socket.op_error(req, e).await,
+                }
+            }
             ClientMsg::CancelMatch { req } => self.cancel_match(req).await,
         }
     }

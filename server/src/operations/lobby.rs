@@ -45,6 +45,16 @@ pub async fn update_lobby(
         .await
 }
 
+/// Where one game stands, as the lobby would list it, without joining it: from this
+/// instance's newest state of it, or from the store.
+pub async fn peek(app: &App, game: &GameId) -> Result<LobbyGame, OpError> {
+    let state = match app.hub.cached(game) {
+        Some((_, state)) => state,
+        None => super::games::load(app, game).await?.1,
+    };
+    Ok(lobby_entry(game, &state).into())
+}
+
 /// How much of the lobby one player and one address may fill.
 pub fn share(app: &App) -> LobbyShare {
     LobbyShare {
