@@ -126,8 +126,14 @@ impl FaultWindow {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Logged {
-    Moved { mark: Mark, cell: u8 },
-    Conceded { mark: Mark, reason: EndReason },
+    Moved {
+        mark: Mark,
+        cell: u8,
+    },
+    Conceded {
+        mark: Mark,
+        reason: EndReason,
+    },
     Aborted,
     /// Anything else (created, seated, rematch, new round, rename): versions only.
     Other,

@@ -87,7 +87,7 @@ pub struct Findings {
 }
 
 /// Which findings a run must not have.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Required {
     /// Acknowledged moves must survive: `REDIS_WAIT_REPLICAS` set, or one Redis with
     /// `appendfsync always` (nothing acknowledged is lost to its restart).
@@ -231,7 +231,10 @@ pub fn check(
 }
 
 fn check_log_whole(f: &mut Findings, game: &str, s: &StoredGame) {
-    let top = s.version.unwrap_or(0).max(s.log.keys().last().copied().unwrap_or(0));
+    let top = s
+        .version
+        .unwrap_or(0)
+        .max(s.log.keys().last().copied().unwrap_or(0));
     let held = s.log.range(1..=top).count() as u64;
     if held < top {
         f.games_log_incomplete += 1;
@@ -273,7 +276,8 @@ fn check_acked_moves(f: &mut Findings, p: &PlayerHistory, s: &StoredGame) {
 /// than its choice: it matches no attempt. So does a `mid` acknowledged at two versions.
 fn check_applied_once(f: &mut Findings, game: &str, players: &[&PlayerHistory], s: &StoredGame) {
     for p in players {
-        let chosen: BTreeSet<(u64, u8)> = p.moves.iter().map(|m| (m.based_on + 1, m.cell)).collect();
+        let chosen: BTreeSet<(u64, u8)> =
+            p.moves.iter().map(|m| (m.based_on + 1, m.cell)).collect();
         for (v, logged) in &s.log {
             if let Logged::Moved { mark, cell } = logged
                 && *mark == p.mark
@@ -282,14 +286,20 @@ fn check_applied_once(f: &mut Findings, game: &str, players: &[&PlayerHistory], 
                 f.moves_applied_twice += 1;
                 f.example(
                     "moves_applied_twice",
-                    format!("{game} v{v}: {mark:?} played {cell}, which no attempt chose at v{}", v - 1),
+                    format!(
+                        "{game} v{v}: {mark:?} played {cell}, which no attempt chose at v{}",
+                        v - 1
+                    ),
                 );
             }
         }
         let mut acked_at: BTreeMap<&str, BTreeSet<u64>> = BTreeMap::new();
         for m in &p.moves {
             if let Some(a) = m.ack {
-                acked_at.entry(m.mid.as_str()).or_default().insert(a.version);
+                acked_at
+                    .entry(m.mid.as_str())
+                    .or_default()
+                    .insert(a.version);
             }
         }
         for (mid, versions) in acked_at {
@@ -381,7 +391,10 @@ fn check_chat(
         f.acked_chats_missing += 1;
         f.example(
             "acked_chats_missing",
-            format!("{} {:?}: {:?} acknowledged at {} ms", p.game, p.mark, c.text, c.at_ms),
+            format!(
+                "{} {:?}: {:?} acknowledged at {} ms",
+                p.game, p.mark, c.text, c.at_ms
+            ),
         );
     }
 }
@@ -432,7 +445,10 @@ fn check_forfeits(
             Some(at) => (*at, *at),
             None => (
                 seen.range(..v).map(|(_, t)| *t).max().unwrap_or(0),
-                seen.range(v + 1..).map(|(_, t)| *t).min().unwrap_or(h.end_ms),
+                seen.range(v + 1..)
+                    .map(|(_, t)| *t)
+                    .min()
+                    .unwrap_or(h.end_ms),
             ),
         };
         let Some(p) = players.iter().find(|p| p.mark == *mark) else {
@@ -481,7 +497,11 @@ fn check_progress(
         return;
     };
     let aborted = s.log.values().any(|l| *l == Logged::Aborted);
-    let end = if aborted { *times.last().unwrap_or(&first) } else { h.end_ms };
+    let end = if aborted {
+        *times.last().unwrap_or(&first)
+    } else {
+        h.end_ms
+    };
     let mut longest = (0, first);
     let mut prev = first;
     for t in times.iter().copied().chain(std::iter::once(end.max(first))) {
@@ -495,7 +515,10 @@ fn check_progress(
         f.games_stuck += 1;
         f.example(
             "games_stuck",
-            format!("{game}: no progress for {} ms from {} ms", longest.0, longest.1),
+            format!(
+                "{game}: no progress for {} ms from {} ms",
+                longest.0, longest.1
+            ),
         );
     }
 }

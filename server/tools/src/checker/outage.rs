@@ -121,7 +121,10 @@ mod tests {
             end_ms: 100_000,
             players: vec![
                 player("a", vec![mv(1_000, Some(1_010)), mv(10_000, Some(13_000))]),
-                player("b", vec![mv(10_500, Some(10_600)), mv(11_000, Some(12_000))]),
+                player(
+                    "b",
+                    vec![mv(10_500, Some(10_600)), mv(11_000, Some(12_000))],
+                ),
                 // Wanted during the second fault and never acknowledged: waits to the end.
                 player("c", vec![mv(50_000, Some(50_020)), mv(60_500, None)]),
             ],
@@ -144,12 +147,18 @@ mod tests {
         let rows = by_kind(&h);
         assert_eq!(rows.len(), 2);
         let kill = &rows[0];
-        assert_eq!((kill.kind.as_str(), kill.faults, kill.samples), ("kill_instance", 2, 3));
+        assert_eq!(
+            (kill.kind.as_str(), kill.faults, kill.samples),
+            ("kill_instance", 2, 3)
+        );
         // Game a waited 3 s, game b 1 s (its longest), game c 39.5 s.
         assert_eq!(kill.max_ms, 39_500);
         assert_eq!(kill.p50_ms, 3_000);
         let none = &rows[1];
-        assert_eq!((none.kind.as_str(), none.samples, none.max_ms), ("none", 2, 20));
+        assert_eq!(
+            (none.kind.as_str(), none.samples, none.max_ms),
+            ("none", 2, 20)
+        );
     }
 
     #[test]

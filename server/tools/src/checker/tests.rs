@@ -38,7 +38,13 @@ fn clean() -> (History, BTreeMap<String, StoredGame>) {
     for (i, (mark, cell)) in moves.iter().enumerate() {
         let v = 3 + i as u64;
         let at = 1_000 * v;
-        log.insert(v, Logged::Moved { mark: *mark, cell: *cell });
+        log.insert(
+            v,
+            Logged::Moved {
+                mark: *mark,
+                cell: *cell,
+            },
+        );
         for p in players.iter_mut() {
             p.received.push(received(v, at + 5));
             if p.mark == *mark {
@@ -114,10 +120,19 @@ fn an_acknowledged_move_overwritten_in_the_log_is_missing() {
     let (h, mut s) = clean();
     // A failover lost v5 (X at 8) and the next move of X took that version at 6.
     let g = s.get_mut(GAME).unwrap();
-    g.log.insert(5, Logged::Moved { mark: Mark::X, cell: 6 });
+    g.log.insert(
+        5,
+        Logged::Moved {
+            mark: Mark::X,
+            cell: 6,
+        },
+    );
     let f = run(&h, &s);
     assert_eq!(f.acked_moves_missing, 1);
-    assert_eq!(f.violations(ALL), vec![("moves_applied_twice", 1), ("acked_moves_missing", 1)]);
+    assert_eq!(
+        f.violations(ALL),
+        vec![("moves_applied_twice", 1), ("acked_moves_missing", 1)]
+    );
     // Without durability required, the loss is reported but not a violation... the
     // unexplained move at v5 still is.
     let lenient = Required {
@@ -145,7 +160,13 @@ fn a_retry_applied_a_second_time_is_found() {
     // X's move of v3 (cell 4) applied again as v6 after O's v5... seen as X at 4 on v6,
     // which X chose at v2 only.
     let g = s.get_mut(GAME).unwrap();
-    g.log.insert(6, Logged::Moved { mark: Mark::X, cell: 4 });
+    g.log.insert(
+        6,
+        Logged::Moved {
+            mark: Mark::X,
+            cell: 4,
+        },
+    );
     g.version = Some(6);
     let f = run(&h, &s);
     assert_eq!(f.moves_applied_twice, 1);
@@ -200,7 +221,10 @@ fn a_gap_counts_unless_a_later_snapshot_covers_it() {
     o.received.retain(|r| r.version != 4);
     let f = run(&h, &s);
     assert_eq!(f.clients_unfilled_gap, 1);
-    assert_eq!(f.examples["clients_unfilled_gap"][0], "g1 O: versions 4..=4 never received nor covered by a snapshot");
+    assert_eq!(
+        f.examples["clients_unfilled_gap"][0],
+        "g1 O: versions 4..=4 never received nor covered by a snapshot"
+    );
 
     // The same gap, then a resume that came back with a snapshot of v5: filled.
     let o = &mut h.players[1];
@@ -242,7 +266,10 @@ fn a_forfeit_of_a_player_connected_all_along_is_a_violation() {
     let f = run(&h, &s);
     assert_eq!(f.forfeits, 1);
     assert_eq!(f.forfeits_while_connected, 1);
-    assert_eq!(f.violations(ALL), vec![("forfeits_while_connected", 1), ("games_stuck", 1)]);
+    assert_eq!(
+        f.violations(ALL),
+        vec![("forfeits_while_connected", 1), ("games_stuck", 1)]
+    );
 }
 
 #[test]
