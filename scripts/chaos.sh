@@ -25,7 +25,7 @@
 # Environment: CONNECTIONS (default 1000), THINK_MS (default 500), TTT_BIN (default
 # target/release/tictactoe, else target/debug), JSON_OUT (copy the audit's JSON report
 # there), KEEP_LOGS=1 (keep the run directory), TTT_PORT_MIN / TTT_PORT_SPAN (the ports it
-# picks from, default 20000 / 12000), STUCK_AFTER (default 30s).
+# picks from, default 12000 / 8000: below the test suite's), STUCK_AFTER (default 30s).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -91,8 +91,8 @@ rand() { R=$(($1 + RANDOM % ($2 - $1 + 1))); }
 tell() { echo "$*" >>"$control"; }
 
 taken=" "
-port_min=${TTT_PORT_MIN:-20000}
-port_span=${TTT_PORT_SPAN:-12000}
+port_min=${TTT_PORT_MIN:-12000}
+port_span=${TTT_PORT_SPAN:-8000}
 # A free port below the ephemeral range, never handed out twice (as in scripts/topology.sh).
 free_port() {
   local port
