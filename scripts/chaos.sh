@@ -10,7 +10,7 @@
 # three Sentinels, quorum 2, down-after 1000 ms), cluster (three masters each with a replica,
 # cluster-node-timeout 1000 ms). Sentinel and cluster run with REDIS_WAIT_REPLICAS=1.
 #
-# Faults, one at a time with a few quiet seconds between them, drawn from a bag of every kind
+# Faults on an instance hit the one holding the most connections. Faults, one at a time with a few quiet seconds between them, drawn from a bag of every kind
 # shuffled with the seed (bash's RANDOM, seeded): kill -9 of an instance (restarted after
 # 3-8 s), SIGTERM of an instance (it drains; restarted), SIGSTOP of the Redis primary (or of
 # a master) for 1-4 s, kill -9 of the primary or a master (a failover; one Redis is
@@ -18,7 +18,8 @@
 # frozen for 3-8 s through a TCP proxy (single layout only: with Sentinel or Cluster the
 # instances learn the nodes' real addresses from Redis, so no proxy sits on their path),
 # latency and loss on one instance's path for 10-20 s through a userspace TCP proxy between
-# nginx and that instance (this kernel has no `tc netem`), and a reconnect storm (a third of
+# nginx and that instance (this kernel has no `tc netem`; every instance sits behind such a
+# relay, idle until told), and a reconnect storm (a third of
 # the clients dropped at once). The proxies and the storm live in the load generator, which
 # times every fault on its clients' clock (control file, see server/tools/src/audit).
 #
@@ -268,8 +269,10 @@ if [[ "$layout" == single ]]; then
     proxies+=("redis-link-$i:${port_of[redis-link-$i]}:${port_of[redis]}")
   done
 fi
-port_of[path-3]="$(free_port)"
-proxies+=("path-3:${port_of[path-3]}:${port_of[ttt-3]}")
+for i in 1 2 3; do
+  port_of[path-$i]="$(free_port)"
+  proxies+=("path-$i:${port_of[path-$i]}:${port_of[ttt-$i]}")
+done
 port_of[nginx]="$(free_port)"
 
 durable=(--durable-moves)
@@ -281,7 +284,7 @@ durable=(--durable-moves)
   --stuck-after "${STUCK_AFTER:-30s}" "${durable[@]}" --json \
   >"$run_dir/report.json" 2> >(tee "$run_dir/loadgen.log" >&2) &
 loadgen_pid=$!
-wait_port "${port_of[path-3]}" 10 || { echo "chaos: the load generator did not start" >&2; exit 1; }
+wait_port "${port_of[path-1]}" 10 || { echo "chaos: the load generator did not start" >&2; exit 1; }
 
 # ---- instances and nginx ---------------------------------------------------------------------
 common=(MOVE_RATE=1000000 MOVE_BURST=1000000 MSG_RATE=1000000 MSG_BURST=1000000
@@ -307,9 +310,9 @@ start_instance() {
 for i in 1 2 3; do start_instance "$i"; done
 
 mkdir -p "$run_dir/nginx"
-upstreams="server 127.0.0.1:${port_of[ttt-1]} max_fails=1 fail_timeout=5s; "
-upstreams+="server 127.0.0.1:${port_of[ttt-2]} max_fails=1 fail_timeout=5s; "
-upstreams+="server 127.0.0.1:${port_of[path-3]} max_fails=1 fail_timeout=5s; "
+# nginx reaches each instance through its path proxy (normally a plain relay).
+upstreams=""
+for i in 1 2 3; do upstreams+="server 127.0.0.1:${port_of[path-$i]} max_fails=1 fail_timeout=5s; "; done
 template="$(<"$root/deploy/nginx.conf.template")"
 conf="${template//'${TTT_LISTEN}'/127.0.0.1:${port_of[nginx]}}"
 conf="${conf//'${TTT_UPSTREAMS}'/$upstreams}"
@@ -336,8 +339,20 @@ say "$(cat "$run_dir/ready") games set up; faults for $((seconds - 25)) s, then 
 kinds=(kill_instance drain_instance stop_primary kill_primary degrade_path reconnect_storm)
 [[ "$layout" == single ]] && kinds+=(freeze_redis_link)
 
+# I = the instance holding the most connections (its `connections` gauge): a fault on an
+# instance nobody uses (just restarted, say) would prove nothing.
+busiest() {
+  local i n best=-1
+  I=1
+  for i in 1 2 3; do
+    n="$(curl -s -m 2 "http://127.0.0.1:${port_of[ttt-$i]}/metrics" | awk '$1 == "connections" {print int($2)}')"
+    if [[ -n "$n" ]] && ((n > best)); then best=$n I=$i; fi
+  done
+  return 0
+}
+
 kill_instance() {
-  rand 1 3; local i=$R
+  busiest; local i=$I
   tell "begin kill_instance ttt-$i"
   kill -KILL "${pid_of[ttt-$i]}"; wait "${pid_of[ttt-$i]}" 2>/dev/null || true
   rand 3 8; sleep "$R"
@@ -345,7 +360,7 @@ kill_instance() {
   tell "end kill_instance ttt-$i"
 }
 drain_instance() {
-  rand 1 3; local i=$R
+  busiest; local i=$I
   tell "begin drain_instance ttt-$i"
   stop_pid "${pid_of[ttt-$i]}" TERM
   sleep 1
@@ -395,7 +410,7 @@ kill_primary() {
   tell "end kill_primary $p"
 }
 freeze_redis_link() {
-  rand 1 3; local i=$R
+  busiest; local i=$I
   tell "begin freeze_redis_link ttt-$i cut=ttt-$i"
   tell "proxy redis-link-$i freeze"
   rand 3 8; sleep "$R"
@@ -404,11 +419,12 @@ freeze_redis_link() {
   tell "end freeze_redis_link ttt-$i"
 }
 degrade_path() {
-  tell "begin degrade_path ttt-3"
-  tell "proxy path-3 degrade"
+  busiest; local i=$I
+  tell "begin degrade_path ttt-$i"
+  tell "proxy path-$i degrade"
   rand 10 20; sleep "$R"
-  tell "proxy path-3 normal"
-  tell "end degrade_path ttt-3"
+  tell "proxy path-$i normal"
+  tell "end degrade_path ttt-$i"
 }
 reconnect_storm() {
   tell "begin reconnect_storm"
