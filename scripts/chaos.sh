@@ -248,9 +248,15 @@ wait_redis_healthy() {
         fi
         ;;
       cluster)
+        # Every node says the cluster is ok, and every master has its replica in sync (with
+        # REDIS_WAIT_REPLICAS=1 a shard takes no move before).
         local ok=1
         for n in "${redis_nodes[@]}"; do
           rcli "${port_of[$n]}" cluster info | grep -q 'cluster_state:ok' || ok=0
+          if rcli "${port_of[$n]}" role | head -n1 | grep -q '^master$' &&
+            ! rcli "${port_of[$n]}" info replication | grep -q 'state=online'; then
+            ok=0
+          fi
         done
         ((ok)) && return 0
         ;;
