@@ -20,7 +20,12 @@ fn chaos(layout: &str, seed: u64, ports: (u16, u16)) -> Value {
     let started = Instant::now();
     let out = Command::new("bash")
         .arg(repo_path("scripts/chaos.sh"))
-        .args(["--seconds", &SECONDS.to_string(), "--seed", &seed.to_string()])
+        .args([
+            "--seconds",
+            &SECONDS.to_string(),
+            "--seed",
+            &seed.to_string(),
+        ])
         .args(["--layout", layout])
         .env("TTT_BIN", env!("CARGO_BIN_EXE_tictactoe"))
         .env("CONNECTIONS", "80")
@@ -62,7 +67,10 @@ fn assert_held(report: &Value) {
     // 40 games at 500 ms think for over a minute: thousands of moves; a run that stalled
     // early would have a few hundred.
     assert!(count(report, &["moves_acked"]) > 1_000, "{report}");
-    assert!(count(report, &["findings", "moves_acked"]) > 1_000, "{report}");
+    assert!(
+        count(report, &["findings", "moves_acked"]) > 1_000,
+        "{report}"
+    );
     let faults: u64 = report["faults"]
         .as_object()
         .map(|f| f.values().filter_map(Value::as_u64).sum())
@@ -79,7 +87,11 @@ fn assert_held(report: &Value) {
         "games_stuck",
         "games_log_incomplete",
     ] {
-        assert_eq!(count(report, &["findings", must_be_zero]), 0, "{must_be_zero}: {report}");
+        assert_eq!(
+            count(report, &["findings", must_be_zero]),
+            0,
+            "{must_be_zero}: {report}"
+        );
     }
 }
 

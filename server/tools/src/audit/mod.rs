@@ -130,6 +130,8 @@ pub struct Counts {
     pub reconnects: AtomicU64,
     pub storm_drops: AtomicU64,
     pub sessions_lost: AtomicU64,
+    /// The deployment's forfeit grace, as the `welcome`s say (every instance says the same).
+    pub forfeit_grace_ms: AtomicU64,
     pub errors: Mutex<BTreeMap<String, u64>>,
     pub transport: Mutex<BTreeMap<String, u64>>,
 }
@@ -430,7 +432,7 @@ pub async fn run(args: LoadgenArgs, stop: CancellationToken) -> anyhow::Result<A
     let stored = store::read_games(&source, &a.key_prefix, &game_ids).await?;
     let settings = Settings {
         stuck_after_ms: a.stuck_after.as_millis() as u64,
-        forfeit_grace_ms: FORFEIT_GRACE.load(Relaxed).max(1),
+        forfeit_grace_ms: shared.counts.forfeit_grace_ms.load(Relaxed),
         chat_kept: a.chat_kept,
         ..Settings::default()
     };
@@ -478,9 +480,6 @@ pub async fn run(args: LoadgenArgs, stop: CancellationToken) -> anyhow::Result<A
     }
     Ok(report)
 }
-
-/// The deployment's forfeit grace, from the first `welcome` (every instance says the same).
-pub(crate) static FORFEIT_GRACE: AtomicU64 = AtomicU64::new(0);
 
 fn epoch_ms() -> u64 {
     std::time::SystemTime::now()

@@ -597,7 +597,7 @@ async fn open_session(sh: &Shared) -> Result<(Ws, (String, String, Instant)), Fa
             forfeit_grace_ms,
             ..
         } => {
-            super::FORFEIT_GRACE.store(forfeit_grace_ms, Relaxed);
+            sh.counts.forfeit_grace_ms.store(forfeit_grace_ms, Relaxed);
             Ok((ws, (token, instance, Instant::now())))
         }
         _ => Err(Failure::transport("unexpected_reply")),
