@@ -25,7 +25,8 @@
 #
 # Environment: CONNECTIONS (default 1000), THINK_MS (default 500), TTT_BIN (default
 # target/release/tictactoe, else target/debug), JSON_OUT (copy the audit's JSON report
-# there), KEEP_LOGS=1 (keep the run directory), TTT_PORT_MIN / TTT_PORT_SPAN (the ports it
+# there), HISTORY_OUT (write every client's record and the stored games there, as JSON),
+# KEEP_LOGS=1 (keep the run directory), TTT_PORT_MIN / TTT_PORT_SPAN (the ports it
 # picks from, default 12000 / 8000: below the test suite's), STUCK_AFTER (default 30s).
 set -euo pipefail
 
@@ -283,6 +284,7 @@ port_of[nginx]="$(free_port)"
 
 durable=(--durable-moves)
 [[ "$layout" == single ]] && durable+=(--durable-chat)
+[[ -n "${HISTORY_OUT:-}" ]] && durable+=(--history-out "$HISTORY_OUT")
 "$bin" loadgen --mode audit --urls "ws://127.0.0.1:${port_of[nginx]}/ws" \
   --connections "${CONNECTIONS:-1000}" --think-ms "${THINK_MS:-500}" --duration "${seconds}s" \
   --seed "$seed" --audit-redis "$audit_redis" --control "$control" \

@@ -130,6 +130,8 @@ pub struct Counts {
     pub reconnects: AtomicU64,
     pub storm_drops: AtomicU64,
     pub sessions_lost: AtomicU64,
+    /// Joins sent again after a connection found itself out of its game.
+    pub rejoins: AtomicU64,
     /// The deployment's forfeit grace, as the `welcome`s say (every instance says the same).
     pub forfeit_grace_ms: AtomicU64,
     pub errors: Mutex<BTreeMap<String, u64>>,
@@ -194,6 +196,7 @@ pub struct AuditReport {
     pub reconnects: u64,
     pub storm_drops: u64,
     pub sessions_lost: u64,
+    pub rejoins: u64,
     pub errors: BTreeMap<String, u64>,
     pub transport_errors: BTreeMap<String, u64>,
     /// Faults injected, by kind.
@@ -222,8 +225,9 @@ impl AuditReport {
         );
         let _ = writeln!(
             out,
-            "  {} moves acknowledged, {} reconnects, {} clients dropped by storms, {} sessions lost",
-            self.moves_acked, self.reconnects, self.storm_drops, self.sessions_lost
+            "  {} moves acknowledged, {} reconnects, {} clients dropped by storms, {} joins again \
+             after a failed restore, {} sessions lost",
+            self.moves_acked, self.reconnects, self.storm_drops, self.rejoins, self.sessions_lost
         );
         let list = |m: &BTreeMap<String, u64>| {
             m.iter()
@@ -466,6 +470,7 @@ pub async fn run(args: LoadgenArgs, stop: CancellationToken) -> anyhow::Result<A
         reconnects: c.reconnects.load(Relaxed),
         storm_drops: c.storm_drops.load(Relaxed),
         sessions_lost,
+        rejoins: c.rejoins.load(Relaxed),
         errors: c.errors.lock().map(|e| e.clone()).unwrap_or_default(),
         transport_errors: c.transport.lock().map(|t| t.clone()).unwrap_or_default(),
         faults: fault_counts,

@@ -53,6 +53,9 @@ struct Pending {
     req: u64,
     /// When to send it again (after `unavailable` or `rate_limited`).
     again_at: Option<Instant>,
+    /// The round it was chosen in: once another round shows, it is dropped, as the page
+    /// drops its outbox entry at `round_started`.
+    round: u32,
 }
 
 /// A seat as set-up left it: the game, the mark, the session's token, and the game as the
@@ -81,6 +84,11 @@ pub struct Player {
     move_at: Option<Instant>,
     /// The round and time of our last rematch request.
     rematch_asked: Option<(u32, Instant)>,
+    /// The connection is not in the game (its restore failed, or a request met
+    /// `not_in_game`): when to join it again, as the page does.
+    rejoin_at: Option<Instant>,
+    /// The `join` on its way.
+    rejoin_req: Option<u64>,
     /// The chat line waiting for its ack: request and text.
     chat_req: Option<(u64, String)>,
     chats_sent: u64,
@@ -120,6 +128,8 @@ impl Player {
             moved_to: 0,
             move_at: None,
             rematch_asked: None,
+            rejoin_at: None,
+            rejoin_req: None,
             chat_req: None,
             chats_sent: 0,
             moves_made: 0,
@@ -154,6 +164,8 @@ impl Player {
             && self.state.turn == self.mark
             && self.pending.is_none()
             && self.version >= self.moved_to
+            && self.rejoin_at.is_none()
+            && self.rejoin_req.is_none()
     }
 
     /// Plays until the run stops, reconnecting whenever the connection goes.
@@ -214,6 +226,9 @@ impl Player {
 
     /// One connection, from its `hello` (unless already welcomed) to its end.
     async fn connection(&mut self, sh: &Shared, mut ws: Ws, mut welcomed: bool) -> End {
+        // Whatever this connection is in, a new one starts from its hello's restore.
+        self.rejoin_at = None;
+        self.rejoin_req = None;
         let mut storm = sh.storm.subscribe();
         storm.mark_unchanged();
         if !welcomed {
@@ -241,6 +256,7 @@ impl Player {
             };
             let again_at = self.pending.as_ref().and_then(|p| p.again_at);
             let rematch_at = self.rematch_due();
+            let rejoin_at = self.rejoin_at;
             let outcome = tokio::select! {
                 biased;
                 _ = sh.stop.cancelled() => {
@@ -271,6 +287,9 @@ impl Player {
                 }
                 _ = tokio::time::sleep_until(rematch_at.unwrap_or(silent_at)), if welcomed && rematch_at.is_some() => {
                     self.ask_rematch(&mut ws).await
+                }
+                _ = tokio::time::sleep_until(rejoin_at.unwrap_or(silent_at)), if welcomed && rejoin_at.is_some() => {
+                    self.rejoin(&mut ws).await
                 }
                 _ = tokio::time::sleep_until(silent_at) => Err(Failure::transport("silent")),
             };
@@ -320,11 +339,13 @@ impl Player {
                 }
             }
             ServerMsg::Snapshot {
+                req,
                 game,
                 version,
                 state,
                 ..
             } if game == self.game => {
+                let rejoined = req.is_some() && req == self.rejoin_req;
                 self.history.received.push(Received {
                     conn,
                     at_ms: sh.ms(now),
@@ -334,6 +355,14 @@ impl Player {
                 if version >= self.version {
                     self.version = version;
                     self.state = state;
+                    self.drop_if_stale(sh, now);
+                }
+                if rejoined {
+                    self.rejoin_req = None;
+                    sh.counts.rejoins.fetch_add(1, Relaxed);
+                    if self.pending.is_some() {
+                        self.send_pending(ws).await?;
+                    }
                 }
             }
             ServerMsg::Ack { req, info } => {
@@ -367,11 +396,23 @@ impl Player {
                 if code == ErrorCode::UnknownGame && game.as_ref() == Some(&self.game) {
                     return Err(Failure::transport(SESSION_LOST));
                 }
-                if let Some(p) = self.pending.as_mut().filter(|p| req == Some(p.req)) {
+                let wait = retry_after_ms
+                    .map(Duration::from_millis)
+                    .unwrap_or(RETRY_UNAVAILABLE);
+                if req.is_some() && req == self.rejoin_req {
+                    self.rejoin_req = None;
+                    self.rejoin_at = Some(now + wait);
+                } else if req.is_none() && game.as_ref() == Some(&self.game) {
+                    // The hello could not bring this connection back into the game.
+                    self.rejoin_at.get_or_insert(now + RETRY_UNAVAILABLE / 2);
+                } else if code == ErrorCode::NotInGame {
+                    self.rejoin_at.get_or_insert(now);
+                    // A move keeps waiting: it goes again once the join is answered.
+                    if let Some(p) = self.pending.as_mut().filter(|p| req == Some(p.req)) {
+                        p.again_at = None;
+                    }
+                } else if let Some(p) = self.pending.as_mut().filter(|p| req == Some(p.req)) {
                     if matches!(code, ErrorCode::Unavailable | ErrorCode::RateLimited) {
-                        let wait = retry_after_ms
-                            .map(Duration::from_millis)
-                            .unwrap_or(RETRY_UNAVAILABLE);
                         p.again_at = Some(now + wait);
                     } else {
                         let m = &mut self.history.moves[p.index];
@@ -403,6 +444,7 @@ impl Player {
                         self.state = state.clone();
                     }
                     self.version = version;
+                    self.drop_if_stale(sh, now);
                     if !was_over && self.state.status == Status::Finished {
                         self.round_over(sh, ws).await?;
                     }
@@ -411,6 +453,17 @@ impl Player {
         }
         self.react();
         Ok(())
+    }
+
+    /// A move still waiting from an earlier round is given up: the board it was chosen on
+    /// is gone.
+    fn drop_if_stale(&mut self, sh: &Shared, now: Instant) {
+        if let Some(p) = self.pending.take_if(|p| p.round != self.state.round) {
+            let m = &mut self.history.moves[p.index];
+            m.refused = Some("round_over".into());
+            m.resolved_ms = Some(sh.ms(now));
+            self.moved_to = 0;
+        }
     }
 
     /// Schedules our move when it is our turn.
@@ -434,6 +487,22 @@ impl Player {
             Some((round, at)) if round == self.state.round => Some(at + REMATCH_AGAIN),
             _ => Some(Instant::now()),
         }
+    }
+
+    /// Joins the game again: a seat's holder gets it back, with a snapshot.
+    async fn rejoin(&mut self, ws: &mut Ws) -> Result<(), Failure> {
+        self.rejoin_at = None;
+        let req = self.req();
+        self.rejoin_req = Some(req);
+        conn::send(
+            ws,
+            &ClientMsg::Join {
+                req: Some(req),
+                game: self.game.clone(),
+                spectate: false,
+            },
+        )
+        .await
     }
 
     async fn ask_rematch(&mut self, ws: &mut Ws) -> Result<(), Failure> {
@@ -499,6 +568,7 @@ impl Player {
             index: self.history.moves.len() - 1,
             req: 0,
             again_at: None,
+            round: self.state.round,
         });
         self.moved_to = self.version + 1;
         self.send_pending(ws).await
