@@ -27,7 +27,9 @@
 # target/release/tictactoe, else target/debug), JSON_OUT (copy the audit's JSON report
 # there), HISTORY_OUT (write every client's record and the stored games there, as JSON),
 # KEEP_LOGS=1 (keep the run directory), TTT_PORT_MIN / TTT_PORT_SPAN (the ports it
-# picks from, default 12000 / 8000: below the test suite's), STUCK_AFTER (default 30s).
+# picks from, default 12000 / 8000: below the test suite's), STUCK_AFTER (default 30s),
+# UPSTREAM_PARAMS (nginx's parameters for each instance, default as docs/deploy.md:
+# `max_fails=1 fail_timeout=5s`).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -320,7 +322,11 @@ for i in 1 2 3; do start_instance "$i"; done
 mkdir -p "$run_dir/nginx"
 # nginx reaches each instance through its path proxy (normally a plain relay).
 upstreams=""
-for i in 1 2 3; do upstreams+="server 127.0.0.1:${port_of[path-$i]} max_fails=1 fail_timeout=5s; "; done
+# Each upstream line as docs/deploy.md has it, unless UPSTREAM_PARAMS says otherwise
+# (docs/reliability.md: what `max_fails` does to WebSockets once every instance refused).
+for i in 1 2 3; do
+  upstreams+="server 127.0.0.1:${port_of[path-$i]} ${UPSTREAM_PARAMS:-max_fails=1 fail_timeout=5s}; "
+done
 template="$(<"$root/deploy/nginx.conf.template")"
 conf="${template//'${TTT_LISTEN}'/127.0.0.1:${port_of[nginx]}}"
 conf="${conf//'${TTT_UPSTREAMS}'/$upstreams}"
