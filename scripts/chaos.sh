@@ -8,7 +8,8 @@
 #
 # Layouts: single (one Redis, AOF appendfsync always), sentinel (a primary, two replicas,
 # three Sentinels, quorum 2, down-after 1000 ms), cluster (three masters each with a replica,
-# cluster-node-timeout 1000 ms). Sentinel and cluster run with REDIS_WAIT_REPLICAS=1.
+# cluster-node-timeout 1000 ms). Sentinel and cluster run with REDIS_WAIT_REPLICAS=1
+# (WAIT_REPLICAS=2 waits for both of Sentinel's replicas).
 #
 # Faults on an instance hit the one holding the most connections. Faults, one at a time with a few quiet seconds between them, drawn from a bag of every kind
 # shuffled with the seed (bash's RANDOM, seeded): kill -9 of an instance (restarted after
@@ -308,9 +309,9 @@ start_instance() {
   case "$layout" in
     single) store=(REDIS_URL="redis://127.0.0.1:${port_of[redis-link-$i]}/" REDIS_LOST_MS=3000) ;;
     sentinel) store=(REDIS_SENTINELS="$(IFS=,; echo "${sentinels[*]}")" REDIS_SENTINEL_MASTER=ttt
-      REDIS_LOST_MS=6000 REDIS_WAIT_REPLICAS=1) ;;
+      REDIS_LOST_MS=6000 REDIS_WAIT_REPLICAS="${WAIT_REPLICAS:-1}") ;;
     cluster) store=(REDIS_CLUSTER_URLS="$(for n in "${redis_nodes[@]}"; do printf 'redis://127.0.0.1:%s,' "${port_of[$n]}"; done | sed 's/,$//')"
-      REDIS_LOST_MS=6000 REDIS_WAIT_REPLICAS=1) ;;
+      REDIS_LOST_MS=6000 REDIS_WAIT_REPLICAS="${WAIT_REPLICAS:-1}") ;;
   esac
   env "${common[@]}" "${store[@]}" LISTEN_ADDR="127.0.0.1:${port_of[ttt-$i]}" INSTANCE_ID="ttt-$i" \
     "$bin" >>"$run_dir/ttt-$i.log" 2>&1 &

@@ -673,3 +673,88 @@ async fn open_session(sh: &Shared) -> Result<(Ws, (String, String, Instant)), Fa
         _ => Err(Failure::transport("unexpected_reply")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shared() -> Shared {
+        Shared {
+            url: "ws://127.0.0.1:1/ws".into(),
+            addr: "127.0.0.1:1".parse().unwrap(),
+            clock: Instant::now(),
+            stop: tokio_util::sync::CancellationToken::new(),
+            storm: tokio::sync::watch::channel(0).0,
+            think: Duration::from_millis(500),
+            chat_every: 3,
+            seed: 1,
+            counts: super::super::Counts::default(),
+        }
+    }
+
+    /// X to move in round 1 of a game at version 2.
+    fn x_to_move() -> Player {
+        let mut state = GameState::new("a");
+        state.players.o = Some("b".into());
+        state.status = Status::Playing;
+        let seat = Seat {
+            game: GameId::generate(),
+            mark: Mark::X,
+            token: "t".into(),
+            version: 2,
+            state,
+        };
+        Player::new(0, seat, Duration::from_millis(500), 1)
+    }
+
+    /// A move chosen now, waiting for its ack (as `send_new_move` leaves it, without a socket).
+    fn choose(p: &mut Player, sh: &Shared, cell: u8) {
+        p.history.moves.push(MoveAttempt {
+            mid: "m".into(),
+            cell,
+            based_on: p.version,
+            intent_ms: sh.ms(Instant::now()),
+            sends: 1,
+            ack: None,
+            refused: None,
+            resolved_ms: None,
+        });
+        p.pending = Some(Pending {
+            index: 0,
+            req: 11,
+            again_at: None,
+            round: p.state.round,
+        });
+    }
+
+    #[tokio::test]
+    async fn a_move_chosen_in_an_earlier_round_is_given_up_when_another_round_shows() {
+        let sh = shared();
+        let mut p = x_to_move();
+        choose(&mut p, &sh, 4);
+        // The same round, later: the move still waits.
+        p.version = 3;
+        p.drop_if_stale(&sh, Instant::now());
+        assert!(p.pending.is_some());
+        // Round 2 started while the move waited for an answer: it must not be sent again.
+        p.state.round = 2;
+        p.version = 6;
+        p.drop_if_stale(&sh, Instant::now());
+        assert!(p.pending.is_none());
+        assert_eq!(p.history.moves[0].refused.as_deref(), Some("round_over"));
+        assert!(p.history.moves[0].resolved_ms.is_some());
+    }
+
+    #[tokio::test]
+    async fn no_move_is_chosen_while_the_connection_is_out_of_its_game() {
+        let mut p = x_to_move();
+        assert!(p.my_turn());
+        p.rejoin_at = Some(Instant::now());
+        assert!(!p.my_turn());
+        p.rejoin_at = None;
+        p.rejoin_req = Some(12);
+        assert!(!p.my_turn());
+        p.rejoin_req = None;
+        assert!(p.my_turn());
+    }
+}
