@@ -352,11 +352,14 @@ impl Player {
                     version,
                     kind: ReceivedKind::Snapshot,
                 });
-                if version >= self.version {
-                    self.version = version;
-                    self.state = state;
-                    self.drop_if_stale(sh, now);
-                }
+                // The game as the server has it now, even behind what this client saw:
+                // without REDIS_WAIT_REPLICAS a failover can take versions back, our own
+                // acknowledged move's among them, and waiting for it to show would wait
+                // forever.
+                self.version = version;
+                self.state = state;
+                self.moved_to = self.moved_to.min(version);
+                self.drop_if_stale(sh, now);
                 if rejoined {
                     self.rejoin_req = None;
                     sh.counts.rejoins.fetch_add(1, Relaxed);
