@@ -360,7 +360,7 @@ busiest() {
   local i n best=-1
   I=1
   for i in 1 2 3; do
-    n="$(curl -s -m 2 "http://127.0.0.1:${port_of[ttt-$i]}/metrics" | awk '$1 == "connections" {print int($2)}')"
+    n="$(curl -s -m 2 "http://127.0.0.1:${port_of[ttt-$i]}/metrics" 2>/dev/null | awk '$1 == "connections" {print int($2)}' || true)"
     if [[ -n "$n" ]] && ((n > best)); then best=$n I=$i; fi
   done
   return 0
