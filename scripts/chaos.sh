@@ -360,7 +360,9 @@ busiest() {
   local i n best=-1
   I=1
   for i in 1 2 3; do
-    n="$(curl -s -m 2 "http://127.0.0.1:${port_of[ttt-$i]}/metrics" 2>/dev/null | awk '$1 == "connections" {print int($2)}' || true)"
+    n="$( (exec 3<>"/dev/tcp/127.0.0.1/${port_of[ttt-$i]}" &&
+      printf 'GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&3 && timeout 2 cat <&3) 2>/dev/null |
+      awk '$1 == "connections" {print int($2)}' || true)"
     if [[ -n "$n" ]] && ((n > best)); then best=$n I=$i; fi
   done
   return 0
