@@ -18,7 +18,7 @@ mod player;
 pub mod proxy;
 pub mod store;
 
-use crate::checker::history::{FaultWindow, History};
+use crate::checker::history::{FaultWindow, History, StoredGame};
 use crate::checker::outage::{self, KindOutage};
 use crate::checker::{self, Findings, Required, Settings};
 use crate::loadgen::conn::{self, Failure};
@@ -97,6 +97,53 @@ pub struct AuditArgs {
     /// Audit: write the whole recorded history and the stored games here, as JSON.
     #[arg(long)]
     pub history_out: Option<PathBuf>,
+    /// Audit: judge a history written by --history-out again (no load, no Redis), with
+    /// this run's --stuck-after, --chat-kept and --durable-* settings.
+    #[arg(long, value_name = "FILE")]
+    pub recheck: Option<PathBuf>,
+}
+
+/// What --history-out writes and --recheck reads.
+#[derive(Serialize, Deserialize)]
+struct Dump {
+    history: History,
+    stored: BTreeMap<String, StoredGame>,
+    #[serde(default)]
+    settings: Option<Settings>,
+}
+
+/// Judges a kept history again.
+fn recheck(a: &AuditArgs, path: &std::path::Path) -> anyhow::Result<AuditReport> {
+    let dump: Dump = serde_json::from_slice(&std::fs::read(path)?)?;
+    let settings = Settings {
+        stuck_after_ms: a.stuck_after.as_millis() as u64,
+        chat_kept: a.chat_kept,
+        // Histories written before the settings were kept: chaos.sh's FORFEIT_GRACE_MS.
+        forfeit_grace_ms: dump.settings.map_or(10_000, |s| s.forfeit_grace_ms),
+        ..Settings::default()
+    };
+    let required = Required {
+        durable_moves: a.durable_moves,
+        durable_chat: a.durable_chat,
+    };
+    let findings = checker::check(&dump.history, &dump.stored, &settings);
+    let mut faults = BTreeMap::new();
+    for f in &dump.history.faults {
+        *faults.entry(f.kind.clone()).or_default() += 1;
+    }
+    Ok(AuditReport {
+        moves_acked: findings.moves_acked,
+        violations: findings
+            .violations(required)
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+        outage: outage::by_kind(&dump.history),
+        faults,
+        findings,
+        required,
+        ..AuditReport::default()
+    })
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -268,6 +315,9 @@ impl AuditReport {
 /// Runs the audited load to its end and judges it.
 pub async fn run(args: LoadgenArgs, stop: CancellationToken) -> anyhow::Result<AuditReport> {
     let a = &args.audit;
+    if let Some(path) = &a.recheck {
+        return recheck(a, path);
+    }
     let source = a
         .audit_redis
         .clone()
@@ -480,7 +530,11 @@ pub async fn run(args: LoadgenArgs, stop: CancellationToken) -> anyhow::Result<A
         violations,
     };
     if let Some(path) = &a.history_out {
-        let dump = serde_json::json!({ "history": history, "stored": stored });
+        let dump = Dump {
+            history,
+            stored,
+            settings: Some(settings),
+        };
         std::fs::write(path, serde_json::to_vec(&dump)?)?;
     }
     Ok(report)

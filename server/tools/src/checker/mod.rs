@@ -455,8 +455,14 @@ fn check_forfeits(
             continue;
         };
         let reach_from = lo.saturating_sub(settings.forfeit_grace_ms + settings.cut_reach_ms);
-        let present = p.connections.iter().find(|c| {
-            c.welcomed_ms + settings.forfeit_slack_ms <= lo
+        let present = p.connections.iter().enumerate().find(|(i, c)| {
+            // In the game from the first event or snapshot of it on this connection: a
+            // resume that could not restore the game leaves a connection outside it (the
+            // server says so), and its player is rightly away.
+            let Some(back) = p.received.iter().find(|r| r.conn == *i).map(|r| r.at_ms) else {
+                return false;
+            };
+            back.max(c.welcomed_ms) + settings.forfeit_slack_ms <= lo
                 && c.closed_ms.is_none_or(|closed| closed >= hi)
                 && !h.faults.iter().any(|w| {
                     let cuts = match &w.cut {
@@ -467,7 +473,7 @@ fn check_forfeits(
                     cuts && w.start_ms <= hi && w.end_or(h.end_ms) >= reach_from
                 })
         });
-        if let Some(c) = present {
+        if let Some((_, c)) = present {
             f.forfeits_while_connected += 1;
             f.example(
                 "forfeits_while_connected",

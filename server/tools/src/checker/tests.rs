@@ -287,6 +287,25 @@ fn a_forfeit_of_a_player_who_was_away_or_cut_off_is_not() {
     });
     assert_eq!(run(&h, &s).forfeits_while_connected, 0);
 
+    // Connected, but the resume never brought the connection back into the game: nothing
+    // of the game arrived on it, so the server was right to count the player away.
+    let (mut h, s) = with_forfeit(40_000);
+    h.players[1].connections[0].closed_ms = Some(9_000);
+    h.players[1].connections.push(Connection {
+        instance: "ttt-2".into(),
+        welcomed_ms: 12_000,
+        closed_ms: None,
+    });
+    assert_eq!(run(&h, &s).forfeits_while_connected, 0);
+    // Once an event of the game reached that connection, the player was there.
+    h.players[1].received.push(Received {
+        conn: 1,
+        at_ms: 12_100,
+        version: 5,
+        kind: ReceivedKind::Snapshot,
+    });
+    assert_eq!(run(&h, &s).forfeits_while_connected, 1);
+
     // Connected all along, but its instance's Redis link was frozen before the clock ran.
     let (mut h, s) = with_forfeit(40_000);
     h.faults.push(FaultWindow {
