@@ -11,20 +11,21 @@
 # cluster-node-timeout 1000 ms). Sentinel and cluster run with REDIS_WAIT_REPLICAS=1
 # (WAIT_REPLICAS=2 waits for both of Sentinel's replicas).
 #
-# Faults on an instance hit the one holding the most connections. Faults, one at a time with a few quiet seconds between them, drawn from a bag of every kind
-# shuffled with the seed (bash's RANDOM, seeded): kill -9 of an instance (restarted after
-# 3-8 s), SIGTERM of an instance (it drains; restarted), SIGSTOP of the Redis primary (or of
-# a master) for 1-4 s, kill -9 of the primary or a master (a failover; one Redis is
-# restarted from its AOF; a dead node comes back as a replica), an instance's Redis link
-# frozen for 3-8 s through a TCP proxy (single layout only: with Sentinel or Cluster the
-# instances learn the nodes' real addresses from Redis, so no proxy sits on their path),
-# latency and loss on one instance's path for 10-20 s through a userspace TCP proxy between
-# nginx and that instance (this kernel has no `tc netem`; every instance sits behind such a
-# relay, idle until told), and a reconnect storm (a third of
-# the clients dropped at once). The proxies and the storm live in the load generator, which
-# times every fault on its clients' clock (control file, see server/tools/src/audit).
+# Faults, one at a time with a few quiet seconds between them, drawn from a bag of every kind
+# shuffled with the seed (bash's RANDOM, seeded); faults on an instance hit the one holding
+# the most connections: kill -9 of an instance (restarted after 3-8 s), SIGTERM of an
+# instance (it drains; restarted), SIGSTOP of the Redis primary (or of a master) for 1-4 s,
+# kill -9 of the primary or a master (a failover; one Redis is restarted from its AOF; a dead
+# node comes back as a replica), an instance's Redis link frozen for 3-8 s through a TCP proxy
+# (single layout only: with Sentinel or Cluster the instances learn the nodes' real addresses
+# from Redis, so no proxy sits on their path), latency and loss on one instance's path for
+# 10-20 s through a userspace TCP proxy between nginx and that instance (this kernel has no
+# `tc netem`; every instance sits behind such a relay, idle until told), and a reconnect storm
+# (a third of the clients dropped at once). The proxies and the storm live in the load
+# generator, which times every fault on its clients' clock (control file, see
+# server/tools/src/audit).
 #
-# Environment: CONNECTIONS (default 1000), THINK_MS (default 500), TTT_BIN (default
+# Environment: CONNECTIONS (default 2000), THINK_MS (default 500), TTT_BIN (default
 # target/release/tictactoe, else target/debug), JSON_OUT (copy the audit's JSON report
 # there), HISTORY_OUT (write every client's record and the stored games there, as JSON),
 # KEEP_LOGS=1 (keep the run directory), TTT_PORT_MIN / TTT_PORT_SPAN (the ports it
@@ -289,7 +290,7 @@ durable=(--durable-moves)
 [[ "$layout" == single ]] && durable+=(--durable-chat)
 [[ -n "${HISTORY_OUT:-}" ]] && durable+=(--history-out "$HISTORY_OUT")
 "$bin" loadgen --mode audit --urls "ws://127.0.0.1:${port_of[nginx]}/ws" \
-  --connections "${CONNECTIONS:-1000}" --think-ms "${THINK_MS:-500}" --duration "${seconds}s" \
+  --connections "${CONNECTIONS:-2000}" --think-ms "${THINK_MS:-500}" --duration "${seconds}s" \
   --seed "$seed" --audit-redis "$audit_redis" --control "$control" \
   --ready-file "$run_dir/ready" --proxy "$(IFS=,; echo "${proxies[*]}")" \
   --stuck-after "${STUCK_AFTER:-30s}" "${durable[@]}" --json \
@@ -339,7 +340,7 @@ printf '%s\n' "$conf" >"$run_dir/nginx/nginx.conf"
 pid_of[nginx]=$!
 wait_http "${port_of[nginx]}" /readyz 10 || { echo "chaos: nginx did not start" >&2; exit 1; }
 
-say "layout $layout, seed $seed, ${CONNECTIONS:-1000} connections, ${THINK_MS:-500} ms think, $bin"
+say "layout $layout, seed $seed, ${CONNECTIONS:-2000} connections, ${THINK_MS:-500} ms think, $bin"
 tell start
 deadline=$((SECONDS + 180))
 until [[ -s "$run_dir/ready" ]]; do
