@@ -2,6 +2,7 @@
 //! redis-server processes and real server instances on random free ports.
 
 mod browser;
+mod chaos;
 mod cluster;
 mod compose;
 mod connection_limits;

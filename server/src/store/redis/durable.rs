@@ -86,6 +86,12 @@ impl RedisStore {
                     durable.timeout.as_millis()
                 )))
             }
+            // An error instead of a count (`UNBLOCKED` when a failover demotes the node
+            // while it waits): nobody confirmed, and the write's fate is unknown.
+            Some(Value::ServerError(e)) => {
+                metrics::counter!("redis_wait_unconfirmed_total", "op" => op).increment(1);
+                Err(StoreError::Unavailable(format!("{op}: WAIT answered {e}")))
+            }
             other => Err(corrupt("WAIT", other)),
         }
     }
@@ -137,6 +143,26 @@ mod tests {
             .wait_for_replicas(0, Duration::from_secs(5))
             .expect("nothing to check");
         assert!(s.durable.is_none());
+    }
+
+    // Seen in the chaos run on a Cluster: a master demoted while a move's WAIT was pending
+    // answers it with an error; the move's outcome is unknown, so the client must be told to
+    // retry (`unavailable`), not that the server broke (`internal`).
+    #[tokio::test]
+    async fn a_wait_cut_short_by_a_failover_is_unavailable() {
+        let s = store(Duration::from_secs(1))
+            .wait_for_replicas(1, Duration::from_millis(500))
+            .expect("a lazy store");
+        let durable = s.durable.as_ref().expect("waits for a replica");
+        let unblocked = ::redis::parse_redis_value(
+            b"-UNBLOCKED force unblock from blocking operation, instance state changed (master -> replica?)\r\n",
+        )
+        .expect("an error reply parses as a value");
+        let err = s.confirmed("move", durable, &[unblocked], 0).err();
+        assert!(matches!(err, Some(StoreError::Unavailable(_))), "{err:?}");
+        // A reply that is no reply at all is still corrupt.
+        let err = s.confirmed("move", durable, &[Value::Nil], 0).err();
+        assert!(matches!(err, Some(StoreError::Corrupt(_))), "{err:?}");
     }
 
     #[test]

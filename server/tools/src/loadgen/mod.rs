@@ -35,19 +35,20 @@
 //! One process holds at most as many sockets as its open-file limit allows (20,000 on the
 //! benchmark machines): run several load generators for more connections than that.
 
-mod conn;
+pub(crate) mod conn;
 mod cost;
 mod cpu;
 mod idle;
 mod kernel;
 mod metrics;
-mod plan;
+pub(crate) mod plan;
 mod play;
 mod redis_info;
 mod report;
 mod schedule;
 mod stats;
 
+pub(crate) use plan::Rng;
 pub use plan::parse_duration;
 pub use report::{
     Arrivals, CommandReport, Cpu, InstanceReport, Latency, Mode, RedisReport, Report,
@@ -135,9 +136,11 @@ pub struct LoadgenArgs {
     /// No progress lines on stderr.
     #[arg(long)]
     pub quiet: bool,
-    /// Seed for the move choices [default: from the clock].
+    /// Seed for the move choices [default: from the clock; 1 in audit mode].
     #[arg(long)]
     pub seed: Option<u64>,
+    #[command(flatten)]
+    pub audit: crate::audit::AuditArgs,
 }
 
 #[derive(Parser)]
@@ -306,6 +309,21 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<()> {
     let stop = CancellationToken::new();
     tokio::spawn(on_signal(stop.clone()));
     let json = args.json;
+    if args.mode == Mode::Audit {
+        let report = crate::audit::run(args, stop).await?;
+        if json {
+            eprint!("{}", report.render());
+            println!("{}", serde_json::to_string(&report)?);
+        } else {
+            print!("{}", report.render());
+        }
+        anyhow::ensure!(
+            report.violations.is_empty(),
+            "the audit found violations: {:?}",
+            report.violations
+        );
+        return Ok(());
+    }
     let report = run_with(args, stop).await?;
     if json {
         eprint!("{}", report.render());
@@ -605,7 +623,7 @@ impl Progress<'_> {
                 "games set up, {:.0} moves/s",
                 (acks - acks_then) as f64 / PROGRESS_EVERY.as_secs_f64()
             ),
-            Mode::Idle => "connections set up".into(),
+            Mode::Idle | Mode::Audit => "connections set up".into(),
         };
         eprintln!(
             "[{:6.1}s] {phase}: {} established, {} failed, {}/{} {rest}",

@@ -17,6 +17,9 @@ pub enum Mode {
     Play,
     Open,
     Idle,
+    /// Play at human pace through the load balancer while faults are injected, recording
+    /// everything, then check the guarantees (module `audit`).
+    Audit,
 }
 
 impl Mode {
@@ -25,6 +28,7 @@ impl Mode {
             Mode::Play => "play",
             Mode::Open => "open",
             Mode::Idle => "idle",
+            Mode::Audit => "audit",
         }
     }
 
