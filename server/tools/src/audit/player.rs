@@ -16,8 +16,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 use tictactoe_protocol::ids::GameId;
-use tictactoe_protocol::rules::{GameState, Mark, Status};
 use tictactoe_protocol::{ClientMsg, ErrorCode, ResumeGame, Role, ServerMsg};
+use tictactoe_rules::{GameState, Mark, Status};
 use tokio::time::Instant;
 
 /// A connection that has said nothing for this long (the server pings far more often) is

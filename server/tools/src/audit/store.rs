@@ -211,7 +211,7 @@ pub fn logged(json: &str) -> Logged {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tictactoe_protocol::rules::{EndReason, Mark};
+    use tictactoe_rules::{EndReason, Mark};
 
     #[test]
     fn sources_parse_from_their_urls() {

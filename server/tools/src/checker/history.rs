@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use tictactoe_protocol::rules::{EndReason, Mark};
+use tictactoe_rules::{EndReason, Mark};
 
 /// Everything the clients of one audited run saw, and the faults injected meanwhile.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -12,7 +12,7 @@ use history::{History, Logged, PlayerHistory, ReceivedKind, RedisCut, StoredGame
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
-use tictactoe_protocol::rules::EndReason;
+use tictactoe_rules::EndReason;
 
 /// How many examples of each violation the findings keep, for people to look up.
 const EXAMPLES: usize = 5;

@@ -85,7 +85,7 @@ pub fn by_kind(h: &History) -> Vec<KindOutage> {
 mod tests {
     use super::*;
     use crate::checker::history::{MoveAck, MoveAttempt, PlayerHistory};
-    use tictactoe_protocol::rules::Mark;
+    use tictactoe_rules::Mark;
 
     fn mv(intent: u64, settled: Option<u64>) -> MoveAttempt {
         MoveAttempt {

@@ -3,7 +3,7 @@
 
 use super::history::*;
 use super::*;
-use tictactoe_protocol::rules::Mark;
+use tictactoe_rules::Mark;
 
 const GAME: &str = "g1";
 
