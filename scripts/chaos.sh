@@ -31,7 +31,7 @@
 # KEEP_LOGS=1 (keep the run directory), TTT_PORT_MIN / TTT_PORT_SPAN (the ports it
 # picks from, default 12000 / 8000: below the test suite's), STUCK_AFTER (default 30s),
 # UPSTREAM_PARAMS (nginx's parameters for each instance, default as docs/deploy.md:
-# `max_fails=1 fail_timeout=5s`).
+# `max_fails=0`).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -325,9 +325,10 @@ mkdir -p "$run_dir/nginx"
 # nginx reaches each instance through its path proxy (normally a plain relay).
 upstreams=""
 # Each upstream line as docs/deploy.md has it, unless UPSTREAM_PARAMS says otherwise
-# (docs/reliability.md: what `max_fails` does to WebSockets once every instance refused).
+# (docs/reliability.md, finding 1: what `max_fails=1` did to WebSockets once every instance
+# refused).
 for i in 1 2 3; do
-  upstreams+="server 127.0.0.1:${port_of[path-$i]} ${UPSTREAM_PARAMS:-max_fails=1 fail_timeout=5s}; "
+  upstreams+="server 127.0.0.1:${port_of[path-$i]} ${UPSTREAM_PARAMS:-max_fails=0}; "
 done
 template="$(<"$root/deploy/nginx.conf.template")"
 conf="${template//'${TTT_LISTEN}'/127.0.0.1:${port_of[nginx]}}"

@@ -188,7 +188,7 @@ for i in $(seq 1 "$instances"); do
     "$bin" >"$run_dir/ttt-$i.log" 2>&1 &
   pids+=("$!")
   instance_pids+=("$!")
-  upstreams+="server 127.0.0.1:$port max_fails=1 fail_timeout=5s; "
+  upstreams+="server 127.0.0.1:$port max_fails=0; "
   direct+=("$port")
 done
 for i in "${!direct[@]}"; do

@@ -9,9 +9,10 @@
 
 use crate::app::App;
 use crate::hub::{ConnId, Outbound};
+use crate::operations::leases::Beat;
 use crate::operations::{deadlines, leases, lobby, matching};
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -42,25 +43,24 @@ pub async fn run(app: Arc<App>, stop: CancellationToken) {
             }
         })
     };
+    let redis_ok_since = Arc::new(Mutex::new(None));
+    let lease = tokio::spawn(keep_lease(
+        app.clone(),
+        stop.clone(),
+        redis_ok_since.clone(),
+    ));
     let mut tick = tokio::time::interval(app.config.sweep_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let heartbeat_every = app.config.lease_ttl / 3;
-    let mut last_heartbeat: Option<tokio::time::Instant> = None;
-    // Since when this instance's heartbeats reach Redis without a failure in between.
-    let mut redis_ok_since: Option<tokio::time::Instant> = None;
+    let tickets_every = app.config.lease_ttl / 3;
+    let mut last_tickets: Option<tokio::time::Instant> = None;
     let mut ticket_misses: HashMap<ConnId, u32> = HashMap::new();
     loop {
         tokio::select! {
             _ = stop.cancelled() => break,
             _ = tick.tick() => {}
         }
-        if last_heartbeat.is_none_or(|t| t.elapsed() >= heartbeat_every) {
-            last_heartbeat = Some(tokio::time::Instant::now());
-            if leases::heartbeat(&app).await {
-                redis_ok_since.get_or_insert_with(tokio::time::Instant::now);
-            } else {
-                redis_ok_since = None;
-            }
+        if last_tickets.is_none_or(|t| t.elapsed() >= tickets_every) {
+            last_tickets = Some(tokio::time::Instant::now());
             refresh_tickets(&app, &mut ticket_misses).await;
         }
         leases::retry_leaves(&app).await;
@@ -68,12 +68,57 @@ pub async fn run(app: Arc<App>, stop: CancellationToken) {
         // too. Sweeping right after it would show their players as gone and start forfeit
         // clocks; one lease period of working heartbeats first gives every living instance
         // the time to renew, and leaves only the dead ones to sweep.
-        if redis_ok_since.is_some_and(|t| t.elapsed() >= app.config.lease_ttl) {
+        let since = *redis_ok_since.lock().unwrap_or_else(|p| p.into_inner());
+        if since.is_some_and(|t: tokio::time::Instant| t.elapsed() >= app.config.lease_ttl) {
             leases::sweep_dead_instances(&app).await;
         }
         deadlines::fire_due(&app, DEADLINES_PER_TICK).await;
     }
     lobby.abort();
+    lease.abort();
+}
+
+/// Renews this instance's lease a few times per lease period, in a task of its own: the other
+/// duties (sweeps, deadlines) take as long as Redis makes them, and a renewal waiting behind
+/// them let the lease lapse while the instance served its players. After a lapse, presence is
+/// announced again in a task of its own too, so that the next renewals are not held up by it.
+/// `redis_ok_since` is when renewals began to succeed without a failure since (for sweeping).
+async fn keep_lease(
+    app: Arc<App>,
+    stop: CancellationToken,
+    redis_ok_since: Arc<Mutex<Option<tokio::time::Instant>>>,
+) {
+    let mut tick = tokio::time::interval(app.config.lease_ttl / 3);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut announcing: Option<tokio::task::JoinHandle<()>> = None;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        let beat = leases::heartbeat(&app).await;
+        {
+            let mut since = redis_ok_since.lock().unwrap_or_else(|p| p.into_inner());
+            if beat == Beat::Failed {
+                *since = None;
+            } else {
+                since.get_or_insert_with(tokio::time::Instant::now);
+            }
+        }
+        if beat == Beat::Registered {
+            // A lapse during an announcement swept what it had announced: start over.
+            if let Some(previous) = announcing.take() {
+                previous.abort();
+            }
+            let app = app.clone();
+            announcing = Some(tokio::spawn(async move {
+                leases::announce_again(&app).await;
+            }));
+        }
+    }
+    if let Some(announcing) = announcing {
+        announcing.abort();
+    }
 }
 
 /// Keeps this instance's waiting tickets fresh. A ticket that left the queue without its

@@ -31,12 +31,6 @@ fn chaos(layout: &str, seed: u64, ports: (u16, u16)) -> Value {
         .env("CONNECTIONS", "80")
         .env("THINK_MS", "500")
         .env("JSON_OUT", &json)
-        // nginx never takes an instance out by itself: with `max_fails=1` (docs/deploy.md)
-        // a moment when every instance answered 503 (one Redis stopped for longer than
-        // REDIS_LOST_MS) leaves every upstream marked failed until a proxied WebSocket ends,
-        // minutes at human pace (docs/reliability.md). That is the deployment's finding, run
-        // and measured by scripts/chaos.sh with its defaults; here the server is judged.
-        .env("UPSTREAM_PARAMS", "max_fails=0")
         // Ports of its own, above every other test's and below the kernel's ephemeral range.
         .env("TTT_PORT_MIN", ports.0.to_string())
         .env("TTT_PORT_SPAN", ports.1.to_string())

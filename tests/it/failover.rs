@@ -12,6 +12,7 @@ use futures_util::StreamExt;
 use serde_json::json;
 use std::time::{Duration, Instant};
 use tictactoe::config::Config;
+use tictactoe_protocol::ids::GameId;
 use tictactoe_protocol::{ErrorCode, ServerMsg, close};
 use tictactoe_rules::{EndReason, GameState, Mark, Status};
 
@@ -430,4 +431,108 @@ async fn a_session_stays_alive_while_its_connection_is_open() {
     assert!(
         matches!(snap, ServerMsg::Snapshot { game: g, you: tictactoe_protocol::Role::X, .. } if g.as_str() == game)
     );
+}
+
+/// Finding 2 of docs/reliability.md: an instance whose lease lapsed while it served its players
+/// (its renewal waited behind other duties) had its presence swept, announced it again one
+/// entry at a time before renewing again, lapsed again, and was swept again: its connected
+/// players forfeited. Its lease is renewed on a timer of its own now, and it announces again
+/// concurrently, once the one sweep of its lapsed lease has ended.
+#[tokio::test]
+async fn a_lapsed_lease_is_swept_once_and_its_presence_announced_again() {
+    const GAMES: usize = 150;
+    let redis = RedisServer::start();
+    let proxy = crate::support::proxy::FreezeProxy::to_redis(redis.port).await;
+    let mut cfg = config(&redis);
+    cfg.lease_ttl = Duration::from_millis(900);
+    cfg.max_waiting_games = GAMES;
+    cfg.max_games_per_conn = GAMES + 1;
+    let b = ServerProcess::start(&cfg, "b");
+    let a = ServerProcess::start(
+        &Config {
+            redis_url: Some(proxy.url()),
+            ..cfg.clone()
+        },
+        "a",
+    );
+    a.wait_ready().await;
+    b.wait_ready().await;
+    let keys = tictactoe::store::Keys::new(cfg.key_prefix.clone());
+    // GAMES games made on B, each watched from A: GAMES presence entries of A's lease.
+    let mut ann = player(&b, "ann").await;
+    let mut games = Vec::new();
+    for _ in 0..GAMES {
+        games.push(ann.create().await);
+    }
+    let mut sue = player(&a, "sue").await;
+    for g in &games {
+        let reply = sue
+            .request(json!({"type":"join","game":g,"spectate":true}))
+            .await;
+        assert!(matches!(reply, ServerMsg::Snapshot { .. }), "{reply:?}");
+    }
+    let mut redis_conn = redis.sync_conn();
+    let leases: Vec<String> = redis::cmd("ZRANGE")
+        .arg(keys.instances())
+        .arg(0)
+        .arg(-1)
+        .query(&mut redis_conn)
+        .unwrap();
+    let lease = leases
+        .into_iter()
+        .find(|l| l.starts_with("a"))
+        .expect("A's lease");
+    let announced = |conn: &mut redis::Connection| {
+        games
+            .iter()
+            .filter(|g| {
+                let fields: Vec<String> = redis::cmd("HKEYS")
+                    .arg(keys.game_presence(&GameId::try_from(g.to_string()).unwrap()))
+                    .query(conn)
+                    .unwrap();
+                fields.iter().any(|f| f.starts_with(&format!("c|{lease}|")))
+            })
+            .count()
+    };
+    assert_eq!(announced(&mut redis_conn), GAMES);
+
+    // A stalls long enough for its lease to lapse and be claimed by B, then goes on over a
+    // slow link (each entry announced one at a time would take longer than the lease).
+    proxy.set_delay(Duration::from_millis(10));
+    a.pause();
+    let _: i64 = redis::cmd("ZADD")
+        .arg(keys.instances())
+        .arg(1)
+        .arg(&lease)
+        .query(&mut redis_conn)
+        .unwrap();
+    let swept = |log: String| log.matches("swept a lapsed lease's presence").count();
+    crate::support::eventually("the lapsed lease swept", || {
+        let n = swept(b.log());
+        async move { (n > 0).then_some(()) }
+    })
+    .await;
+    a.resume();
+    // Then announced again in full, and kept: the lease is renewed throughout.
+    crate::support::eventually("A's presence announced again", || {
+        let n = announced(&mut redis_conn);
+        async move { (n == GAMES).then_some(()) }
+    })
+    .await;
+    tokio::time::sleep(cfg.lease_ttl * 3).await;
+    assert_eq!(announced(&mut redis_conn), GAMES, "swept again after");
+    assert_eq!(
+        swept(b.log()) + swept(a.log()),
+        1,
+        "A's lease was swept more than once:\n{}\n{}",
+        a.log(),
+        b.log()
+    );
+    let score: Option<f64> = redis::cmd("ZSCORE")
+        .arg(keys.instances())
+        .arg(&lease)
+        .query(&mut redis_conn)
+        .unwrap();
+    assert!(score.is_some_and(|s| s > 1.0), "A's lease is live again");
+    drop(sue);
 }

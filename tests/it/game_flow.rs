@@ -121,6 +121,47 @@ async fn a_draw_then_a_rematch_that_needs_both_players() {
     assert_eq!(ack_version(&o.play(&game, 4).await), 14);
 }
 
+/// Finding 3 of docs/reliability.md: a move retried after an outage, whose round ended and
+/// whose next round began meanwhile, was played on the new round's board, which its player
+/// never saw. Its `version` (the board it was chosen on) now tells the server so.
+#[tokio::test]
+async fn a_move_chosen_in_an_earlier_round_is_not_played_in_the_next() {
+    let (_redis, a, b) = two_instances().await;
+    let mut x = player(&a, "ann").await;
+    let mut o = player(&b, "bob").await;
+    let game = x.create().await;
+    o.join(&game).await;
+    let mv = |cell: i64, mid: &str, version: u64| json!({"type":"move","game":game,"cell":cell,"mid":mid,"version":version});
+    // X wins round 1: X 0, O 3, X 1, O 4 (mid o-4), X 2; v3..v7.
+    assert_eq!(ack_version(&x.request(mv(0, "x-0", 2)).await), 3);
+    assert_eq!(ack_version(&o.request(mv(3, "o-3", 3)).await), 4);
+    assert_eq!(ack_version(&x.request(mv(1, "x-1", 4)).await), 5);
+    assert_eq!(ack_version(&o.request(mv(4, "o-4", 5)).await), 6);
+    assert_eq!(ack_version(&x.request(mv(2, "x-2", 6)).await), 7);
+    ack_version(&x.request(json!({"type":"rematch","game":game})).await);
+    assert_eq!(
+        ack_version(&o.request(json!({"type":"rematch","game":game})).await),
+        9
+    );
+    let started = o.event(&game, 9).await;
+    assert_eq!(state_of(&started).began, 9);
+    assert_eq!(state_of(&started).turn, Mark::O);
+
+    // O's move chosen on round 1's board (v7), its first send lost: round 2 is O's to open,
+    // and cell 5 is free, yet the move is not played.
+    assert_eq!(
+        error_code(&o.request(mv(5, "o-late", 7)).await),
+        ErrorCode::GameOver
+    );
+    // A retry of a move that was played in round 1 is still acknowledged as it was.
+    assert_eq!(ack_version(&o.request(mv(4, "o-4", 5)).await), 6);
+    // Chosen on round 2's board, or sent without a version: played.
+    assert_eq!(ack_version(&o.request(mv(5, "o-5", 9)).await), 10);
+    assert_eq!(ack_version(&x.play(&game, 0).await), 11);
+    let board = x.event(&game, 11).await;
+    assert_eq!(state_of(&board).board.to_string(), "X....O...");
+}
+
 #[tokio::test]
 async fn racing_moves_from_two_instances_are_accepted_exactly_once_each_time() {
     racing_moves_on(Backend::single(), 300).await;

@@ -13,8 +13,8 @@ use tictactoe::session::SessionToken;
 use tictactoe::store::memory::MemoryStore;
 use tictactoe::store::redis::RedisStore;
 use tictactoe::store::{
-    Applied, Attendance, Hold, Keys, LobbyOwner, LobbyRecord, LobbyShare, Missed, PresenceEntry,
-    SeatCheck, SessionRecord, Store, StoreLimits, Ticket, Transition,
+    Applied, Attendance, Hold, Keys, LeaseRenewal, LobbyOwner, LobbyRecord, LobbyShare, Missed,
+    PresenceEntry, SeatCheck, SessionRecord, Store, StoreLimits, Ticket, Transition,
 };
 use tictactoe_protocol::ids::{GameId, PlayerId};
 use tictactoe_protocol::templates::{ChatTemplate, PresenceTemplate};
@@ -127,6 +127,8 @@ conformance!(
     rate_buckets_allow_exactly_the_burst,
     presence_counts_connections_and_starts_clocks,
     a_dead_lease_is_swept,
+    a_lapsed_claim_is_taken_up_again,
+    presence_announced_again_counts_once,
     the_lobby_lists_open_and_live_games,
     the_lobby_shows_a_few_open_games_per_owner,
     the_lobby_shows_a_few_open_games_per_address,
@@ -937,7 +939,10 @@ async fn a_dead_lease_is_swept_at(store: Arc<dyn Store>, scale: u32) -> Result<(
     started_game(store.as_ref(), &g).await;
     let (ann, bob) = (pid("ann"), pid("bob"));
     let started = std::time::Instant::now();
-    assert!(!store.renew_lease(dead, short).await.unwrap());
+    assert_eq!(
+        store.renew_lease(dead, short).await.unwrap(),
+        LeaseRenewal::Registered
+    );
     let renewed = store.renew_lease(dead, short).await.unwrap();
     if started.elapsed() >= short / 2 {
         // Let it lapse and sweep it, so that the next attempt finds no other dead lease.
@@ -948,7 +953,11 @@ async fn a_dead_lease_is_swept_at(store: Arc<dyn Store>, scale: u32) -> Result<(
             .unwrap();
         return Err(TooSlow);
     }
-    assert!(renewed, "a lease renewed within its lifetime is known");
+    assert_eq!(
+        renewed,
+        LeaseRenewal::Renewed,
+        "a lease renewed within its lifetime is known"
+    );
     store.renew_lease(alive, TTL).await.unwrap();
     let e = |lease, player, role| PresenceEntry {
         lease,
@@ -982,8 +991,15 @@ async fn a_dead_lease_is_swept_at(store: Arc<dyn Store>, scale: u32) -> Result<(
         .unwrap();
     tokio::time::sleep(short * 8 / 5).await;
     assert_eq!(
-        store.expired_leases().await.unwrap(),
+        store.claim_lapsed_leases(TTL).await.unwrap(),
         vec![dead.to_string()]
+    );
+    // Claimed once: another instance finds nothing to sweep, and the lapsed instance, if it
+    // is alive after all, waits for the sweep to end.
+    assert!(store.claim_lapsed_leases(TTL).await.unwrap().is_empty());
+    assert_eq!(
+        store.renew_lease(dead, TTL).await.unwrap(),
+        LeaseRenewal::Sweeping
     );
     let swept = store
         .sweep_lease(dead, TTL, PresenceTemplate::new)
@@ -1008,10 +1024,88 @@ async fn a_dead_lease_is_swept_at(store: Arc<dyn Store>, scale: u32) -> Result<(
         presence.away.x.map(|a| a.reason),
         Some(AwayReason::Disconnected)
     );
-    assert!(store.expired_leases().await.unwrap().is_empty());
+    assert!(store.claim_lapsed_leases(TTL).await.unwrap().is_empty());
     // A swept lease that renews learns it was forgotten.
-    assert!(!store.renew_lease(dead, TTL).await.unwrap());
+    assert_eq!(
+        store.renew_lease(dead, TTL).await.unwrap(),
+        LeaseRenewal::Registered
+    );
     Ok(())
+}
+
+async fn a_lapsed_claim_is_taken_up_again(store: Arc<dyn Store>) {
+    let lease = "dead";
+    let short = Duration::from_millis(1);
+    assert_eq!(
+        store.renew_lease(lease, short).await.unwrap(),
+        LeaseRenewal::Registered
+    );
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    // A sweeper that claims the lease and dies: its claim lapses, and another takes it up.
+    assert_eq!(
+        store.claim_lapsed_leases(short).await.unwrap(),
+        vec![lease.to_string()]
+    );
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(
+        store.claim_lapsed_leases(TTL).await.unwrap(),
+        vec![lease.to_string()]
+    );
+    assert!(store.claim_lapsed_leases(TTL).await.unwrap().is_empty());
+    assert_eq!(
+        store.renew_lease(lease, TTL).await.unwrap(),
+        LeaseRenewal::Sweeping
+    );
+    store
+        .sweep_lease(lease, TTL, PresenceTemplate::new)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.renew_lease(lease, TTL).await.unwrap(),
+        LeaseRenewal::Registered
+    );
+    assert_eq!(
+        store.renew_lease(lease, TTL).await.unwrap(),
+        LeaseRenewal::Renewed
+    );
+}
+
+async fn presence_announced_again_counts_once(store: Arc<dyn Store>) {
+    let g = gid("g");
+    started_game(store.as_ref(), &g).await;
+    let ann = pid("ann");
+    let change = |attendance| {
+        let store = store.clone();
+        let g = g.clone();
+        let ann = ann.clone();
+        async move {
+            let entry = PresenceEntry {
+                lease: "i1",
+                player: &ann,
+                role: Role::X,
+            };
+            store
+                .presence_change(&g, &entry, attendance, &PresenceTemplate::new(&g), TTL)
+                .await
+                .unwrap()
+        }
+    };
+    // Two connections of ann's, then her presence announced again after a lapse whose sweep
+    // missed them: the count is set, not added to.
+    change(Attendance::Arrive).await;
+    change(Attendance::Arrive).await;
+    let announced = change(Attendance::Announce(2)).await;
+    assert!(announced.presence.players.x);
+    assert_eq!(announced.lease_entries, 1);
+    change(Attendance::Leave(AwayReason::Disconnected)).await;
+    assert!(store.presence(&g).await.unwrap().players.x);
+    let gone = change(Attendance::Leave(AwayReason::Disconnected)).await;
+    assert!(!gone.presence.players.x, "two connections, two departures");
+    // Announced into a swept game presence: present again, and the away clock stopped.
+    change(Attendance::Announce(1)).await;
+    let p = store.presence(&g).await.unwrap();
+    assert!(p.players.x);
+    assert_eq!(p.away.x, None);
 }
 
 async fn the_lobby_lists_open_and_live_games(store: Arc<dyn Store>) {

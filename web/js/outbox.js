@@ -1,6 +1,8 @@
 // Moves waiting for their ack. Each move has a unique `mid`; a move whose fate is unknown (the
 // link dropped before the ack) or that met `unavailable` is sent again with the same `mid`,
-// which the server applies at most once, so a retry can never play a second move.
+// which the server applies at most once, so a retry can never play a second move. Each carries
+// the version its board showed when it was chosen: a retry that reaches the server after the
+// next round began is refused (`game_over`), never played on a board the player did not see.
 
 import { Disconnected } from './connection.js';
 
@@ -31,7 +33,14 @@ export class Outbox {
 
   play(game, cell) {
     if (this.entries.has(game)) return;
-    const entry = { game, cell, mid: newMid(), inFlight: false, timer: null };
+    const entry = {
+      game,
+      cell,
+      mid: newMid(),
+      version: this.hooks.version(game),
+      inFlight: false,
+      timer: null,
+    };
     this.entries.set(game, entry);
     this.hooks.changed();
     this.send(entry);
@@ -64,7 +73,7 @@ export class Outbox {
         game: entry.game,
         cell: entry.cell,
         mid: entry.mid,
-        version: this.hooks.version(entry.game),
+        version: entry.version,
       });
     } catch (e) {
       entry.inFlight = false;

@@ -25,7 +25,7 @@ pub mod close {
 pub type Req = u64;
 
 /// What a connection is in a game.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Role {
     X,
     O,

@@ -253,6 +253,15 @@ pub struct GameState {
     /// The running score of the game.
     #[serde(default)]
     pub score: Score,
+    /// The game's version at which this round began (0 for the first round): a move chosen
+    /// on an earlier version was chosen on another round's board, and is refused
+    /// ([`GameState::play_seen`]).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub began: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 /// Why a transition is refused. Every variant is an expected outcome of client input.
@@ -294,6 +303,7 @@ impl GameState {
             rematch: Seats::default(),
             moves: Vec::new(),
             score: Score::default(),
+            began: 0,
         }
     }
 
@@ -357,6 +367,22 @@ impl GameState {
         Ok(g)
     }
 
+    /// `mark` puts its mark on `cell`, chosen while its board showed version `seen` of the
+    /// game (if known). A move chosen before this round began is refused as the round it was
+    /// meant for is over: retried after an outage across a rematch, it would otherwise land
+    /// on a board its player never saw.
+    pub fn play_seen(
+        &self,
+        mark: Mark,
+        cell: Cell,
+        seen: Option<u64>,
+    ) -> Result<GameState, RuleError> {
+        if seen.is_some_and(|v| v < self.began) {
+            return Err(RuleError::GameOver);
+        }
+        self.play(mark, cell)
+    }
+
     /// `loser` gives up the round (resigned, or away past the grace period).
     pub fn concede(&self, loser: Mark, reason: EndReason) -> Result<GameState, RuleError> {
         self.expect_playing()?;
@@ -371,8 +397,13 @@ impl GameState {
 
     /// `mark` asks for another round. The round starts only once both have asked, so that
     /// no single player can reset the board under the other. Returns the new state and
-    /// whether a new round began.
-    pub fn request_rematch(&self, mark: Mark) -> Result<(GameState, bool), RuleError> {
+    /// whether a new round began. `version` is the game's version once this request is
+    /// applied: the new round's [`GameState::began`].
+    pub fn request_rematch(
+        &self,
+        mark: Mark,
+        version: u64,
+    ) -> Result<(GameState, bool), RuleError> {
         match self.status {
             Status::Finished => {}
             Status::Aborted => return Err(RuleError::Aborted),
@@ -389,6 +420,7 @@ impl GameState {
             g.status = Status::Playing;
             g.result = None;
             g.rematch = Seats::default();
+            g.began = version;
             return Ok((g, true));
         }
         Ok((g, false))
@@ -560,16 +592,16 @@ mod tests {
     fn a_rematch_needs_both_players_and_alternates_the_starter() {
         let g = play_all(started(), &[0, 3, 1, 4, 2]);
         assert_eq!(
-            started().request_rematch(Mark::X),
+            started().request_rematch(Mark::X, 7),
             Err(RuleError::RoundInProgress)
         );
-        let (g, began) = g.request_rematch(Mark::X).unwrap();
+        let (g, began) = g.request_rematch(Mark::X, 7).unwrap();
         assert!(!began);
         assert_eq!(g.status, Status::Finished);
         // Asking twice does not start the round alone.
-        let (g, began) = g.request_rematch(Mark::X).unwrap();
+        let (g, began) = g.request_rematch(Mark::X, 7).unwrap();
         assert!(!began);
-        let (g, began) = g.request_rematch(Mark::O).unwrap();
+        let (g, began) = g.request_rematch(Mark::O, 7).unwrap();
         assert!(began);
         assert_eq!(g.round, 2);
         assert_eq!(g.turn, Mark::O);
@@ -585,13 +617,13 @@ mod tests {
         let g = play_all(started(), &[0, 3, 1, 4, 2]);
         assert_eq!(g.status, Status::Finished);
         assert_eq!(g.moves.len(), 5);
-        let (g, _) = g.request_rematch(Mark::X).unwrap();
+        let (g, _) = g.request_rematch(Mark::X, 7).unwrap();
         assert_eq!(
             g.moves.len(),
             5,
             "a finished round keeps its moves until the next starts"
         );
-        let (g, began) = g.request_rematch(Mark::O).unwrap();
+        let (g, began) = g.request_rematch(Mark::O, 7).unwrap();
         assert!(began);
         assert!(g.moves.is_empty());
     }
@@ -607,8 +639,8 @@ mod tests {
                 draws: 0
             }
         );
-        let (g, _) = g.request_rematch(Mark::X).unwrap();
-        let (g, _) = g.request_rematch(Mark::O).unwrap();
+        let (g, _) = g.request_rematch(Mark::X, 7).unwrap();
+        let (g, _) = g.request_rematch(Mark::O, 7).unwrap();
         // O starts round 2; the same cells make a draw.
         let g = play_all(g, &[0, 1, 2, 4, 3, 5, 7, 6, 8]);
         assert_eq!(g.result.unwrap().reason, EndReason::Draw);
@@ -620,8 +652,8 @@ mod tests {
                 draws: 1
             }
         );
-        let (g, _) = g.request_rematch(Mark::X).unwrap();
-        let (g, _) = g.request_rematch(Mark::O).unwrap();
+        let (g, _) = g.request_rematch(Mark::X, 7).unwrap();
+        let (g, _) = g.request_rematch(Mark::O, 7).unwrap();
         let g = g.concede(Mark::X, EndReason::Resign).unwrap();
         assert_eq!(
             g.score,
@@ -662,6 +694,35 @@ mod tests {
         let g: GameState = serde_json::from_str(old).unwrap();
         assert!(g.moves.is_empty());
         assert_eq!(g.score, Score::default());
+        assert_eq!(g.began, 0);
+        // And a first round's state is written as before.
+        assert!(!serde_json::to_string(&g).unwrap().contains("began"));
+    }
+
+    #[test]
+    fn a_move_chosen_before_the_round_began_is_refused() {
+        let g = play_all(started(), &[0, 3, 1, 4, 2]);
+        let (g, _) = g.request_rematch(Mark::X, 8).unwrap();
+        let (g, began) = g.request_rematch(Mark::O, 9).unwrap();
+        assert!(began);
+        assert_eq!(g.began, 9);
+        assert!(serde_json::to_string(&g).unwrap().contains(r#""began":9"#));
+        // Chosen on round 1's board (up to v8): the round it was meant for is over.
+        assert_eq!(
+            g.play_seen(Mark::O, cell(4), Some(8)),
+            Err(RuleError::GameOver)
+        );
+        // Chosen on this round's board, or with no version known: played as usual.
+        assert_eq!(
+            g.play_seen(Mark::O, cell(4), Some(9)),
+            g.play(Mark::O, cell(4))
+        );
+        assert!(g.play_seen(Mark::O, cell(4), None).is_ok());
+        // The rules still come first for a move of this round.
+        assert_eq!(
+            g.play_seen(Mark::X, cell(4), Some(12)),
+            Err(RuleError::NotYourTurn)
+        );
     }
 
     #[test]
@@ -679,7 +740,7 @@ mod tests {
     fn an_aborted_game_refuses_everything() {
         let g = GameState::matched("a", "b").abort();
         assert_eq!(g.play(Mark::X, cell(0)), Err(RuleError::Aborted));
-        assert_eq!(g.request_rematch(Mark::X), Err(RuleError::Aborted));
+        assert_eq!(g.request_rematch(Mark::X, 7), Err(RuleError::Aborted));
         assert_eq!(g.seat_o("c"), Err(RuleError::Aborted));
     }
 
@@ -792,10 +853,17 @@ mod tests {
                     None => tally.draws += 1,
                 }
                 prop_assert_eq!(g.score, tally);
-                let (next, began) = g.request_rematch(Mark::O).unwrap();
+                let (next, began) = g.request_rematch(Mark::O, 7).unwrap();
                 prop_assert!(!began);
-                let (next, began) = next.request_rematch(Mark::X).unwrap();
+                let at = u64::from(next.round) * 10;
+                let (next, began) = next.request_rematch(Mark::X, at).unwrap();
                 prop_assert!(began);
+                prop_assert_eq!(next.began, at);
+                // Whatever the previous round's board showed, a move chosen on it is refused.
+                prop_assert_eq!(
+                    next.play_seen(next.turn, cell(4), Some(at - 1)),
+                    Err(RuleError::GameOver)
+                );
                 g = next;
             }
         }

@@ -128,14 +128,14 @@ impl<S: Transport> Connection<S> {
                 .into_iter()
                 .map(|e| Frame::Raw(event_text(e)))
                 .collect();
-            frames.push(Frame::Msg(ServerMsg::Presence {
+            frames.push(Frame::Msg(Box::new(ServerMsg::Presence {
                 game: game.clone(),
                 presence,
-            }));
-            frames.push(Frame::Msg(ServerMsg::ChatHistory {
+            })));
+            frames.push(Frame::Msg(Box::new(ServerMsg::ChatHistory {
                 game: Some(game),
                 lines: chat,
-            }));
+            })));
             return Ok(frames);
         }
         self.games.insert(
@@ -145,7 +145,7 @@ impl<S: Transport> Connection<S> {
                 last: version,
             },
         );
-        Ok(vec![Frame::Msg(ServerMsg::Snapshot {
+        Ok(vec![Frame::Msg(Box::new(ServerMsg::Snapshot {
             req,
             game,
             version,
@@ -153,7 +153,7 @@ impl<S: Transport> Connection<S> {
             state,
             presence,
             chat,
-        })])
+        }))])
     }
 
     /// A fresh snapshot of a joined game.
@@ -172,7 +172,7 @@ impl<S: Transport> Connection<S> {
         if let Some(j) = self.games.get_mut(game) {
             j.last = j.last.max(version);
         }
-        Ok(Frame::Msg(ServerMsg::Snapshot {
+        Ok(Frame::Msg(Box::new(ServerMsg::Snapshot {
             req,
             game: game.clone(),
             version,
@@ -180,7 +180,7 @@ impl<S: Transport> Connection<S> {
             state,
             presence,
             chat,
-        }))
+        })))
     }
 
     /// Sends what this client missed of a game: the logged events after its last version,

@@ -23,8 +23,9 @@ const CLOSE_LINGER: Duration = Duration::from_secs(2);
 const FLUSH_EVERY: usize = 16;
 
 /// One frame of an answer: a message to render, or an event already rendered (from a log).
+/// Only catch-ups (resumes, snapshots) build these, so the box costs nothing on the move path.
 pub(super) enum Frame {
-    Msg(ServerMsg),
+    Msg(Box<ServerMsg>),
     Raw(Utf8Bytes),
 }
 
@@ -146,7 +147,7 @@ impl<S: Transport> Socket<S> {
     pub(super) async fn send_all(&mut self, frames: Vec<Frame>) -> Step {
         for f in frames {
             match f {
-                Frame::Msg(m) => self.send(m).await?,
+                Frame::Msg(m) => self.send(*m).await?,
                 Frame::Raw(r) => self.write(Message::Text(r)).await?,
             }
         }

@@ -361,7 +361,7 @@ pub async fn play(
         mid,
     };
     let done = apply(app, game, actor, None, hint, |version, s| {
-        let state = s.play(mark, cell)?;
+        let state = s.play_seen(mark, cell, hint)?;
         let event = ServerMsg::Moved {
             game: game.clone(),
             version,
@@ -425,7 +425,7 @@ pub async fn rematch(
         None,
         None,
         |version, s| {
-            let (state, began) = s.request_rematch(mark)?;
+            let (state, began) = s.request_rematch(mark, version)?;
             let event = if began {
                 ServerMsg::RoundStarted {
                     game: game.clone(),

@@ -1,43 +1,87 @@
 //! Instance leases: this instance's heartbeat (and its presence announced again when its
-//! lease lapsed), presence decrements retried after an outage, dead instances' presence swept,
+//! lease lapsed), presence decrements retried after an outage, lapsed leases' presence swept,
 //! and this instance's own released on shutdown.
 
 use super::deadlines::{forfeit_clock, start_forfeit_clock};
 use crate::app::App;
-use crate::store::Attendance;
+use crate::store::{Attendance, LeaseRenewal};
+use futures_util::stream::{self, StreamExt};
+use std::collections::HashMap;
+use tictactoe_protocol::Role;
+use tictactoe_protocol::ids::{GameId, PlayerId};
 use tictactoe_protocol::templates::PresenceTemplate;
 
-/// Renews this instance's lease. If it had lapsed (Redis was unreachable for longer than the
-/// lease) another instance may have swept its presence: announce it again. Returns whether
-/// Redis answered.
-pub async fn heartbeat(app: &App) -> bool {
+/// What one heartbeat found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Beat {
+    /// The lease was renewed.
+    Renewed,
+    /// The lease lapsed and another instance is sweeping it: presence is announced again once
+    /// that sweep has ended.
+    Swept,
+    /// The lease was registered anew (first start, or after a lapse and its sweep): this
+    /// instance's presence must be announced again, [`announce_again`].
+    Registered,
+    /// Redis did not answer.
+    Failed,
+}
+
+/// Renews this instance's lease, and nothing else: it runs on its own timer, which no other
+/// duty may hold up (a lease that lapses while its instance serves its players makes them
+/// forfeit).
+pub async fn heartbeat(app: &App) -> Beat {
     match app
         .store
         .renew_lease(&app.lease, app.config.lease_ttl)
         .await
     {
-        Ok(true) => true,
-        Ok(false) => {
+        Ok(LeaseRenewal::Renewed) => Beat::Renewed,
+        Ok(LeaseRenewal::Sweeping) => Beat::Swept,
+        Ok(LeaseRenewal::Registered) => {
             // Anything deferred was swept with the lease.
             app.pending_leaves
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .clear();
-            let memberships = app.hub.memberships();
-            if !memberships.is_empty() {
-                tracing::warn!(
-                    entries = memberships.len(),
-                    "lease had lapsed; announcing presence again"
-                );
-            }
-            for (game, player, role) in memberships {
+            Beat::Registered
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "lease renewal failed");
+            Beat::Failed
+        }
+    }
+}
+
+/// Presence announcements in flight at once after a lapse: enough that thousands of entries
+/// take a few round trips' time, few enough not to crowd out the moves sharing the link.
+const ANNOUNCE_CONCURRENCY: usize = 32;
+
+/// Announces every local connection's presence again after this instance's lease lapsed and
+/// was swept: absolute counts, so that an entry the sweep missed is not counted twice.
+pub async fn announce_again(app: &App) {
+    let mut counts: HashMap<(GameId, PlayerId, Role), u32> = HashMap::new();
+    for membership in app.hub.memberships() {
+        *counts.entry(membership).or_insert(0) += 1;
+    }
+    if counts.is_empty() {
+        return;
+    }
+    tracing::warn!(
+        entries = counts.len(),
+        "lease had lapsed; announcing presence again"
+    );
+    metrics::counter!("leases_reannounced_total").increment(1);
+    stream::iter(counts)
+        .for_each_concurrent(
+            ANNOUNCE_CONCURRENCY,
+            |((game, player, role), n)| async move {
                 let entry = app.presence_entry(&player, role);
                 if let Err(e) = app
                     .store
                     .presence_change(
                         &game,
                         &entry,
-                        Attendance::Arrive,
+                        Attendance::Announce(n),
                         &PresenceTemplate::new(&game),
                         app.config.game_ttl,
                     )
@@ -45,14 +89,9 @@ pub async fn heartbeat(app: &App) -> bool {
                 {
                     tracing::warn!(%game, error = %e, "could not announce presence");
                 }
-            }
-            true
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "lease renewal failed");
-            false
-        }
-    }
+            },
+        )
+        .await;
 }
 
 /// Retries the presence decrements that could not reach the store, starting the forfeit
@@ -86,29 +125,41 @@ pub async fn retry_leaves(app: &App) {
     }
 }
 
-/// Clears the presence of instances whose lease expired (they died without a clean
-/// shutdown), so their players show as gone and their forfeit clocks start.
+/// How many lease periods a sweeper's claim lasts: long enough for a sweep of thousands of
+/// games on a slow link (a second sweeper could take up a lease whose first one has not
+/// finished), short enough that a sweeper's death delays the sweep by little.
+const CLAIM_LEASES: u32 = 5;
+
+/// Clears the presence of instances whose lease lapsed (they died without a clean shutdown,
+/// or could not renew), so their players show as gone and their forfeit clocks start. Each
+/// lapsed lease is claimed first, so one instance sweeps it, and its instance, if alive,
+/// waits for the sweep to end before announcing its presence again.
 pub async fn sweep_dead_instances(app: &App) {
-    let leases = match app.store.expired_leases().await {
+    let leases = match app
+        .store
+        .claim_lapsed_leases(CLAIM_LEASES * app.config.lease_ttl)
+        .await
+    {
         Ok(l) => l,
         Err(e) => {
-            tracing::debug!(error = %e, "could not list expired leases");
+            tracing::debug!(error = %e, "could not claim lapsed leases");
             return;
         }
     };
-    for lease in leases.into_iter().filter(|l| *l != app.lease) {
+    for lease in leases {
         let swept = app
             .store
             .sweep_lease(&lease, app.config.game_ttl, PresenceTemplate::new)
             .await;
         match swept {
             Ok(emptied) => {
-                tracing::info!(%lease, games = emptied.len(), "swept a dead instance's presence");
+                tracing::info!(%lease, games = emptied.len(), "swept a lapsed lease's presence");
                 metrics::counter!("leases_swept_total").increment(1);
                 for (game, _) in emptied {
                     forfeit_clock(app, &game).await;
                 }
             }
+            // The claim lapses and another sweep takes the lease up again.
             Err(e) => tracing::warn!(%lease, error = %e, "sweep failed"),
         }
     }

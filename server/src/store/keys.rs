@@ -119,6 +119,12 @@ impl Keys {
         format!("{}{{instances}}", self.prefix)
     }
 
+    /// Sorted set of lapsed leases being swept, scored by when the sweeper's claim lapses (ms).
+    /// Beside [`Keys::instances`] in one slot: a claim moves a lease from one to the other.
+    pub fn lease_sweeps(&self) -> String {
+        format!("{}{{instances}}:sweeps", self.prefix)
+    }
+
     /// Set of games in which an instance lease holds presence entries.
     pub fn instance_games(&self, lease: &str) -> String {
         format!("{}instance:{{{lease}}}:games", self.prefix)

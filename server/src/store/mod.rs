@@ -219,12 +219,29 @@ pub struct PresenceEntry<'a> {
     pub role: Role,
 }
 
+/// What renewing an instance's lease found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LeaseRenewal {
+    /// The lease was live (or lapsed but not claimed yet): renewed, nothing was swept.
+    Renewed,
+    /// The lease lapsed and another instance is sweeping its presence entries: nothing
+    /// changed. Entries announced now could be swept with the old ones; try again later.
+    Sweeping,
+    /// The store did not know the lease (first start, or it lapsed and was swept): it is
+    /// registered now, and its presence entries must be announced again.
+    Registered,
+}
+
 /// A connection arriving in a game's presence, or leaving it and why (which the game's
 /// presence then tells of an emptied seat).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Attendance {
     Arrive,
     Leave(AwayReason),
+    /// The lease holds exactly this many connections of the player in that role: presence
+    /// announced again after the lease lapsed. Absolute, so that an entry the sweep missed
+    /// (a connection that arrived meanwhile) is not counted twice.
+    Announce(u32),
 }
 
 /// A quick-match ticket: who waits, and where to tell them they were matched.
@@ -408,16 +425,18 @@ pub trait Store: Send + Sync + 'static {
     /// The game and its seats' attendance, for the forfeit clock. Starts the away clock of
     /// an absent seat that has none. `None` for an unknown game.
     async fn inspect_seats(&self, game: &GameId) -> StoreResult<Option<SeatsView>>;
-    /// Renews this instance's lease (registering it if needed). False if the lease was not
-    /// registered (first start, or it lapsed and was swept): the caller re-announces its
-    /// presence entries.
-    async fn renew_lease(&self, lease: &str, ttl: Duration) -> StoreResult<bool>;
-    /// Leases that expired without being dropped: their instance died.
-    async fn expired_leases(&self) -> StoreResult<Vec<String>>;
+    /// Renews this instance's lease, or registers it when the store does not know it (first
+    /// start, or it lapsed and its sweep has ended); leaves it alone while another instance
+    /// sweeps it. See [`LeaseRenewal`].
+    async fn renew_lease(&self, lease: &str, ttl: Duration) -> StoreResult<LeaseRenewal>;
+    /// Claims the leases that expired without being dropped (their instance died, or could
+    /// not renew) and those whose earlier claim lapsed (their sweeper died): the caller, and
+    /// no other instance, sweeps each one returned, within `claim_ttl`.
+    async fn claim_lapsed_leases(&self, claim_ttl: Duration) -> StoreResult<Vec<String>>;
     /// Removes every presence entry of a lease, publishes the new presence of each game
-    /// touched (with the template `event` gives for it), and forgets the lease: for a dead
-    /// instance's lease, and for an instance's own at shutdown. Returns the games whose seats
-    /// it emptied.
+    /// touched (with the template `event` gives for it), and forgets the lease and any claim
+    /// on it: for a claimed lease, and for an instance's own at shutdown. Returns the games
+    /// whose seats it emptied.
     async fn sweep_lease(
         &self,
         lease: &str,

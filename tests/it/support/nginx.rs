@@ -62,7 +62,7 @@ impl Nginx {
         let pinned: Vec<u16> = backends.iter().map(|_| free_port()).collect();
         let upstreams: String = backends
             .iter()
-            .map(|b| format!("server {b} max_fails=1 fail_timeout=5s; "))
+            .map(|b| format!("server {b} max_fails=0; "))
             .collect();
         let extra: String = backends
             .iter()

@@ -110,12 +110,28 @@ impl ServerProcess {
         }
     }
 
-    /// SIGTERM: a graceful shutdown starts. Nothing once the process is gone: `kill 0` would
-    /// signal the whole process group, this test binary included.
+    /// SIGTERM: a graceful shutdown starts.
     pub fn sigterm(&self) {
+        self.signal("-TERM");
+    }
+
+    /// SIGSTOP: the process stalls (as under a scheduling hiccup or heavy swapping) with its
+    /// connections open, until [`Self::resume`].
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// SIGCONT: a paused process goes on.
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    /// Signals the process by its own pid. Nothing once the process is gone: `kill 0` would
+    /// signal the whole process group, this test binary included.
+    fn signal(&self, sig: &str) {
         if let Some(c) = &self.child {
             let _ = Command::new("kill")
-                .args(["-TERM", &c.id().to_string()])
+                .args([sig, &c.id().to_string()])
                 .status();
         }
     }

@@ -1,11 +1,14 @@
 //! A TCP proxy on 127.0.0.1 that can hang the links through it: frozen connections stay open
 //! and the kernel keeps accepting their bytes, but nothing is forwarded either way and nothing
 //! is reset, as with a wedged middlebox or a peer host that died before TCP gave up. New
-//! connections still pass unless the proxy is told to hang those too.
+//! connections still pass unless the proxy is told to hang those too. It can also slow every
+//! link down, as a distant or congested Redis would.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
@@ -21,6 +24,8 @@ struct Shared {
     /// New connections are accepted and frozen at once, never reaching the upstream.
     hang_new: AtomicBool,
     accepted: AtomicUsize,
+    /// Microseconds each chunk waits before it is forwarded, either way.
+    delay_us: AtomicU64,
     /// Cancelled on drop: every task and socket goes away with the proxy.
     stop: CancellationToken,
 }
@@ -35,6 +40,7 @@ impl FreezeProxy {
             open: Mutex::new(Vec::new()),
             hang_new: AtomicBool::new(false),
             accepted: AtomicUsize::new(0),
+            delay_us: AtomicU64::new(0),
             stop: CancellationToken::new(),
         });
         tokio::spawn(accept_loop(listener, shared.clone()));
@@ -61,6 +67,14 @@ impl FreezeProxy {
     /// [`Self::freeze_open`], the far side is unreachable from behind this proxy.
     pub fn hang_new(&self, on: bool) {
         self.shared.hang_new.store(on, Ordering::SeqCst);
+    }
+
+    /// Delays every chunk forwarded from now on by `d`, each way: a round trip through the
+    /// proxy takes at least twice that.
+    pub fn set_delay(&self, d: Duration) {
+        self.shared
+            .delay_us
+            .store(d.as_micros() as u64, Ordering::SeqCst);
     }
 
     /// Connections accepted so far.
@@ -108,7 +122,7 @@ async fn pipe(mut client: TcpStream, shared: Arc<Shared>, frozen: CancellationTo
                     _ = shared.stop.cancelled() => return,
                     _ = frozen.cancelled() => {}
                     // Either side closed: close the other one too.
-                    _ = tokio::io::copy_bidirectional(&mut client, &mut up) => return,
+                    _ = forward_both(&mut client, &mut up, &shared) => return,
                 }
                 upstream = Some(up);
             }
@@ -117,4 +131,35 @@ async fn pipe(mut client: TcpStream, shared: Arc<Shared>, frozen: CancellationTo
     }
     shared.stop.cancelled().await;
     drop((client, upstream));
+}
+
+/// Copies both ways until either side closes, each chunk held back by the current delay.
+async fn forward_both(a: &mut TcpStream, b: &mut TcpStream, shared: &Shared) {
+    let (mut ar, mut aw) = a.split();
+    let (mut br, mut bw) = b.split();
+    tokio::select! {
+        _ = forward(&mut ar, &mut bw, shared) => {}
+        _ = forward(&mut br, &mut aw, shared) => {}
+    }
+}
+
+async fn forward(
+    from: &mut (impl AsyncReadExt + Unpin),
+    to: &mut (impl AsyncWriteExt + Unpin),
+    shared: &Shared,
+) {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        let delay = shared.delay_us.load(Ordering::SeqCst);
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_micros(delay)).await;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
 }

@@ -15,7 +15,7 @@ pub struct Topology {
     pub nginx: Nginx,
     pub servers: Vec<ServerProcess>,
     /// Held for the topology's lifetime.
-    _redis: RedisServer,
+    pub redis: RedisServer,
 }
 
 impl Topology {
@@ -41,7 +41,7 @@ impl Topology {
         Topology {
             nginx,
             servers,
-            _redis: redis,
+            redis,
         }
     }
 

@@ -22,9 +22,9 @@ pub use bus::MemoryBus;
 use crate::ratelimit::{Decision, Rule};
 use crate::session::TokenHash;
 use crate::store::{
-    Applied, Attendance, Bus, BusMessage, Hold, Keys, LobbyOwner, LobbyShare, Missed, OpenSession,
-    PresenceChange, PresenceEntry, PresenceEvent, SeatsView, SessionRecord, Store, StoreLimits,
-    StoreResult, StoredGame, Ticket, Transition,
+    Applied, Attendance, Bus, BusMessage, Hold, Keys, LeaseRenewal, LobbyOwner, LobbyShare, Missed,
+    OpenSession, PresenceChange, PresenceEntry, PresenceEvent, SeatsView, SessionRecord, Store,
+    StoreLimits, StoreResult, StoredGame, Ticket, Transition,
 };
 use crate::store::{ChatRecord, LobbyRecord, PresenceRecord};
 use async_trait::async_trait;
@@ -81,7 +81,10 @@ struct Inner {
     queue: HashMap<PlayerId, (u64, Ticket)>,
     /// Players whose ticket was just paired -> when (ms), as in match.lua.
     paired: HashMap<PlayerId, u64>,
+    /// Live leases -> expiry (ms), and lapsed ones being swept -> when the claim lapses, as in
+    /// lease.lua.
     leases: HashMap<String, u64>,
+    lease_sweeps: HashMap<String, u64>,
     lease_games: HashMap<String, HashSet<GameId>>,
     deadlines: HashMap<GameId, u64>,
     last_purge: u64,
@@ -260,12 +263,12 @@ impl Store for MemoryStore {
         presence::inspect_seats(self, game)
     }
 
-    async fn renew_lease(&self, lease: &str, ttl: Duration) -> StoreResult<bool> {
+    async fn renew_lease(&self, lease: &str, ttl: Duration) -> StoreResult<LeaseRenewal> {
         presence::renew_lease(self, lease, ttl)
     }
 
-    async fn expired_leases(&self) -> StoreResult<Vec<String>> {
-        presence::expired_leases(self)
+    async fn claim_lapsed_leases(&self, claim_ttl: Duration) -> StoreResult<Vec<String>> {
+        presence::claim_lapsed_leases(self, claim_ttl)
     }
 
     async fn sweep_lease(

@@ -5,7 +5,7 @@ use super::MemoryStore;
 use super::{ms, now_ms};
 use crate::store::{Absence, PresenceRecord};
 use crate::store::{
-    Attendance, PresenceChange, PresenceEntry, PresenceEvent, SeatsView, StoreResult,
+    Attendance, LeaseRenewal, PresenceChange, PresenceEntry, PresenceEvent, SeatsView, StoreResult,
 };
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
@@ -102,10 +102,11 @@ pub(super) fn presence_change(
     let now = now_ms();
     let mut inner = store.lock();
     let (delta, why) = match change {
-        Attendance::Arrive => (1, AwayReason::Disconnected),
-        Attendance::Leave(why) => (-1, why),
+        Attendance::Arrive => (Some(1), AwayReason::Disconnected),
+        Attendance::Leave(why) => (Some(-1), why),
+        Attendance::Announce(_) => (None, AwayReason::Disconnected),
     };
-    if delta > 0 {
+    if !matches!(change, Attendance::Leave(_)) {
         inner
             .lease_games
             .entry(entry.lease.to_string())
@@ -125,7 +126,11 @@ pub(super) fn presence_change(
     let p = inner.presence.entry(game.clone()).or_default();
     let before = p.summary();
     let count = p.conns.entry(field.clone()).or_insert(0);
-    *count += delta;
+    match (delta, change) {
+        (Some(d), _) => *count += d,
+        (None, Attendance::Announce(n)) => *count = i64::from(n),
+        (None, _) => {}
+    }
     if *count <= 0 {
         p.conns.remove(&field);
     }
@@ -189,24 +194,48 @@ pub(super) fn inspect_seats(store: &MemoryStore, game: &GameId) -> StoreResult<O
     }))
 }
 
-pub(super) fn renew_lease(store: &MemoryStore, lease: &str, ttl: Duration) -> StoreResult<bool> {
-    let expiry = now_ms() + ms(ttl);
-    Ok(store
-        .lock()
+pub(super) fn renew_lease(
+    store: &MemoryStore,
+    lease: &str,
+    ttl: Duration,
+) -> StoreResult<LeaseRenewal> {
+    let mut inner = store.lock();
+    if inner.lease_sweeps.contains_key(lease) {
+        return Ok(LeaseRenewal::Sweeping);
+    }
+    let known = inner
         .leases
-        .insert(lease.to_string(), expiry)
-        .is_some())
+        .insert(lease.to_string(), now_ms() + ms(ttl))
+        .is_some();
+    Ok(if known {
+        LeaseRenewal::Renewed
+    } else {
+        LeaseRenewal::Registered
+    })
 }
 
-pub(super) fn expired_leases(store: &MemoryStore) -> StoreResult<Vec<String>> {
+pub(super) fn claim_lapsed_leases(
+    store: &MemoryStore,
+    claim_ttl: Duration,
+) -> StoreResult<Vec<String>> {
     let now = now_ms();
-    Ok(store
-        .lock()
+    let mut inner = store.lock();
+    let inner = &mut *inner;
+    let mut claimed: Vec<String> = inner
         .leases
         .iter()
-        .filter(|(_, exp)| **exp < now)
+        .chain(inner.lease_sweeps.iter())
+        .filter(|(_, until)| **until < now)
         .map(|(l, _)| l.clone())
-        .collect())
+        .collect();
+    claimed.sort();
+    for lease in &claimed {
+        inner.leases.remove(lease);
+        inner
+            .lease_sweeps
+            .insert(lease.clone(), now + ms(claim_ttl));
+    }
+    Ok(claimed)
 }
 
 pub(super) fn sweep_lease(
@@ -219,6 +248,7 @@ pub(super) fn sweep_lease(
     let mut inner = store.lock();
     let games = inner.lease_games.remove(lease).unwrap_or_default();
     inner.leases.remove(lease);
+    inner.lease_sweeps.remove(lease);
     let prefix = format!("c|{lease}|");
     let mut emptied = Vec::new();
     let mut changed = Vec::new();

@@ -33,9 +33,9 @@ pub use sharded_bus::ClusterBus;
 use crate::ratelimit::{Decision, Rule};
 use crate::session::TokenHash;
 use crate::store::{
-    Applied, Attendance, Bus, Hold, Keys, LobbyOwner, LobbyShare, Missed, OpenSession,
-    PresenceChange, PresenceEntry, PresenceEvent, SeatsView, SessionRecord, Store, StoreError,
-    StoreLimits, StoreResult, StoredGame, Ticket, Transition,
+    Applied, Attendance, Bus, Hold, Keys, LeaseRenewal, LobbyOwner, LobbyShare, Missed,
+    OpenSession, PresenceChange, PresenceEntry, PresenceEvent, SeatsView, SessionRecord, Store,
+    StoreError, StoreLimits, StoreResult, StoredGame, Ticket, Transition,
 };
 use crate::store::{ChatRecord, LobbyRecord, PresenceRecord};
 use async_trait::async_trait;
@@ -220,12 +220,12 @@ impl Store for RedisStore {
         presence::inspect_seats(self, game).await
     }
 
-    async fn renew_lease(&self, lease: &str, ttl: Duration) -> StoreResult<bool> {
+    async fn renew_lease(&self, lease: &str, ttl: Duration) -> StoreResult<LeaseRenewal> {
         presence::renew_lease(self, lease, ttl).await
     }
 
-    async fn expired_leases(&self) -> StoreResult<Vec<String>> {
-        presence::expired_leases(self).await
+    async fn claim_lapsed_leases(&self, claim_ttl: Duration) -> StoreResult<Vec<String>> {
+        presence::claim_lapsed_leases(self, claim_ttl).await
     }
 
     async fn sweep_lease(

@@ -9,7 +9,7 @@ use super::scripts::{reply, script_cmd};
 use super::{RedisStore, SCRIPTS};
 use crate::store::PresenceRecord;
 use crate::store::{
-    Attendance, PresenceChange, PresenceEntry, PresenceEvent, SeatsView, StoreResult,
+    Attendance, LeaseRenewal, PresenceChange, PresenceEntry, PresenceEvent, SeatsView, StoreResult,
 };
 use ::redis::Value;
 use std::time::Duration;
@@ -71,10 +71,11 @@ pub(super) async fn change(
 ) -> StoreResult<PresenceChange> {
     let games = s.keys.instance_games(entry.lease);
     let (delta, why) = match change {
-        Attendance::Arrive => (1, AwayReason::Disconnected),
-        Attendance::Leave(why) => (-1, why),
+        Attendance::Arrive => ("1".to_string(), AwayReason::Disconnected),
+        Attendance::Leave(why) => ("-1".to_string(), why),
+        Attendance::Announce(n) => (format!("={n}"), AwayReason::Disconnected),
     };
-    if delta > 0 {
+    if !matches!(change, Attendance::Leave(_)) {
         // Indexed before the entry exists, so a sweep after this instance dies finds it.
         let mut handle = s.handle().await?;
         let _: i64 = s
@@ -94,7 +95,6 @@ pub(super) async fn change(
         entry.player,
         role_name(entry.role)
     );
-    let delta = delta.to_string();
     let (presence, left, mine) =
         script(s, game, &["change", &field, &delta], event, ttl, why).await?;
     if mine == 0 {
@@ -174,36 +174,55 @@ pub(super) async fn inspect_seats(s: &RedisStore, game: &GameId) -> StoreResult<
     }))
 }
 
-pub(super) async fn renew_lease(s: &RedisStore, lease: &str, ttl: Duration) -> StoreResult<bool> {
-    if let Some(durable) = &s.durable {
+pub(super) async fn renew_lease(
+    s: &RedisStore,
+    lease: &str,
+    ttl: Duration,
+) -> StoreResult<LeaseRenewal> {
+    let keys = [s.keys.instances(), s.keys.lease_sweeps()];
+    let found = if let Some(durable) = &s.durable {
         // A renewal a failover loses makes this living instance look dead to the others; one
         // the replicas did not confirm counts as failed, and the instances then hold off
         // sweeping for a lease period (see housekeeping).
-        let mut call = script_cmd(&SCRIPTS.lease, &[&s.keys.instances()]);
+        let mut call = script_cmd(&SCRIPTS.lease, &[&keys[0], &keys[1]]);
         call.arg("renew").arg(lease).arg(ttl_ms(ttl));
         let mut pipe = ::redis::pipe();
         pipe.add_command(call).add_command(wait_cmd(durable));
         let replies = s.durably("lease", durable, pipe, &[&SCRIPTS.lease]).await?;
-        let known = reply(replies.first().cloned())?;
+        let found = reply(replies.first().cloned())?;
         s.confirmed("lease", durable, &replies, 1)?;
-        return Ok(known == Value::Int(1));
-    }
+        match found {
+            Value::Int(n) => n,
+            other => return Err(corrupt("lease", other)),
+        }
+    } else {
+        let mut handle = s.handle().await?;
+        let mut inv = SCRIPTS.lease.prepare_invoke();
+        inv.key(&keys[0])
+            .key(&keys[1])
+            .arg("renew")
+            .arg(lease)
+            .arg(ttl_ms(ttl));
+        s.call("lease", handle.generation, inv.invoke_async(&mut handle))
+            .await?
+    };
+    Ok(match found {
+        1 => LeaseRenewal::Renewed,
+        2 => LeaseRenewal::Sweeping,
+        _ => LeaseRenewal::Registered,
+    })
+}
+
+pub(super) async fn claim_lapsed_leases(
+    s: &RedisStore,
+    claim_ttl: Duration,
+) -> StoreResult<Vec<String>> {
     let mut handle = s.handle().await?;
     let mut inv = SCRIPTS.lease.prepare_invoke();
     inv.key(s.keys.instances())
-        .arg("renew")
-        .arg(lease)
-        .arg(ttl_ms(ttl));
-    let known: i64 = s
-        .call("lease", handle.generation, inv.invoke_async(&mut handle))
-        .await?;
-    Ok(known == 1)
-}
-
-pub(super) async fn expired_leases(s: &RedisStore) -> StoreResult<Vec<String>> {
-    let mut handle = s.handle().await?;
-    let mut inv = SCRIPTS.lease.prepare_invoke();
-    inv.key(s.keys.instances()).arg("expired");
+        .key(s.keys.lease_sweeps())
+        .arg("claim")
+        .arg(ttl_ms(claim_ttl));
     s.call("lease", handle.generation, inv.invoke_async(&mut handle))
         .await
 }
@@ -240,7 +259,7 @@ pub(super) async fn sweep_lease(
             emptied.push((g, left));
         }
     }
-    // Two slots (the index and the lease set): two independent commands.
+    // Two slots (the index and the leases): two independent commands.
     let _: i64 = s
         .call(
             "sweep",
@@ -248,15 +267,13 @@ pub(super) async fn sweep_lease(
             ::redis::cmd("DEL").arg(&index).query_async(&mut handle),
         )
         .await?;
+    let mut inv = SCRIPTS.lease.prepare_invoke();
+    inv.key(s.keys.instances())
+        .key(s.keys.lease_sweeps())
+        .arg("done")
+        .arg(lease);
     let _: i64 = s
-        .call(
-            "sweep",
-            handle.generation,
-            ::redis::cmd("ZREM")
-                .arg(s.keys.instances())
-                .arg(lease)
-                .query_async(&mut handle),
-        )
+        .call("sweep", handle.generation, inv.invoke_async(&mut handle))
         .await?;
     Ok(emptied)
 }

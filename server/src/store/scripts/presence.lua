@@ -5,7 +5,7 @@
 --
 -- KEYS  1 presence hash  2 game hash
 -- ARGV  1 mode: 'change', 'sweep', 'read' or 'inspect'
---   change:  2 field  3 delta  4 ttl ms  5 channel  6-9 absence pieces  10 publish command
+--   change:  2 field  3 delta, or '=' and the count  4 ttl ms  5 channel  6-9 absence pieces  10 publish command
 --            11 why a seat that empties is empty: 'left' or 'disconnected'
 --            12.. the presence event's template
 --   sweep:   2 dead lease    4 ttl ms  5 channel  6-9 absence pieces  10 publish command
@@ -106,7 +106,14 @@ if mode == 'sweep' then
   end
 else
   lease = string.match(ARGV[2], '^c|([^|]*)|')
-  if redis.call('HINCRBY', KEYS[1], ARGV[2], ARGV[3]) <= 0 then
+  local count
+  if string.sub(ARGV[3], 1, 1) == '=' then
+    count = tonumber(string.sub(ARGV[3], 2))
+    redis.call('HSET', KEYS[1], ARGV[2], count)
+  else
+    count = redis.call('HINCRBY', KEYS[1], ARGV[2], ARGV[3])
+  end
+  if count <= 0 then
     redis.call('HDEL', KEYS[1], ARGV[2])
   end
 end
