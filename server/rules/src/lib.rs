@@ -4,6 +4,9 @@
 //! Pure values and functions: no async, no I/O, no clock. Every transition returns a new
 //! [`GameState`] or a typed [`RuleError`]; the store only persists what these functions allow.
 
+pub mod computer;
+pub mod glicko2;
+
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
