@@ -3,6 +3,8 @@
 //!
 //! Pure values and functions: no async, no I/O, no clock. Every transition returns a new
 //! [`GameState`] or a typed [`RuleError`]; the store only persists what these functions allow.
+//! Beside them, equally pure: [`computer`], the computer opponent's three levels (the perfect
+//! one from a table over every position), and [`glicko2`], the rating system.
 
 pub mod computer;
 pub mod glicko2;
