@@ -502,3 +502,59 @@ async fn a_primary_demoted_by_hand_is_left_by_every_connection() {
     assert!(rec < bound, "recovered after {rec:?}");
     assert!(stall < bound, "a pair stalled for {stall:?}");
 }
+
+/// With `REDIS_WAIT_REPLICAS`, an event goes out only once the replicas confirmed its change:
+/// a move whose WAIT came back short is answered `unavailable` and shown to nobody, since a
+/// failover could still take it back and give its version to another event (the Sentinel
+/// chaos run saw exactly that: clients receiving a version twice, and games stuck on a
+/// version their instance had already delivered). The retry, once confirmed, publishes it.
+#[tokio::test]
+async fn an_unconfirmed_move_is_shown_to_nobody_until_confirmed() {
+    use crate::support::client::{ack_version, error_code, seat_pair};
+    use crate::support::instances::Instance;
+    use crate::support::redis::RedisServer;
+    let primary = RedisServer::start();
+    let replica_1 = RedisServer::start_replica_of(&primary);
+    let replica_2 = RedisServer::start_replica_of(&primary);
+    let mut cfg = test_config(Some(&primary));
+    cfg.redis_wait_replicas = 2;
+    cfg.redis_wait_timeout = Duration::from_millis(300);
+    let a = Instance::start(cfg.clone()).await;
+    let b = Instance::start(cfg).await;
+    let (mut x, mut o, game) = seat_pair(a.connect().await, b.connect().await).await;
+    assert_eq!(ack_version(&x.play(&game, 4).await), 3);
+    o.event(&game, 3).await;
+
+    // One replica stalls: the next move is written, but not confirmed.
+    replica_2.pause();
+    let mv = json!({"type":"move","game":game,"cell":0,"mid":"o-1","version":3});
+    assert_eq!(
+        error_code(&o.request(mv.clone()).await),
+        ErrorCode::Unavailable
+    );
+    let seen = x.drain_for(Duration::from_millis(1500)).await;
+    assert!(
+        !seen
+            .iter()
+            .any(|m| m.game_version().is_some_and(|(_, v)| v == 4)),
+        "an unconfirmed move was published: {seen:?}"
+    );
+    replica_2.resume();
+    let ack = until_available(&mut o, mv).await;
+    assert_eq!(ack_version(&ack), 4);
+    match &ack {
+        ServerMsg::Ack { info, .. } => assert!(info.duplicate, "{ack:?}"),
+        other => panic!("{other:?}"),
+    }
+    // Published by the confirmed retry, and delivered once.
+    x.event(&game, 4).await;
+    let after = x.drain_for(Duration::from_millis(500)).await;
+    assert!(
+        !after
+            .iter()
+            .any(|m| m.game_version().is_some_and(|(_, v)| v == 4)),
+        "{after:?}"
+    );
+    assert_eq!(ack_version(&x.play(&game, 8).await), 5);
+    drop(replica_1);
+}

@@ -116,30 +116,42 @@ pub(super) async fn transition(s: &RedisStore, t: &Transition<'_>) -> StoreResul
                 .await?
         }
         Some(durable) => {
-            // Published only once the replicas have the change (the script leaves it to
-            // `publish_logged.lua`, after the WAIT): nobody sees a move a failover could
-            // still take back.
+            // Published only once the replicas have confirmed the change (the script leaves
+            // it to `publish_logged.lua`, sent after a WAIT that confirmed): nobody sees a
+            // move a failover could still take back. A WAIT's count cannot gate a command in
+            // the same pipeline, hence the second round trip, on this path only.
             call.arg("");
-            let mut publish = script_cmd(&SCRIPTS.publish_logged, &[&log]);
-            publish
-                .arg(t.expected + 1)
-                .arg(&channel)
-                .arg(t.event.as_ref())
-                .arg(s.publish_cmd());
             let mut pipe = ::redis::pipe();
-            pipe.add_command(call)
-                .add_command(wait_cmd(durable))
-                .add_command(publish);
-            let scripts = [&SCRIPTS.transition, &SCRIPTS.publish_logged];
-            let replies = s.durably("transition", durable, pipe, &scripts).await?;
+            pipe.add_command(call).add_command(wait_cmd(durable));
+            let replies = s
+                .durably("transition", durable, pipe, &[&SCRIPTS.transition])
+                .await?;
             let outcome = reply(replies.first().cloned())?;
             // Only a change (or a retry of one) needs the replicas; a refusal does not.
-            let tag = match &outcome {
-                Value::Array(parts) => parts.first().and_then(text),
+            let tagged = match &outcome {
+                Value::Array(parts) => parts
+                    .first()
+                    .and_then(text)
+                    .zip(parts.get(1).and_then(text)),
                 _ => None,
             };
-            if matches!(tag.as_deref(), Some("ok" | "duplicate")) {
+            if let Some((tag, version)) = tagged.filter(|(t, _)| t == "ok" || t == "duplicate") {
                 s.confirmed("transition", durable, &replies, 1)?;
+                // A failed publish answers `unavailable`: the retry, found applied, publishes
+                // again, so the event is not left unannounced.
+                let event = if tag == "ok" {
+                    t.event.as_ref()
+                } else {
+                    &[][..]
+                };
+                let mut publish = script_cmd(&SCRIPTS.publish_logged, &[&log]);
+                publish
+                    .arg(version)
+                    .arg(&channel)
+                    .arg(event)
+                    .arg(s.publish_cmd());
+                s.run_script("publish", publish, &SCRIPTS.publish_logged)
+                    .await?;
             }
             outcome
         }

@@ -73,6 +73,11 @@ pub struct Findings {
     pub clients_unfilled_gap: u64,
     /// Forfeits of a player connected all along to an instance that could reach Redis.
     pub forfeits_while_connected: u64,
+    /// Forfeits nobody saw, after every version anyone saw: they may have come after the load
+    /// ended and every client hung up (the stored games are read a while later), so they are
+    /// not judged.
+    #[serde(default)]
+    pub forfeits_after_load: u64,
     /// Games that neither progressed nor ended for longer than `stuck_after_ms`.
     pub games_stuck: u64,
     /// Longest time any game went without progress, ms.
@@ -133,7 +138,8 @@ impl Findings {
         let _ = writeln!(
             out,
             "audited: {} games, {} players, {} connections, {} events received, \
-             {} moves acknowledged ({} as duplicates), {} chat lines acknowledged, {} forfeits",
+             {} moves acknowledged ({} as duplicates), {} chat lines acknowledged, {} forfeits \
+             ({} after the load, not judged)",
             self.games,
             self.players,
             self.connections,
@@ -141,7 +147,8 @@ impl Findings {
             self.moves_acked,
             self.moves_acked_duplicate,
             self.chats_acked,
-            self.forfeits
+            self.forfeits,
+            self.forfeits_after_load
         );
         let rows: [(&str, u64, &str); 10] = [
             (
@@ -440,16 +447,18 @@ fn check_forfeits(
         };
         f.forfeits += 1;
         // When it happened: first seen at v, or between the last version seen before it and
-        // the first seen after it.
+        // the first seen after it. Seen by nobody and followed by nothing anyone saw, it may
+        // have come after the clients hung up at the end of the load (a forfeit takes the
+        // grace period, and the games are read once every client has stopped): not judged.
         let (lo, hi) = match seen.get(v) {
             Some(at) => (*at, *at),
-            None => (
-                seen.range(..v).map(|(_, t)| *t).max().unwrap_or(0),
-                seen.range(v + 1..)
-                    .map(|(_, t)| *t)
-                    .min()
-                    .unwrap_or(h.end_ms),
-            ),
+            None => match seen.range(v + 1..).map(|(_, t)| *t).min() {
+                Some(after) => (seen.range(..v).map(|(_, t)| *t).max().unwrap_or(0), after),
+                None => {
+                    f.forfeits_after_load += 1;
+                    continue;
+                }
+            },
         };
         let Some(p) = players.iter().find(|p| p.mark == *mark) else {
             continue;

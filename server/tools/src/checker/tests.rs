@@ -330,10 +330,24 @@ fn a_forfeit_nobody_saw_is_placed_between_its_neighbours() {
     // Nobody received v6; v5 was seen at 5 s and the run ended at 41 s: O, connected from
     // 0 to 20 s only, was not there all that time.
     h.players[0].received.pop();
+    // Something after it was seen (at 40.5 s): it happened before that.
+    h.players[0].received.push(received(7, 40_500));
     h.players[1].connections[0].closed_ms = Some(20_000);
     assert_eq!(run(&h, &s).forfeits_while_connected, 0);
     h.players[1].connections[0].closed_ms = None;
     assert_eq!(run(&h, &s).forfeits_while_connected, 1);
+}
+
+#[test]
+fn a_forfeit_nobody_saw_at_the_end_is_not_judged() {
+    // Nobody saw v6, nor anything after it: it may have come after the load ended and the
+    // clients hung up (their connections still open in the record), once the grace ran out.
+    let (mut h, s) = with_forfeit(40_000);
+    h.players[0].received.pop();
+    let f = run(&h, &s);
+    assert_eq!(f.forfeits, 1);
+    assert_eq!(f.forfeits_after_load, 1);
+    assert_eq!(f.forfeits_while_connected, 0);
 }
 
 #[test]
