@@ -59,6 +59,8 @@ await spec('chat_is_text', async (browser) => {
   await waitStatus(dan, /turn \(X\)/);
   await say(eve, 'game-chat', PAYLOAD);
   check(await seeLine(dan, 'game-chat', PAYLOAD) === NAME, 'the sender name shows as text');
+  const line = await eve.waitSent((m) => m.type === 'chat' && m.game, 'a game chat line');
+  check(/^l-[0-9a-f]{24}$/.test(line.lid ?? ''), `a chat line carries a line id (${line.lid})`);
   const x = await dan.page.locator('#players .player[data-mark="X"] .player-name').textContent();
   check(x === NAME, `the player list shows the name as text (${x})`);
 

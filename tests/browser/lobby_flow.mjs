@@ -36,12 +36,23 @@ await spec('lobby_flow', async (browser) => {
   await waitStatus(ann, /^You lost: you resigned\.$/);
   await shot(bob, 'lobby_flow-bob-won-phone');
 
-  step('Ann leaves for the lobby and opens a new game; Bob leaves and joins it from the list');
+  step('Ann leaves for the lobby, opens a new game and cancels it before anyone joins');
   await ann.page.getByRole('button', { name: 'Leave' }).click();
   await ann.page.locator('#lobby:not([hidden])').waitFor();
   check(!ann.page.url().includes('?game='), 'leaving drops the game from the URL');
   check(await ann.page.evaluate(() => document.activeElement?.id) === 'lobby-title',
     'focus moves to the lobby heading');
+  await ann.page.getByRole('button', { name: 'New game' }).click();
+  await waitStatus(ann, /Waiting for an opponent/);
+  const create = await ann.waitSent((m) => m.type === 'create', 'create');
+  check(/^c-[0-9a-f]{24}$/.test(create.cid ?? ''), `a new game carries a create id (${create.cid})`);
+  await ann.page.getByRole('button', { name: 'Cancel game' }).click();
+  await waitStatus(ann, /^You cancelled this game\.$/);
+  await ann.page.getByRole('button', { name: 'Cancel game' }).waitFor({ state: 'hidden' });
+  await ann.page.getByRole('button', { name: 'Leave' }).click();
+  await ann.page.locator('#lobby:not([hidden])').waitFor();
+
+  step('Ann opens another game; Bob leaves and joins it from the list');
   await ann.page.getByRole('button', { name: 'New game' }).click();
   await waitStatus(ann, /Waiting for an opponent/);
   await bob.page.getByRole('button', { name: 'Leave' }).click();

@@ -499,3 +499,141 @@ async fn peeking_at_a_game_tells_where_it_stands_without_joining_it() {
     let unknown = newcomer.request(peek("nosuchgame")).await;
     assert_eq!(error_code(&unknown), ErrorCode::UnknownGame);
 }
+
+#[tokio::test]
+async fn the_creator_cancels_a_waiting_game_and_everyone_sees_it_aborted() {
+    let redis = RedisServer::start();
+    let mut config = test_config(Some(&redis));
+    config.max_waiting_games = 1;
+    let a = Instance::start(config.clone()).await;
+    let b = Instance::start(config).await;
+    let mut x = player(&a, "ann").await;
+    let game = x.create().await;
+    assert_eq!(
+        error_code(&x.request(json!({"type":"create"})).await),
+        ErrorCode::TooManyWaiting
+    );
+    // Watching from the other instance: a spectator, the lobby, and a plain subscriber.
+    let mut sue = player(&b, "sue").await;
+    sue.request(json!({"type":"join","game":game,"spectate":true}))
+        .await;
+    let mut wes = player(&b, "wes").await;
+    wes.request(json!({"type":"lobby","watch":true})).await;
+    lobby_open_until(&mut wes, |open| open.contains(&game)).await;
+    let channel = format!("{}game:{{{game}}}:events", a.config.key_prefix);
+    let mut pubsub = redis.client().get_async_pubsub().await.unwrap();
+    pubsub.subscribe(&channel).await.unwrap();
+    let mut stream = pubsub.on_message();
+
+    // Only its creator can cancel it.
+    assert_eq!(
+        error_code(&sue.request(json!({"type":"cancel","game":game})).await),
+        ErrorCode::NotYourSeat
+    );
+    let mut bob = player(&b, "bob").await;
+    assert_eq!(
+        error_code(&bob.request(json!({"type":"cancel","game":game})).await),
+        ErrorCode::NotInGame
+    );
+    assert_eq!(
+        ack_version(&x.request(json!({"type":"cancel","game":game})).await),
+        2
+    );
+
+    let aborted = sue.event(&game, 2).await;
+    assert!(matches!(aborted, ServerMsg::Aborted { .. }), "{aborted:?}");
+    assert_eq!(state_of(&aborted).status, Status::Aborted);
+    assert_eq!(state_of(&aborted).players.x.as_deref(), Some("ann"));
+    let published = loop {
+        let msg = tokio::time::timeout(WAIT, stream.next())
+            .await
+            .unwrap()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&msg.get_payload::<String>().unwrap())
+            .expect("JSON on the channel");
+        if v["type"] != "presence" {
+            break v;
+        }
+    };
+    assert_eq!(published["type"], "aborted");
+    assert_eq!(published["version"], 2);
+    // Logged like any event: catching up from version 1 brings it again (the events come
+    // before the sync's ack, behind the copy that followed the cancel's).
+    x.request(json!({"type":"sync","game":game,"since":1}))
+        .await;
+    let seen = x.drain_for(std::time::Duration::ZERO).await;
+    let copies = seen
+        .iter()
+        .filter(|m| matches!(m, ServerMsg::Aborted { version: 2, .. }))
+        .count();
+    assert_eq!(copies, 2, "{seen:?}");
+    lobby_open_until(&mut wes, |open| !open.contains(&game)).await;
+
+    // It no longer waits: the creator may open another, and nobody can take its seat.
+    let again = x.create().await;
+    assert_ne!(again, game);
+    assert_eq!(
+        error_code(&x.request(json!({"type":"cancel","game":game})).await),
+        ErrorCode::Aborted
+    );
+    match bob.join(&game).await {
+        ServerMsg::Snapshot { you, state, .. } => {
+            assert_eq!(you, Role::Spectator);
+            assert_eq!(state.status, Status::Aborted);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn only_a_game_still_waiting_for_its_opponent_can_be_cancelled() {
+    let (_redis, a, b) = two_instances().await;
+    let mut x = player(&a, "ann").await;
+    let mut o = player(&b, "bob").await;
+    let game = x.create().await;
+    o.join(&game).await;
+    let cancel = json!({"type":"cancel","game":game});
+    assert_eq!(
+        error_code(&x.request(cancel.clone()).await),
+        ErrorCode::RoundInProgress
+    );
+    assert_eq!(
+        error_code(&o.request(cancel.clone()).await),
+        ErrorCode::NotYourSeat
+    );
+    ack_version(&x.request(json!({"type":"resign","game":game})).await);
+    assert_eq!(
+        error_code(&x.request(cancel.clone()).await),
+        ErrorCode::GameOver
+    );
+    assert_eq!(
+        error_code(
+            &x.request(json!({"type":"cancel","game":"nosuchgame"}))
+                .await
+        ),
+        ErrorCode::NotInGame
+    );
+    assert_eq!(
+        error_code(&x.request(json!({"type":"cancel"})).await),
+        ErrorCode::BadRequest
+    );
+}
+
+/// The ids of the open games in the newest `lobby` list a watcher receives that satisfies
+/// `pred`.
+async fn lobby_open_until(
+    ws: &mut crate::support::client::Ws,
+    mut pred: impl FnMut(&[String]) -> bool,
+) {
+    loop {
+        if let ServerMsg::Lobby { open, .. } = ws
+            .recv_until(|m| matches!(m, ServerMsg::Lobby { .. }))
+            .await
+        {
+            let open: Vec<String> = open.iter().map(|e| e.game.to_string()).collect();
+            if pred(&open) {
+                return;
+            }
+        }
+    }
+}

@@ -17,6 +17,7 @@ mod observability;
 mod protocol_doc;
 mod redis_failover;
 mod redis_link;
+mod retries;
 mod social;
 mod store_conformance;
 mod support;

@@ -496,3 +496,141 @@ async fn presence_tells_a_player_who_left_from_one_who_disconnected() {
         other => panic!("{other:?}"),
     }
 }
+
+/// Asks for a quick match; returns the game and mark if the request itself paired the
+/// player, with the snapshot that followed. A pairing made by the request is sent right
+/// behind its ack, so it has arrived by the time a ping sent next is answered.
+async fn quick_match_now(ws: &mut Ws) -> Option<(String, Mark, ServerMsg)> {
+    let reply = ws.request(json!({"type":"quick_match"})).await;
+    assert!(matches!(reply, ServerMsg::Ack { .. }), "{reply:?}");
+    ws.request(json!({"type":"ping"})).await;
+    let after = ws.drain_for(Duration::ZERO).await;
+    let (game, you) = after.iter().find_map(|m| match m {
+        ServerMsg::MatchFound { game, you } => Some((game.to_string(), *you)),
+        _ => None,
+    })?;
+    let snapshot = after
+        .into_iter()
+        .find(|m| matches!(m, ServerMsg::Snapshot { game: g, .. } if g.as_str() == game))
+        .expect("the game's snapshot follows match_found");
+    Some((game, you, snapshot))
+}
+
+/// The game and mark of a quick match the request paired, if it did.
+async fn paired_now(ws: &mut Ws) -> Option<(String, Mark)> {
+    quick_match_now(ws).await.map(|(game, you, _)| (game, you))
+}
+
+#[tokio::test]
+async fn a_rename_while_waiting_for_a_match_is_the_name_the_game_shows() {
+    let (_redis, a, b) = two_instances().await;
+    let mut ann = player(&a, "ann").await;
+    assert_eq!(paired_now(&mut ann).await, None);
+    // The same session renames from another connection, on the other instance.
+    let mut ann_elsewhere = Ws::connect(&b.ws_url()).await;
+    ann_elsewhere.token = ann.token.clone();
+    ann_elsewhere.hello("ann").await;
+    let renamed = ann_elsewhere
+        .request(json!({"type":"rename","name":"Annie"}))
+        .await;
+    assert!(matches!(renamed, ServerMsg::Ack { .. }), "{renamed:?}");
+
+    let mut bob = player(&b, "bob").await;
+    let (game, you, bobs) = quick_match_now(&mut bob).await.expect("paired with ann");
+    assert_eq!(you, Mark::O);
+    let anns = ann
+        .recv_until(|m| matches!(m, ServerMsg::Snapshot { game: g, .. } if g.as_str() == game))
+        .await;
+    for snap in [bobs, anns] {
+        let players = &snap.state().unwrap().players;
+        assert_eq!(players.x.as_deref(), Some("Annie"), "the name as renamed");
+        assert_eq!(players.o.as_deref(), Some("bob"));
+    }
+}
+
+#[tokio::test]
+async fn quick_match_takes_a_game_already_waiting_for_an_opponent() {
+    let (_redis, a, b) = two_instances().await;
+    let mut ann = player(&a, "ann").await;
+    let game = ann.create().await;
+    let mut watcher = player(&a, "wes").await;
+    watcher.request(json!({"type":"lobby","watch":true})).await;
+    lobby_until(&mut watcher, |open, _| open.contains(&game)).await;
+
+    let mut bob = player(&b, "bob").await;
+    let (taken, mark, snapshot) = quick_match_now(&mut bob).await.expect("seated");
+    assert_eq!((taken, mark), (game.clone(), Mark::O));
+    match snapshot {
+        ServerMsg::Snapshot { you, state, .. } => {
+            assert_eq!(you, Role::O);
+            assert_eq!(state.status, Status::Playing);
+            assert_eq!(state.players.x.as_deref(), Some("ann"));
+            assert_eq!(state.players.o.as_deref(), Some("bob"));
+        }
+        _ => unreachable!(),
+    }
+    // The creator learns it as from any join, and the game leaves the open list.
+    let seated = ann.event(&game, 2).await;
+    assert!(matches!(seated, ServerMsg::Seated { mark: Mark::O, .. }));
+    lobby_until(&mut watcher, |open, live| {
+        !open.contains(&game) && live.contains(&game)
+    })
+    .await;
+    ack_version(&ann.play(&game, 4).await);
+}
+
+#[tokio::test]
+async fn quick_match_leaves_alone_its_own_game_and_one_whose_creator_is_gone() {
+    let (_redis, a, b) = two_instances().await;
+    // Eve opened a game and went: her seat would forfeit before anyone played.
+    let mut eve = player(&a, "eve").await;
+    let abandoned = eve.create().await;
+    let mut sue = player(&b, "sue").await;
+    sue.request(json!({"type":"join","game":abandoned,"spectate":true}))
+        .await;
+    eve.close().await;
+    sue.recv_until(|m| matches!(m, ServerMsg::Presence { presence, .. } if !presence.players.x))
+        .await;
+    // Cy's own game is not an opponent.
+    let mut cy = player(&b, "cy").await;
+    let own = cy.create().await;
+    assert_eq!(paired_now(&mut cy).await, None, "queued instead");
+    // Dan finds no game to take either: he is paired with the queued player.
+    let mut dan = player(&a, "dan").await;
+    let (game, you) = paired_now(&mut dan).await.expect("paired with cy");
+    assert_eq!(you, Mark::O);
+    assert!(game != abandoned && game != own);
+    for g in [&abandoned, &own] {
+        match dan.request(json!({"type":"peek","game":g})).await {
+            ServerMsg::GameInfo { entry, .. } => assert_eq!(entry.status, Status::Waiting),
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn two_quick_matchers_reaching_for_one_open_game_seat_one_and_queue_the_other() {
+    let (_redis, a, b) = two_instances().await;
+    let mut ann = player(&a, "ann").await;
+    let game = ann.create().await;
+    let mut bob = player(&a, "bob").await;
+    let mut cy = player(&b, "cy").await;
+    let (bobs, cys) = tokio::join!(paired_now(&mut bob), paired_now(&mut cy));
+    let (mut queued, taken) = match (bobs, cys) {
+        (Some(t), None) => (cy, t),
+        (None, Some(t)) => (bob, t),
+        other => panic!("exactly one takes the seat: {other:?}"),
+    };
+    assert_eq!(taken, (game.clone(), Mark::O));
+    // The other waits in the queue, and the next player is paired with it.
+    let mut dan = player(&b, "dan").await;
+    let (paired, you) = paired_now(&mut dan).await.expect("paired");
+    assert_eq!(you, Mark::O);
+    let found = queued
+        .recv_until(|m| matches!(m, ServerMsg::MatchFound { .. }))
+        .await;
+    assert!(
+        matches!(&found, ServerMsg::MatchFound { game: g, you: Mark::X } if g.as_str() == paired),
+        "{found:?}"
+    );
+}

@@ -13,8 +13,9 @@ use tictactoe::session::SessionToken;
 use tictactoe::store::memory::MemoryStore;
 use tictactoe::store::redis::RedisStore;
 use tictactoe::store::{
-    Applied, Attendance, Hold, Keys, LeaseRenewal, LobbyOwner, LobbyRecord, LobbyShare, Missed,
-    PresenceEntry, SeatCheck, SessionRecord, Store, StoreLimits, Ticket, Transition,
+    Appended, Applied, Attendance, Author, ChatRecord, Creation, Hold, Keys, LeaseRenewal,
+    LobbyOwner, LobbyRecord, LobbyShare, Missed, PresenceEntry, SeatCheck, SessionRecord, Store,
+    StoreLimits, Ticket, Transition,
 };
 use tictactoe_protocol::ids::{GameId, PlayerId};
 use tictactoe_protocol::templates::{ChatTemplate, PresenceTemplate};
@@ -29,6 +30,7 @@ fn limits() -> StoreLimits {
         mids_kept: 4,
         chat_len: 5,
         session_games: 3,
+        line_ids_ttl: TTL,
     }
 }
 
@@ -114,6 +116,7 @@ macro_rules! conformance {
 
 conformance!(
     games_are_created_once_and_loaded_back,
+    a_create_retried_with_its_id_is_told_the_game_is_its_own,
     a_transition_applies_only_at_the_expected_version,
     concurrent_transitions_at_one_version_apply_exactly_once,
     seats_are_checked_and_claimed_atomically,
@@ -123,6 +126,7 @@ conformance!(
     events_are_published_to_subscribers,
     sessions_open_rename_remember_and_expire,
     chat_is_bounded_and_needs_the_game,
+    a_chat_line_retried_with_its_id_is_added_once,
     chat_and_presence_events_are_published_byte_for_byte,
     rate_buckets_allow_exactly_the_burst,
     presence_counts_connections_and_starts_clocks,
@@ -134,6 +138,7 @@ conformance!(
     the_lobby_shows_a_few_open_games_per_address,
     waiting_games_are_capped_per_player,
     quick_match_pairs_each_ticket_exactly_once,
+    a_rename_while_queued_is_the_name_the_pairing_gets,
     deadlines_keep_the_earliest_and_settle_only_if_unchanged,
     keys_expire_with_their_ttl,
     move_ids_are_remembered_per_player,
@@ -163,6 +168,42 @@ fn event(g: &GameId, version: u64, state: &GameState) -> Bytes {
     }
     .to_json()
     .into()
+}
+
+/// (player id, name) of the authors of chat lines.
+const ANN: (&str, &str) = ("ann", "ann");
+const BOB: (&str, &str) = ("bob", "bob");
+
+/// Appends a chat line as the operations do: with the event rendered for the author's name
+/// and role.
+async fn say(
+    store: &dyn Store,
+    game: Option<&GameId>,
+    (player, name): (&str, &str),
+    role: Option<Role>,
+    said: &str,
+    lid: Option<&str>,
+    ttl: Duration,
+) -> Appended {
+    let player = pid(player);
+    let author = Author {
+        player: &player,
+        name,
+        role,
+    };
+    let event = ChatTemplate::new(game, name, role, said);
+    store
+        .append_chat(game, &author, said, lid, &event, ttl)
+        .await
+        .unwrap()
+}
+
+/// The line an append added, panicking on anything else.
+fn added(appended: Appended) -> ChatRecord {
+    match appended {
+        Appended::Line(line) => line,
+        other => panic!("expected a new line, got {other:?}"),
+    }
 }
 
 /// A payload or logged event as text, to look into.
@@ -200,11 +241,12 @@ async fn lobby_update_from(
 /// A game with X = ann, O = bob, at version 2.
 async fn started_game(store: &dyn Store, g: &GameId) -> GameState {
     let s1 = GameState::new("ann");
-    assert!(
+    assert_eq!(
         store
-            .create_game(g, &seats("ann", None), &s1, event(g, 1, &s1), TTL)
+            .create_game(g, &seats("ann", None), &s1, event(g, 1, &s1), TTL, None)
             .await
-            .unwrap()
+            .unwrap(),
+        Creation::Created
     );
     let s2 = s1.seat_o("bob").unwrap();
     let t = Transition {
@@ -248,17 +290,19 @@ fn step<'a>(
 async fn games_are_created_once_and_loaded_back(store: Arc<dyn Store>) {
     let g = gid("g1");
     let s = GameState::new("ann");
-    assert!(
+    assert_eq!(
         store
-            .create_game(&g, &seats("ann", None), &s, event(&g, 1, &s), TTL)
+            .create_game(&g, &seats("ann", None), &s, event(&g, 1, &s), TTL, None)
             .await
-            .unwrap()
+            .unwrap(),
+        Creation::Created
     );
-    assert!(
-        !store
-            .create_game(&g, &seats("eve", None), &s, event(&g, 1, &s), TTL)
+    assert_eq!(
+        store
+            .create_game(&g, &seats("eve", None), &s, event(&g, 1, &s), TTL, None)
             .await
-            .unwrap()
+            .unwrap(),
+        Creation::Taken
     );
     let loaded = store.load_game(&g).await.unwrap().unwrap();
     assert_eq!(loaded.version, 1);
@@ -266,6 +310,49 @@ async fn games_are_created_once_and_loaded_back(store: Arc<dyn Store>) {
     assert_eq!(loaded.seats, seats("ann", None));
     assert_eq!(loaded.seat_of(&pid("ann")), Some(Mark::X));
     assert!(store.load_game(&gid("nope")).await.unwrap().is_none());
+}
+
+async fn a_create_retried_with_its_id_is_told_the_game_is_its_own(store: Arc<dyn Store>) {
+    let g = gid("g1");
+    let s = GameState::new("ann");
+    let create = |x: &'static str, cid: Option<&'static str>| {
+        let (store, g, s) = (store.clone(), g.clone(), s.clone());
+        async move {
+            store
+                .create_game(&g, &seats(x, None), &s, event(&g, 1, &s), TTL, cid)
+                .await
+                .unwrap()
+        }
+    };
+    // Separators of any kind are only bytes of the id.
+    let cid = Some("c-1,=:{x}");
+    assert_eq!(create("ann", cid).await, Creation::Created);
+    assert_eq!(create("ann", cid).await, Creation::Duplicate);
+    // Another create of the same player, another player's, or one without an id: the id is
+    // simply taken.
+    assert_eq!(create("ann", Some("c-2")).await, Creation::Taken);
+    assert_eq!(create("eve", cid).await, Creation::Taken);
+    assert_eq!(create("ann", None).await, Creation::Taken);
+    // The retry changed nothing: one event, version 1.
+    let loaded = store.load_game(&g).await.unwrap().unwrap();
+    assert_eq!((loaded.version, loaded.seats), (1, seats("ann", None)));
+    match store.events_since(&g, 0).await.unwrap() {
+        Missed::Events(events) => assert_eq!(events.len(), 1),
+        other => panic!("{other:?}"),
+    }
+    // A game made without an id is nobody's retry.
+    let h = gid("g2");
+    store
+        .create_game(&h, &seats("ann", None), &s, event(&h, 1, &s), TTL, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .create_game(&h, &seats("ann", None), &s, event(&h, 1, &s), TTL, cid)
+            .await
+            .unwrap(),
+        Creation::Taken
+    );
 }
 
 async fn a_transition_applies_only_at_the_expected_version(store: Arc<dyn Store>) {
@@ -591,13 +678,18 @@ async fn sessions_open_rename_remember_and_expire(store: Arc<dyn Store>) {
 
 async fn chat_is_bounded_and_needs_the_game(store: Arc<dyn Store>) {
     let g = gid("g1");
-    let hi = ChatTemplate::new(Some(&g), "ann", Some(Role::X), "hi");
-    assert!(
-        store
-            .append_chat(Some(&g), "ann", Some(Role::X), "hi", &hi, TTL)
-            .await
-            .unwrap()
-            .is_none()
+    assert_eq!(
+        say(
+            store.as_ref(),
+            Some(&g),
+            ANN,
+            Some(Role::X),
+            "hi",
+            None,
+            TTL
+        )
+        .await,
+        Appended::UnknownGame
     );
     started_game(store.as_ref(), &g).await;
     let mut conn = store.bus().connect().await.unwrap();
@@ -607,12 +699,18 @@ async fn chat_is_bounded_and_needs_the_game(store: Arc<dyn Store>) {
         .unwrap();
     for i in 0..7 {
         let said = format!("line {i} <b>\"q\"</b>");
-        let event = ChatTemplate::new(Some(&g), "ann", Some(Role::X), &said);
-        let line = store
-            .append_chat(Some(&g), "ann", Some(Role::X), &said, &event, TTL)
-            .await
-            .unwrap()
-            .unwrap();
+        let line = added(
+            say(
+                store.as_ref(),
+                Some(&g),
+                ANN,
+                Some(Role::X),
+                &said,
+                None,
+                TTL,
+            )
+            .await,
+        );
         assert_eq!(line.text, format!("line {i} <b>\"q\"</b>"));
     }
     let published = tokio::time::timeout(WAIT, conn.messages.next())
@@ -642,21 +740,98 @@ async fn chat_is_bounded_and_needs_the_game(store: Arc<dyn Store>) {
     // The stream keeps only chat_len (5) lines.
     assert_eq!(store.recent_chat(Some(&g), 100).await.unwrap().len(), 5);
     // The lobby has its own chat.
-    store
-        .append_chat(
-            None,
-            "bob",
-            None,
-            "hello lobby",
-            &ChatTemplate::new(None, "bob", None, "hello lobby"),
-            TTL,
-        )
-        .await
-        .unwrap()
-        .unwrap();
+    added(say(store.as_ref(), None, BOB, None, "hello lobby", None, TTL).await);
     let lobby = store.recent_chat(None, 10).await.unwrap();
     assert_eq!(lobby.len(), 1);
     assert_eq!(lobby[0].role, None);
+}
+
+async fn a_chat_line_retried_with_its_id_is_added_once(store: Arc<dyn Store>) {
+    let g = gid("g1");
+    // Not recorded for a game that does not exist: the retry, once it does, adds the line.
+    assert_eq!(
+        say(
+            store.as_ref(),
+            Some(&g),
+            ANN,
+            Some(Role::X),
+            "hi",
+            Some("l-1"),
+            TTL
+        )
+        .await,
+        Appended::UnknownGame
+    );
+    started_game(store.as_ref(), &g).await;
+    let first = added(
+        say(
+            store.as_ref(),
+            Some(&g),
+            ANN,
+            Some(Role::X),
+            "hi",
+            Some("l-1"),
+            TTL,
+        )
+        .await,
+    );
+    assert_eq!(
+        say(
+            store.as_ref(),
+            Some(&g),
+            ANN,
+            Some(Role::X),
+            "hi",
+            Some("l-1"),
+            TTL
+        )
+        .await,
+        Appended::Duplicate {
+            id: first.id.clone()
+        }
+    );
+    // The id is the author's, in one place: another author, or the lobby, is another line.
+    let bobs = added(
+        say(
+            store.as_ref(),
+            Some(&g),
+            BOB,
+            Some(Role::O),
+            "yo",
+            Some("l-1"),
+            TTL,
+        )
+        .await,
+    );
+    assert_ne!(bobs.id, first.id);
+    let lobby = added(say(store.as_ref(), None, ANN, None, "hi all", Some("l-1"), TTL).await);
+    assert_eq!(
+        say(store.as_ref(), None, ANN, None, "hi all", Some("l-1"), TTL).await,
+        Appended::Duplicate { id: lobby.id }
+    );
+    // Lines without an id are never duplicates.
+    for _ in 0..2 {
+        added(
+            say(
+                store.as_ref(),
+                Some(&g),
+                ANN,
+                Some(Role::X),
+                "again",
+                None,
+                TTL,
+            )
+            .await,
+        );
+    }
+    let texts: Vec<String> = store
+        .recent_chat(Some(&g), 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| l.text)
+        .collect();
+    assert_eq!(texts, ["hi", "yo", "again", "again"]);
 }
 
 /// Golden bytes: the chat and presence events exactly as `docs/protocol.md` shows them, with
@@ -679,12 +854,19 @@ async fn chat_and_presence_events_are_published_byte_for_byte(store: Arc<dyn Sto
     };
 
     let (from, said) = ("ann \"the\" 1st", "say \"hi\" \\ </b> é ✓ 😀\n\t");
-    let event = ChatTemplate::new(Some(&g), from, Some(Role::X), said);
-    let line = store
-        .append_chat(Some(&g), from, Some(Role::X), said, &event, TTL)
-        .await
-        .unwrap()
-        .unwrap();
+    let author = ("ann", from);
+    let line = added(
+        say(
+            store.as_ref(),
+            Some(&g),
+            author,
+            Some(Role::X),
+            said,
+            None,
+            TTL,
+        )
+        .await,
+    );
     assert_eq!(
         next().await,
         format!(
@@ -692,12 +874,7 @@ async fn chat_and_presence_events_are_published_byte_for_byte(store: Arc<dyn Sto
             line.id, line.ts
         )
     );
-    let event = ChatTemplate::new(None, "bob", None, "lobby/1");
-    let line = store
-        .append_chat(None, "bob", None, "lobby/1", &event, TTL)
-        .await
-        .unwrap()
-        .unwrap();
+    let line = added(say(store.as_ref(), None, BOB, None, "lobby/1", None, TTL).await);
     assert_eq!(
         next().await,
         format!(
@@ -1309,6 +1486,53 @@ async fn waiting_games_are_capped_per_player(store: Arc<dyn Store>) {
     );
 }
 
+/// A renamed ticket, and whether a player waits in the queue.
+async fn a_rename_while_queued_is_the_name_the_pairing_gets(store: Arc<dyn Store>) {
+    let ticket = |p: &str, name: &str| Ticket {
+        player: pid(p),
+        name: name.to_string(),
+        lease: "i1".into(),
+        conn: 1,
+    };
+    let fresh = Duration::from_secs(30);
+    assert!(!store.match_rename(&pid("a"), "Annie").await.unwrap());
+    assert!(!store.match_queued(&pid("a"), fresh).await.unwrap());
+    store
+        .match_enqueue(&ticket("a", "ann"), fresh)
+        .await
+        .unwrap();
+    assert!(store.match_queued(&pid("a"), fresh).await.unwrap());
+    assert!(store.match_rename(&pid("a"), "Annie").await.unwrap());
+    assert_eq!(
+        store
+            .match_enqueue(&ticket("b", "bob"), fresh)
+            .await
+            .unwrap(),
+        Some(ticket("a", "Annie"))
+    );
+    // Paired: no ticket left to rename.
+    assert!(!store.match_rename(&pid("a"), "Anne").await.unwrap());
+    assert!(!store.match_queued(&pid("a"), fresh).await.unwrap());
+    // Queueing again carries the name as it is then, whatever came before.
+    store
+        .match_enqueue(&ticket("c", "cy"), fresh)
+        .await
+        .unwrap();
+    assert!(store.match_rename(&pid("c"), "Cyrus").await.unwrap());
+    assert!(store.match_cancel(&pid("c")).await.unwrap());
+    store
+        .match_enqueue(&ticket("c", "cy again"), fresh)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .match_enqueue(&ticket("d", "di"), fresh)
+            .await
+            .unwrap(),
+        Some(ticket("c", "cy again"))
+    );
+}
+
 async fn quick_match_pairs_each_ticket_exactly_once(store: Arc<dyn Store>) {
     let ticket = |p: &str| Ticket {
         player: pid(p),
@@ -1473,21 +1697,30 @@ async fn keys_expire_with_their_ttl(store: Arc<dyn Store>) {
             let s = GameState::new("ann");
             let short = Duration::from_millis(100) * scale;
             let started = std::time::Instant::now();
-            assert!(
+            assert_eq!(
                 store
-                    .create_game(&g, &seats("ann", None), &s, event(&g, 1, &s), short)
+                    .create_game(&g, &seats("ann", None), &s, event(&g, 1, &s), short, None)
                     .await
-                    .unwrap()
+                    .unwrap(),
+                Creation::Created
             );
-            let chat = ChatTemplate::new(Some(&g), "ann", Some(Role::X), "hi");
-            let appended = store
-                .append_chat(Some(&g), "ann", Some(Role::X), "hi", &chat, short)
-                .await
-                .unwrap();
+            let appended = say(
+                store.as_ref(),
+                Some(&g),
+                ANN,
+                Some(Role::X),
+                "hi",
+                None,
+                short,
+            )
+            .await;
             if started.elapsed() >= short / 2 {
                 return Err(TooSlow);
             }
-            assert!(appended.is_some(), "the game vanished before its ttl");
+            assert!(
+                matches!(appended, Appended::Line(_)),
+                "the game vanished before its ttl"
+            );
             tokio::time::sleep(short * 2).await;
             assert!(store.load_game(&g).await.unwrap().is_none());
             assert_eq!(

@@ -1,10 +1,13 @@
 // What the player's other clicks ask of the server: a new game, quick match and its cancel,
-// rematch and resign, a chat line. All go through `ask`, which every request made on the
-// player's behalf uses, so a refusal is always shown and recovered from the same way.
+// rematch, resign and cancelling a game, a chat line. All go through `ask`, which every
+// request made on the player's behalf uses, so a refusal is always shown and recovered from
+// the same way; a new game and a chat line carry a client id and are retried with it until
+// their outcome is known (`askOnce`).
 
 import { Disconnected } from './connection.js';
 import { notify } from './notice.js';
 import { errorText } from './protocol.js';
+import { newClientId, requestOnce } from './retry.js';
 
 // `enter(snapshot)` puts a game on screen (routing.js); `recover(err, game)` is what an error
 // says about the page's view (recovery.js).
@@ -24,9 +27,20 @@ export function createActions({ page, conn, lobby, enter, recover }) {
     }
   }
 
+  // A request that must take effect once: sent again with its client id after `unavailable`
+  // or a dropped link (retry.js), then answered as `ask` answers.
+  async function askOnce(msg) {
+    const reply = await requestOnce(conn, msg, (err) => notify(errorText(err)));
+    if (reply.type === 'error') {
+      notify(errorText(reply));
+      recover(reply, msg.game);
+    }
+    return reply;
+  }
+
   async function create() {
-    const reply = await ask({ type: 'create' });
-    if (reply?.type === 'snapshot') enter(reply);
+    const reply = await askOnce({ type: 'create', cid: newClientId('c-') });
+    if (reply.type === 'snapshot') enter(reply);
   }
 
   async function quickMatch() {
@@ -56,10 +70,9 @@ export function createActions({ page, conn, lobby, enter, recover }) {
 
   // Resolves to null when sent, or to the error the chat panel shows (chat.js).
   async function sendChat(game, text) {
-    const msg = { type: 'chat', text };
+    const msg = { type: 'chat', text, lid: newClientId('l-') };
     if (game) msg.game = game;
-    const reply = await ask(msg);
-    if (!reply) return { code: 'unavailable' };
+    const reply = await askOnce(msg);
     return reply.type === 'error' ? reply : null;
   }
 

@@ -64,6 +64,7 @@ const views = createViews({
       },
       rematch: () => names.withName('rematch', () => actions.seatAction('rematch'), { ask: false }),
       resign: () => actions.seatAction('resign'),
+      cancel: () => actions.seatAction('cancel'),
       leave: () => routing.leave(),
       copyLink: () => link.copyLink(),
       chat: (text) => names.withName('chat', () => actions.sendChat(page.current, text)),

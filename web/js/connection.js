@@ -32,6 +32,8 @@ export class Connection {
     this.tries = 0;
     this.nextReq = 1;
     this.pending = new Map();
+    // Resolved at the next welcome: requests waiting for the link to come back.
+    this.connectWaiters = [];
     this.timer = null;
     this.pingTimer = null;
     this.everConnected = false;
@@ -55,6 +57,12 @@ export class Connection {
     this.attempt = 0;
     if (this.ws) this.drop(this.ws, { immediate: true });
     else this.open();
+  }
+
+  // Resolves once the link is up and the hello answered (at once if it is).
+  whenConnected() {
+    if (this.welcomed) return Promise.resolve();
+    return new Promise((resolve) => this.connectWaiters.push(resolve));
   }
 
   // Sends a request and resolves with its reply (`ack`, `snapshot`, `error`, ...). Rejects
@@ -119,6 +127,10 @@ export class Connection {
     this.emit('connected');
     this.heartbeat(ws);
     this.hooks.onWelcome(reply);
+    // After the page has caught up with the welcome, so that what waited is sent on top of it.
+    const waiters = this.connectWaiters;
+    this.connectWaiters = [];
+    for (const resolve of waiters) resolve();
   }
 
   heartbeat(ws) {

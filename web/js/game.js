@@ -75,6 +75,8 @@ export function statusParts({ role, state }) {
     case 'waiting':
       return me ? ['Waiting for an opponent: share the link.'] : ['Waiting for an opponent to join ', name('X'), '.'];
     case 'aborted':
+      // Only a game its creator cancelled ends with the O seat empty.
+      if (state.players.O == null) return [me === 'X' ? 'You cancelled this game.' : 'Game cancelled: nobody had joined.'];
       return ['Game aborted: a player never arrived.'];
     case 'playing':
       if (me) return state.turn === me ? [`Your turn (${me}).`] : [name(state.turn), `'s turn (${state.turn}).`];
@@ -99,13 +101,14 @@ export function describe(game) {
 }
 
 export class GameView {
-  // actions: play(cell), rematch(), resign(), leave(), copyLink(), chat(text).
+  // actions: play(cell), rematch(), resign(), cancel(), leave(), copyLink(), chat(text).
   constructor(actions) {
     this.actions = actions;
     this.board = new BoardView($('board'), (cell) => actions.play(cell));
     this.chat = new ChatView($('game-chat'), { label: 'Game chat', onSend: actions.chat });
     $('rematch').addEventListener('click', () => actions.rematch());
     $('resign').addEventListener('click', () => this.resignClicked());
+    $('cancel-game').addEventListener('click', () => actions.cancel());
     $('leave').addEventListener('click', () => actions.leave());
     $('copy-link').addEventListener('click', () => actions.copyLink());
     $('replay-first').addEventListener('click', () => this.replayTo(0));
@@ -229,6 +232,8 @@ export class GameView {
     rs.replaceChildren(...nodesOf(said));
     const playing = Boolean(me && state.status === 'playing');
     show($('resign'), playing);
+    // Nobody has joined yet: the creator may take the game back.
+    show($('cancel-game'), me === 'X' && state.status === 'waiting');
     // Leaving a round in progress starts the forfeit clock: say so before it happens.
     const leave = $('leave');
     const grace = Math.round(limits.forfeitGraceMs / 1000);

@@ -5,14 +5,7 @@
 // next round began is refused (`game_over`), never played on a board the player did not see.
 
 import { Disconnected } from './connection.js';
-
-const UNAVAILABLE_RETRY_MS = 1000;
-
-function newMid() {
-  // crypto.randomUUID needs a secure context; getRandomValues works on plain http too.
-  const bytes = crypto.getRandomValues(new Uint8Array(12));
-  return 'm-' + [...bytes].map((b) => b.toString(16).padStart(2, '0')).join('');
-}
+import { UNAVAILABLE_RETRY_MS, newClientId } from './retry.js';
 
 export class Outbox {
   // hooks: version(game) -> the version the board shows; changed(); failed(entry, error,
@@ -36,7 +29,7 @@ export class Outbox {
     const entry = {
       game,
       cell,
-      mid: newMid(),
+      mid: newClientId('m-'),
       version: this.hooks.version(game),
       inFlight: false,
       timer: null,

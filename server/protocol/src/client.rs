@@ -32,6 +32,10 @@ pub enum ClientMsg {
     Create {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         req: Option<Req>,
+        /// Client create id: a retry with the same id creates nothing new and is answered
+        /// with the game the first attempt created.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cid: Option<String>,
     },
     /// Join a game: take the free O seat, or watch when both are taken (or `spectate` is set).
     Join {
@@ -77,6 +81,12 @@ pub enum ClientMsg {
         req: Option<Req>,
         game: GameId,
     },
+    /// The creator takes back a game still waiting for an opponent: it ends as aborted.
+    Cancel {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        req: Option<Req>,
+        game: GameId,
+    },
     /// A chat line in a game, or in the lobby when `game` is absent.
     Chat {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -84,6 +94,10 @@ pub enum ClientMsg {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         game: Option<GameId>,
         text: String,
+        /// Client line id: a retry with the same id adds no second line and is acknowledged
+        /// with the first one's id.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        lid: Option<String>,
     },
     /// Ask for the events after `since`, or a snapshot when they are no longer kept.
     Sync {
@@ -124,13 +138,14 @@ impl ClientMsg {
     pub fn req(&self) -> Option<Req> {
         match self {
             ClientMsg::Hello { req, .. }
-            | ClientMsg::Create { req }
+            | ClientMsg::Create { req, .. }
             | ClientMsg::Join { req, .. }
             | ClientMsg::Rename { req, .. }
             | ClientMsg::Leave { req, .. }
             | ClientMsg::Move { req, .. }
             | ClientMsg::Resign { req, .. }
             | ClientMsg::Rematch { req, .. }
+            | ClientMsg::Cancel { req, .. }
             | ClientMsg::Chat { req, .. }
             | ClientMsg::Sync { req, .. }
             | ClientMsg::Lobby { req, .. }
@@ -152,6 +167,7 @@ pub const CLIENT_TYPES: &[&str] = &[
     "move",
     "resign",
     "rematch",
+    "cancel",
     "chat",
     "sync",
     "lobby",

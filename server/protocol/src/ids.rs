@@ -11,14 +11,19 @@ const ALPHABET: &[u8; 31] = b"23456789abcdefghjkmnpqrstuvwxyz";
 fn random_id(len: usize) -> String {
     let mut out = String::with_capacity(len);
     while out.len() < len {
-        for b in uuid::Uuid::new_v4().as_bytes() {
-            // 31 does not divide 256: skip the top of the range so each character is uniform.
-            if *b < 248 && out.len() < len {
-                out.push(char::from(ALPHABET[usize::from(*b % 31)]));
-            }
-        }
+        push_uniform(&mut out, uuid::Uuid::new_v4().as_bytes(), len);
     }
     out
+}
+
+/// Appends characters of [`ALPHABET`] made from `bytes` to `out`, up to `len` characters.
+fn push_uniform(out: &mut String, bytes: &[u8], len: usize) {
+    for b in bytes {
+        // 31 does not divide 256: skip the top of the range so each character is uniform.
+        if *b < 248 && out.len() < len {
+            out.push(char::from(ALPHABET[usize::from(*b % 31)]));
+        }
+    }
 }
 
 fn is_id(s: &str, max: usize) -> bool {
@@ -39,6 +44,20 @@ impl GameId {
     /// that already exists, so a collision costs a retry, never a shared game.
     pub fn generate() -> GameId {
         GameId(random_id(10))
+    }
+
+    /// A game id made from a digest (a cryptographic hash of whatever names the game): the
+    /// same digest always gives the same id, as uniform over the ids as
+    /// [`GameId::generate`]. For ids a retried request must find again.
+    pub fn from_digest(digest: &[u8; 32]) -> GameId {
+        let mut out = String::with_capacity(10);
+        push_uniform(&mut out, digest, 10);
+        // Fewer than 10 of 32 bytes below 248 is about as likely as guessing the digest;
+        // still, always 10 characters.
+        for b in digest.iter().cycle().take(10 - out.len()) {
+            out.push(char::from(ALPHABET[usize::from(*b % 31)]));
+        }
+        GameId(out)
     }
 
     pub fn as_str(&self) -> &str {
@@ -111,6 +130,19 @@ mod tests {
             assert!(GameId::try_from(id.as_str().to_string()).is_ok());
         }
         assert!(PlayerId::try_from(PlayerId::generate().to_string()).is_ok());
+    }
+
+    #[test]
+    fn an_id_from_a_digest_is_well_formed_and_stable() {
+        let digest: [u8; 32] = std::array::from_fn(|i| (i as u8).wrapping_mul(97));
+        let id = GameId::from_digest(&digest);
+        assert_eq!(id, GameId::from_digest(&digest));
+        assert_eq!(id.as_str().len(), 10);
+        assert!(GameId::try_from(id.to_string()).is_ok());
+        // Even from bytes that are all out of the uniform range.
+        let high = GameId::from_digest(&[255; 32]);
+        assert_eq!(high.as_str().len(), 10);
+        assert!(GameId::try_from(high.to_string()).is_ok());
     }
 
     #[test]

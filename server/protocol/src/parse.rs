@@ -152,6 +152,7 @@ mod tests {
             r#"{"type":"move","game":"g1","cell":4}"#,
             r#"{"type":"resign","game":"g1"}"#,
             r#"{"type":"rematch","game":"g1"}"#,
+            r#"{"type":"cancel","game":"g1"}"#,
             r#"{"type":"chat","text":"hi"}"#,
             r#"{"type":"sync","game":"g1","since":3}"#,
             r#"{"type":"lobby","watch":true}"#,

@@ -51,15 +51,19 @@ pub enum ErrorCode {
 /// Side effects of a request that succeeded, beyond `req`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AckInfo {
-    /// The game version the request produced (moves, rematch, resign).
+    /// The game version the request produced (moves, rematch, resign, cancel).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<u64>,
-    /// True when a move with this `mid` had already been applied: nothing new happened.
+    /// True when a request with this client id (a move's `mid`, a chat line's `lid`) had
+    /// already been applied: nothing new happened.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub duplicate: bool,
     /// The name now in effect, after cleaning (rename).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// The id of the chat line the request added (or, for a retry, had added).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
 }
 
 /// How a seated player came to be absent.
@@ -144,6 +148,10 @@ pub enum ServerMsg {
         state: GameState,
         presence: Presence,
         chat: Vec<ChatLine>,
+        /// True when answering a `create` retried with the `cid` of one that already created
+        /// this game: nothing new was created.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        duplicate: bool,
     },
     Ack {
         #[serde(default, skip_serializing_if = "Option::is_none")]

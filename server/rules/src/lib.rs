@@ -170,7 +170,8 @@ pub enum Status {
     Playing,
     /// The round ended; see `result`. A rematch starts the next round.
     Finished,
-    /// A quick-match game whose players did not both show up. Terminal.
+    /// A quick-match game whose players did not both show up, or a game its creator
+    /// cancelled while it waited for an opponent. Terminal.
     Aborted,
 }
 
@@ -443,6 +444,17 @@ impl GameState {
         let mut g = self.clone();
         *g.players.get_mut(mark) = Some(name.into());
         Ok(g)
+    }
+
+    /// The creator takes back a game nobody has joined yet. Only a waiting game can be
+    /// cancelled: once O sits down there is an opponent to resign to instead.
+    pub fn cancel(&self) -> Result<GameState, RuleError> {
+        match self.status {
+            Status::Waiting => Ok(self.abort()),
+            Status::Playing => Err(RuleError::RoundInProgress),
+            Status::Finished => Err(RuleError::GameOver),
+            Status::Aborted => Err(RuleError::Aborted),
+        }
     }
 
     /// A quick-match game that one player never joined.
@@ -747,6 +759,26 @@ mod tests {
         assert_eq!(g.play(Mark::X, cell(0)), Err(RuleError::Aborted));
         assert_eq!(g.request_rematch(Mark::X, 7), Err(RuleError::Aborted));
         assert_eq!(g.seat_o("c"), Err(RuleError::Aborted));
+    }
+
+    #[test]
+    fn only_a_waiting_game_can_be_cancelled() {
+        let waiting = GameState::new("ann");
+        let cancelled = waiting.cancel().unwrap();
+        assert_eq!(cancelled.status, Status::Aborted);
+        assert_eq!(
+            GameState {
+                status: Status::Waiting,
+                ..cancelled.clone()
+            },
+            waiting,
+            "nothing but the status changes"
+        );
+        assert_eq!(cancelled.seat_o("bob"), Err(RuleError::Aborted));
+        assert_eq!(cancelled.cancel(), Err(RuleError::Aborted));
+        assert_eq!(started().cancel(), Err(RuleError::RoundInProgress));
+        let finished = started().concede(Mark::X, EndReason::Resign).unwrap();
+        assert_eq!(finished.cancel(), Err(RuleError::GameOver));
     }
 
     #[test]

@@ -153,6 +153,7 @@ impl<S: Transport> Connection<S> {
             state,
             presence,
             chat,
+            duplicate: false,
         }))])
     }
 
@@ -180,6 +181,7 @@ impl<S: Transport> Connection<S> {
             state,
             presence,
             chat,
+            duplicate: false,
         })))
     }
 

@@ -1,6 +1,6 @@
-//! Requests on a seat: moves, resigning, asking for a rematch. Each becomes one transition in
-//! the operations layer, answered with an ack carrying the version it committed and, in the same
-//! write, the event it published.
+//! Requests on a seat: moves, resigning, asking for a rematch, cancelling a game nobody has
+//! joined. Each becomes one transition in the operations layer, answered with an ack carrying
+//! the version it committed and, in the same write, the event it published.
 
 use super::{Connection, Step, Transport};
 use crate::operations::{self, Done, OpError};
@@ -9,12 +9,10 @@ use tictactoe_protocol::ids::GameId;
 use tictactoe_protocol::{AckInfo, ErrorCode, Req, ServerMsg};
 use tictactoe_rules::{Cell, Mark};
 
-/// Longest a move id may be.
-const MAX_MID: usize = 64;
-
 pub(super) enum SeatAction {
     Resign,
     Rematch,
+    Cancel,
 }
 
 impl<S: Transport> Connection<S> {
@@ -39,18 +37,8 @@ impl<S: Transport> Connection<S> {
             Ok(c) => c,
             Err(e) => return self.socket.op_error(req, e.into()).await,
         };
-        if mid
-            .as_ref()
-            .is_some_and(|m| m.is_empty() || m.len() > MAX_MID)
-        {
-            return self
-                .socket
-                .send(ServerMsg::error(
-                    req,
-                    ErrorCode::BadRequest,
-                    "mid must be 1 to 64 characters",
-                ))
-                .await;
+        if let Some(refusal) = super::requests::bad_client_id(req, "mid", mid.as_deref()) {
+            return self.socket.send(refusal).await;
         }
         let player = &self.identity.player;
         let r = operations::games::play(&self.app, &game, player, mark, cell, mid.as_deref(), hint)
@@ -71,6 +59,7 @@ impl<S: Transport> Connection<S> {
         let r = match action {
             SeatAction::Resign => operations::games::resign(&self.app, &game, player, mark).await,
             SeatAction::Rematch => operations::games::rematch(&self.app, &game, player, mark).await,
+            SeatAction::Cancel => operations::games::cancel(&self.app, &game, player, mark).await,
         };
         self.done(req, &game, r).await
     }
@@ -103,7 +92,7 @@ impl<S: Transport> Connection<S> {
                 let info = AckInfo {
                     version: Some(d.version),
                     duplicate: d.duplicate,
-                    name: None,
+                    ..AckInfo::default()
                 };
                 self.socket.send(ServerMsg::ack(req, info)).await?;
                 if let Some(event) = d.event

@@ -21,7 +21,7 @@ impl<S: Transport> Connection<S> {
                     .await
             }
             ClientMsg::Ping { req } => self.socket.send(ServerMsg::Pong { req }).await,
-            ClientMsg::Create { req } => self.create(req).await,
+            ClientMsg::Create { req, cid } => self.create(req, cid).await,
             ClientMsg::Join {
                 req,
                 game,
@@ -47,7 +47,16 @@ impl<S: Transport> Connection<S> {
                 self.seat_action(req, game, super::play::SeatAction::Rematch)
                     .await
             }
-            ClientMsg::Chat { req, game, text } => self.chat(req, game, text).await,
+            ClientMsg::Cancel { req, game } => {
+                self.seat_action(req, game, super::play::SeatAction::Cancel)
+                    .await
+            }
+            ClientMsg::Chat {
+                req,
+                game,
+                text,
+                lid,
+            } => self.chat(req, game, text, lid).await,
             ClientMsg::Sync { req, game, since } => self.sync(req, game, since).await,
             ClientMsg::Lobby { req, watch } => self.lobby(req, watch).await,
             ClientMsg::QuickMatch { req } => self.quick_match(req).await,
@@ -62,15 +71,29 @@ impl<S: Transport> Connection<S> {
         }
     }
 
-    async fn create(&mut self, req: Option<Req>) -> Step {
+    async fn create(&mut self, req: Option<Req>, cid: Option<String>) -> Step {
+        if let Some(refusal) = bad_client_id(req, "cid", cid.as_deref()) {
+            return self.socket.send(refusal).await;
+        }
         let r = async {
             // Before the game exists: a game its creator cannot join would only wait in the
             // lobby.
             self.room_for_a_game()?;
             let me = &self.identity;
-            let (game, _, _) =
-                operations::games::open(&self.app, (&me.player, &me.name), self.ip).await?;
-            self.join(req, game, false, None).await
+            let opened =
+                operations::games::open(&self.app, (&me.player, &me.name), self.ip, cid.as_deref())
+                    .await?;
+            let mut frames = self.join(req, opened.game, false, None).await?;
+            if opened.duplicate {
+                for frame in &mut frames {
+                    if let Frame::Msg(msg) = frame
+                        && let ServerMsg::Snapshot { duplicate, .. } = msg.as_mut()
+                    {
+                        *duplicate = true;
+                    }
+                }
+            }
+            Ok(frames)
         }
         .await;
         match r {
@@ -136,7 +159,16 @@ impl<S: Transport> Connection<S> {
             .await
     }
 
-    async fn chat(&mut self, req: Option<Req>, game: Option<GameId>, text: String) -> Step {
+    async fn chat(
+        &mut self,
+        req: Option<Req>,
+        game: Option<GameId>,
+        text: String,
+        lid: Option<String>,
+    ) -> Step {
+        if let Some(refusal) = bad_client_id(req, "lid", lid.as_deref()) {
+            return self.socket.send(refusal).await;
+        }
         let app = self.app.clone();
         let Some(text) = clean_chat(&text, app.config.chat_max_chars) else {
             let msg = format!(
@@ -161,11 +193,15 @@ impl<S: Transport> Connection<S> {
                 .limited(req, wait.as_millis() as u64 + 1, "chat")
                 .await;
         }
-        match operations::chat::post(&app, game.as_ref(), &self.identity, role, &text).await {
-            Ok(_) => {
-                self.socket
-                    .send(ServerMsg::ack(req, AckInfo::default()))
-                    .await
+        let lid = lid.as_deref();
+        match operations::chat::post(&app, game.as_ref(), &self.identity, role, &text, lid).await {
+            Ok(posted) => {
+                let info = AckInfo {
+                    id: Some(posted.id),
+                    duplicate: posted.duplicate,
+                    ..AckInfo::default()
+                };
+                self.socket.send(ServerMsg::ack(req, info)).await
             }
             Err(OpError::RateLimited { retry_after_ms }) => {
                 self.socket.limited(req, retry_after_ms, "chat").await
@@ -229,4 +265,20 @@ impl<S: Transport> Connection<S> {
             Err(e) => self.socket.op_error(req, e).await,
         }
     }
+}
+
+/// Longest a client request id (a move's `mid`, a create's `cid`, a chat line's `lid`) may be:
+/// the store keeps it (in hex) in keys and hash fields.
+const MAX_CLIENT_ID: usize = 64;
+
+/// The refusal of a malformed client request id named `field`, if `id` is one.
+pub(super) fn bad_client_id(req: Option<Req>, field: &str, id: Option<&str>) -> Option<ServerMsg> {
+    id.is_some_and(|id| id.is_empty() || id.len() > MAX_CLIENT_ID)
+        .then(|| {
+            ServerMsg::error(
+                req,
+                ErrorCode::BadRequest,
+                format!("{field} must be 1 to {MAX_CLIENT_ID} characters"),
+            )
+        })
 }

@@ -300,8 +300,7 @@ async fn create_join_and_move_are_acknowledged_and_reach_both_players() {
         ack,
         AckInfo {
             version: Some(3),
-            duplicate: false,
-            name: None,
+            ..AckInfo::default()
         }
     );
     for peer in [&mut ann, &mut bob] {

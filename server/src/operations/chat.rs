@@ -5,18 +5,30 @@ use super::OpError;
 use super::sessions::Identity;
 use crate::app::App;
 use crate::ratelimit::Decision;
+use crate::store::{Appended, Author};
+use tictactoe_protocol::Role;
 use tictactoe_protocol::ids::GameId;
 use tictactoe_protocol::templates::ChatTemplate;
-use tictactoe_protocol::{ChatLine, Role};
+
+/// A chat line that was posted.
+#[derive(Debug)]
+pub struct Posted {
+    /// The line's id (for a retry: the id of the line the first attempt added).
+    pub id: String,
+    /// True when the line id had already been used: nothing was added.
+    pub duplicate: bool,
+}
 
 /// Posts an already cleaned line as `from`, who holds `role` in `game` (none in the lobby).
+/// `lid`, the client's line id, makes a retry add nothing.
 pub async fn post(
     app: &App,
     game: Option<&GameId>,
     from: &Identity,
     role: Option<Role>,
     text: &str,
-) -> Result<ChatLine, OpError> {
+    lid: Option<&str>,
+) -> Result<Posted, OpError> {
     // The budget lives in the store, so that reconnecting or spreading over instances does
     // not reset it.
     let key = app.store.keys().rate("chat", from.player.as_str());
@@ -34,11 +46,27 @@ pub async fn post(
         None => app.config.session_ttl,
     };
     let event = ChatTemplate::new(game, &from.name, role, text);
-    let line = app
+    let author = Author {
+        player: &from.player,
+        name: &from.name,
+        role,
+    };
+    match app
         .store
-        .append_chat(game, &from.name, role, text, &event, ttl)
+        .append_chat(game, &author, text, lid, &event, ttl)
         .await?
-        .ok_or(OpError::UnknownGame)?;
-    metrics::counter!("chat_lines_total").increment(1);
-    Ok(line.into())
+    {
+        Appended::Line(line) => {
+            metrics::counter!("chat_lines_total").increment(1);
+            Ok(Posted {
+                id: line.id,
+                duplicate: false,
+            })
+        }
+        Appended::Duplicate { id } => Ok(Posted {
+            id,
+            duplicate: true,
+        }),
+        Appended::UnknownGame => Err(OpError::UnknownGame),
+    }
 }

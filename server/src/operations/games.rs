@@ -7,7 +7,7 @@ use super::lobby::update_lobby;
 use super::{Done, OpError};
 use crate::app::App;
 use crate::ratelimit::{Decision, Rule};
-use crate::store::{Applied, Hold, Missed, SeatCheck, Transition};
+use crate::store::{Applied, Creation, Hold, Missed, SeatCheck, Transition};
 use bytes::Bytes;
 use std::net::IpAddr;
 use tictactoe_protocol::ids::{GameId, PlayerId};
@@ -185,13 +185,37 @@ async fn start_clocks(app: &App, game: &GameId) {
     }
 }
 
+/// A game [`open`] opened.
+#[derive(Debug)]
+pub struct Opened {
+    pub game: GameId,
+    /// True when a create with the same client create id had already opened it: nothing
+    /// new was created.
+    pub duplicate: bool,
+}
+
 /// Opens a game with `x` seated, waiting for an opponent: within the player's and the
-/// address's creation budgets and the player's cap on waiting games. Returns its id.
+/// address's creation budgets and the player's cap on waiting games.
+///
+/// With `cid`, the client's create id, the game's id is derived from the player and `cid`,
+/// and the store keeps `cid` with the game in the step that creates it: a retry (after
+/// `unavailable`, on any instance) finds the game its first attempt created, is charged
+/// nothing and creates nothing.
 pub async fn open(
     app: &App,
     x: (&PlayerId, &str),
     ip: IpAddr,
-) -> Result<(GameId, u64, GameState), OpError> {
+    cid: Option<&str>,
+) -> Result<Opened, OpError> {
+    if let Some(cid) = cid
+        && let Some(game) = created_before(app, x.0, cid).await?
+    {
+        metrics::counter!("creates_duplicate_total").increment(1);
+        return Ok(Opened {
+            game,
+            duplicate: true,
+        });
+    }
     let key = app.store.keys().rate("create", x.0.as_str());
     if let Decision::Deny { retry_after_us } =
         app.store.rate(&key, app.config.create_rule()).await?
@@ -205,12 +229,27 @@ pub async fn open(
     {
         return Err(OpError::RateLimited { retry_after_ms });
     }
-    for _ in 0..CREATE_ATTEMPTS {
-        let game = GameId::generate();
+    for attempt in 0..CREATE_ATTEMPTS {
+        let game = match cid {
+            Some(cid) => requested_id(x.0, cid, attempt),
+            None => GameId::generate(),
+        };
         hold_waiting(app, x.0, &game).await?;
-        match insert(app, &game, x, None, Some(ip)).await {
-            Ok(Some((version, state))) => return Ok((game, version, state)),
-            Ok(None) => release_waiting(app, x.0, &game).await,
+        match insert(app, &game, x, None, Some(ip), cid).await {
+            Ok(Creation::Created) => {
+                return Ok(Opened {
+                    game,
+                    duplicate: false,
+                });
+            }
+            // The first attempt got there while this one was on its way.
+            Ok(Creation::Duplicate) => {
+                return Ok(Opened {
+                    game,
+                    duplicate: true,
+                });
+            }
+            Ok(Creation::Taken) => release_waiting(app, x.0, &game).await,
             // The game may exist after all: it stays held until the next check looks.
             Err(OpError::Unavailable) => return Err(OpError::Unavailable),
             Err(e) => {
@@ -220,6 +259,43 @@ pub async fn open(
         }
     }
     Err(OpError::Internal("could not find a free game id".into()))
+}
+
+/// The id the `attempt`th try of `player`'s create `cid` gives its game: a retry must find
+/// the game without anything but the request to go on, and the store cannot look it up by
+/// `cid` in the step that creates it (on Redis Cluster the game's keys are in the game's
+/// slot, not the player's). The player's id is part of it, so no one else's create can make
+/// it.
+fn requested_id(player: &PlayerId, cid: &str, attempt: usize) -> GameId {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    // Player ids hold no NUL, so the fields cannot run into each other.
+    h.update(b"create\0");
+    h.update(player.as_str().as_bytes());
+    h.update(b"\0");
+    h.update(attempt.to_be_bytes());
+    h.update(cid.as_bytes());
+    GameId::from_digest(&h.finalize().into())
+}
+
+/// The game `player`'s create `cid` already made, if any: the first id of the sequence
+/// [`open`] tries that is not someone else's game. (The create script checks the `cid`
+/// itself; X is what can be read here, and an id derived from this player and `cid` with
+/// this player as X is that create's game.)
+async fn created_before(
+    app: &App,
+    player: &PlayerId,
+    cid: &str,
+) -> Result<Option<GameId>, OpError> {
+    for attempt in 0..CREATE_ATTEMPTS {
+        let game = requested_id(player, cid, attempt);
+        match app.store.load_game(&game).await? {
+            None => return Ok(None),
+            Some(sg) if sg.seats.x.as_ref() == Some(player) => return Ok(Some(game)),
+            Some(_) => {}
+        }
+    }
+    Ok(None)
 }
 
 /// Counts `game` among the player's waiting games, unless it already has as many as
@@ -262,25 +338,27 @@ pub async fn create_matched(
     app: &App,
     x: (&PlayerId, &str),
     o: (&PlayerId, &str),
-) -> Result<(GameId, u64, GameState), OpError> {
+) -> Result<GameId, OpError> {
     for _ in 0..CREATE_ATTEMPTS {
         let game = GameId::generate();
-        if let Some((version, state)) = insert(app, &game, x, Some(o), None).await? {
-            return Ok((game, version, state));
+        if insert(app, &game, x, Some(o), None, None).await? == Creation::Created {
+            return Ok(game);
         }
     }
     Err(OpError::Internal("could not find a free game id".into()))
 }
 
-/// Creates game `game` with `x` seated (and `o` too, for quick match); `None` if the id is
-/// taken. `ip` is the address of X's client, for the lobby's share per address.
+/// Creates game `game` with `x` seated (and `o` too, for quick match), unless the id is
+/// taken (or, with the client create id `cid`, that create already made it). `ip` is the
+/// address of X's client, for the lobby's share per address.
 async fn insert(
     app: &App,
     game: &GameId,
     x: (&PlayerId, &str),
     o: Option<(&PlayerId, &str)>,
     ip: Option<IpAddr>,
-) -> Result<Option<(u64, GameState)>, OpError> {
+    cid: Option<&str>,
+) -> Result<Creation, OpError> {
     let state = match o {
         None => GameState::new(x.1),
         Some((_, o_name)) => GameState::matched(x.1, o_name),
@@ -295,12 +373,12 @@ async fn insert(
         state: state.clone(),
     }
     .to_json();
-    if !app
+    let created = app
         .store
-        .create_game(game, &seats, &state, event.into(), app.config.game_ttl)
-        .await?
-    {
-        return Ok(None);
+        .create_game(game, &seats, &state, event.into(), app.config.game_ttl, cid)
+        .await?;
+    if created != Creation::Created {
+        return Ok(created);
     }
     metrics::counter!("games_created_total").increment(1);
     if let Err(e) = update_lobby(app, game, &state, ip.map(|ip| (x.0, ip))).await {
@@ -309,7 +387,7 @@ async fn insert(
     if state.status == Status::Playing {
         start_clocks(app, game).await;
     }
-    Ok(Some((1, state)))
+    Ok(Creation::Created)
 }
 
 /// Takes the free O seat for `player`. `None` if someone else took it first.
@@ -445,6 +523,36 @@ pub async fn rematch(
         },
     )
     .await
+}
+
+/// The creator takes back a game nobody has joined yet. It ends as `aborted` through the
+/// ordinary compare-and-set (logged and published like any event; `after_commit` takes it out
+/// of the lobby), and stops counting among the player's waiting games. Only X opened the
+/// game: anyone else is refused as not holding the seat.
+pub async fn cancel(
+    app: &App,
+    game: &GameId,
+    player: &PlayerId,
+    mark: Mark,
+) -> Result<Done, OpError> {
+    if mark != Mark::X {
+        return Err(OpError::NotSeated);
+    }
+    let actor = Actor::seated(player, Mark::X);
+    let done = apply(app, game, actor, None, None, |version, s| {
+        let state = s.cancel()?;
+        let event = ServerMsg::Aborted {
+            game: game.clone(),
+            version,
+            state: state.clone(),
+        };
+        Ok((state, event))
+    })
+    .await?;
+    release_waiting(app, player, game).await;
+    metrics::counter!("games_cancelled_total").increment(1);
+    tracing::info!(%game, "cancelled by its creator");
+    Ok(done)
 }
 
 /// `player` is now called `name` in each of `games` where it holds a seat: a `renamed` event

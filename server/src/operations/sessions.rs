@@ -99,10 +99,10 @@ pub async fn renew(app: &App, token: &TokenHash) -> Result<(), OpError> {
     Ok(())
 }
 
-/// Renames the session, then its player in every game of the session (and in `joined`, the
-/// games its connection is in) where it holds a seat, within the session's and the address's
-/// rename budgets (kept in the store: more connections or instances do not add to them).
-/// `name` is already cleaned.
+/// Renames the session, its quick-match ticket if it waits for a match, then its player in
+/// every game of the session (and in `joined`, the games its connection is in) where it holds
+/// a seat, within the session's and the address's rename budgets (kept in the store: more
+/// connections or instances do not add to them). `name` is already cleaned.
 pub async fn rename(
     app: &App,
     who: &Identity,
@@ -130,6 +130,8 @@ pub async fn rename(
             games.push(g);
         }
     }
+    // The ticket may be waiting on any instance, queued by any connection of the session.
+    super::matching::rename(app, &who.player, name).await?;
     super::games::rename(app, &who.player, name, &games).await
 }
 

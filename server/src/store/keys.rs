@@ -43,6 +43,16 @@ impl Keys {
         format!("{}game:{{{g}}}:chat", self.prefix)
     }
 
+    /// String: the stream id of the chat line `player` sent with the client line id whose
+    /// hex is `lid_hex`, in a game or (`None`) the lobby. Beside the chat stream in its slot,
+    /// so that chat.lua records it in the step that adds the line.
+    pub fn chat_line_id(&self, g: Option<&GameId>, player: &PlayerId, lid_hex: &str) -> String {
+        match g {
+            Some(g) => format!("{}game:{{{g}}}:lid:{player}:{lid_hex}", self.prefix),
+            None => format!("{}{{lobby}}:lid:{player}:{lid_hex}", self.prefix),
+        }
+    }
+
     /// Hash of who is connected: field `<lease>|<player>|<role>`, value a connection count.
     pub fn game_presence(&self, g: &GameId) -> String {
         format!("{}game:{{{g}}}:presence", self.prefix)
@@ -109,6 +119,11 @@ impl Keys {
         format!("{}{{match}}:tickets", self.prefix)
     }
 
+    /// Hash: ticket -> the waiting player's name now, when it was renamed after queueing.
+    pub fn match_names(&self) -> String {
+        format!("{}{{match}}:names", self.prefix)
+    }
+
     /// Sorted set of players whose ticket was just paired, scored by when (ms).
     pub fn match_paired(&self) -> String {
         format!("{}{{match}}:paired", self.prefix)
@@ -167,6 +182,7 @@ mod tests {
             k.game_chat(&g),
             k.game_presence(&g),
             k.game_channel(&g),
+            k.chat_line_id(Some(&g), &PlayerId::generate(), "6869"),
         ] {
             assert_eq!(hash_tag(&key), "k3n8vq2xhd", "{key}");
         }
@@ -182,6 +198,11 @@ mod tests {
         assert_eq!(hash_tag(&k.match_queue()), "match");
         assert_eq!(hash_tag(&k.match_paired()), "match");
         assert_eq!(hash_tag(&k.match_tickets()), "match");
+        assert_eq!(hash_tag(&k.match_names()), "match");
+        assert_eq!(
+            hash_tag(&k.chat_line_id(None, &PlayerId::generate(), "6869")),
+            "lobby"
+        );
         assert_eq!(hash_tag(&k.rate("ip-conn", "10.0.0.1")), "10.0.0.1");
     }
 }

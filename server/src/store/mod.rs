@@ -162,6 +162,38 @@ pub enum Applied {
     },
 }
 
+/// What creating a game under a given id did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Creation {
+    Created,
+    /// The game exists, created by the same X with the same create id: a retry, and
+    /// nothing changed.
+    Duplicate,
+    /// Another game has this id.
+    Taken,
+}
+
+/// Who says a chat line: the player (whose client line ids are remembered), the name shown
+/// with the line and what the player is in the game (none in the lobby).
+#[derive(Clone, Copy, Debug)]
+pub struct Author<'a> {
+    pub player: &'a PlayerId,
+    pub name: &'a str,
+    pub role: Option<Role>,
+}
+
+/// What appending a chat line did.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Appended {
+    Line(ChatRecord),
+    /// The author already sent a line with this client line id: it has this stream id, and
+    /// nothing was added.
+    Duplicate {
+        id: String,
+    },
+    UnknownGame,
+}
+
 /// Events after a version, from a game's log.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Missed {
@@ -198,6 +230,9 @@ pub struct StoreLimits {
     pub chat_len: usize,
     /// Games remembered per session.
     pub session_games: usize,
+    /// How long a chat line's client id is remembered (for exactly-once retries): longer
+    /// than a client keeps retrying through an outage, short enough that ids cost little.
+    pub line_ids_ttl: Duration,
 }
 
 impl Default for StoreLimits {
@@ -207,6 +242,7 @@ impl Default for StoreLimits {
             mids_kept: 32,
             chat_len: 100,
             session_games: 20,
+            line_ids_ttl: Duration::from_secs(600),
         }
     }
 }
@@ -368,8 +404,9 @@ pub trait Store: Send + Sync + 'static {
     async fn forget_game(&self, token: &TokenHash, game: &GameId) -> StoreResult<()>;
 
     // Games.
-    /// Creates a game at version 1 with `event` as its first log entry. False if the id is
-    /// taken.
+    /// Creates a game at version 1 with `event` as its first log entry, unless the id is
+    /// taken. `cid`, the client's create id, is kept with the game for as long as it lives:
+    /// the same X creating it again with the same `cid` is told [`Creation::Duplicate`].
     async fn create_game(
         &self,
         game: &GameId,
@@ -377,7 +414,8 @@ pub trait Store: Send + Sync + 'static {
         state: &GameState,
         event: Bytes,
         ttl: Duration,
-    ) -> StoreResult<bool>;
+        cid: Option<&str>,
+    ) -> StoreResult<Creation>;
     async fn load_game(&self, game: &GameId) -> StoreResult<Option<StoredGame>>;
     async fn transition(&self, t: &Transition<'_>) -> StoreResult<Applied>;
     async fn events_since(&self, game: &GameId, since: u64) -> StoreResult<Missed>;
@@ -392,16 +430,18 @@ pub trait Store: Send + Sync + 'static {
 
     // Chat.
     /// Appends a chat line to a game (or the lobby) and publishes `event`, filled with the
-    /// line's id and time; returns the line as stored.
+    /// line's id and time; returns the line as stored. With `lid`, the client's line id, in
+    /// the same atomic step: a line the author already sent with it (within
+    /// [`StoreLimits::line_ids_ttl`]) is not added again.
     async fn append_chat(
         &self,
         game: Option<&GameId>,
-        from: &str,
-        role: Option<Role>,
+        author: &Author<'_>,
         text: &str,
+        lid: Option<&str>,
         event: &ChatTemplate,
         ttl: Duration,
-    ) -> StoreResult<Option<ChatRecord>>;
+    ) -> StoreResult<Appended>;
     /// The most recent `n` lines, oldest first.
     async fn recent_chat(&self, game: Option<&GameId>, n: usize) -> StoreResult<Vec<ChatRecord>>;
 
@@ -483,6 +523,11 @@ pub trait Store: Send + Sync + 'static {
     async fn match_enqueue(&self, ticket: &Ticket, fresh: Duration) -> StoreResult<Option<Ticket>>;
     /// Removes a waiting ticket. False if it was no longer queued.
     async fn match_cancel(&self, player: &PlayerId) -> StoreResult<bool>;
+    /// Whether `player` waits in the queue with a ticket refreshed within `fresh`.
+    async fn match_queued(&self, player: &PlayerId, fresh: Duration) -> StoreResult<bool>;
+    /// The player waiting with a ticket is now called `name`: the game a pairing makes uses
+    /// it. False if no ticket of the player is queued.
+    async fn match_rename(&self, player: &PlayerId, name: &str) -> StoreResult<bool>;
     /// Marks these tickets as still waiting; returns those no longer queued, except players
     /// paired within `fresh` (the news of their match may still be on its way to them).
     async fn match_refresh(

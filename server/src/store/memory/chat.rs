@@ -2,13 +2,14 @@
 
 use super::MemoryStore;
 use super::{ms, now_ms};
-use crate::store::ChatRecord;
-use crate::store::StoreResult;
+use crate::store::{Appended, Author, ChatRecord, StoreResult};
 use std::collections::VecDeque;
 use std::time::Duration;
-use tictactoe_protocol::Role;
-use tictactoe_protocol::ids::GameId;
+use tictactoe_protocol::ids::{GameId, PlayerId};
 use tictactoe_protocol::templates::ChatTemplate;
+
+/// A client line id: where the line was said (a game, or the lobby), by whom, and the id.
+pub(super) type LineKey = (Option<GameId>, PlayerId, String);
 
 pub(super) struct MemChat {
     pub(super) lines: VecDeque<ChatRecord>,
@@ -18,18 +19,25 @@ pub(super) struct MemChat {
 pub(super) fn append_chat(
     store: &MemoryStore,
     game: Option<&GameId>,
-    from: &str,
-    role: Option<Role>,
+    author: &Author<'_>,
     text: &str,
+    lid: Option<&str>,
     event: &ChatTemplate,
     ttl: Duration,
-) -> StoreResult<Option<ChatRecord>> {
+) -> StoreResult<Appended> {
     let now = now_ms();
     let mut inner = store.lock();
+    let lid = lid.map(|l| (game.cloned(), author.player.clone(), l.to_string()));
+    if let Some(key) = &lid
+        && let Some((id, expires)) = inner.line_ids.get(key)
+        && *expires > now
+    {
+        return Ok(Appended::Duplicate { id: id.clone() });
+    }
     if let Some(g) = game
         && inner.live_game(g, now).is_none()
     {
-        return Ok(None);
+        return Ok(Appended::UnknownGame);
     }
     let seq = if inner.chat_seq.0 == now {
         inner.chat_seq.1 + 1
@@ -39,11 +47,15 @@ pub(super) fn append_chat(
     inner.chat_seq = (now, seq);
     let line = ChatRecord {
         id: format!("{now}-{seq}"),
-        from: from.to_string(),
-        role,
+        from: author.name.to_string(),
+        role: author.role,
         text: text.to_string(),
         ts: now,
     };
+    if let Some(key) = lid {
+        let expires = now + ms(store.limits.line_ids_ttl);
+        inner.line_ids.insert(key, (line.id.clone(), expires));
+    }
     let chat = inner.chats.entry(game.cloned()).or_insert_with(|| MemChat {
         lines: VecDeque::new(),
         expires: 0,
@@ -58,7 +70,7 @@ pub(super) fn append_chat(
         None => store.keys.lobby_channel(),
     };
     store.send(channel, event.fill(&line.id, line.ts).into());
-    Ok(Some(line))
+    Ok(Appended::Line(line))
 }
 
 pub(super) fn recent_chat(

@@ -5,7 +5,9 @@ use super::MemoryStore;
 use super::{ms, now_ms, now_us};
 use crate::ratelimit::{Decision, gcra};
 use crate::store::missed_since;
-use crate::store::{Applied, Missed, SeatCheck, StoreError, StoreResult, StoredGame, Transition};
+use crate::store::{
+    Applied, Creation, Missed, SeatCheck, StoreError, StoreResult, StoredGame, Transition,
+};
 use bytes::Bytes;
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
@@ -30,6 +32,8 @@ pub(super) struct MemGame {
     /// the version each produced (oldest first), and the move budget (GCRA arrival time, us).
     pub(super) mids: HashMap<PlayerId, VecDeque<(String, u64)>>,
     pub(super) budgets: HashMap<PlayerId, u64>,
+    /// The client create id X made the game with, as create_game.lua keeps it.
+    pub(super) cid: Option<String>,
     pub(super) expires: u64,
 }
 
@@ -40,15 +44,21 @@ pub(super) fn create_game(
     state: &GameState,
     event: Bytes,
     ttl: Duration,
-) -> StoreResult<bool> {
+    cid: Option<&str>,
+) -> StoreResult<Creation> {
     if seats.x.is_none() {
         return Err(StoreError::Corrupt("a game needs X".into()));
     }
     let now = now_ms();
     let mut inner = store.lock();
     inner.purge(now);
-    if inner.live_game(game, now).is_some() {
-        return Ok(false);
+    if let Some(g) = inner.live_game(game, now) {
+        let retry = cid.is_some() && g.seats.x == seats.x && g.cid.as_deref() == cid;
+        return Ok(if retry {
+            Creation::Duplicate
+        } else {
+            Creation::Taken
+        });
     }
     inner.games.insert(
         game.clone(),
@@ -59,11 +69,12 @@ pub(super) fn create_game(
             log: VecDeque::from([(1, event.clone())]),
             mids: HashMap::new(),
             budgets: HashMap::new(),
+            cid: cid.map(str::to_string),
             expires: now + ms(ttl),
         },
     );
     store.send(store.keys.game_channel(game), event);
-    Ok(true)
+    Ok(Creation::Created)
 }
 
 pub(super) fn load_game(store: &MemoryStore, game: &GameId) -> StoreResult<Option<StoredGame>> {

@@ -42,6 +42,32 @@ pub(super) fn match_cancel(store: &MemoryStore, player: &PlayerId) -> StoreResul
     Ok(store.lock().queue.remove(player).is_some())
 }
 
+pub(super) fn match_queued(
+    store: &MemoryStore,
+    player: &PlayerId,
+    fresh: Duration,
+) -> StoreResult<bool> {
+    let cutoff = now_ms().saturating_sub(ms(fresh));
+    Ok(store
+        .lock()
+        .queue
+        .get(player)
+        .is_some_and(|(at, _)| *at >= cutoff))
+}
+
+pub(super) fn match_rename(
+    store: &MemoryStore,
+    player: &PlayerId,
+    name: &str,
+) -> StoreResult<bool> {
+    let mut inner = store.lock();
+    let Some((_, ticket)) = inner.queue.get_mut(player) else {
+        return Ok(false);
+    };
+    ticket.name = name.to_string();
+    Ok(true)
+}
+
 pub(super) fn match_refresh(
     store: &MemoryStore,
     players: &[PlayerId],

@@ -21,15 +21,15 @@ pub use bus::MemoryBus;
 
 use crate::ratelimit::{Decision, Rule};
 use crate::session::TokenHash;
+use crate::store::{Appended, Author, ChatRecord, Creation, LobbyRecord, PresenceRecord};
 use crate::store::{
     Applied, Attendance, Bus, BusMessage, Hold, Keys, LeaseRenewal, LobbyOwner, LobbyShare, Missed,
     OpenSession, PresenceChange, PresenceEntry, PresenceEvent, SeatsView, SessionRecord, Store,
     StoreLimits, StoreResult, StoredGame, Ticket, Transition,
 };
-use crate::store::{ChatRecord, LobbyRecord, PresenceRecord};
 use async_trait::async_trait;
 use bytes::Bytes;
-use chat::MemChat;
+use chat::{LineKey, MemChat};
 use games::MemGame;
 use lobby::Opener;
 use presence::MemPresence;
@@ -37,7 +37,6 @@ use sessions::MemSession;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tictactoe_protocol::Role;
 use tictactoe_protocol::ids::{GameId, PlayerId};
 use tictactoe_protocol::templates::{ChatTemplate, PresenceTemplate};
 use tictactoe_rules::{GameState, Seats};
@@ -70,6 +69,9 @@ struct Inner {
     chats: HashMap<Option<GameId>, MemChat>,
     /// Stream-id sequence for chat lines created in the same millisecond.
     chat_seq: (u64, u64),
+    /// Client line ids, as chat.lua keeps them: (game or lobby, author, id) -> (the line's
+    /// stream id, expiry ms).
+    line_ids: HashMap<LineKey, (String, u64)>,
     sessions: HashMap<TokenHash, MemSession>,
     /// Bucket -> (theoretical arrival time us, expiry ms).
     rates: HashMap<String, (u64, u64)>,
@@ -106,6 +108,7 @@ impl Inner {
         self.games.retain(|_, g| g.expires > now);
         self.presence.retain(|_, p| p.expires > now);
         self.chats.retain(|_, c| c.expires > now);
+        self.line_ids.retain(|_, (_, e)| *e > now);
         self.sessions.retain(|_, s| s.expires > now);
         self.rates.retain(|_, (_, e)| *e > now);
         self.waiting.retain(|_, held| !held.is_empty());
@@ -199,8 +202,9 @@ impl Store for MemoryStore {
         state: &GameState,
         event: Bytes,
         ttl: Duration,
-    ) -> StoreResult<bool> {
-        games::create_game(self, game, seats, state, event, ttl)
+        cid: Option<&str>,
+    ) -> StoreResult<Creation> {
+        games::create_game(self, game, seats, state, event, ttl, cid)
     }
 
     async fn load_game(&self, game: &GameId) -> StoreResult<Option<StoredGame>> {
@@ -227,13 +231,13 @@ impl Store for MemoryStore {
     async fn append_chat(
         &self,
         game: Option<&GameId>,
-        from: &str,
-        role: Option<Role>,
+        author: &Author<'_>,
         text: &str,
+        lid: Option<&str>,
         event: &ChatTemplate,
         ttl: Duration,
-    ) -> StoreResult<Option<ChatRecord>> {
-        chat::append_chat(self, game, from, role, text, event, ttl)
+    ) -> StoreResult<Appended> {
+        chat::append_chat(self, game, author, text, lid, event, ttl)
     }
 
     async fn recent_chat(&self, game: Option<&GameId>, n: usize) -> StoreResult<Vec<ChatRecord>> {
@@ -318,6 +322,14 @@ impl Store for MemoryStore {
 
     async fn match_cancel(&self, player: &PlayerId) -> StoreResult<bool> {
         matching::match_cancel(self, player)
+    }
+
+    async fn match_queued(&self, player: &PlayerId, fresh: Duration) -> StoreResult<bool> {
+        matching::match_queued(self, player, fresh)
+    }
+
+    async fn match_rename(&self, player: &PlayerId, name: &str) -> StoreResult<bool> {
+        matching::match_rename(self, player, name)
     }
 
     async fn match_refresh(

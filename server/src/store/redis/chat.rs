@@ -2,25 +2,23 @@
 //! Redis (XADD), so the script completes the instance's chat template and publishes it in the
 //! same call.
 
-use super::decode::{chat_line, chat_ts, corrupt, items, role_name, text, ttl_ms};
+use super::decode::{chat_line, chat_ts, corrupt, items, mid_hex, role_name, ttl_ms};
 use super::{RedisStore, SCRIPTS};
-use crate::store::ChatRecord;
-use crate::store::StoreResult;
+use crate::store::{Appended, Author, ChatRecord, StoreResult};
 use ::redis::Value;
 use std::time::Duration;
-use tictactoe_protocol::Role;
 use tictactoe_protocol::ids::GameId;
 use tictactoe_protocol::templates::ChatTemplate;
 
 pub(super) async fn append(
     s: &RedisStore,
     game: Option<&GameId>,
-    from: &str,
-    role: Option<Role>,
+    author: &Author<'_>,
     line: &str,
+    lid: Option<&str>,
     event: &ChatTemplate,
     ttl: Duration,
-) -> StoreResult<Option<ChatRecord>> {
+) -> StoreResult<Appended> {
     let k = &s.keys;
     let (stream, exists_key, channel) = match game {
         Some(g) => (k.game_chat(g), k.game(g), k.game_channel(g)),
@@ -29,11 +27,13 @@ pub(super) async fn append(
     let [head, middle, tail] = event.pieces();
     let mut handle = s.handle().await?;
     let mut inv = SCRIPTS.chat.prepare_invoke();
-    inv.key(stream)
-        .key(exists_key)
-        .arg(if game.is_some() { "1" } else { "0" })
-        .arg(from)
-        .arg(role.map(role_name).unwrap_or(""))
+    inv.key(stream).key(exists_key);
+    if let Some(lid) = lid {
+        inv.key(k.chat_line_id(game, author.player, &mid_hex(lid)));
+    }
+    inv.arg(if game.is_some() { "1" } else { "0" })
+        .arg(author.name)
+        .arg(author.role.map(role_name).unwrap_or(""))
         .arg(line)
         .arg(ttl_ms(ttl))
         .arg(s.limits.chat_len)
@@ -41,21 +41,23 @@ pub(super) async fn append(
         .arg(head)
         .arg(middle)
         .arg(tail)
-        .arg(s.publish_cmd());
-    let reply: Value = s
+        .arg(s.publish_cmd())
+        .arg(ttl_ms(s.limits.line_ids_ttl));
+    let reply: Vec<String> = s
         .call("chat", handle.generation, inv.invoke_async(&mut handle))
         .await?;
-    if reply == Value::Nil {
-        return Ok(None);
+    match reply.as_slice() {
+        [tag, id] if tag == "ok" => Ok(Appended::Line(ChatRecord {
+            ts: chat_ts(id)?,
+            id: id.clone(),
+            from: author.name.to_string(),
+            role: author.role,
+            text: line.to_string(),
+        })),
+        [tag, id] if tag == "duplicate" => Ok(Appended::Duplicate { id: id.clone() }),
+        [tag] if tag == "unknown" => Ok(Appended::UnknownGame),
+        other => Err(corrupt("chat", other)),
     }
-    let id = text(&reply).ok_or_else(|| corrupt("chat", &reply))?;
-    Ok(Some(ChatRecord {
-        ts: chat_ts(&id)?,
-        id,
-        from: from.to_string(),
-        role,
-        text: line.to_string(),
-    }))
 }
 
 pub(super) async fn recent(

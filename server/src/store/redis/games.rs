@@ -9,7 +9,9 @@ use super::scripts::{reply, script_cmd};
 use super::{RedisStore, SCRIPTS};
 use crate::ratelimit::Decision;
 use crate::store::missed_since;
-use crate::store::{Applied, Missed, SeatCheck, StoreError, StoreResult, StoredGame, Transition};
+use crate::store::{
+    Applied, Creation, Missed, SeatCheck, StoreError, StoreResult, StoredGame, Transition,
+};
 use ::redis::Value;
 use bytes::Bytes;
 use std::time::Duration;
@@ -23,7 +25,8 @@ pub(super) async fn create(
     state: &GameState,
     event: Bytes,
     ttl: Duration,
-) -> StoreResult<bool> {
+    cid: Option<&str>,
+) -> StoreResult<Creation> {
     let x = seats
         .x
         .as_ref()
@@ -40,7 +43,8 @@ pub(super) async fn create(
         .arg(s.keys.game_channel(game))
         .arg(ttl_ms(ttl))
         .arg(s.limits.log_len)
-        .arg(s.publish_cmd());
+        .arg(s.publish_cmd())
+        .arg(cid.map(mid_hex).unwrap_or_default());
     let created = match &s.durable {
         None => {
             s.run_script("create_game", call, &SCRIPTS.create_game)
@@ -53,13 +57,19 @@ pub(super) async fn create(
                 .durably("create_game", durable, pipe, &[&SCRIPTS.create_game])
                 .await?;
             let created = reply(replies.first().cloned())?;
-            if created == Value::Int(1) {
+            // A retry's answer rests on the first attempt: the replicas must have it too.
+            if matches!(created, Value::Int(1 | 2)) {
                 s.confirmed("create_game", durable, &replies, 1)?;
             }
             created
         }
     };
-    Ok(created == Value::Int(1))
+    match created {
+        Value::Int(1) => Ok(Creation::Created),
+        Value::Int(2) => Ok(Creation::Duplicate),
+        Value::Int(0) => Ok(Creation::Taken),
+        other => Err(corrupt("create_game", other)),
+    }
 }
 
 pub(super) async fn load(s: &RedisStore, game: &GameId) -> StoreResult<Option<StoredGame>> {

@@ -17,6 +17,7 @@ pub(super) async fn match_enqueue(
     inv.key(s.keys.match_queue())
         .key(s.keys.match_tickets())
         .key(s.keys.match_paired())
+        .key(s.keys.match_names())
         .arg("enqueue")
         .arg(ticket.player.as_str())
         .arg(json)
@@ -26,11 +27,56 @@ pub(super) async fn match_enqueue(
         .await?;
     match reply.as_slice() {
         [tag] if tag == "queued" => Ok(None),
-        [tag, other] if tag == "paired" => serde_json::from_str(other)
-            .map(Some)
-            .map_err(|e| StoreError::Corrupt(format!("ticket: {e}"))),
+        [tag, other, name] if tag == "paired" => {
+            let mut other: Ticket = serde_json::from_str(other)
+                .map_err(|e| StoreError::Corrupt(format!("ticket: {e}")))?;
+            if !name.is_empty() {
+                other.name = name.clone();
+            }
+            Ok(Some(other))
+        }
         other => Err(corrupt("match", other)),
     }
+}
+
+pub(super) async fn match_queued(
+    s: &RedisStore,
+    player: &PlayerId,
+    fresh: Duration,
+) -> StoreResult<bool> {
+    let mut handle = s.handle().await?;
+    let mut inv = SCRIPTS.matching.prepare_invoke();
+    inv.key(s.keys.match_queue())
+        .key(s.keys.match_tickets())
+        .key(s.keys.match_paired())
+        .key(s.keys.match_names())
+        .arg("queued")
+        .arg(player.as_str())
+        .arg(ttl_ms(fresh));
+    let queued: i64 = s
+        .call("match", handle.generation, inv.invoke_async(&mut handle))
+        .await?;
+    Ok(queued == 1)
+}
+
+pub(super) async fn match_rename(
+    s: &RedisStore,
+    player: &PlayerId,
+    name: &str,
+) -> StoreResult<bool> {
+    let mut handle = s.handle().await?;
+    let mut inv = SCRIPTS.matching.prepare_invoke();
+    inv.key(s.keys.match_queue())
+        .key(s.keys.match_tickets())
+        .key(s.keys.match_paired())
+        .key(s.keys.match_names())
+        .arg("rename")
+        .arg(player.as_str())
+        .arg(name);
+    let queued: i64 = s
+        .call("match", handle.generation, inv.invoke_async(&mut handle))
+        .await?;
+    Ok(queued == 1)
 }
 
 pub(super) async fn match_cancel(s: &RedisStore, player: &PlayerId) -> StoreResult<bool> {
@@ -39,6 +85,7 @@ pub(super) async fn match_cancel(s: &RedisStore, player: &PlayerId) -> StoreResu
     inv.key(s.keys.match_queue())
         .key(s.keys.match_tickets())
         .key(s.keys.match_paired())
+        .key(s.keys.match_names())
         .arg("cancel")
         .arg(player.as_str());
     let removed: i64 = s
@@ -60,6 +107,7 @@ pub(super) async fn match_refresh(
     inv.key(s.keys.match_queue())
         .key(s.keys.match_tickets())
         .key(s.keys.match_paired())
+        .key(s.keys.match_names())
         .arg("refresh")
         .arg(ttl_ms(fresh));
     for p in players {

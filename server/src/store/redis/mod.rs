@@ -32,12 +32,12 @@ pub use sharded_bus::ClusterBus;
 
 use crate::ratelimit::{Decision, Rule};
 use crate::session::TokenHash;
+use crate::store::{Appended, Author, ChatRecord, Creation, LobbyRecord, PresenceRecord};
 use crate::store::{
     Applied, Attendance, Bus, Hold, Keys, LeaseRenewal, LobbyOwner, LobbyShare, Missed,
     OpenSession, PresenceChange, PresenceEntry, PresenceEvent, SeatsView, SessionRecord, Store,
     StoreError, StoreLimits, StoreResult, StoredGame, Ticket, Transition,
 };
-use crate::store::{ChatRecord, LobbyRecord, PresenceRecord};
 use async_trait::async_trait;
 use bytes::Bytes;
 use durable::Durable;
@@ -45,7 +45,6 @@ use link::Link;
 use scripts::SCRIPTS;
 use std::sync::Arc;
 use std::time::Duration;
-use tictactoe_protocol::Role;
 use tictactoe_protocol::ids::{GameId, PlayerId};
 use tictactoe_protocol::templates::{ChatTemplate, PresenceTemplate};
 use tictactoe_rules::{GameState, Seats};
@@ -144,8 +143,9 @@ impl Store for RedisStore {
         state: &GameState,
         event: Bytes,
         ttl: Duration,
-    ) -> StoreResult<bool> {
-        games::create(self, game, seats, state, event, ttl).await
+        cid: Option<&str>,
+    ) -> StoreResult<Creation> {
+        games::create(self, game, seats, state, event, ttl, cid).await
     }
 
     async fn load_game(&self, game: &GameId) -> StoreResult<Option<StoredGame>> {
@@ -172,13 +172,13 @@ impl Store for RedisStore {
     async fn append_chat(
         &self,
         game: Option<&GameId>,
-        from: &str,
-        role: Option<Role>,
+        author: &Author<'_>,
         text: &str,
+        lid: Option<&str>,
         event: &ChatTemplate,
         ttl: Duration,
-    ) -> StoreResult<Option<ChatRecord>> {
-        chat::append(self, game, from, role, text, event, ttl).await
+    ) -> StoreResult<Appended> {
+        chat::append(self, game, author, text, lid, event, ttl).await
     }
 
     async fn recent_chat(&self, game: Option<&GameId>, n: usize) -> StoreResult<Vec<ChatRecord>> {
@@ -275,6 +275,14 @@ impl Store for RedisStore {
 
     async fn match_cancel(&self, player: &PlayerId) -> StoreResult<bool> {
         matching::match_cancel(self, player).await
+    }
+
+    async fn match_queued(&self, player: &PlayerId, fresh: Duration) -> StoreResult<bool> {
+        matching::match_queued(self, player, fresh).await
+    }
+
+    async fn match_rename(&self, player: &PlayerId, name: &str) -> StoreResult<bool> {
+        matching::match_rename(self, player, name).await
     }
 
     async fn match_refresh(

@@ -540,6 +540,7 @@ impl Player {
                 req: Some(req),
                 game: Some(self.game.clone()),
                 text,
+                lid: None,
             },
         )
         .await
@@ -606,7 +607,15 @@ pub async fn set_up_game(
 ) -> Result<((Player, Ws), (Player, Ws)), Failure> {
     let (mut xw, x_welcome) = open_session(sh).await?;
     let (mut ow, o_welcome) = open_session(sh).await?;
-    let created = conn::request(&mut xw, &ClientMsg::Create { req: Some(2) }, 2).await?;
+    let created = conn::request(
+        &mut xw,
+        &ClientMsg::Create {
+            req: Some(2),
+            cid: None,
+        },
+        2,
+    )
+    .await?;
     let x_seated = Instant::now();
     let ServerMsg::Snapshot {
         game,

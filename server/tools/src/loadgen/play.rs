@@ -295,7 +295,10 @@ async fn set_up(
     let created = ctx
         .stoppable(conn::request(
             &mut xw,
-            &ClientMsg::Create { req: Some(2) },
+            &ClientMsg::Create {
+                req: Some(2),
+                cid: None,
+            },
             2,
         ))
         .await?;
