@@ -28,6 +28,10 @@ pub struct PendingLeave {
     pub player: PlayerId,
     pub role: Role,
     pub why: AwayReason,
+    /// The lease's registration it belongs to ([`App::lease_epoch`]): once the lease lapsed,
+    /// was swept and registered anew, the entry it would decrement is gone, and the same
+    /// player's newer connection may hold the field now.
+    pub epoch: u64,
 }
 
 pub struct App {
@@ -50,6 +54,9 @@ pub struct App {
     pub trusted_proxies: Vec<IpAddr>,
     /// Presence decrements to retry.
     pub pending_leaves: Mutex<Vec<PendingLeave>>,
+    /// How many times this instance's lease was registered anew after being swept: presence
+    /// decrements deferred under an earlier registration are void.
+    pub lease_epoch: AtomicU64,
     /// True while this instance cannot reach Redis (for longer than `REDIS_LOST_MS`): its
     /// connections are closed with 1012 and new ones refused. Set by [`crate::watchdog`].
     pub redis_lost: tokio::sync::watch::Sender<bool>,
@@ -95,6 +102,7 @@ impl App {
             connections: TaskTracker::new(),
             match_queue: DashMap::new(),
             pending_leaves: Mutex::new(Vec::new()),
+            lease_epoch: AtomicU64::new(0),
             redis_lost: tokio::sync::watch::Sender::new(false),
             move_counters: crate::telemetry::MoveCounters::new(),
             next_conn: AtomicU64::new(1),

@@ -7,6 +7,7 @@ use crate::app::App;
 use crate::store::{Attendance, LeaseRenewal};
 use futures_util::stream::{self, StreamExt};
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use tictactoe_protocol::Role;
 use tictactoe_protocol::ids::{GameId, PlayerId};
 use tictactoe_protocol::templates::PresenceTemplate;
@@ -38,7 +39,9 @@ pub async fn heartbeat(app: &App) -> Beat {
         Ok(LeaseRenewal::Renewed) => Beat::Renewed,
         Ok(LeaseRenewal::Sweeping) => Beat::Swept,
         Ok(LeaseRenewal::Registered) => {
-            // Anything deferred was swept with the lease.
+            // Anything deferred was swept with the lease; a retry already under way checks
+            // the epoch before each decrement.
+            app.lease_epoch.fetch_add(1, Ordering::SeqCst);
             app.pending_leaves
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
@@ -95,12 +98,18 @@ pub async fn announce_again(app: &App) {
 }
 
 /// Retries the presence decrements that could not reach the store, starting the forfeit
-/// clocks of the seats they empty.
+/// clocks of the seats they empty. A decrement deferred before the lease was swept and
+/// registered anew is dropped: the sweep removed its entry, and applied now it would take
+/// away the same player's newer connection to this instance (its player then forfeits while
+/// connected; the chaos run's finding 7).
 pub async fn retry_leaves(app: &App) {
     let pending: Vec<_> =
         std::mem::take(&mut *app.pending_leaves.lock().unwrap_or_else(|p| p.into_inner()));
     let mut pending = pending.into_iter();
     while let Some(leave) = pending.next() {
+        if leave.epoch != app.lease_epoch.load(Ordering::SeqCst) {
+            continue;
+        }
         let entry = app.presence_entry(&leave.player, leave.role);
         match app
             .store
@@ -174,5 +183,106 @@ pub async fn release(app: &App) {
         .await;
     if let Err(e) = swept {
         tracing::warn!(error = %e, "could not release this instance's lease");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::PendingLeave;
+    use crate::config::Config;
+    use crate::store::memory::MemoryStore;
+    use crate::store::{Keys, Store, StoreLimits};
+    use std::sync::Arc;
+    use std::time::Duration;
+    use tictactoe_protocol::AwayReason;
+    use tokio_util::sync::CancellationToken;
+
+    /// Finding 7 of docs/reliability.md: a retry of deferred departures, under way while the
+    /// lease was swept and registered anew, reached one of them after the same player had come
+    /// back to this instance, and took the newer connection out of presence.
+    #[tokio::test]
+    async fn a_departure_deferred_before_the_lease_was_registered_anew_is_dropped() {
+        let store = Arc::new(MemoryStore::new(Keys::new("t:"), StoreLimits::default()));
+        let app = App::new(
+            Config::default(),
+            store.clone(),
+            "i".into(),
+            "i-1".into(),
+            CancellationToken::new(),
+        );
+        let game = GameId::try_from("g1".to_string()).unwrap();
+        let ann = PlayerId::try_from("ann".to_string()).unwrap();
+        let ttl = Duration::from_secs(60);
+        let arrive = || async {
+            let entry = app.presence_entry(&ann, Role::X);
+            let template = PresenceTemplate::new(&game);
+            app.store
+                .presence_change(&game, &entry, Attendance::Arrive, &template, ttl)
+                .await
+                .unwrap();
+        };
+        assert_eq!(heartbeat(&app).await, Beat::Registered);
+        arrive().await;
+        // Her connection closes while Redis is away: the departure waits.
+        let deferred = PendingLeave {
+            game: game.clone(),
+            player: ann.clone(),
+            role: Role::X,
+            why: AwayReason::Disconnected,
+            epoch: app.lease_epoch.load(Ordering::SeqCst),
+        };
+        // The lease lapses and another instance sweeps it; this one registers it anew.
+        store
+            .sweep_lease(&app.lease, ttl, PresenceTemplate::new)
+            .await
+            .unwrap();
+        assert_eq!(heartbeat(&app).await, Beat::Registered);
+        // A retry that had taken the departure before the registration still holds it
+        // when she comes back to this instance.
+        app.defer_leave(deferred);
+        arrive().await;
+        retry_leaves(&app).await;
+        assert!(
+            store.presence(&game).await.unwrap().players.x,
+            "her newer connection was taken out of presence"
+        );
+        assert!(app.pending_leaves.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_departure_deferred_under_the_current_registration_is_retried() {
+        let store = Arc::new(MemoryStore::new(Keys::new("t:"), StoreLimits::default()));
+        let app = App::new(
+            Config::default(),
+            store.clone(),
+            "i".into(),
+            "i-1".into(),
+            CancellationToken::new(),
+        );
+        let game = GameId::try_from("g1".to_string()).unwrap();
+        let ann = PlayerId::try_from("ann".to_string()).unwrap();
+        let ttl = Duration::from_secs(60);
+        assert_eq!(heartbeat(&app).await, Beat::Registered);
+        let entry = app.presence_entry(&ann, Role::X);
+        store
+            .presence_change(
+                &game,
+                &entry,
+                Attendance::Arrive,
+                &PresenceTemplate::new(&game),
+                ttl,
+            )
+            .await
+            .unwrap();
+        app.defer_leave(PendingLeave {
+            game: game.clone(),
+            player: ann.clone(),
+            role: Role::X,
+            why: AwayReason::Disconnected,
+            epoch: app.lease_epoch.load(Ordering::SeqCst),
+        });
+        retry_leaves(&app).await;
+        assert!(!store.presence(&game).await.unwrap().players.x);
     }
 }

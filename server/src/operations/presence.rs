@@ -106,6 +106,7 @@ pub async fn leave(app: &App, player: &PlayerId, game: &GameId, role: Role, why:
         player: player.clone(),
         role,
         why,
+        epoch: app.lease_epoch.load(std::sync::atomic::Ordering::SeqCst),
     };
     if app.is_redis_lost() {
         // This instance is sending its clients elsewhere: waiting out a timeout per game would
