@@ -516,6 +516,25 @@ async fn an_unconfirmed_move_is_shown_to_nobody_until_confirmed() {
     let primary = RedisServer::start();
     let replica_1 = RedisServer::start_replica_of(&primary);
     let replica_2 = RedisServer::start_replica_of(&primary);
+    // Both replicas acknowledge writes before the instances start.
+    let mut conn = primary.sync_conn();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let _: () = redis::cmd("SET")
+            .arg("warm")
+            .arg(1)
+            .query(&mut conn)
+            .unwrap();
+        let acked: i64 = redis::cmd("WAIT")
+            .arg(2)
+            .arg(1000)
+            .query(&mut conn)
+            .unwrap();
+        if acked >= 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the replicas never caught up");
+    }
     let mut cfg = test_config(Some(&primary));
     cfg.redis_wait_replicas = 2;
     cfg.redis_wait_timeout = Duration::from_millis(300);
@@ -556,5 +575,23 @@ async fn an_unconfirmed_move_is_shown_to_nobody_until_confirmed() {
         "{after:?}"
     );
     assert_eq!(ack_version(&x.play(&game, 8).await), 5);
+    o.event(&game, 5).await;
+
+    // A change nobody retries (it carries no move id): published once the replicas confirm.
+    replica_2.pause();
+    let resign = json!({"type":"resign","game":game});
+    assert_eq!(error_code(&o.request(resign).await), ErrorCode::Unavailable);
+    let seen = x.drain_for(Duration::from_millis(1500)).await;
+    assert!(
+        !seen
+            .iter()
+            .any(|m| m.game_version().is_some_and(|(_, v)| v == 6)),
+        "an unconfirmed resignation was published: {seen:?}"
+    );
+    replica_2.resume();
+    assert!(matches!(
+        x.event(&game, 6).await,
+        ServerMsg::Conceded { .. }
+    ));
     drop(replica_1);
 }

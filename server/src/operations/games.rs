@@ -7,7 +7,7 @@ use super::lobby::update_lobby;
 use super::{Done, OpError};
 use crate::app::App;
 use crate::ratelimit::{Decision, Rule};
-use crate::store::{Applied, Creation, Hold, Missed, SeatCheck, Transition};
+use crate::store::{Applied, Creation, Hold, Missed, SeatCheck, StoreError, Transition};
 use bytes::Bytes;
 use std::net::IpAddr;
 use tictactoe_protocol::ids::{GameId, PlayerId};
@@ -115,7 +115,15 @@ where
             limit: actor.limit,
             mid: actor.mid,
         };
-        match app.store.transition(&t).await? {
+        let applied = match app.store.transition(&t).await {
+            Ok(applied) => applied,
+            Err(StoreError::Unconfirmed { version }) => {
+                publish_when_confirmed(app, game, version);
+                return Err(OpError::Unavailable);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        match applied {
             Applied::Ok { version } => {
                 app.hub.observe(game, version, &state);
                 app.move_counters.transitions_ok.increment(1);
@@ -149,6 +157,40 @@ where
     }
     metrics::counter!("transitions_contended_total").increment(1);
     Err(OpError::Contended)
+}
+
+/// Follow-ups under way for events the replicas had not confirmed: bounded, so that a long
+/// replica outage under load cannot pile them up (one left out is announced by the next
+/// event's hole, or by a retry).
+static FOLLOW_UPS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+const MAX_FOLLOW_UPS: usize = 1024;
+/// How often, and how many times, a follow-up asks the replicas again.
+const FOLLOW_UP_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+const FOLLOW_UP_TRIES: u32 = 120;
+
+/// A transition the replicas did not confirm in time is in the log but its event was not
+/// published (a failover could still take it back, and subscribers would see its version
+/// twice). Nobody may retry it (a forfeit, a rematch, a seat: only moves carry an id), so its
+/// event goes out here once the replicas confirm; if a failover took it back, the log holds
+/// something else at that version, confirmed in turn, and that goes out instead.
+fn publish_when_confirmed(app: &App, game: &GameId, version: u64) {
+    use std::sync::atomic::Ordering;
+    if FOLLOW_UPS.fetch_add(1, Ordering::Relaxed) >= MAX_FOLLOW_UPS {
+        FOLLOW_UPS.fetch_sub(1, Ordering::Relaxed);
+        metrics::counter!("publish_follow_ups_dropped_total").increment(1);
+        return;
+    }
+    let store = app.store.clone();
+    let game = game.clone();
+    tokio::spawn(async move {
+        for _ in 0..FOLLOW_UP_TRIES {
+            tokio::time::sleep(FOLLOW_UP_EVERY).await;
+            if let Ok(true) = store.publish_confirmed(&game, version, Bytes::new()).await {
+                break;
+            }
+        }
+        FOLLOW_UPS.fetch_sub(1, Ordering::Relaxed);
+    });
 }
 
 /// Keeps the lobby and the clocks in step with a change of status. Best effort: the game

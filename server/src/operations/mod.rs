@@ -50,7 +50,7 @@ pub enum OpError {
 impl From<StoreError> for OpError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Unavailable(_) => OpError::Unavailable,
+            StoreError::Unavailable(_) | StoreError::Unconfirmed { .. } => OpError::Unavailable,
             other => OpError::Internal(other.to_string()),
         }
     }

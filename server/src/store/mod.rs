@@ -87,6 +87,11 @@ pub enum StoreError {
     /// have been applied (it is idempotent where that matters: moves carry a move id).
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// A transition (or a retry of one) is in the store at `version`, but the replicas did
+    /// not confirm it in time (`REDIS_WAIT_REPLICAS`): unavailable to the client, and its
+    /// event is not published until they do ([`Store::publish_confirmed`]).
+    #[error("store unavailable: the replicas did not confirm version {version} in time")]
+    Unconfirmed { version: u64 },
     /// The backend answered with something this version does not understand.
     #[error("unexpected data in the store: {0}")]
     Corrupt(String),
@@ -427,6 +432,16 @@ pub trait Store: Send + Sync + 'static {
         player: &PlayerId,
         mid: &str,
     ) -> StoreResult<Option<u64>>;
+    /// Publishes the logged event at `version` once the replicas confirm everything up to
+    /// it, and only if the log still holds `event` there (empty: whatever it holds). True once
+    /// nothing is left to do (published, or the version was taken back); false while the
+    /// replicas have not confirmed.
+    async fn publish_confirmed(
+        &self,
+        game: &GameId,
+        version: u64,
+        event: Bytes,
+    ) -> StoreResult<bool>;
 
     // Chat.
     /// Appends a chat line to a game (or the lobby) and publishes `event`, filled with the

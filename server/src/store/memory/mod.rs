@@ -228,6 +228,16 @@ impl Store for MemoryStore {
         games::applied_move(self, game, player, mid)
     }
 
+    /// Never asked: this store has no replicas, so nothing is left unconfirmed.
+    async fn publish_confirmed(
+        &self,
+        _game: &GameId,
+        _version: u64,
+        _event: Bytes,
+    ) -> StoreResult<bool> {
+        Ok(true)
+    }
+
     async fn append_chat(
         &self,
         game: Option<&GameId>,

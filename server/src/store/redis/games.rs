@@ -146,7 +146,12 @@ pub(super) async fn transition(s: &RedisStore, t: &Transition<'_>) -> StoreResul
                 _ => None,
             };
             if let Some((tag, version)) = tagged.filter(|(t, _)| t == "ok" || t == "duplicate") {
-                s.confirmed("transition", durable, &replies, 1)?;
+                let unconfirmed = StoreError::Unconfirmed {
+                    version: num(&version, "version")?,
+                };
+                if s.confirmed("transition", durable, &replies, 1).is_err() {
+                    return Err(unconfirmed);
+                }
                 // A failed publish answers `unavailable`: the retry, found applied, publishes
                 // again, so the event is not left unannounced.
                 let event = if tag == "ok" {
@@ -160,8 +165,13 @@ pub(super) async fn transition(s: &RedisStore, t: &Transition<'_>) -> StoreResul
                     .arg(&channel)
                     .arg(event)
                     .arg(s.publish_cmd());
-                s.run_script("publish", publish, &SCRIPTS.publish_logged)
-                    .await?;
+                // Not published: left to the caller's follow-up, as for an unconfirmed one.
+                if s.run_script("publish", publish, &SCRIPTS.publish_logged)
+                    .await
+                    .is_err()
+                {
+                    return Err(unconfirmed);
+                }
             }
             outcome
         }
@@ -250,6 +260,40 @@ pub(super) async fn applied_move(
     applied_in(&mids, &mid_hex(mid))
         .map(|v| num(v, "move version"))
         .transpose()
+}
+
+pub(super) async fn publish_confirmed(
+    s: &RedisStore,
+    game: &GameId,
+    version: u64,
+    event: Bytes,
+) -> StoreResult<bool> {
+    let Some(durable) = &s.durable else {
+        return Ok(true);
+    };
+    let key = s.keys.game(game);
+    // A write of this connection first: the WAIT then covers every earlier write to the
+    // node, the transition included (replication is one ordered stream).
+    let mut pipe = ::redis::pipe();
+    pipe.add_command(script_cmd(&SCRIPTS.touch, &[&key]))
+        .add_command(wait_cmd(durable));
+    let replies = s
+        .durably("publish_confirmed", durable, pipe, &[&SCRIPTS.touch])
+        .await?;
+    if s.confirmed("publish_confirmed", durable, &replies, 1)
+        .is_err()
+    {
+        return Ok(false);
+    }
+    let mut publish = script_cmd(&SCRIPTS.publish_logged, &[&s.keys.game_log(game)]);
+    publish
+        .arg(version)
+        .arg(s.keys.game_channel(game))
+        .arg(event.as_ref())
+        .arg(s.publish_cmd());
+    s.run_script("publish", publish, &SCRIPTS.publish_logged)
+        .await?;
+    Ok(true)
 }
 
 /// A read of a game whose answer decides what a client is told. With WAIT on, what it reads

@@ -346,7 +346,7 @@ impl RedisStore {
                 }
                 let err = classify(e);
                 let kind = match err {
-                    StoreError::Unavailable(_) => "unavailable",
+                    StoreError::Unavailable(_) | StoreError::Unconfirmed { .. } => "unavailable",
                     _ => "other",
                 };
                 metrics::counter!("redis_errors_total", "op" => op, "kind" => kind).increment(1);

@@ -169,6 +169,15 @@ impl Store for RedisStore {
         games::applied_move(self, game, player, mid).await
     }
 
+    async fn publish_confirmed(
+        &self,
+        game: &GameId,
+        version: u64,
+        event: Bytes,
+    ) -> StoreResult<bool> {
+        games::publish_confirmed(self, game, version, event).await
+    }
+
     async fn append_chat(
         &self,
         game: Option<&GameId>,
