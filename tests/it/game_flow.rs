@@ -162,6 +162,30 @@ async fn a_move_chosen_in_an_earlier_round_is_not_played_in_the_next() {
     assert_eq!(state_of(&board).board.to_string(), "X....O...");
 }
 
+/// Finding 10 of docs/reliability.md: within a round, a move chosen on a board an event had
+/// not reached yet (here: X has not seen O's reply) was played on the board as it was.
+#[tokio::test]
+async fn a_move_chosen_before_the_last_move_reached_its_board_is_stale() {
+    let (_redis, a, b) = two_instances().await;
+    let mut x = player(&a, "ann").await;
+    let mut o = player(&b, "bob").await;
+    let game = x.create().await;
+    o.join(&game).await;
+    let mv = |cell: i64, mid: &str, version: u64| json!({"type":"move","game":game,"cell":cell,"mid":mid,"version":version});
+    assert_eq!(ack_version(&x.request(mv(4, "x-1", 2)).await), 3);
+    assert_eq!(ack_version(&o.request(mv(0, "o-1", 3)).await), 4);
+    // X chose on v3, before O's move (v4) reached its board.
+    assert_eq!(
+        error_code(&x.request(mv(8, "x-2", 3)).await),
+        ErrorCode::StaleBoard
+    );
+    // Chosen on v4: played.
+    assert_eq!(ack_version(&x.request(mv(8, "x-3", 4)).await), 5);
+    let moved = o.event(&game, 5).await;
+    assert_eq!(state_of(&moved).moved, 5);
+    assert_eq!(state_of(&moved).board.to_string(), "O...X...X");
+}
+
 #[tokio::test]
 async fn racing_moves_from_two_instances_are_accepted_exactly_once_each_time() {
     racing_moves_on(Backend::single(), 300).await;

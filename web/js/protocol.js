@@ -58,6 +58,7 @@ const ERROR_TEXT = {
   cell_out_of_range: 'That cell does not exist.',
   not_started: 'Wait for an opponent to join.',
   game_over: 'This round is over.',
+  stale_board: 'The board changed: look again.',
   round_in_progress: 'Finish this round first.',
   aborted: 'That game was aborted.',
   invalid_text: 'A message needs 1 to {max} characters.',

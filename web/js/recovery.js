@@ -83,6 +83,7 @@ export function createRecovery({
       case 'not_your_seat':
       case 'not_your_turn':
       case 'game_over':
+      case 'stale_board':
       case 'round_in_progress':
       case 'aborted':
       case 'not_started':

@@ -28,6 +28,9 @@ pub enum ErrorCode {
     CellOutOfRange,
     NotStarted,
     GameOver,
+    /// The move was chosen on a board that has changed since (its `version` is below the
+    /// round's last move): catch up and choose again.
+    StaleBoard,
     RoundInProgress,
     Aborted,
     /// Chat text empty after cleaning, or longer than the limit.

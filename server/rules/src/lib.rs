@@ -264,6 +264,10 @@ pub struct GameState {
     /// ([`GameState::play_seen`]).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub began: u64,
+    /// The game's version at this round's last move (0 before the first): a move chosen on
+    /// an earlier version was chosen on a board its player had not seen yet.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub moved: u64,
 }
 
 fn is_zero(v: &u64) -> bool {
@@ -283,6 +287,8 @@ pub enum RuleError {
     NotStarted,
     #[error("the round is over")]
     GameOver,
+    #[error("the board changed since the move was chosen")]
+    StaleBoard,
     #[error("the round is still being played")]
     RoundInProgress,
     #[error("both seats are taken")]
@@ -310,6 +316,7 @@ impl GameState {
             moves: Vec::new(),
             score: Score::default(),
             began: 0,
+            moved: 0,
         }
     }
 
@@ -374,19 +381,28 @@ impl GameState {
     }
 
     /// `mark` puts its mark on `cell`, chosen while its board showed version `seen` of the
-    /// game (if known). A move chosen before this round began is refused as the round it was
-    /// meant for is over: retried after an outage across a rematch, it would otherwise land
-    /// on a board its player never saw.
+    /// game (if known), as the game's version `version`. A move chosen before this round
+    /// began is refused as the round it was meant for is over, and one chosen before the
+    /// round's last move as stale: retried after an outage, or chosen on a board an event had
+    /// not reached yet, it would otherwise land on a board its player never saw.
     pub fn play_seen(
         &self,
         mark: Mark,
         cell: Cell,
         seen: Option<u64>,
+        version: u64,
     ) -> Result<GameState, RuleError> {
-        if seen.is_some_and(|v| v < self.began) {
-            return Err(RuleError::GameOver);
+        if let Some(seen) = seen {
+            if seen < self.began {
+                return Err(RuleError::GameOver);
+            }
+            if seen < self.moved {
+                return Err(RuleError::StaleBoard);
+            }
         }
-        self.play(mark, cell)
+        let mut g = self.play(mark, cell)?;
+        g.moved = version;
+        Ok(g)
     }
 
     /// `loser` gives up the round (resigned, or away past the grace period).
@@ -427,6 +443,7 @@ impl GameState {
             g.result = None;
             g.rematch = Seats::default();
             g.began = version;
+            g.moved = 0;
             return Ok((g, true));
         }
         Ok((g, false))
@@ -726,20 +743,32 @@ mod tests {
         assert!(serde_json::to_string(&g).unwrap().contains(r#""began":9"#));
         // Chosen on round 1's board (up to v8): the round it was meant for is over.
         assert_eq!(
-            g.play_seen(Mark::O, cell(4), Some(8)),
+            g.play_seen(Mark::O, cell(4), Some(8), 10),
             Err(RuleError::GameOver)
         );
         // Chosen on this round's board, or with no version known: played as usual.
-        assert_eq!(
-            g.play_seen(Mark::O, cell(4), Some(9)),
-            g.play(Mark::O, cell(4))
-        );
-        assert!(g.play_seen(Mark::O, cell(4), None).is_ok());
+        let played = g.play_seen(Mark::O, cell(4), Some(9), 10).unwrap();
+        assert_eq!(played.board, g.play(Mark::O, cell(4)).unwrap().board);
+        assert_eq!(played.moved, 10);
+        assert!(g.play_seen(Mark::O, cell(4), None, 10).is_ok());
         // The rules still come first for a move of this round.
         assert_eq!(
-            g.play_seen(Mark::X, cell(4), Some(12)),
+            g.play_seen(Mark::X, cell(4), Some(12), 13),
             Err(RuleError::NotYourTurn)
         );
+        // X chose on v9, before O's move (v10) reached its board: stale, whatever the cell.
+        assert_eq!(
+            played.play_seen(Mark::X, cell(0), Some(9), 11),
+            Err(RuleError::StaleBoard)
+        );
+        // Chosen on v10, or on a later version of the same board (a rename): played.
+        assert!(played.play_seen(Mark::X, cell(0), Some(10), 11).is_ok());
+        assert!(played.play_seen(Mark::X, cell(0), Some(11), 12).is_ok());
+        // The next round starts clean.
+        let done = play_all(played, &[0, 3, 1, 5]);
+        let (done, _) = done.request_rematch(Mark::X, 20).unwrap();
+        let (next, _) = done.request_rematch(Mark::O, 21).unwrap();
+        assert_eq!((next.began, next.moved), (21, 0));
     }
 
     #[test]
@@ -898,7 +927,7 @@ mod tests {
                 prop_assert_eq!(next.began, at);
                 // Whatever the previous round's board showed, a move chosen on it is refused.
                 prop_assert_eq!(
-                    next.play_seen(next.turn, cell(4), Some(at - 1)),
+                    next.play_seen(next.turn, cell(4), Some(at - 1), at + 1),
                     Err(RuleError::GameOver)
                 );
                 g = next;

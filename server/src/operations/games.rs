@@ -481,7 +481,7 @@ pub async fn play(
         mid,
     };
     let done = apply(app, game, actor, None, hint, |version, s| {
-        let state = s.play_seen(mark, cell, hint)?;
+        let state = s.play_seen(mark, cell, hint, version)?;
         let event = ServerMsg::Moved {
             game: game.clone(),
             version,

@@ -65,6 +65,7 @@ impl OpError {
                 RuleError::NotYourTurn => ErrorCode::NotYourTurn,
                 RuleError::NotStarted => ErrorCode::NotStarted,
                 RuleError::GameOver => ErrorCode::GameOver,
+                RuleError::StaleBoard => ErrorCode::StaleBoard,
                 RuleError::RoundInProgress => ErrorCode::RoundInProgress,
                 RuleError::SeatTaken => ErrorCode::NotYourSeat,
                 RuleError::Aborted => ErrorCode::Aborted,
