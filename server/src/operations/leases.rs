@@ -198,11 +198,8 @@ mod tests {
     use tictactoe_protocol::AwayReason;
     use tokio_util::sync::CancellationToken;
 
-    /// Finding 7 of docs/reliability.md: a retry of deferred departures, under way while the
-    /// lease was swept and registered anew, reached one of them after the same player had come
-    /// back to this instance, and took the newer connection out of presence.
-    #[tokio::test]
-    async fn a_departure_deferred_before_the_lease_was_registered_anew_is_dropped() {
+    /// An instance on a memory store, a game and a player of it.
+    fn setting() -> (Arc<MemoryStore>, App, GameId, PlayerId) {
         let store = Arc::new(MemoryStore::new(Keys::new("t:"), StoreLimits::default()));
         let app = App::new(
             Config::default(),
@@ -213,6 +210,15 @@ mod tests {
         );
         let game = GameId::try_from("g1".to_string()).unwrap();
         let ann = PlayerId::try_from("ann".to_string()).unwrap();
+        (store, app, game, ann)
+    }
+
+    /// Finding 7 of docs/reliability.md: a retry of deferred departures, under way while the
+    /// lease was swept and registered anew, reached one of them after the same player had come
+    /// back to this instance, and took the newer connection out of presence.
+    #[tokio::test]
+    async fn a_departure_deferred_before_the_lease_was_registered_anew_is_dropped() {
+        let (store, app, game, ann) = setting();
         let ttl = Duration::from_secs(60);
         let arrive = || async {
             let entry = app.presence_entry(&ann, Role::X);
@@ -252,16 +258,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_departure_deferred_under_the_current_registration_is_retried() {
-        let store = Arc::new(MemoryStore::new(Keys::new("t:"), StoreLimits::default()));
-        let app = App::new(
-            Config::default(),
-            store.clone(),
-            "i".into(),
-            "i-1".into(),
-            CancellationToken::new(),
-        );
-        let game = GameId::try_from("g1".to_string()).unwrap();
-        let ann = PlayerId::try_from("ann".to_string()).unwrap();
+        let (store, app, game, ann) = setting();
         let ttl = Duration::from_secs(60);
         assert_eq!(heartbeat(&app).await, Beat::Registered);
         let entry = app.presence_entry(&ann, Role::X);

@@ -3,8 +3,26 @@
 use super::decode::{corrupt, ttl_ms};
 use super::{RedisStore, SCRIPTS};
 use crate::store::{StoreError, StoreResult, Ticket};
+use ::redis::{FromRedisValue, ScriptInvocation};
 use std::time::Duration;
 use tictactoe_protocol::ids::PlayerId;
+
+/// The matching script with its four keys (one slot, `{match}`) and `mode`, arguments to come.
+fn invocation(s: &RedisStore, mode: &str) -> ScriptInvocation<'static> {
+    let mut inv = SCRIPTS.matching.prepare_invoke();
+    inv.key(s.keys.match_queue())
+        .key(s.keys.match_tickets())
+        .key(s.keys.match_paired())
+        .key(s.keys.match_names())
+        .arg(mode);
+    inv
+}
+
+async fn run<T: FromRedisValue>(s: &RedisStore, inv: &ScriptInvocation<'_>) -> StoreResult<T> {
+    let mut handle = s.handle().await?;
+    s.call("match", handle.generation, inv.invoke_async(&mut handle))
+        .await
+}
 
 pub(super) async fn match_enqueue(
     s: &RedisStore,
@@ -12,19 +30,9 @@ pub(super) async fn match_enqueue(
     fresh: Duration,
 ) -> StoreResult<Option<Ticket>> {
     let json = serde_json::to_string(ticket).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    let mut handle = s.handle().await?;
-    let mut inv = SCRIPTS.matching.prepare_invoke();
-    inv.key(s.keys.match_queue())
-        .key(s.keys.match_tickets())
-        .key(s.keys.match_paired())
-        .key(s.keys.match_names())
-        .arg("enqueue")
-        .arg(ticket.player.as_str())
-        .arg(json)
-        .arg(ttl_ms(fresh));
-    let reply: Vec<String> = s
-        .call("match", handle.generation, inv.invoke_async(&mut handle))
-        .await?;
+    let mut inv = invocation(s, "enqueue");
+    inv.arg(ticket.player.as_str()).arg(json).arg(ttl_ms(fresh));
+    let reply: Vec<String> = run(s, &inv).await?;
     match reply.as_slice() {
         [tag] if tag == "queued" => Ok(None),
         [tag, other, name] if tag == "paired" => {
@@ -44,18 +52,9 @@ pub(super) async fn match_queued(
     player: &PlayerId,
     fresh: Duration,
 ) -> StoreResult<bool> {
-    let mut handle = s.handle().await?;
-    let mut inv = SCRIPTS.matching.prepare_invoke();
-    inv.key(s.keys.match_queue())
-        .key(s.keys.match_tickets())
-        .key(s.keys.match_paired())
-        .key(s.keys.match_names())
-        .arg("queued")
-        .arg(player.as_str())
-        .arg(ttl_ms(fresh));
-    let queued: i64 = s
-        .call("match", handle.generation, inv.invoke_async(&mut handle))
-        .await?;
+    let mut inv = invocation(s, "queued");
+    inv.arg(player.as_str()).arg(ttl_ms(fresh));
+    let queued: i64 = run(s, &inv).await?;
     Ok(queued == 1)
 }
 
@@ -64,33 +63,16 @@ pub(super) async fn match_rename(
     player: &PlayerId,
     name: &str,
 ) -> StoreResult<bool> {
-    let mut handle = s.handle().await?;
-    let mut inv = SCRIPTS.matching.prepare_invoke();
-    inv.key(s.keys.match_queue())
-        .key(s.keys.match_tickets())
-        .key(s.keys.match_paired())
-        .key(s.keys.match_names())
-        .arg("rename")
-        .arg(player.as_str())
-        .arg(name);
-    let queued: i64 = s
-        .call("match", handle.generation, inv.invoke_async(&mut handle))
-        .await?;
+    let mut inv = invocation(s, "rename");
+    inv.arg(player.as_str()).arg(name);
+    let queued: i64 = run(s, &inv).await?;
     Ok(queued == 1)
 }
 
 pub(super) async fn match_cancel(s: &RedisStore, player: &PlayerId) -> StoreResult<bool> {
-    let mut handle = s.handle().await?;
-    let mut inv = SCRIPTS.matching.prepare_invoke();
-    inv.key(s.keys.match_queue())
-        .key(s.keys.match_tickets())
-        .key(s.keys.match_paired())
-        .key(s.keys.match_names())
-        .arg("cancel")
-        .arg(player.as_str());
-    let removed: i64 = s
-        .call("match", handle.generation, inv.invoke_async(&mut handle))
-        .await?;
+    let mut inv = invocation(s, "cancel");
+    inv.arg(player.as_str());
+    let removed: i64 = run(s, &inv).await?;
     Ok(removed == 1)
 }
 
@@ -102,20 +84,12 @@ pub(super) async fn match_refresh(
     if players.is_empty() {
         return Ok(Vec::new());
     }
-    let mut handle = s.handle().await?;
-    let mut inv = SCRIPTS.matching.prepare_invoke();
-    inv.key(s.keys.match_queue())
-        .key(s.keys.match_tickets())
-        .key(s.keys.match_paired())
-        .key(s.keys.match_names())
-        .arg("refresh")
-        .arg(ttl_ms(fresh));
+    let mut inv = invocation(s, "refresh");
+    inv.arg(ttl_ms(fresh));
     for p in players {
         inv.arg(p.as_str());
     }
-    let missing: Vec<String> = s
-        .call("match", handle.generation, inv.invoke_async(&mut handle))
-        .await?;
+    let missing: Vec<String> = run(s, &inv).await?;
     Ok(missing
         .into_iter()
         .filter_map(|p| PlayerId::try_from(p).ok())
