@@ -36,6 +36,12 @@ pub enum ClientMsg {
         /// with the game the first attempt created.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         cid: Option<String>,
+        /// Play the computer at this level: it takes O at once and the game starts.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        computer: Option<tictactoe_rules::computer::Level>,
+        /// A rated game: only a player with a profile may create it, or sit down in it.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        rated: bool,
     },
     /// Join a game: take the free O seat, or watch when both are taken (or `spectate` is set).
     Join {

@@ -47,6 +47,10 @@ pub enum ErrorCode {
     /// Redis did not answer (in time). A write may or may not have taken effect: a move
     /// retried with the same `mid` tells which. Retry later.
     Unavailable,
+    /// A rated game (creating one, or sitting down in one) needs a profile.
+    ProfileRequired,
+    /// A rated game against the computer: the computer is never rated against people.
+    ComputerNotRated,
     /// Something unexpected; details are in the server log, not here.
     Internal,
 }
@@ -67,6 +71,10 @@ pub struct AckInfo {
     /// The id of the chat line the request added (or, for a retry, had added).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
+    /// Quick match: after this long in the queue, offer the player a game against the
+    /// computer (`QUICK_MATCH_COMPUTER_MS`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offer_computer_ms: Option<u64>,
 }
 
 /// How a seated player came to be absent.

@@ -220,6 +220,13 @@ pub struct Seats<T> {
     pub o: T,
 }
 
+impl<T> Seats<Option<T>> {
+    /// Neither seat has a value.
+    pub fn is_empty(&self) -> bool {
+        self.x.is_none() && self.o.is_none()
+    }
+}
+
 impl<T> Seats<T> {
     pub fn get(&self, mark: Mark) -> &T {
         match mark {
@@ -268,10 +275,38 @@ pub struct GameState {
     /// an earlier version was chosen on a board its player had not seen yet.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub moved: u64,
+    /// A rated game: each finished round moves both players' ratings (two different
+    /// profiles, see `docs/protocol.md`). Absent (false) for a casual game.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rated: bool,
+    /// The seat the computer holds, and how well it plays. Absent in a game of two people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub computer: Option<ComputerSeat>,
+    /// Each seated player's rating (rounded) as of the round's start; `None` for a player
+    /// without a profile, and for the computer. Absent when neither has one.
+    #[serde(default, skip_serializing_if = "Seats::is_empty")]
+    pub ratings: Seats<Option<u32>>,
 }
 
 fn is_zero(v: &u64) -> bool {
     *v == 0
+}
+
+/// The computer's seat in a game against it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ComputerSeat {
+    pub mark: Mark,
+    pub level: computer::Level,
+}
+
+/// What the computer has to do next in its game, if anything. Pure, so whichever instance
+/// finds the game due asks the same question and the compare-and-set lets one of them act.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ComputerTurn {
+    /// The round is on and it is the computer's move.
+    Play(Mark),
+    /// The round is over and the player asked for another: the computer always agrees.
+    Rematch(Mark),
 }
 
 /// Why a transition is refused. Every variant is an expected outcome of client input.
@@ -317,7 +352,42 @@ impl GameState {
             score: Score::default(),
             began: 0,
             moved: 0,
+            rated: false,
+            computer: None,
+            ratings: Seats::default(),
         }
+    }
+
+    /// A game against the computer, which holds O at `level`: the round starts at once, X
+    /// (the player) moving first. Never rated against people.
+    pub fn against_computer(
+        x_name: impl Into<String>,
+        level: computer::Level,
+        computer_name: impl Into<String>,
+    ) -> GameState {
+        let mut g = GameState::matched(x_name, computer_name);
+        g.computer = Some(ComputerSeat {
+            mark: Mark::O,
+            level,
+        });
+        g
+    }
+
+    /// What the computer must do now, if this game has one and it is its turn to act.
+    pub fn computer_turn(&self) -> Option<ComputerTurn> {
+        let me = self.computer?.mark;
+        match self.status {
+            Status::Playing if self.turn == me => Some(ComputerTurn::Play(me)),
+            Status::Finished if *self.rematch.get(me.other()) && !*self.rematch.get(me) => {
+                Some(ComputerTurn::Rematch(me))
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether the seat `mark` is the computer's, which is never away and never forfeits.
+    pub fn is_computer(&self, mark: Mark) -> bool {
+        self.computer.is_some_and(|c| c.mark == mark)
     }
 
     /// The mark that moves first in a round: X in odd rounds, O in even ones.
@@ -808,6 +878,44 @@ mod tests {
         assert_eq!(started().cancel(), Err(RuleError::RoundInProgress));
         let finished = started().concede(Mark::X, EndReason::Resign).unwrap();
         assert_eq!(finished.cancel(), Err(RuleError::GameOver));
+    }
+
+    #[test]
+    fn the_computer_acts_only_on_its_turn_and_always_agrees_to_a_rematch() {
+        use computer::Level;
+        let g = GameState::against_computer("ann", Level::Easy, "Computer");
+        assert_eq!(g.status, Status::Playing);
+        assert!(g.is_computer(Mark::O) && !g.is_computer(Mark::X));
+        assert_eq!(g.computer_turn(), None, "the player starts round 1");
+        let g = g.play(Mark::X, cell(4)).unwrap();
+        assert_eq!(g.computer_turn(), Some(ComputerTurn::Play(Mark::O)));
+        let g = g.concede(Mark::O, EndReason::Resign).unwrap();
+        assert_eq!(g.computer_turn(), None, "nobody asked for another round yet");
+        let (g, began) = g.request_rematch(Mark::X, 9).unwrap();
+        assert!(!began);
+        assert_eq!(g.computer_turn(), Some(ComputerTurn::Rematch(Mark::O)));
+        let (g, began) = g.request_rematch(Mark::O, 10).unwrap();
+        assert!(began);
+        assert_eq!(g.computer_turn(), Some(ComputerTurn::Play(Mark::O)), "O starts round 2");
+        assert_eq!(GameState::matched("a", "b").computer_turn(), None);
+        assert_eq!(g.abort().computer_turn(), None);
+    }
+
+    #[test]
+    fn rated_computer_and_ratings_are_absent_from_the_wire_unless_set() {
+        let g = started();
+        let json = serde_json::to_string(&g).unwrap();
+        for field in ["rated", "computer", "ratings"] {
+            assert!(!json.contains(field), "{json}");
+        }
+        let mut g = GameState::against_computer("ann", computer::Level::Perfect, "Computer");
+        g.rated = true;
+        g.ratings.x = Some(1512);
+        let json = serde_json::to_string(&g).unwrap();
+        assert!(json.contains(r#""rated":true"#), "{json}");
+        assert!(json.contains(r#""computer":{"mark":"O","level":"perfect"}"#), "{json}");
+        assert!(json.contains(r#""ratings":{"X":1512,"O":null}"#), "{json}");
+        assert_eq!(serde_json::from_str::<GameState>(&json).unwrap(), g);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Requests after `hello`: the dispatch, the small handlers (create, join, leave, chat, the
 //! lobby), and the answers they share. Moves and quick match have their own files.
 
+use tictactoe_rules::computer::Level;
 use super::socket::Frame;
 use super::{Connection, Step, Transport};
 use crate::operations::{self, OpError};
@@ -21,7 +22,12 @@ impl<S: Transport> Connection<S> {
                     .await
             }
             ClientMsg::Ping { req } => self.socket.send(ServerMsg::Pong { req }).await,
-            ClientMsg::Create { req, cid } => self.create(req, cid).await,
+            ClientMsg::Create {
+                req,
+                cid,
+                computer,
+                rated,
+            } => self.create(req, cid, computer, rated).await,
             ClientMsg::Join {
                 req,
                 game,
@@ -71,7 +77,13 @@ impl<S: Transport> Connection<S> {
         }
     }
 
-    async fn create(&mut self, req: Option<Req>, cid: Option<String>) -> Step {
+    async fn create(
+        &mut self,
+        req: Option<Req>,
+        cid: Option<String>,
+        computer: Option<Level>,
+        rated: bool,
+    ) -> Step {
         if let Some(refusal) = bad_client_id(req, "cid", cid.as_deref()) {
             return self.socket.send(refusal).await;
         }

@@ -612,6 +612,8 @@ pub async fn set_up_game(
         &ClientMsg::Create {
             req: Some(2),
             cid: None,
+            computer: None,
+            rated: false,
         },
         2,
     )

@@ -298,6 +298,8 @@ async fn set_up(
             &ClientMsg::Create {
                 req: Some(2),
                 cid: None,
+                computer: None,
+                rated: false,
             },
             2,
         ))
