@@ -61,6 +61,10 @@ pub struct App {
     /// connections are closed with 1012 and new ones refused. Set by [`crate::watchdog`].
     pub redis_lost: tokio::sync::watch::Sender<bool>,
     pub move_counters: crate::telemetry::MoveCounters,
+    /// Computer steps this instance scheduled, for its timer task
+    /// ([`crate::operations::computer::run`]), which takes the receiving end at start.
+    pub computer_timers: tokio::sync::mpsc::Sender<(GameId, u64)>,
+    pub computer_timers_rx: Mutex<Option<tokio::sync::mpsc::Receiver<(GameId, u64)>>>,
     next_conn: AtomicU64,
     ip_fallback: Mutex<std::collections::HashMap<(&'static str, IpAddr), LocalLimiter>>,
 }
@@ -90,7 +94,11 @@ impl App {
             config.ip_pending_max,
             config.ip_ws_max,
         ));
+        let (computer_timers, computer_timers_rx) =
+            tokio::sync::mpsc::channel(crate::operations::computer::MAX_TIMERS);
         App {
+            computer_timers,
+            computer_timers_rx: Mutex::new(Some(computer_timers_rx)),
             admission,
             trusted_proxies: config.trusted_proxy_ips(),
             config,

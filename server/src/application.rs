@@ -69,6 +69,18 @@ impl Application {
             .spawn(housekeeping::run(app.clone(), stop.clone()));
         self.background
             .spawn(watchdog::run(app.clone(), stop.clone()));
+        let timers = app
+            .computer_timers_rx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(timers) = timers {
+            self.background.spawn(crate::operations::computer::run(
+                app.clone(),
+                timers,
+                stop.clone(),
+            ));
+        }
         if let Some(metrics) = telemetry::metrics_handle() {
             self.background
                 .spawn(telemetry::upkeep(metrics, stop.clone()));

@@ -236,6 +236,14 @@ pub struct Config {
     /// A matched game in which a player has not shown up after this long is aborted.
     #[arg(long = "match-confirm-ms", env = "MATCH_CONFIRM_MS", default_value = "10000", value_parser = millis_at_least(1))]
     pub match_confirm: Duration,
+    /// The computer's thinking time before each of its moves (and before it agrees to a
+    /// rematch): a reply in no time reads as a machine slamming the board.
+    #[arg(long = "computer-delay-ms", env = "COMPUTER_DELAY_MS", default_value = "700", value_parser = millis)]
+    pub computer_delay: Duration,
+    /// After this long waiting in quick match, the player is offered a game against the
+    /// computer (told in the `quick_match` acknowledgement; the player chooses).
+    #[arg(long = "quick-match-computer-ms", env = "QUICK_MATCH_COMPUTER_MS", default_value = "15000", value_parser = millis)]
+    pub quick_match_computer: Duration,
     /// Instance lease: a dead instance's presence entries are cleared within this plus
     /// SWEEP_INTERVAL_MS.
     #[arg(long = "lease-ttl-ms", env = "LEASE_TTL_MS", default_value = "6000", value_parser = millis_at_least(100))]
@@ -451,6 +459,14 @@ impl Config {
         put(
             "MATCH_CONFIRM_MS",
             self.match_confirm.as_millis().to_string(),
+        );
+        put(
+            "COMPUTER_DELAY_MS",
+            self.computer_delay.as_millis().to_string(),
+        );
+        put(
+            "QUICK_MATCH_COMPUTER_MS",
+            self.quick_match_computer.as_millis().to_string(),
         );
         put("LEASE_TTL_MS", self.lease_ttl.as_millis().to_string());
         put(

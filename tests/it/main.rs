@@ -5,6 +5,7 @@ mod browser;
 mod chaos;
 mod cluster;
 mod compose;
+mod computer;
 mod connection_limits;
 mod failover;
 mod floods;

@@ -33,9 +33,11 @@ impl<S: Transport> Connection<S> {
             Ok(None) => {
                 self.in_match_queue = true;
                 self.app.match_queue.insert(self.conn, ticket.player);
-                self.socket
-                    .send(ServerMsg::ack(req, AckInfo::default()))
-                    .await
+                let info = AckInfo {
+                    offer_computer_ms: Some(self.app.config.quick_match_computer.as_millis() as u64),
+                    ..AckInfo::default()
+                };
+                self.socket.send(ServerMsg::ack(req, info)).await
             }
             Ok(Some(game)) => {
                 self.socket

@@ -1,6 +1,7 @@
 //! Deadlines: the forfeit clock of an emptied seat and the match-confirmation clock of a new
 //! game, and what a due one calls for (forfeit, abort, or look again later).
 
+use super::computer;
 use super::games::{Actor, SYSTEM, apply, conceding};
 use super::{Done, OpError};
 use crate::app::{App, wall_ms};
@@ -32,7 +33,8 @@ pub fn decide(view: &SeatsView, grace_ms: u64, confirm_ms: u64) -> Verdict {
     // Seats whose time is up: (never arrived, away since, verdict).
     let mut expired = Vec::new();
     for m in [Mark::X, Mark::O] {
-        if *view.present.get(m) {
+        // The computer is never away: its seat has no connection to count.
+        if *view.present.get(m) || view.state.is_computer(m) {
             continue;
         }
         let since = view.away_since.get(m).unwrap_or(now);
@@ -63,10 +65,19 @@ pub fn decide(view: &SeatsView, grace_ms: u64, confirm_ms: u64) -> Verdict {
 /// makes the forfeit (or abort) happen exactly once, and `settle_deadline` never drops a date
 /// another instance set meanwhile.
 pub async fn resolve_deadline(app: &App, game: &GameId, due: u64) -> Result<(), OpError> {
-    let Some(view) = app.store.inspect_seats(game).await? else {
+    let Some(mut view) = app.store.inspect_seats(game).await? else {
         app.store.settle_deadline(game, due, None).await?;
         return Ok(());
     };
+    // The computer's step (its move, or its agreement to a rematch), which the instance that
+    // scheduled it may have died before taking. Then the clocks as the step left them.
+    if view.state.computer_turn().is_some() && computer::act(app, game).await?.is_some() {
+        let Some(after) = app.store.inspect_seats(game).await? else {
+            app.store.settle_deadline(game, due, None).await?;
+            return Ok(());
+        };
+        view = after;
+    }
     let verdict = decide(
         &view,
         app.config.forfeit_grace.as_millis() as u64,
@@ -108,6 +119,16 @@ pub async fn resolve_deadline(app: &App, game: &GameId, due: u64) -> Result<(), 
             tracing::info!(%game, "aborted: a player never arrived");
             None
         }
+    };
+    // A step the computer still has to take (its rematch answer started a round it opens) is
+    // due too: its own scheduling could not move this earlier date, which is settled here.
+    let computer_next = view
+        .state
+        .computer_turn()
+        .map(|_| view.now_ms + app.config.computer_delay.as_millis() as u64);
+    let next = match (next, computer_next) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     };
     app.store.settle_deadline(game, due, next).await?;
     Ok(())
@@ -227,6 +248,18 @@ mod tests {
         // Even if the other player has also been away past grace.
         let v = view((false, false), (true, false), (Some(0), Some(90_000)));
         assert_eq!(decide(&v, GRACE, CONFIRM), Verdict::Abort);
+    }
+
+    #[test]
+    fn the_computers_seat_never_forfeits_nor_aborts() {
+        use tictactoe_rules::computer::Level;
+        let mut v = view((true, false), (true, false), (None, Some(0)));
+        v.state = GameState::against_computer("a", Level::Easy, "c");
+        assert_eq!(decide(&v, GRACE, CONFIRM), Verdict::Clear);
+        // The player, though, forfeits to it like to anyone.
+        v.present.x = false;
+        v.away_since.x = Some(0);
+        assert_eq!(decide(&v, GRACE, CONFIRM), Verdict::Forfeit(Mark::X));
     }
 
     #[test]

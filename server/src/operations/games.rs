@@ -3,6 +3,7 @@
 //! compare-and-set ([`Store::transition`](crate::store::Store::transition)); on a stale
 //! version it recomputes from the state the store returned.
 
+use super::computer;
 use super::lobby::update_lobby;
 use super::{Done, OpError};
 use crate::app::App;
@@ -12,6 +13,7 @@ use bytes::Bytes;
 use std::net::IpAddr;
 use tictactoe_protocol::ids::{GameId, PlayerId};
 use tictactoe_protocol::{ChatLine, Presence, ServerMsg};
+use tictactoe_rules::computer::Level;
 use tictactoe_rules::{EndReason, GameState, Mark, RuleError, Seats, Status};
 
 /// Compare-and-set attempts before giving up on a game that keeps changing underneath.
@@ -98,6 +100,12 @@ where
                 return Err(rule.into());
             }
         };
+        // The computer's next step is due in the store before the step that calls for it is
+        // committed: whichever instance finds it due plays it, even if this one dies now.
+        let computer_due = match state.computer_turn() {
+            Some(_) => Some(computer::schedule(app, game).await?),
+            None => None,
+        };
         let ttl = if state.is_over() {
             app.config.finished_game_ttl
         } else {
@@ -128,6 +136,9 @@ where
                 app.hub.observe(game, version, &state);
                 app.move_counters.transitions_ok.increment(1);
                 after_commit(app, game, &current.1, &state).await;
+                if let Some(due) = computer_due {
+                    computer::act_when_due(app, game, due);
+                }
                 return Ok(Done {
                     version,
                     duplicate: false,
@@ -227,6 +238,15 @@ async fn start_clocks(app: &App, game: &GameId) {
     }
 }
 
+/// What kind of game [`open`] opens.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Opening {
+    /// Against the computer at this level: it takes O at once and the round starts.
+    pub computer: Option<Level>,
+    /// A rated game.
+    pub rated: bool,
+}
+
 /// A game [`open`] opened.
 #[derive(Debug)]
 pub struct Opened {
@@ -248,7 +268,11 @@ pub async fn open(
     x: (&PlayerId, &str),
     ip: IpAddr,
     cid: Option<&str>,
+    opening: Opening,
 ) -> Result<Opened, OpError> {
+    if opening.rated && opening.computer.is_some() {
+        return Err(OpError::ComputerNotRated);
+    }
     if let Some(cid) = cid
         && let Some(game) = created_before(app, x.0, cid).await?
     {
@@ -276,8 +300,25 @@ pub async fn open(
             Some(cid) => requested_id(x.0, cid, attempt),
             None => GameId::generate(),
         };
-        hold_waiting(app, x.0, &game).await?;
-        match insert(app, &game, x, None, Some(ip), cid).await {
+        // A game against the computer never waits for an opponent.
+        let waits = opening.computer.is_none();
+        if waits {
+            hold_waiting(app, x.0, &game).await?;
+        }
+        let (state, o) = match opening.computer {
+            None => (GameState::new(x.1), None),
+            Some(level) => {
+                let name = computer::name(level);
+                let state = GameState::against_computer(x.1, level, name.clone());
+                (state, Some((&*computer::COMPUTER, name)))
+            }
+        };
+        let state = GameState {
+            rated: opening.rated,
+            ..state
+        };
+        let o = o.as_ref().map(|(p, n)| (*p, n.as_str()));
+        match insert(app, &game, state, x.0, o, Some(ip), cid).await {
             Ok(Creation::Created) => {
                 return Ok(Opened {
                     game,
@@ -291,11 +332,14 @@ pub async fn open(
                     duplicate: true,
                 });
             }
-            Ok(Creation::Taken) => release_waiting(app, x.0, &game).await,
+            Ok(Creation::Taken) if waits => release_waiting(app, x.0, &game).await,
+            Ok(Creation::Taken) => {}
             // The game may exist after all: it stays held until the next check looks.
             Err(OpError::Unavailable) => return Err(OpError::Unavailable),
             Err(e) => {
-                release_waiting(app, x.0, &game).await;
+                if waits {
+                    release_waiting(app, x.0, &game).await;
+                }
                 return Err(e);
             }
         }
@@ -383,30 +427,28 @@ pub async fn create_matched(
 ) -> Result<GameId, OpError> {
     for _ in 0..CREATE_ATTEMPTS {
         let game = GameId::generate();
-        if insert(app, &game, x, Some(o), None, None).await? == Creation::Created {
+        let state = GameState::matched(x.1, o.1);
+        if insert(app, &game, state, x.0, Some(o), None, None).await? == Creation::Created {
             return Ok(game);
         }
     }
     Err(OpError::Internal("could not find a free game id".into()))
 }
 
-/// Creates game `game` with `x` seated (and `o` too, for quick match), unless the id is
-/// taken (or, with the client create id `cid`, that create already made it). `ip` is the
-/// address of X's client, for the lobby's share per address.
+/// Creates game `game` in `state` with `x` seated (and `o` too, for quick match and the
+/// computer), unless the id is taken (or, with the client create id `cid`, that create
+/// already made it). `ip` is the address of X's client, for the lobby's share per address.
 async fn insert(
     app: &App,
     game: &GameId,
-    x: (&PlayerId, &str),
+    state: GameState,
+    x: &PlayerId,
     o: Option<(&PlayerId, &str)>,
     ip: Option<IpAddr>,
     cid: Option<&str>,
 ) -> Result<Creation, OpError> {
-    let state = match o {
-        None => GameState::new(x.1),
-        Some((_, o_name)) => GameState::matched(x.1, o_name),
-    };
     let seats = Seats {
-        x: Some(x.0.clone()),
+        x: Some(x.clone()),
         o: o.map(|(p, _)| p.clone()),
     };
     let event = ServerMsg::Created {
@@ -423,7 +465,7 @@ async fn insert(
         return Ok(created);
     }
     metrics::counter!("games_created_total").increment(1);
-    if let Err(e) = update_lobby(app, game, &state, ip.map(|ip| (x.0, ip))).await {
+    if let Err(e) = update_lobby(app, game, &state, ip.map(|ip| (x, ip))).await {
         tracing::warn!(%game, error = %e, "lobby update failed");
     }
     if state.status == Status::Playing {
@@ -546,25 +588,36 @@ pub async fn rematch(
         None,
         |version, s| {
             let (state, began) = s.request_rematch(mark, version)?;
-            let event = if began {
-                ServerMsg::RoundStarted {
-                    game: game.clone(),
-                    version,
-                    round: state.round,
-                    state: state.clone(),
-                }
-            } else {
-                ServerMsg::RematchRequested {
-                    game: game.clone(),
-                    version,
-                    mark,
-                    state: state.clone(),
-                }
-            };
+            let event = rematch_event(game, version, mark, &state, began);
             Ok((state, event))
         },
     )
     .await
+}
+
+/// The event of `mark`'s rematch request: the new round's start when it `began` one.
+pub(super) fn rematch_event(
+    game: &GameId,
+    version: u64,
+    mark: Mark,
+    state: &GameState,
+    began: bool,
+) -> ServerMsg {
+    if began {
+        ServerMsg::RoundStarted {
+            game: game.clone(),
+            version,
+            round: state.round,
+            state: state.clone(),
+        }
+    } else {
+        ServerMsg::RematchRequested {
+            game: game.clone(),
+            version,
+            mark,
+            state: state.clone(),
+        }
+    }
 }
 
 /// The creator takes back a game nobody has joined yet. It ends as `aborted` through the

@@ -3,6 +3,7 @@
 //! results and [`OpError`]s; whoever speaks to the client renders them.
 
 pub mod chat;
+pub mod computer;
 pub mod deadlines;
 pub mod games;
 pub mod leases;
@@ -43,6 +44,8 @@ pub enum OpError {
     /// nothing was applied; retrying is safe.
     #[error("the game kept changing under this request: nothing was applied, retry")]
     Contended,
+    #[error("games against the computer are never rated")]
+    ComputerNotRated,
     #[error("internal error")]
     Internal(String),
 }
@@ -78,6 +81,7 @@ impl OpError {
             OpError::TooManyWaiting { .. } => ErrorCode::TooManyWaiting,
             // Both mean "retry"; a client needs no other handling for contention.
             OpError::Unavailable | OpError::Contended => ErrorCode::Unavailable,
+            OpError::ComputerNotRated => ErrorCode::ComputerNotRated,
             OpError::Internal(_) => ErrorCode::Internal,
         }
     }
