@@ -1288,6 +1288,7 @@ async fn presence_announced_again_counts_once(store: Arc<dyn Store>) {
 async fn the_lobby_lists_open_and_live_games(store: Arc<dyn Store>) {
     let entry = |g: &str, status, o: Option<&str>| LobbyRecord {
         game: gid(g),
+        terms: Default::default(),
         status,
         players: Seats {
             x: Some("ann".into()),
@@ -1339,6 +1340,7 @@ async fn the_lobby_lists_open_and_live_games(store: Arc<dyn Store>) {
 async fn the_lobby_shows_a_few_open_games_per_owner(store: Arc<dyn Store>) {
     let open = |g: &str| LobbyRecord {
         game: gid(g),
+        terms: Default::default(),
         status: Status::Waiting,
         players: Seats {
             x: Some("ann".into()),
@@ -1384,6 +1386,7 @@ async fn the_lobby_shows_a_few_open_games_per_owner(store: Arc<dyn Store>) {
 async fn the_lobby_shows_a_few_open_games_per_address(store: Arc<dyn Store>) {
     let open = |g: &str| LobbyRecord {
         game: gid(g),
+        terms: Default::default(),
         status: Status::Waiting,
         players: Seats {
             x: Some("x".into()),

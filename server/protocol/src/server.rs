@@ -126,6 +126,32 @@ pub struct LobbyGame {
     pub status: Status,
     pub players: Seats<Option<String>>,
     pub round: u32,
+    #[serde(flatten)]
+    pub terms: Terms,
+}
+
+/// What kind of game a lobby entry is, beside who plays it: each field absent when it has its
+/// default, as in the game's state.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Terms {
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rated: bool,
+    /// The computer's level, in a game against it (which holds O).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub computer: Option<tictactoe_rules::computer::Level>,
+    /// The players' ratings as of the round's start (see the state's `ratings`).
+    #[serde(default, skip_serializing_if = "Seats::is_empty")]
+    pub ratings: Seats<Option<u32>>,
+}
+
+impl Terms {
+    pub fn of(state: &tictactoe_rules::GameState) -> Terms {
+        Terms {
+            rated: state.rated,
+            computer: state.computer.map(|c| c.level),
+            ratings: state.ratings.clone(),
+        }
+    }
 }
 
 /// Server to client. The variants from `Created` to `Presence` are also what is published on

@@ -20,6 +20,7 @@ pub fn lobby_entry(game: &GameId, state: &GameState) -> LobbyRecord {
         status: state.status,
         players: state.players.clone(),
         round: state.round,
+        terms: tictactoe_protocol::Terms::of(state),
     }
 }
 

@@ -12,6 +12,7 @@ impl From<LobbyRecord> for LobbyGame {
             status: r.status,
             players: r.players,
             round: r.round,
+            terms: r.terms,
         }
     }
 }

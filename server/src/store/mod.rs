@@ -303,6 +303,8 @@ pub struct LobbyRecord {
     pub status: Status,
     pub players: Seats<Option<String>>,
     pub round: u32,
+    #[serde(flatten)]
+    pub terms: tictactoe_protocol::Terms,
 }
 
 /// A chat line as the store keeps it.
