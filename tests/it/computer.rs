@@ -143,6 +143,9 @@ async fn the_computers_game_survives_a_kill_9_of_the_players_instance() {
     let mut cfg = config(&redis);
     // Long enough that the killed instance's own timer never fires: another instance plays.
     cfg.computer_delay = Duration::from_millis(800);
+    // And no other clock of the game falls due before the client gives up waiting: only the
+    // computer's own deadline can bring its move.
+    cfg.match_confirm = Duration::from_secs(60);
     let mut procs = ready_processes(&cfg, &["p0", "p1", "p2"]).await;
     let mut ann = player(&procs[0], "ann").await;
     let (game, _) = against(&mut ann, "easy").await;
