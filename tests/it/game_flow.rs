@@ -106,6 +106,13 @@ async fn a_draw_then_a_rematch_that_needs_both_players() {
         ServerMsg::RematchRequested { mark: Mark::X, .. }
     ));
     assert_eq!(error_code(&x.play(&game, 0).await), ErrorCode::GameOver);
+    // Asking again (a retry, a second click) changes nothing: a duplicate at the same version.
+    match x.request(json!({"type":"rematch","game":game})).await {
+        ServerMsg::Ack { info, .. } => {
+            assert_eq!((info.version, info.duplicate), (Some(12), true));
+        }
+        other => panic!("{other:?}"),
+    }
     assert_eq!(
         ack_version(&o.request(json!({"type":"rematch","game":game})).await),
         13

@@ -332,6 +332,9 @@ pub enum RuleError {
     Aborted,
     #[error("nobody sits in that seat")]
     SeatEmpty,
+    /// This player already asked for the next round: asking again changes nothing.
+    #[error("you already asked for a rematch")]
+    RematchAsked,
 }
 
 impl GameState {
@@ -501,6 +504,9 @@ impl GameState {
             Status::Aborted => return Err(RuleError::Aborted),
             Status::Waiting => return Err(RuleError::NotStarted),
             Status::Playing => return Err(RuleError::RoundInProgress),
+        }
+        if *self.rematch.get(mark) {
+            return Err(RuleError::RematchAsked);
         }
         let mut g = self.clone();
         *g.rematch.get_mut(mark) = true;
@@ -702,9 +708,8 @@ mod tests {
         let (g, began) = g.request_rematch(Mark::X, 7).unwrap();
         assert!(!began);
         assert_eq!(g.status, Status::Finished);
-        // Asking twice does not start the round alone.
-        let (g, began) = g.request_rematch(Mark::X, 7).unwrap();
-        assert!(!began);
+        // Asking twice does not start the round alone, nor change anything.
+        assert_eq!(g.request_rematch(Mark::X, 8), Err(RuleError::RematchAsked));
         let (g, began) = g.request_rematch(Mark::O, 7).unwrap();
         assert!(began);
         assert_eq!(g.round, 2);

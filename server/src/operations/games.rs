@@ -574,13 +574,16 @@ pub(super) fn conceding(
     }
 }
 
+/// `mark` asks for the next round. Asking again (a retry after `unavailable`, a second
+/// click) is acknowledged as a duplicate at the game's version: a new version for a request
+/// that changes nothing would only be noise in every client's event stream.
 pub async fn rematch(
     app: &App,
     game: &GameId,
     player: &PlayerId,
     mark: Mark,
 ) -> Result<Done, OpError> {
-    apply(
+    let r = apply(
         app,
         game,
         Actor::seated(player, mark),
@@ -592,7 +595,16 @@ pub async fn rematch(
             Ok((state, event))
         },
     )
-    .await
+    .await;
+    match r {
+        // Refused on the store's state, which `apply` put in the cache.
+        Err(OpError::Rule(RuleError::RematchAsked)) => Ok(Done {
+            version: app.hub.cached(game).map_or(0, |(v, _)| v),
+            duplicate: true,
+            event: None,
+        }),
+        r => r,
+    }
 }
 
 /// The event of `mark`'s rematch request: the new round's start when it `began` one.

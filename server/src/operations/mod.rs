@@ -73,6 +73,8 @@ impl OpError {
                 RuleError::SeatTaken => ErrorCode::NotYourSeat,
                 RuleError::Aborted => ErrorCode::Aborted,
                 RuleError::SeatEmpty => ErrorCode::NotYourSeat,
+                // `rematch` answers it as a duplicate; nothing else asks for a rematch.
+                RuleError::RematchAsked => ErrorCode::GameOver,
             },
             OpError::UnknownGame => ErrorCode::UnknownGame,
             OpError::NotSeated => ErrorCode::NotYourSeat,
