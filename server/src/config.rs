@@ -24,6 +24,10 @@ pub struct Config {
     #[arg(long, env = "LISTEN_ADDR", default_value = "127.0.0.1:8080")]
     pub listen_addr: SocketAddr,
 
+    /// Threads running the instance: 0 is one per core; 1 runs everything on one thread.
+    #[arg(long, env = "WORKER_THREADS", default_value_t = 0)]
+    pub worker_threads: usize,
+
     /// A separate address for /metrics (a private interface, say); /metrics then leaves the
     /// game port. Unset: /metrics is on the game port.
     #[arg(long, env = "METRICS_ADDR")]
@@ -365,6 +369,7 @@ impl Config {
         let mut env = Vec::new();
         let mut put = |name: &'static str, value: String| env.push((name, value));
         put("LISTEN_ADDR", self.listen_addr.to_string());
+        put("WORKER_THREADS", self.worker_threads.to_string());
         if let Some(v) = &self.metrics_addr {
             put("METRICS_ADDR", v.to_string());
         }

@@ -35,15 +35,29 @@ enum Command {
     Loadgen(loadgen::LoadgenArgs),
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Some(Command::Monitor(args)) => monitor::run(args).await,
-        Some(Command::Loadgen(args)) => loadgen::run(args).await,
-        Some(Command::Serve(config)) => serve(config).await,
-        None => serve(cli.serve).await,
+        Some(Command::Monitor(args)) => runtime(0)?.block_on(monitor::run(args)),
+        Some(Command::Loadgen(args)) => runtime(0)?.block_on(loadgen::run(args)),
+        Some(Command::Serve(config)) => runtime(config.worker_threads)?.block_on(serve(config)),
+        None => runtime(cli.serve.worker_threads)?.block_on(serve(cli.serve)),
     }
+}
+
+/// The runtime for `threads` workers: 0 is tokio's default (one per core); 1 is a
+/// single-threaded runtime, where tasks woken during one turn of the loop run after it, in
+/// order (so the Redis connection's driver sends what many connections asked for in one
+/// write), and no worker ever wakes another.
+fn runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = match threads {
+        1 => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    if threads > 1 {
+        builder.worker_threads(threads);
+    }
+    builder.enable_all().build()
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
