@@ -4,7 +4,7 @@
 
 use super::socket::Frame;
 use super::{Connection, Joined, Step, Transport};
-use crate::hub::{Outbound, Subscriber};
+use crate::hub::{Outbound, Sent, Subscriber};
 use crate::operations::{self, OpError, games::Snapshot, presence::Entered};
 use crate::store::Missed;
 use axum::extract::ws::{Message, Utf8Bytes};
@@ -84,11 +84,13 @@ impl<S: Transport> Connection<S> {
             return Ok(vec![self.snapshot(req, &game, role).await?]);
         }
         self.room_for_a_game()?;
+        let sent = Sent::default();
         let sub = Subscriber {
             conn: self.conn,
             mailbox: self.mailbox.clone(),
             player: self.identity.player.clone(),
             role: Role::Spectator,
+            sent: sent.clone(),
         };
         app.hub
             .join(&game, sub.clone(), app.config.redis_timeout)
@@ -122,7 +124,8 @@ impl<S: Transport> Connection<S> {
             && let Missed::Events(events) =
                 operations::games::missed_events(&app, &game, since).await?
         {
-            let last = since + events.len() as u64;
+            sent.set(since + events.len() as u64);
+            let last = sent;
             self.games.insert(game.clone(), Joined { role, last });
             let mut frames: Vec<Frame> = events
                 .into_iter()
@@ -138,13 +141,9 @@ impl<S: Transport> Connection<S> {
             })));
             return Ok(frames);
         }
-        self.games.insert(
-            game.clone(),
-            Joined {
-                role,
-                last: version,
-            },
-        );
+        sent.set(version);
+        let last = sent;
+        self.games.insert(game.clone(), Joined { role, last });
         Ok(vec![Frame::Msg(Box::new(ServerMsg::Snapshot {
             req,
             game,
@@ -171,7 +170,7 @@ impl<S: Transport> Connection<S> {
             chat,
         } = operations::games::snapshot(&self.app, game).await?;
         if let Some(j) = self.games.get_mut(game) {
-            j.last = j.last.max(version);
+            j.last.set(j.last.get().max(version));
         }
         Ok(Frame::Msg(Box::new(ServerMsg::Snapshot {
             req,
@@ -191,13 +190,13 @@ impl<S: Transport> Connection<S> {
         let Some(j) = self.games.get(game) else {
             return Ok(());
         };
-        let (last, role) = (j.last, j.role);
+        let (last, role) = (j.last.get(), j.role);
         let app = self.app.clone();
         match operations::games::missed_events(&app, game, last).await {
             Ok(Missed::UpToDate) => Ok(()),
             Ok(Missed::Events(events)) => {
                 if let Some(j) = self.games.get_mut(game) {
-                    j.last = last + events.len() as u64;
+                    j.last.set(last + events.len() as u64);
                 }
                 for e in events {
                     self.socket.write(Message::Text(event_text(e))).await?;
@@ -241,7 +240,7 @@ impl<S: Transport> Connection<S> {
         let Some(j) = self.games.get_mut(&game) else {
             return self.not_in_game(req, &game).await;
         };
-        j.last = since.min(j.last);
+        j.last.set(since.min(j.last.get()));
         self.catch_up(&game).await?;
         self.socket
             .send(ServerMsg::ack(req, AckInfo::default()))

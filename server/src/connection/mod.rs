@@ -17,7 +17,7 @@ mod socket;
 mod tests;
 
 use crate::app::App;
-use crate::hub::{ConnId, Mailbox, Outbound};
+use crate::hub::{ConnId, Mailbox, Outbound, Sent};
 use crate::operations::{self, sessions::Identity};
 use crate::ratelimit::LocalLimiter;
 use axum::extract::ws::Message;
@@ -84,8 +84,8 @@ impl Keepalive {
 
 struct Joined {
     role: Role,
-    /// The last version this client has been sent.
-    last: u64,
+    /// The last version this client has been sent (shared with the hub).
+    last: Sent,
 }
 
 /// A connection after `hello`: it always speaks for a session.
@@ -276,9 +276,9 @@ impl<S: Transport> Connection<S> {
                             .write(Message::Text(event.payload.clone()))
                             .await
                     }
-                    Some(v) if v <= j.last => Ok(()),
-                    Some(v) if v == j.last + 1 => {
-                        j.last = v;
+                    Some(v) if v <= j.last.get() => Ok(()),
+                    Some(v) if v == j.last.get() + 1 => {
+                        j.last.set(v);
                         self.socket
                             .write(Message::Text(event.payload.clone()))
                             .await

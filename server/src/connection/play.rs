@@ -97,10 +97,10 @@ impl<S: Transport> Connection<S> {
                 self.socket.send(ServerMsg::ack(req, info)).await?;
                 if let Some(event) = d.event
                     && let Some(j) = self.games.get_mut(game)
-                    && j.last + 1 == d.version
+                    && j.last.get() + 1 == d.version
                     && let Ok(text) = Utf8Bytes::try_from(event)
                 {
-                    j.last = d.version;
+                    j.last.set(d.version);
                     self.socket.write(Message::Text(text)).await?;
                 }
                 Ok(())

@@ -21,7 +21,7 @@ mod topic;
 
 pub use instance::InstanceMsg;
 pub use mailbox::{ChannelEvent, ConnId, Mailbox, Outbound};
-pub use topic::Subscriber;
+pub use topic::{Sent, Subscriber};
 
 use crate::store::{BusMessage, Keys, StoreError};
 use axum::extract::ws::Utf8Bytes;
@@ -222,9 +222,9 @@ impl Hub {
         if let Some(v) = version {
             topic.observe_event(v, &event);
         }
-        topic
-            .members
-            .retain(|m| m.sub.mailbox.offer(Outbound::Game(event.clone())));
+        topic.members.retain(|m| {
+            m.sub.sent.has(version) || m.sub.mailbox.offer(Outbound::Game(event.clone()))
+        });
     }
 
     fn presence_later(&self, game: &GameId) {
@@ -256,5 +256,62 @@ impl Hub {
                 self.presence_later(&game);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::sync::mpsc;
+    use tokio_util::sync::CancellationToken;
+
+    #[test]
+    fn an_event_the_connection_already_sent_is_not_offered_to_it_again() {
+        let keys = Keys::new("t:");
+        let hub = Hub::new(keys.clone(), "lease", Duration::from_millis(100));
+        let game = GameId::try_from("g1".to_string()).unwrap();
+        let members = [1, 2].map(|conn| {
+            let (tx, rx) = mpsc::channel(8);
+            let sub = Subscriber {
+                conn,
+                mailbox: Mailbox::new(tx, CancellationToken::new()),
+                player: PlayerId::try_from(format!("p{conn}")).unwrap(),
+                role: Role::X,
+                sent: Sent::default(),
+            };
+            (sub, rx)
+        });
+        let [(mover, mut mover_rx), (other, mut other_rx)] = members;
+        // The mover's connection sent its own move (version 3) with its ack.
+        mover.sent.set(3);
+        other.sent.set(2);
+        let mut topic = hub.topics.entry(game.clone()).or_insert_with(Topic::new);
+        for sub in [mover, other] {
+            topic.members.push(Member {
+                sub,
+                owes_presence: false,
+            });
+        }
+        drop(topic);
+        let moved = |v: u64| BusMessage {
+            channel: keys.game_channel(&game),
+            payload: format!(r#"{{"type":"moved","game":"g1","version":{v},"state":{{}}}}"#).into(),
+        };
+        let version = |rx: &mut mpsc::Receiver<Outbound>| match rx.try_recv() {
+            Ok(Outbound::Game(e)) => e.version,
+            _ => None,
+        };
+        hub.dispatch(moved(3));
+        assert_eq!(
+            version(&mut mover_rx),
+            None,
+            "nothing to wake the mover for"
+        );
+        assert_eq!(version(&mut other_rx), Some(3));
+        hub.dispatch(moved(4));
+        assert_eq!(version(&mut mover_rx), Some(4));
+        assert_eq!(version(&mut other_rx), Some(4));
+        // Both stay members.
+        assert_eq!(hub.topics.get(&game).map(|t| t.members.len()), Some(2));
     }
 }

@@ -3,6 +3,7 @@
 
 use super::mailbox::{ChannelEvent, ConnId, Mailbox, Offer};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tictactoe_protocol::Role;
 use tictactoe_protocol::event_state;
@@ -17,6 +18,29 @@ pub struct Subscriber {
     pub mailbox: Mailbox,
     pub player: PlayerId,
     pub role: Role,
+    pub sent: Sent,
+}
+
+/// The last version of a game a connection has been sent, shared by the connection (which
+/// alone writes it) with the hub: an event the connection already sent, such as its own move
+/// sent with the ack, is not offered to it again, so its task is not woken only to drop it.
+#[derive(Clone, Debug, Default)]
+pub struct Sent(Arc<AtomicU64>);
+
+impl Sent {
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    pub fn set(&self, version: u64) {
+        self.0.store(version, Ordering::Relaxed);
+    }
+
+    /// Whether the connection was already sent `version` (the connection still checks
+    /// versions itself: a stale read here only costs a wake-up).
+    pub(super) fn has(&self, version: Option<u64>) -> bool {
+        version.is_some_and(|v| v <= self.get())
+    }
 }
 
 /// A local member of a game: its subscription, and whether it is owed the game's latest
@@ -172,6 +196,7 @@ mod tests {
             mailbox: Mailbox::new(tx, kill.clone()),
             player: PlayerId::try_from("p1".to_string()).unwrap(),
             role: Role::X,
+            sent: Sent::default(),
         };
         let m = Member {
             sub,
