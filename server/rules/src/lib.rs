@@ -890,13 +890,21 @@ mod tests {
         let g = g.play(Mark::X, cell(4)).unwrap();
         assert_eq!(g.computer_turn(), Some(ComputerTurn::Play(Mark::O)));
         let g = g.concede(Mark::O, EndReason::Resign).unwrap();
-        assert_eq!(g.computer_turn(), None, "nobody asked for another round yet");
+        assert_eq!(
+            g.computer_turn(),
+            None,
+            "nobody asked for another round yet"
+        );
         let (g, began) = g.request_rematch(Mark::X, 9).unwrap();
         assert!(!began);
         assert_eq!(g.computer_turn(), Some(ComputerTurn::Rematch(Mark::O)));
         let (g, began) = g.request_rematch(Mark::O, 10).unwrap();
         assert!(began);
-        assert_eq!(g.computer_turn(), Some(ComputerTurn::Play(Mark::O)), "O starts round 2");
+        assert_eq!(
+            g.computer_turn(),
+            Some(ComputerTurn::Play(Mark::O)),
+            "O starts round 2"
+        );
         assert_eq!(GameState::matched("a", "b").computer_turn(), None);
         assert_eq!(g.abort().computer_turn(), None);
     }
@@ -913,7 +921,10 @@ mod tests {
         g.ratings.x = Some(1512);
         let json = serde_json::to_string(&g).unwrap();
         assert!(json.contains(r#""rated":true"#), "{json}");
-        assert!(json.contains(r#""computer":{"mark":"O","level":"perfect"}"#), "{json}");
+        assert!(
+            json.contains(r#""computer":{"mark":"O","level":"perfect"}"#),
+            "{json}"
+        );
         assert!(json.contains(r#""ratings":{"X":1512,"O":null}"#), "{json}");
         assert_eq!(serde_json::from_str::<GameState>(&json).unwrap(), g);
     }

@@ -1,13 +1,13 @@
 //! Requests after `hello`: the dispatch, the small handlers (create, join, leave, chat, the
 //! lobby), and the answers they share. Moves and quick match have their own files.
 
-use tictactoe_rules::computer::Level;
 use super::socket::Frame;
 use super::{Connection, Step, Transport};
 use crate::operations::{self, OpError};
 use crate::text::{NAME_MAX_CHARS, clean_chat};
 use tictactoe_protocol::ids::GameId;
 use tictactoe_protocol::{AckInfo, AwayReason, ClientMsg, ErrorCode, Req, ServerMsg};
+use tictactoe_rules::computer::Level;
 
 impl<S: Transport> Connection<S> {
     pub(super) async fn on_request(&mut self, msg: ClientMsg) -> Step {
@@ -74,6 +74,12 @@ impl<S: Transport> Connection<S> {
                 }
             }
             ClientMsg::CancelMatch { req } => self.cancel_match(req).await,
+            msg @ (ClientMsg::ProfileCreate { .. }
+            | ClientMsg::Profile { .. }
+            | ClientMsg::ProfileCode { .. }
+            | ClientMsg::Recover { .. }
+            | ClientMsg::ProfileDelete { .. }
+            | ClientMsg::Leaderboard { .. }) => self.on_profile_request(msg).await,
         }
     }
 
@@ -81,7 +87,7 @@ impl<S: Transport> Connection<S> {
         &mut self,
         req: Option<Req>,
         cid: Option<String>,
-        computer: Option<Level>,
+        _computer: Option<Level>,
         rated: bool,
     ) -> Step {
         if let Some(refusal) = bad_client_id(req, "cid", cid.as_deref()) {
@@ -92,9 +98,14 @@ impl<S: Transport> Connection<S> {
             // lobby.
             self.room_for_a_game()?;
             let me = &self.identity;
-            let opened =
-                operations::games::open(&self.app, (&me.player, &me.name), self.ip, cid.as_deref())
-                    .await?;
+            let opened = operations::games::open(
+                &self.app,
+                (&me.player, &me.name),
+                self.ip,
+                cid.as_deref(),
+                rated,
+            )
+            .await?;
             let mut frames = self.join(req, opened.game, false, None).await?;
             if opened.duplicate {
                 for frame in &mut frames {

@@ -67,6 +67,11 @@ pub async fn resolve_deadline(app: &App, game: &GameId, due: u64) -> Result<(), 
         app.store.settle_deadline(game, due, None).await?;
         return Ok(());
     };
+    // A finished round its instance could not record (it died right after the end): recorded
+    // here, by any instance, before the deadline is settled.
+    if view.state.status == Status::Finished && !view.state.ratings.is_empty() {
+        super::profiles::record_round(app, game).await?;
+    }
     let verdict = decide(
         &view,
         app.config.forfeit_grace.as_millis() as u64,

@@ -103,6 +103,7 @@ where
         } else {
             app.config.game_ttl
         };
+        super::profiles::guard_round_end(app, game, &current.1, &state).await;
         let event: Bytes = event.to_json().into();
         let t = Transition {
             game,
@@ -207,6 +208,12 @@ async fn after_commit(app: &App, game: &GameId, before: &GameState, after: &Game
     if before.status == Status::Waiting && after.status == Status::Playing {
         start_clocks(app, game).await;
     }
+    // The round's deadline (`guard_round_end`) records it if this fails or never runs.
+    if super::profiles::ends_recorded_round(before, after)
+        && let Err(e) = super::profiles::record_round(app, game).await
+    {
+        tracing::warn!(%game, error = %e, "round not recorded yet; its deadline will");
+    }
 }
 
 /// The game began: start the away clocks of seats whose player is not here yet, and look at
@@ -248,7 +255,11 @@ pub async fn open(
     x: (&PlayerId, &str),
     ip: IpAddr,
     cid: Option<&str>,
+    rated: bool,
 ) -> Result<Opened, OpError> {
+    if rated {
+        super::profiles::require(app, x.0).await?;
+    }
     if let Some(cid) = cid
         && let Some(game) = created_before(app, x.0, cid).await?
     {
@@ -277,7 +288,8 @@ pub async fn open(
             None => GameId::generate(),
         };
         hold_waiting(app, x.0, &game).await?;
-        match insert(app, &game, x, None, Some(ip), cid).await {
+        let rated = if rated { Rated::Yes } else { Rated::No };
+        match insert(app, &game, x, None, Some(ip), cid, rated).await {
             Ok(Creation::Created) => {
                 return Ok(Opened {
                     game,
@@ -383,11 +395,21 @@ pub async fn create_matched(
 ) -> Result<GameId, OpError> {
     for _ in 0..CREATE_ATTEMPTS {
         let game = GameId::generate();
-        if insert(app, &game, x, Some(o), None, None).await? == Creation::Created {
+        let rated = Rated::IfBothHaveProfiles;
+        if insert(app, &game, x, Some(o), None, None, rated).await? == Creation::Created {
             return Ok(game);
         }
     }
     Err(OpError::Internal("could not find a free game id".into()))
+}
+
+/// Whether a new game is rated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rated {
+    Yes,
+    No,
+    /// Quick match: rated when both players it pairs have profiles, casual otherwise.
+    IfBothHaveProfiles,
 }
 
 /// Creates game `game` with `x` seated (and `o` too, for quick match), unless the id is
@@ -400,14 +422,21 @@ async fn insert(
     o: Option<(&PlayerId, &str)>,
     ip: Option<IpAddr>,
     cid: Option<&str>,
+    rated: Rated,
 ) -> Result<Creation, OpError> {
-    let state = match o {
+    let mut state = match o {
         None => GameState::new(x.1),
         Some((_, o_name)) => GameState::matched(x.1, o_name),
     };
     let seats = Seats {
         x: Some(x.0.clone()),
         o: o.map(|(p, _)| p.clone()),
+    };
+    state.ratings = super::profiles::seat_ratings(app, &seats).await?;
+    state.rated = match rated {
+        Rated::Yes => true,
+        Rated::No => false,
+        Rated::IfBothHaveProfiles => state.ratings.x.is_some() && state.ratings.o.is_some(),
     };
     let event = ServerMsg::Created {
         game: game.clone(),
@@ -446,8 +475,14 @@ pub async fn claim_o(
         limit: None,
         mid: None,
     };
+    // O's rating beside its name; and a rated game seats only a player with a profile.
+    let rating = super::profiles::rating_of(app, player).await?;
+    if start.1.rated && rating.is_none() {
+        return Err(super::profiles::ProfileError::Required.into());
+    }
     let result = apply(app, game, actor, Some(start), None, |version, s| {
-        let state = s.seat_o(name)?;
+        let mut state = s.seat_o(name)?;
+        state.ratings.o = rating;
         let event = ServerMsg::Seated {
             game: game.clone(),
             version,
@@ -538,6 +573,15 @@ pub async fn rematch(
     player: &PlayerId,
     mark: Mark,
 ) -> Result<Done, OpError> {
+    // The round that ends here is recorded before the next can begin (idempotent: usually
+    // done already), and the next begins with the ratings that recording left.
+    let ratings = match app.store.load_game(game).await? {
+        Some(sg) if !sg.state.ratings.is_empty() => {
+            super::profiles::record_round(app, game).await?;
+            Some(super::profiles::seat_ratings(app, &sg.seats).await?)
+        }
+        _ => None,
+    };
     apply(
         app,
         game,
@@ -545,7 +589,10 @@ pub async fn rematch(
         None,
         None,
         |version, s| {
-            let (state, began) = s.request_rematch(mark, version)?;
+            let (mut state, began) = s.request_rematch(mark, version)?;
+            if began && let Some(r) = &ratings {
+                state.ratings = r.clone();
+            }
             let event = if began {
                 ServerMsg::RoundStarted {
                     game: game.clone(),
