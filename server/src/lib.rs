@@ -28,7 +28,8 @@
 //!   Redis layout), logs and metrics.
 //! - [`application`]: the composition root, building all of the above one way.
 //!
-//! The load generator and the monitor are the `tictactoe-tools` crate.
+//! [`leaderboard`] is the operators' `tictactoe leaderboard`. The load generator and the
+//! monitor are the `tictactoe-tools` crate.
 //!
 //! [`run`] is the one entry point: the binary and the in-process tests both call it; the
 //! connection's unit tests build through [`application::Application`] as it does.
@@ -40,6 +41,7 @@ pub mod config;
 pub mod connection;
 pub mod housekeeping;
 pub mod hub;
+pub mod leaderboard;
 pub mod listener;
 pub mod operations;
 pub mod ratelimit;

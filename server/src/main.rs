@@ -33,6 +33,9 @@ enum Command {
     /// Drive instances with many WebSocket clients (playing or idle) and report throughput,
     /// latency and server memory.
     Loadgen(loadgen::LoadgenArgs),
+    /// Print the leaderboard's top rows (rank, rating, wins/draws/losses, name) from the
+    /// store the server settings name.
+    Leaderboard(tictactoe::leaderboard::LeaderboardArgs),
 }
 
 #[tokio::main]
@@ -41,6 +44,10 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Some(Command::Monitor(args)) => monitor::run(args).await,
         Some(Command::Loadgen(args)) => loadgen::run(args).await,
+        Some(Command::Leaderboard(args)) => {
+            print!("{}", tictactoe::leaderboard::run(&args).await?);
+            Ok(())
+        }
         Some(Command::Serve(config)) => serve(config).await,
         None => serve(cli.serve).await,
     }
