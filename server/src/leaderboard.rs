@@ -81,11 +81,14 @@ mod tests {
             losses: 1,
         };
         let out = render(&[row(1, "Ann", 1720.4, 60.0), row(2, "Bob", 1649.6, 190.0)]);
+        let lines: Vec<&str> = out.lines().collect();
         assert_eq!(
-            out,
-            " rank  rating           W/D/L  name\n    \
-                1    1720          9/2/1  Ann\n    \
-                2   1650?          9/2/1  Bob\n"
+            lines,
+            vec![
+                " rank  rating           W/D/L  name",
+                "    1    1720           9/2/1  Ann",
+                "    2   1650?           9/2/1  Bob",
+            ]
         );
         assert!(render(&[]).contains("no rated games yet"));
     }
