@@ -50,9 +50,11 @@ pub const HISTORY_LEN: usize = 20;
 /// Rows of the leaderboard's top, and rows either side of the player's own.
 pub const BOARD_TOP: usize = 100;
 pub const BOARD_AROUND: usize = 5;
-/// How long a round is remembered as recorded: far longer than any game lives (a finished
-/// game is gone within `FINISHED_GAME_TTL`), so no late caller can record it twice.
-const RECORDED_FOR: Duration = Duration::from_secs(30 * 24 * 3600);
+/// The least time a round is remembered as recorded. It only has to outlive every caller
+/// that can still see the round finished: the game itself (gone `FINISHED_GAME_TTL_SECS`
+/// after its last change, 10 minutes by default), and a caller that read it just before.
+/// Each marker costs about 150 bytes, so a month of them would outweigh the profiles.
+const RECORDED_AT_LEAST: Duration = Duration::from_secs(24 * 3600);
 /// Tries when a profile changed between reading its rating and writing the new one.
 const RECORD_ATTEMPTS: usize = 5;
 /// How far ahead the deadline that records a round stands, set before the transition that
@@ -354,7 +356,7 @@ pub async fn record_round(app: &App, game: &GameId) -> Result<Option<Recorded>, 
             game,
             round: sg.state.round,
             seats: round_seats,
-            marker_ttl: RECORDED_FOR,
+            marker_ttl: recorded_for(app),
             history_len: HISTORY_LEN,
         };
         match app.store.record_round(&round).await? {
@@ -373,6 +375,14 @@ pub async fn record_round(app: &App, game: &GameId) -> Result<Option<Recorded>, 
         }
     }
     Err(OpError::Contended)
+}
+
+/// How long a recorded round's marker lives: a day, or longer if games live long enough to
+/// need it (twice a game's lifetimes, playing and finished, so that a game kept alive by
+/// changes after its round ended still finds its marker).
+fn recorded_for(app: &App) -> Duration {
+    let game = app.config.game_ttl + app.config.finished_game_ttl;
+    RECORDED_AT_LEAST.max(game * 2)
 }
 
 /// The seats to record: a person's seat whose rating the round began with (so the player had
