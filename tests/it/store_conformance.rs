@@ -1302,6 +1302,12 @@ async fn the_lobby_lists_open_and_live_games(store: Arc<dyn Store>) {
             o: o.map(str::to_string),
         },
         round: 1,
+        // A game being played is rated, with both ratings: kept as given.
+        rated: o.is_some(),
+        ratings: Seats {
+            x: Some(1500),
+            o: o.map(|_| 1490),
+        },
     };
     let mut conn = store.bus().connect().await.unwrap();
     conn.sink
@@ -1318,6 +1324,14 @@ async fn the_lobby_lists_open_and_live_games(store: Arc<dyn Store>) {
         ["g2", "g1"]
     );
     assert_eq!(live.len(), 1);
+    assert!(live[0].rated && !open[0].rated);
+    assert_eq!(
+        live[0].ratings,
+        Seats {
+            x: Some(1500),
+            o: Some(1490)
+        }
+    );
     assert_eq!(live[0].players.o.as_deref(), Some("bob"));
     // Filled, finished.
     lobby_update(store.as_ref(), &entry("g1", Status::Playing, Some("cy"))).await;
@@ -1353,6 +1367,8 @@ async fn the_lobby_shows_a_few_open_games_per_owner(store: Arc<dyn Store>) {
             o: None,
         },
         round: 1,
+        rated: false,
+        ratings: Seats::default(),
     };
     let (ann, bob) = (pid("p-ann"), pid("p-bob"));
     for g in ["a1", "a2", "a3", "a4"] {
@@ -1398,6 +1414,8 @@ async fn the_lobby_shows_a_few_open_games_per_address(store: Arc<dyn Store>) {
             o: None,
         },
         round: 1,
+        rated: false,
+        ratings: Seats::default(),
     };
     // Three players behind one address, one elsewhere.
     let (p1, p2, p3, p4) = (pid("p-1"), pid("p-2"), pid("p-3"), pid("p-4"));

@@ -131,6 +131,12 @@ pub struct LobbyGame {
     pub status: Status,
     pub players: Seats<Option<String>>,
     pub round: u32,
+    /// A rated game (absent when casual).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rated: bool,
+    /// The players' ratings, as in the game's state (absent when neither has a profile).
+    #[serde(default, skip_serializing_if = "Seats::is_empty")]
+    pub ratings: Seats<Option<u32>>,
 }
 
 /// Server to client. The variants from `Created` to `Presence` are also what is published on

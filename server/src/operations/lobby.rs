@@ -20,6 +20,8 @@ pub fn lobby_entry(game: &GameId, state: &GameState) -> LobbyRecord {
         status: state.status,
         players: state.players.clone(),
         round: state.round,
+        rated: state.rated,
+        ratings: state.ratings.clone(),
     }
 }
 

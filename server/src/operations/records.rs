@@ -12,6 +12,8 @@ impl From<LobbyRecord> for LobbyGame {
             status: r.status,
             players: r.players,
             round: r.round,
+            rated: r.rated,
+            ratings: r.ratings,
         }
     }
 }

@@ -305,6 +305,10 @@ pub struct LobbyRecord {
     pub status: Status,
     pub players: Seats<Option<String>>,
     pub round: u32,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rated: bool,
+    #[serde(default, skip_serializing_if = "Seats::is_empty")]
+    pub ratings: Seats<Option<u32>>,
 }
 
 /// A chat line as the store keeps it.
