@@ -67,11 +67,6 @@ pub async fn resolve_deadline(app: &App, game: &GameId, due: u64) -> Result<(), 
         app.store.settle_deadline(game, due, None).await?;
         return Ok(());
     };
-    // A finished round its instance could not record (it died right after the end): recorded
-    // here, by any instance, before the deadline is settled.
-    if view.state.status == Status::Finished && !view.state.ratings.is_empty() {
-        super::profiles::record_round(app, game).await?;
-    }
     let verdict = decide(
         &view,
         app.config.forfeit_grace.as_millis() as u64,
@@ -114,6 +109,13 @@ pub async fn resolve_deadline(app: &App, game: &GameId, due: u64) -> Result<(), 
             None
         }
     };
+    // A finished round not recorded yet (its instance died right after the end, or recording
+    // this very forfeit failed): recorded here, by any instance, before the deadline is
+    // settled, so that a failure leaves the deadline to try again.
+    let ended = view.state.status == Status::Finished || matches!(verdict, Verdict::Forfeit(_));
+    if ended && !view.state.ratings.is_empty() {
+        super::profiles::record_round(app, game).await?;
+    }
     app.store.settle_deadline(game, due, next).await?;
     Ok(())
 }
