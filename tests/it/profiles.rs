@@ -603,3 +603,44 @@ async fn the_leaderboard_command_prints_the_board() {
         vec!["2", &format!("{}?", bob_p.rating), "0/0/1", "Bob"]
     );
 }
+
+#[tokio::test]
+async fn profiles_made_during_a_game_count_from_the_next_round() {
+    let (_redis, a, b) = two_instances().await;
+    let mut ann = player_from(&a, "Ann", "198.51.100.1").await;
+    let mut bob = player_from(&b, "Bob", "198.51.100.2").await;
+    let game = ann.create().await;
+    bob.join(&game).await;
+    play_out(&mut ann, &mut bob, &game, &[0, 3, 1, 4, 2]).await;
+    // Both make profiles between rounds: the round played without them is not theirs, the
+    // next one shows their ratings and is recorded (casual: record and history, no rating).
+    make_profile(&mut ann).await;
+    make_profile(&mut bob).await;
+    assert!(profile(&mut ann).await.games.is_empty());
+    ann.request(json!({"type": "rematch", "game": game})).await;
+    bob.request(json!({"type": "rematch", "game": game})).await;
+    let started = bob
+        .recv_until(|m| matches!(m, ServerMsg::RoundStarted { .. }))
+        .await;
+    let state = started.state().unwrap();
+    assert!(!state.rated);
+    assert_eq!(
+        state.ratings,
+        Seats {
+            x: Some(1500),
+            o: Some(1500)
+        }
+    );
+    // O starts round 2 and wins down the middle column.
+    play_out(&mut bob, &mut ann, &game, &[4, 0, 8, 2, 1, 6, 7]).await;
+    let bob_p = profile_with_rounds(&mut bob, 1).await;
+    assert_eq!((bob_p.wins, bob_p.rating, bob_p.rank), (1, 1500, None));
+    let h = &bob_p.games[0];
+    assert_eq!((h.round, h.you, h.starter), (2, Mark::O, Mark::O));
+    assert_eq!(
+        (h.rated, h.rating_before, h.opponent_rating),
+        (false, None, Some(1500))
+    );
+    let ann_p = profile_with_rounds(&mut ann, 1).await;
+    assert_eq!((ann_p.losses, ann_p.games.len()), (1, 1));
+}

@@ -574,14 +574,15 @@ pub async fn rematch(
     mark: Mark,
 ) -> Result<Done, OpError> {
     // The round that ends here is recorded before the next can begin (idempotent: usually
-    // done already), and the next begins with the ratings that recording left.
-    let ratings = match app.store.load_game(game).await? {
-        Some(sg) if !sg.state.ratings.is_empty() => {
-            super::profiles::record_round(app, game).await?;
-            Some(super::profiles::seat_ratings(app, &sg.seats).await?)
-        }
-        _ => None,
+    // done already), and the next begins with the ratings that recording left (also of a
+    // player who made a profile since the last round began).
+    let Some(sg) = app.store.load_game(game).await? else {
+        return Err(OpError::UnknownGame);
     };
+    if !sg.state.ratings.is_empty() {
+        super::profiles::record_round(app, game).await?;
+    }
+    let ratings = super::profiles::seat_ratings(app, &sg.seats).await?;
     apply(
         app,
         game,
@@ -590,8 +591,12 @@ pub async fn rematch(
         None,
         |version, s| {
             let (mut state, began) = s.request_rematch(mark, version)?;
-            if began && let Some(r) = &ratings {
-                state.ratings = r.clone();
+            if began {
+                state.ratings = ratings.clone();
+                // The computer is never rated, whatever its seat's id.
+                if let Some(c) = state.computer {
+                    *state.ratings.get_mut(c.mark) = None;
+                }
             }
             let event = if began {
                 ServerMsg::RoundStarted {
