@@ -3,7 +3,8 @@
 //! the `{profiles}` slot.
 
 use super::decode::{corrupt, items, num, text, ttl_ms};
-use super::scripts::script_cmd;
+use super::durable::wait_cmd;
+use super::scripts::{reply, script_cmd};
 use super::{RedisStore, SCRIPTS};
 use crate::store::profiles::{
     BoardRead, BoardRecord, ProfileCreation, ProfileRead, ProfileRecord, ProfileStore, Recorded,
@@ -38,6 +39,27 @@ impl RedisStore {
 
     async fn profile_script(&self, call: Cmd) -> StoreResult<Value> {
         self.run_script("profile", call, &SCRIPTS.profile).await
+    }
+
+    /// Runs a write that must survive a failover once acknowledged (a recovery code shown to
+    /// a player, a recorded round): with REDIS_WAIT_REPLICAS, in one pipeline with its WAIT,
+    /// and `Unavailable` unless the replicas confirmed it. An unconfirmed round is recorded
+    /// again by whoever tries next (its deadline, a rematch): the marker decides, once.
+    async fn durable_script(
+        &self,
+        op: &'static str,
+        call: Cmd,
+        script: &::redis::Script,
+    ) -> StoreResult<Value> {
+        let Some(durable) = &self.durable else {
+            return self.run_script(op, call, script).await;
+        };
+        let mut pipe = ::redis::pipe();
+        pipe.add_command(call).add_command(wait_cmd(durable));
+        let replies = self.durably(op, durable, pipe, &[script]).await?;
+        let value = reply(replies.first().cloned())?;
+        self.confirmed(op, durable, &replies, 1)?;
+        Ok(value)
     }
 }
 
@@ -128,18 +150,22 @@ impl ProfileStore for RedisStore {
             .arg(new.rating)
             .arg(new.deviation)
             .arg(new.volatility);
-        Ok(
-            match flag(self.profile_script(call).await?, "profile create")? {
-                true => ProfileCreation::Created,
-                false => ProfileCreation::Existed,
-            },
-        )
+        let created = self
+            .durable_script("profile", call, &SCRIPTS.profile)
+            .await?;
+        Ok(match flag(created, "profile create")? {
+            true => ProfileCreation::Created,
+            false => ProfileCreation::Existed,
+        })
     }
 
     async fn profile_new_code(&self, player: &PlayerId, code_hash: &str) -> StoreResult<bool> {
         let mut call = self.profile_call("code", player);
         call.arg(code_hash);
-        flag(self.profile_script(call).await?, "profile code")
+        let replaced = self
+            .durable_script("profile", call, &SCRIPTS.profile)
+            .await?;
+        flag(replaced, "profile code")
     }
 
     async fn profile_read(
@@ -206,7 +232,10 @@ impl ProfileStore for RedisStore {
 
     async fn profile_delete(&self, player: &PlayerId) -> StoreResult<bool> {
         let call = self.profile_call("delete", player);
-        flag(self.profile_script(call).await?, "profile delete")
+        let deleted = self
+            .durable_script("profile", call, &SCRIPTS.profile)
+            .await?;
+        flag(deleted, "profile delete")
     }
 
     async fn profile_rename(&self, player: &PlayerId, name: &str) -> StoreResult<()> {
@@ -250,7 +279,7 @@ impl ProfileStore for RedisStore {
             };
         }
         let reply = self
-            .run_script("record_round", call, &SCRIPTS.record_round)
+            .durable_script("record_round", call, &SCRIPTS.record_round)
             .await?;
         match text(&reply).as_deref() {
             Some("done") => Ok(Recorded::Done),
