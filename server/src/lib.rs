@@ -5,7 +5,8 @@
 //! `tictactoe_rules` (pure: no async, no I/O); the ids and wire messages are the crate
 //! `tictactoe_protocol`, shared with the tools. Both are imported by their own names.
 //!
-//! - [`session`], [`text`], [`ratelimit`]: session tokens, cleaned user text, GCRA limits.
+//! - [`session`], [`recovery_code`], [`text`], [`ratelimit`]: session tokens, profile
+//!   recovery codes, cleaned user text, GCRA limits.
 //! - [`store`]: where state lives: the trait and its own records, Redis (`store/redis/`:
 //!   links, a primary followed through Sentinel, writes acknowledged after a replica has
 //!   them, the scripts and how they run, reply decoding, one file per area, single and sharded
@@ -15,8 +16,8 @@
 //! - [`hub`]: one pub/sub link per instance, one subscription per game with local
 //!   connections, a bounded mailbox per connection, presence paced per game.
 //! - [`operations`]: what can be done to games, chat, presence, leases, the lobby, quick
-//!   match and sessions (compare-and-set of rule-checked states); the only way to the store,
-//!   from connections and background work alike.
+//!   match, sessions and profiles (compare-and-set of rule-checked states); the only way to
+//!   the store, from connections and background work alike.
 //! - [`connection`]: one WebSocket connection: the handshake until `hello`, then its loop,
 //!   catching up with games, and the requests.
 //! - [`housekeeping`]: when the background duties run (leases, sweeps, deadlines, lobby).
@@ -27,7 +28,8 @@
 //!   Redis layout), logs and metrics.
 //! - [`application`]: the composition root, building all of the above one way.
 //!
-//! The load generator and the monitor are the `tictactoe-tools` crate.
+//! [`leaderboard`] is the operators' `tictactoe leaderboard`. The load generator and the
+//! monitor are the `tictactoe-tools` crate.
 //!
 //! [`run`] is the one entry point: the binary and the in-process tests both call it; the
 //! connection's unit tests build through [`application::Application`] as it does.
@@ -39,9 +41,11 @@ pub mod config;
 pub mod connection;
 pub mod housekeeping;
 pub mod hub;
+pub mod leaderboard;
 pub mod listener;
 pub mod operations;
 pub mod ratelimit;
+pub mod recovery_code;
 pub mod routes;
 pub mod session;
 pub mod store;

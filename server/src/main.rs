@@ -33,6 +33,9 @@ enum Command {
     /// Drive instances with many WebSocket clients (playing or idle) and report throughput,
     /// latency and server memory.
     Loadgen(loadgen::LoadgenArgs),
+    /// Print the leaderboard's top rows (rank, rating, wins/draws/losses, name) from the
+    /// store the server settings name.
+    Leaderboard(tictactoe::leaderboard::LeaderboardArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -42,6 +45,10 @@ fn main() -> anyhow::Result<()> {
         Some(Command::Loadgen(args)) => runtime(0)?.block_on(loadgen::run(args)),
         Some(Command::Serve(config)) => runtime(config.worker_threads)?.block_on(serve(config)),
         None => runtime(cli.serve.worker_threads)?.block_on(serve(cli.serve)),
+        Some(Command::Leaderboard(args)) => runtime(0)?.block_on(async {
+            print!("{}", tictactoe::leaderboard::run(&args).await?);
+            Ok(())
+        }),
     }
 }
 

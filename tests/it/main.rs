@@ -15,6 +15,7 @@ mod limits;
 mod load_balancer;
 mod loadgen;
 mod observability;
+mod profiles;
 mod protocol_doc;
 mod redis_failover;
 mod redis_link;

@@ -76,6 +76,9 @@ fn every_example_in_the_protocol_document_parses_and_round_trips() {
         "lobby",
         "match_found",
         "lobby_changed",
+        "profile",
+        "recovered",
+        "leaderboard",
     ];
     for t in direct.iter().chain(tictactoe_protocol::CHANNEL_TYPES) {
         assert!(

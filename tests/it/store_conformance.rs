@@ -11,6 +11,9 @@ use std::time::Duration;
 use tictactoe::ratelimit::{Decision, Rule};
 use tictactoe::session::SessionToken;
 use tictactoe::store::memory::MemoryStore;
+use tictactoe::store::profiles::{
+    ProfileCreation, ProfileRecord, RatingWrite, Recorded, RoundRecord, RoundSeat,
+};
 use tictactoe::store::redis::RedisStore;
 use tictactoe::store::{
     Appended, Applied, Attendance, Author, ChatRecord, Creation, Hold, Keys, LeaseRenewal,
@@ -18,8 +21,10 @@ use tictactoe::store::{
     StoreLimits, Ticket, Transition,
 };
 use tictactoe_protocol::ids::{GameId, PlayerId};
+use tictactoe_protocol::profiles::RoundResult;
 use tictactoe_protocol::templates::{ChatTemplate, PresenceTemplate};
 use tictactoe_protocol::{AwayReason, Role, ServerMsg};
+use tictactoe_rules::glicko2::Rating;
 use tictactoe_rules::{GameState, Mark, Seats, Status};
 
 const TTL: Duration = Duration::from_secs(60);
@@ -143,6 +148,9 @@ conformance!(
     keys_expire_with_their_ttl,
     move_ids_are_remembered_per_player,
     moves_keep_a_game_alive_for_its_ttl_and_a_shorter_ttl_applies_at_once,
+    profiles_are_created_recovered_renamed_and_deleted,
+    a_finished_round_is_recorded_exactly_once,
+    the_leaderboard_ranks_by_rating_with_rows_around_a_player,
 );
 
 fn gid(s: &str) -> GameId {
@@ -1288,13 +1296,21 @@ async fn presence_announced_again_counts_once(store: Arc<dyn Store>) {
 async fn the_lobby_lists_open_and_live_games(store: Arc<dyn Store>) {
     let entry = |g: &str, status, o: Option<&str>| LobbyRecord {
         game: gid(g),
-        terms: Default::default(),
         status,
         players: Seats {
             x: Some("ann".into()),
             o: o.map(str::to_string),
         },
         round: 1,
+        // A game being played is rated, with both ratings: kept as given.
+        terms: tictactoe_protocol::Terms {
+            rated: o.is_some(),
+            computer: None,
+            ratings: Seats {
+                x: Some(1500),
+                o: o.map(|_| 1490),
+            },
+        },
     };
     let mut conn = store.bus().connect().await.unwrap();
     conn.sink
@@ -1311,6 +1327,14 @@ async fn the_lobby_lists_open_and_live_games(store: Arc<dyn Store>) {
         ["g2", "g1"]
     );
     assert_eq!(live.len(), 1);
+    assert!(live[0].terms.rated && !open[0].terms.rated);
+    assert_eq!(
+        live[0].terms.ratings,
+        Seats {
+            x: Some(1500),
+            o: Some(1490)
+        }
+    );
     assert_eq!(live[0].players.o.as_deref(), Some("bob"));
     // Filled, finished.
     lobby_update(store.as_ref(), &entry("g1", Status::Playing, Some("cy"))).await;
@@ -1835,4 +1859,339 @@ async fn moves_keep_a_game_alive_for_its_ttl_and_a_shorter_ttl_applies_at_once(
         }
     })
     .await;
+}
+
+fn round<'a>(game: &'a GameId, n: u32, seats: Vec<RoundSeat<'a>>) -> RoundRecord<'a> {
+    RoundRecord {
+        game,
+        round: n,
+        seats,
+        marker_ttl: TTL,
+        history_len: 3,
+    }
+}
+
+fn seat<'a>(
+    player: &'a PlayerId,
+    entry: &str,
+    result: RoundResult,
+    rating: Option<RatingWrite>,
+) -> RoundSeat<'a> {
+    RoundSeat {
+        player,
+        entry: entry.to_string(),
+        result,
+        rating,
+    }
+}
+
+fn rated(expected_version: u64, rating: f64) -> Option<RatingWrite> {
+    Some(RatingWrite {
+        expected_version,
+        rating: Rating {
+            rating,
+            deviation: 200.0,
+            volatility: 0.06,
+        },
+    })
+}
+
+async fn profiles_are_created_recovered_renamed_and_deleted(store: Arc<dyn Store>) {
+    let ann = pid("p-ann");
+    assert_eq!(store.profile_read(&ann, 20).await.unwrap(), None);
+    assert!(!store.profile_new_code(&ann, "c0").await.unwrap());
+    assert_eq!(
+        store.profile_create(&ann, "Ann", "a1", "c1").await.unwrap(),
+        ProfileCreation::Created
+    );
+    let read = store.profile_read(&ann, 20).await.unwrap().unwrap();
+    assert_eq!(read.record.name, "Ann");
+    assert_eq!(read.record.rating, Rating::new_player());
+    assert_eq!(
+        (read.record.wins, read.record.draws, read.record.losses),
+        (0, 0, 0)
+    );
+    assert_eq!(read.record.address, "a1");
+    assert_eq!((read.rank, read.history.len()), (None, 0));
+    assert_eq!(
+        store.profile_of_code("c1").await.unwrap(),
+        Some(ann.clone())
+    );
+    // A second create keeps the profile and replaces the code.
+    assert_eq!(
+        store
+            .profile_create(&ann, "Other", "a9", "c2")
+            .await
+            .unwrap(),
+        ProfileCreation::Existed
+    );
+    assert_eq!(store.profile_of_code("c1").await.unwrap(), None);
+    assert_eq!(
+        store.profile_of_code("c2").await.unwrap(),
+        Some(ann.clone())
+    );
+    assert!(store.profile_new_code(&ann, "c3").await.unwrap());
+    assert_eq!(store.profile_of_code("c2").await.unwrap(), None);
+    assert_eq!(
+        store.profile_of_code("c3").await.unwrap(),
+        Some(ann.clone())
+    );
+    store.profile_rename(&ann, "Annie").await.unwrap();
+    let seen = store.profile_seen(&ann, "a2").await.unwrap().unwrap();
+    assert_eq!((seen.name.as_str(), seen.address.as_str()), ("Annie", "a2"));
+    assert!(
+        seen.version > read.record.version,
+        "every write bumps the version"
+    );
+    assert_eq!(
+        store.profile_seen(&pid("p-nobody"), "a2").await.unwrap(),
+        None
+    );
+    let records = store
+        .profile_records(&[&pid("p-nobody"), &ann])
+        .await
+        .unwrap();
+    assert_eq!(records, vec![None, Some(seen)]);
+    assert!(store.profile_delete(&ann).await.unwrap());
+    assert_eq!(store.profile_read(&ann, 20).await.unwrap(), None);
+    assert_eq!(store.profile_of_code("c3").await.unwrap(), None);
+    assert!(!store.profile_delete(&ann).await.unwrap());
+    // Renaming or seeing a player without a profile makes none.
+    store.profile_rename(&ann, "Ghost").await.unwrap();
+    assert_eq!(store.profile_read(&ann, 20).await.unwrap(), None);
+}
+
+async fn a_finished_round_is_recorded_exactly_once(store: Arc<dyn Store>) {
+    let (ann, bob, cy) = (pid("p-ann"), pid("p-bob"), pid("p-cy"));
+    let g = gid("g1");
+    for (p, name) in [(&ann, "Ann"), (&bob, "Bob"), (&cy, "Cy")] {
+        store.profile_create(p, name, "a", name).await.unwrap();
+    }
+    let v = |r: &Option<ProfileRecord>| r.as_ref().unwrap().version;
+    let before = store.profile_records(&[&ann, &bob]).await.unwrap();
+    // A rating computed from a profile that changed since is not applied, and nothing is.
+    let stale = round(
+        &g,
+        1,
+        vec![
+            seat(
+                &ann,
+                "{\"n\":1}",
+                RoundResult::Win,
+                rated(v(&before[0]) + 1, 1600.0),
+            ),
+            seat(
+                &bob,
+                "{\"n\":1}",
+                RoundResult::Loss,
+                rated(v(&before[1]), 1400.0),
+            ),
+        ],
+    );
+    assert_eq!(store.record_round(&stale).await.unwrap(), Recorded::Stale);
+    assert_eq!(store.profile_records(&[&ann, &bob]).await.unwrap(), before);
+    let good = round(
+        &g,
+        1,
+        vec![
+            seat(
+                &ann,
+                "{\"n\":1}",
+                RoundResult::Win,
+                rated(v(&before[0]), 1600.0),
+            ),
+            seat(
+                &bob,
+                "{\"n\":1}",
+                RoundResult::Loss,
+                rated(v(&before[1]), 1400.0),
+            ),
+        ],
+    );
+    assert_eq!(store.record_round(&good).await.unwrap(), Recorded::Done);
+    assert_eq!(store.record_round(&good).await.unwrap(), Recorded::Already);
+    let a = store.profile_read(&ann, 20).await.unwrap().unwrap();
+    let b = store.profile_read(&bob, 20).await.unwrap().unwrap();
+    assert_eq!(
+        (a.record.wins, a.record.losses, a.record.rated_games),
+        (1, 0, 1)
+    );
+    assert_eq!(
+        (b.record.wins, b.record.losses, b.record.rated_games),
+        (0, 1, 1)
+    );
+    assert_eq!(
+        (a.record.rating.rating, b.record.rating.rating),
+        (1600.0, 1400.0)
+    );
+    assert_eq!((a.rank, b.rank), (Some(1), Some(2)));
+    assert_eq!(a.history, vec!["{\"n\":1}".to_string()]);
+    // The next rounds: history newest first and bounded; a round without a rating change
+    // counts but leaves the rating and the board alone (Cy is not on it).
+    for n in 2..=5 {
+        let entry = format!("{{\"n\":{n}}}");
+        let r = round(
+            &g,
+            n,
+            vec![
+                seat(&ann, &entry, RoundResult::Draw, None),
+                seat(&cy, &entry, RoundResult::Draw, None),
+            ],
+        );
+        assert_eq!(store.record_round(&r).await.unwrap(), Recorded::Done);
+    }
+    let a = store.profile_read(&ann, 2).await.unwrap().unwrap();
+    assert_eq!(
+        a.history,
+        vec!["{\"n\":5}".to_string(), "{\"n\":4}".to_string()]
+    );
+    assert_eq!(
+        store
+            .profile_read(&ann, 20)
+            .await
+            .unwrap()
+            .unwrap()
+            .history
+            .len(),
+        3
+    );
+    assert_eq!((a.record.draws, a.record.rating.rating), (4, 1600.0));
+    assert_eq!(
+        store.profile_read(&cy, 20).await.unwrap().unwrap().rank,
+        None
+    );
+    // A profile deleted before its round is recorded gets nothing back.
+    assert!(store.profile_delete(&bob).await.unwrap());
+    let r = round(
+        &g,
+        6,
+        vec![
+            seat(&ann, "{}", RoundResult::Win, None),
+            seat(&bob, "{}", RoundResult::Loss, None),
+        ],
+    );
+    assert_eq!(store.record_round(&r).await.unwrap(), Recorded::Done);
+    assert_eq!(store.profile_read(&bob, 20).await.unwrap(), None);
+    assert_eq!(
+        store
+            .profile_read(&ann, 20)
+            .await
+            .unwrap()
+            .unwrap()
+            .record
+            .wins,
+        2
+    );
+    // Concurrent recorders of one round: exactly one records it.
+    let g2 = gid("g2");
+    let tries = (0..8).map(|_| {
+        let store = store.clone();
+        let (g2, ann, cy) = (g2.clone(), ann.clone(), cy.clone());
+        tokio::spawn(async move {
+            let r = round(
+                &g2,
+                1,
+                vec![
+                    seat(&ann, "{}", RoundResult::Loss, None),
+                    seat(&cy, "{}", RoundResult::Win, None),
+                ],
+            );
+            store.record_round(&r).await.unwrap()
+        })
+    });
+    let results = futures_util::future::join_all(tries).await;
+    let done = results
+        .iter()
+        .filter(|r| *r.as_ref().unwrap() == Recorded::Done)
+        .count();
+    assert_eq!(done, 1, "{results:?}");
+    assert_eq!(
+        store
+            .profile_read(&cy, 20)
+            .await
+            .unwrap()
+            .unwrap()
+            .record
+            .wins,
+        1
+    );
+}
+
+async fn the_leaderboard_ranks_by_rating_with_rows_around_a_player(store: Arc<dyn Store>) {
+    let g = gid("g1");
+    let players: Vec<PlayerId> = (0..15).map(|i| pid(&format!("p-{i:02}"))).collect();
+    for (i, p) in players.iter().enumerate() {
+        store
+            .profile_create(p, &format!("N{i}"), "a", &format!("c{i}"))
+            .await
+            .unwrap();
+        let version = store.profile_records(&[p]).await.unwrap()[0]
+            .as_ref()
+            .unwrap()
+            .version;
+        // Player i rated 1000 + 10 i: the last one leads.
+        let r = round(
+            &g,
+            i as u32 + 1,
+            vec![seat(
+                p,
+                "{}",
+                RoundResult::Win,
+                rated(version, 1000.0 + 10.0 * i as f64),
+            )],
+        );
+        assert_eq!(store.record_round(&r).await.unwrap(), Recorded::Done);
+    }
+    let unrated = pid("p-zz");
+    store
+        .profile_create(&unrated, "Z", "a", "cz")
+        .await
+        .unwrap();
+    let board = store.leaderboard(Some(&players[7]), 4, 5).await.unwrap();
+    let names = |rows: &[tictactoe::store::profiles::BoardRecord]| {
+        rows.iter()
+            .map(|r| (r.rank, r.name.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        names(&board.top),
+        vec![
+            (1, "N14".into()),
+            (2, "N13".into()),
+            (3, "N12".into()),
+            (4, "N11".into())
+        ]
+    );
+    assert_eq!(board.top[0].rating, 1140.0);
+    assert_eq!(board.top[0].wins, 1);
+    let me = board.me.clone().unwrap();
+    assert_eq!((me.rank, me.name.as_str()), (8, "N7"));
+    assert_eq!(
+        names(&board.around),
+        (3..=13)
+            .map(|rank| (rank, format!("N{}", 15 - rank)))
+            .collect::<Vec<_>>()
+    );
+    // Near the top and the bottom, the rows around stop at the ends.
+    let board = store.leaderboard(Some(&players[14]), 2, 5).await.unwrap();
+    assert_eq!(board.around.first().unwrap().rank, 1);
+    assert_eq!(board.around.len(), 6);
+    let board = store.leaderboard(Some(&players[0]), 0, 5).await.unwrap();
+    assert!(board.top.is_empty());
+    assert_eq!(board.around.last().unwrap().rank, 15);
+    assert_eq!(board.around.len(), 6);
+    // Without a rated round (or a profile) there is no row of one's own.
+    let board = store.leaderboard(Some(&unrated), 100, 5).await.unwrap();
+    assert_eq!(
+        (board.top.len(), board.me, board.around.len()),
+        (15, None, 0)
+    );
+    let board = store.leaderboard(None, 100, 5).await.unwrap();
+    assert_eq!((board.top.len(), board.me), (15, None));
+    // A deleted profile leaves the board.
+    store.profile_delete(&players[14]).await.unwrap();
+    let board = store.leaderboard(None, 1, 5).await.unwrap();
+    assert_eq!(names(&board.top), vec![(1, "N13".into())]);
+    let read = store.profile_read(&players[13], 0).await.unwrap().unwrap();
+    assert_eq!(read.rank, Some(1));
 }

@@ -137,6 +137,38 @@ pub enum ClientMsg {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         req: Option<Req>,
     },
+    /// Make the session's player a lasting profile (or get the one it has): answered with
+    /// the profile and its recovery code.
+    ProfileCreate {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        req: Option<Req>,
+    },
+    /// The session's profile, with its recent rounds and rank.
+    Profile {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        req: Option<Req>,
+    },
+    /// A new recovery code for the session's profile; the old one stops working.
+    ProfileCode {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        req: Option<Req>,
+    },
+    /// A new session bound to the profile this recovery code belongs to.
+    Recover {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        req: Option<Req>,
+        code: String,
+    },
+    /// Delete the session's profile: rating, record, history, code and leaderboard entry.
+    ProfileDelete {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        req: Option<Req>,
+    },
+    /// The top of the leaderboard, and the session's place on it.
+    Leaderboard {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        req: Option<Req>,
+    },
 }
 
 impl ClientMsg {
@@ -158,7 +190,13 @@ impl ClientMsg {
             | ClientMsg::QuickMatch { req }
             | ClientMsg::CancelMatch { req }
             | ClientMsg::Peek { req, .. }
-            | ClientMsg::Ping { req } => *req,
+            | ClientMsg::Ping { req }
+            | ClientMsg::ProfileCreate { req }
+            | ClientMsg::Profile { req }
+            | ClientMsg::ProfileCode { req }
+            | ClientMsg::Recover { req, .. }
+            | ClientMsg::ProfileDelete { req }
+            | ClientMsg::Leaderboard { req } => *req,
         }
     }
 }
@@ -181,4 +219,10 @@ pub const CLIENT_TYPES: &[&str] = &[
     "cancel_match",
     "peek",
     "ping",
+    "profile_create",
+    "profile",
+    "profile_code",
+    "recover",
+    "profile_delete",
+    "leaderboard",
 ];

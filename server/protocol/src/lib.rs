@@ -7,6 +7,7 @@
 //! - [`client`]: the requests, client to server.
 //! - [`server`]: replies and events, server to client, also published on Redis.
 //! - [`parse`]: a client's text frame into a request, or a typed error.
+//! - [`profiles`]: what a profile, its history and the leaderboard look like on the wire.
 //! - [`channels`]: where events are published.
 //! - [`backoff`]: how every client of the protocol waits before reconnecting.
 //! - [`templates`]: the chat and presence events the store completes as it publishes them.
@@ -16,6 +17,7 @@ pub mod channels;
 pub mod client;
 pub mod ids;
 pub mod parse;
+pub mod profiles;
 pub mod server;
 pub mod templates;
 pub mod wire;

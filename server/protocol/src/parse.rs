@@ -160,6 +160,12 @@ mod tests {
             r#"{"type":"cancel_match"}"#,
             r#"{"type":"peek","game":"g1"}"#,
             r#"{"type":"ping"}"#,
+            r#"{"type":"profile_create"}"#,
+            r#"{"type":"profile"}"#,
+            r#"{"type":"profile_code"}"#,
+            r#"{"type":"recover","code":"7K3M-Q9TX-2HDA-W4RB-8NCE"}"#,
+            r#"{"type":"profile_delete"}"#,
+            r#"{"type":"leaderboard"}"#,
         ];
         assert_eq!(samples.len(), CLIENT_TYPES.len());
         for s in samples {

@@ -3,6 +3,7 @@
 //! message to route it.
 
 use crate::ids::{GameId, PlayerId};
+use crate::profiles::{BoardRow, ProfileBadge, ProfileView};
 use crate::wire::{Req, Role};
 use serde::{Deserialize, Serialize};
 use tictactoe_rules::{Cell, EndReason, GameState, Mark, Seats, Status};
@@ -51,6 +52,10 @@ pub enum ErrorCode {
     ProfileRequired,
     /// A rated game against the computer: the computer is never rated against people.
     ComputerNotRated,
+    /// The request needs a profile and the session's player has none.
+    NoProfile,
+    /// No profile has this recovery code (a wrong code, or one replaced since).
+    BadCode,
     /// Something unexpected; details are in the server log, not here.
     Internal,
 }
@@ -174,6 +179,9 @@ pub enum ServerMsg {
         chat_max_chars: usize,
         /// How long a seated player may be away during a round before forfeiting it.
         forfeit_grace_ms: u64,
+        /// The player's rating, when it has a profile.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        profile: Option<ProfileBadge>,
     },
     /// The whole of a game as this connection sees it.
     Snapshot {
@@ -306,6 +314,32 @@ pub enum ServerMsg {
     },
     /// Quick match paired this client; a snapshot of the game follows.
     MatchFound { game: GameId, you: Mark },
+    /// The session's profile. `code` is the recovery code, present only right after it was
+    /// made (`profile_create`, `profile_code`): the server keeps only its hash.
+    Profile {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        req: Option<Req>,
+        profile: ProfileView,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        code: Option<String>,
+    },
+    /// A recovery code worked: a new session of the profile's player. Reconnect with `token`.
+    Recovered {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        req: Option<Req>,
+        token: String,
+        player: PlayerId,
+        name: String,
+    },
+    /// The top of the leaderboard; the session's own row (`None` without a rated round) and
+    /// the rows around it.
+    Leaderboard {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        req: Option<Req>,
+        top: Vec<BoardRow>,
+        me: Option<BoardRow>,
+        around: Vec<BoardRow>,
+    },
 }
 
 impl ServerMsg {
@@ -362,7 +396,10 @@ impl ServerMsg {
             | ServerMsg::Ack { req, .. }
             | ServerMsg::Error { req, .. }
             | ServerMsg::Pong { req }
-            | ServerMsg::GameInfo { req, .. } => *req,
+            | ServerMsg::GameInfo { req, .. }
+            | ServerMsg::Profile { req, .. }
+            | ServerMsg::Recovered { req, .. }
+            | ServerMsg::Leaderboard { req, .. } => *req,
             _ => None,
         }
     }

@@ -133,6 +133,11 @@ async fn hello<S: Transport>(
     tracing::Span::current().record("player", identity.player.as_str());
     let resumed = opened.new_token.is_none();
     tracing::debug!(resumed, games = opened.games.len(), "hello");
+    // A new session has no profile yet; a resumed one may (also one a recovery code made).
+    let profile = match resumed {
+        true => crate::operations::profiles::on_hello(app, &identity.player, ip).await,
+        false => None,
+    };
     socket
         .send(ServerMsg::Welcome {
             req,
@@ -144,6 +149,7 @@ async fn hello<S: Transport>(
             protocol: PROTOCOL_VERSION,
             chat_max_chars: app.config.chat_max_chars,
             forfeit_grace_ms: app.config.forfeit_grace.as_millis() as u64,
+            profile,
         })
         .await?;
 

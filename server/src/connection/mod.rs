@@ -11,6 +11,7 @@ mod catch_up;
 mod handshake;
 mod matching;
 mod play;
+mod profiles;
 mod requests;
 mod socket;
 #[cfg(test)]

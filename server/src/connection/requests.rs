@@ -74,6 +74,12 @@ impl<S: Transport> Connection<S> {
                 }
             }
             ClientMsg::CancelMatch { req } => self.cancel_match(req).await,
+            msg @ (ClientMsg::ProfileCreate { .. }
+            | ClientMsg::Profile { .. }
+            | ClientMsg::ProfileCode { .. }
+            | ClientMsg::Recover { .. }
+            | ClientMsg::ProfileDelete { .. }
+            | ClientMsg::Leaderboard { .. }) => self.on_profile_request(msg).await,
         }
     }
 

@@ -120,6 +120,13 @@ pub async fn resolve_deadline(app: &App, game: &GameId, due: u64) -> Result<(), 
             None
         }
     };
+    // A finished round not recorded yet (its instance died right after the end, or recording
+    // this very forfeit failed): recorded here, by any instance, before the deadline is
+    // settled, so that a failure leaves the deadline to try again.
+    let ended = view.state.status == Status::Finished || matches!(verdict, Verdict::Forfeit(_));
+    if ended && !view.state.ratings.is_empty() {
+        super::profiles::record_round(app, game).await?;
+    }
     // A step the computer still has to take (its rematch answer started a round it opens) is
     // due too: its own scheduling could not move this earlier date, which is settled here.
     let computer_next = view

@@ -111,6 +111,7 @@ where
         } else {
             app.config.game_ttl
         };
+        super::profiles::guard_round_end(app, game, &current.1, &state).await;
         let event: Bytes = event.to_json().into();
         let t = Transition {
             game,
@@ -218,6 +219,12 @@ async fn after_commit(app: &App, game: &GameId, before: &GameState, after: &Game
     if before.status == Status::Waiting && after.status == Status::Playing {
         start_clocks(app, game).await;
     }
+    // The round's deadline (`guard_round_end`) records it if this fails or never runs.
+    if super::profiles::ends_recorded_round(before, after)
+        && let Err(e) = super::profiles::record_round(app, game).await
+    {
+        tracing::warn!(%game, error = %e, "round not recorded yet; its deadline will");
+    }
 }
 
 /// The game began: start the away clocks of seats whose player is not here yet, and look at
@@ -273,6 +280,9 @@ pub async fn open(
     if opening.rated && opening.computer.is_some() {
         return Err(OpError::ComputerNotRated);
     }
+    if opening.rated {
+        super::profiles::require(app, x.0).await?;
+    }
     if let Some(cid) = cid
         && let Some(game) = created_before(app, x.0, cid).await?
     {
@@ -308,17 +318,16 @@ pub async fn open(
         let (state, o) = match opening.computer {
             None => (GameState::new(x.1), None),
             Some(level) => {
-                let name = computer::name(level);
-                let state = GameState::against_computer(x.1, level, name.clone());
-                (state, Some((&*computer::COMPUTER, name)))
+                let state = GameState::against_computer(x.1, level, computer::name(level));
+                (state, Some(computer::COMPUTER.clone()))
             }
         };
-        let state = GameState {
-            rated: opening.rated,
-            ..state
+        let rated = if opening.rated { Rated::Yes } else { Rated::No };
+        let seats = Seats {
+            x: Some(x.0.clone()),
+            o,
         };
-        let o = o.as_ref().map(|(p, n)| (*p, n.as_str()));
-        match insert(app, &game, state, x.0, o, Some(ip), cid).await {
+        match insert(app, &game, state, seats, Some(ip), cid, rated).await {
             Ok(Creation::Created) => {
                 return Ok(Opened {
                     game,
@@ -428,11 +437,25 @@ pub async fn create_matched(
     for _ in 0..CREATE_ATTEMPTS {
         let game = GameId::generate();
         let state = GameState::matched(x.1, o.1);
-        if insert(app, &game, state, x.0, Some(o), None, None).await? == Creation::Created {
+        let rated = Rated::IfBothHaveProfiles;
+        let seats = Seats {
+            x: Some(x.0.clone()),
+            o: Some(o.0.clone()),
+        };
+        if insert(app, &game, state, seats, None, None, rated).await? == Creation::Created {
             return Ok(game);
         }
     }
     Err(OpError::Internal("could not find a free game id".into()))
+}
+
+/// Whether a new game is rated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rated {
+    Yes,
+    No,
+    /// Quick match: rated when both players it pairs have profiles, casual otherwise.
+    IfBothHaveProfiles,
 }
 
 /// Creates game `game` in `state` with `x` seated (and `o` too, for quick match and the
@@ -441,15 +464,17 @@ pub async fn create_matched(
 async fn insert(
     app: &App,
     game: &GameId,
-    state: GameState,
-    x: &PlayerId,
-    o: Option<(&PlayerId, &str)>,
+    mut state: GameState,
+    seats: Seats<Option<PlayerId>>,
     ip: Option<IpAddr>,
     cid: Option<&str>,
+    rated: Rated,
 ) -> Result<Creation, OpError> {
-    let seats = Seats {
-        x: Some(x.clone()),
-        o: o.map(|(p, _)| p.clone()),
+    state.ratings = super::profiles::seat_ratings(app, &seats).await?;
+    state.rated = match rated {
+        Rated::Yes => true,
+        Rated::No => false,
+        Rated::IfBothHaveProfiles => state.ratings.x.is_some() && state.ratings.o.is_some(),
     };
     let event = ServerMsg::Created {
         game: game.clone(),
@@ -465,7 +490,8 @@ async fn insert(
         return Ok(created);
     }
     metrics::counter!("games_created_total").increment(1);
-    if let Err(e) = update_lobby(app, game, &state, ip.map(|ip| (x, ip))).await {
+    let owner = seats.x.as_ref().zip(ip);
+    if let Err(e) = update_lobby(app, game, &state, owner).await {
         tracing::warn!(%game, error = %e, "lobby update failed");
     }
     if state.status == Status::Playing {
@@ -488,8 +514,14 @@ pub async fn claim_o(
         limit: None,
         mid: None,
     };
+    // O's rating beside its name; and a rated game seats only a player with a profile.
+    let rating = super::profiles::rating_of(app, player).await?;
+    if start.1.rated && rating.is_none() {
+        return Err(super::profiles::ProfileError::Required.into());
+    }
     let result = apply(app, game, actor, Some(start), None, |version, s| {
-        let state = s.seat_o(name)?;
+        let mut state = s.seat_o(name)?;
+        state.ratings.o = rating;
         let event = ServerMsg::Seated {
             game: game.clone(),
             version,
@@ -583,6 +615,16 @@ pub async fn rematch(
     player: &PlayerId,
     mark: Mark,
 ) -> Result<Done, OpError> {
+    // The round that ends here is recorded before the next can begin (idempotent: usually
+    // done already), and the next begins with the ratings that recording left (also of a
+    // player who made a profile since the last round began).
+    let Some(sg) = app.store.load_game(game).await? else {
+        return Err(OpError::UnknownGame);
+    };
+    if !sg.state.ratings.is_empty() {
+        super::profiles::record_round(app, game).await?;
+    }
+    let ratings = super::profiles::seat_ratings(app, &sg.seats).await?;
     let r = apply(
         app,
         game,
@@ -590,7 +632,14 @@ pub async fn rematch(
         None,
         None,
         |version, s| {
-            let (state, began) = s.request_rematch(mark, version)?;
+            let (mut state, began) = s.request_rematch(mark, version)?;
+            if began {
+                state.ratings = ratings.clone();
+                // The computer is never rated, whatever its seat's id.
+                if let Some(c) = state.computer {
+                    *state.ratings.get_mut(c.mark) = None;
+                }
+            }
             let event = rematch_event(game, version, mark, &state, began);
             Ok((state, event))
         },

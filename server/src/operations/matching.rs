@@ -89,7 +89,11 @@ async fn take_open_game(app: &App, me: &Ticket) -> Result<Option<GameId>, OpErro
         match claim_o(app, game, &me.player, &me.name, start).await {
             Ok(Some(_)) => return Ok(Some(game.clone())),
             // Taken, cancelled or gone meanwhile: look further.
-            Ok(None) | Err(OpError::Rule(_) | OpError::UnknownGame | OpError::NotSeated) => {}
+            // A rated game, for a player without a profile: not this one either.
+            Ok(None)
+            | Err(
+                OpError::Rule(_) | OpError::UnknownGame | OpError::NotSeated | OpError::Profile(_),
+            ) => {}
             Err(e) => return Err(e),
         }
     }

@@ -1,6 +1,6 @@
-//! What can be done to games, chat, presence, the lobby, quick match and sessions: the only
-//! way from a connection (or a background task) to the store. Operations return typed
-//! results and [`OpError`]s; whoever speaks to the client renders them.
+//! What can be done to games, chat, presence, the lobby, quick match, sessions and profiles:
+//! the only way from a connection (or a background task) to the store. Operations return
+//! typed results and [`OpError`]s; whoever speaks to the client renders them.
 
 pub mod chat;
 pub mod computer;
@@ -10,6 +10,7 @@ pub mod leases;
 pub mod lobby;
 pub mod matching;
 pub mod presence;
+pub mod profiles;
 pub mod records;
 pub mod sessions;
 
@@ -46,6 +47,8 @@ pub enum OpError {
     Contended,
     #[error("games against the computer are never rated")]
     ComputerNotRated,
+    #[error("{0}")]
+    Profile(#[from] profiles::ProfileError),
     #[error("internal error")]
     Internal(String),
 }
@@ -84,6 +87,11 @@ impl OpError {
             // Both mean "retry"; a client needs no other handling for contention.
             OpError::Unavailable | OpError::Contended => ErrorCode::Unavailable,
             OpError::ComputerNotRated => ErrorCode::ComputerNotRated,
+            OpError::Profile(p) => match p {
+                profiles::ProfileError::NoProfile => ErrorCode::NoProfile,
+                profiles::ProfileError::BadCode => ErrorCode::BadCode,
+                profiles::ProfileError::Required => ErrorCode::ProfileRequired,
+            },
             OpError::Internal(_) => ErrorCode::Internal,
         }
     }

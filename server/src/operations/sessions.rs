@@ -132,6 +132,7 @@ pub async fn rename(
     }
     // The ticket may be waiting on any instance, queued by any connection of the session.
     super::matching::rename(app, &who.player, name).await?;
+    super::profiles::rename(app, &who.player, name).await?;
     super::games::rename(app, &who.player, name, &games).await
 }
 

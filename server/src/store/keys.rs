@@ -155,6 +155,39 @@ impl Keys {
         format!("{}{{deadlines}}", self.prefix)
     }
 
+    /// Hash of a player's profile (see `store::profiles`). Every profile key shares the tag
+    /// `{profiles}`: recording a round touches two profiles, two histories and the board
+    /// in one script.
+    pub fn profile(&self, p: &PlayerId) -> String {
+        format!("{}{{profiles}}:p:{p}", self.prefix)
+    }
+
+    /// What a profile key starts with, for the leaderboard script, which reads the profiles
+    /// of the players it lists (same slot).
+    pub fn profile_prefix(&self) -> String {
+        format!("{}{{profiles}}:p:", self.prefix)
+    }
+
+    /// List of a profile's last finished rounds (JSON), newest first.
+    pub fn profile_history(&self, p: &PlayerId) -> String {
+        format!("{}{{profiles}}:h:{p}", self.prefix)
+    }
+
+    /// Hash: SHA-256 hex of a recovery code -> player.
+    pub fn profile_codes(&self) -> String {
+        format!("{}{{profiles}}:codes", self.prefix)
+    }
+
+    /// Sorted set: player -> rating, for profiles with at least one rated round.
+    pub fn leaderboard(&self) -> String {
+        format!("{}{{profiles}}:board", self.prefix)
+    }
+
+    /// String with a lifetime: this round of this game is recorded in the profiles.
+    pub fn round_recorded(&self, g: &GameId, round: u32) -> String {
+        format!("{}{{profiles}}:done:{g}:{round}", self.prefix)
+    }
+
     /// The game id in a game channel name, if it is one.
     pub fn game_of_channel(&self, channel: &str) -> Option<GameId> {
         self.channels.game_of(channel)
@@ -204,5 +237,49 @@ mod tests {
             "lobby"
         );
         assert_eq!(hash_tag(&k.rate("ip-conn", "10.0.0.1")), "10.0.0.1");
+    }
+
+    #[test]
+    fn every_profile_key_shares_one_slot() {
+        let k = Keys::new("t1:");
+        let p = PlayerId::generate();
+        let g = GameId::try_from("k3n8vq2xhd".to_string()).unwrap();
+        for key in [
+            k.profile(&p),
+            k.profile_history(&p),
+            k.profile_codes(),
+            k.leaderboard(),
+            k.round_recorded(&g, 3),
+        ] {
+            assert_eq!(hash_tag(&key), "profiles", "{key}");
+        }
+        assert!(k.profile(&p).starts_with(&k.profile_prefix()));
+        // docs/redis.md names the slot: CRC16/XMODEM of the tag, modulo 16384.
+        assert_eq!(crc16_xmodem(b"profiles") % 16384, PROFILES_SLOT);
+    }
+
+    /// The slot docs/redis.md gives for `{profiles}`.
+    const PROFILES_SLOT: u16 = 9288;
+
+    /// Redis Cluster's key hash (CRC16, XMODEM variant: polynomial 0x1021, initial 0).
+    fn crc16_xmodem(data: &[u8]) -> u16 {
+        let mut crc: u16 = 0;
+        for &b in data {
+            crc ^= u16::from(b) << 8;
+            for _ in 0..8 {
+                crc = if crc & 0x8000 != 0 {
+                    (crc << 1) ^ 0x1021
+                } else {
+                    crc << 1
+                };
+            }
+        }
+        crc
+    }
+
+    #[test]
+    fn the_key_hash_is_redis_clusters() {
+        // Redis Cluster specification's check value: CRC16("123456789") = 0x31C3.
+        assert_eq!(crc16_xmodem(b"123456789"), 0x31C3);
     }
 }

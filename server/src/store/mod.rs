@@ -12,6 +12,7 @@
 pub mod keys;
 pub mod memory;
 mod missed;
+pub mod profiles;
 pub mod redis;
 
 use crate::config::{Config, RedisLayout};
@@ -30,6 +31,7 @@ use tictactoe_rules::{GameState, Mark, Seats, Status};
 
 pub use keys::Keys;
 pub(crate) use missed::missed_since;
+pub use profiles::ProfileStore;
 
 /// Builds the store `layout` names: Redis, a primary found through Sentinel, a Redis Cluster,
 /// or the in-memory store of a lone instance; `config` gives the timeouts, limits and key
@@ -372,7 +374,7 @@ pub struct LobbyShare {
 }
 
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: ProfileStore + Send + Sync + 'static {
     fn keys(&self) -> &Keys;
 
     /// A cheap round trip, for readiness.

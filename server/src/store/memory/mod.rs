@@ -13,6 +13,7 @@ mod games;
 mod lobby;
 mod matching;
 mod presence;
+mod profiles;
 mod rates;
 mod sessions;
 mod waiting;
@@ -89,6 +90,7 @@ struct Inner {
     lease_sweeps: HashMap<String, u64>,
     lease_games: HashMap<String, HashSet<GameId>>,
     deadlines: HashMap<GameId, u64>,
+    profiles: profiles::MemProfiles,
     last_purge: u64,
 }
 
@@ -112,6 +114,7 @@ impl Inner {
         self.sessions.retain(|_, s| s.expires > now);
         self.rates.retain(|_, (_, e)| *e > now);
         self.waiting.retain(|_, held| !held.is_empty());
+        self.profiles.purge(now);
     }
 }
 

@@ -8,8 +8,9 @@
 //! (REDIS_WAIT_REPLICAS), `decode` turns script replies into store records, and one file per
 //! area of the [`Store`] trait holds its operations: `games`, `sessions`, `chat`, `presence`
 //! (with instance leases), `lobby`, `waiting` (games awaiting an opponent, per player),
-//! `matching` (quick match) and `deadlines`. Pub/sub has its own link: [`RedisBus`] on a
-//! single Redis (or the primary `sentinel` finds), [`ClusterBus`] (sharded) on a cluster.
+//! `matching` (quick match), `deadlines` and `profiles` (with the leaderboard). Pub/sub has
+//! its own link: [`RedisBus`] on a single Redis (or the primary `sentinel` finds),
+//! [`ClusterBus`] (sharded) on a cluster.
 
 mod bus;
 mod chat;
@@ -21,6 +22,7 @@ mod link;
 mod lobby;
 mod matching;
 mod presence;
+mod profiles;
 mod scripts;
 mod sentinel;
 mod sessions;

@@ -25,6 +25,9 @@ pub(super) struct Scripts {
     pub(super) publish_logged: Script,
     pub(super) touch: Script,
     pub(super) waiting: Script,
+    pub(super) profile: Script,
+    pub(super) record_round: Script,
+    pub(super) leaderboard: Script,
 }
 
 /// Hashed once; `Script` sends EVALSHA and loads the source only after a NOSCRIPT (for
@@ -45,6 +48,9 @@ pub(super) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     publish_logged: Script::new(include_str!("../scripts/publish_logged.lua")),
     touch: Script::new(include_str!("../scripts/touch.lua")),
     waiting: Script::new(include_str!("../scripts/waiting.lua")),
+    profile: Script::new(include_str!("../scripts/profile.lua")),
+    record_round: Script::new(include_str!("../scripts/record_round.lua")),
+    leaderboard: Script::new(include_str!("../scripts/leaderboard.lua")),
 });
 
 impl RedisStore {

@@ -1,0 +1,332 @@
+//! Profiles, their histories, recovery codes and the leaderboard: `profile.lua` for one
+//! profile, `record_round.lua` for a finished round, `leaderboard.lua` for the board. All in
+//! the `{profiles}` slot.
+
+use super::decode::{corrupt, items, num, text, ttl_ms};
+use super::durable::wait_cmd;
+use super::scripts::{reply, script_cmd};
+use super::{RedisStore, SCRIPTS};
+use crate::store::profiles::{
+    BoardRead, BoardRecord, ProfileCreation, ProfileRead, ProfileRecord, ProfileStore, Recorded,
+    RoundRecord,
+};
+use crate::store::{StoreError, StoreResult};
+use ::redis::{Cmd, Value};
+use async_trait::async_trait;
+use tictactoe_protocol::ids::PlayerId;
+use tictactoe_protocol::profiles::RoundResult;
+use tictactoe_rules::glicko2::Rating;
+
+/// Fields of a profile hash in the order `profile.lua` returns them (its `FIELDS`).
+const FIELDS: usize = 11;
+
+impl RedisStore {
+    /// A call of `profile.lua` in `mode` on `player`'s profile.
+    fn profile_call(&self, mode: &str, player: &PlayerId) -> Cmd {
+        let k = &self.keys;
+        let mut call = script_cmd(
+            &SCRIPTS.profile,
+            &[
+                &k.profile(player),
+                &k.profile_history(player),
+                &k.profile_codes(),
+                &k.leaderboard(),
+            ],
+        );
+        call.arg(mode).arg(player.as_str());
+        call
+    }
+
+    async fn profile_script(&self, call: Cmd) -> StoreResult<Value> {
+        self.run_script("profile", call, &SCRIPTS.profile).await
+    }
+
+    /// Runs a write that must survive a failover once acknowledged (a recovery code shown to
+    /// a player, a recorded round): with REDIS_WAIT_REPLICAS, in one pipeline with its WAIT,
+    /// and `Unavailable` unless the replicas confirmed it. An unconfirmed round is recorded
+    /// again by whoever tries next (its deadline, a rematch): the marker decides, once.
+    async fn durable_script(
+        &self,
+        op: &'static str,
+        call: Cmd,
+        script: &::redis::Script,
+    ) -> StoreResult<Value> {
+        let Some(durable) = &self.durable else {
+            return self.run_script(op, call, script).await;
+        };
+        let mut pipe = ::redis::pipe();
+        pipe.add_command(call).add_command(wait_cmd(durable));
+        let replies = self.durably(op, durable, pipe, &[script]).await?;
+        let value = reply(replies.first().cloned())?;
+        self.confirmed(op, durable, &replies, 1)?;
+        Ok(value)
+    }
+}
+
+fn flag(v: Value, what: &str) -> StoreResult<bool> {
+    match v {
+        Value::Int(1) => Ok(true),
+        Value::Int(0) => Ok(false),
+        other => Err(corrupt(what, other)),
+    }
+}
+
+/// A profile hash's fields, as `profile.lua` lists them.
+fn record(fields: &[Value]) -> StoreResult<ProfileRecord> {
+    let f = |i: usize| -> StoreResult<String> {
+        fields
+            .get(i)
+            .and_then(text)
+            .ok_or_else(|| corrupt("profile field", fields))
+    };
+    Ok(ProfileRecord {
+        name: f(0)?,
+        rating: Rating {
+            rating: num(&f(1)?, "rating")?,
+            deviation: num(&f(2)?, "deviation")?,
+            volatility: num(&f(3)?, "volatility")?,
+        },
+        wins: num(&f(4)?, "wins")?,
+        draws: num(&f(5)?, "draws")?,
+        losses: num(&f(6)?, "losses")?,
+        rated_games: num(&f(7)?, "rated games")?,
+        address: f(8)?,
+        version: num(&f(9)?, "profile version")?,
+        created_ms: num(&f(10)?, "created")?,
+    })
+}
+
+fn maybe_record(v: Value) -> StoreResult<Option<ProfileRecord>> {
+    let fields = items(v).ok_or_else(|| corrupt("profile", "not an array"))?;
+    if fields.is_empty() {
+        return Ok(None);
+    }
+    record(&fields).map(Some)
+}
+
+fn result_field(r: RoundResult) -> &'static str {
+    match r {
+        RoundResult::Win => "w",
+        RoundResult::Draw => "dr",
+        RoundResult::Loss => "l",
+    }
+}
+
+fn board_row(rank: u32, v: &Value) -> StoreResult<BoardRecord> {
+    let fields = items(v.clone()).ok_or_else(|| corrupt("board row", v))?;
+    let f = |i: usize| fields.get(i).and_then(text).unwrap_or_default();
+    Ok(BoardRecord {
+        rank,
+        name: f(0),
+        rating: num(&f(1), "board rating")?,
+        deviation: num(&f(2), "board deviation")?,
+        wins: num(&f(3), "board wins")?,
+        draws: num(&f(4), "board draws")?,
+        losses: num(&f(5), "board losses")?,
+    })
+}
+
+fn int(v: Option<&Value>, what: &str) -> StoreResult<i64> {
+    match v {
+        Some(Value::Int(i)) => Ok(*i),
+        other => Err(corrupt(what, other)),
+    }
+}
+
+#[async_trait]
+impl ProfileStore for RedisStore {
+    async fn profile_create(
+        &self,
+        player: &PlayerId,
+        name: &str,
+        address: &str,
+        code_hash: &str,
+    ) -> StoreResult<ProfileCreation> {
+        let new = Rating::new_player();
+        let mut call = self.profile_call("create", player);
+        call.arg(name)
+            .arg(address)
+            .arg(code_hash)
+            .arg(new.rating)
+            .arg(new.deviation)
+            .arg(new.volatility);
+        let created = self
+            .durable_script("profile", call, &SCRIPTS.profile)
+            .await?;
+        Ok(match flag(created, "profile create")? {
+            true => ProfileCreation::Created,
+            false => ProfileCreation::Existed,
+        })
+    }
+
+    async fn profile_new_code(&self, player: &PlayerId, code_hash: &str) -> StoreResult<bool> {
+        let mut call = self.profile_call("code", player);
+        call.arg(code_hash);
+        let replaced = self
+            .durable_script("profile", call, &SCRIPTS.profile)
+            .await?;
+        flag(replaced, "profile code")
+    }
+
+    async fn profile_read(
+        &self,
+        player: &PlayerId,
+        history: usize,
+    ) -> StoreResult<Option<ProfileRead>> {
+        let mut call = self.profile_call("read", player);
+        call.arg(history);
+        let reply = items(self.profile_script(call).await?)
+            .ok_or_else(|| corrupt("profile read", "not an array"))?;
+        if reply.is_empty() {
+            return Ok(None);
+        }
+        let record = record(&reply)?;
+        let rank = int(reply.get(FIELDS), "profile rank")?;
+        let history = reply[FIELDS + 1..].iter().filter_map(text).collect();
+        Ok(Some(ProfileRead {
+            record,
+            history,
+            rank: u32::try_from(rank).ok().map(|r| r + 1),
+        }))
+    }
+
+    async fn profile_records(
+        &self,
+        players: &[&PlayerId],
+    ) -> StoreResult<Vec<Option<ProfileRecord>>> {
+        let mut handle = self.handle().await?;
+        let mut pipe = ::redis::pipe();
+        for p in players {
+            pipe.cmd("HMGET")
+                .arg(self.keys.profile(p))
+                .arg(&["name", "r", "d", "s", "w", "dr", "l", "g", "a", "v", "t"]);
+        }
+        let replies: Vec<Vec<Value>> = self
+            .call("profiles", handle.generation, pipe.query_async(&mut handle))
+            .await?;
+        replies
+            .iter()
+            .map(|fields| match fields.first() {
+                Some(Value::Nil) | None => Ok(None),
+                Some(_) => record(fields).map(Some),
+            })
+            .collect()
+    }
+
+    async fn profile_of_code(&self, code_hash: &str) -> StoreResult<Option<PlayerId>> {
+        let mut handle = self.handle().await?;
+        let player: Option<String> = self
+            .call(
+                "profile_code",
+                handle.generation,
+                ::redis::cmd("HGET")
+                    .arg(self.keys.profile_codes())
+                    .arg(code_hash)
+                    .query_async(&mut handle),
+            )
+            .await?;
+        player
+            .map(|p| PlayerId::try_from(p).map_err(StoreError::Corrupt))
+            .transpose()
+    }
+
+    async fn profile_delete(&self, player: &PlayerId) -> StoreResult<bool> {
+        let call = self.profile_call("delete", player);
+        let deleted = self
+            .durable_script("profile", call, &SCRIPTS.profile)
+            .await?;
+        flag(deleted, "profile delete")
+    }
+
+    async fn profile_rename(&self, player: &PlayerId, name: &str) -> StoreResult<()> {
+        let mut call = self.profile_call("rename", player);
+        call.arg(name);
+        flag(self.profile_script(call).await?, "profile rename")?;
+        Ok(())
+    }
+
+    async fn profile_seen(
+        &self,
+        player: &PlayerId,
+        address: &str,
+    ) -> StoreResult<Option<ProfileRecord>> {
+        let mut call = self.profile_call("seen", player);
+        call.arg(address);
+        maybe_record(self.profile_script(call).await?)
+    }
+
+    async fn record_round(&self, round: &RoundRecord<'_>) -> StoreResult<Recorded> {
+        let k = &self.keys;
+        let mut keys = vec![k.round_recorded(round.game, round.round), k.leaderboard()];
+        for seat in &round.seats {
+            keys.push(k.profile(seat.player));
+            keys.push(k.profile_history(seat.player));
+        }
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let mut call = script_cmd(&SCRIPTS.record_round, &keys);
+        call.arg(ttl_ms(round.marker_ttl)).arg(round.history_len);
+        for seat in &round.seats {
+            call.arg(seat.player.as_str())
+                .arg(seat.entry.as_str())
+                .arg(result_field(seat.result));
+            match seat.rating {
+                Some(w) => call
+                    .arg(w.expected_version)
+                    .arg(w.rating.rating)
+                    .arg(w.rating.deviation)
+                    .arg(w.rating.volatility),
+                None => call.arg("").arg("").arg("").arg(""),
+            };
+        }
+        let reply = self
+            .durable_script("record_round", call, &SCRIPTS.record_round)
+            .await?;
+        match text(&reply).as_deref() {
+            Some("done") => Ok(Recorded::Done),
+            Some("already") => Ok(Recorded::Already),
+            Some("stale") => Ok(Recorded::Stale),
+            _ => Err(corrupt("record_round", reply)),
+        }
+    }
+
+    async fn leaderboard(
+        &self,
+        me: Option<&PlayerId>,
+        top: usize,
+        around: usize,
+    ) -> StoreResult<BoardRead> {
+        let mut call = script_cmd(&SCRIPTS.leaderboard, &[&self.keys.leaderboard()]);
+        call.arg(self.keys.profile_prefix())
+            .arg(top)
+            .arg(me.map(PlayerId::as_str).unwrap_or(""))
+            .arg(around);
+        let reply = self
+            .run_script("leaderboard", call, &SCRIPTS.leaderboard)
+            .await?;
+        let reply = items(reply).ok_or_else(|| corrupt("leaderboard", "not an array"))?;
+        let n = usize::try_from(int(reply.first(), "leaderboard count")?)
+            .map_err(|_| corrupt("leaderboard count", &reply))?;
+        let rows = reply
+            .get(1..=n)
+            .ok_or_else(|| corrupt("leaderboard", &reply))?;
+        let mut board = BoardRead::default();
+        for (i, row) in rows.iter().enumerate() {
+            board.top.push(board_row(i as u32 + 1, row)?);
+        }
+        let rest = &reply[n + 1..];
+        let my_rank = int(rest.first(), "leaderboard rank")?;
+        if my_rank < 0 {
+            return Ok(board);
+        }
+        let first = int(rest.get(1), "leaderboard first")?;
+        for (i, row) in rest[2..].iter().enumerate() {
+            let rank = (first + i as i64 + 1) as u32;
+            let row = board_row(rank, row)?;
+            if i64::from(rank) == my_rank + 1 {
+                board.me = Some(row.clone());
+            }
+            board.around.push(row);
+        }
+        Ok(board)
+    }
+}
