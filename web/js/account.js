@@ -86,8 +86,17 @@ export function createAccount({ page, conn, ask, lobby, view, showPanel, forget 
     if (page.view === 'profile') refresh();
   }
 
+  // Back in the lobby after a game: the rating it shows may have moved.
+  async function lobbyShown() {
+    if (!page.profile || !conn.connected) return;
+    const reply = await conn.request({ type: 'profile' }).catch(() => null);
+    if (reply?.type === 'profile') known(reply.profile);
+    else if (reply?.code === 'no_profile') known(null);
+  }
+
   return {
     open,
+    lobbyShown,
     refresh,
     create: () => withCode('profile_create', 'Profile created.'),
     newCode: () => withCode('profile_code', 'New recovery code made: the old one no longer works.'),

@@ -86,7 +86,14 @@ const views = createViews({
 // Requests and recovery call each other (a refusal can mean joining again): the later-built
 // side is reached through a function.
 const routing = createRouting({
-  page, conn, outbox, gameView: views.game, render: views.render, ask: (msg) => actions.ask(msg),
+  page,
+  conn,
+  outbox,
+  gameView: views.game,
+  render: views.render,
+  ask: (msg) => actions.ask(msg),
+  // A rated round may have moved the rating the lobby shows.
+  lobbyShown: () => account.lobbyShown(),
 });
 const recover = (err, game) => recovery.recover(err, game);
 const actions = createActions({ page, conn, lobby: views.lobby, enter: routing.enter, recover });

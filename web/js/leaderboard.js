@@ -75,7 +75,7 @@ export function createLeaderboard({ page, conn, showPanel }) {
     show($('around-section'), Boolean(me) && around.length > 0);
     const line = $('leaderboard-me');
     if (me) {
-      line.textContent = `You are ${ordinal(me.rank)}, rated ${ratingText(me.rating, me.provisional)}.`;
+      line.textContent = `You are ${ordinal(me.rank)} (rating ${ratingText(me.rating, me.provisional)}).`;
     } else if (page.profile) {
       line.textContent = 'You are not on the board yet: it lists players with at least one rated game.';
     } else {

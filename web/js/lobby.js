@@ -59,7 +59,8 @@ export class LobbyView {
     $('terms-why').textContent = profile
       ? 'Rated games move both players\' ratings; casual ones do not.'
       : 'Rated games need a profile: create one under Profile.';
-    $('my-rating').textContent = profile ? ` · ${ratingText(profile.rating, profile.provisional)}` : '';
+    // The leading space keeps the button's name readable: "Profile 1523?".
+    $('my-rating').textContent = profile ? ` ${ratingText(profile.rating, profile.provisional)}` : '';
   }
 
   setQueued(queued, text) {

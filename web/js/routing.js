@@ -17,8 +17,9 @@ export function gameInAddress() {
   return new URLSearchParams(location.search).get('game');
 }
 
-// `ask(msg)`: a request whose refusal is shown and recovered from (actions.js).
-export function createRouting({ page, conn, outbox, gameView, render, ask }) {
+// `ask(msg)`: a request whose refusal is shown and recovered from (actions.js); `lobbyShown()`
+// hears of every return to the lobby.
+export function createRouting({ page, conn, outbox, gameView, render, ask, lobbyShown }) {
   async function join(id, spectate) {
     page.wanted = id;
     const msg = { type: 'join', game: id };
@@ -61,6 +62,7 @@ export function createRouting({ page, conn, outbox, gameView, render, ask }) {
     }
     document.title = 'Tic-tac-toe';
     if (conn.connected) watchLobby();
+    lobbyShown();
     $('lobby-title').focus();
   }
 
