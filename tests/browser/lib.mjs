@@ -90,14 +90,17 @@ export const PHONE_DARK = { ...PHONE, size: '390-dark', scheme: 'dark' };
 // One player: its own browser context (own localStorage, so its own session), with every
 // page error, failed console line and dialog recorded. Unless `named` is false the player has
 // already chosen its label as its name (so the page does not ask); `named: false` is a
-// newcomer. `scheme: 'dark'` shows the page in its dark colours.
+// newcomer. `scheme: 'dark'` shows the page in its dark colours. `address`: the client address
+// the server believes, sent as X-Forwarded-For (nginx appends its own peer, which the server
+// trusts): players from different addresses on one machine.
 export async function player(browser, label, {
-  width = 1100, height = 800, named = true, scheme = 'light',
+  width = 1100, height = 800, named = true, scheme = 'light', address = null,
 } = {}) {
   const context = await browser.newContext({
     viewport: { width, height },
     colorScheme: scheme,
     permissions: ['clipboard-read', 'clipboard-write', 'notifications'],
+    extraHTTPHeaders: address ? { 'X-Forwarded-For': address } : undefined,
   });
   context.setDefaultTimeout(WAIT_MS);
   if (named) {

@@ -126,3 +126,24 @@ async fn browser_each_role_reads_its_own_texts_and_typed_names_follow_one_rule()
     let topo = Topology::start(3).await;
     run_spec("roles.mjs", &topo).await;
 }
+
+#[tokio::test]
+async fn browser_a_game_against_the_computer_is_played_out_and_it_opens_the_rematch() {
+    check_tools();
+    // Thinking a little longer than by default, so that the cue is there to be seen.
+    let topo = Topology::start_with(3, |c| {
+        c.computer_delay = std::time::Duration::from_millis(1200);
+    })
+    .await;
+    run_spec("computer.mjs", &topo).await;
+}
+
+#[tokio::test]
+async fn browser_quick_match_offers_the_computer_after_the_wait_and_the_player_chooses() {
+    check_tools();
+    let topo = Topology::start_with(3, |c| {
+        c.quick_match_computer = std::time::Duration::from_millis(1500);
+    })
+    .await;
+    run_spec("computer_offer.mjs", &topo).await;
+}

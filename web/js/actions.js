@@ -1,5 +1,6 @@
-// What the player's other clicks ask of the server: a new game, quick match and its cancel,
-// rematch, resign and cancelling a game, a chat line. All go through `ask`, which every
+// What the player's other clicks ask of the server: a new game (rated or casual), a game
+// against the computer, quick match and its cancel, rematch, resign and cancelling a game, a
+// chat line. All go through `ask`, which every
 // request made on the player's behalf uses, so a refusal is always shown and recovered from
 // the same way; a new game and a chat line carry a client id and are retried with it until
 // their outcome is known (`askOnce`).
@@ -39,7 +40,16 @@ export function createActions({ page, conn, lobby, enter, recover }) {
   }
 
   async function create() {
-    const reply = await askOnce({ type: 'create', cid: newClientId('c-') });
+    const msg = { type: 'create', cid: newClientId('c-') };
+    if (lobby.rated()) msg.rated = true;
+    const reply = await askOnce(msg);
+    if (reply.type === 'snapshot') enter(reply);
+  }
+
+  // From the lobby, or instead of waiting longer in quick match: the queue is left first.
+  async function playComputer(level) {
+    if (page.queued) await cancelMatch();
+    const reply = await askOnce({ type: 'create', cid: newClientId('c-'), computer: level });
     if (reply.type === 'snapshot') enter(reply);
   }
 
@@ -48,6 +58,9 @@ export function createActions({ page, conn, lobby, enter, recover }) {
     page.queued = true;
     lobby.setQueued(true);
     const reply = await ask({ type: 'quick_match' });
+    if (reply?.type === 'ack' && Number.isFinite(reply.offer_computer_ms) && page.queued) {
+      lobby.armOffer(reply.offer_computer_ms);
+    }
     if (reply?.type === 'error' && reply.code !== 'already_queued') {
       page.queued = false;
       lobby.setQueued(false);
@@ -76,5 +89,5 @@ export function createActions({ page, conn, lobby, enter, recover }) {
     return reply.type === 'error' ? reply : null;
   }
 
-  return { ask, create, quickMatch, cancelMatch, seatAction, sendChat };
+  return { ask, create, playComputer, quickMatch, cancelMatch, seatAction, sendChat };
 }

@@ -8,6 +8,8 @@
 // recovery.js  catching up after a reconnect or an error
 // names.js     the player's name, its rule and its dialog
 // link.js      a game's link: copying it, arriving by it
+// account.js   the player's profile: create, new code, delete, recover; profile.js shows it
+// leaderboard.js  the leaderboard panel
 // views.js     the lobby and game views, redrawn from the state
 // spoken.js    what screen readers hear; notice.js: what the player must see
 
@@ -22,6 +24,9 @@ import { createNames } from './names.js';
 import { createLink } from './link.js';
 import { createRecovery } from './recovery.js';
 import { createEvents } from './events.js';
+import { createAccount } from './account.js';
+import { createLeaderboard } from './leaderboard.js';
+import { ProfileView } from './profile.js';
 
 const page = pageState(gameInAddress());
 
@@ -29,7 +34,10 @@ const page = pageState(gameInAddress());
 const wsUrl = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
 const conn = new Connection(wsUrl, {
   hello: () => recovery.helloFields(),
-  onWelcome: (msg) => recovery.welcome(msg),
+  onWelcome: (msg) => {
+    recovery.welcome(msg);
+    account.welcomed(msg);
+  },
   onMessage: (msg) => events.receive(msg),
   onState: (s) => {
     status.update(s);
@@ -52,6 +60,9 @@ const views = createViews({
       create: () => names.withName('create', actions.create),
       quickMatch: () => names.withName('create', actions.quickMatch),
       cancelMatch: () => actions.cancelMatch(),
+      playComputer: (level) => names.withName('create', () => actions.playComputer(level)),
+      profile: () => account.open(),
+      leaderboard: () => leaderboard.open(),
       join: (id) => names.withName('join', () => routing.join(id, false)),
       watch: (id) => routing.join(id, true),
       chat: (text) => names.withName('chat', () => actions.sendChat(null, text)),
@@ -75,7 +86,14 @@ const views = createViews({
 // Requests and recovery call each other (a refusal can mean joining again): the later-built
 // side is reached through a function.
 const routing = createRouting({
-  page, conn, outbox, gameView: views.game, render: views.render, ask: (msg) => actions.ask(msg),
+  page,
+  conn,
+  outbox,
+  gameView: views.game,
+  render: views.render,
+  ask: (msg) => actions.ask(msg),
+  // A rated round may have moved the rating the lobby shows.
+  lobbyShown: () => account.lobbyShown(),
 });
 const recover = (err, game) => recovery.recover(err, game);
 const actions = createActions({ page, conn, lobby: views.lobby, enter: routing.enter, recover });
@@ -95,6 +113,33 @@ const recovery = createRecovery({
   quickMatch: actions.quickMatch,
   showName: names.showName,
 });
+const profileView = new ProfileView({
+  create: () => account.create(),
+  newCode: () => account.newCode(),
+  remove: () => account.remove(),
+  recover: (code) => account.recover(code),
+});
+const account = createAccount({
+  page,
+  conn,
+  ask: actions.ask,
+  lobby: views.lobby,
+  view: profileView,
+  showPanel: routing.showPanel,
+  // A recovered profile's session replaces this one: its games and queue are not ours.
+  forget: () => {
+    page.games.clear();
+    page.matchGames.clear();
+    for (const id of [...outbox.entries.keys()]) outbox.drop(id);
+    if (page.queued) {
+      page.queued = false;
+      views.lobby.setQueued(false);
+    }
+  },
+});
+const leaderboard = createLeaderboard({ page, conn, showPanel: routing.showPanel });
+for (const b of document.querySelectorAll('.to-lobby')) b.addEventListener('click', () => routing.showLobby());
+
 const events = createEvents({
   page,
   conn,

@@ -1,11 +1,13 @@
 // The game view: board, whose turn or the result, an absent player's forfeit countdown,
-// players with presence and score, the round's moves (a finished round replays move by move),
-// invite link, rematch / resign / leave, and the game's chat.
+// players with presence, rating and score, the game's terms (rated or casual, against the
+// computer), the round's moves (a finished round replays move by move), invite link,
+// rematch / resign / leave, and the game's chat.
 
 import { $, el, show } from './dom.js';
 import { BoardView } from './board.js';
 import { ChatView } from './chat.js';
 import { cellName, limits, other } from './protocol.js';
+import { ratingText } from './ratings.js';
 
 const COPIED_MS = 2000;
 
@@ -28,10 +30,17 @@ export function boardAt(state, step) {
   return cells.join('');
 }
 
+// The computer's mark in a game against it, else null.
+export function computerMark(state) {
+  return state.computer?.mark ?? null;
+}
+
 // Whether `mark`'s player is gone, and how: null when here (or the seat is empty), else
-// { reason: 'left' | 'disconnected' | null, since } with `since` on this page's clock.
+// { reason: 'left' | 'disconnected' | null, since } with `since` on this page's clock. The
+// computer's seat is never held by a connection, and never away.
 export function absence(game, mark) {
   if (game.state.players[mark] == null) return null;
+  if (computerMark(game.state) === mark) return null;
   if (game.presence?.players?.[mark] !== false) return null;
   return game.away?.[mark] ?? { reason: null, since: null };
 }
@@ -79,6 +88,8 @@ export function statusParts({ role, state }) {
       if (state.players.O == null) return [me === 'X' ? 'You cancelled this game.' : 'Game cancelled: nobody had joined.'];
       return ['Game aborted: a player never arrived.'];
     case 'playing':
+      // The computer answers after a short, human-like delay: say that it is on it.
+      if (computerMark(state) === state.turn) return [name(state.turn), ' is thinking…'];
       if (me) return state.turn === me ? [`Your turn (${me}).`] : [name(state.turn), `'s turn (${state.turn}).`];
       return [name(state.turn), ` to move (${state.turn}).`];
     case 'finished': {
@@ -183,6 +194,10 @@ export class GameView {
     $('game-title').replaceChildren(...nodesOf([
       seat('X'), ' vs ', seat('O'), state.round > 1 ? ` · round ${state.round}` : '',
     ]));
+    // Short, beside the title: the computer's seat says its level itself (renderPlayers).
+    const terms = $('game-terms');
+    terms.textContent = state.rated ? 'Rated' : 'Casual';
+    terms.dataset.rated = String(Boolean(state.rated));
     show($('watching'), !me);
     // The invite and the turn cue are for players: a spectator has neither.
     show($('share'), Boolean(me));
@@ -227,7 +242,9 @@ export class GameView {
     } else if (me && over && asked[opp] && !asked[me]) {
       said = [N(name(opp)), ' wants a rematch.'];
     } else if (me && over && asked[me]) {
-      said = ['Rematch asked: waiting for your opponent.'];
+      said = [computerMark(state) === opp
+        ? 'Rematch asked: the computer agrees in a moment.'
+        : 'Rematch asked: waiting for your opponent.'];
     }
     rs.replaceChildren(...nodesOf(said));
     const playing = Boolean(me && state.status === 'playing');
@@ -292,7 +309,15 @@ export class GameView {
         el('span', { class: 'player-name', title: taken ? state.players[m] : null }, taken ? state.players[m] : 'open seat'),
       );
       if (m === me) li.append(el('span', { class: 'you' }, '(you)'));
-      if (taken) {
+      const rating = state.ratings?.[m];
+      if (rating != null) {
+        li.append(el('span', { class: 'rating', 'aria-label': `rated ${rating}` }, ratingText(rating)));
+      }
+      if (computerMark(state) === m) {
+        li.dataset.computer = state.computer.level;
+        const thinking = state.status === 'playing' && state.turn === m;
+        li.append(el('span', { class: 'presence computer' }, thinking ? 'thinking…' : `computer · ${state.computer.level}`));
+      } else if (taken) {
         let pill = 'online';
         if (away) pill = away.reason === 'left' ? 'left' : (away.reason === 'disconnected' ? 'disconnected' : 'offline');
         li.append(el('span', { class: 'presence' }, pill));

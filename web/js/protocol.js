@@ -28,7 +28,9 @@ export const GAME_EVENTS = new Set([
 ]);
 
 // Replies echo the request's `req`.
-export const REPLIES = new Set(['welcome', 'snapshot', 'ack', 'error', 'pong', 'game_info']);
+export const REPLIES = new Set([
+  'welcome', 'snapshot', 'ack', 'error', 'pong', 'game_info', 'profile', 'recovered', 'leaderboard',
+]);
 
 const CELL_NAMES = [
   'top left', 'top', 'top right',
@@ -67,6 +69,10 @@ const ERROR_TEXT = {
   rate_limited: 'Slow down a little.',
   too_many_games: 'You are in too many games at once: leave one first.',
   too_many_waiting: 'You already have games waiting for an opponent: wait until one is joined.',
+  profile_required: 'Rated games need a profile: create one under Profile in the lobby.',
+  computer_not_rated: 'Games against the computer are never rated.',
+  no_profile: 'You have no profile (any more).',
+  bad_code: 'No profile has this recovery code: check it and try again.',
   unavailable: 'The server did not answer: retrying.',
   internal: 'Something went wrong on the server.',
 };

@@ -1,16 +1,25 @@
-// Which game is on screen, if any: joining, entering and leaving one, kept in step with the
-// address bar (`?game=<id>`) and the browser's history, and the lobby list watched only while
-// the lobby shows.
+// Which view is on screen (the lobby, a game, the profile or the leaderboard panel) and which
+// game, if any: joining, entering and leaving one, kept in step with the address bar
+// (`?game=<id>`) and the browser's history, and the lobby list watched only while the lobby
+// shows.
 
 import { adopt } from './state.js';
 import { $, show } from './dom.js';
+
+const VIEWS = ['lobby', 'game', 'profile', 'leaderboard'];
+
+// Shows the view `name`, and hides the others.
+function only(name) {
+  for (const v of VIEWS) show($(v), v === name);
+}
 
 export function gameInAddress() {
   return new URLSearchParams(location.search).get('game');
 }
 
-// `ask(msg)`: a request whose refusal is shown and recovered from (actions.js).
-export function createRouting({ page, conn, outbox, gameView, render, ask }) {
+// `ask(msg)`: a request whose refusal is shown and recovered from (actions.js); `lobbyShown()`
+// hears of every return to the lobby.
+export function createRouting({ page, conn, outbox, gameView, render, ask, lobbyShown }) {
   async function join(id, spectate) {
     page.wanted = id;
     const msg = { type: 'join', game: id };
@@ -47,13 +56,13 @@ export function createRouting({ page, conn, outbox, gameView, render, ask }) {
   function showLobby() {
     page.current = null;
     page.view = 'lobby';
-    show($('game'), false);
-    show($('lobby'), true);
+    only('lobby');
     if (new URLSearchParams(location.search).has('game')) {
       history.pushState(null, '', location.pathname);
     }
     document.title = 'Tic-tac-toe';
     if (conn.connected) watchLobby();
+    lobbyShown();
     $('lobby-title').focus();
   }
 
@@ -61,8 +70,7 @@ export function createRouting({ page, conn, outbox, gameView, render, ask }) {
     const changed = page.current !== id;
     page.current = id;
     page.view = 'game';
-    show($('lobby'), false);
-    show($('game'), true);
+    only('game');
     if (gameInAddress() !== id) {
       history.pushState(null, '', `${location.pathname}?game=${encodeURIComponent(id)}`);
     }
@@ -76,6 +84,14 @@ export function createRouting({ page, conn, outbox, gameView, render, ask }) {
       // ring (style.css): they are not controls.
       $('game-title').focus();
     }
+  }
+
+  // The profile or the leaderboard panel, from the lobby: the lobby is still watched, so that
+  // going back shows it as it is.
+  function showPanel(name) {
+    page.view = name;
+    only(name);
+    $(`${name}-title`).focus();
   }
 
   async function watchLobby() {
@@ -97,5 +113,5 @@ export function createRouting({ page, conn, outbox, gameView, render, ask }) {
     show($('lobby'), false);
   }
 
-  return { join, enter, leave, showLobby, showGame, watchLobby };
+  return { join, enter, leave, showLobby, showGame, showPanel, watchLobby };
 }

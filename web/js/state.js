@@ -23,6 +23,9 @@ export function pageState(wanted) {
     welcomed: false,
     // Games that came from quick match: if aborted, the page queues again.
     matchGames: new Set(),
+    // The player's profile as far as the page shows it outside its panel: { rating,
+    // provisional }, or null without one (every welcome says).
+    profile: null,
   };
 }
 

@@ -1,11 +1,12 @@
 // What survives a reload: the session token (a secret that proves who the player is to any
-// instance), the name the player chose (absent until they chose or accepted one) and whether
-// the "your turn" cue is on. Storage can be unavailable (private modes, quotas): the page
-// then works for the length of the visit.
+// instance), the name the player chose (absent until they chose or accepted one), whether
+// the "your turn" cue is on and the computer's level chosen last. Storage can be unavailable
+// (private modes, quotas): the page then works for the length of the visit.
 
 const TOKEN = 'ttt.token';
 const NAME = 'ttt.name';
 const CUE = 'ttt.cue';
+const LEVEL = 'ttt.level';
 
 function get(key) {
   try {
@@ -31,4 +32,6 @@ export const storage = {
   setName: (n) => set(NAME, n),
   cue: () => get(CUE) === 'on',
   setCue: (on) => set(CUE, on ? 'on' : null),
+  level: () => get(LEVEL),
+  setLevel: (l) => set(LEVEL, l),
 };
