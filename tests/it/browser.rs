@@ -147,3 +147,10 @@ async fn browser_quick_match_offers_the_computer_after_the_wait_and_the_player_c
     .await;
     run_spec("computer_offer.mjs", &topo).await;
 }
+
+#[tokio::test]
+async fn browser_profiles_rated_games_the_leaderboard_history_replay_and_recovery() {
+    check_tools();
+    let topo = Topology::start(3).await;
+    run_spec("profiles.mjs", &topo).await;
+}
