@@ -595,3 +595,80 @@ async fn an_unconfirmed_move_is_shown_to_nobody_until_confirmed() {
     ));
     drop(replica_1);
 }
+
+// Chaos pass 3's stuck games: a rematch request the replicas had not confirmed was in the log
+// unpublished, and its instance died with the follow-up that would have published it. The
+// player's repeated request (a duplicate now) publishes what the log holds.
+#[tokio::test]
+async fn a_repeated_rematch_publishes_a_request_whose_instance_died_unconfirmed() {
+    use crate::support::client::{ack_version, error_code, player};
+    use crate::support::redis::RedisServer;
+    let primary = RedisServer::start();
+    let _replica_1 = RedisServer::start_replica_of(&primary);
+    let replica_2 = RedisServer::start_replica_of(&primary);
+    let mut conn = primary.sync_conn();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let _: () = redis::cmd("SET")
+            .arg("warm")
+            .arg(1)
+            .query(&mut conn)
+            .unwrap();
+        let acked: i64 = redis::cmd("WAIT")
+            .arg(2)
+            .arg(1000)
+            .query(&mut conn)
+            .unwrap();
+        if acked >= 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the replicas never caught up");
+    }
+    let mut cfg = test_config(Some(&primary));
+    cfg.redis_wait_replicas = 2;
+    cfg.redis_wait_timeout = Duration::from_millis(300);
+    cfg.forfeit_grace = Duration::from_secs(60);
+    let mut procs = ready_processes(&cfg, &["p0", "p1", "p2"]).await;
+    let mut x = player(&procs[0], "ann").await;
+    let mut o = player(&procs[1], "bob").await;
+    let game = x.create().await;
+    o.join(&game).await;
+    let resigned = ack_version(&x.request(json!({"type":"resign","game":game})).await);
+    o.event(&game, resigned).await;
+
+    // X asks for a rematch while a replica stalls: written, not confirmed, not published.
+    replica_2.pause();
+    let rematch = json!({"type":"rematch","game":game});
+    assert_eq!(
+        error_code(&x.request(rematch.clone()).await),
+        ErrorCode::Unavailable
+    );
+    // Its instance dies with the follow-up, then the replica catches up.
+    procs[0].kill9();
+    let token = x.token.clone();
+    drop(x);
+    replica_2.resume();
+    let seen = o.drain_for(Duration::from_millis(2500)).await;
+    assert!(
+        !seen
+            .iter()
+            .any(|m| matches!(m, ServerMsg::RematchRequested { .. })),
+        "published without a follow-up: {seen:?}"
+    );
+
+    // X comes back elsewhere and asks again: a duplicate, and O sees the request at last.
+    let mut x = procs[2].connect().await;
+    x.token = token;
+    x.hello_resume("ann", &[(&game, resigned)]).await;
+    let again = until_available(&mut x, rematch).await;
+    match &again {
+        ServerMsg::Ack { info, .. } => {
+            assert_eq!((info.version, info.duplicate), (Some(resigned + 1), true));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        o.event(&game, resigned + 1).await,
+        ServerMsg::RematchRequested { .. }
+    ));
+}

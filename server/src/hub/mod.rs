@@ -32,7 +32,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tictactoe_protocol::ids::{GameId, PlayerId};
 use tictactoe_protocol::{CHANNEL_TYPES, ChannelPeek, Role};
-use tictactoe_rules::GameState;
+use tictactoe_rules::{GameState, Seats};
 use tokio::sync::{Notify, oneshot};
 use topic::{Member, Topic};
 
@@ -151,6 +151,22 @@ impl Hub {
     pub fn observe(&self, game: &GameId, version: u64, state: &GameState) {
         if let Some(mut t) = self.topics.get_mut(game) {
             t.observe(version, state);
+        }
+    }
+
+    /// Who holds the game's seats, once both are taken and this instance has read them.
+    pub fn seats(&self, game: &GameId) -> Option<Seats<Option<PlayerId>>> {
+        self.topics.get(game).and_then(|t| t.seats.clone())
+    }
+
+    /// Records who holds the seats, read from the store. Kept only once both are taken: from
+    /// then on they never change hands.
+    pub fn observe_seats(&self, game: &GameId, seats: &Seats<Option<PlayerId>>) {
+        if seats.x.is_some()
+            && seats.o.is_some()
+            && let Some(mut t) = self.topics.get_mut(game)
+        {
+            t.seats = Some(seats.clone());
         }
     }
 

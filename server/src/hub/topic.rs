@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use tictactoe_protocol::Role;
 use tictactoe_protocol::event_state;
 use tictactoe_protocol::ids::PlayerId;
-use tictactoe_rules::GameState;
+use tictactoe_rules::{GameState, Seats};
 use tokio::sync::watch;
 
 /// A local connection's membership in a game.
@@ -64,6 +64,8 @@ struct PresencePace {
 pub(super) struct Topic {
     pub(super) members: Vec<Member>,
     cache: Option<(u64, Latest)>,
+    /// Who holds the seats, once both are taken: they never change hands after that.
+    pub(super) seats: Option<Seats<Option<PlayerId>>>,
     /// True while the game's channel is subscribed on the current bus connection.
     pub(super) ready: watch::Sender<bool>,
     presence: PresencePace,
@@ -83,6 +85,7 @@ impl Topic {
         Topic {
             members: Vec::new(),
             cache: None,
+            seats: None,
             ready: watch::Sender::new(false),
             presence: PresencePace::default(),
         }

@@ -53,6 +53,7 @@ pub async fn load(app: &App, game: &GameId) -> Result<(u64, GameState), OpError>
         .await?
         .ok_or(OpError::UnknownGame)?;
     app.hub.observe(game, sg.version, &sg.state);
+    app.hub.observe_seats(game, &sg.seats);
     Ok((sg.version, sg.state))
 }
 
@@ -190,16 +191,22 @@ fn publish_when_confirmed(app: &App, game: &GameId, version: u64) {
     if FOLLOW_UPS.fetch_add(1, Ordering::Relaxed) >= MAX_FOLLOW_UPS {
         FOLLOW_UPS.fetch_sub(1, Ordering::Relaxed);
         metrics::counter!("publish_follow_ups_dropped_total").increment(1);
+        tracing::warn!(%game, version, "unconfirmed event left to the next event or retry: too many follow-ups");
         return;
     }
     let store = app.store.clone();
     let game = game.clone();
     tokio::spawn(async move {
+        let mut published = false;
         for _ in 0..FOLLOW_UP_TRIES {
             tokio::time::sleep(FOLLOW_UP_EVERY).await;
             if let Ok(true) = store.publish_confirmed(&game, version, Bytes::new()).await {
+                published = true;
                 break;
             }
+        }
+        if !published {
+            tracing::warn!(%game, version, "the replicas never confirmed an event: not published");
         }
         FOLLOW_UPS.fetch_sub(1, Ordering::Relaxed);
     });
@@ -615,45 +622,100 @@ pub async fn rematch(
     player: &PlayerId,
     mark: Mark,
 ) -> Result<Done, OpError> {
-    // The round that ends here is recorded before the next can begin (idempotent: usually
-    // done already), and the next begins with the ratings that recording left (also of a
-    // player who made a profile since the last round began).
-    let Some(sg) = app.store.load_game(game).await? else {
-        return Err(OpError::UnknownGame);
+    // The request that begins the next round first records the round that ends here
+    // (idempotent: usually done already), and the next round begins with the ratings that
+    // recording left (also of a player who made a profile since the last round began). Only
+    // that request pays for it: the first of the two changes nothing but a flag.
+    let begins = app
+        .hub
+        .cached(game)
+        .is_none_or(|(_, s)| s.status == Status::Finished && *s.rematch.get(mark.other()));
+    let mut ratings = match begins {
+        true => Some(next_round_ratings(app, game).await?),
+        false => None,
     };
-    if !sg.state.ratings.is_empty() {
-        super::profiles::record_round(app, game).await?;
-    }
-    let ratings = super::profiles::seat_ratings(app, &sg.seats).await?;
-    let r = apply(
-        app,
-        game,
-        Actor::seated(player, mark),
-        None,
-        None,
-        |version, s| {
-            let (mut state, began) = s.request_rematch(mark, version)?;
-            if began {
-                state.ratings = ratings.clone();
-                // The computer is never rated, whatever its seat's id.
-                if let Some(c) = state.computer {
-                    *state.ratings.get_mut(c.mark) = None;
+    let unready = std::sync::atomic::AtomicBool::new(false);
+    let mut r;
+    loop {
+        r = apply(
+            app,
+            game,
+            Actor::seated(player, mark),
+            None,
+            None,
+            |version, s| {
+                let (mut state, began) = s.request_rematch(mark, version)?;
+                if began {
+                    let Some(ratings) = &ratings else {
+                        // This instance had not seen the other request: read the ratings.
+                        unready.store(true, std::sync::atomic::Ordering::Relaxed);
+                        return Err(RuleError::RoundInProgress);
+                    };
+                    state.ratings = ratings.clone();
+                    // The computer is never rated, whatever its seat's id.
+                    if let Some(c) = state.computer {
+                        *state.ratings.get_mut(c.mark) = None;
+                    }
                 }
-            }
-            let event = rematch_event(game, version, mark, &state, began);
-            Ok((state, event))
-        },
-    )
-    .await;
+                let event = rematch_event(game, version, mark, &state, began);
+                Ok((state, event))
+            },
+        )
+        .await;
+        if !unready.swap(false, std::sync::atomic::Ordering::Relaxed) || ratings.is_some() {
+            break;
+        }
+        ratings = Some(next_round_ratings(app, game).await?);
+    }
     match r {
         // Refused on the store's state, which `apply` put in the cache.
-        Err(OpError::Rule(RuleError::RematchAsked)) => Ok(Done {
-            version: app.hub.cached(game).map_or(0, |(v, _)| v),
-            duplicate: true,
-            event: None,
-        }),
+        Err(OpError::Rule(RuleError::RematchAsked)) => {
+            let version = app.hub.cached(game).map_or(0, |(v, _)| v);
+            // The request this one repeats may be in the log with its event not published
+            // (with REDIS_WAIT_REPLICAS: the replicas had not confirmed it, and the follow-up
+            // that would publish it died with its instance): publish what the log holds now,
+            // once confirmed. Subscribers drop a version they already have.
+            if let Err(e) = app
+                .store
+                .publish_confirmed(game, version, Bytes::new())
+                .await
+            {
+                tracing::warn!(%game, version, error = %e, "could not publish a repeated rematch's event");
+            }
+            Ok(Done {
+                version,
+                duplicate: true,
+                event: None,
+            })
+        }
         r => r,
     }
+}
+
+/// The ratings the next round of `game` begins with, once the round that ends is recorded.
+/// The seats come from the hub (they never change hands once taken), read once per game.
+async fn next_round_ratings(app: &App, game: &GameId) -> Result<Seats<Option<u32>>, OpError> {
+    let seats = match app.hub.seats(game) {
+        Some(seats) => seats,
+        None => {
+            let sg = app
+                .store
+                .load_game(game)
+                .await?
+                .ok_or(OpError::UnknownGame)?;
+            app.hub.observe(game, sg.version, &sg.state);
+            app.hub.observe_seats(game, &sg.seats);
+            sg.seats
+        }
+    };
+    if app
+        .hub
+        .cached(game)
+        .is_none_or(|(_, s)| !s.ratings.is_empty())
+    {
+        super::profiles::record_round(app, game).await?;
+    }
+    super::profiles::seat_ratings(app, &seats).await
 }
 
 /// The event of `mark`'s rematch request: the new round's start when it `began` one.
