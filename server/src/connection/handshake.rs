@@ -129,7 +129,7 @@ async fn hello<S: Transport>(
             return Ok(None);
         }
     };
-    let identity = opened.identity;
+    let mut identity = opened.identity;
     tracing::Span::current().record("player", identity.player.as_str());
     let resumed = opened.new_token.is_none();
     tracing::debug!(resumed, games = opened.games.len(), "hello");
@@ -138,6 +138,7 @@ async fn hello<S: Transport>(
         true => crate::operations::profiles::on_hello(app, &identity.player, ip).await,
         false => None,
     };
+    identity.has_profile = profile.is_some();
     socket
         .send(ServerMsg::Welcome {
             req,

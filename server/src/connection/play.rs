@@ -58,7 +58,10 @@ impl<S: Transport> Connection<S> {
         let player = &self.identity.player;
         let r = match action {
             SeatAction::Resign => operations::games::resign(&self.app, &game, player, mark).await,
-            SeatAction::Rematch => operations::games::rematch(&self.app, &game, player, mark).await,
+            SeatAction::Rematch => {
+                let has_profile = self.identity.has_profile;
+                operations::games::rematch(&self.app, &game, player, mark, has_profile).await
+            }
             SeatAction::Cancel => operations::games::cancel(&self.app, &game, player, mark).await,
         };
         self.done(req, &game, r).await

@@ -61,6 +61,15 @@ impl<S: Transport> Connection<S> {
             ),
             _ => return Ok(()),
         };
+        // What this connection now knows of its player's profile (see Identity).
+        match &answer {
+            Ok(ServerMsg::Profile { .. }) => self.identity.has_profile = true,
+            Ok(ServerMsg::Ack { .. }) => self.identity.has_profile = false,
+            Err(e) if e.code() == tictactoe_protocol::ErrorCode::NoProfile => {
+                self.identity.has_profile = false
+            }
+            _ => {}
+        }
         match answer {
             Ok(msg) => self.socket.send(msg).await,
             Err(OpError::RateLimited { retry_after_ms }) => {

@@ -616,24 +616,42 @@ pub(super) fn conceding(
 /// `mark` asks for the next round. Asking again (a retry after `unavailable`, a second
 /// click) is acknowledged as a duplicate at the game's version: a new version for a request
 /// that changes nothing would only be noise in every client's event stream.
+///
+/// The request that begins the next round first records the round that ends here
+/// (idempotent: usually done already), and the next round begins with the ratings that
+/// recording left. Only games with a profile pay for that: one whose state shows a rating, or
+/// whose requester `has_profile` (one made since the round began: a first request then puts
+/// the requester's rating in the state, so that the request beginning the round reads both).
 pub async fn rematch(
     app: &App,
     game: &GameId,
     player: &PlayerId,
     mark: Mark,
+    has_profile: bool,
 ) -> Result<Done, OpError> {
-    // The request that begins the next round first records the round that ends here
-    // (idempotent: usually done already), and the next round begins with the ratings that
-    // recording left (also of a player who made a profile since the last round began). Only
-    // that request pays for it: the first of the two changes nothing but a flag.
-    let begins = app
-        .hub
-        .cached(game)
-        .is_none_or(|(_, s)| s.status == Status::Finished && *s.rematch.get(mark.other()));
-    let mut ratings = match begins {
-        true => Some(next_round_ratings(app, game).await?),
-        false => None,
-    };
+    let cached = app.hub.cached(game);
+    // Against the computer, the player's request is the first and the computer's answer
+    // begins the round right after it: the player's does the work.
+    let begins = cached.as_ref().is_none_or(|(_, s)| {
+        s.status == Status::Finished && (*s.rematch.get(mark.other()) || s.computer.is_some())
+    });
+    let rated_before = cached.as_ref().is_none_or(|(_, s)| !s.ratings.is_empty());
+    let mut ratings = None;
+    let mut mine = None;
+    if begins && (rated_before || has_profile) {
+        ratings = Some(next_round_ratings(app, game).await?);
+    } else if !begins
+        && has_profile
+        && let Some((_, s)) = cached.as_ref().filter(|(_, s)| s.ratings.is_empty())
+    {
+        // A profile made since this round began: its rating goes into the state now, so that
+        // the request that begins the next round reads both; the round that ends here began
+        // without it, and is closed as having nothing to record.
+        mine = super::profiles::rating_of(app, player).await?;
+        if mine.is_some() {
+            super::profiles::close_unrecorded_round(app, game, s.round).await?;
+        }
+    }
     let unready = std::sync::atomic::AtomicBool::new(false);
     let mut r;
     loop {
@@ -645,17 +663,22 @@ pub async fn rematch(
             None,
             |version, s| {
                 let (mut state, began) = s.request_rematch(mark, version)?;
-                if began {
-                    let Some(ratings) = &ratings else {
-                        // This instance had not seen the other request: read the ratings.
-                        unready.store(true, std::sync::atomic::Ordering::Relaxed);
-                        return Err(RuleError::RoundInProgress);
-                    };
-                    state.ratings = ratings.clone();
+                if began || s.computer.is_some() {
+                    match &ratings {
+                        Some(ratings) => state.ratings = ratings.clone(),
+                        None if s.ratings.is_empty() && !has_profile => {}
+                        None => {
+                            // This instance had not seen the other request: read the ratings.
+                            unready.store(true, std::sync::atomic::Ordering::Relaxed);
+                            return Err(RuleError::RoundInProgress);
+                        }
+                    }
                     // The computer is never rated, whatever its seat's id.
                     if let Some(c) = state.computer {
                         *state.ratings.get_mut(c.mark) = None;
                     }
+                } else if mine.is_some() {
+                    *state.ratings.get_mut(mark) = mine;
                 }
                 let event = rematch_event(game, version, mark, &state, began);
                 Ok((state, event))

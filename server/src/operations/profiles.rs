@@ -380,6 +380,21 @@ pub async fn record_round(app: &App, game: &GameId) -> Result<Option<Recorded>, 
 /// How long a recorded round's marker lives: a day, or longer if games live long enough to
 /// need it (twice a game's lifetimes, playing and finished, so that a game kept alive by
 /// changes after its round ended still finds its marker).
+/// Marks `round` of `game`, which began with no profile seated, as recorded with nothing in
+/// it: a profile made since then may put its rating in the finished round's state (see
+/// `games::rematch`), and the round must not then be recorded as if it had begun with it.
+pub async fn close_unrecorded_round(app: &App, game: &GameId, round: u32) -> Result<(), OpError> {
+    let record = RoundRecord {
+        game,
+        round,
+        seats: Vec::new(),
+        marker_ttl: recorded_for(app),
+        history_len: HISTORY_LEN,
+    };
+    app.store.record_round(&record).await?;
+    Ok(())
+}
+
 fn recorded_for(app: &App) -> Duration {
     let game = app.config.game_ttl + app.config.finished_game_ttl;
     RECORDED_AT_LEAST.max(game * 2)

@@ -28,6 +28,10 @@ pub struct Identity {
     pub token: TokenHash,
     pub player: PlayerId,
     pub name: String,
+    /// Whether this connection knows the player to have a profile (from the `welcome`, or
+    /// its own profile requests): a hint that spares anonymous games a profile lookup per
+    /// round, never a check.
+    pub has_profile: bool,
 }
 
 /// A session opened by `hello`.
@@ -57,6 +61,7 @@ pub async fn open(
                     token: hash,
                     player: open.record.player,
                     name: open.record.name,
+                    has_profile: false,
                 },
                 new_token: None,
                 games: open.games,
@@ -84,6 +89,7 @@ pub async fn open(
             token: token.hash(),
             player,
             name,
+            has_profile: false,
         },
         new_token: Some(token),
         games: Vec::new(),
