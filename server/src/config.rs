@@ -24,8 +24,10 @@ pub struct Config {
     #[arg(long, env = "LISTEN_ADDR", default_value = "127.0.0.1:8080")]
     pub listen_addr: SocketAddr,
 
-    /// Threads running the instance: 0 is one per core; 1 runs everything on one thread.
-    #[arg(long, env = "WORKER_THREADS", default_value_t = 0)]
+    /// Threads running the instance: 1 (the default) runs everything on one thread, and a
+    /// machine runs one instance per core; 0 is one thread per core in one instance.
+    /// docs/benchmarks.md ("Human pace, second pass") has the measurements behind it.
+    #[arg(long, env = "WORKER_THREADS", default_value_t = 1)]
     pub worker_threads: usize,
 
     /// A separate address for /metrics (a private interface, say); /metrics then leaves the

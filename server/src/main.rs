@@ -52,10 +52,10 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-/// The runtime for `threads` workers: 0 is tokio's default (one per core); 1 is a
-/// single-threaded runtime, where tasks woken during one turn of the loop run after it, in
-/// order (so the Redis connection's driver sends what many connections asked for in one
-/// write), and no worker ever wakes another.
+/// The runtime for `threads` workers: 0 is tokio's default (one per core); 1, the server's
+/// default, is a single-threaded runtime: no worker ever wakes another (a futex and a context
+/// switch each time), and tasks woken during one turn of the loop run after it, in order. The
+/// tools keep one worker per core.
 fn runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
     let mut builder = match threads {
         1 => tokio::runtime::Builder::new_current_thread(),
