@@ -512,29 +512,7 @@ async fn a_primary_demoted_by_hand_is_left_by_every_connection() {
 async fn an_unconfirmed_move_is_shown_to_nobody_until_confirmed() {
     use crate::support::client::{ack_version, error_code, seat_pair};
     use crate::support::instances::Instance;
-    use crate::support::redis::RedisServer;
-    let primary = RedisServer::start();
-    let replica_1 = RedisServer::start_replica_of(&primary);
-    let replica_2 = RedisServer::start_replica_of(&primary);
-    // Both replicas acknowledge writes before the instances start.
-    let mut conn = primary.sync_conn();
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let _: () = redis::cmd("SET")
-            .arg("warm")
-            .arg(1)
-            .query(&mut conn)
-            .unwrap();
-        let acked: i64 = redis::cmd("WAIT")
-            .arg(2)
-            .arg(1000)
-            .query(&mut conn)
-            .unwrap();
-        if acked >= 2 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the replicas never caught up");
-    }
+    let (primary, replica_1, replica_2) = primary_with_two_replicas();
     let mut cfg = test_config(Some(&primary));
     cfg.redis_wait_replicas = 2;
     cfg.redis_wait_timeout = Duration::from_millis(300);
@@ -602,28 +580,7 @@ async fn an_unconfirmed_move_is_shown_to_nobody_until_confirmed() {
 #[tokio::test]
 async fn a_repeated_rematch_publishes_a_request_whose_instance_died_unconfirmed() {
     use crate::support::client::{ack_version, error_code, player};
-    use crate::support::redis::RedisServer;
-    let primary = RedisServer::start();
-    let _replica_1 = RedisServer::start_replica_of(&primary);
-    let replica_2 = RedisServer::start_replica_of(&primary);
-    let mut conn = primary.sync_conn();
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let _: () = redis::cmd("SET")
-            .arg("warm")
-            .arg(1)
-            .query(&mut conn)
-            .unwrap();
-        let acked: i64 = redis::cmd("WAIT")
-            .arg(2)
-            .arg(1000)
-            .query(&mut conn)
-            .unwrap();
-        if acked >= 2 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the replicas never caught up");
-    }
+    let (primary, _replica_1, replica_2) = primary_with_two_replicas();
     let mut cfg = test_config(Some(&primary));
     cfg.redis_wait_replicas = 2;
     cfg.redis_wait_timeout = Duration::from_millis(300);
@@ -671,4 +628,35 @@ async fn a_repeated_rematch_publishes_a_request_whose_instance_died_unconfirmed(
         o.event(&game, resigned + 1).await,
         ServerMsg::RematchRequested { .. }
     ));
+}
+
+/// A Redis primary and two replicas, both acknowledging writes already.
+fn primary_with_two_replicas() -> (
+    crate::support::redis::RedisServer,
+    crate::support::redis::RedisServer,
+    crate::support::redis::RedisServer,
+) {
+    use crate::support::redis::RedisServer;
+    let primary = RedisServer::start();
+    let replica_1 = RedisServer::start_replica_of(&primary);
+    let replica_2 = RedisServer::start_replica_of(&primary);
+    let mut conn = primary.sync_conn();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let _: () = redis::cmd("SET")
+            .arg("warm")
+            .arg(1)
+            .query(&mut conn)
+            .unwrap();
+        let acked: i64 = redis::cmd("WAIT")
+            .arg(2)
+            .arg(1000)
+            .query(&mut conn)
+            .unwrap();
+        if acked >= 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the replicas never caught up");
+    }
+    (primary, replica_1, replica_2)
 }

@@ -13,6 +13,13 @@ use tictactoe_protocol::backoff::Backoff;
 use tictactoe_protocol::ids::GameId;
 use tokio_util::sync::CancellationToken;
 
+/// After a reconnect, every local connection catches up once more this long after the first
+/// time: a write that was in flight during the outage (a move queued by the Redis client
+/// while a failover went on, or one the replicas had not confirmed) can land in the log after
+/// the first catch-up read it, with its publication lost to the outage. Seen in the chaos
+/// run: such a game waited for an event nobody would ever send again.
+pub(super) const LATE_RESYNC: Duration = Duration::from_secs(5);
+
 impl Hub {
     /// Replaces the bus connection (it stopped delivering): the bus task reconnects,
     /// resubscribes and has every local connection catch up, as after any other loss.
@@ -43,6 +50,17 @@ impl Hub {
     pub(super) fn set_ready(&self, game: &GameId, ready: bool) {
         if let Some(t) = self.topics.get(game) {
             t.ready.send_replace(ready);
+        }
+    }
+
+    /// Has every local connection of every local game catch up from the log.
+    fn resync_all(&self) {
+        for t in self.topics.iter() {
+            for m in &t.members {
+                m.sub
+                    .mailbox
+                    .offer(Outbound::CatchUp(Box::new(t.key().clone())));
+            }
         }
     }
 
@@ -128,16 +146,12 @@ impl Hub {
         for g in &games {
             self.set_ready(g, true);
         }
+        let mut late_resync = None;
         if reconnected {
             tracing::info!(games = games.len(), "pub/sub reconnected; resynchronising");
             self.lobby_dirty.store(true, Ordering::Relaxed);
-            for g in &games {
-                if let Some(t) = self.topics.get(g) {
-                    for m in &t.members {
-                        m.sub.mailbox.offer(Outbound::CatchUp(Box::new(g.clone())));
-                    }
-                }
-            }
+            self.resync_all();
+            late_resync = Some(tokio::time::Instant::now() + LATE_RESYNC);
         }
         // Armed only while presence is due: an idle instance is not woken for it.
         let mut presence_at: Option<tokio::time::Instant> = None;
@@ -181,6 +195,11 @@ impl Hub {
                         return BusExit::Lost;
                     }
                 }
+                _ = tokio::time::sleep_until(late_resync.unwrap_or_else(tokio::time::Instant::now)),
+                    if late_resync.is_some() => {
+                    late_resync = None;
+                    self.resync_all();
+                }
                 _ = tokio::time::sleep_until(presence_until), if presence_at.is_some() => {
                     presence_at = None;
                     self.flush_presence();
@@ -198,4 +217,81 @@ impl Hub {
 enum BusExit {
     Lost,
     Shutdown,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hub::{Mailbox, Sent, Subscriber};
+    use crate::store::{BusSink, Keys, StoreResult};
+    use tictactoe_protocol::Role;
+    use tictactoe_protocol::ids::PlayerId;
+    use tokio::sync::mpsc;
+
+    struct QuietSink;
+
+    #[async_trait::async_trait]
+    impl BusSink for QuietSink {
+        async fn subscribe(&mut self, _: &[String]) -> StoreResult<()> {
+            Ok(())
+        }
+        async fn unsubscribe(&mut self, _: &[String]) -> StoreResult<()> {
+            Ok(())
+        }
+    }
+
+    fn catch_ups(rx: &mut mpsc::Receiver<Outbound>) -> usize {
+        std::iter::from_fn(|| rx.try_recv().ok())
+            .filter(|o| matches!(o, Outbound::CatchUp(_)))
+            .count()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn after_a_reconnect_every_connection_catches_up_again_a_little_later() {
+        let hub = Arc::new(Hub::new(
+            Keys::new("t:"),
+            "lease",
+            Duration::from_millis(100),
+        ));
+        let game = GameId::try_from("g1".to_string()).unwrap();
+        let (tx, mut rx) = mpsc::channel(8);
+        let sub = Subscriber {
+            conn: 1,
+            mailbox: Mailbox::new(tx, CancellationToken::new()),
+            player: PlayerId::try_from("p1".to_string()).unwrap(),
+            role: Role::X,
+            sent: Sent::default(),
+        };
+        hub.topics
+            .entry(game)
+            .or_insert_with(super::super::Topic::new)
+            .members
+            .push(super::super::Member {
+                sub,
+                owes_presence: false,
+            });
+        let link = BusLink {
+            sink: Box::new(QuietSink),
+            messages: futures_util::stream::pending().boxed(),
+        };
+        let stop = CancellationToken::new();
+        let served = tokio::spawn({
+            let (hub, stop) = (hub.clone(), stop.clone());
+            async move {
+                let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
+                hub.serve_bus(link, &stop, true, &mut backoff, Duration::from_secs(3600))
+                    .await
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(catch_ups(&mut rx), 1, "at once after the reconnect");
+        tokio::time::sleep(LATE_RESYNC - Duration::from_millis(100)).await;
+        assert_eq!(catch_ups(&mut rx), 0, "not before the late resync");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(catch_ups(&mut rx), 1, "once more, late");
+        tokio::time::sleep(LATE_RESYNC * 3).await;
+        assert_eq!(catch_ups(&mut rx), 0, "and only once");
+        stop.cancel();
+        assert_eq!(served.await.unwrap(), BusExit::Shutdown);
+    }
 }
