@@ -668,3 +668,67 @@ async fn lobby_open_until(
         }
     }
 }
+
+// The 10-minute chaos check on Sentinel: a failover took back version 56 after both clients
+// had it; the catch-up answered with a snapshot at 55, but each connection went on believing
+// its client had 56 and dropped the next (different) version 56 as already sent: the game
+// waited until its players reconnected, 113 s later.
+#[tokio::test]
+async fn after_a_failover_takes_versions_back_the_snapshot_resets_what_a_client_has() {
+    let redis = RedisServer::start();
+    let cfg = test_config(Some(&redis));
+    let a = Instance::start(cfg.clone()).await;
+    let mut x = player(&a, "ann").await;
+    let mut o = player(&a, "bob").await;
+    let game = x.create().await;
+    o.join(&game).await;
+    assert_eq!(ack_version(&x.play(&game, 0).await), 3);
+    o.event(&game, 3).await;
+
+    // What a failover without WAIT can do: the store is back at version 2.
+    let mut c = redis.sync_conn();
+    let key = format!("{}game:{{{game}}}", cfg.key_prefix);
+    let log = format!("{key}:log");
+    let kept: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+        .arg(&log)
+        .arg("-")
+        .arg("0-2")
+        .query(&mut c)
+        .unwrap();
+    let seated: ServerMsg = serde_json::from_str(&kept[1].1[0].1).unwrap();
+    let state = serde_json::to_string(state_of(&seated)).unwrap();
+    let mut rewind = redis::pipe();
+    rewind
+        .cmd("HSET")
+        .arg(&key)
+        .arg("v")
+        .arg(2)
+        .arg("s")
+        .arg(&state)
+        .cmd("DEL")
+        .arg(&log);
+    for (id, fields) in &kept {
+        rewind
+            .cmd("XADD")
+            .arg(&log)
+            .arg(id)
+            .arg("e")
+            .arg(&fields[0].1);
+    }
+    let _: () = rewind.query(&mut c).unwrap();
+
+    // O catches up (as after a reconnect of the bus): a snapshot at 2.
+    o.request(json!({"type":"sync","game":game,"since":3}))
+        .await;
+    // X moves again at version 3, elsewhere: O must get it.
+    assert_eq!(
+        ack_version(&x.request(json!({"type":"move","game":game,"cell":4})).await),
+        3
+    );
+    match o.recv_until(|m| matches!(m, ServerMsg::Moved { .. })).await {
+        ServerMsg::Moved { version, cell, .. } => {
+            assert_eq!((version, cell.index()), (3, 4));
+        }
+        _ => unreachable!(),
+    }
+}

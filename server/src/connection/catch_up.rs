@@ -169,8 +169,10 @@ impl<S: Transport> Connection<S> {
             presence,
             chat,
         } = operations::games::snapshot(&self.app, game).await?;
+        // The snapshot is the store's word: the client is at `version` now, even below what it
+        // was sent before (a failover took versions back), and the next version is new to it.
         if let Some(j) = self.games.get_mut(game) {
-            j.last.set(j.last.get().max(version));
+            j.last.set(version);
         }
         Ok(Frame::Msg(Box::new(ServerMsg::Snapshot {
             req,

@@ -202,19 +202,39 @@ pub(super) async fn transition(s: &RedisStore, t: &Transition<'_>) -> StoreResul
 }
 
 pub(super) async fn events_since(s: &RedisStore, game: &GameId, since: u64) -> StoreResult<Missed> {
-    let mut handle = s.handle().await?;
-    let mut inv = SCRIPTS.events_since.prepare_invoke();
-    inv.key(s.keys.game(game))
-        .key(s.keys.game_log(game))
-        .arg(since)
-        .arg(s.limits.log_len);
-    let reply: Value = s
-        .call(
-            "events_since",
-            handle.generation,
-            inv.invoke_async(&mut handle),
-        )
-        .await?;
+    let reply: Value = match &s.durable {
+        // With WAIT, what a catch-up sends must be on the replicas: an event read from the log
+        // before its `WAIT` confirmed could be taken back by a failover, after the client had
+        // it (the chaos runs' "received twice"). A write of this connection first, the read,
+        // then WAIT, in one round trip; unconfirmed, the catch-up waits and tries again.
+        Some(durable) => {
+            let (key, log) = (s.keys.game(game), s.keys.game_log(game));
+            let mut read = script_cmd(&SCRIPTS.events_since, &[&key, &log]);
+            read.arg(since).arg(s.limits.log_len);
+            let mut pipe = ::redis::pipe();
+            pipe.add_command(script_cmd(&SCRIPTS.touch, &[&key]))
+                .add_command(read)
+                .add_command(wait_cmd(durable));
+            let scripts = [&SCRIPTS.touch, &SCRIPTS.events_since];
+            let replies = s.durably("events_since", durable, pipe, &scripts).await?;
+            s.confirmed("events_since", durable, &replies, 2)?;
+            reply(replies.get(1).cloned())?
+        }
+        None => {
+            let mut handle = s.handle().await?;
+            let mut inv = SCRIPTS.events_since.prepare_invoke();
+            inv.key(s.keys.game(game))
+                .key(s.keys.game_log(game))
+                .arg(since)
+                .arg(s.limits.log_len);
+            s.call(
+                "events_since",
+                handle.generation,
+                inv.invoke_async(&mut handle),
+            )
+            .await?
+        }
+    };
     if reply == Value::Nil {
         return Ok(Missed::UnknownGame);
     }
