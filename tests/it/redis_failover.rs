@@ -662,3 +662,45 @@ fn primary_with_two_replicas() -> (
     }
     (primary, replica_1, replica_2)
 }
+
+// The last 10-minute check's stuck games: a move written while a replica lagged, its instance
+// killed before the event went out; the player's retry elsewhere was recognised by its move id
+// (its board already showed it), acknowledged, and published nothing: the opponent waited.
+#[tokio::test]
+async fn a_retried_move_found_applied_publishes_what_its_dead_instance_did_not() {
+    use crate::support::client::{ack_version, error_code, player};
+    let (primary, _replica_1, replica_2) = primary_with_two_replicas();
+    let mut cfg = test_config(Some(&primary));
+    cfg.redis_wait_replicas = 2;
+    cfg.redis_wait_timeout = Duration::from_millis(300);
+    cfg.forfeit_grace = Duration::from_secs(60);
+    let mut procs = ready_processes(&cfg, &["p0", "p1", "p2"]).await;
+    let mut x = player(&procs[0], "ann").await;
+    let mut o = player(&procs[1], "bob").await;
+    let game = x.create().await;
+    o.join(&game).await;
+
+    replica_2.pause();
+    let mv = json!({"type":"move","game":game,"cell":4,"mid":"x-1","version":2});
+    assert_eq!(
+        error_code(&x.request(mv.clone()).await),
+        ErrorCode::Unavailable
+    );
+    procs[0].kill9();
+    let token = x.token.clone();
+    drop(x);
+    replica_2.resume();
+    let seen = o.drain_for(Duration::from_millis(2500)).await;
+    assert!(
+        !seen.iter().any(|m| matches!(m, ServerMsg::Moved { .. })),
+        "published without a follow-up: {seen:?}"
+    );
+
+    // X comes back elsewhere (its catch-up shows the move) and retries it: O sees it now.
+    let mut x = procs[2].connect().await;
+    x.token = token;
+    x.hello_resume("ann", &[(&game, 2)]).await;
+    let again = until_available(&mut x, mv).await;
+    assert_eq!(ack_version(&again), 3);
+    assert!(matches!(o.event(&game, 3).await, ServerMsg::Moved { .. }));
+}

@@ -92,6 +92,17 @@ where
                 if let Some(mid) = actor.mid
                     && let Some(version) = app.store.applied_move(game, actor.player, mid).await?
                 {
+                    // Its first attempt may have died with its instance before its event went
+                    // out (with REDIS_WAIT_REPLICAS, events go out only once confirmed): publish
+                    // what the log holds there, once confirmed. Subscribers drop a version they
+                    // already have.
+                    if let Err(e) = app
+                        .store
+                        .publish_confirmed(game, version, Bytes::new())
+                        .await
+                    {
+                        tracing::warn!(%game, version, error = %e, "could not publish a retried move's event");
+                    }
                     return Ok(Done {
                         version,
                         duplicate: true,
