@@ -581,17 +581,9 @@ async fn an_unconfirmed_move_is_shown_to_nobody_until_confirmed() {
 // player's repeated request (a duplicate now) publishes what the log holds.
 #[tokio::test]
 async fn a_repeated_rematch_publishes_a_request_whose_instance_died_unconfirmed() {
-    use crate::support::client::{ack_version, error_code, player};
+    use crate::support::client::{ack_version, error_code};
     let (primary, _replica_1, replica_2) = primary_with_two_replicas();
-    let mut cfg = test_config(Some(&primary));
-    cfg.redis_wait_replicas = 2;
-    cfg.redis_wait_timeout = Duration::from_millis(300);
-    cfg.forfeit_grace = Duration::from_secs(60);
-    let mut procs = ready_processes(&cfg, &["p0", "p1", "p2"]).await;
-    let mut x = player(&procs[0], "ann").await;
-    let mut o = player(&procs[1], "bob").await;
-    let game = x.create().await;
-    o.join(&game).await;
+    let (mut procs, mut x, mut o, game) = seated_on_three_processes(&primary).await;
     let resigned = ack_version(&x.request(json!({"type":"resign","game":game})).await);
     o.event(&game, resigned).await;
 
@@ -616,9 +608,7 @@ async fn a_repeated_rematch_publishes_a_request_whose_instance_died_unconfirmed(
     );
 
     // X comes back elsewhere and asks again: a duplicate, and O sees the request at last.
-    let mut x = procs[2].connect().await;
-    x.token = token;
-    x.hello_resume("ann", &[(&game, resigned)]).await;
+    let mut x = back_on(&procs[2], token, &game, resigned).await;
     let again = until_available(&mut x, rematch).await;
     match &again {
         ServerMsg::Ack { info, .. } => {
@@ -668,17 +658,9 @@ fn primary_with_two_replicas() -> (
 // (its board already showed it), acknowledged, and published nothing: the opponent waited.
 #[tokio::test]
 async fn a_retried_move_found_applied_publishes_what_its_dead_instance_did_not() {
-    use crate::support::client::{ack_version, error_code, player};
+    use crate::support::client::{ack_version, error_code};
     let (primary, _replica_1, replica_2) = primary_with_two_replicas();
-    let mut cfg = test_config(Some(&primary));
-    cfg.redis_wait_replicas = 2;
-    cfg.redis_wait_timeout = Duration::from_millis(300);
-    cfg.forfeit_grace = Duration::from_secs(60);
-    let mut procs = ready_processes(&cfg, &["p0", "p1", "p2"]).await;
-    let mut x = player(&procs[0], "ann").await;
-    let mut o = player(&procs[1], "bob").await;
-    let game = x.create().await;
-    o.join(&game).await;
+    let (mut procs, mut x, mut o, game) = seated_on_three_processes(&primary).await;
 
     replica_2.pause();
     let mv = json!({"type":"move","game":game,"cell":4,"mid":"x-1","version":2});
@@ -697,10 +679,34 @@ async fn a_retried_move_found_applied_publishes_what_its_dead_instance_did_not()
     );
 
     // X comes back elsewhere (its catch-up shows the move) and retries it: O sees it now.
-    let mut x = procs[2].connect().await;
-    x.token = token;
-    x.hello_resume("ann", &[(&game, 2)]).await;
+    let mut x = back_on(&procs[2], token, &game, 2).await;
     let again = until_available(&mut x, mv).await;
     assert_eq!(ack_version(&again), 3);
     assert!(matches!(o.event(&game, 3).await, ServerMsg::Moved { .. }));
+}
+
+/// Three instance processes acknowledging only what both replicas of `primary` have, and a
+/// game with X (ann) on the first and O (bob) on the second.
+async fn seated_on_three_processes(
+    primary: &crate::support::redis::RedisServer,
+) -> (Vec<ServerProcess>, Ws, Ws, String) {
+    use crate::support::client::player;
+    let mut cfg = test_config(Some(primary));
+    cfg.redis_wait_replicas = 2;
+    cfg.redis_wait_timeout = Duration::from_millis(300);
+    cfg.forfeit_grace = Duration::from_secs(60);
+    let procs = ready_processes(&cfg, &["p0", "p1", "p2"]).await;
+    let mut x = player(&procs[0], "ann").await;
+    let mut o = player(&procs[1], "bob").await;
+    let game = x.create().await;
+    o.join(&game).await;
+    (procs, x, o, game)
+}
+
+/// ann's session back on `p`, resuming `game` from `version`.
+async fn back_on(p: &ServerProcess, token: Option<String>, game: &str, version: u64) -> Ws {
+    let mut x = p.connect().await;
+    x.token = token;
+    x.hello_resume("ann", &[(game, version)]).await;
+    x
 }

@@ -15,7 +15,6 @@ use crate::store::SeatCheck;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::sync::{Arc, LazyLock};
-use tictactoe_protocol::ServerMsg;
 use tictactoe_protocol::ids::{GameId, PlayerId};
 use tictactoe_rules::computer::{Level, choose};
 use tictactoe_rules::{ComputerTurn, RuleError};
@@ -53,11 +52,7 @@ pub(super) fn act_when_due(app: &App, game: &GameId, due: u64) {
 /// compare-and-set is attempted on) or its agreement to a rematch. A game where the computer
 /// has nothing to do, or where another instance got there first, is left alone.
 pub async fn act(app: &App, game: &GameId) -> Result<Option<Done>, OpError> {
-    let sg = app
-        .store
-        .load_game(game)
-        .await?
-        .ok_or(OpError::UnknownGame)?;
+    let sg = super::games::load_stored(app, game).await?;
     let Some(turn) = sg.state.computer_turn() else {
         return Ok(None);
     };
@@ -77,15 +72,7 @@ pub async fn act(app: &App, game: &GameId) -> Result<Option<Done>, OpError> {
             Some(ComputerTurn::Play(mark)) => {
                 let mut rng = |n: usize| (uuid::Uuid::new_v4().as_u128() % n as u128) as usize;
                 let cell = choose(&s.board, mark, level, &mut rng).ok_or(RuleError::GameOver)?;
-                let state = s.play_seen(mark, cell, None, version)?;
-                let event = ServerMsg::Moved {
-                    game: game.clone(),
-                    version,
-                    mark,
-                    cell,
-                    state: state.clone(),
-                };
-                Ok((state, event))
+                super::games::moving(game, s, mark, cell, None, version)
             }
             Some(ComputerTurn::Rematch(mark)) => {
                 let (state, began) = s.request_rematch(mark, version)?;

@@ -8,7 +8,9 @@ use super::lobby::update_lobby;
 use super::{Done, OpError};
 use crate::app::App;
 use crate::ratelimit::{Decision, Rule};
-use crate::store::{Applied, Creation, Hold, Missed, SeatCheck, StoreError, Transition};
+use crate::store::{
+    Applied, Creation, Hold, Missed, SeatCheck, StoreError, StoredGame, Transition,
+};
 use bytes::Bytes;
 use std::net::IpAddr;
 use tictactoe_protocol::ids::{GameId, PlayerId};
@@ -47,6 +49,12 @@ pub(super) static SYSTEM: std::sync::LazyLock<PlayerId> =
 
 /// Loads a game into the hub's cache and returns it.
 pub async fn load(app: &App, game: &GameId) -> Result<(u64, GameState), OpError> {
+    let sg = load_stored(app, game).await?;
+    Ok((sg.version, sg.state))
+}
+
+/// [`load`], with who holds the seats.
+pub(super) async fn load_stored(app: &App, game: &GameId) -> Result<StoredGame, OpError> {
     let sg = app
         .store
         .load_game(game)
@@ -54,7 +62,28 @@ pub async fn load(app: &App, game: &GameId) -> Result<(u64, GameState), OpError>
         .ok_or(OpError::UnknownGame)?;
     app.hub.observe(game, sg.version, &sg.state);
     app.hub.observe_seats(game, &sg.seats);
-    Ok((sg.version, sg.state))
+    Ok(sg)
+}
+
+/// The step by which `mark` plays `cell`, chosen on a board showing version `seen` (if
+/// known): the move of a player and of the computer alike.
+pub(super) fn moving(
+    game: &GameId,
+    s: &GameState,
+    mark: Mark,
+    cell: tictactoe_rules::Cell,
+    seen: Option<u64>,
+    version: u64,
+) -> Result<(GameState, ServerMsg), RuleError> {
+    let state = s.play_seen(mark, cell, seen, version)?;
+    let event = ServerMsg::Moved {
+        game: game.clone(),
+        version,
+        mark,
+        cell,
+        state: state.clone(),
+    };
+    Ok((state, event))
 }
 
 /// Applies `step` to the game with compare-and-set, retrying on a stale version. `start` is
@@ -96,13 +125,7 @@ where
                     // out (with REDIS_WAIT_REPLICAS, events go out only once confirmed): publish
                     // what the log holds there, once confirmed. Subscribers drop a version they
                     // already have.
-                    if let Err(e) = app
-                        .store
-                        .publish_confirmed(game, version, Bytes::new())
-                        .await
-                    {
-                        tracing::warn!(%game, version, error = %e, "could not publish a retried move's event");
-                    }
+                    publish_logged(app, game, version).await;
                     return Ok(Done {
                         version,
                         duplicate: true,
@@ -181,6 +204,19 @@ where
     }
     metrics::counter!("transitions_contended_total").increment(1);
     Err(OpError::Contended)
+}
+
+/// Publishes what the log holds at `version` once the replicas confirm it, for a repeated
+/// request whose first attempt may have died with its instance before its event went out.
+/// Best effort: subscribers drop a version they already have.
+async fn publish_logged(app: &App, game: &GameId, version: u64) {
+    if let Err(e) = app
+        .store
+        .publish_confirmed(game, version, Bytes::new())
+        .await
+    {
+        tracing::warn!(%game, version, error = %e, "could not publish a repeated request's event");
+    }
 }
 
 /// Follow-ups under way for events the replicas had not confirmed: bounded, so that a long
@@ -573,15 +609,7 @@ pub async fn play(
         mid,
     };
     let done = apply(app, game, actor, None, hint, |version, s| {
-        let state = s.play_seen(mark, cell, hint, version)?;
-        let event = ServerMsg::Moved {
-            game: game.clone(),
-            version,
-            mark,
-            cell,
-            state: state.clone(),
-        };
-        Ok((state, event))
+        moving(game, s, mark, cell, hint, version)
     })
     .await;
     match &done {
@@ -709,13 +737,7 @@ pub async fn rematch(
             // (with REDIS_WAIT_REPLICAS: the replicas had not confirmed it, and the follow-up
             // that would publish it died with its instance): publish what the log holds now,
             // once confirmed. Subscribers drop a version they already have.
-            if let Err(e) = app
-                .store
-                .publish_confirmed(game, version, Bytes::new())
-                .await
-            {
-                tracing::warn!(%game, version, error = %e, "could not publish a repeated rematch's event");
-            }
+            publish_logged(app, game, version).await;
             Ok(Done {
                 version,
                 duplicate: true,
@@ -731,16 +753,7 @@ pub async fn rematch(
 async fn next_round_ratings(app: &App, game: &GameId) -> Result<Seats<Option<u32>>, OpError> {
     let seats = match app.hub.seats(game) {
         Some(seats) => seats,
-        None => {
-            let sg = app
-                .store
-                .load_game(game)
-                .await?
-                .ok_or(OpError::UnknownGame)?;
-            app.hub.observe(game, sg.version, &sg.state);
-            app.hub.observe_seats(game, &sg.seats);
-            sg.seats
-        }
+        None => load_stored(app, game).await?.seats,
     };
     if app
         .hub
