@@ -23,6 +23,7 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 taken=" "
+# FP = a free port not handed out before (set in this shell: a subshell would forget it).
 free_port() {
   local port
   while :; do
@@ -30,7 +31,7 @@ free_port() {
     [[ "$taken" == *" $port "* ]] && continue
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
       taken+="$port "
-      echo "$port"
+      FP=$port
       return
     fi
   done
@@ -46,7 +47,7 @@ accepted() {
     awk '/^moves_total\{result="accepted"\}/ { n += $2 } END { print n + 0 }'
 }
 
-primary=$(free_port) replica=$(free_port)
+free_port; primary=$FP; free_port; replica=$FP
 redis-server --port "$primary" --bind 127.0.0.1 --save '' --appendonly no --dir "$work" \
   --logfile "$work/primary.log" &
 pids+=($!) primary_pid=$!
@@ -67,7 +68,7 @@ for mode in A B; do
   wait_replicas=0
   [ "$mode" = B ] && wait_replicas=1
   for i in 1 2; do
-    port=$(free_port)
+    free_port; port=$FP
     env "${limits[@]}" REDIS_URL="redis://127.0.0.1:$primary/" REDIS_WAIT_REPLICAS=$wait_replicas \
       LISTEN_ADDR="127.0.0.1:$port" INSTANCE_ID="bench-$mode$i" \
       "$bin" >"$work/server-$mode$i.log" 2>&1 &

@@ -99,13 +99,15 @@ tell() { echo "$*" >>"$control"; }
 taken=" "
 port_min=${TTT_PORT_MIN:-12000}
 port_span=${TTT_PORT_SPAN:-8000}
-# A free port below the ephemeral range, never handed out twice (as in scripts/topology.sh).
+# FP = a free port below the ephemeral range, never handed out twice (as in scripts/topology.sh).
+# Called in this shell, not in $(...): a subshell would forget the port it handed out. Drawn
+# from SRANDOM so that which ports are busy never shifts the seeded RANDOM's faults.
 free_port() {
   local port
   while :; do
-    port=$((port_min + (RANDOM * 32768 + RANDOM) % port_span))
+    port=$((port_min + SRANDOM % port_span))
     [[ "$taken" == *" $port "* ]] && continue
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then taken+="$port "; echo "$port"; return; fi
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then taken+="$port "; FP=$port; return; fi
   done
 }
 # Waits (at most $2 s) until something listens on port $1.
@@ -145,22 +147,30 @@ declare -A redis_args
 
 case "$layout" in
   single)
-    port_of[redis]="$(free_port)"
+    free_port; port_of[redis]=$FP
     redis_nodes=(redis)
     start_redis redis
     audit_redis="redis://127.0.0.1:${port_of[redis]}"
     ;;
   sentinel)
-    for n in redis-1 redis-2 redis-3; do port_of[$n]="$(free_port)"; redis_nodes+=("$n"); done
+    for n in redis-1 redis-2 redis-3; do free_port; port_of[$n]=$FP; redis_nodes+=("$n"); done
     start_redis redis-1
     for n in redis-2 redis-3; do
       redis_args[$n]="--replicaof 127.0.0.1 ${port_of[redis-1]}"
       # shellcheck disable=SC2086
       start_redis "$n" ${redis_args[$n]}
     done
+    # Sentinels learn the replicas from the primary's INFO, every 10 s: have them in sync first.
+    deadline=$((SECONDS + 60))
+    for n in redis-2 redis-3; do
+      until rcli "${port_of[$n]}" info replication | grep -q '^master_link_status:up'; do
+        ((SECONDS < deadline)) || { echo "chaos: $n never synced: $(tail -5 "$run_dir/$n.log")" >&2; exit 1; }
+        sleep 0.2
+      done
+    done
     sentinels=()
     for i in 1 2 3; do
-      port_of[sentinel-$i]="$(free_port)"
+      free_port; port_of[sentinel-$i]=$FP
       mkdir -p "$run_dir/sentinel-$i"
       cat >"$run_dir/sentinel-$i/sentinel.conf" <<EOF
 port ${port_of[sentinel-$i]}
@@ -175,12 +185,19 @@ EOF
       redis-server "$run_dir/sentinel-$i/sentinel.conf" --sentinel &
       pid_of[sentinel-$i]=$!
       sentinels+=("127.0.0.1:${port_of[sentinel-$i]}")
+      wait_port "${port_of[sentinel-$i]}" 10 || { echo "chaos: sentinel-$i did not start" >&2; exit 1; }
     done
-    deadline=$((SECONDS + 30))
+    # Ready once every Sentinel knows both replicas and the two other Sentinels. A loaded
+    # machine can take two of the primary's 10 s INFO rounds: wait well past that.
+    deadline=$((SECONDS + 90))
     for i in 1 2 3; do
       until rcli "${port_of[sentinel-$i]}" sentinel ckquorum ttt | grep -q '^OK' &&
         [[ "$(rcli "${port_of[sentinel-$i]}" sentinel replicas ttt | grep -c '^ip$')" == 2 ]]; do
-        ((SECONDS < deadline)) || { echo "chaos: Sentinels not ready" >&2; exit 1; }
+        ((SECONDS < deadline)) || {
+          echo "chaos: Sentinels not ready; sentinel-$i says: $(rcli "${port_of[sentinel-$i]}" sentinel ckquorum ttt)" >&2
+          tail -n 15 "$run_dir"/sentinel-*.log >&2
+          exit 1
+        }
         sleep 0.2
       done
     done
@@ -190,10 +207,10 @@ EOF
     nodes=()
     for i in 1 2 3 4 5 6; do
       n=redis-$i
-      port_of[$n]="$(free_port)"
+      free_port; port_of[$n]=$FP
       # The cluster bus is the port + 10000: keep it free too.
       while (exec 3<>"/dev/tcp/127.0.0.1/$((port_of[$n] + 10000))") 2>/dev/null || ((port_of[$n] + 10000 > 65535)); do
-        port_of[$n]="$(free_port)"
+        free_port; port_of[$n]=$FP
       done
       redis_nodes+=("$n")
       redis_args[$n]="--cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 1000"
@@ -272,19 +289,19 @@ wait_redis_healthy() {
 }
 
 # ---- the load generator (first: it holds the proxies) ------------------------------------
-for i in 1 2 3; do port_of[ttt-$i]="$(free_port)"; done
+for i in 1 2 3; do free_port; port_of[ttt-$i]=$FP; done
 proxies=()
 if [[ "$layout" == single ]]; then
   for i in 1 2 3; do
-    port_of[redis-link-$i]="$(free_port)"
+    free_port; port_of[redis-link-$i]=$FP
     proxies+=("redis-link-$i:${port_of[redis-link-$i]}:${port_of[redis]}")
   done
 fi
 for i in 1 2 3; do
-  port_of[path-$i]="$(free_port)"
+  free_port; port_of[path-$i]=$FP
   proxies+=("path-$i:${port_of[path-$i]}:${port_of[ttt-$i]}")
 done
-port_of[nginx]="$(free_port)"
+free_port; port_of[nginx]=$FP
 
 durable=(--durable-moves)
 [[ "$layout" == single ]] && durable+=(--durable-chat)

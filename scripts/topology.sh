@@ -67,7 +67,8 @@ taken_ports=" "
 # A port nothing listens on (and that this script has not handed out already), below the
 # kernel's ephemeral range (32768 and up), where other programs' client sockets would race a
 # server for it. TTT_PORT_MIN and TTT_PORT_SPAN narrow the range (the test suite gives the
-# script one its own servers never use).
+# script one its own servers never use). Sets FP, in this shell: $(free_port) would run in a
+# subshell and forget the port it handed out.
 port_min=${TTT_PORT_MIN:-20000}
 port_span=${TTT_PORT_SPAN:-12000}
 free_port() {
@@ -77,7 +78,7 @@ free_port() {
     [[ "$taken_ports" == *" $port "* ]] && continue
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
       taken_ports+="$port "
-      echo "$port"
+      FP=$port
       return
     fi
   done
@@ -133,16 +134,16 @@ wait_redis_says() {
   done
 }
 
-redis_port="$(free_port)"
+free_port; redis_port=$FP
 start_redis redis "$redis_port"
 if [[ "$layout" == sentinel ]]; then
-  replica_port="$(free_port)"
+  free_port; replica_port=$FP
   start_redis redis-replica "$replica_port" --replicaof 127.0.0.1 "$redis_port"
   wait_redis_says "$replica_port" 15 '^master_link_status:up' info replication ||
     { echo "topology: the replica never synced: $run_dir/redis-replica.log" >&2; exit 1; }
   sentinels=()
   for i in 1 2 3; do
-    port="$(free_port)"
+    free_port; port=$FP
     mkdir -p "$run_dir/sentinel-$i"
     # Sentinel rewrites its own file: each one gets a private copy.
     cat >"$run_dir/sentinel-$i/sentinel.conf" <<EOF
@@ -179,7 +180,7 @@ upstreams=""
 direct=()
 instance_pids=()
 for i in $(seq 1 "$instances"); do
-  port="$(free_port)"
+  free_port; port=$FP
   env "${redis_env[@]}" \
   LISTEN_ADDR="127.0.0.1:$port" \
   INSTANCE_ID="ttt-$i" \
@@ -196,7 +197,7 @@ for i in "${!direct[@]}"; do
     { echo "topology: ttt-$((i + 1)) never became ready: $run_dir/ttt-$((i + 1)).log" >&2; exit 1; }
 done
 
-lb_port="$(free_port)"
+free_port; lb_port=$FP
 mkdir -p "$run_dir/nginx"
 template="$(<"$root/deploy/nginx.conf.template")"
 conf="${template//'${TTT_LISTEN}'/127.0.0.1:$lb_port}"
