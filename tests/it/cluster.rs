@@ -27,6 +27,11 @@ async fn each_instance_holds_one_sharded_subscription_per_game() {
 }
 
 #[tokio::test]
+async fn only_instances_whose_clients_watch_the_lobby_subscribe_to_its_sharded_channel() {
+    game_flow::lobby_subscriptions_on(Backend::cluster()).await;
+}
+
+#[tokio::test]
 async fn chat_across_instances() {
     social::game_chat_on(Backend::cluster()).await;
 }

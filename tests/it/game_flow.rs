@@ -480,6 +480,52 @@ pub async fn subscriptions_on(redis: Backend) {
 }
 
 #[tokio::test]
+async fn only_instances_whose_clients_watch_the_lobby_subscribe_to_its_channel() {
+    lobby_subscriptions_on(Backend::single()).await;
+}
+
+/// Every game's start and end is published on the lobby's channel: an instance whose clients
+/// are all in games does not read them.
+pub async fn lobby_subscriptions_on(redis: Backend) {
+    let (a, b) = two_instances_on(&redis).await;
+    let channel = format!("{}{{lobby}}:events", a.config.key_prefix);
+    let mut x = player(&a, "ann").await;
+    let mut o = player(&b, "bob").await;
+    let game = x.create().await;
+    o.join(&game).await;
+    x.play(&game, 4).await;
+    assert_eq!(numsub(&redis, &channel), 0, "players only");
+
+    let mut wa = player(&a, "wes").await;
+    wa.request(json!({"type":"lobby","watch":true})).await;
+    assert_eq!(numsub(&redis, &channel), 1, "subscribed before the listing");
+    let mut wb = player(&b, "wil").await;
+    wb.request(json!({"type":"lobby","watch":true})).await;
+    assert_eq!(numsub(&redis, &channel), 2);
+    // A change reaches both.
+    let mut y = player(&a, "yan").await;
+    let open = y.create().await;
+    for w in [&mut wa, &mut wb] {
+        w.recv_until(|m| {
+            matches!(m, ServerMsg::Lobby { open: listed, .. }
+                if listed.iter().any(|e| e.game.as_str() == open))
+        })
+        .await;
+    }
+
+    wa.request(json!({"type":"lobby","watch":false})).await;
+    eventually("A unsubscribed", || async {
+        (numsub(&redis, &channel) == 1).then_some(())
+    })
+    .await;
+    wb.close().await;
+    eventually("B unsubscribed", || async {
+        (numsub(&redis, &channel) == 0).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn the_in_memory_default_plays_a_whole_game_on_one_instance() {
     let a = Instance::start(test_config(None)).await;
     let mut x = player(&a, "ann").await;

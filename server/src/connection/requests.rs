@@ -245,7 +245,16 @@ impl<S: Transport> Connection<S> {
                 .await;
         }
         self.watching_lobby = true;
-        app.hub.watch_lobby(self.conn, self.mailbox.clone());
+        if let Err(e) = app
+            .hub
+            .watch_lobby(self.conn, self.mailbox.clone(), app.config.redis_timeout)
+            .await
+        {
+            tracing::debug!(error = %e, "lobby channel not subscribed in time");
+            self.watching_lobby = false;
+            app.hub.unwatch_lobby(self.conn);
+            return self.socket.op_error(req, OpError::Unavailable).await;
+        }
         match operations::lobby::list(&app).await {
             Ok(listing) => {
                 self.socket

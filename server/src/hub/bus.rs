@@ -68,6 +68,7 @@ impl Hub {
         for t in self.topics.iter() {
             t.ready.send_replace(false);
         }
+        self.set_lobby_ready(false);
     }
 
     /// Owns the bus connection for the life of the instance: connects, subscribes to what
@@ -126,7 +127,11 @@ impl Hub {
         // Whatever is wanted now; changes from here on arrive through `pending`.
         self.take_pending();
         let games: Vec<GameId> = self.topics.iter().map(|t| t.key().clone()).collect();
-        let mut channels = vec![self.instance_channel.clone(), self.lobby_channel.clone()];
+        let mut lobby_subscribed = self.lobby_wanted();
+        let mut channels = vec![self.instance_channel.clone()];
+        if lobby_subscribed {
+            channels.push(self.lobby_channel.clone());
+        }
         channels.extend(games.iter().map(|g| self.keys.game_channel(g)));
         for batch in channels.chunks(512) {
             if let Err(e) = sink.subscribe(batch).await {
@@ -146,6 +151,7 @@ impl Hub {
         for g in &games {
             self.set_ready(g, true);
         }
+        self.set_lobby_ready(lobby_subscribed);
         let mut late_resync = None;
         if reconnected {
             tracing::info!(games = games.len(), "pub/sub reconnected; resynchronising");
@@ -160,6 +166,23 @@ impl Hub {
                 presence_at = Some(tokio::time::Instant::now() + self.presence_every);
             }
             let presence_until = presence_at.unwrap_or_else(tokio::time::Instant::now);
+            if let Some(wanted) = self.lobby_wanted_change() {
+                if wanted != lobby_subscribed {
+                    let channel = [self.lobby_channel.clone()];
+                    let done = if wanted {
+                        sink.subscribe(&channel).await
+                    } else {
+                        sink.unsubscribe(&channel).await
+                    };
+                    if let Err(e) = done {
+                        tracing::warn!(error = %e, "pub/sub lobby (un)subscribe failed");
+                        return BusExit::Lost;
+                    }
+                    lobby_subscribed = wanted;
+                }
+                // A new watcher lists the lobby once this says so: it misses nothing.
+                self.set_lobby_ready(lobby_subscribed);
+            }
             for game in self.take_pending() {
                 let wanted = self.topics.contains_key(&game);
                 let channel = [self.keys.game_channel(&game)];
@@ -222,7 +245,7 @@ enum BusExit {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hub::{Mailbox, Sent, Subscriber};
+    use crate::hub::{HubError, Mailbox, Sent, Subscriber};
     use crate::store::{BusSink, Keys, StoreResult};
     use tictactoe_protocol::Role;
     use tictactoe_protocol::ids::PlayerId;
@@ -238,6 +261,75 @@ mod tests {
         async fn unsubscribe(&mut self, _: &[String]) -> StoreResult<()> {
             Ok(())
         }
+    }
+
+    /// Records what is subscribed, like Redis would.
+    #[derive(Clone, Default)]
+    struct RecordingSink(Arc<std::sync::Mutex<HashSet<String>>>);
+
+    #[async_trait::async_trait]
+    impl BusSink for RecordingSink {
+        async fn subscribe(&mut self, channels: &[String]) -> StoreResult<()> {
+            self.0.lock().unwrap().extend(channels.iter().cloned());
+            Ok(())
+        }
+        async fn unsubscribe(&mut self, channels: &[String]) -> StoreResult<()> {
+            let mut subscribed = self.0.lock().unwrap();
+            channels.iter().for_each(|c| {
+                subscribed.remove(c);
+            });
+            Ok(())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_lobby_channel_is_subscribed_only_while_someone_here_watches_the_lobby() {
+        let keys = Keys::new("t:");
+        let hub = Arc::new(Hub::new(keys.clone(), "lease", Duration::from_millis(100)));
+        let sink = RecordingSink::default();
+        let link = BusLink {
+            sink: Box::new(sink.clone()),
+            messages: futures_util::stream::pending().boxed(),
+        };
+        let stop = CancellationToken::new();
+        let served = tokio::spawn({
+            let (hub, stop) = (hub.clone(), stop.clone());
+            async move {
+                let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
+                hub.serve_bus(link, &stop, false, &mut backoff, Duration::from_secs(3600))
+                    .await
+            }
+        });
+        let lobby = keys.lobby_channel();
+        let has_lobby = || sink.0.lock().unwrap().contains(&lobby);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(!has_lobby(), "nobody watches yet");
+        assert!(sink.0.lock().unwrap().contains(&hub.instance_channel));
+
+        let mailbox = |_| Mailbox::new(mpsc::channel(8).0, CancellationToken::new());
+        let timeout = Duration::from_secs(1);
+        hub.watch_lobby(1, mailbox(1), timeout).await.unwrap();
+        assert!(has_lobby(), "subscribed before the watcher is told to list");
+        hub.watch_lobby(2, mailbox(2), timeout).await.unwrap();
+        hub.unwatch_lobby(1);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(has_lobby(), "one watcher is left");
+        hub.unregister(2);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(!has_lobby(), "the last watcher gone");
+        // Back again: the channel too.
+        hub.watch_lobby(3, mailbox(3), timeout).await.unwrap();
+        assert!(has_lobby());
+        stop.cancel();
+        assert_eq!(served.await.unwrap(), BusExit::Shutdown);
+        assert_eq!(
+            hub.watch_lobby(4, mailbox(4), timeout)
+                .await
+                .err()
+                .map(|e| e.to_string()),
+            Some(HubError::Unavailable.to_string()),
+            "no bus, no lobby"
+        );
     }
 
     fn catch_ups(rx: &mut mpsc::Receiver<Outbound>) -> usize {

@@ -60,6 +60,11 @@ pub struct Hub {
     presence_due: Mutex<HashSet<GameId>>,
     mailboxes: DashMap<ConnId, Mailbox>,
     lobby_watchers: DashMap<ConnId, Mailbox>,
+    /// Whether the lobby's channel is subscribed (only while someone here watches it), and
+    /// how many times the bus task has checked that.
+    lobby_ready: tokio::sync::watch::Sender<(bool, u64)>,
+    /// The lobby's watchers may have come or gone: the bus task checks its subscription.
+    lobby_sync: AtomicBool,
     lobby_dirty: AtomicBool,
     bus_up: AtomicBool,
     /// Games whose subscription may need to change; drained by the bus task.
@@ -81,6 +86,8 @@ impl Hub {
             presence_due: Mutex::new(HashSet::new()),
             mailboxes: DashMap::new(),
             lobby_watchers: DashMap::new(),
+            lobby_ready: tokio::sync::watch::Sender::new((false, 0)),
+            lobby_sync: AtomicBool::new(false),
             lobby_dirty: AtomicBool::new(false),
             bus_up: AtomicBool::new(false),
             pending: Mutex::new(HashSet::new()),
@@ -97,7 +104,7 @@ impl Hub {
 
     pub fn unregister(&self, conn: ConnId) {
         self.mailboxes.remove(&conn);
-        self.lobby_watchers.remove(&conn);
+        self.unwatch_lobby(conn);
         metrics::gauge!("connections").set(self.mailboxes.len() as f64);
     }
 
