@@ -90,7 +90,9 @@ if ARGV[10] ~= '' then
   mids = mids .. ',' .. ARGV[10] .. '=' .. v
   local _, count = string.gsub(mids, ',', ',')
   while count > tonumber(ARGV[13]) do
-    mids = string.sub(mids, string.find(mids, ',', 2, true))
+    -- One value: string.find also returns where the match ends, and string.sub would take
+    -- it as the end of the substring (the list was cut down to a lone comma).
+    mids = string.sub(mids, (string.find(mids, ',', 2, true)))
     count = count - 1
   end
   writes[#writes + 1] = mids_field
