@@ -2,7 +2,7 @@
 //! connection) is sent again with the same client id, on any instance: it takes effect once,
 //! and the retry is answered as the first attempt was, marked `duplicate`.
 
-use crate::support::client::{Ws, error_code, player, seat_pair};
+use crate::support::client::{Ws, ack_version, error_code, player, seat_pair};
 use crate::support::instances::{Instance, test_config, two_instances};
 use crate::support::redis::RedisServer;
 use serde_json::json;
@@ -157,4 +157,54 @@ async fn malformed_client_ids_are_refused_and_the_connection_stays_usable() {
             .await,
         ServerMsg::Snapshot { .. }
     ));
+}
+
+/// A game's list of move ids now starts with its count; one kept before (no count) goes on
+/// working: its moves are still recognised when retried, and the list is counted once.
+#[tokio::test]
+async fn move_ids_listed_before_their_count_was_kept_still_make_retries_duplicates() {
+    let redis = RedisServer::start();
+    let config = test_config(Some(&redis));
+    let a = Instance::start(config.clone()).await;
+    let (mut x, mut o, game) = seat_pair(a.connect().await, a.connect().await).await;
+    let mv = |cell: u8, mid: &str| json!({"type":"move","game":game,"cell":cell,"mid":mid});
+    assert_eq!(ack_version(&x.request(mv(0, "m-1")).await), 3);
+    o.play(&game, 4).await;
+    let key = format!("{}game:{{{game}}}", config.key_prefix);
+    let field = format!("m:{}", x.player.clone().expect("hello gave an id"));
+    let mut c = redis::Client::open(redis.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let listed: String = redis::cmd("HGET")
+        .arg(&key)
+        .arg(&field)
+        .query(&mut c)
+        .unwrap();
+    assert!(listed.starts_with("1,"), "{listed}");
+    // As an older server kept it.
+    let old = listed.trim_start_matches('1');
+    let _: () = redis::cmd("HSET")
+        .arg(&key)
+        .arg(&field)
+        .arg(old)
+        .query(&mut c)
+        .unwrap();
+
+    assert_eq!(ack_version(&x.request(mv(1, "m-2")).await), 5);
+    let listed: String = redis::cmd("HGET")
+        .arg(&key)
+        .arg(&field)
+        .query(&mut c)
+        .unwrap();
+    assert!(listed.starts_with("2,"), "{listed}");
+    for (cell, mid, version) in [(0, "m-1", 3), (1, "m-2", 5)] {
+        match x.request(mv(cell, mid)).await {
+            ServerMsg::Ack { info, .. } => {
+                assert!(info.duplicate, "{mid}");
+                assert_eq!(info.version, Some(version), "{mid}");
+            }
+            other => panic!("{mid}: {other:?}"),
+        }
+    }
 }

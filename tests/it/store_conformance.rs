@@ -518,7 +518,10 @@ async fn a_move_id_is_applied_at_most_once(store: Arc<dyn Store>) {
     // All of the last four, each with its version (the chaos run found the list wiped to
     // nothing each time it overflowed, and a retried move refused as stale though applied).
     for i in 3..=6 {
-        let applied = store.applied_move(&g, &ann, &format!("m-{i}")).await.unwrap();
+        let applied = store
+            .applied_move(&g, &ann, &format!("m-{i}"))
+            .await
+            .unwrap();
         assert_eq!(applied, Some(v - 6 + i), "m-{i}");
     }
     // And still after many more.
@@ -536,7 +539,10 @@ async fn a_move_id_is_applied_at_most_once(store: Arc<dyn Store>) {
         v += 1;
     }
     for i in 17..=20 {
-        let applied = store.applied_move(&g, &ann, &format!("m-{i}")).await.unwrap();
+        let applied = store
+            .applied_move(&g, &ann, &format!("m-{i}"))
+            .await
+            .unwrap();
         assert_eq!(applied, Some(v - 20 + i), "m-{i}");
     }
 }

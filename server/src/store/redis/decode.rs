@@ -222,6 +222,11 @@ mod tests {
         }
         assert_eq!(applied_in(&list, &mid_hex("m-2")), None);
         assert_eq!(applied_in("", &mid_hex("m-1")), None);
+        // As the transition script keeps it now: the count first, which is no entry (even
+        // where a mid's hex is all digits).
+        let counted = format!("5{list}");
+        assert_eq!(applied_in(&counted, &mid_hex("m-1")), Some("0"));
+        assert_eq!(applied_in(&counted, "5"), None);
         assert_eq!(mid_hex("a,"), "612c");
     }
 }

@@ -4,8 +4,9 @@
 --
 -- Everything a move reads or writes per player lives in the game hash itself, so a regular
 -- move is six commands (EVALSHA, HMGET, TIME, HSET, XADD, PUBLISH):
---   'm:<player>'  the player's recent move ids: ',<hex mid>=<version>' entries, oldest first
---                 (hex, so that no mid can forge a separator; at most ARGV 13 entries)
+--   'm:<player>'  the player's recent move ids: their count, then ',<hex mid>=<version>'
+--                 entries, oldest first (hex, so that no mid can forge a separator; at most
+--                 ARGV 13 entries)
 --   'r:<player>'  the player's move budget: GCRA theoretical arrival time, Redis clock, us
 --   'e', 't'      when (ms) and with what ttl the lifetimes of the game's keys were last set
 -- Lifetimes are set to 5/4 of the ttl and refreshed once a quarter of it has passed (or the
@@ -87,14 +88,22 @@ if ARGV[3] == 'claims' then
   writes[#writes + 1] = ARGV[2]
 end
 if ARGV[10] ~= '' then
-  mids = mids .. ',' .. ARGV[10] .. '=' .. v
-  local _, count = string.gsub(mids, ',', ',')
+  -- The list starts with how many entries it holds: counting them each move (string.gsub)
+  -- was a quarter of the script's time. A list kept before the count was has none.
+  local digits = string.match(mids, '^%d*')
+  local count = tonumber(digits)
+  if not count then
+    local _, n = string.gsub(mids, ',', ',')
+    count = n
+  end
+  -- The oldest entries past the limit are left out: the kept ones start at `from`.
+  local from = #digits + 1
+  count = count + 1
   while count > tonumber(ARGV[13]) do
-    -- One value: string.find also returns where the match ends, and string.sub would take
-    -- it as the end of the substring (the list was cut down to a lone comma).
-    mids = string.sub(mids, (string.find(mids, ',', 2, true)))
+    from = string.find(mids, ',', from + 1, true) or (#mids + 1)
     count = count - 1
   end
+  mids = count .. string.sub(mids, from) .. ',' .. ARGV[10] .. '=' .. v
   writes[#writes + 1] = mids_field
   writes[#writes + 1] = mids
 end
