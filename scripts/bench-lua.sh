@@ -100,10 +100,11 @@ run() {
   calls=$(awk -v n="$requests" -v a="$cpu0" -v b="$cpu1" -v hz="$hz" -v t0="$t0" -v t1="$t1" \
     'BEGIN { printf "%8.0f req/s  %6.2f CPU µs/req", n / (t1 - t0), (b - a) * 1e6 / hz / n }')
   printf '%-22s %s  %5s syscalls/req  exec µs/call:' "$name" "$calls" "$syscalls"
-  echo "$stats" | awk -F'[:,=]' '/^cmdstat_/ {
-      sub("cmdstat_", "", $1)
-      if ($1 ~ /^(config|info|script)/) next
-      printf " %s %.2f", $1, $7 }'
+  echo "$stats" | awk -F'[:,=]' '/^cmdstat_/ { sub("cmdstat_", "", $1); t[$1] = $7 }
+    END {
+      n = split("evalsha hmget time hset xadd publish pexpire ping", order, " ")
+      for (i = 1; i <= n; i++) if (order[i] in t) printf " %s %.2f", order[i], t[order[i]]
+    }'
   echo
 }
 

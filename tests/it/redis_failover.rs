@@ -622,6 +622,46 @@ async fn a_repeated_rematch_publishes_a_request_whose_instance_died_unconfirmed(
     ));
 }
 
+// The fifth 30-minute pass's stuck games: as above, but the player does not ask again. Back
+// through another instance, its catch-up shows it its own request; the opponent, on a
+// surviving instance, waited for it until the next fault made everyone reconnect.
+#[tokio::test]
+async fn a_catch_up_publishes_a_request_whose_instance_died_unconfirmed() {
+    use crate::support::client::{ack_version, error_code};
+    let (primary, _replica_1, replica_2) = primary_with_two_replicas();
+    let (mut procs, mut x, mut o, game) = seated_on_three_processes(&primary).await;
+    let resigned = ack_version(&x.request(json!({"type":"resign","game":game})).await);
+    o.event(&game, resigned).await;
+
+    replica_2.pause();
+    assert_eq!(
+        error_code(&x.request(json!({"type":"rematch","game":game})).await),
+        ErrorCode::Unavailable
+    );
+    procs[0].kill9();
+    let token = x.token.clone();
+    drop(x);
+    replica_2.resume();
+    let seen = o.drain_for(Duration::from_millis(2500)).await;
+    assert!(
+        !seen
+            .iter()
+            .any(|m| matches!(m, ServerMsg::RematchRequested { .. })),
+        "published without a follow-up: {seen:?}"
+    );
+
+    // X resumes elsewhere and is shown its request; it asks nothing.
+    let mut x = back_on(&procs[2], token, &game, resigned).await;
+    assert!(matches!(
+        x.event(&game, resigned + 1).await,
+        ServerMsg::RematchRequested { .. }
+    ));
+    assert!(matches!(
+        o.event(&game, resigned + 1).await,
+        ServerMsg::RematchRequested { .. }
+    ));
+}
+
 /// A Redis primary and two replicas, both acknowledging writes already.
 fn primary_with_two_replicas() -> (
     crate::support::redis::RedisServer,

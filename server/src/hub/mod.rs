@@ -161,6 +161,11 @@ impl Hub {
         }
     }
 
+    /// The newest version of a local game that came in on its channel here (0: none).
+    pub fn heard(&self, game: &GameId) -> u64 {
+        self.topics.get(game).map_or(0, |t| t.heard)
+    }
+
     /// Who holds the game's seats, once both are taken and this instance has read them.
     pub fn seats(&self, game: &GameId) -> Option<Seats<Option<PlayerId>>> {
         self.topics.get(game).and_then(|t| t.seats.clone())

@@ -68,6 +68,8 @@ pub(super) struct Topic {
     pub(super) seats: Option<Seats<Option<PlayerId>>>,
     /// True while the game's channel is subscribed on the current bus connection.
     pub(super) ready: watch::Sender<bool>,
+    /// The newest version that came in on the game's channel.
+    pub(super) heard: u64,
     presence: PresencePace,
 }
 
@@ -87,6 +89,7 @@ impl Topic {
             cache: None,
             seats: None,
             ready: watch::Sender::new(false),
+            heard: 0,
             presence: PresencePace::default(),
         }
     }
@@ -149,6 +152,7 @@ impl Topic {
     }
 
     pub(super) fn observe_event(&mut self, version: u64, event: &Arc<ChannelEvent>) {
+        self.heard = self.heard.max(version);
         if self.is_newer(version) {
             self.cache = Some((version, Latest::Event(event.clone())));
         }

@@ -935,9 +935,39 @@ pub async fn missed_events(app: &App, game: &GameId, since: u64) -> Result<Misse
         && let Some(last) = events
             .last()
             .and_then(|e| serde_json::from_slice::<ServerMsg>(e).ok())
-        && let (Some((_, v)), Some(s)) = (last.game_version(), last.state())
+        && let Some((_, v)) = last.game_version()
     {
-        app.hub.observe(game, v, s);
+        if let Some(s) = last.state() {
+            app.hub.observe(game, v, s);
+        }
+        if app.hub.heard(game) < v {
+            republish(app, game, v);
+        }
     }
     Ok(replay)
+}
+
+/// Publishes again the newest logged event of a game that a catch-up found and that never came
+/// in on the game's channel here. With REDIS_WAIT_REPLICAS an event goes out only once the
+/// replicas confirm it, by the instance that wrote it: if that instance died first (its
+/// player's rematch request, say), the player, back through another instance, is shown the
+/// event by this catch-up, and the opponent would wait for it until something else happened.
+/// Seen in the chaos run: games stuck for 30-70 s after an instance's `kill -9`. Without WAIT
+/// the transition published it already and this costs nothing; subscribers drop a version
+/// they already have. Best effort, bounded like the other follow-ups.
+fn republish(app: &App, game: &GameId, version: u64) {
+    use std::sync::atomic::Ordering;
+    if FOLLOW_UPS.fetch_add(1, Ordering::Relaxed) >= MAX_FOLLOW_UPS {
+        FOLLOW_UPS.fetch_sub(1, Ordering::Relaxed);
+        metrics::counter!("publish_follow_ups_dropped_total").increment(1);
+        return;
+    }
+    let store = app.store.clone();
+    let game = game.clone();
+    tokio::spawn(async move {
+        if let Err(e) = store.publish_confirmed(&game, version, Bytes::new()).await {
+            tracing::warn!(%game, version, error = %e, "could not publish a caught-up event again");
+        }
+        FOLLOW_UPS.fetch_sub(1, Ordering::Relaxed);
+    });
 }
