@@ -14,8 +14,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use tictactoe_rules::EndReason;
 
-/// How many examples of each violation the findings keep, for people to look up.
-const EXAMPLES: usize = 5;
+/// How many examples of each violation the findings keep (in the JSON report), for people to
+/// look up: every stuck game of a bad run, not just a few, is worth reading.
+const EXAMPLES: usize = 100;
+/// How many of them the text report prints.
+const PRINTED: usize = 5;
 
 /// What the checker needs to know beyond the history.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -194,8 +197,12 @@ impl Findings {
             let _ = writeln!(out, "  {what:<62} {n:>8}   ({rule})");
         }
         for (kind, examples) in &self.examples {
-            for e in examples {
+            for e in examples.iter().take(PRINTED) {
                 let _ = writeln!(out, "  e.g. {kind}: {e}");
+            }
+            if examples.len() > PRINTED {
+                let more = examples.len() - PRINTED;
+                let _ = writeln!(out, "  ({more} more {kind} in the JSON report)");
             }
         }
         out

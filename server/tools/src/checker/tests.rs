@@ -407,3 +407,18 @@ fn a_log_with_holes_cannot_be_audited_whole() {
     assert_eq!(f.games_log_incomplete, 1);
     assert_eq!(f.violations(ALL), vec![("games_log_incomplete", 1)]);
 }
+
+#[test]
+fn the_report_keeps_many_examples_and_prints_a_few() {
+    let mut f = Findings::default();
+    for i in 0..120 {
+        f.example("games_stuck", format!("g{i}: no progress"));
+    }
+    assert_eq!(f.examples["games_stuck"].len(), EXAMPLES);
+    let text = f.render(Required::default());
+    assert_eq!(text.matches("e.g. games_stuck").count(), PRINTED);
+    assert!(text.contains(&format!(
+        "({} more games_stuck in the JSON report)",
+        EXAMPLES - PRINTED
+    )));
+}
