@@ -49,9 +49,10 @@ channel="$game:events"
 redis-cli -p "$port" subscribe "$channel" >/dev/null &
 sub_pid=$!
 
-move_sha=$(sed -e 's/^if cur\[1\] ~= ARGV\[1\] then$/if false then/' \
-  -e "s/tonumber(ARGV\[1\]) + 1/tonumber(cur[1]) + 1/" server/src/store/scripts/transition.lua |
-  r -x script load)
+# As the server loads it: after lobby_record.lua (used only with a lobby entry, not here).
+move_sha=$(cat server/src/store/scripts/lobby_record.lua server/src/store/scripts/transition.lua |
+  sed -e 's/^if cur\[1\] ~= ARGV\[1\] then$/if false then/' \
+    -e "s/tonumber(ARGV\[1\]) + 1/tonumber(cur[1]) + 1/" | r -x script load)
 grep -q '^if cur\[1\] ~= ARGV\[1\] then$' server/src/store/scripts/transition.lua ||
   { echo "bench-lua: transition.lua's compare-and-set changed; update this script" >&2; exit 1; }
 # The same commands a regular move sends, with arguments of the same sizes, and no logic.

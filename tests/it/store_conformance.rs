@@ -17,8 +17,8 @@ use tictactoe::store::profiles::{
 use tictactoe::store::redis::RedisStore;
 use tictactoe::store::{
     Appended, Applied, Attendance, Author, ChatRecord, Creation, Hold, Keys, LeaseRenewal,
-    LobbyOwner, LobbyRecord, LobbyShare, Missed, PresenceEntry, SeatCheck, SessionRecord, Store,
-    StoreLimits, Ticket, Transition,
+    LobbyChange, LobbyOwner, LobbyRecord, LobbyShare, Missed, PresenceEntry, SeatCheck,
+    SessionRecord, Store, StoreLimits, Ticket, Transition,
 };
 use tictactoe_protocol::ids::{GameId, PlayerId};
 use tictactoe_protocol::profiles::RoundResult;
@@ -139,6 +139,7 @@ conformance!(
     a_lapsed_claim_is_taken_up_again,
     presence_announced_again_counts_once,
     the_lobby_lists_open_and_live_games,
+    a_transition_moves_its_game_in_the_lobby_where_the_store_can,
     the_lobby_shows_a_few_open_games_per_owner,
     the_lobby_shows_a_few_open_games_per_address,
     waiting_games_are_capped_per_player,
@@ -267,6 +268,7 @@ async fn started_game(store: &dyn Store, g: &GameId) -> GameState {
         ttl: TTL,
         limit: None,
         mid: None,
+        lobby: None,
     };
     assert_eq!(
         store.transition(&t).await.unwrap(),
@@ -292,6 +294,7 @@ fn step<'a>(
         ttl: TTL,
         limit: None,
         mid: None,
+        lobby: None,
     }
 }
 
@@ -1321,6 +1324,84 @@ async fn presence_announced_again_counts_once(store: Arc<dyn Store>) {
     let p = store.presence(&g).await.unwrap();
     assert!(p.players.x);
     assert_eq!(p.away.x, None);
+}
+
+/// One Redis without WAIT records a change of status's lobby entry in the transition itself,
+/// announced on the lobby's channel; a store that cannot leaves the lobby to the caller's
+/// follow-up and does not touch it. A refused transition moves nothing either way.
+async fn a_transition_moves_its_game_in_the_lobby_where_the_store_can(store: Arc<dyn Store>) {
+    let g = gid("g1");
+    let s1 = GameState::new("ann");
+    let created = store
+        .create_game(&g, &seats("ann", None), &s1, event(&g, 1, &s1), TTL, None)
+        .await
+        .unwrap();
+    assert_eq!(created, Creation::Created);
+    let record = |s: &GameState| LobbyRecord {
+        game: g.clone(),
+        status: s.status,
+        players: s.players.clone(),
+        round: s.round,
+        terms: tictactoe_protocol::Terms::of(s),
+    };
+    lobby_update(store.as_ref(), &record(&s1)).await;
+    let mut conn = store.bus().connect().await.unwrap();
+    let lobby_channel = store.keys().lobby_channel();
+    conn.sink
+        .subscribe(std::slice::from_ref(&lobby_channel))
+        .await
+        .unwrap();
+
+    let s2 = s1.seat_o("bob").unwrap();
+    let change = LobbyChange {
+        entry: record(&s2),
+        event: Bytes::from_static(br#"{"type":"lobby_changed","entry":"g1 playing"}"#),
+    };
+    let t = Transition {
+        game: &g,
+        expected: 1,
+        actor: &pid("bob"),
+        seat: SeatCheck::Claims(Mark::O),
+        state: &s2,
+        event: event(&g, 2, &s2),
+        ttl: TTL,
+        limit: None,
+        mid: None,
+        lobby: Some(&change),
+    };
+    // Refused (stale): the lobby does not move.
+    let stale = Transition {
+        expected: 7,
+        event: t.event.clone(),
+        ..t
+    };
+    assert!(matches!(
+        store.transition(&stale).await.unwrap(),
+        Applied::Stale(_)
+    ));
+    assert_eq!(
+        store.transition(&t).await.unwrap(),
+        Applied::Ok { version: 2 }
+    );
+    let (open, live) = store.lobby_list(10, ANY, TTL).await.unwrap();
+    let ids = |l: &[LobbyRecord]| l.iter().map(|e| e.game.to_string()).collect::<Vec<_>>();
+    if store.lobby_with_transitions() {
+        assert_eq!((ids(&open), ids(&live)), (vec![], vec!["g1".to_string()]));
+        assert_eq!(live[0].players.o.as_deref(), Some("bob"));
+        let announced = tokio::time::timeout(WAIT, async {
+            loop {
+                let m = conn.messages.next().await.expect("bus open");
+                if m.channel == lobby_channel {
+                    return m.payload;
+                }
+            }
+        })
+        .await
+        .expect("the change announced");
+        assert_eq!(announced, change.event);
+    } else {
+        assert_eq!((ids(&open), ids(&live)), (vec!["g1".to_string()], vec![]));
+    }
 }
 
 async fn the_lobby_lists_open_and_live_games(store: Arc<dyn Store>) {

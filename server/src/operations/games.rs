@@ -4,7 +4,7 @@
 //! version it recomputes from the state the store returned.
 
 use super::computer;
-use super::lobby::update_lobby;
+use super::lobby::{lobby_change, update_lobby};
 use super::{Done, OpError};
 use crate::app::App;
 use crate::ratelimit::{Decision, Rule};
@@ -147,6 +147,10 @@ where
             app.config.game_ttl
         };
         super::profiles::guard_round_end(app, game, &current.1, &state).await;
+        // A change of status moves the game in the lobby: in the same step where the store
+        // can, else right after (`after_commit`).
+        let lobby = (current.1.status != state.status && app.store.lobby_with_transitions())
+            .then(|| lobby_change(game, &state));
         let event: Bytes = event.to_json().into();
         let t = Transition {
             game,
@@ -158,6 +162,7 @@ where
             ttl,
             limit: actor.limit,
             mid: actor.mid,
+            lobby: lobby.as_ref(),
         };
         let applied = match app.store.transition(&t).await {
             Ok(applied) => applied,
@@ -171,7 +176,7 @@ where
             Applied::Ok { version } => {
                 app.hub.observe(game, version, &state);
                 app.move_counters.transitions_ok.increment(1);
-                after_commit(app, game, &current.1, &state).await;
+                after_commit(app, game, &current.1, &state, lobby.is_some()).await;
                 if let Some(due) = computer_due {
                     computer::act_when_due(app, game, due);
                 }
@@ -259,13 +264,20 @@ fn publish_when_confirmed(app: &App, game: &GameId, version: u64) {
     });
 }
 
-/// Keeps the lobby and the clocks in step with a change of status. Best effort: the game
-/// itself is already committed, and a lobby entry also expires on its own.
-async fn after_commit(app: &App, game: &GameId, before: &GameState, after: &GameState) {
+/// Keeps the lobby (unless the transition recorded it) and the clocks in step with a change
+/// of status. Best effort: the game itself is already committed, and a lobby entry also
+/// expires on its own.
+async fn after_commit(
+    app: &App,
+    game: &GameId,
+    before: &GameState,
+    after: &GameState,
+    lobby_recorded: bool,
+) {
     if before.status == after.status {
         return;
     }
-    if let Err(e) = update_lobby(app, game, after, None).await {
+    if !lobby_recorded && let Err(e) = update_lobby(app, game, after, None).await {
         tracing::warn!(%game, error = %e, "lobby update failed");
     }
     // Only when O first sits down: a rematch starts because both players just asked for it,

@@ -4,7 +4,7 @@
 use super::OpError;
 use super::records::{chat_lines, lobby_games};
 use crate::app::App;
-use crate::store::{LobbyOwner, LobbyRecord, LobbyShare, StoreError};
+use crate::store::{LobbyChange, LobbyOwner, LobbyRecord, LobbyShare, StoreError};
 use std::net::IpAddr;
 use tictactoe_protocol::ids::{GameId, PlayerId};
 use tictactoe_protocol::{ChatLine, LobbyGame, ServerMsg};
@@ -33,17 +33,23 @@ pub async fn update_lobby(
     state: &GameState,
     owner: Option<(&PlayerId, IpAddr)>,
 ) -> Result<(), StoreError> {
-    let entry = lobby_entry(game, state);
-    let event = ServerMsg::LobbyChanged {
-        entry: LobbyGame::from(entry.clone()),
-    };
+    let LobbyChange { entry, event } = lobby_change(game, state);
     let address = owner.map(|(_, ip)| crate::admission::budget_key(ip).to_string());
     let owner = owner
         .zip(address.as_deref())
         .map(|((player, _), address)| LobbyOwner { player, address });
-    app.store
-        .lobby_update(&entry, owner, event.to_json().into())
-        .await
+    app.store.lobby_update(&entry, owner, event).await
+}
+
+/// Where a game stands in the lobby, and the message announcing it.
+pub fn lobby_change(game: &GameId, state: &GameState) -> LobbyChange {
+    let entry = lobby_entry(game, state);
+    let event = ServerMsg::LobbyChanged {
+        entry: LobbyGame::from(entry.clone()),
+    }
+    .to_json()
+    .into();
+    LobbyChange { entry, event }
 }
 
 /// Where one game stands, as the lobby would list it, without joining it: from this

@@ -148,6 +148,16 @@ pub struct Transition<'a> {
     pub limit: Option<Rule>,
     /// Client move id: if this player already had a transition with it, nothing happens.
     pub mid: Option<&'a str>,
+    /// The lobby entry of a change of status, recorded and announced in the same step; only
+    /// where [`Store::lobby_with_transitions`] says the store can.
+    pub lobby: Option<&'a LobbyChange>,
+}
+
+/// A game's lobby entry and the `lobby_changed` message that announces it.
+#[derive(Clone, Debug)]
+pub struct LobbyChange {
+    pub entry: LobbyRecord,
+    pub event: Bytes,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -427,6 +437,12 @@ pub trait Store: ProfileStore + Send + Sync + 'static {
     ) -> StoreResult<Creation>;
     async fn load_game(&self, game: &GameId) -> StoreResult<Option<StoredGame>>;
     async fn transition(&self, t: &Transition<'_>) -> StoreResult<Applied>;
+    /// Whether a transition can record its lobby entry in the same step (the lobby and the
+    /// game on one node, and no `WAIT` holding the announcement back): one round trip fewer
+    /// per change of status, and no follow-up that another instance's could overtake.
+    fn lobby_with_transitions(&self) -> bool {
+        false
+    }
     async fn events_since(&self, game: &GameId, since: u64) -> StoreResult<Missed>;
     /// The version at which `player`'s move `mid` was applied, if it was (and is still
     /// remembered).

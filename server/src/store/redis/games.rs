@@ -102,10 +102,17 @@ pub(super) async fn transition(s: &RedisStore, t: &Transition<'_>) -> StoreResul
     let state = serde_json::to_string(t.state).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let log = k.game_log(g);
     let channel = k.game_channel(g);
-    let mut call = script_cmd(
-        &SCRIPTS.transition,
-        &[&k.game(g), &log, &k.game_chat(g), &k.game_presence(g)],
-    );
+    let lobby = t
+        .lobby
+        .filter(|_| s.durable.is_none() && !s.link.is_cluster())
+        .map(|l| super::lobby::record_args(k, l))
+        .transpose()?;
+    let (game_key, chat, presence) = (k.game(g), k.game_chat(g), k.game_presence(g));
+    let mut keys: Vec<&str> = vec![&game_key, &log, &chat, &presence];
+    if let Some((lobby_keys, _)) = &lobby {
+        keys.extend(lobby_keys.iter().map(String::as_str));
+    }
+    let mut call = script_cmd(&SCRIPTS.transition, &keys);
     call.arg(t.expected)
         .arg(t.actor.as_str())
         .arg(mode)
@@ -122,6 +129,9 @@ pub(super) async fn transition(s: &RedisStore, t: &Transition<'_>) -> StoreResul
     let outcome = match &s.durable {
         None => {
             call.arg(s.publish_cmd());
+            if let Some((_, args)) = &lobby {
+                call.arg(args);
+            }
             s.run_script("transition", call, &SCRIPTS.transition)
                 .await?
         }

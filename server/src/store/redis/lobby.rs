@@ -3,8 +3,8 @@
 
 use super::decode::{corrupt, items, texts, ttl_ms};
 use super::{RedisStore, SCRIPTS};
-use crate::store::LobbyRecord;
 use crate::store::{Keys, LobbyOwner, LobbyShare, StoreError, StoreResult};
+use crate::store::{LobbyChange, LobbyRecord};
 use ::redis::Value;
 use bytes::Bytes;
 use std::time::Duration;
@@ -19,6 +19,38 @@ fn lobby_script(k: &Keys) -> ::redis::ScriptInvocation<'static> {
     inv
 }
 
+/// A lobby entry's status as the script takes it, and its JSON.
+fn status_and_json(entry: &LobbyRecord) -> StoreResult<(String, String)> {
+    let status = serde_json::to_value(entry.status)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    let json = serde_json::to_string(entry).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    Ok((status, json))
+}
+
+/// The keys and arguments `transition.lua` takes to record a lobby entry in the same step.
+pub(super) fn record_args(
+    k: &Keys,
+    change: &LobbyChange,
+) -> StoreResult<([String; 4], Vec<Vec<u8>>)> {
+    let (status, json) = status_and_json(&change.entry)?;
+    let keys = [
+        k.lobby_open(),
+        k.lobby_live(),
+        k.lobby_info(),
+        k.lobby_owners(),
+    ];
+    let args = vec![
+        status.into_bytes(),
+        change.entry.game.as_str().as_bytes().to_vec(),
+        json.into_bytes(),
+        k.lobby_channel().into_bytes(),
+        change.event.to_vec(),
+    ];
+    Ok((keys, args))
+}
+
 pub(super) async fn update(
     s: &RedisStore,
     entry: &LobbyRecord,
@@ -26,11 +58,7 @@ pub(super) async fn update(
     event: Bytes,
 ) -> StoreResult<()> {
     let k = &s.keys;
-    let status = serde_json::to_value(entry.status)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default();
-    let json = serde_json::to_string(entry).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let (status, json) = status_and_json(entry)?;
     let mut handle = s.handle().await?;
     let mut inv = lobby_script(k);
     inv.arg("update")

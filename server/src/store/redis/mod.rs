@@ -158,6 +158,12 @@ impl Store for RedisStore {
         games::transition(self, t).await
     }
 
+    fn lobby_with_transitions(&self) -> bool {
+        // On a cluster the lobby has a slot of its own; with WAIT the transition's
+        // announcements wait for the replicas, and the lobby's would not.
+        self.durable.is_none() && !self.link.is_cluster()
+    }
+
     async fn events_since(&self, game: &GameId, since: u64) -> StoreResult<Missed> {
         games::events_since(self, game, since).await
     }

@@ -33,7 +33,10 @@ pub(super) struct Scripts {
 /// Hashed once; `Script` sends EVALSHA and loads the source only after a NOSCRIPT (for
 /// example after Redis restarted).
 pub(super) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
-    transition: Script::new(include_str!("../scripts/transition.lua")),
+    transition: Script::new(concat!(
+        include_str!("../scripts/lobby_record.lua"),
+        include_str!("../scripts/transition.lua")
+    )),
     create_game: Script::new(include_str!("../scripts/create_game.lua")),
     events_since: Script::new(include_str!("../scripts/events_since.lua")),
     rate: Script::new(include_str!("../scripts/rate.lua")),
@@ -42,7 +45,10 @@ pub(super) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     chat: Script::new(include_str!("../scripts/chat.lua")),
     presence: Script::new(include_str!("../scripts/presence.lua")),
     lease: Script::new(include_str!("../scripts/lease.lua")),
-    lobby: Script::new(include_str!("../scripts/lobby.lua")),
+    lobby: Script::new(concat!(
+        include_str!("../scripts/lobby_record.lua"),
+        include_str!("../scripts/lobby.lua")
+    )),
     matching: Script::new(include_str!("../scripts/match.lua")),
     deadline: Script::new(include_str!("../scripts/deadline.lua")),
     publish_logged: Script::new(include_str!("../scripts/publish_logged.lua")),

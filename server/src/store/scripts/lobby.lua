@@ -1,3 +1,4 @@
+-- (Preceded by lobby_record.lua.)
 -- The lobby: games waiting for an opponent ('open') and games in play ('live'), each a sorted
 -- set scored by last update (ms), with the entries' JSON in a hash, and who opened each open
 -- game in another, as '<player id>|<address>' (the address's budget key).
@@ -11,25 +12,7 @@
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if ARGV[1] == 'update' then
-  local g, status = ARGV[2], ARGV[3]
-  if status == 'waiting' then
-    redis.call('ZADD', KEYS[1], now, g)
-    redis.call('ZREM', KEYS[2], g)
-    redis.call('HSET', KEYS[3], g, ARGV[4])
-    if ARGV[8] ~= '' then
-      redis.call('HSET', KEYS[4], g, ARGV[8])
-    end
-  elseif status == 'playing' then
-    redis.call('ZREM', KEYS[1], g)
-    redis.call('ZADD', KEYS[2], now, g)
-    redis.call('HSET', KEYS[3], g, ARGV[4])
-    redis.call('HDEL', KEYS[4], g)
-  else
-    redis.call('ZREM', KEYS[1], g)
-    redis.call('ZREM', KEYS[2], g)
-    redis.call('HDEL', KEYS[3], g)
-    redis.call('HDEL', KEYS[4], g)
-  end
+  lobby_record(KEYS[1], KEYS[2], KEYS[3], KEYS[4], now, ARGV[2], ARGV[3], ARGV[4], ARGV[8])
   redis.call(ARGV[7], ARGV[5], ARGV[6])
   return 1
 end

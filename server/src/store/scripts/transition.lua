@@ -13,7 +13,9 @@
 -- ttl changes, as when a round ends): every key of the game still lives at least `ttl` after
 -- its last transition, without four PEXPIREs per move.
 --
+-- (Preceded by lobby_record.lua.)
 -- KEYS  1 game hash   2 log stream   3 chat stream   4 presence hash
+--       5-8, only with a lobby entry: the lobby's open zset, live zset, info and owner hashes
 -- ARGV  1 expected version       2 actor player id    3 seat check: '-', 'holds' or 'claims'
 --       4 seat field: 'x' or 'o' 5 new state JSON     6 event JSON
 --       7 channel                8 ttl ms             9 log length kept (approximate trim)
@@ -21,6 +23,9 @@
 --      12 budget tolerance us   13 move ids kept per player
 --      14 publish command (PUBLISH / SPUBLISH), or '' when the caller publishes after a WAIT
 --         (publish_logged.lua)
+--      15-19, with KEYS 5-8: the lobby entry of a status change (never with a WAIT: its
+--         announcement would go out before the replicas confirm): 15 status  16 game id
+--         17 entry JSON  18 lobby channel  19 lobby change JSON
 local mids_field = 'm:' .. ARGV[2]
 local rate_field = 'r:' .. ARGV[2]
 local cur = redis.call('HMGET', KEYS[1], 'v', 'x', 'o', mids_field, rate_field, 'e', 't')
@@ -128,5 +133,9 @@ if refresh then
   for i = 1, 4 do
     redis.call('PEXPIRE', KEYS[i], lifetime)
   end
+end
+if KEYS[5] then
+  lobby_record(KEYS[5], KEYS[6], KEYS[7], KEYS[8], now_ms, ARGV[16], ARGV[15], ARGV[17], '')
+  redis.call(ARGV[14], ARGV[18], ARGV[19])
 end
 return {'ok', v}
