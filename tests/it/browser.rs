@@ -40,10 +40,13 @@ async fn browser_quick_match_resign_leave_and_join_from_the_lobby() {
 
 #[tokio::test]
 async fn browser_queues_again_when_a_quick_match_is_aborted() {
-    // The abort waits for MATCH_CONFIRM_MS: keep it short.
+    // The abort waits for MATCH_CONFIRM_MS: keep it short. The departed player's ticket must
+    // still be fresh when the other asks, however slow the machine (the suite's 1.5 s lease
+    // was once too short on a loaded CI machine): a lease of 6 s.
     check_tools();
     let topo = Topology::start_with(3, |c| {
-        c.match_confirm = std::time::Duration::from_millis(2000)
+        c.match_confirm = std::time::Duration::from_millis(2000);
+        c.lease_ttl = std::time::Duration::from_secs(6);
     })
     .await;
     run_spec("quick_match_abort.mjs", &topo).await;
