@@ -581,31 +581,10 @@ async fn an_unconfirmed_move_is_shown_to_nobody_until_confirmed() {
 // player's repeated request (a duplicate now) publishes what the log holds.
 #[tokio::test]
 async fn a_repeated_rematch_publishes_a_request_whose_instance_died_unconfirmed() {
-    use crate::support::client::{ack_version, error_code};
-    let (primary, _replica_1, replica_2) = primary_with_two_replicas();
-    let (mut procs, mut x, mut o, game) = seated_on_three_processes(&primary).await;
-    let resigned = ack_version(&x.request(json!({"type":"resign","game":game})).await);
-    o.event(&game, resigned).await;
-
-    // X asks for a rematch while a replica stalls: written, not confirmed, not published.
-    replica_2.pause();
+    let nodes = primary_with_two_replicas();
+    let (procs, mut o, token, game, resigned) =
+        rematch_unpublished_by_a_dead_instance(&nodes).await;
     let rematch = json!({"type":"rematch","game":game});
-    assert_eq!(
-        error_code(&x.request(rematch.clone()).await),
-        ErrorCode::Unavailable
-    );
-    // Its instance dies with the follow-up, then the replica catches up.
-    procs[0].kill9();
-    let token = x.token.clone();
-    drop(x);
-    replica_2.resume();
-    let seen = o.drain_for(Duration::from_millis(2500)).await;
-    assert!(
-        !seen
-            .iter()
-            .any(|m| matches!(m, ServerMsg::RematchRequested { .. })),
-        "published without a follow-up: {seen:?}"
-    );
 
     // X comes back elsewhere and asks again: a duplicate, and O sees the request at last.
     let mut x = back_on(&procs[2], token, &game, resigned).await;
@@ -627,12 +606,38 @@ async fn a_repeated_rematch_publishes_a_request_whose_instance_died_unconfirmed(
 // surviving instance, waited for it until the next fault made everyone reconnect.
 #[tokio::test]
 async fn a_catch_up_publishes_a_request_whose_instance_died_unconfirmed() {
+    let nodes = primary_with_two_replicas();
+    let (procs, mut o, token, game, resigned) =
+        rematch_unpublished_by_a_dead_instance(&nodes).await;
+
+    // X resumes elsewhere and is shown its request; it asks nothing.
+    let mut x = back_on(&procs[2], token, &game, resigned).await;
+    assert!(matches!(
+        x.event(&game, resigned + 1).await,
+        ServerMsg::RematchRequested { .. }
+    ));
+    assert!(matches!(
+        o.event(&game, resigned + 1).await,
+        ServerMsg::RematchRequested { .. }
+    ));
+}
+
+/// X resigns, then asks for a rematch while a replica stalls: written, not confirmed, not
+/// published. X's instance (process 0) dies with the follow-up, then the replica catches up;
+/// O, on another instance, has not seen the request. Returns the processes, O, X's session
+/// token, the game and the resign's version.
+async fn rematch_unpublished_by_a_dead_instance(
+    nodes: &(
+        crate::support::redis::RedisServer,
+        crate::support::redis::RedisServer,
+        crate::support::redis::RedisServer,
+    ),
+) -> (Vec<ServerProcess>, Ws, Option<String>, String, u64) {
     use crate::support::client::{ack_version, error_code};
-    let (primary, _replica_1, replica_2) = primary_with_two_replicas();
-    let (mut procs, mut x, mut o, game) = seated_on_three_processes(&primary).await;
+    let (primary, _, replica_2) = nodes;
+    let (mut procs, mut x, mut o, game) = seated_on_three_processes(primary).await;
     let resigned = ack_version(&x.request(json!({"type":"resign","game":game})).await);
     o.event(&game, resigned).await;
-
     replica_2.pause();
     assert_eq!(
         error_code(&x.request(json!({"type":"rematch","game":game})).await),
@@ -649,17 +654,7 @@ async fn a_catch_up_publishes_a_request_whose_instance_died_unconfirmed() {
             .any(|m| matches!(m, ServerMsg::RematchRequested { .. })),
         "published without a follow-up: {seen:?}"
     );
-
-    // X resumes elsewhere and is shown its request; it asks nothing.
-    let mut x = back_on(&procs[2], token, &game, resigned).await;
-    assert!(matches!(
-        x.event(&game, resigned + 1).await,
-        ServerMsg::RematchRequested { .. }
-    ));
-    assert!(matches!(
-        o.event(&game, resigned + 1).await,
-        ServerMsg::RematchRequested { .. }
-    ));
+    (procs, o, token, game, resigned)
 }
 
 /// A Redis primary and two replicas, both acknowledging writes already.

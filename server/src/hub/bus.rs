@@ -263,6 +263,35 @@ mod tests {
         }
     }
 
+    /// Serves a bus link of `sink` and no messages, a connection made again if `reconnected`,
+    /// until the returned token is cancelled.
+    fn serve(
+        hub: &Arc<Hub>,
+        sink: Box<dyn BusSink>,
+        reconnected: bool,
+    ) -> (CancellationToken, tokio::task::JoinHandle<BusExit>) {
+        let link = BusLink {
+            sink,
+            messages: futures_util::stream::pending().boxed(),
+        };
+        let stop = CancellationToken::new();
+        let served = tokio::spawn({
+            let (hub, stop) = (hub.clone(), stop.clone());
+            async move {
+                let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
+                hub.serve_bus(
+                    link,
+                    &stop,
+                    reconnected,
+                    &mut backoff,
+                    Duration::from_secs(3600),
+                )
+                .await
+            }
+        });
+        (stop, served)
+    }
+
     /// Records what is subscribed, like Redis would.
     #[derive(Clone, Default)]
     struct RecordingSink(Arc<std::sync::Mutex<HashSet<String>>>);
@@ -287,19 +316,7 @@ mod tests {
         let keys = Keys::new("t:");
         let hub = Arc::new(Hub::new(keys.clone(), "lease", Duration::from_millis(100)));
         let sink = RecordingSink::default();
-        let link = BusLink {
-            sink: Box::new(sink.clone()),
-            messages: futures_util::stream::pending().boxed(),
-        };
-        let stop = CancellationToken::new();
-        let served = tokio::spawn({
-            let (hub, stop) = (hub.clone(), stop.clone());
-            async move {
-                let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
-                hub.serve_bus(link, &stop, false, &mut backoff, Duration::from_secs(3600))
-                    .await
-            }
-        });
+        let (stop, served) = serve(&hub, Box::new(sink.clone()), false);
         let lobby = keys.lobby_channel();
         let has_lobby = || sink.0.lock().unwrap().contains(&lobby);
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -362,19 +379,7 @@ mod tests {
                 sub,
                 owes_presence: false,
             });
-        let link = BusLink {
-            sink: Box::new(QuietSink),
-            messages: futures_util::stream::pending().boxed(),
-        };
-        let stop = CancellationToken::new();
-        let served = tokio::spawn({
-            let (hub, stop) = (hub.clone(), stop.clone());
-            async move {
-                let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
-                hub.serve_bus(link, &stop, true, &mut backoff, Duration::from_secs(3600))
-                    .await
-            }
-        });
+        let (stop, served) = serve(&hub, Box::new(QuietSink), true);
         tokio::time::sleep(Duration::from_millis(10)).await;
         assert_eq!(catch_ups(&mut rx), 1, "at once after the reconnect");
         tokio::time::sleep(LATE_RESYNC - Duration::from_millis(100)).await;

@@ -9,7 +9,7 @@ use super::{Done, OpError};
 use crate::app::App;
 use crate::ratelimit::{Decision, Rule};
 use crate::store::{
-    Applied, Creation, Hold, Missed, SeatCheck, StoreError, StoredGame, Transition,
+    Applied, Creation, Hold, Missed, SeatCheck, Store, StoreError, StoredGame, Transition,
 };
 use bytes::Bytes;
 use std::net::IpAddr;
@@ -125,7 +125,7 @@ where
                     // out (with REDIS_WAIT_REPLICAS, events go out only once confirmed): publish
                     // what the log holds there, once confirmed. Subscribers drop a version they
                     // already have.
-                    publish_logged(app, game, version).await;
+                    publish_logged(app.store.as_ref(), game, version).await;
                     return Ok(Done {
                         version,
                         duplicate: true,
@@ -212,15 +212,11 @@ where
 }
 
 /// Publishes what the log holds at `version` once the replicas confirm it, for a repeated
-/// request whose first attempt may have died with its instance before its event went out.
-/// Best effort: subscribers drop a version they already have.
-async fn publish_logged(app: &App, game: &GameId, version: u64) {
-    if let Err(e) = app
-        .store
-        .publish_confirmed(game, version, Bytes::new())
-        .await
-    {
-        tracing::warn!(%game, version, error = %e, "could not publish a repeated request's event");
+/// request (or a catch-up) whose first attempt may have died with its instance before its
+/// event went out. Best effort: subscribers drop a version they already have.
+async fn publish_logged(store: &dyn Store, game: &GameId, version: u64) {
+    if let Err(e) = store.publish_confirmed(game, version, Bytes::new()).await {
+        tracing::warn!(%game, version, error = %e, "could not publish a logged event again");
     }
 }
 
@@ -233,35 +229,44 @@ const MAX_FOLLOW_UPS: usize = 1024;
 const FOLLOW_UP_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 const FOLLOW_UP_TRIES: u32 = 120;
 
+/// Runs a follow-up in the background, within [`MAX_FOLLOW_UPS`]; false if it was left out.
+fn follow_up(task: impl std::future::Future<Output = ()> + Send + 'static) -> bool {
+    use std::sync::atomic::Ordering;
+    if FOLLOW_UPS.fetch_add(1, Ordering::Relaxed) >= MAX_FOLLOW_UPS {
+        FOLLOW_UPS.fetch_sub(1, Ordering::Relaxed);
+        metrics::counter!("publish_follow_ups_dropped_total").increment(1);
+        return false;
+    }
+    tokio::spawn(async move {
+        task.await;
+        FOLLOW_UPS.fetch_sub(1, Ordering::Relaxed);
+    });
+    true
+}
+
 /// A transition the replicas did not confirm in time is in the log but its event was not
 /// published (a failover could still take it back, and subscribers would see its version
 /// twice). Nobody may retry it (a forfeit, a rematch, a seat: only moves carry an id), so its
 /// event goes out here once the replicas confirm; if a failover took it back, the log holds
 /// something else at that version, confirmed in turn, and that goes out instead.
 fn publish_when_confirmed(app: &App, game: &GameId, version: u64) {
-    use std::sync::atomic::Ordering;
-    if FOLLOW_UPS.fetch_add(1, Ordering::Relaxed) >= MAX_FOLLOW_UPS {
-        FOLLOW_UPS.fetch_sub(1, Ordering::Relaxed);
-        metrics::counter!("publish_follow_ups_dropped_total").increment(1);
-        tracing::warn!(%game, version, "unconfirmed event left to the next event or retry: too many follow-ups");
-        return;
-    }
     let store = app.store.clone();
-    let game = game.clone();
-    tokio::spawn(async move {
-        let mut published = false;
+    let task_game = game.clone();
+    let started = follow_up(async move {
         for _ in 0..FOLLOW_UP_TRIES {
             tokio::time::sleep(FOLLOW_UP_EVERY).await;
-            if let Ok(true) = store.publish_confirmed(&game, version, Bytes::new()).await {
-                published = true;
-                break;
+            if let Ok(true) = store
+                .publish_confirmed(&task_game, version, Bytes::new())
+                .await
+            {
+                return;
             }
         }
-        if !published {
-            tracing::warn!(%game, version, "the replicas never confirmed an event: not published");
-        }
-        FOLLOW_UPS.fetch_sub(1, Ordering::Relaxed);
+        tracing::warn!(game = %task_game, version, "the replicas never confirmed an event: not published");
     });
+    if !started {
+        tracing::warn!(%game, version, "unconfirmed event left to the next event or retry: too many follow-ups");
+    }
 }
 
 /// Keeps the lobby (unless the transition recorded it) and the clocks in step with a change
@@ -749,7 +754,7 @@ pub async fn rematch(
             // (with REDIS_WAIT_REPLICAS: the replicas had not confirmed it, and the follow-up
             // that would publish it died with its instance): publish what the log holds now,
             // once confirmed. Subscribers drop a version they already have.
-            publish_logged(app, game, version).await;
+            publish_logged(app.store.as_ref(), game, version).await;
             Ok(Done {
                 version,
                 duplicate: true,
@@ -968,18 +973,7 @@ pub async fn missed_events(app: &App, game: &GameId, since: u64) -> Result<Misse
 /// the transition published it already and this costs nothing; subscribers drop a version
 /// they already have. Best effort, bounded like the other follow-ups.
 fn republish(app: &App, game: &GameId, version: u64) {
-    use std::sync::atomic::Ordering;
-    if FOLLOW_UPS.fetch_add(1, Ordering::Relaxed) >= MAX_FOLLOW_UPS {
-        FOLLOW_UPS.fetch_sub(1, Ordering::Relaxed);
-        metrics::counter!("publish_follow_ups_dropped_total").increment(1);
-        return;
-    }
     let store = app.store.clone();
     let game = game.clone();
-    tokio::spawn(async move {
-        if let Err(e) = store.publish_confirmed(&game, version, Bytes::new()).await {
-            tracing::warn!(%game, version, error = %e, "could not publish a caught-up event again");
-        }
-        FOLLOW_UPS.fetch_sub(1, Ordering::Relaxed);
-    });
+    follow_up(async move { publish_logged(store.as_ref(), &game, version).await });
 }

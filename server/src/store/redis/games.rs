@@ -12,7 +12,7 @@ use crate::store::missed_since;
 use crate::store::{
     Applied, Creation, Missed, SeatCheck, StoreError, StoreResult, StoredGame, Transition,
 };
-use ::redis::Value;
+use ::redis::{Script, Value};
 use bytes::Bytes;
 use std::time::Duration;
 use tictactoe_protocol::ids::{GameId, PlayerId};
@@ -77,7 +77,7 @@ pub(super) async fn load(s: &RedisStore, game: &GameId) -> StoreResult<Option<St
     let mut read = ::redis::cmd("HMGET");
     read.arg(&key).arg("v").arg("s").arg("x").arg("o");
     // A join finds its seat already taken by its own earlier attempt, say.
-    let v: Vec<Option<String>> = decisive_read(s, "load_game", &key, read, |_| true).await?;
+    let v: Vec<Option<String>> = decisive_read(s, "load_game", &key, read, None, |_| true).await?;
     let mut it = v.into_iter();
     let (Some(Some(v)), Some(Some(state)), Some(x), Some(o)) =
         (it.next(), it.next(), it.next(), it.next())
@@ -104,7 +104,7 @@ pub(super) async fn transition(s: &RedisStore, t: &Transition<'_>) -> StoreResul
     let channel = k.game_channel(g);
     let lobby = t
         .lobby
-        .filter(|_| s.durable.is_none() && !s.link.is_cluster())
+        .filter(|_| crate::store::Store::lobby_with_transitions(s))
         .map(|l| super::lobby::record_args(k, l))
         .transpose()?;
     let (game_key, chat, presence) = (k.game(g), k.game_chat(g), k.game_presence(g));
@@ -212,39 +212,21 @@ pub(super) async fn transition(s: &RedisStore, t: &Transition<'_>) -> StoreResul
 }
 
 pub(super) async fn events_since(s: &RedisStore, game: &GameId, since: u64) -> StoreResult<Missed> {
-    let reply: Value = match &s.durable {
-        // With WAIT, what a catch-up sends must be on the replicas: an event read from the log
-        // before its `WAIT` confirmed could be taken back by a failover, after the client had
-        // it (the chaos runs' "received twice"). A write of this connection first, the read,
-        // then WAIT, in one round trip; unconfirmed, the catch-up waits and tries again.
-        Some(durable) => {
-            let (key, log) = (s.keys.game(game), s.keys.game_log(game));
-            let mut read = script_cmd(&SCRIPTS.events_since, &[&key, &log]);
-            read.arg(since).arg(s.limits.log_len);
-            let mut pipe = ::redis::pipe();
-            pipe.add_command(script_cmd(&SCRIPTS.touch, &[&key]))
-                .add_command(read)
-                .add_command(wait_cmd(durable));
-            let scripts = [&SCRIPTS.touch, &SCRIPTS.events_since];
-            let replies = s.durably("events_since", durable, pipe, &scripts).await?;
-            s.confirmed("events_since", durable, &replies, 2)?;
-            reply(replies.get(1).cloned())?
-        }
-        None => {
-            let mut handle = s.handle().await?;
-            let mut inv = SCRIPTS.events_since.prepare_invoke();
-            inv.key(s.keys.game(game))
-                .key(s.keys.game_log(game))
-                .arg(since)
-                .arg(s.limits.log_len);
-            s.call(
-                "events_since",
-                handle.generation,
-                inv.invoke_async(&mut handle),
-            )
-            .await?
-        }
-    };
+    // With WAIT, what a catch-up sends must be on the replicas: an event read from the log
+    // before its `WAIT` confirmed could be taken back by a failover, after the client had it
+    // (the chaos runs' "received twice"); unconfirmed, the catch-up waits and tries again.
+    let (key, log) = (s.keys.game(game), s.keys.game_log(game));
+    let mut read = script_cmd(&SCRIPTS.events_since, &[&key, &log]);
+    read.arg(since).arg(s.limits.log_len);
+    let reply: Value = decisive_read(
+        s,
+        "events_since",
+        &key,
+        read,
+        Some(&SCRIPTS.events_since),
+        |_| true,
+    )
+    .await?;
     if reply == Value::Nil {
         return Ok(Missed::UnknownGame);
     }
@@ -285,7 +267,7 @@ pub(super) async fn applied_move(
     // The move may have been made through another connection; nothing to confirm if the id
     // is not there.
     let mids: Option<String> =
-        decisive_read(s, "applied_move", &key, read, |v| *v != Value::Nil).await?;
+        decisive_read(s, "applied_move", &key, read, None, |v| *v != Value::Nil).await?;
     let Some(mids) = mids else { return Ok(None) };
     applied_in(&mids, &mid_hex(mid))
         .map(|v| num(v, "move version"))
@@ -329,15 +311,21 @@ pub(super) async fn publish_confirmed(
 /// A read of a game whose answer decides what a client is told. With WAIT on, what it reads
 /// must be on the replicas too, or a failover could contradict the answer: a write of this
 /// connection first (`touch.lua`), then the read, then WAIT, in one round trip; the WAIT is
-/// required to succeed when `confirm` says the value matters.
+/// required to succeed when `confirm` says the value matters. `script`: the script `read`
+/// calls, if any (loaded again on a node that lacks it).
 async fn decisive_read<T: ::redis::FromRedisValue>(
     s: &RedisStore,
     op: &'static str,
     key: &str,
     read: ::redis::Cmd,
+    script: Option<&Script>,
     confirm: impl Fn(&Value) -> bool,
 ) -> StoreResult<T> {
     let Some(durable) = &s.durable else {
+        if let Some(script) = script {
+            let value = s.run_script(op, read, script).await?;
+            return ::redis::from_redis_value(value).map_err(|e| corrupt(op, e));
+        }
         let mut handle = s.handle().await?;
         return s
             .call(op, handle.generation, read.query_async(&mut handle))
@@ -347,7 +335,9 @@ async fn decisive_read<T: ::redis::FromRedisValue>(
     pipe.add_command(script_cmd(&SCRIPTS.touch, &[key]))
         .add_command(read)
         .add_command(wait_cmd(durable));
-    let replies = s.durably(op, durable, pipe, &[&SCRIPTS.touch]).await?;
+    let mut scripts = vec![&SCRIPTS.touch];
+    scripts.extend(script);
+    let replies = s.durably(op, durable, pipe, &scripts).await?;
     let value = reply(replies.get(1).cloned())?;
     if confirm(&value) {
         s.confirmed(op, durable, &replies, 2)?;
