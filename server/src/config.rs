@@ -263,7 +263,8 @@ pub struct Config {
     /// A connection that has not said hello by then is closed.
     #[arg(long = "hello-timeout-ms", env = "HELLO_TIMEOUT_MS", default_value = "10000", value_parser = millis_at_least(1))]
     pub hello_timeout: Duration,
-    /// A connection silent this long (no frame, no pong) is closed; pings go out at a third.
+    /// A connection silent this long (no frame, no pong) is closed; one quiet for a third of
+    /// it is pinged.
     #[arg(long = "idle-timeout-ms", env = "IDLE_TIMEOUT_MS", default_value = "60000", value_parser = millis_at_least(300))]
     pub idle_timeout: Duration,
 }

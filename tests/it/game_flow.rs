@@ -525,6 +525,45 @@ pub async fn lobby_subscriptions_on(redis: Backend) {
     .await;
 }
 
+/// On one Redis an instance's subscriptions ride on its command connection (RESP3 pushes),
+/// so that a move's own event leaves Redis in the same write as the script's reply: each
+/// instance holds one connection, subscribed, and the game's events still reach both.
+#[tokio::test]
+async fn one_connection_per_instance_carries_its_commands_and_subscriptions() {
+    let redis = Backend::single();
+    let (a, b) = two_instances_on(&redis).await;
+    let mut x = player(&a, "ann").await;
+    let mut o = player(&b, "bob").await;
+    let game = x.create().await;
+    o.join(&game).await;
+    let v = ack_version(&x.play(&game, 4).await);
+    o.event(&game, v).await;
+    let v = ack_version(&o.play(&game, 0).await);
+    x.event(&game, v).await;
+
+    let mut c = redis.conn_for("any");
+    let list: String = redis::cmd("CLIENT").arg("LIST").query(&mut c).unwrap();
+    let field = |line: &str, name: &str| -> String {
+        line.split(' ')
+            .find_map(|f| f.strip_prefix(&format!("{name}=")))
+            .unwrap_or_default()
+            .to_string()
+    };
+    let instances: Vec<&str> = list
+        .lines()
+        .filter(|l| field(l, "cmd") != "client|list")
+        .collect();
+    assert_eq!(instances.len(), 2, "one connection per instance: {list}");
+    for l in instances {
+        assert_eq!(field(l, "resp"), "3", "{l}");
+        let subscribed: u32 = field(l, "sub").parse().unwrap();
+        assert!(
+            subscribed >= 2,
+            "the instance's and the game's channels: {l}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn the_in_memory_default_plays_a_whole_game_on_one_instance() {
     let a = Instance::start(test_config(None)).await;

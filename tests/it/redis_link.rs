@@ -56,10 +56,8 @@ async fn a_hung_redis_link_is_replaced_and_its_players_play_on() {
     ack_version(&o.play(&game, 1).await); // v6
     x.event(&game, 6).await;
     a.wait_ready().await;
-    assert!(
-        proxy.accepted() >= before + 2,
-        "fresh command and pub/sub connections were made"
-    );
+    // One fresh connection: on one Redis it carries both the commands and the pub/sub.
+    assert!(proxy.accepted() > before, "a fresh connection was made");
 }
 
 #[tokio::test]

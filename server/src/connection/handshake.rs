@@ -3,7 +3,7 @@
 //! with a close when no hello comes in time.
 
 use super::socket::Socket;
-use super::{Closing, Keepalive, Transport};
+use super::{Closing, Due, Keepalive, Transport};
 use crate::app::App;
 use crate::operations::OpError;
 use crate::operations::sessions::{self, Identity};
@@ -11,7 +11,6 @@ use crate::text::clean_name;
 use axum::extract::ws::Message;
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::time::Instant;
 use tictactoe_protocol::ids::GameId;
 use tictactoe_protocol::{
     ClientMsg, ErrorCode, PROTOCOL_VERSION, Req, ResumeGame, ServerMsg, close,
@@ -56,16 +55,18 @@ pub(super) async fn greet<S: Transport>(
                 Err(Closing::Close(close::POLICY, "no hello"))
             }
             frame = socket.next() => {
-                keepalive.last_heard = Instant::now();
+                keepalive.heard();
                 Box::pin(on_frame(app, socket, ip, frame)).await
             }
-            _ = keepalive.ping.tick() => {
-                if keepalive.is_idle() {
-                    Err(Closing::Close(close::IDLE, "idle"))
-                } else {
-                    socket.write(Message::Ping(Default::default())).await.map(|()| None)
+            _ = keepalive.tick() => match keepalive.due() {
+                Due::Idle => Err(Closing::Close(close::IDLE, "idle")),
+                Due::Ping => socket.write(Message::Ping(Default::default())).await.map(|()| None),
+                // No session to renew before hello.
+                Due::Renew => {
+                    keepalive.defer_renewal();
+                    Ok(None)
                 }
-            }
+            },
         };
         if let Some(greeted) = step? {
             socket.flush().await?;

@@ -9,6 +9,7 @@
 
 mod catch_up;
 mod handshake;
+mod keepalive;
 mod matching;
 mod play;
 mod profiles;
@@ -23,11 +24,11 @@ use crate::operations::{self, sessions::Identity};
 use crate::ratelimit::LocalLimiter;
 use axum::extract::ws::Message;
 use futures_util::{Sink, Stream};
+use keepalive::{Due, Keepalive};
 use socket::Socket;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 use tictactoe_protocol::ids::GameId;
 use tictactoe_protocol::{AwayReason, Role, close};
 use tokio::sync::mpsc;
@@ -55,33 +56,6 @@ enum Closing {
 }
 
 type Step = Result<(), Closing>;
-
-/// Liveness, kept across both phases: a connection's clocks start when it opens.
-struct Keepalive {
-    ping: tokio::time::Interval,
-    idle: Duration,
-    last_heard: Instant,
-    /// When the session was last renewed.
-    renewed: Instant,
-}
-
-impl Keepalive {
-    async fn start(idle: Duration) -> Keepalive {
-        let mut ping = tokio::time::interval(idle / 3);
-        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        ping.tick().await;
-        Keepalive {
-            ping,
-            idle,
-            last_heard: Instant::now(),
-            renewed: Instant::now(),
-        }
-    }
-
-    fn is_idle(&self) -> bool {
-        self.last_heard.elapsed() > self.idle
-    }
-}
 
 struct Joined {
     role: Role,
@@ -123,7 +97,7 @@ pub async fn serve<S: Transport>(app: Arc<App>, socket: S, ip: IpAddr) {
         player = tracing::field::Empty
     );
     async {
-        let mut keepalive = Keepalive::start(app.config.idle_timeout).await;
+        let mut keepalive = Keepalive::start(app.config.idle_timeout, app.config.session_ttl / 4);
         // Each phase is boxed, sized for itself: an idle connection's memory is then the
         // state of its loop, not room for every phase it was or will be in.
         let greeted = Box::pin(handshake::greet(
@@ -223,15 +197,22 @@ impl<S: Transport> Connection<S> {
                 // handled, instead of inflating every idle connection's future.
                 Some(out) = rx.recv() => Box::pin(self.on_outbound(out)).await,
                 frame = self.socket.next() => {
-                    keepalive.last_heard = Instant::now();
+                    keepalive.heard();
                     Box::pin(self.on_frame(frame)).await
                 }
-                _ = keepalive.ping.tick() => {
-                    if keepalive.is_idle() {
+                _ = keepalive.tick() => {
+                    let due = keepalive.due();
+                    if due == Due::Idle {
                         Err(Closing::Close(close::IDLE, "idle"))
                     } else {
-                        Box::pin(self.renew_session(&mut keepalive.renewed)).await;
-                        self.socket.write(Message::Ping(Default::default())).await
+                        if keepalive.renewal_due() {
+                            Box::pin(self.renew_session(keepalive)).await;
+                        }
+                        if due == Due::Ping {
+                            self.socket.write(Message::Ping(Default::default())).await
+                        } else {
+                            Ok(())
+                        }
                     }
                 }
             };
@@ -248,14 +229,12 @@ impl<S: Transport> Connection<S> {
 
     /// A connection open for longer than the session's lifetime must keep the session alive,
     /// or its seats would be lost on the next reconnect.
-    async fn renew_session(&mut self, renewed: &mut Instant) {
-        if renewed.elapsed() < self.app.config.session_ttl / 4 {
-            return;
+    async fn renew_session(&mut self, keepalive: &mut Keepalive) {
+        let renewed = operations::sessions::renew(&self.app, &self.identity.token).await;
+        if let Err(e) = &renewed {
+            tracing::debug!(error = %e, "session renewal failed; will retry");
         }
-        match operations::sessions::renew(&self.app, &self.identity.token).await {
-            Ok(()) => *renewed = Instant::now(),
-            Err(e) => tracing::debug!(error = %e, "session renewal failed; will retry"),
-        }
+        keepalive.renewed(renewed.is_ok());
     }
 
     async fn on_frame(&mut self, frame: Option<Result<Message, axum::Error>>) -> Step {

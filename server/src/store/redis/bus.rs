@@ -1,6 +1,8 @@
-//! Pub/sub on a single Redis: a dedicated connection per instance, whose message stream ends
-//! when the connection is lost (the hub then reconnects, resubscribes and catches up), and
-//! which answers pings, so that a connection that hangs without an error is noticed too.
+//! Pub/sub behind Sentinel: a dedicated connection per instance to the primary the Sentinels
+//! name, whose message stream ends when the connection is lost or another primary is named
+//! (the hub then reconnects, resubscribes and catches up), and which answers pings, so that a
+//! connection that hangs without an error is noticed too. (On a single Redis pub/sub rides
+//! on the command link: see `link_bus`.)
 
 use super::link::classify;
 use super::sentinel::Sentinels;
@@ -11,30 +13,18 @@ use futures_util::StreamExt;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Connects to whichever node the Sentinels name primary at each (re)connect: after a
+/// failover the old connection ends with the old primary, and the next one finds the new
+/// primary.
 pub struct RedisBus {
-    target: Target,
+    sentinels: Arc<Sentinels>,
     op_timeout: Duration,
 }
 
-/// Where the connection goes.
-enum Target {
-    Fixed(::redis::Client),
-    /// Whichever node the Sentinels name primary at each (re)connect: after a failover the
-    /// old connection ends with the old primary, and the next one finds the new primary.
-    Sentinel(Arc<Sentinels>),
-}
-
 impl RedisBus {
-    pub(super) fn new(client: ::redis::Client, op_timeout: Duration) -> RedisBus {
-        RedisBus {
-            target: Target::Fixed(client),
-            op_timeout,
-        }
-    }
-
     pub(super) fn following(sentinels: Arc<Sentinels>, op_timeout: Duration) -> RedisBus {
         RedisBus {
-            target: Target::Sentinel(sentinels),
+            sentinels,
             op_timeout,
         }
     }
@@ -48,13 +38,8 @@ struct RedisBusSink {
 #[async_trait]
 impl Bus for RedisBus {
     async fn connect(&self) -> StoreResult<BusLink> {
-        let (client, mut epoch) = match &self.target {
-            Target::Fixed(client) => (client.clone(), None),
-            Target::Sentinel(sentinels) => {
-                let epoch = sentinels.epoch();
-                (sentinels.primary().await?, Some(epoch))
-            }
-        };
+        let mut epoch = self.sentinels.epoch();
+        let client = self.sentinels.primary().await?;
         let pubsub = tokio::time::timeout(self.op_timeout, client.get_async_pubsub())
             .await
             .map_err(|_| StoreError::Unavailable("pub/sub connect timed out".into()))?
@@ -63,12 +48,7 @@ impl Bus for RedisBus {
         // Behind Sentinel the stream also ends when the Sentinels name another primary: the
         // old one may still run and no longer hear what the new one publishes.
         let moved = async move {
-            match epoch.as_mut() {
-                Some(epoch) => {
-                    let _ = epoch.changed().await;
-                }
-                None => std::future::pending::<()>().await,
-            }
+            let _ = epoch.changed().await;
         };
         let messages = stream
             .map(|msg| BusMessage {

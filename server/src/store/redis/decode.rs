@@ -15,6 +15,29 @@ pub(super) fn corrupt(what: &str, got: impl std::fmt::Debug) -> StoreError {
     StoreError::Corrupt(format!("{what}: unexpected reply {got:?}"))
 }
 
+/// A RESP3 reply in the shape RESP2 gives it, which is what every decoder here and every
+/// script's caller expects: the single-Redis link speaks RESP3 only to carry pub/sub pushes
+/// (see `link_bus`). Lua's `false` is a RESP3 boolean but a RESP2 nil, `true` the number 1;
+/// maps and sets are flat arrays; doubles and verbatim strings are bulk strings.
+pub(super) fn resp2(v: Value) -> Value {
+    match v {
+        Value::Array(items) => Value::Array(items.into_iter().map(resp2).collect()),
+        Value::Set(items) => Value::Array(items.into_iter().map(resp2).collect()),
+        Value::Map(pairs) => Value::Array(
+            pairs
+                .into_iter()
+                .flat_map(|(k, v)| [resp2(k), resp2(v)])
+                .collect(),
+        ),
+        Value::Boolean(false) => Value::Nil,
+        Value::Boolean(true) => Value::Int(1),
+        Value::Double(d) => Value::BulkString(d.to_string().into_bytes()),
+        Value::VerbatimString { text, .. } => Value::BulkString(text.into_bytes()),
+        Value::Attribute { data, .. } => resp2(*data),
+        other => other,
+    }
+}
+
 pub(super) fn text(v: &Value) -> Option<String> {
     match v {
         Value::BulkString(b) => String::from_utf8(b.clone()).ok(),

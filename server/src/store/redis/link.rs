@@ -6,6 +6,8 @@
 
 use super::RedisStore;
 use super::bus::RedisBus;
+use super::decode::resp2;
+use super::link_bus::{LinkBus, PushRoute};
 use super::sentinel::{SentinelHandle, Sentinels};
 use super::sharded_bus::ClusterBus;
 use crate::store::{Keys, StoreError, StoreLimits, StoreResult};
@@ -39,6 +41,8 @@ enum LinkKind {
     Single {
         client: ::redis::Client,
         config: ConnectionManagerConfig,
+        /// The link also carries the instance's pub/sub (see [`super::link_bus`]).
+        pushes: Option<Arc<PushRoute>>,
     },
     /// The primary the Sentinels name, followed through failovers (see [`super::sentinel`]).
     Sentinel(Arc<Sentinels>, Duration),
@@ -68,7 +72,7 @@ impl Link {
     fn new(kind: LinkKind) -> StoreResult<Link> {
         let first = Arc::new(Generation {
             id: 0,
-            handle: kind.connection()?,
+            handle: kind.connection(0)?,
         });
         Ok(Link {
             kind,
@@ -86,18 +90,26 @@ impl Link {
 
     /// A command on connection `generation` timed out: replace it, unless that was done
     /// already.
-    fn suspect(&self, generation: u64) {
+    pub(super) fn suspect(&self, generation: u64) {
         let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
         if current.id != generation {
             return;
         }
-        match self.kind.connection() {
+        match self.kind.connection(generation + 1) {
             Ok(handle) => {
                 *current = Arc::new(Generation {
                     id: generation + 1,
                     handle,
                 });
                 drop(current);
+                if let LinkKind::Single {
+                    pushes: Some(route),
+                    ..
+                } = &self.kind
+                {
+                    // Its subscriptions went with it: the hub subscribes again on the new one.
+                    route.detach(generation);
+                }
                 metrics::counter!("redis_link_replaced_total").increment(1);
                 tracing::warn!(
                     generation,
@@ -112,20 +124,49 @@ impl Link {
         matches!(self.kind, LinkKind::Cluster(_))
     }
 
-    /// Another link of the same kind, with connections of its own (see `durable`).
+    /// Another link of the same kind, with connections of its own (see `durable`) and no
+    /// pub/sub.
     pub(super) fn another(&self) -> StoreResult<Link> {
-        Link::new(self.kind.clone())
+        let mut kind = self.kind.clone();
+        if let LinkKind::Single { pushes, .. } = &mut kind {
+            *pushes = None;
+        }
+        Link::new(kind)
+    }
+
+    /// The current connection, where it also carries pub/sub, with its generation.
+    pub(super) fn shared_connection(&self) -> Option<(u64, ConnectionManager)> {
+        let current = self.current();
+        match (&self.kind, &current.handle) {
+            (
+                LinkKind::Single {
+                    pushes: Some(_), ..
+                },
+                GenerationConn::Single(c),
+            ) => Some((current.id, c.clone())),
+            _ => None,
+        }
     }
 }
 
 impl LinkKind {
-    /// A new connection, not connected yet.
-    fn connection(&self) -> StoreResult<GenerationConn> {
+    /// A new connection, not connected yet, for generation `generation`.
+    fn connection(&self, generation: u64) -> StoreResult<GenerationConn> {
         Ok(match self {
-            LinkKind::Single { client, config } => GenerationConn::Single(
-                ConnectionManager::new_lazy_with_config(client.clone(), config.clone())
-                    .map_err(|e| StoreError::Config(e.to_string()))?,
-            ),
+            LinkKind::Single {
+                client,
+                config,
+                pushes,
+            } => {
+                let mut config = config.clone();
+                if let Some(route) = pushes {
+                    config = config.set_push_sender(route.sender(generation));
+                }
+                GenerationConn::Single(
+                    ConnectionManager::new_lazy_with_config(client.clone(), config)
+                        .map_err(|e| StoreError::Config(e.to_string()))?,
+                )
+            }
             LinkKind::Sentinel(sentinels, timeout) => {
                 GenerationConn::Sentinel(SentinelHandle::new(sentinels.clone(), *timeout))
             }
@@ -155,7 +196,10 @@ enum HandleInner {
 impl ::redis::aio::ConnectionLike for LinkHandle {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match &mut self.inner {
-            HandleInner::Single(c) => c.req_packed_command(cmd),
+            // RESP3 (it carries pub/sub too), answered in RESP2's shapes.
+            HandleInner::Single(c) => {
+                Box::pin(async move { c.req_packed_command(cmd).await.map(resp2) })
+            }
             HandleInner::Sentinel(c) => c.req_packed_command(cmd),
             HandleInner::Cluster(c) => c.req_packed_command(cmd),
         }
@@ -168,7 +212,10 @@ impl ::redis::aio::ConnectionLike for LinkHandle {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         match &mut self.inner {
-            HandleInner::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            HandleInner::Single(c) => Box::pin(async move {
+                let replies = c.req_packed_commands(pipeline, offset, count).await?;
+                Ok(replies.into_iter().map(resp2).collect())
+            }),
             HandleInner::Sentinel(c) => c.req_packed_commands(pipeline, offset, count),
             HandleInner::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
         }
@@ -243,7 +290,12 @@ impl RedisStore {
         let info = ::redis::IntoConnectionInfo::into_connection_info(url)
             .map_err(|e| StoreError::Config(format!("invalid Redis URL: {e}")))?
             .set_tcp_settings(tcp_settings());
-        let client = ::redis::Client::open(info)
+        // RESP3: the link carries the instance's pub/sub as pushes (see `link_bus`).
+        let settings = info
+            .redis_settings()
+            .clone()
+            .set_protocol(::redis::ProtocolVersion::RESP3);
+        let client = ::redis::Client::open(info.set_redis_settings(settings))
             .map_err(|e| StoreError::Config(format!("invalid Redis URL: {e}")))?;
         // Few retries per reconnect attempt: a command waiting on a reconnect should fail
         // within the operation timeout; the next command starts a new attempt.
@@ -253,17 +305,19 @@ impl RedisStore {
             .set_max_delay(Duration::from_millis(500))
             .set_connection_timeout(Some(op_timeout))
             .set_response_timeout(Some(op_timeout));
-        let link = Link::new(LinkKind::Single {
-            client: client.clone(),
+        let route = Arc::new(PushRoute::default());
+        let link = Arc::new(Link::new(LinkKind::Single {
+            client,
             config,
-        })?;
+            pushes: Some(route.clone()),
+        })?);
         Ok(RedisStore {
             answered: Answered::default(),
             timings: Timings::default(),
             keys,
             limits,
+            bus: Arc::new(LinkBus::new(link.clone(), route, op_timeout)),
             link,
-            bus: Arc::new(RedisBus::new(client, op_timeout)),
             op_timeout,
             durable: None,
         })
@@ -284,7 +338,10 @@ impl RedisStore {
             timings: Timings::default(),
             keys,
             limits,
-            link: Link::new(LinkKind::Sentinel(sentinels.clone(), op_timeout))?,
+            link: Arc::new(Link::new(LinkKind::Sentinel(
+                sentinels.clone(),
+                op_timeout,
+            ))?),
             bus: Arc::new(RedisBus::following(sentinels, op_timeout)),
             op_timeout,
             durable: None,
@@ -304,7 +361,7 @@ impl RedisStore {
             timings: Timings::default(),
             keys,
             limits,
-            link: Link::new(LinkKind::Cluster(client))?,
+            link: Arc::new(Link::new(LinkKind::Cluster(client))?),
             bus: Arc::new(ClusterBus::new(nodes.to_vec(), op_timeout)),
             op_timeout,
             durable: None,

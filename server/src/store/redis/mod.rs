@@ -8,9 +8,10 @@
 //! (REDIS_WAIT_REPLICAS), `decode` turns script replies into store records, and one file per
 //! area of the [`Store`] trait holds its operations: `games`, `sessions`, `chat`, `presence`
 //! (with instance leases), `lobby`, `waiting` (games awaiting an opponent, per player),
-//! `matching` (quick match), `deadlines` and `profiles` (with the leaderboard). Pub/sub has
-//! its own link: [`RedisBus`] on a single Redis (or the primary `sentinel` finds),
-//! [`ClusterBus`] (sharded) on a cluster.
+//! `matching` (quick match), `deadlines` and `profiles` (with the leaderboard). Pub/sub rides
+//! on the command link on a single Redis ([`LinkBus`], RESP3 pushes) and has a link of its
+//! own behind Sentinel ([`RedisBus`], to the primary `sentinel` finds) and on a cluster
+//! ([`ClusterBus`], sharded).
 
 mod bus;
 mod chat;
@@ -19,6 +20,7 @@ mod decode;
 mod durable;
 mod games;
 mod link;
+mod link_bus;
 mod lobby;
 mod matching;
 mod presence;
@@ -30,6 +32,7 @@ mod sharded_bus;
 mod waiting;
 
 pub use bus::RedisBus;
+pub use link_bus::LinkBus;
 pub use sharded_bus::ClusterBus;
 
 use crate::ratelimit::{Decision, Rule};
@@ -54,7 +57,7 @@ use tictactoe_rules::{GameState, Seats};
 pub struct RedisStore {
     keys: Keys,
     limits: StoreLimits,
-    link: Link,
+    link: Arc<Link>,
     bus: Arc<dyn Bus>,
     /// Bounds every call: an outage becomes [`StoreError::Unavailable`] within it, not a hang.
     op_timeout: Duration,
