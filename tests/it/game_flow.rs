@@ -3,7 +3,7 @@
 use crate::support::backend::Backend;
 use crate::support::client::{ack_version, error_code, player};
 use crate::support::instances::{Instance, test_config, two_instances, two_instances_on};
-use crate::support::redis::RedisServer;
+use crate::support::redis::{RedisServer, client_list};
 use crate::support::{WAIT, eventually};
 use futures_util::StreamExt;
 use serde_json::json;
@@ -541,25 +541,22 @@ async fn one_connection_per_instance_carries_its_commands_and_subscriptions() {
     let v = ack_version(&o.play(&game, 0).await);
     x.event(&game, v).await;
 
-    let mut c = redis.conn_for("any");
-    let list: String = redis::cmd("CLIENT").arg("LIST").query(&mut c).unwrap();
-    let field = |line: &str, name: &str| -> String {
-        line.split(' ')
-            .find_map(|f| f.strip_prefix(&format!("{name}=")))
-            .unwrap_or_default()
-            .to_string()
-    };
-    let instances: Vec<&str> = list
-        .lines()
-        .filter(|l| field(l, "cmd") != "client|list")
+    let clients = client_list(&mut redis.conn_for("any"));
+    let instances: Vec<_> = clients
+        .iter()
+        .filter(|(c, _)| c["cmd"] != "client|list")
         .collect();
-    assert_eq!(instances.len(), 2, "one connection per instance: {list}");
-    for l in instances {
-        assert_eq!(field(l, "resp"), "3", "{l}");
-        let subscribed: u32 = field(l, "sub").parse().unwrap();
+    assert_eq!(
+        instances.len(),
+        2,
+        "one connection per instance: {clients:?}"
+    );
+    for (client, line) in instances {
+        assert_eq!(client["resp"], "3", "{line}");
+        let subscribed: u32 = client["sub"].parse().unwrap();
         assert!(
             subscribed >= 2,
-            "the instance's and the game's channels: {l}"
+            "the instance's and the game's channels: {line}"
         );
     }
 }

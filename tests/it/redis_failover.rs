@@ -8,10 +8,11 @@
 //! moves lost. The README's "Choosing a Redis layout" reports these figures.
 
 use crate::support::WAIT;
-use crate::support::client::Ws;
+use crate::support::client::{Ws, ack_version, seat_pair};
 use crate::support::cluster::RedisCluster;
-use crate::support::instances::test_config;
+use crate::support::instances::{Instance, test_config};
 use crate::support::processes::{ServerProcess, ready_processes};
+use crate::support::redis::client_list;
 use crate::support::sentinel::{DOWN_AFTER_MS, MASTER_NAME, SentinelSet};
 use serde_json::json;
 use std::sync::{Arc, Mutex};
@@ -501,6 +502,41 @@ async fn a_primary_demoted_by_hand_is_left_by_every_connection() {
     let bound = Duration::from_secs(10) + sentinel_bound();
     assert!(rec < bound, "recovered after {rec:?}");
     assert!(stall < bound, "a pair stalled for {stall:?}");
+}
+
+/// Behind Sentinel too, an instance's subscriptions ride on its command connection (RESP3
+/// pushes), and after a failover both are on the promoted node, still one connection.
+#[tokio::test]
+async fn behind_sentinel_one_connection_carries_commands_and_subscriptions_through_a_failover() {
+    let mut set = SentinelSet::start(1);
+    let a = Instance::start(sentinel_config(&set, 0)).await;
+    let (mut x, mut o, game) = seat_pair(a.connect().await, a.connect().await).await;
+    ack_version(&x.play(&game, 0).await);
+    o.event(&game, 3).await;
+    let old = set.primary().expect("a primary");
+    assert_one_subscribed_connection(&set, old);
+
+    set.kill9(old);
+    let new = set.wait_promoted(old);
+    let mv = json!({"type":"move","game":game,"cell":4,"mid":"m-o-1"});
+    assert_eq!(ack_version(&o.request_until_available(mv).await), 4);
+    x.event(&game, 4).await;
+    assert_one_subscribed_connection(&set, new);
+}
+
+/// The node's RESP3 clients (the Sentinels and replicas speak RESP2): exactly one, the
+/// instance's, subscribed to its own channel and the game's.
+fn assert_one_subscribed_connection(set: &SentinelSet, node: usize) {
+    let clients = client_list(&mut set.conn(node));
+    let resp3: Vec<_> = clients.iter().filter(|(c, _)| c["resp"] == "3").collect();
+    assert_eq!(
+        resp3.len(),
+        1,
+        "one connection for the instance: {clients:?}"
+    );
+    let (client, line) = resp3[0];
+    let subscribed: u32 = client["sub"].parse().unwrap();
+    assert!(subscribed >= 2, "its channel and the game's: {line}");
 }
 
 /// With `REDIS_WAIT_REPLICAS`, an event goes out only once the replicas confirmed its change:

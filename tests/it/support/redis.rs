@@ -217,3 +217,20 @@ pub(super) fn redis_answers(url: &str) -> bool {
 pub(super) fn redis_server_bin() -> String {
     std::env::var("REDIS_SERVER_BIN").unwrap_or_else(|_| "redis-server".into())
 }
+
+/// A node's `CLIENT LIST`: each client's fields by name, and the line as the node gave it.
+pub fn client_list(
+    conn: &mut redis::Connection,
+) -> Vec<(std::collections::HashMap<String, String>, String)> {
+    let list: String = redis::cmd("CLIENT").arg("LIST").query(conn).unwrap();
+    list.lines()
+        .map(|line| {
+            let fields = line
+                .split(' ')
+                .filter_map(|f| f.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            (fields, line.to_string())
+        })
+        .collect()
+}

@@ -5,7 +5,6 @@
 //! "something is wrong".
 
 use super::RedisStore;
-use super::bus::RedisBus;
 use super::decode::resp2;
 use super::link_bus::{LinkBus, PushRoute};
 use super::sentinel::{SentinelHandle, Sentinels};
@@ -44,8 +43,13 @@ enum LinkKind {
         /// The link also carries the instance's pub/sub (see [`super::link_bus`]).
         pushes: Option<Arc<PushRoute>>,
     },
-    /// The primary the Sentinels name, followed through failovers (see [`super::sentinel`]).
-    Sentinel(Arc<Sentinels>, Duration),
+    /// The primary the Sentinels name, followed through failovers (see [`super::sentinel`]),
+    /// also carrying the instance's pub/sub where `pushes` is set.
+    Sentinel {
+        sentinels: Arc<Sentinels>,
+        timeout: Duration,
+        pushes: Option<Arc<PushRoute>>,
+    },
     Cluster(ClusterClient),
 }
 
@@ -55,8 +59,9 @@ struct Generation {
 }
 
 enum GenerationConn {
-    /// Connected on first use: an instance can start while Redis is down.
-    Single(ConnectionManager),
+    /// Connected on first use: an instance can start while Redis is down. With the number of
+    /// its pushes' connection where it carries pub/sub.
+    Single(ConnectionManager, Option<u64>),
     Sentinel(SentinelHandle),
     /// Connected on first use and kept: the cluster client follows slot moves and reconnects
     /// to nodes by itself, but its first connection needs the cluster up.
@@ -72,7 +77,7 @@ impl Link {
     fn new(kind: LinkKind) -> StoreResult<Link> {
         let first = Arc::new(Generation {
             id: 0,
-            handle: kind.connection(0)?,
+            handle: kind.connection()?,
         });
         Ok(Link {
             kind,
@@ -95,20 +100,16 @@ impl Link {
         if current.id != generation {
             return;
         }
-        match self.kind.connection(generation + 1) {
+        match self.kind.connection() {
             Ok(handle) => {
                 *current = Arc::new(Generation {
                     id: generation + 1,
                     handle,
                 });
                 drop(current);
-                if let LinkKind::Single {
-                    pushes: Some(route),
-                    ..
-                } = &self.kind
-                {
+                if let Some(route) = self.kind.pushes() {
                     // Its subscriptions went with it: the hub subscribes again on the new one.
-                    route.detach(generation);
+                    route.detach_generation(generation);
                 }
                 metrics::counter!("redis_link_replaced_total").increment(1);
                 tracing::warn!(
@@ -128,30 +129,45 @@ impl Link {
     /// pub/sub.
     pub(super) fn another(&self) -> StoreResult<Link> {
         let mut kind = self.kind.clone();
-        if let LinkKind::Single { pushes, .. } = &mut kind {
+        if let LinkKind::Single { pushes, .. } | LinkKind::Sentinel { pushes, .. } = &mut kind {
             *pushes = None;
         }
         Link::new(kind)
     }
 
-    /// The current connection, where it also carries pub/sub, with its generation.
-    pub(super) fn shared_connection(&self) -> Option<(u64, ConnectionManager)> {
+    /// Where pub/sub goes on the current connection, if this link carries it, with the
+    /// connection's generation.
+    pub(super) fn bus_connection(&self) -> Option<(u64, BusConnection)> {
         let current = self.current();
-        match (&self.kind, &current.handle) {
-            (
-                LinkKind::Single {
-                    pushes: Some(_), ..
-                },
-                GenerationConn::Single(c),
-            ) => Some((current.id, c.clone())),
-            _ => None,
-        }
+        let bus = match &current.handle {
+            GenerationConn::Single(c, Some(pushes)) => BusConnection::Manager(c.clone(), *pushes),
+            GenerationConn::Sentinel(handle) if handle.carries_pushes() => {
+                BusConnection::Sentinel(handle.clone())
+            }
+            _ => return None,
+        };
+        Some((current.id, bus))
     }
 }
 
+/// The connection a bus subscribes on (see [`Link::bus_connection`]).
+pub(super) enum BusConnection {
+    /// The single Redis's connection manager, and the number of its pushes' connection.
+    Manager(ConnectionManager, u64),
+    /// The Sentinel link, whose connection to the primary is made (or found) on demand.
+    Sentinel(SentinelHandle),
+}
+
 impl LinkKind {
-    /// A new connection, not connected yet, for generation `generation`.
-    fn connection(&self, generation: u64) -> StoreResult<GenerationConn> {
+    fn pushes(&self) -> Option<&Arc<PushRoute>> {
+        match self {
+            LinkKind::Single { pushes, .. } | LinkKind::Sentinel { pushes, .. } => pushes.as_ref(),
+            LinkKind::Cluster(_) => None,
+        }
+    }
+
+    /// A new connection, not connected yet.
+    fn connection(&self) -> StoreResult<GenerationConn> {
         Ok(match self {
             LinkKind::Single {
                 client,
@@ -159,17 +175,27 @@ impl LinkKind {
                 pushes,
             } => {
                 let mut config = config.clone();
+                let mut connection = None;
                 if let Some(route) = pushes {
-                    config = config.set_push_sender(route.sender(generation));
+                    let (number, sender) = route.sender();
+                    config = config.set_push_sender(sender);
+                    connection = Some(number);
                 }
                 GenerationConn::Single(
                     ConnectionManager::new_lazy_with_config(client.clone(), config)
                         .map_err(|e| StoreError::Config(e.to_string()))?,
+                    connection,
                 )
             }
-            LinkKind::Sentinel(sentinels, timeout) => {
-                GenerationConn::Sentinel(SentinelHandle::new(sentinels.clone(), *timeout))
-            }
+            LinkKind::Sentinel {
+                sentinels,
+                timeout,
+                pushes,
+            } => GenerationConn::Sentinel(SentinelHandle::new(
+                sentinels.clone(),
+                *timeout,
+                pushes.clone(),
+            )),
             LinkKind::Cluster(client) => GenerationConn::Cluster(Box::new(LazyCluster {
                 client: client.clone(),
                 handle: tokio::sync::OnceCell::new(),
@@ -200,7 +226,9 @@ impl ::redis::aio::ConnectionLike for LinkHandle {
             HandleInner::Single(c) => {
                 Box::pin(async move { c.req_packed_command(cmd).await.map(resp2) })
             }
-            HandleInner::Sentinel(c) => c.req_packed_command(cmd),
+            HandleInner::Sentinel(c) => {
+                Box::pin(async move { c.req_packed_command(cmd).await.map(resp2) })
+            }
             HandleInner::Cluster(c) => c.req_packed_command(cmd),
         }
     }
@@ -216,7 +244,10 @@ impl ::redis::aio::ConnectionLike for LinkHandle {
                 let replies = c.req_packed_commands(pipeline, offset, count).await?;
                 Ok(replies.into_iter().map(resp2).collect())
             }),
-            HandleInner::Sentinel(c) => c.req_packed_commands(pipeline, offset, count),
+            HandleInner::Sentinel(c) => Box::pin(async move {
+                let replies = c.req_packed_commands(pipeline, offset, count).await?;
+                Ok(replies.into_iter().map(resp2).collect())
+            }),
             HandleInner::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
         }
     }
@@ -333,16 +364,19 @@ impl RedisStore {
         op_timeout: Duration,
     ) -> StoreResult<RedisStore> {
         let sentinels = Sentinels::new(sentinels, master, tcp_settings(), op_timeout)?;
+        let route = Arc::new(PushRoute::default());
+        let link = Arc::new(Link::new(LinkKind::Sentinel {
+            sentinels,
+            timeout: op_timeout,
+            pushes: Some(route.clone()),
+        })?);
         Ok(RedisStore {
             answered: Answered::default(),
             timings: Timings::default(),
             keys,
             limits,
-            link: Arc::new(Link::new(LinkKind::Sentinel(
-                sentinels.clone(),
-                op_timeout,
-            ))?),
-            bus: Arc::new(RedisBus::following(sentinels, op_timeout)),
+            bus: Arc::new(LinkBus::new(link.clone(), route, op_timeout)),
+            link,
             op_timeout,
             durable: None,
         })
@@ -424,7 +458,7 @@ impl RedisStore {
     pub(super) async fn handle_on(&self, link: &Link) -> StoreResult<LinkHandle> {
         let generation = link.current();
         let inner = match &generation.handle {
-            GenerationConn::Single(c) => HandleInner::Single(c.clone()),
+            GenerationConn::Single(c, _) => HandleInner::Single(c.clone()),
             GenerationConn::Sentinel(c) => HandleInner::Sentinel(c.clone()),
             GenerationConn::Cluster(lazy) => {
                 let connect = lazy

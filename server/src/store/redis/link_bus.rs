@@ -1,83 +1,146 @@
-//! Pub/sub on the command link itself, on a single Redis: over RESP3 a subscribed connection
-//! keeps taking commands, and a channel's messages arrive on it as pushes. One connection per
-//! instance then carries both, so a move's own event leaves Redis in the same write as the
-//! script's reply and reaches the instance in the same read, where a separate subscriber
-//! connection cost Redis one more write and the instance one more read and wake-up per move
-//! (docs/benchmarks.md, "Human pace, fourth pass").
+//! Pub/sub on the command link itself, on one Redis and behind Sentinel: over RESP3 a
+//! subscribed connection keeps taking commands, and a channel's messages arrive on it as
+//! pushes. One connection per instance then carries both, so a move's own event leaves Redis
+//! in the same write as the script's reply and reaches the instance in the same read, where a
+//! separate subscriber connection cost Redis one more write and the instance one more read and
+//! wake-up per move (docs/benchmarks.md, "Human pace, fourth pass").
 //!
 //! The stream of messages ends whenever the subscriptions can no longer be trusted: the
-//! connection dropped (the connection manager reports it), or the link replaced a hung
-//! connection by a fresh one. The hub then connects again, resubscribes on the link's current
-//! connection and has its clients catch up, as with a connection of its own.
+//! connection dropped (the client reports it), the link replaced a hung connection by a fresh
+//! one, or (behind Sentinel) the connection was left for another primary. The hub then
+//! connects again, resubscribes on the link's current connection and has its clients catch
+//! up, as with a connection of its own.
 
 use super::decode::text;
-use super::link::{Link, classify};
+use super::link::{BusConnection, Link, classify};
 use crate::store::{Bus, BusLink, BusMessage, BusSink, StoreError, StoreResult};
-use ::redis::aio::{AsyncPushSender, ConnectionManager, SendError};
-use ::redis::{PushInfo, PushKind, Value};
+use ::redis::aio::{AsyncPushSender, ConnectionManager, MultiplexedConnection, SendError};
+use ::redis::{PushInfo, PushKind, RedisResult, ToRedisArgs, Value};
 use async_trait::async_trait;
 use futures_util::StreamExt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
-/// Where the pushes of the link's connections go: to the stream of the bus connected on the
-/// link's current generation, if any. A generation's sender forwards only while it is the one
-/// attached, so a replaced connection that wakes up again cannot feed the stream stale
-/// messages.
+/// Where the pushes of the link's connections go: to the stream of the bus connected on one
+/// of them, if any. Each connection has its own sender, which forwards only while its
+/// connection is the one attached, so a replaced connection that wakes up again cannot feed
+/// the stream stale messages.
 #[derive(Default)]
 pub(super) struct PushRoute {
-    attached: Mutex<Option<(u64, UnboundedSender<PushInfo>)>>,
+    next_connection: AtomicU64,
+    attached: Mutex<Option<Attached>>,
+}
+
+struct Attached {
+    /// The link's generation (see [`Link`]) and the connection within it.
+    generation: u64,
+    connection: u64,
+    tx: UnboundedSender<PushInfo>,
 }
 
 impl PushRoute {
-    /// Routes `generation`'s pushes to a new stream, ending the previous one.
-    fn attach(&self, generation: u64) -> UnboundedReceiver<PushInfo> {
+    /// Routes `connection`'s pushes to a new stream, ending the previous one.
+    fn attach(&self, generation: u64, connection: u64) -> UnboundedReceiver<PushInfo> {
         let (tx, rx) = unbounded_channel();
-        *self.lock() = Some((generation, tx));
+        *self.lock() = Some(Attached {
+            generation,
+            connection,
+            tx,
+        });
         rx
     }
 
-    /// `generation` was replaced: its stream ends, so that the hub moves to the new one.
-    pub(super) fn detach(&self, generation: u64) {
+    /// The link replaced generation `generation`: its stream ends, so that the hub moves to
+    /// the new one.
+    pub(super) fn detach_generation(&self, generation: u64) {
         let mut attached = self.lock();
-        if attached.as_ref().is_some_and(|(g, _)| *g == generation) {
+        if attached
+            .as_ref()
+            .is_some_and(|a| a.generation == generation)
+        {
             *attached = None;
         }
     }
 
-    /// The push sender of one generation's connection.
-    pub(super) fn sender(self: &Arc<Self>, generation: u64) -> GenerationPushes {
-        GenerationPushes {
-            generation,
-            route: self.clone(),
+    /// Connection `connection` was dropped (behind Sentinel: the node is gone or demoted).
+    pub(super) fn detach_connection(&self, connection: u64) {
+        let mut attached = self.lock();
+        if attached
+            .as_ref()
+            .is_some_and(|a| a.connection == connection)
+        {
+            *attached = None;
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<(u64, UnboundedSender<PushInfo>)>> {
+    /// The push sender of a new connection, and the number that names the connection.
+    pub(super) fn sender(self: &Arc<Self>) -> (u64, ConnectionPushes) {
+        let connection = self.next_connection.fetch_add(1, Ordering::Relaxed);
+        let pushes = ConnectionPushes {
+            connection,
+            route: self.clone(),
+        };
+        (connection, pushes)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Attached>> {
         // Held for a send or a swap, never across an await.
         self.attached.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
-pub(super) struct GenerationPushes {
-    generation: u64,
+pub(super) struct ConnectionPushes {
+    connection: u64,
     route: Arc<PushRoute>,
 }
 
-impl AsyncPushSender for GenerationPushes {
+impl AsyncPushSender for ConnectionPushes {
     fn send(&self, info: PushInfo) -> Result<(), SendError> {
-        if let Some((generation, tx)) = self.route.lock().as_ref()
-            && *generation == self.generation
+        if let Some(a) = self.route.lock().as_ref()
+            && a.connection == self.connection
         {
             // The stream's end (receiver dropped) is the hub reconnecting: nothing to report.
-            let _ = tx.send(info);
+            let _ = a.tx.send(info);
         }
         Ok(())
     }
 }
 
-/// The bus of a single Redis, on the store's own link.
+/// The connection a bus subscribes on: the single Redis's connection manager, or the
+/// connection a Sentinel link has to the primary.
+#[derive(Clone)]
+pub(super) enum Subscriber {
+    Manager(ConnectionManager),
+    Multiplexed(MultiplexedConnection),
+}
+
+impl Subscriber {
+    async fn subscribe(&mut self, channels: impl ToRedisArgs) -> RedisResult<()> {
+        match self {
+            Subscriber::Manager(c) => c.subscribe(channels).await,
+            Subscriber::Multiplexed(c) => c.subscribe(channels).await,
+        }
+    }
+
+    async fn unsubscribe(&mut self, channels: impl ToRedisArgs) -> RedisResult<()> {
+        match self {
+            Subscriber::Manager(c) => c.unsubscribe(channels).await,
+            Subscriber::Multiplexed(c) => c.unsubscribe(channels).await,
+        }
+    }
+
+    async fn ping(&mut self) -> RedisResult<Value> {
+        let ping = ::redis::cmd("PING");
+        match self {
+            Subscriber::Manager(c) => ping.query_async(c).await,
+            Subscriber::Multiplexed(c) => ping.query_async(c).await,
+        }
+    }
+}
+
+/// The bus of one Redis or of a Sentinel-watched primary, on the store's own link.
 pub struct LinkBus {
     link: Arc<Link>,
     route: Arc<PushRoute>,
@@ -95,20 +158,26 @@ impl LinkBus {
 }
 
 struct LinkBusSink {
-    connection: ConnectionManager,
+    connection: Subscriber,
     generation: u64,
     link: Arc<Link>,
     op_timeout: Duration,
 }
 
 impl LinkBusSink {
+    async fn ping_within(&mut self, within: Duration) -> StoreResult<()> {
+        let mut c = self.connection.clone();
+        let _: Value = self.bounded("pub/sub ping", within, c.ping()).await?;
+        Ok(())
+    }
+
     /// One subscription command (or ping) under the operation timeout; a timeout makes the
     /// connection suspect, as a command's does (see [`Link`]).
     async fn bounded<T>(
         &self,
         what: &'static str,
         within: Duration,
-        f: impl Future<Output = ::redis::RedisResult<T>>,
+        f: impl Future<Output = RedisResult<T>>,
     ) -> StoreResult<T> {
         match tokio::time::timeout(within, f).await {
             Err(_) => {
@@ -149,27 +218,43 @@ fn on_push(push: PushInfo) -> Push {
 #[async_trait]
 impl Bus for LinkBus {
     async fn connect(&self) -> StoreResult<BusLink> {
-        let (generation, connection) = self
+        let (generation, target) = self
             .link
-            .shared_connection()
+            .bus_connection()
             .ok_or_else(|| StoreError::Config("this link carries no pub/sub".into()))?;
+        let (connection, subscriber, mut moved) = match target {
+            BusConnection::Manager(c, connection) => (connection, Subscriber::Manager(c), None),
+            BusConnection::Sentinel(handle) => {
+                // Taken before the connection: a primary named after it ends this stream.
+                let epoch = handle.epoch();
+                let found = tokio::time::timeout(self.op_timeout, handle.push_connection()).await;
+                let (connection, c) = match found {
+                    Err(_) => {
+                        self.link.suspect(generation);
+                        return Err(StoreError::Unavailable("pub/sub connect timed out".into()));
+                    }
+                    Ok(found) => found.map_err(classify)?,
+                };
+                (connection, Subscriber::Multiplexed(c), Some(epoch))
+            }
+        };
         // Attached before anything is subscribed: no message of this connection is missed.
-        let rx = self.route.attach(generation);
-        let sink = LinkBusSink {
-            connection,
+        let rx = self.route.attach(generation, connection);
+        let mut sink = LinkBusSink {
+            connection: subscriber,
             generation,
             link: self.link.clone(),
             op_timeout: self.op_timeout,
         };
-        // The manager connects lazily: this makes the link's connection now, or says why not.
-        let mut ping = sink.connection.clone();
-        let _: Value = sink
-            .bounded(
-                "pub/sub connect",
-                self.op_timeout,
-                ::redis::cmd("PING").query_async(&mut ping),
-            )
-            .await?;
+        // The single Redis's manager connects lazily: this makes the connection now, or says
+        // why not.
+        sink.ping_within(self.op_timeout).await?;
+        let moved = async move {
+            match moved.as_mut() {
+                Some(epoch) => drop(epoch.changed().await),
+                None => std::future::pending::<()>().await,
+            }
+        };
         let messages = futures_util::stream::unfold(rx, |mut rx| async move {
             loop {
                 match on_push(rx.recv().await?) {
@@ -179,6 +264,7 @@ impl Bus for LinkBus {
                 }
             }
         })
+        .take_until(moved)
         .boxed();
         Ok(BusLink {
             sink: Box::new(sink),
@@ -210,15 +296,7 @@ impl BusSink for LinkBusSink {
     async fn ping(&mut self) -> StoreResult<()> {
         // No longer than a probe waits for its echo: a hung connection must be noticed (and
         // replaced) well within REDIS_LOST_MS.
-        let within = self.op_timeout.min(Duration::from_secs(1));
-        let mut c = self.connection.clone();
-        let _: Value = self
-            .bounded(
-                "pub/sub ping",
-                within,
-                ::redis::cmd("PING").query_async(&mut c),
-            )
-            .await?;
-        Ok(())
+        self.ping_within(self.op_timeout.min(Duration::from_secs(1)))
+            .await
     }
 }

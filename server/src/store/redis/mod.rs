@@ -9,11 +9,9 @@
 //! area of the [`Store`] trait holds its operations: `games`, `sessions`, `chat`, `presence`
 //! (with instance leases), `lobby`, `waiting` (games awaiting an opponent, per player),
 //! `matching` (quick match), `deadlines` and `profiles` (with the leaderboard). Pub/sub rides
-//! on the command link on a single Redis ([`LinkBus`], RESP3 pushes) and has a link of its
-//! own behind Sentinel ([`RedisBus`], to the primary `sentinel` finds) and on a cluster
-//! ([`ClusterBus`], sharded).
+//! on the command link on one Redis and behind Sentinel ([`LinkBus`], RESP3 pushes), and has
+//! a link of its own on a cluster ([`ClusterBus`], sharded).
 
-mod bus;
 mod chat;
 mod deadlines;
 mod decode;
@@ -31,7 +29,6 @@ mod sessions;
 mod sharded_bus;
 mod waiting;
 
-pub use bus::RedisBus;
 pub use link_bus::LinkBus;
 pub use sharded_bus::ClusterBus;
 

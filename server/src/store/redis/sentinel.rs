@@ -16,6 +16,7 @@
 //! [`WATCH_EVERY`] which node is primary; when the answer changes, every connection to the
 //! old one is dropped (the pub/sub connection too) and the next call finds the new one.
 
+use super::link_bus::PushRoute;
 use super::{StoreError, StoreResult};
 use ::redis::aio::{ConnectionLike, MultiplexedConnection};
 use ::redis::{
@@ -171,7 +172,13 @@ impl Sentinels {
             .into_connection_info()
             .ok()?
             .set_tcp_settings(self.tcp.clone());
-        ::redis::Client::open(info).ok()
+        // RESP3: the link to the primary carries the instance's pub/sub as pushes (see
+        // `link_bus`); its replies are read in RESP2's shapes (`decode::resp2`).
+        let settings = info
+            .redis_settings()
+            .clone()
+            .set_protocol(::redis::ProtocolVersion::RESP3);
+        ::redis::Client::open(info.set_redis_settings(settings)).ok()
     }
 
     /// Asks every Sentinel (at once, each within the timeout) about the primary, and believes
@@ -288,14 +295,28 @@ pub struct SentinelHandle {
 struct Link {
     /// The connection in use, a number that changes with each new one, and the epoch it was
     /// made in.
-    current: Mutex<Option<(u64, u64, MultiplexedConnection)>>,
+    current: Mutex<Option<Current>>,
     /// One connect at a time: a burst of calls after a failover makes one connection.
     connecting: tokio::sync::Mutex<u64>,
     config: AsyncConnectionConfig,
+    /// Where the connections' pushes go, if this link carries pub/sub.
+    pushes: Option<Arc<PushRoute>>,
+}
+
+struct Current {
+    generation: u64,
+    epoch: u64,
+    handle: MultiplexedConnection,
+    /// The number of its pushes' connection (see [`PushRoute`]).
+    pushes: Option<u64>,
 }
 
 impl SentinelHandle {
-    pub fn new(sentinels: Arc<Sentinels>, timeout: Duration) -> SentinelHandle {
+    pub fn new(
+        sentinels: Arc<Sentinels>,
+        timeout: Duration,
+        pushes: Option<Arc<PushRoute>>,
+    ) -> SentinelHandle {
         SentinelHandle {
             sentinels,
             link: Arc::new(Link {
@@ -304,23 +325,42 @@ impl SentinelHandle {
                 config: AsyncConnectionConfig::new()
                     .set_connection_timeout(Some(timeout))
                     .set_response_timeout(Some(timeout)),
+                pushes,
             }),
         }
     }
 
+    pub(super) fn carries_pushes(&self) -> bool {
+        self.link.pushes.is_some()
+    }
+
+    /// The Sentinels' epoch: it changes when they name another primary, whose connection
+    /// is then a new one.
+    pub(super) fn epoch(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.sentinels.epoch()
+    }
+
+    /// The connection in use (made if there is none), for pub/sub: with the number of its
+    /// pushes' connection.
+    pub(super) async fn push_connection(&self) -> RedisResult<(u64, MultiplexedConnection)> {
+        let (_, handle, pushes) = self.connection().await?;
+        let pushes = pushes.ok_or_else(|| {
+            RedisError::from(std::io::Error::other("this link carries no pub/sub"))
+        })?;
+        Ok((pushes, handle))
+    }
+
     /// The connection in use, unless the Sentinels have named another primary since.
-    fn cached(&self) -> Option<(u64, MultiplexedConnection)> {
+    fn cached(&self) -> Option<(u64, MultiplexedConnection, Option<u64>)> {
         let epoch = *self.sentinels.epoch.borrow();
         let current = self.link.current.lock().ok()?;
         match current.as_ref() {
-            Some((generation, made_in, handle)) if *made_in == epoch => {
-                Some((*generation, handle.clone()))
-            }
+            Some(c) if c.epoch == epoch => Some((c.generation, c.handle.clone(), c.pushes)),
             _ => None,
         }
     }
 
-    async fn connection(&self) -> RedisResult<(u64, MultiplexedConnection)> {
+    async fn connection(&self) -> RedisResult<(u64, MultiplexedConnection, Option<u64>)> {
         if let Some(c) = self.cached() {
             return Ok(c);
         }
@@ -330,21 +370,44 @@ impl SentinelHandle {
         }
         let epoch = *self.sentinels.epoch.borrow();
         let client = self.sentinels.primary().await.map_err(unavailable)?;
+        let mut config = self.link.config.clone();
+        let mut pushes = None;
+        if let Some(route) = &self.link.pushes {
+            let (number, sender) = route.sender();
+            config = config.set_push_sender(sender);
+            pushes = Some(number);
+        }
         let handle = client
-            .get_multiplexed_async_connection_with_config(&self.link.config)
+            .get_multiplexed_async_connection_with_config(&config)
             .await?;
         *generation += 1;
         if let Ok(mut current) = self.link.current.lock() {
-            *current = Some((*generation, epoch, handle.clone()));
+            if let (Some(old), Some(route)) = (current.as_ref(), &self.link.pushes)
+                && let Some(number) = old.pushes
+            {
+                // Left for another primary: its subscriptions hear that one no more.
+                route.detach_connection(number);
+            }
+            *current = Some(Current {
+                generation: *generation,
+                epoch,
+                handle: handle.clone(),
+                pushes,
+            });
         }
-        Ok((*generation, handle))
+        Ok((*generation, handle, pushes))
     }
 
     /// Drops connection `generation` if it is still the one in use.
     fn forget(&self, generation: u64) {
         if let Ok(mut current) = self.link.current.lock()
-            && current.as_ref().is_some_and(|(g, _, _)| *g == generation)
+            && current.as_ref().is_some_and(|c| c.generation == generation)
         {
+            if let (Some(route), Some(number)) =
+                (&self.link.pushes, current.as_ref().and_then(|c| c.pushes))
+            {
+                route.detach_connection(number);
+            }
             *current = None;
         }
     }
@@ -379,7 +442,7 @@ fn demoted(v: &Value) -> bool {
 impl ConnectionLike for SentinelHandle {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         Box::pin(async move {
-            let (generation, mut handle) = self.connection().await?;
+            let (generation, mut handle, _) = self.connection().await?;
             let reply = handle.req_packed_command(cmd).await;
             match &reply {
                 Err(e) if lost_primary(e) => self.forget(generation),
@@ -397,7 +460,7 @@ impl ConnectionLike for SentinelHandle {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         Box::pin(async move {
-            let (generation, mut handle) = self.connection().await?;
+            let (generation, mut handle, _) = self.connection().await?;
             let reply = handle.req_packed_commands(pipeline, offset, count).await;
             match &reply {
                 Err(e) if lost_primary(e) => self.forget(generation),
