@@ -13,11 +13,13 @@
 
 use super::decode::text;
 use super::link::{BusConnection, Link, classify};
+use super::sentinel::SentinelHandle;
 use crate::store::{Bus, BusLink, BusMessage, BusSink, StoreError, StoreResult};
 use ::redis::aio::{AsyncPushSender, ConnectionManager, MultiplexedConnection, SendError};
 use ::redis::{PushInfo, PushKind, RedisResult, ToRedisArgs, Value};
 use async_trait::async_trait;
 use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -162,6 +164,9 @@ struct LinkBusSink {
     generation: u64,
     link: Arc<Link>,
     op_timeout: Duration,
+    /// Behind Sentinel: the handle and the generation of its connection, dropped when a call
+    /// says the node is gone (the next connect then asks the Sentinels again).
+    sentinel: Option<(SentinelHandle, u64)>,
 }
 
 impl LinkBusSink {
@@ -184,32 +189,65 @@ impl LinkBusSink {
                 self.link.suspect(self.generation);
                 Err(StoreError::Unavailable(format!("{what} timed out")))
             }
-            Ok(r) => r.map_err(classify),
+            Ok(Err(e)) => {
+                if let Some((handle, generation)) = &self.sentinel {
+                    handle.forget_if_lost(*generation, &e);
+                }
+                Err(classify(e))
+            }
+            Ok(Ok(v)) => Ok(v),
         }
     }
 }
 
-/// What one push means for the message stream.
-enum Push {
+/// What one push means for a bus's message stream (here and in `sharded_bus`).
+pub(super) enum Push {
     Message(BusMessage),
     Ignore,
-    /// The connection dropped: whatever was published meanwhile was not heard.
+    /// The subscriptions can no longer be trusted (the connection dropped, say): end the
+    /// stream.
     Lost,
+}
+
+impl Push {
+    /// A channel message's push: the channel, then the payload.
+    pub(super) fn message(data: Vec<Value>) -> Push {
+        let mut data = data.into_iter();
+        match (data.next().as_ref().and_then(text), data.next()) {
+            (Some(channel), Some(Value::BulkString(payload))) => Push::Message(BusMessage {
+                channel,
+                payload: payload.into(),
+            }),
+            _ => Push::Ignore,
+        }
+    }
+}
+
+/// The messages among `rx`'s pushes, as `read` tells them apart, until the first it calls
+/// lost.
+pub(super) fn messages<F>(
+    rx: UnboundedReceiver<PushInfo>,
+    read: F,
+) -> BoxStream<'static, BusMessage>
+where
+    F: Fn(PushInfo) -> Push + Send + Sync + 'static,
+{
+    futures_util::stream::unfold((rx, read), |(mut rx, read)| async move {
+        loop {
+            match read(rx.recv().await?) {
+                Push::Message(m) => return Some((m, (rx, read))),
+                Push::Ignore => continue,
+                Push::Lost => return None,
+            }
+        }
+    })
+    .boxed()
 }
 
 fn on_push(push: PushInfo) -> Push {
     match push.kind {
         PushKind::Disconnection => Push::Lost,
-        PushKind::Message => {
-            let mut data = push.data.into_iter();
-            match (data.next().as_ref().and_then(text), data.next()) {
-                (Some(channel), Some(Value::BulkString(payload))) => Push::Message(BusMessage {
-                    channel,
-                    payload: payload.into(),
-                }),
-                _ => Push::Ignore,
-            }
-        }
+        PushKind::Message => Push::message(push.data),
         // Subscription confirmations and anything else a RESP3 server pushes.
         _ => Push::Ignore,
     }
@@ -222,20 +260,28 @@ impl Bus for LinkBus {
             .link
             .bus_connection()
             .ok_or_else(|| StoreError::Config("this link carries no pub/sub".into()))?;
-        let (connection, subscriber, mut moved) = match target {
-            BusConnection::Manager(c, connection) => (connection, Subscriber::Manager(c), None),
+        let (connection, subscriber, mut moved, sentinel) = match target {
+            BusConnection::Manager(c, connection) => {
+                (connection, Subscriber::Manager(c), None, None)
+            }
             BusConnection::Sentinel(handle) => {
                 // Taken before the connection: a primary named after it ends this stream.
                 let epoch = handle.epoch();
                 let found = tokio::time::timeout(self.op_timeout, handle.push_connection()).await;
-                let (connection, c) = match found {
+                let (made, connection, c) = match found {
                     Err(_) => {
                         self.link.suspect(generation);
                         return Err(StoreError::Unavailable("pub/sub connect timed out".into()));
                     }
                     Ok(found) => found.map_err(classify)?,
                 };
-                (connection, Subscriber::Multiplexed(c), Some(epoch))
+                let sentinel = Some((handle, made));
+                (
+                    connection,
+                    Subscriber::Multiplexed(c),
+                    Some(epoch),
+                    sentinel,
+                )
             }
         };
         // Attached before anything is subscribed: no message of this connection is missed.
@@ -245,6 +291,7 @@ impl Bus for LinkBus {
             generation,
             link: self.link.clone(),
             op_timeout: self.op_timeout,
+            sentinel,
         };
         // The single Redis's manager connects lazily: this makes the connection now, or says
         // why not.
@@ -255,17 +302,7 @@ impl Bus for LinkBus {
                 None => std::future::pending::<()>().await,
             }
         };
-        let messages = futures_util::stream::unfold(rx, |mut rx| async move {
-            loop {
-                match on_push(rx.recv().await?) {
-                    Push::Message(m) => return Some((m, rx)),
-                    Push::Ignore => continue,
-                    Push::Lost => return None,
-                }
-            }
-        })
-        .take_until(moved)
-        .boxed();
+        let messages = messages(rx, on_push).take_until(moved).boxed();
         Ok(BusLink {
             sink: Box::new(sink),
             messages,

@@ -340,14 +340,23 @@ impl SentinelHandle {
         self.sentinels.epoch()
     }
 
-    /// The connection in use (made if there is none), for pub/sub: with the number of its
-    /// pushes' connection.
-    pub(super) async fn push_connection(&self) -> RedisResult<(u64, MultiplexedConnection)> {
-        let (_, handle, pushes) = self.connection().await?;
+    /// The connection in use (made if there is none), for pub/sub: its generation, the number
+    /// of its pushes' connection, and the connection.
+    pub(super) async fn push_connection(&self) -> RedisResult<(u64, u64, MultiplexedConnection)> {
+        let (generation, handle, pushes) = self.connection().await?;
         let pushes = pushes.ok_or_else(|| {
             RedisError::from(std::io::Error::other("this link carries no pub/sub"))
         })?;
-        Ok((pushes, handle))
+        Ok((generation, pushes, handle))
+    }
+
+    /// A call made on connection `generation` outside this handle (pub/sub's) failed with
+    /// `e`: the connection is dropped if that means the node is gone or demoted, as a
+    /// command's failure would.
+    pub(super) fn forget_if_lost(&self, generation: u64, e: &RedisError) {
+        if lost_primary(e) {
+            self.forget(generation);
+        }
     }
 
     /// The connection in use, unless the Sentinels have named another primary since.

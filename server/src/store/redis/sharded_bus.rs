@@ -5,11 +5,11 @@
 
 use super::decode::text;
 use super::link::{classify, cluster_client};
-use crate::store::{Bus, BusLink, BusMessage, BusSink, StoreError, StoreResult};
+use super::link_bus::{Push, messages};
+use crate::store::{Bus, BusLink, BusSink, StoreError, StoreResult};
 use ::redis::cluster_async::ClusterConnection;
-use ::redis::{PushInfo, PushKind, Value};
+use ::redis::{PushInfo, PushKind};
 use async_trait::async_trait;
-use futures_util::StreamExt;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -37,14 +37,6 @@ struct ClusterBusSink {
     leaving: Leaving,
 }
 
-/// What one push means for the message stream.
-enum Push {
-    Message(BusMessage),
-    Ignore,
-    /// The subscriptions can no longer be trusted: end the stream.
-    Lost,
-}
-
 fn on_push(push: PushInfo, leaving: &Leaving) -> Push {
     match push.kind {
         PushKind::Disconnection => Push::Lost,
@@ -64,16 +56,7 @@ fn on_push(push: PushInfo, leaving: &Leaving) -> Push {
                 Push::Lost
             }
         }
-        PushKind::SMessage | PushKind::Message => {
-            let mut data = push.data.into_iter();
-            match (data.next().as_ref().and_then(text), data.next()) {
-                (Some(channel), Some(Value::BulkString(payload))) => Push::Message(BusMessage {
-                    channel,
-                    payload: payload.into(),
-                }),
-                _ => Push::Ignore,
-            }
-        }
+        PushKind::SMessage | PushKind::Message => Push::message(push.data),
         _ => Push::Ignore,
     }
 }
@@ -89,19 +72,7 @@ impl Bus for ClusterBus {
             .map_err(classify)?;
         let leaving = Leaving::default();
         let expected = leaving.clone();
-        let messages = futures_util::stream::unfold(rx, move |mut rx| {
-            let expected = expected.clone();
-            async move {
-                loop {
-                    match on_push(rx.recv().await?, &expected) {
-                        Push::Message(m) => return Some((m, rx)),
-                        Push::Ignore => continue,
-                        Push::Lost => return None,
-                    }
-                }
-            }
-        })
-        .boxed();
+        let messages = messages(rx, move |push| on_push(push, &expected));
         Ok(BusLink {
             sink: Box::new(ClusterBusSink {
                 handle,
