@@ -1,12 +1,12 @@
 //! The command connection: one multiplexed, self-reconnecting connection to a Redis (or to
 //! the primary the Sentinels name, or a cluster client that follows slot moves), replaced
-//! when a call times out, every call
-//! bounded by the operation timeout and timed, and Redis errors sorted into "retry later" and
-//! "something is wrong".
+//! when a call times out, every call bounded by the operation timeout and timed, and Redis
+//! errors sorted into "retry later" and "something is wrong". On one Redis and behind
+//! Sentinel it also carries the instance's pub/sub (see `link_bus`).
 
 use super::RedisStore;
 use super::decode::resp2;
-use super::link_bus::{LinkBus, PushRoute};
+use super::link_bus::{LinkBus, PushRoute, speaking_resp3};
 use super::sentinel::{SentinelHandle, Sentinels};
 use super::sharded_bus::ClusterBus;
 use crate::store::{Keys, StoreError, StoreLimits, StoreResult};
@@ -222,13 +222,8 @@ enum HandleInner {
 impl ::redis::aio::ConnectionLike for LinkHandle {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match &mut self.inner {
-            // RESP3 (it carries pub/sub too), answered in RESP2's shapes.
-            HandleInner::Single(c) => {
-                Box::pin(async move { c.req_packed_command(cmd).await.map(resp2) })
-            }
-            HandleInner::Sentinel(c) => {
-                Box::pin(async move { c.req_packed_command(cmd).await.map(resp2) })
-            }
+            HandleInner::Single(c) => as_resp2(c.req_packed_command(cmd)),
+            HandleInner::Sentinel(c) => as_resp2(c.req_packed_command(cmd)),
             HandleInner::Cluster(c) => c.req_packed_command(cmd),
         }
     }
@@ -240,14 +235,10 @@ impl ::redis::aio::ConnectionLike for LinkHandle {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         match &mut self.inner {
-            HandleInner::Single(c) => Box::pin(async move {
-                let replies = c.req_packed_commands(pipeline, offset, count).await?;
-                Ok(replies.into_iter().map(resp2).collect())
-            }),
-            HandleInner::Sentinel(c) => Box::pin(async move {
-                let replies = c.req_packed_commands(pipeline, offset, count).await?;
-                Ok(replies.into_iter().map(resp2).collect())
-            }),
+            HandleInner::Single(c) => all_as_resp2(c.req_packed_commands(pipeline, offset, count)),
+            HandleInner::Sentinel(c) => {
+                all_as_resp2(c.req_packed_commands(pipeline, offset, count))
+            }
             HandleInner::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
         }
     }
@@ -259,6 +250,16 @@ impl ::redis::aio::ConnectionLike for LinkHandle {
             HandleInner::Cluster(c) => c.get_db(),
         }
     }
+}
+
+/// A reply of a RESP3 connection (one that carries pub/sub) in RESP2's shapes, which every
+/// decoder expects (see [`resp2`]).
+fn as_resp2(reply: RedisFuture<'_, Value>) -> RedisFuture<'_, Value> {
+    Box::pin(async move { reply.await.map(resp2) })
+}
+
+fn all_as_resp2(replies: RedisFuture<'_, Vec<Value>>) -> RedisFuture<'_, Vec<Value>> {
+    Box::pin(async move { Ok(replies.await?.into_iter().map(resp2).collect()) })
 }
 
 /// When Redis last answered, as milliseconds since the store was made: one atomic store per
@@ -321,12 +322,7 @@ impl RedisStore {
         let info = ::redis::IntoConnectionInfo::into_connection_info(url)
             .map_err(|e| StoreError::Config(format!("invalid Redis URL: {e}")))?
             .set_tcp_settings(tcp_settings());
-        // RESP3: the link carries the instance's pub/sub as pushes (see `link_bus`).
-        let settings = info
-            .redis_settings()
-            .clone()
-            .set_protocol(::redis::ProtocolVersion::RESP3);
-        let client = ::redis::Client::open(info.set_redis_settings(settings))
+        let client = ::redis::Client::open(speaking_resp3(info))
             .map_err(|e| StoreError::Config(format!("invalid Redis URL: {e}")))?;
         // Few retries per reconnect attempt: a command waiting on a reconnect should fail
         // within the operation timeout; the next command starts a new attempt.

@@ -16,7 +16,7 @@ use super::link::{BusConnection, Link, classify};
 use super::sentinel::SentinelHandle;
 use crate::store::{Bus, BusLink, BusMessage, BusSink, StoreError, StoreResult};
 use ::redis::aio::{AsyncPushSender, ConnectionManager, MultiplexedConnection, SendError};
-use ::redis::{PushInfo, PushKind, RedisResult, ToRedisArgs, Value};
+use ::redis::{ConnectionInfo, PushInfo, PushKind, RedisResult, ToRedisArgs, Value};
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
@@ -24,6 +24,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+
+/// `info` made to speak RESP3, which a connection needs to take commands while subscribed;
+/// its replies are read in RESP2's shapes (`decode::resp2`).
+pub(super) fn speaking_resp3(info: ConnectionInfo) -> ConnectionInfo {
+    let settings = info
+        .redis_settings()
+        .clone()
+        .set_protocol(::redis::ProtocolVersion::RESP3);
+    info.set_redis_settings(settings)
+}
 
 /// Where the pushes of the link's connections go: to the stream of the bus connected on one
 /// of them, if any. Each connection has its own sender, which forwards only while its

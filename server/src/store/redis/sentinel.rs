@@ -5,7 +5,8 @@
 //! it was built with, which after a failover is the dead or demoted node (redis-rs issue
 //! 1438). So a [`SentinelHandle`] keeps one multiplexed connection to the node the Sentinels
 //! named, forgets it at the first sign that the node is gone or no longer primary, and the
-//! next call asks the Sentinels again. Pub/sub asks them at every (re)connect. The asking is
+//! next call asks the Sentinels again. Pub/sub rides on that connection (see `link_bus`), so
+//! it leaves with it and follows to the next one. The asking is
 //! done here too (`SENTINEL MASTER` to every Sentinel, the highest configuration epoch
 //! believed): redis-rs takes the first Sentinel's answer that names a node saying it is
 //! primary, and right after a failover by hand that can still be the old primary.
@@ -14,9 +15,9 @@
 //! such sign until the Sentinels demote it, up to their 10 s check later, and meanwhile it
 //! takes writes that the promoted replica never sees. So the Sentinels are also asked every
 //! [`WATCH_EVERY`] which node is primary; when the answer changes, every connection to the
-//! old one is dropped (the pub/sub connection too) and the next call finds the new one.
+//! old one is dropped (its subscriptions with it) and the next call finds the new one.
 
-use super::link_bus::PushRoute;
+use super::link_bus::{PushRoute, speaking_resp3};
 use super::{StoreError, StoreResult};
 use ::redis::aio::{ConnectionLike, MultiplexedConnection};
 use ::redis::{
@@ -172,13 +173,7 @@ impl Sentinels {
             .into_connection_info()
             .ok()?
             .set_tcp_settings(self.tcp.clone());
-        // RESP3: the link to the primary carries the instance's pub/sub as pushes (see
-        // `link_bus`); its replies are read in RESP2's shapes (`decode::resp2`).
-        let settings = info
-            .redis_settings()
-            .clone()
-            .set_protocol(::redis::ProtocolVersion::RESP3);
-        ::redis::Client::open(info.set_redis_settings(settings)).ok()
+        ::redis::Client::open(speaking_resp3(info)).ok()
     }
 
     /// Asks every Sentinel (at once, each within the timeout) about the primary, and believes
