@@ -121,25 +121,31 @@ impl AsyncPushSender for ConnectionPushes {
 }
 
 /// The connection a bus subscribes on: the single Redis's connection manager, or the
-/// connection a Sentinel link has to the primary.
+/// connection a Sentinel link has to the primary, with the handle that made it and its
+/// generation there (dropped when a call says the node is gone: the next connect then asks
+/// the Sentinels again).
 #[derive(Clone)]
-pub(super) enum Subscriber {
+enum Subscriber {
     Manager(ConnectionManager),
-    Multiplexed(MultiplexedConnection),
+    Sentinel {
+        connection: MultiplexedConnection,
+        handle: SentinelHandle,
+        made: u64,
+    },
 }
 
 impl Subscriber {
     async fn subscribe(&mut self, channels: impl ToRedisArgs) -> RedisResult<()> {
         match self {
             Subscriber::Manager(c) => c.subscribe(channels).await,
-            Subscriber::Multiplexed(c) => c.subscribe(channels).await,
+            Subscriber::Sentinel { connection, .. } => connection.subscribe(channels).await,
         }
     }
 
     async fn unsubscribe(&mut self, channels: impl ToRedisArgs) -> RedisResult<()> {
         match self {
             Subscriber::Manager(c) => c.unsubscribe(channels).await,
-            Subscriber::Multiplexed(c) => c.unsubscribe(channels).await,
+            Subscriber::Sentinel { connection, .. } => connection.unsubscribe(channels).await,
         }
     }
 
@@ -147,7 +153,7 @@ impl Subscriber {
         let ping = ::redis::cmd("PING");
         match self {
             Subscriber::Manager(c) => ping.query_async(c).await,
-            Subscriber::Multiplexed(c) => ping.query_async(c).await,
+            Subscriber::Sentinel { connection, .. } => ping.query_async(connection).await,
         }
     }
 }
@@ -174,9 +180,6 @@ struct LinkBusSink {
     generation: u64,
     link: Arc<Link>,
     op_timeout: Duration,
-    /// Behind Sentinel: the handle and the generation of its connection, dropped when a call
-    /// says the node is gone (the next connect then asks the Sentinels again).
-    sentinel: Option<(SentinelHandle, u64)>,
 }
 
 impl LinkBusSink {
@@ -200,8 +203,8 @@ impl LinkBusSink {
                 Err(StoreError::Unavailable(format!("{what} timed out")))
             }
             Ok(Err(e)) => {
-                if let Some((handle, generation)) = &self.sentinel {
-                    handle.forget_if_lost(*generation, &e);
+                if let Subscriber::Sentinel { handle, made, .. } = &self.connection {
+                    handle.forget_if_lost(*made, &e);
                 }
                 Err(classify(e))
             }
@@ -270,10 +273,8 @@ impl Bus for LinkBus {
             .link
             .bus_connection()
             .ok_or_else(|| StoreError::Config("this link carries no pub/sub".into()))?;
-        let (connection, subscriber, mut moved, sentinel) = match target {
-            BusConnection::Manager(c, connection) => {
-                (connection, Subscriber::Manager(c), None, None)
-            }
+        let (connection, subscriber, mut moved) = match target {
+            BusConnection::Manager(c, connection) => (connection, Subscriber::Manager(c), None),
             BusConnection::Sentinel(handle) => {
                 // Taken before the connection: a primary named after it ends this stream.
                 let epoch = handle.epoch();
@@ -285,13 +286,12 @@ impl Bus for LinkBus {
                     }
                     Ok(found) => found.map_err(classify)?,
                 };
-                let sentinel = Some((handle, made));
-                (
-                    connection,
-                    Subscriber::Multiplexed(c),
-                    Some(epoch),
-                    sentinel,
-                )
+                let subscriber = Subscriber::Sentinel {
+                    connection: c,
+                    handle,
+                    made,
+                };
+                (connection, subscriber, Some(epoch))
             }
         };
         // Attached before anything is subscribed: no message of this connection is missed.
@@ -301,7 +301,6 @@ impl Bus for LinkBus {
             generation,
             link: self.link.clone(),
             op_timeout: self.op_timeout,
-            sentinel,
         };
         // The single Redis's manager connects lazily: this makes the connection now, or says
         // why not.

@@ -9,13 +9,22 @@ use ::redis::Value;
 use bytes::Bytes;
 use std::time::Duration;
 
+/// The lobby's keys, in the order `lobby_record.lua` takes them: open, live, info, owners.
+fn lobby_keys(k: &Keys) -> [String; 4] {
+    [
+        k.lobby_open(),
+        k.lobby_live(),
+        k.lobby_info(),
+        k.lobby_owners(),
+    ]
+}
+
 /// `lobby.lua` with its keys; the caller adds the action and its arguments.
 fn lobby_script(k: &Keys) -> ::redis::ScriptInvocation<'static> {
     let mut inv = SCRIPTS.lobby.prepare_invoke();
-    inv.key(k.lobby_open())
-        .key(k.lobby_live())
-        .key(k.lobby_info())
-        .key(k.lobby_owners());
+    for key in lobby_keys(k) {
+        inv.key(key);
+    }
     inv
 }
 
@@ -35,12 +44,7 @@ pub(super) fn record_args(
     change: &LobbyChange,
 ) -> StoreResult<([String; 4], Vec<Vec<u8>>)> {
     let (status, json) = status_and_json(&change.entry)?;
-    let keys = [
-        k.lobby_open(),
-        k.lobby_live(),
-        k.lobby_info(),
-        k.lobby_owners(),
-    ];
+    let keys = lobby_keys(k);
     let args = vec![
         status.into_bytes(),
         change.entry.game.as_str().as_bytes().to_vec(),

@@ -385,13 +385,9 @@ impl SentinelHandle {
             .get_multiplexed_async_connection_with_config(&config)
             .await?;
         *generation += 1;
+        // A bus on the connection replaced here ended already: it was forgotten (and
+        // detached), or another primary was named (its stream ends with the epoch).
         if let Ok(mut current) = self.link.current.lock() {
-            if let (Some(old), Some(route)) = (current.as_ref(), &self.link.pushes)
-                && let Some(number) = old.pushes
-            {
-                // Left for another primary: its subscriptions hear that one no more.
-                route.detach_connection(number);
-            }
             *current = Some(Current {
                 generation: *generation,
                 epoch,
