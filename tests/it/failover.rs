@@ -1,13 +1,13 @@
 //! Failover: instances are stateless, so losing one (or Redis for a while) costs players a
 //! reconnect and nothing else. Instances here are real processes of the built binary.
 
-use crate::support::WAIT;
 use crate::support::backend::Backend;
 use crate::support::client::{Ws, ack_version, error_code, player, seat_pair};
 use crate::support::http::http_get;
 use crate::support::instances::{Instance, test_config};
 use crate::support::processes::{ServerProcess, ready_processes};
 use crate::support::redis::RedisServer;
+use crate::support::{WAIT, eventually};
 use futures_util::StreamExt;
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -209,6 +209,45 @@ async fn a_killed_instances_players_and_spectators_leave_presence_within_the_bou
     let bound = cfg.lease_ttl + cfg.sweep_interval + Duration::from_millis(1500);
     assert!(killed.elapsed() < bound, "took {:?}", killed.elapsed());
     drop((x, s));
+}
+
+/// Both players of a game that begins are there: its match-confirmation clock has nothing to
+/// watch and is gone by the time O's join is answered (no instance claims it, reads the seats
+/// and settles it later). A player who goes afterwards still starts the forfeit clock.
+#[tokio::test]
+async fn a_game_whose_players_are_both_there_keeps_no_match_clock() {
+    let redis = RedisServer::start();
+    let cfg = config(&redis);
+    let (a, b) = (
+        Instance::start(cfg.clone()).await,
+        Instance::start(cfg.clone()).await,
+    );
+    let mut x = player(&a, "ann").await;
+    let mut o = player(&b, "bob").await;
+    let game = x.create().await;
+    o.join(&game).await;
+    let deadlines = format!("{}{{deadlines}}", cfg.key_prefix);
+    let dates = || {
+        let mut c = redis.sync_conn();
+        let dates: Vec<(String, f64)> = redis::cmd("ZRANGE")
+            .arg(&deadlines)
+            .arg(0)
+            .arg(-1)
+            .arg("WITHSCORES")
+            .query(&mut c)
+            .unwrap();
+        dates
+    };
+    assert!(dates().is_empty(), "{:?}", dates());
+    ack_version(&x.play(&game, 4).await);
+    drop(o);
+    let forfeit = eventually("the forfeit clock", || {
+        let d = dates();
+        async move { (!d.is_empty()).then_some(d) }
+    })
+    .await;
+    assert_eq!(forfeit.len(), 1);
+    assert_eq!(forfeit[0].0, game.as_str());
 }
 
 #[tokio::test]

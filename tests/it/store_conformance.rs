@@ -146,6 +146,7 @@ conformance!(
     quick_match_pairs_each_ticket_exactly_once,
     a_rename_while_queued_is_the_name_the_pairing_gets,
     deadlines_keep_the_earliest_and_settle_only_if_unchanged,
+    a_match_clock_is_apart_from_the_games_own_date,
     keys_expire_with_their_ttl,
     move_ids_are_remembered_per_player,
     moves_keep_a_game_alive_for_its_ttl_and_a_shorter_ttl_applies_at_once,
@@ -1779,6 +1780,42 @@ async fn deadlines_keep_the_earliest_and_settle_only_if_unchanged(store: Arc<dyn
         vec![(g1.clone(), now - 500)]
     );
     assert!(store.settle_deadline(&g1, now - 500, None).await.unwrap());
+    assert!(store.due_deadlines(10).await.unwrap().1.is_empty());
+}
+
+async fn a_match_clock_is_apart_from_the_games_own_date(store: Arc<dyn Store>) {
+    let g = gid("g1");
+    let now = tictactoe::app::wall_ms();
+    store.set_match_clock(&g, now - 3000).await.unwrap();
+    // A forfeit clock set meanwhile is not merged into the earlier match date...
+    store.set_deadline(&g, now + 60_000).await.unwrap();
+    assert_eq!(
+        store.due_deadlines(10).await.unwrap().1,
+        vec![(g.clone(), now - 3000)]
+    );
+    // ...so clearing the match clock (both players arrived) leaves it in place.
+    store.clear_match_clock(&g).await.unwrap();
+    assert!(store.due_deadlines(10).await.unwrap().1.is_empty());
+    store.set_deadline(&g, now - 1000).await.unwrap();
+    store.set_match_clock(&g, now - 3000).await.unwrap();
+    assert_eq!(
+        store.due_deadlines(10).await.unwrap().1,
+        vec![(g.clone(), now - 3000), (g.clone(), now - 1000)]
+    );
+    // Settling addresses the date that fell due, whichever clock holds it.
+    assert!(
+        store
+            .settle_deadline(&g, now - 3000, Some(now - 2000))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.due_deadlines(10).await.unwrap().1,
+        vec![(g.clone(), now - 2000), (g.clone(), now - 1000)]
+    );
+    assert!(store.settle_deadline(&g, now - 1000, None).await.unwrap());
+    assert!(!store.settle_deadline(&g, now - 1000, None).await.unwrap());
+    assert!(store.settle_deadline(&g, now - 2000, None).await.unwrap());
     assert!(store.due_deadlines(10).await.unwrap().1.is_empty());
 }
 

@@ -299,13 +299,14 @@ async fn after_commit(
 }
 
 /// The game began: start the away clocks of seats whose player is not here yet, and look at
-/// the game again after the match-confirmation time.
+/// the game again after the match-confirmation time, unless both players are there by then
+/// (`presence::enter` clears the clock when the second one arrives).
 async fn start_clocks(app: &App, game: &GameId) {
     let result = async {
         match app.store.inspect_seats(game).await? {
             Some(view) => {
                 let at = view.now_ms + app.config.match_confirm.as_millis() as u64;
-                app.store.set_deadline(game, at).await
+                app.store.set_match_clock(game, at).await
             }
             None => Ok(()),
         }

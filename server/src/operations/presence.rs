@@ -39,11 +39,18 @@ pub async fn enter(
         .await?
         .ok_or(OpError::UnknownGame)?;
     app.hub.observe(game, sg.version, &sg.state);
+    // Whether the game may still be waiting for its players to confirm the match: it began
+    // with this very claim, or nobody has moved yet.
+    let mut began =
+        sg.state.status == Status::Playing && sg.state.round == 1 && sg.state.moves.is_empty();
     let role = match sg.seat_of(&who.player) {
         Some(m) => Role::from(m),
         None if !spectate && sg.state.status == Status::Waiting && sg.seats.o.is_none() => {
             match claim_o(app, game, &who.player, &who.name, (sg.version, sg.state)).await? {
-                Some(_) => Role::O,
+                Some(_) => {
+                    began = true;
+                    Role::O
+                }
                 None => Role::Spectator,
             }
         }
@@ -70,11 +77,23 @@ pub async fn enter(
             app.config.game_ttl,
         )
         .await?;
+    if began && role != Role::Spectator && change.presence.players.x && change.presence.players.o {
+        match_confirmed(app, game).await;
+    }
     Ok(Entered {
         role,
         chat: super::records::chat_lines(chat),
         presence: change.presence.into(),
     })
+}
+
+/// Both players of a game that just began are here: its match-confirmation clock has nothing
+/// left to watch (from now on every seat that empties starts its own forfeit clock). Best
+/// effort: a clock left in place resolves as before, finding both players here.
+async fn match_confirmed(app: &App, game: &GameId) {
+    if let Err(e) = app.store.clear_match_clock(game).await {
+        tracing::debug!(%game, error = %e, "match clock left to resolve on its own");
+    }
 }
 
 /// Charges one game watched to the session's budget and the address's, both in the store so

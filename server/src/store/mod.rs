@@ -571,13 +571,21 @@ pub trait Store: ProfileStore + Send + Sync + 'static {
         fresh: Duration,
     ) -> StoreResult<Vec<PlayerId>>;
 
-    // Deadlines (forfeit clocks, match starts).
+    // Deadlines: a game has up to two due dates, its own (forfeit clocks, the computer's next
+    // step, a finished round's recording) and its match-confirmation date.
     /// Sets a game's due date, keeping the earlier one if it already has one.
     async fn set_deadline(&self, game: &GameId, at_ms: u64) -> StoreResult<()>;
-    /// The store's clock (ms) and up to `max` games whose date has passed, oldest first.
+    /// Sets a game's match-confirmation date (keeping the earlier one). It is kept apart from
+    /// the game's own date so that [`Store::clear_match_clock`] can take it away when both
+    /// players are there without taking away a forfeit clock set meanwhile.
+    async fn set_match_clock(&self, game: &GameId, at_ms: u64) -> StoreResult<()>;
+    /// Removes a game's match-confirmation date: both players arrived.
+    async fn clear_match_clock(&self, game: &GameId) -> StoreResult<()>;
+    /// The store's clock (ms) and up to `max` dates that have passed, oldest first, as
+    /// (game, date): a game whose two dates have both passed is listed twice.
     async fn due_deadlines(&self, max: usize) -> StoreResult<(u64, Vec<(GameId, u64)>)>;
-    /// Moves a due date to `next` (or removes it) if it is still `due`. False if another
-    /// instance changed it meanwhile.
+    /// Moves the game's date that is still `due` to `next` (or removes it), the game's own
+    /// date first. False if another instance changed it meanwhile.
     async fn settle_deadline(
         &self,
         game: &GameId,

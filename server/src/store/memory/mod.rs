@@ -90,6 +90,8 @@ struct Inner {
     lease_sweeps: HashMap<String, u64>,
     lease_games: HashMap<String, HashSet<GameId>>,
     deadlines: HashMap<GameId, u64>,
+    /// Match-confirmation dates, apart from the games' own (see deadline.lua).
+    match_clocks: HashMap<GameId, u64>,
     profiles: profiles::MemProfiles,
     last_purge: u64,
 }
@@ -355,6 +357,14 @@ impl Store for MemoryStore {
 
     async fn set_deadline(&self, game: &GameId, at_ms: u64) -> StoreResult<()> {
         deadlines::set_deadline(self, game, at_ms)
+    }
+
+    async fn set_match_clock(&self, game: &GameId, at_ms: u64) -> StoreResult<()> {
+        deadlines::set_match_clock(self, game, at_ms)
+    }
+
+    async fn clear_match_clock(&self, game: &GameId) -> StoreResult<()> {
+        deadlines::clear_match_clock(self, game)
     }
 
     async fn due_deadlines(&self, max: usize) -> StoreResult<(u64, Vec<(GameId, u64)>)> {

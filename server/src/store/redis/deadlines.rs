@@ -1,4 +1,5 @@
-//! Due dates of games (forfeit clocks, match starts), in one sorted set, on Redis's clock.
+//! Due dates of games (forfeit clocks, the computer's steps, round recordings, and apart from
+//! them the match-confirmation clock), in one sorted set, on Redis's clock.
 
 use super::decode::{corrupt, num};
 use super::{RedisStore, SCRIPTS};
@@ -6,12 +7,25 @@ use crate::store::StoreResult;
 use tictactoe_protocol::ids::GameId;
 
 pub(super) async fn set(s: &RedisStore, game: &GameId, at_ms: u64) -> StoreResult<()> {
+    date(s, "set", game, Some(at_ms)).await
+}
+
+pub(super) async fn set_match(s: &RedisStore, game: &GameId, at_ms: u64) -> StoreResult<()> {
+    date(s, "match", game, Some(at_ms)).await
+}
+
+pub(super) async fn clear_match(s: &RedisStore, game: &GameId) -> StoreResult<()> {
+    date(s, "matched", game, None).await
+}
+
+/// Sets (`set`, `match`) or removes (`matched`) one of a game's dates.
+async fn date(s: &RedisStore, mode: &str, game: &GameId, at_ms: Option<u64>) -> StoreResult<()> {
     let mut handle = s.handle().await?;
     let mut inv = SCRIPTS.deadline.prepare_invoke();
-    inv.key(s.keys.deadlines())
-        .arg("set")
-        .arg(game.as_str())
-        .arg(at_ms);
+    inv.key(s.keys.deadlines()).arg(mode).arg(game.as_str());
+    if let Some(at) = at_ms {
+        inv.arg(at);
+    }
     let _: i64 = s
         .call("deadline", handle.generation, inv.invoke_async(&mut handle))
         .await?;

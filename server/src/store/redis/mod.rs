@@ -314,6 +314,14 @@ impl Store for RedisStore {
         deadlines::set(self, game, at_ms).await
     }
 
+    async fn set_match_clock(&self, game: &GameId, at_ms: u64) -> StoreResult<()> {
+        deadlines::set_match(self, game, at_ms).await
+    }
+
+    async fn clear_match_clock(&self, game: &GameId) -> StoreResult<()> {
+        deadlines::clear_match(self, game).await
+    }
+
     async fn due_deadlines(&self, max: usize) -> StoreResult<(u64, Vec<(GameId, u64)>)> {
         deadlines::due(self, max).await
     }
