@@ -89,8 +89,9 @@ pub struct LoadgenArgs {
     /// or a bare number of seconds.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub duration: Duration,
-    /// Mean delay before each move, in milliseconds, drawn uniformly from half to one and a
-    /// half times this (0: move as soon as it is our turn).
+    /// Mean delay before each move (and, in play mode, before asking for a rematch), in
+    /// milliseconds, drawn uniformly from half to one and a half times this (0: move as soon
+    /// as it is our turn).
     #[arg(long, default_value_t = 100)]
     pub think_ms: u64,
     /// Open at most this many connections per second (`--ramp` alone: 1000/s), so bursts

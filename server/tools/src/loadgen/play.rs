@@ -36,7 +36,7 @@ struct Player {
     /// The version our last move produced (predicted until its ack says). Until our board
     /// shows it, the board is older than our move and would still say it is our turn.
     moved_to: u64,
-    /// When to send our next move.
+    /// When to send our next move (or, once the round is over, our rematch request).
     move_at: Option<Instant>,
     /// The round we last asked a rematch for.
     rematch_round: u32,
@@ -126,17 +126,40 @@ impl Player {
                     && self.rematch_round != self.state.round =>
             {
                 self.rematch_round = self.state.round;
-                let req = self.req();
-                let msg = ClientMsg::Rematch {
-                    req: Some(req),
-                    game: table.game.clone(),
-                };
-                conn::send(&mut self.ws, &msg).await?;
+                // A person takes a moment to ask for the next round too. Asking at once made
+                // both players' requests cross within a round trip in most rounds, each such
+                // pair costing the server a compare-and-set retry no person would cause.
+                // Open mode's schedule paces moves only.
+                if table.think.is_zero() || table.schedule.is_some() {
+                    return self.send_rematch(table).await;
+                }
+                self.move_at = Some(Instant::now() + jittered(table.think, &mut table.rng));
             }
             Status::Aborted => return Err(Failure::transport("game_aborted")),
             _ => {}
         }
         Ok(())
+    }
+
+    /// Its time came: the move, or the rematch request it was thinking about.
+    async fn act(&mut self, table: &mut Table) -> Result<(), Failure> {
+        if self.state.status == Status::Finished {
+            self.move_at = None;
+            return self.send_rematch(table).await;
+        }
+        self.send_move(table).await
+    }
+
+    async fn send_rematch(&mut self, table: &mut Table) -> Result<(), Failure> {
+        if *self.state.rematch.get(self.mark) {
+            return Ok(());
+        }
+        let req = self.req();
+        let msg = ClientMsg::Rematch {
+            req: Some(req),
+            game: table.game.clone(),
+        };
+        conn::send(&mut self.ws, &msg).await
     }
 
     async fn send_move(&mut self, table: &mut Table) -> Result<(), Failure> {
@@ -388,10 +411,10 @@ async fn play(ctx: &Ctx, table: &mut Table, x: &mut Player, o: &mut Player) -> R
             item = x.ws.next() => x.on_frame(ctx, table, item).await?,
             item = o.ws.next() => o.on_frame(ctx, table, item).await?,
             _ = tokio::time::sleep_until(x_due.unwrap_or(stalled_at)), if x_due.is_some() => {
-                x.send_move(table).await?;
+                x.act(table).await?;
             }
             _ = tokio::time::sleep_until(o_due.unwrap_or(stalled_at)), if o_due.is_some() => {
-                o.send_move(table).await?;
+                o.act(table).await?;
             }
             _ = tokio::time::sleep_until(stalled_at) => {
                 return Err(Failure::transport("stalled"));
