@@ -39,7 +39,7 @@ pub async fn run(app: Arc<App>, stop: CancellationToken) {
             Ok(_) => {
                 last_ok = Instant::now();
                 silent_probes = 0;
-                if app.redis_lost.send_replace(false) {
+                if app.set_redis_lost(false) {
                     tracing::info!("Redis answers again: accepting connections");
                 }
             }
@@ -58,7 +58,7 @@ pub async fn run(app: Arc<App>, stop: CancellationToken) {
                 // send every client elsewhere because of a burst (thousands of connections
                 // arriving at once did exactly that).
                 if unreachable(last_ok, app.store.last_answer(), lost_after, Instant::now())
-                    && !app.redis_lost.send_replace(true)
+                    && app.set_redis_lost(true)
                 {
                     metrics::counter!("redis_lost_total").increment(1);
                     tracing::warn!(
@@ -89,6 +89,44 @@ fn unreachable(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
+    use crate::store::memory::MemoryStore;
+    use crate::store::{Keys, StoreLimits};
+
+    /// Every connection waits on the flag: a probe that only confirms what it says must not
+    /// wake them (it did, twice a second, and each time every connection's task ran).
+    #[tokio::test(start_paused = true)]
+    async fn probes_that_find_redis_as_before_wake_no_connection() {
+        let store = Arc::new(MemoryStore::new(Keys::new("t:"), StoreLimits::default()));
+        let config = Config {
+            redis_lost: Duration::from_millis(600),
+            ..Config::default()
+        };
+        let app = Arc::new(App::new(
+            config,
+            store,
+            "i".into(),
+            "i-1".into(),
+            CancellationToken::new(),
+        ));
+        let stop = CancellationToken::new();
+        let bus = tokio::spawn(app.hub.clone().run_bus(
+            app.store.bus(),
+            app.config.redis_probe_every(),
+            stop.clone(),
+        ));
+        let mut connection = app.redis_lost.subscribe();
+        let watchdog = tokio::spawn(run(app.clone(), stop.clone()));
+        // Twenty probes' worth, each answered.
+        tokio::time::sleep(app.config.redis_probe_every() * 20).await;
+        assert!(!app.is_redis_lost());
+        assert!(
+            !connection.has_changed().unwrap(),
+            "a probe woke the connections"
+        );
+        stop.cancel();
+        let _ = tokio::join!(bus, watchdog);
+    }
 
     #[test]
     fn a_redis_that_answers_commands_is_busy_not_unreachable() {
