@@ -174,8 +174,14 @@ impl<S: Transport> Connection<S> {
         kill: &CancellationToken,
         keepalive: &mut Keepalive,
     ) -> Closing {
-        let shutdown = self.app.shutdown.clone();
+        // Made once, not on every turn: each of these registers with its notifier when first
+        // polled and leaves it when dropped, a lock each way, and a turn that made them anew
+        // (a `select!` arm's future lives for one turn) paid that for every frame and event.
+        let shutdown = self.app.shutdown.clone().cancelled_owned();
+        let killed = kill.cancelled();
         let mut redis_lost = self.app.redis_lost.subscribe();
+        let lost = async move { drop(redis_lost.wait_for(|lost| *lost).await) };
+        tokio::pin!(shutdown, killed, lost);
         loop {
             // Biased, and the queue before the socket: `select!` otherwise starts at a random
             // branch but then polls in order, so a client with requests always waiting would
@@ -183,14 +189,14 @@ impl<S: Transport> Connection<S> {
             // Requests wait instead; they are rate-limited anyway.
             let step = tokio::select! {
                 biased;
-                _ = shutdown.cancelled() => {
+                _ = &mut shutdown => {
                     Err(Closing::Close(close::SERVICE_RESTART, "server restarting: reconnect"))
                 }
-                _ = kill.cancelled() => {
+                _ = &mut killed => {
                     Err(Closing::Close(close::SLOW_CONSUMER, "too slow: outbound queue full"))
                 }
                 // Another instance can serve this client; this one cannot until Redis is back.
-                _ = async { drop(redis_lost.wait_for(|lost| *lost).await) } => {
+                _ = &mut lost => {
                     Err(Closing::Close(close::SERVICE_RESTART, "instance lost Redis: reconnect"))
                 }
                 // The handlers are boxed: their state then exists only while a message is
