@@ -21,6 +21,20 @@ use tokio_util::task::TaskTracker;
 /// the per-IP limits altogether. Bounded: cleared when it grows past this many addresses.
 const FALLBACK_IPS: usize = 10_000;
 
+/// Which of a game's two due dates (see [`crate::store::Store::set_deadline`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DueDate {
+    /// The game's own: forfeit clocks, the computer's steps, round recordings.
+    Own,
+    /// Its match-confirmation date.
+    Match,
+}
+
+/// Due dates that could not be written are kept for the housekeeping task up to this many;
+/// past it, Redis has been away for long enough that this instance sends its clients
+/// elsewhere, and the sweep of its lease starts the clocks that matter again.
+pub const UNWRITTEN_DATES_MAX: usize = 65_536;
+
 /// A presence decrement that could not reach the store, retried by the housekeeping task.
 #[derive(Clone, Debug)]
 pub struct PendingLeave {
@@ -54,6 +68,10 @@ pub struct App {
     pub trusted_proxies: Vec<IpAddr>,
     /// Presence decrements to retry.
     pub pending_leaves: Mutex<Vec<PendingLeave>>,
+    /// Due dates the store did not take (Redis did not answer), the earliest per game and
+    /// kind, written again by the housekeeping task: a player who left while Redis stalled
+    /// would otherwise be away with no clock, and the game would wait for them for ever.
+    pub unwritten_dates: Mutex<std::collections::HashMap<(GameId, DueDate), u64>>,
     /// How many times this instance's lease was registered anew after being swept: presence
     /// decrements deferred under an earlier registration are void.
     pub lease_epoch: AtomicU64,
@@ -110,6 +128,7 @@ impl App {
             connections: TaskTracker::new(),
             match_queue: DashMap::new(),
             pending_leaves: Mutex::new(Vec::new()),
+            unwritten_dates: Mutex::new(std::collections::HashMap::new()),
             lease_epoch: AtomicU64::new(0),
             redis_lost: tokio::sync::watch::Sender::new(false),
             move_counters: crate::telemetry::MoveCounters::new(),

@@ -1,6 +1,6 @@
 //! Background duties every instance shares, none of which belongs to any one instance: lease
 //! heartbeats, sweeping dead instances' presence, firing due deadlines (forfeits, match
-//! aborts), retrying deferred presence updates, keeping quick-match tickets fresh and pushing
+//! aborts), retrying deferred presence updates and due dates, keeping quick-match tickets fresh and pushing
 //! lobby changes to watchers.
 
 //!
@@ -64,6 +64,7 @@ pub async fn run(app: Arc<App>, stop: CancellationToken) {
             refresh_tickets(&app, &mut ticket_misses).await;
         }
         leases::retry_leaves(&app).await;
+        deadlines::retry_unwritten_dates(&app).await;
         // An outage of Redis (a failover, say) lets every lease lapse, the living instances'
         // too. Sweeping right after it would show their players as gone and start forfeit
         // clocks; one lease period of working heartbeats first gives every living instance

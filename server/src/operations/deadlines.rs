@@ -4,8 +4,8 @@
 use super::computer;
 use super::games::{Actor, SYSTEM, apply, conceding};
 use super::{Done, OpError};
-use crate::app::{App, wall_ms};
-use crate::store::{PresenceChange, SeatCheck, SeatsView};
+use crate::app::{App, DueDate, UNWRITTEN_DATES_MAX, wall_ms};
+use crate::store::{PresenceChange, SeatCheck, SeatsView, StoreResult};
 use tictactoe_protocol::ServerMsg;
 use tictactoe_protocol::ids::GameId;
 use tictactoe_rules::{EndReason, Mark, RuleError, Status};
@@ -160,9 +160,74 @@ pub async fn start_forfeit_clock(app: &App, game: &GameId, change: &PresenceChan
 /// Starts `game`'s forfeit clock: a player of it went and must be back within the grace.
 pub(super) async fn forfeit_clock(app: &App, game: &GameId) {
     let at = wall_ms() + app.config.forfeit_grace.as_millis() as u64;
-    if let Err(e) = app.store.set_deadline(game, at).await {
-        tracing::warn!(%game, error = %e, "could not start the forfeit clock");
+    if let Err(e) = write_date(app, game, DueDate::Own, at).await {
+        tracing::warn!(%game, error = %e, "forfeit clock not started yet; will retry");
     }
+}
+
+/// Writes one of `game`'s due dates; one the store does not take is kept and written again by
+/// [`retry_unwritten_dates`] (the earlier date wins, as in the store).
+pub(super) async fn write_date(
+    app: &App,
+    game: &GameId,
+    kind: DueDate,
+    at: u64,
+) -> StoreResult<()> {
+    let written = set_date(app, game, kind, at).await;
+    if written.is_err() {
+        keep_unwritten(app, game.clone(), kind, at);
+    }
+    written
+}
+
+async fn set_date(app: &App, game: &GameId, kind: DueDate, at: u64) -> StoreResult<()> {
+    match kind {
+        DueDate::Own => app.store.set_deadline(game, at).await,
+        DueDate::Match => app.store.set_match_clock(game, at).await,
+    }
+}
+
+fn keep_unwritten(app: &App, game: GameId, kind: DueDate, at: u64) {
+    let mut unwritten = app
+        .unwritten_dates
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    if let Some(kept) = unwritten.get_mut(&(game.clone(), kind)) {
+        *kept = (*kept).min(at);
+    } else if unwritten.len() < UNWRITTEN_DATES_MAX {
+        unwritten.insert((game, kind), at);
+    } else {
+        metrics::counter!("deadlines_dropped_total").increment(1);
+    }
+    metrics::gauge!("deadlines_unwritten").set(unwritten.len() as f64);
+}
+
+/// Writes again the due dates the store did not take. Stops at the first failure: Redis is
+/// not answering, and the rest waits for the next tick rather than each for its own timeout.
+pub async fn retry_unwritten_dates(app: &App) {
+    let pending: Vec<((GameId, DueDate), u64)> = std::mem::take(
+        &mut *app
+            .unwritten_dates
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()),
+    )
+    .into_iter()
+    .collect();
+    let mut pending = pending.into_iter();
+    while let Some(((game, kind), at)) = pending.next() {
+        if set_date(app, &game, kind, at).await.is_err() {
+            keep_unwritten(app, game, kind, at);
+            for ((game, kind), at) in pending.by_ref() {
+                keep_unwritten(app, game, kind, at);
+            }
+        }
+    }
+    let left = app
+        .unwritten_dates
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .len();
+    metrics::gauge!("deadlines_unwritten").set(left as f64);
 }
 
 /// Resolves up to `max` deadlines that are due, whichever instance set them.
@@ -184,7 +249,13 @@ pub async fn fire_due(app: &App, max: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
+    use crate::store::memory::MemoryStore;
+    use crate::store::{Keys, Store, StoreLimits};
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
     use tictactoe_rules::{GameState, Seats};
+    use tokio_util::sync::CancellationToken;
 
     fn view(
         present: (bool, bool),
@@ -212,6 +283,64 @@ mod tests {
 
     const GRACE: u64 = 30_000;
     const CONFIRM: u64 = 10_000;
+
+    /// An instance on a memory store whose due-date writes can be made to fail.
+    fn on_memory(forfeit_grace: std::time::Duration) -> (Arc<MemoryStore>, App, GameId) {
+        let store = Arc::new(MemoryStore::new(Keys::new("t:"), StoreLimits::default()));
+        let config = Config {
+            forfeit_grace,
+            ..Config::default()
+        };
+        let app = App::new(
+            config,
+            store.clone(),
+            "i".into(),
+            "i-1".into(),
+            CancellationToken::new(),
+        );
+        (store, app, GameId::try_from("g1".to_string()).unwrap())
+    }
+
+    async fn due(store: &MemoryStore) -> Vec<(GameId, u64)> {
+        store.due_deadlines(10).await.unwrap().1
+    }
+
+    #[tokio::test]
+    async fn a_forfeit_clock_redis_did_not_take_is_started_by_a_later_tick() {
+        let (store, app, game) = on_memory(std::time::Duration::ZERO);
+        let before = wall_ms();
+        store.failing_dates.store(1, Ordering::SeqCst);
+        forfeit_clock(&app, &game).await;
+        assert!(due(&store).await.is_empty());
+        // Redis still away at the next tick: the date stays pending.
+        store.failing_dates.store(1, Ordering::SeqCst);
+        retry_unwritten_dates(&app).await;
+        assert!(due(&store).await.is_empty());
+        retry_unwritten_dates(&app).await;
+        let due = due(&store).await;
+        assert_eq!(due.len(), 1, "{due:?}");
+        assert_eq!(due[0].0, game);
+        // The clock runs from when the player left, not from when it was written.
+        assert!(due[0].1 >= before && due[0].1 <= wall_ms(), "{due:?}");
+        assert!(app.unwritten_dates.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_unwritten_date_keeps_the_earliest_of_its_kind() {
+        let (store, app, game) = on_memory(std::time::Duration::ZERO);
+        store.failing_dates.store(3, Ordering::SeqCst);
+        for (kind, at) in [
+            (DueDate::Match, 500),
+            (DueDate::Match, 300),
+            (DueDate::Own, 700),
+        ] {
+            assert!(write_date(&app, &game, kind, at).await.is_err());
+        }
+        retry_unwritten_dates(&app).await;
+        let mut dates: Vec<u64> = due(&store).await.into_iter().map(|(_, at)| at).collect();
+        dates.sort_unstable();
+        assert_eq!(dates, [300, 700]);
+    }
 
     #[test]
     fn both_present_clears() {

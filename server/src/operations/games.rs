@@ -6,7 +6,7 @@
 use super::computer;
 use super::lobby::{lobby_change, update_lobby};
 use super::{Done, OpError};
-use crate::app::App;
+use crate::app::{App, DueDate};
 use crate::ratelimit::{Decision, Rule};
 use crate::store::{
     Applied, Creation, Hold, Missed, SeatCheck, Store, StoreError, StoredGame, Transition,
@@ -306,7 +306,7 @@ async fn start_clocks(app: &App, game: &GameId) {
         match app.store.inspect_seats(game).await? {
             Some(view) => {
                 let at = view.now_ms + app.config.match_confirm.as_millis() as u64;
-                app.store.set_match_clock(game, at).await
+                super::deadlines::write_date(app, game, DueDate::Match, at).await
             }
             None => Ok(()),
         }

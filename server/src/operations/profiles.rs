@@ -7,7 +7,7 @@
 //! one died in between), and a rematch before it starts the next round.
 
 use super::OpError;
-use crate::app::{App, wall_ms};
+use crate::app::{App, DueDate, wall_ms};
 use crate::ratelimit::{Decision, Rule};
 use crate::recovery_code::RecoveryCode;
 use crate::session::SessionToken;
@@ -308,8 +308,8 @@ pub async fn guard_round_end(app: &App, game: &GameId, before: &GameState, after
         return;
     }
     let at = wall_ms() + RECORD_GUARD.as_millis() as u64;
-    if let Err(e) = app.store.set_deadline(game, at).await {
-        tracing::warn!(%game, error = %e, "could not guard the round's recording");
+    if let Err(e) = super::deadlines::write_date(app, game, DueDate::Own, at).await {
+        tracing::warn!(%game, error = %e, "round's recording not guarded yet; will retry");
     }
 }
 

@@ -125,6 +125,9 @@ pub struct MemoryStore {
     limits: StoreLimits,
     inner: Mutex<Inner>,
     bus: Arc<MemoryBus>,
+    /// Tests: how many of the next due-date writes fail, as when Redis does not answer.
+    #[cfg(test)]
+    pub(crate) failing_dates: std::sync::atomic::AtomicU32,
 }
 
 impl MemoryStore {
@@ -135,6 +138,21 @@ impl MemoryStore {
             limits,
             inner: Mutex::new(Inner::default()),
             bus: Arc::new(MemoryBus { tx }),
+            #[cfg(test)]
+            failing_dates: std::sync::atomic::AtomicU32::new(0),
+        }
+    }
+
+    /// Tests: whether this due-date write is one of those made to fail.
+    #[cfg(test)]
+    fn date_write_fails(&self) -> StoreResult<()> {
+        use std::sync::atomic::Ordering;
+        match self
+            .failing_dates
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        {
+            Ok(_) => Err(crate::store::StoreError::Unavailable("made to fail".into())),
+            Err(_) => Ok(()),
         }
     }
 
@@ -356,10 +374,14 @@ impl Store for MemoryStore {
     }
 
     async fn set_deadline(&self, game: &GameId, at_ms: u64) -> StoreResult<()> {
+        #[cfg(test)]
+        self.date_write_fails()?;
         deadlines::set_deadline(self, game, at_ms)
     }
 
     async fn set_match_clock(&self, game: &GameId, at_ms: u64) -> StoreResult<()> {
+        #[cfg(test)]
+        self.date_write_fails()?;
         deadlines::set_match_clock(self, game, at_ms)
     }
 
