@@ -23,7 +23,7 @@ pub async fn run(app: Arc<App>, stop: CancellationToken) {
         .min(app.config.redis_timeout)
         .min(lost_after / 2);
     let mut last_ok = Instant::now();
-    let mut silent_probes = 0u32;
+    let mut silence = Silence::default();
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -38,21 +38,15 @@ pub async fn run(app: Arc<App>, stop: CancellationToken) {
         match probe {
             Ok(_) => {
                 last_ok = Instant::now();
-                silent_probes = 0;
+                silence.echoed(app.hub.late_echoes());
                 if app.set_redis_lost(false) {
                     tracing::info!("Redis answers again: accepting connections");
                 }
             }
             Err(e) => {
                 tracing::debug!(error = %e, "Redis probe failed");
-                // Two in a row: one late echo is what a busy Redis or a burst of subscriptions
-                // looks like, and a new bus connection makes every local client catch up.
-                if matches!(e, HubError::NoEcho) {
-                    silent_probes += 1;
-                    if silent_probes >= 2 {
-                        silent_probes = 0;
-                        app.hub.renew_bus();
-                    }
+                if matches!(e, HubError::NoEcho) && silence.no_echo(app.hub.late_echoes()) {
+                    app.hub.renew_bus();
                 }
                 // Redis answering other commands is busy, not gone: giving up on it would
                 // send every client elsewhere because of a burst (thousands of connections
@@ -71,6 +65,40 @@ pub async fn run(app: Arc<App>, stop: CancellationToken) {
             }
         }
         metrics::gauge!("redis_lost").set(if app.is_redis_lost() { 1.0 } else { 0.0 });
+    }
+}
+
+/// When a bus that does not echo its probes counts as one that stopped delivering: two probes
+/// in a row given up on, with no earlier one coming back late in between. One late echo is
+/// what a busy Redis or a burst of subscriptions looks like; an instance busy with thousands
+/// of arrivals reads every message late, its probes' too; and a new bus connection makes every
+/// local client catch up, which only adds to that load.
+#[derive(Debug, Default)]
+struct Silence {
+    silent_probes: u32,
+    late_echoes_seen: u64,
+}
+
+impl Silence {
+    fn echoed(&mut self, late_echoes: u64) {
+        self.silent_probes = 0;
+        self.late_echoes_seen = late_echoes;
+    }
+
+    /// A probe was given up on; `late_echoes` is the hub's count of probes that came back
+    /// after that. True: replace the bus.
+    fn no_echo(&mut self, late_echoes: u64) -> bool {
+        if late_echoes != self.late_echoes_seen {
+            // Something given up on came back since: the bus delivers, late.
+            self.late_echoes_seen = late_echoes;
+            self.silent_probes = 0;
+        }
+        self.silent_probes += 1;
+        if self.silent_probes >= 2 {
+            self.silent_probes = 0;
+            return true;
+        }
+        false
     }
 }
 
@@ -93,10 +121,29 @@ mod tests {
     use crate::store::memory::MemoryStore;
     use crate::store::{Keys, StoreLimits};
 
-    /// Every connection waits on the flag: a probe that only confirms what it says must not
-    /// wake them (it did, twice a second, and each time every connection's task ran).
     #[tokio::test(start_paused = true)]
-    async fn probes_that_find_redis_as_before_wake_no_connection() {
+    async fn a_probe_that_comes_back_after_it_was_given_up_on_counts_as_late() {
+        let (app, stop, bus) = on_memory();
+        while app
+            .hub
+            .probe(app.store.as_ref(), Duration::from_secs(1))
+            .await
+            .is_err()
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(app.hub.late_echoes(), 0);
+        // Given up on before the bus task could read it.
+        let given_up = app.hub.probe(app.store.as_ref(), Duration::ZERO).await;
+        assert!(matches!(given_up, Err(HubError::NoEcho)), "{given_up:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(app.hub.late_echoes(), 1);
+        stop.cancel();
+        let _ = bus.await;
+    }
+
+    /// An instance on a memory store, with its bus running.
+    fn on_memory() -> (Arc<App>, CancellationToken, tokio::task::JoinHandle<()>) {
         let store = Arc::new(MemoryStore::new(Keys::new("t:"), StoreLimits::default()));
         let config = Config {
             redis_lost: Duration::from_millis(600),
@@ -115,7 +162,15 @@ mod tests {
             app.config.redis_probe_every(),
             stop.clone(),
         ));
-        let mut connection = app.redis_lost.subscribe();
+        (app, stop, bus)
+    }
+
+    /// Every connection waits on the flag: a probe that only confirms what it says must not
+    /// wake them (it did, twice a second, and each time every connection's task ran).
+    #[tokio::test(start_paused = true)]
+    async fn probes_that_find_redis_as_before_wake_no_connection() {
+        let (app, stop, bus) = on_memory();
+        let connection = app.redis_lost.subscribe();
         let watchdog = tokio::spawn(run(app.clone(), stop.clone()));
         // Twenty probes' worth, each answered.
         tokio::time::sleep(app.config.redis_probe_every() * 20).await;
@@ -126,6 +181,26 @@ mod tests {
         );
         stop.cancel();
         let _ = tokio::join!(bus, watchdog);
+    }
+
+    #[test]
+    fn a_bus_is_replaced_after_two_silent_probes_with_no_late_echo_between() {
+        let mut s = Silence::default();
+        // A hung connection: nothing comes back.
+        assert!(!s.no_echo(0));
+        assert!(s.no_echo(0));
+        // An answered probe starts the count again.
+        assert!(!s.no_echo(0));
+        s.echoed(0);
+        assert!(!s.no_echo(0));
+        assert!(s.no_echo(0));
+        // A busy instance: each probe is given up on, but the one before came back late.
+        assert!(!s.no_echo(0));
+        assert!(!s.no_echo(1));
+        assert!(!s.no_echo(2));
+        assert!(!s.no_echo(3));
+        // The late echoes stop: the next silent probe is the second in a row with none.
+        assert!(s.no_echo(3));
     }
 
     #[test]

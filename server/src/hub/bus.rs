@@ -13,6 +13,10 @@ use tictactoe_protocol::backoff::Backoff;
 use tictactoe_protocol::ids::GameId;
 use tokio_util::sync::CancellationToken;
 
+/// Channels per SUBSCRIBE or UNSUBSCRIBE: enough that a burst of new games costs a few round
+/// trips, few enough that one command's confirmations stay a bounded read.
+const SUBSCRIBE_BATCH: usize = 512;
+
 /// After a reconnect, every local connection catches up once more this long after the first
 /// time: a write that was in flight during the outage (a move queued by the Redis client
 /// while a failover went on, or one the replicas had not confirmed) can land in the log after
@@ -133,7 +137,7 @@ impl Hub {
             channels.push(self.lobby_channel.clone());
         }
         channels.extend(games.iter().map(|g| self.keys.game_channel(g)));
-        for batch in channels.chunks(512) {
+        for batch in channels.chunks(SUBSCRIBE_BATCH) {
             if let Err(e) = sink.subscribe(batch).await {
                 tracing::warn!(error = %e, "pub/sub subscribe failed");
                 return BusExit::Lost;
@@ -183,26 +187,49 @@ impl Hub {
                 // A new watcher lists the lobby once this says so: it misses nothing.
                 self.set_lobby_ready(lobby_subscribed);
             }
+            // Every change waiting goes in as few commands as it takes: while this task waits
+            // for a (un)subscription's answer it dispatches nothing, not even the watchdog's
+            // probes, and a burst of arrivals (another instance's players resuming here) once
+            // queued thousands of games, one round trip each, long enough for the watchdog to
+            // think the bus dead and replace it, after which every game here caught up.
+            let (mut join, mut part) = (Vec::new(), Vec::new());
             for game in self.take_pending() {
                 let wanted = self.topics.contains_key(&game);
-                let channel = [self.keys.game_channel(&game)];
                 if wanted && !subscribed.contains(&game) {
-                    if let Err(e) = sink.subscribe(&channel).await {
-                        tracing::warn!(error = %e, "pub/sub subscribe failed");
-                        self.request_sync(&game);
-                        return BusExit::Lost;
-                    }
-                    subscribed.insert(game.clone());
+                    join.push(game);
                 } else if !wanted && subscribed.contains(&game) {
-                    if let Err(e) = sink.unsubscribe(&channel).await {
-                        tracing::warn!(error = %e, "pub/sub unsubscribe failed");
-                        return BusExit::Lost;
-                    }
-                    subscribed.remove(&game);
-                }
-                if wanted {
+                    part.push(game);
+                } else if wanted {
                     self.set_ready(&game, true);
                 }
+            }
+            for (i, batch) in join.chunks(SUBSCRIBE_BATCH).enumerate() {
+                let channels: Vec<String> =
+                    batch.iter().map(|g| self.keys.game_channel(g)).collect();
+                if let Err(e) = sink.subscribe(&channels).await {
+                    tracing::warn!(error = %e, "pub/sub subscribe failed");
+                    for game in &join[i * SUBSCRIBE_BATCH..] {
+                        self.request_sync(game);
+                    }
+                    return BusExit::Lost;
+                }
+                for game in batch {
+                    subscribed.insert(game.clone());
+                    self.set_ready(game, true);
+                }
+            }
+            for batch in part.chunks(SUBSCRIBE_BATCH) {
+                let channels: Vec<String> =
+                    batch.iter().map(|g| self.keys.game_channel(g)).collect();
+                if let Err(e) = sink.unsubscribe(&channels).await {
+                    tracing::warn!(error = %e, "pub/sub unsubscribe failed");
+                    return BusExit::Lost;
+                }
+                for game in batch {
+                    subscribed.remove(game);
+                }
+            }
+            if !join.is_empty() || !part.is_empty() {
                 metrics::gauge!("pubsub_subscriptions").set(subscribed.len() as f64);
             }
             tokio::select! {
@@ -347,6 +374,59 @@ mod tests {
             Some(HubError::Unavailable.to_string()),
             "no bus, no lobby"
         );
+    }
+
+    /// Records how many channels each SUBSCRIBE carries; each takes a round trip's time.
+    #[derive(Clone, Default)]
+    struct SlowSink(Arc<std::sync::Mutex<Vec<usize>>>);
+
+    #[async_trait::async_trait]
+    impl BusSink for SlowSink {
+        async fn subscribe(&mut self, channels: &[String]) -> StoreResult<()> {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            self.0.lock().unwrap().push(channels.len());
+            Ok(())
+        }
+        async fn unsubscribe(&mut self, _: &[String]) -> StoreResult<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_of_new_games_is_subscribed_in_a_few_commands() {
+        let hub = Arc::new(Hub::new(
+            Keys::new("t:"),
+            "lease",
+            Duration::from_millis(100),
+        ));
+        let sink = SlowSink::default();
+        let (stop, served) = serve(&hub, Box::new(sink.clone()), false);
+        let joins: Vec<_> = (0..300)
+            .map(|i| {
+                let hub = hub.clone();
+                tokio::spawn(async move {
+                    let game = GameId::try_from(format!("g{i}")).unwrap();
+                    let (tx, _rx) = mpsc::channel(8);
+                    let sub = Subscriber {
+                        conn: i,
+                        mailbox: Mailbox::new(tx, CancellationToken::new()),
+                        player: PlayerId::try_from(format!("p{i}")).unwrap(),
+                        role: Role::X,
+                        sent: Sent::default(),
+                    };
+                    hub.join(&game, sub, Duration::from_secs(5)).await
+                })
+            })
+            .collect();
+        for join in joins {
+            join.await.unwrap().expect("joined once subscribed");
+        }
+        let calls = sink.0.lock().unwrap().clone();
+        // The instance's own channel, then the 300 games.
+        assert_eq!(calls.iter().sum::<usize>(), 301, "{calls:?}");
+        assert!(calls.len() <= 3, "one command per game: {calls:?}");
+        stop.cancel();
+        assert_eq!(served.await.unwrap(), BusExit::Shutdown);
     }
 
     fn catch_ups(rx: &mut mpsc::Receiver<Outbound>) -> usize {

@@ -4,10 +4,14 @@
 use super::{ConnId, Hub, HubError, Outbound};
 use crate::store::{Store, StoreError};
 use serde::{Deserialize, Serialize};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tictactoe_protocol::ids::GameId;
 use tictactoe_rules::Mark;
 use tokio::sync::oneshot;
+
+/// Probes given up on that are still recognised if they come back.
+pub(super) const LATE_PROBES_KEPT: usize = 8;
 
 /// Messages on an instance's own channel.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -38,6 +42,9 @@ impl Hub {
             Ok(InstanceMsg::Probe { nonce }) => {
                 if let Some((_, tx)) = self.probes.remove(&nonce) {
                     let _ = tx.send(());
+                } else if self.forget_late_probe(nonce) {
+                    self.late_echoes.fetch_add(1, Ordering::Relaxed);
+                    metrics::counter!("pubsub_late_echoes_total").increment(1);
                 }
             }
             Err(e) => tracing::debug!(error = %e, "malformed instance message"),
@@ -65,9 +72,35 @@ impl Hub {
         }
         .await;
         self.probes.remove(&nonce);
-        if let Ok(lag) = result {
-            metrics::histogram!("pubsub_lag_seconds").record(lag.as_secs_f64());
+        match &result {
+            Ok(lag) => metrics::histogram!("pubsub_lag_seconds").record(lag.as_secs_f64()),
+            Err(HubError::NoEcho) => self.keep_late_probe(nonce),
+            Err(_) => {}
         }
         result
+    }
+
+    /// How many probes came back after they were given up on, since the start: a bus that
+    /// delivers them is working, however late (an instance busy with thousands of arrivals
+    /// reads its messages late, and replacing its bus then only adds a catch-up of every
+    /// local game to the load).
+    pub fn late_echoes(&self) -> u64 {
+        self.late_echoes.load(Ordering::Relaxed)
+    }
+
+    fn keep_late_probe(&self, nonce: u64) {
+        let mut late = self.late_probes.lock().unwrap_or_else(|p| p.into_inner());
+        if late.len() == LATE_PROBES_KEPT {
+            late.pop_front();
+        }
+        late.push_back(nonce);
+    }
+
+    fn forget_late_probe(&self, nonce: u64) -> bool {
+        let mut late = self.late_probes.lock().unwrap_or_else(|p| p.into_inner());
+        match late.iter().position(|n| *n == nonce) {
+            Some(i) => late.remove(i).is_some(),
+            None => false,
+        }
     }
 }

@@ -26,8 +26,8 @@ pub use topic::{Sent, Subscriber};
 use crate::store::{BusMessage, Keys, StoreError};
 use axum::extract::ws::Utf8Bytes;
 use dashmap::DashMap;
-use std::collections::HashSet;
-use std::sync::atomic::AtomicBool;
+use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tictactoe_protocol::ids::{GameId, PlayerId};
@@ -73,6 +73,10 @@ pub struct Hub {
     /// Asks the bus task to drop its connection and make a new one.
     renew_bus: Notify,
     probes: DashMap<u64, oneshot::Sender<()>>,
+    /// Probes that were given up on, newest last (at most `instance::LATE_PROBES_KEPT`): one that
+    /// still comes back shows a bus that delivers, only late.
+    late_probes: Mutex<VecDeque<u64>>,
+    late_echoes: AtomicU64,
 }
 
 impl Hub {
@@ -94,6 +98,8 @@ impl Hub {
             wake: Notify::new(),
             renew_bus: Notify::new(),
             probes: DashMap::new(),
+            late_probes: Mutex::new(VecDeque::new()),
+            late_echoes: AtomicU64::new(0),
         }
     }
 
