@@ -3,8 +3,9 @@
 //! connection catch up.
 
 use super::{Hub, Outbound};
-use crate::store::{Bus, BusLink};
+use crate::store::{Bus, BusLink, BusMessage, StoreError, StoreResult};
 use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -116,6 +117,31 @@ impl Hub {
         }
     }
 
+    /// Runs one (un)subscription of games, dispatching what arrives meanwhile: on a Cluster
+    /// each channel is a round trip of its own (its slot decides the node), and thousands of
+    /// them must not hold up every other message. A message of a game still being subscribed
+    /// was published after Redis took the subscription, and reaches only connections waiting
+    /// to join the game: they read it once their join is done, after their snapshot (read once
+    /// the subscription is confirmed), which it follows or which already holds it (dropped by
+    /// its version). A lost connection ends the stream: `Unavailable` then.
+    async fn dispatching(
+        &self,
+        op: impl std::future::Future<Output = StoreResult<()>>,
+        messages: &mut BoxStream<'static, BusMessage>,
+    ) -> StoreResult<()> {
+        tokio::pin!(op);
+        loop {
+            tokio::select! {
+                biased;
+                done = &mut op => return done,
+                m = messages.next() => match m {
+                    Some(m) => self.dispatch(m),
+                    None => return Err(StoreError::Unavailable("pub/sub connection lost".into())),
+                },
+            }
+        }
+    }
+
     async fn serve_bus(
         &self,
         link: BusLink,
@@ -187,11 +213,11 @@ impl Hub {
                 // A new watcher lists the lobby once this says so: it misses nothing.
                 self.set_lobby_ready(lobby_subscribed);
             }
-            // Every change waiting goes in as few commands as it takes: while this task waits
-            // for a (un)subscription's answer it dispatches nothing, not even the watchdog's
-            // probes, and a burst of arrivals (another instance's players resuming here) once
-            // queued thousands of games, one round trip each, long enough for the watchdog to
-            // think the bus dead and replace it, after which every game here caught up.
+            // Every change waiting goes in as few commands as it takes, and messages are
+            // dispatched while they are on their way: a burst of arrivals (another instance's
+            // players resuming here) once queued thousands of games, one round trip each with
+            // nothing dispatched meanwhile, the watchdog's probes included, long enough for it
+            // to think the bus dead and replace it, after which every game here caught up.
             let (mut join, mut part) = (Vec::new(), Vec::new());
             for game in self.take_pending() {
                 let wanted = self.topics.contains_key(&game);
@@ -206,7 +232,10 @@ impl Hub {
             for (i, batch) in join.chunks(SUBSCRIBE_BATCH).enumerate() {
                 let channels: Vec<String> =
                     batch.iter().map(|g| self.keys.game_channel(g)).collect();
-                if let Err(e) = sink.subscribe(&channels).await {
+                let done = self
+                    .dispatching(sink.subscribe(&channels), &mut messages)
+                    .await;
+                if let Err(e) = done {
                     tracing::warn!(error = %e, "pub/sub subscribe failed");
                     for game in &join[i * SUBSCRIBE_BATCH..] {
                         self.request_sync(game);
@@ -221,7 +250,10 @@ impl Hub {
             for batch in part.chunks(SUBSCRIBE_BATCH) {
                 let channels: Vec<String> =
                     batch.iter().map(|g| self.keys.game_channel(g)).collect();
-                if let Err(e) = sink.unsubscribe(&channels).await {
+                let done = self
+                    .dispatching(sink.unsubscribe(&channels), &mut messages)
+                    .await;
+                if let Err(e) = done {
                     tracing::warn!(error = %e, "pub/sub unsubscribe failed");
                     return BusExit::Lost;
                 }
@@ -427,6 +459,92 @@ mod tests {
         assert!(calls.len() <= 3, "one command per game: {calls:?}");
         stop.cancel();
         assert_eq!(served.await.unwrap(), BusExit::Shutdown);
+    }
+
+    /// Each SUBSCRIBE takes a second.
+    struct VerySlowSink;
+
+    #[async_trait::async_trait]
+    impl BusSink for VerySlowSink {
+        async fn subscribe(&mut self, _: &[String]) -> StoreResult<()> {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            Ok(())
+        }
+        async fn unsubscribe(&mut self, _: &[String]) -> StoreResult<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn messages_are_dispatched_while_games_are_being_subscribed() {
+        let hub = Arc::new(Hub::new(
+            Keys::new("t:"),
+            "lease",
+            Duration::from_millis(100),
+        ));
+        let (feed, messages) = mpsc::unbounded_channel::<BusMessage>();
+        let link = BusLink {
+            sink: Box::new(VerySlowSink),
+            messages: tokio_stream_of(messages),
+        };
+        let stop = CancellationToken::new();
+        let served = tokio::spawn({
+            let (hub, stop) = (hub.clone(), stop.clone());
+            async move {
+                let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
+                hub.serve_bus(link, &stop, false, &mut backoff, Duration::from_secs(3600))
+                    .await
+            }
+        });
+        // Past the instance channel's own (slow) subscription.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let (tx, mut rx) = mpsc::channel(8);
+        hub.register(7, Mailbox::new(tx, CancellationToken::new()));
+        let joining = tokio::spawn({
+            let hub = hub.clone();
+            async move {
+                let (tx, _rx) = mpsc::channel(8);
+                let sub = Subscriber {
+                    conn: 8,
+                    mailbox: Mailbox::new(tx, CancellationToken::new()),
+                    player: PlayerId::try_from("p8".to_string()).unwrap(),
+                    role: Role::X,
+                    sent: Sent::default(),
+                };
+                let game = GameId::try_from("g1".to_string()).unwrap();
+                hub.join(&game, sub, Duration::from_secs(5)).await
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        // While g1's subscription is on its way, a match is announced to connection 7.
+        let found = crate::hub::instance::InstanceMsg::MatchFound {
+            conn: 7,
+            game: GameId::try_from("g2".to_string()).unwrap(),
+            you: tictactoe_rules::Mark::O,
+        };
+        feed.send(BusMessage {
+            channel: hub.instance_channel.clone(),
+            payload: serde_json::to_vec(&found).unwrap().into(),
+        })
+        .unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(
+            !joining.is_finished(),
+            "the subscription is still on its way"
+        );
+        assert!(
+            matches!(rx.try_recv(), Ok(Outbound::Matched { .. })),
+            "the message waited for the subscription"
+        );
+        joining.await.unwrap().expect("joined once subscribed");
+        stop.cancel();
+        assert_eq!(served.await.unwrap(), BusExit::Shutdown);
+    }
+
+    fn tokio_stream_of(
+        mut rx: mpsc::UnboundedReceiver<BusMessage>,
+    ) -> BoxStream<'static, BusMessage> {
+        futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed()
     }
 
     fn catch_ups(rx: &mut mpsc::Receiver<Outbound>) -> usize {

@@ -10,10 +10,14 @@ use crate::store::{Bus, BusLink, BusSink, StoreError, StoreResult};
 use ::redis::cluster_async::ClusterConnection;
 use ::redis::{PushInfo, PushKind};
 use async_trait::async_trait;
+use futures_util::{StreamExt, TryStreamExt};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Duration;
+
+/// Sharded (un)subscriptions in flight at once, on whichever nodes their slots live.
+const CHANNELS_AT_ONCE: usize = 16;
 
 pub struct ClusterBus {
     nodes: Vec<String>,
@@ -84,29 +88,61 @@ impl Bus for ClusterBus {
     }
 }
 
+/// A sharded subscription command.
+#[derive(Clone, Copy)]
+enum Shard {
+    Subscribe,
+    Unsubscribe,
+}
+
+impl Shard {
+    fn name(self) -> &'static str {
+        match self {
+            Shard::Subscribe => "ssubscribe",
+            Shard::Unsubscribe => "sunsubscribe",
+        }
+    }
+}
+
+impl ClusterBusSink {
+    /// One command per channel (channels of different slots live on different nodes), a few
+    /// at a time: a burst of new games is not one round trip after another.
+    async fn each_channel(&self, channels: &[String], command: Shard) -> StoreResult<()> {
+        let op_timeout = self.op_timeout;
+        futures_util::stream::iter(channels.to_vec())
+            .map(|c| {
+                let mut handle = self.handle.clone();
+                async move {
+                    let sent = async {
+                        match command {
+                            Shard::Subscribe => handle.ssubscribe(&c).await,
+                            Shard::Unsubscribe => handle.sunsubscribe(&c).await,
+                        }
+                    };
+                    tokio::time::timeout(op_timeout, sent)
+                        .await
+                        .map_err(|_| {
+                            StoreError::Unavailable(format!("{} timed out", command.name()))
+                        })?
+                        .map_err(classify)
+                }
+            })
+            .buffer_unordered(CHANNELS_AT_ONCE)
+            .try_collect()
+            .await
+    }
+}
+
 #[async_trait]
 impl BusSink for ClusterBusSink {
     async fn subscribe(&mut self, channels: &[String]) -> StoreResult<()> {
-        // One command per channel: channels of different slots live on different nodes.
-        for c in channels {
-            tokio::time::timeout(self.op_timeout, self.handle.ssubscribe(c))
-                .await
-                .map_err(|_| StoreError::Unavailable("ssubscribe timed out".into()))?
-                .map_err(classify)?;
-        }
-        Ok(())
+        self.each_channel(channels, Shard::Subscribe).await
     }
 
     async fn unsubscribe(&mut self, channels: &[String]) -> StoreResult<()> {
-        for c in channels {
-            if let Ok(mut set) = self.leaving.lock() {
-                set.insert(c.clone());
-            }
-            tokio::time::timeout(self.op_timeout, self.handle.sunsubscribe(c))
-                .await
-                .map_err(|_| StoreError::Unavailable("sunsubscribe timed out".into()))?
-                .map_err(classify)?;
+        if let Ok(mut set) = self.leaving.lock() {
+            set.extend(channels.iter().cloned());
         }
-        Ok(())
+        self.each_channel(channels, Shard::Unsubscribe).await
     }
 }
