@@ -304,7 +304,7 @@ enum BusExit {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hub::{HubError, Mailbox, Sent, Subscriber};
+    use crate::hub::{ConnId, HubError, Mailbox, Sent, Subscriber};
     use crate::store::{BusSink, Keys, StoreResult};
     use tictactoe_protocol::Role;
     use tictactoe_protocol::ids::PlayerId;
@@ -329,10 +329,22 @@ mod tests {
         sink: Box<dyn BusSink>,
         reconnected: bool,
     ) -> (CancellationToken, tokio::task::JoinHandle<BusExit>) {
-        let link = BusLink {
+        serve_with(
+            hub,
             sink,
-            messages: futures_util::stream::pending().boxed(),
-        };
+            reconnected,
+            futures_util::stream::pending().boxed(),
+        )
+    }
+
+    /// [`serve`] with the messages of `messages`.
+    fn serve_with(
+        hub: &Arc<Hub>,
+        sink: Box<dyn BusSink>,
+        reconnected: bool,
+        messages: BoxStream<'static, BusMessage>,
+    ) -> (CancellationToken, tokio::task::JoinHandle<BusExit>) {
+        let link = BusLink { sink, messages };
         let stop = CancellationToken::new();
         let served = tokio::spawn({
             let (hub, stop) = (hub.clone(), stop.clone());
@@ -408,20 +420,45 @@ mod tests {
         );
     }
 
-    /// Records how many channels each SUBSCRIBE carries; each takes a round trip's time.
-    #[derive(Clone, Default)]
-    struct SlowSink(Arc<std::sync::Mutex<Vec<usize>>>);
+    /// Records how many channels each SUBSCRIBE carries; each takes `delay`.
+    #[derive(Clone)]
+    struct SlowSink {
+        delay: Duration,
+        sizes: Arc<std::sync::Mutex<Vec<usize>>>,
+    }
+
+    impl SlowSink {
+        fn new(delay: Duration) -> SlowSink {
+            SlowSink {
+                delay,
+                sizes: Arc::default(),
+            }
+        }
+    }
 
     #[async_trait::async_trait]
     impl BusSink for SlowSink {
         async fn subscribe(&mut self, channels: &[String]) -> StoreResult<()> {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-            self.0.lock().unwrap().push(channels.len());
+            tokio::time::sleep(self.delay).await;
+            self.sizes.lock().unwrap().push(channels.len());
             Ok(())
         }
         async fn unsubscribe(&mut self, _: &[String]) -> StoreResult<()> {
             Ok(())
         }
+    }
+
+    /// A connection of `player` joining as X.
+    fn subscriber(conn: ConnId, player: &str) -> (Subscriber, mpsc::Receiver<Outbound>) {
+        let (tx, rx) = mpsc::channel(8);
+        let sub = Subscriber {
+            conn,
+            mailbox: Mailbox::new(tx, CancellationToken::new()),
+            player: PlayerId::try_from(player.to_string()).unwrap(),
+            role: Role::X,
+            sent: Sent::default(),
+        };
+        (sub, rx)
     }
 
     #[tokio::test(start_paused = true)]
@@ -431,21 +468,14 @@ mod tests {
             "lease",
             Duration::from_millis(100),
         ));
-        let sink = SlowSink::default();
+        let sink = SlowSink::new(Duration::from_millis(5));
         let (stop, served) = serve(&hub, Box::new(sink.clone()), false);
         let joins: Vec<_> = (0..300)
             .map(|i| {
                 let hub = hub.clone();
                 tokio::spawn(async move {
                     let game = GameId::try_from(format!("g{i}")).unwrap();
-                    let (tx, _rx) = mpsc::channel(8);
-                    let sub = Subscriber {
-                        conn: i,
-                        mailbox: Mailbox::new(tx, CancellationToken::new()),
-                        player: PlayerId::try_from(format!("p{i}")).unwrap(),
-                        role: Role::X,
-                        sent: Sent::default(),
-                    };
+                    let (sub, _rx) = subscriber(i, &format!("p{i}"));
                     hub.join(&game, sub, Duration::from_secs(5)).await
                 })
             })
@@ -453,26 +483,12 @@ mod tests {
         for join in joins {
             join.await.unwrap().expect("joined once subscribed");
         }
-        let calls = sink.0.lock().unwrap().clone();
+        let calls = sink.sizes.lock().unwrap().clone();
         // The instance's own channel, then the 300 games.
         assert_eq!(calls.iter().sum::<usize>(), 301, "{calls:?}");
         assert!(calls.len() <= 3, "one command per game: {calls:?}");
         stop.cancel();
         assert_eq!(served.await.unwrap(), BusExit::Shutdown);
-    }
-
-    /// Each SUBSCRIBE takes a second.
-    struct VerySlowSink;
-
-    #[async_trait::async_trait]
-    impl BusSink for VerySlowSink {
-        async fn subscribe(&mut self, _: &[String]) -> StoreResult<()> {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            Ok(())
-        }
-        async fn unsubscribe(&mut self, _: &[String]) -> StoreResult<()> {
-            Ok(())
-        }
     }
 
     #[tokio::test(start_paused = true)]
@@ -483,19 +499,8 @@ mod tests {
             Duration::from_millis(100),
         ));
         let (feed, messages) = mpsc::unbounded_channel::<BusMessage>();
-        let link = BusLink {
-            sink: Box::new(VerySlowSink),
-            messages: tokio_stream_of(messages),
-        };
-        let stop = CancellationToken::new();
-        let served = tokio::spawn({
-            let (hub, stop) = (hub.clone(), stop.clone());
-            async move {
-                let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
-                hub.serve_bus(link, &stop, false, &mut backoff, Duration::from_secs(3600))
-                    .await
-            }
-        });
+        let sink = SlowSink::new(Duration::from_secs(1));
+        let (stop, served) = serve_with(&hub, Box::new(sink), false, stream_of(messages));
         // Past the instance channel's own (slow) subscription.
         tokio::time::sleep(Duration::from_millis(1500)).await;
         let (tx, mut rx) = mpsc::channel(8);
@@ -503,14 +508,7 @@ mod tests {
         let joining = tokio::spawn({
             let hub = hub.clone();
             async move {
-                let (tx, _rx) = mpsc::channel(8);
-                let sub = Subscriber {
-                    conn: 8,
-                    mailbox: Mailbox::new(tx, CancellationToken::new()),
-                    player: PlayerId::try_from("p8".to_string()).unwrap(),
-                    role: Role::X,
-                    sent: Sent::default(),
-                };
+                let (sub, _rx) = subscriber(8, "p8");
                 let game = GameId::try_from("g1".to_string()).unwrap();
                 hub.join(&game, sub, Duration::from_secs(5)).await
             }
@@ -541,9 +539,7 @@ mod tests {
         assert_eq!(served.await.unwrap(), BusExit::Shutdown);
     }
 
-    fn tokio_stream_of(
-        mut rx: mpsc::UnboundedReceiver<BusMessage>,
-    ) -> BoxStream<'static, BusMessage> {
+    fn stream_of(mut rx: mpsc::UnboundedReceiver<BusMessage>) -> BoxStream<'static, BusMessage> {
         futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed()
     }
 
@@ -561,14 +557,7 @@ mod tests {
             Duration::from_millis(100),
         ));
         let game = GameId::try_from("g1".to_string()).unwrap();
-        let (tx, mut rx) = mpsc::channel(8);
-        let sub = Subscriber {
-            conn: 1,
-            mailbox: Mailbox::new(tx, CancellationToken::new()),
-            player: PlayerId::try_from("p1".to_string()).unwrap(),
-            role: Role::X,
-            sent: Sent::default(),
-        };
+        let (sub, mut rx) = subscriber(1, "p1");
         hub.topics
             .entry(game)
             .or_insert_with(super::super::Topic::new)
