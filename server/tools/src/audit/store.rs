@@ -97,9 +97,15 @@ pub async fn read_games(
 }
 
 async fn connect(client: &redis::Client) -> anyhow::Result<redis::aio::MultiplexedConnection> {
-    let con = tokio::time::timeout(TIMEOUT, client.get_multiplexed_async_connection())
+    // As long as the cluster's: redis-rs's own default gives up on a reply after 500 ms, and
+    // a game's whole log read on a loaded machine can take longer.
+    let config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(TIMEOUT))
+        .set_response_timeout(Some(TIMEOUT));
+    let con = client
+        .get_multiplexed_async_connection_with_config(&config)
         .await
-        .context("connecting to Redis timed out")??;
+        .context("connecting to Redis")?;
     Ok(con)
 }
 
