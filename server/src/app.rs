@@ -219,6 +219,21 @@ fn set_if_changed<T: PartialEq>(flag: &tokio::sync::watch::Sender<T>, value: T) 
     })
 }
 
+/// An instance named `i` on a memory store of its own, for the unit tests of what runs on one.
+#[cfg(test)]
+pub(crate) fn on_memory_store(config: Config) -> (Arc<crate::store::memory::MemoryStore>, App) {
+    use crate::store::{Keys, StoreLimits, memory::MemoryStore};
+    let store = Arc::new(MemoryStore::new(Keys::new("t:"), StoreLimits::default()));
+    let app = App::new(
+        config,
+        store.clone(),
+        "i".into(),
+        "i-1".into(),
+        CancellationToken::new(),
+    );
+    (store, app)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

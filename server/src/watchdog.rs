@@ -118,8 +118,6 @@ fn unreachable(
 mod tests {
     use super::*;
     use crate::config::Config;
-    use crate::store::memory::MemoryStore;
-    use crate::store::{Keys, StoreLimits};
 
     #[tokio::test(start_paused = true)]
     async fn a_probe_that_comes_back_after_it_was_given_up_on_counts_as_late() {
@@ -144,18 +142,11 @@ mod tests {
 
     /// An instance on a memory store, with its bus running.
     fn on_memory() -> (Arc<App>, CancellationToken, tokio::task::JoinHandle<()>) {
-        let store = Arc::new(MemoryStore::new(Keys::new("t:"), StoreLimits::default()));
-        let config = Config {
+        let (_, app) = crate::app::on_memory_store(Config {
             redis_lost: Duration::from_millis(600),
             ..Config::default()
-        };
-        let app = Arc::new(App::new(
-            config,
-            store,
-            "i".into(),
-            "i-1".into(),
-            CancellationToken::new(),
-        ));
+        });
+        let app = Arc::new(app);
         let stop = CancellationToken::new();
         let bus = tokio::spawn(app.hub.clone().run_bus(
             app.store.bus(),

@@ -117,6 +117,10 @@ impl Hub {
         }
     }
 
+    fn channels_of(&self, games: &[GameId]) -> Vec<String> {
+        games.iter().map(|g| self.keys.game_channel(g)).collect()
+    }
+
     /// Runs one (un)subscription of games, dispatching what arrives meanwhile: on a Cluster
     /// each channel is a round trip of its own (its slot decides the node), and thousands of
     /// them must not hold up every other message. A message of a game still being subscribed
@@ -162,7 +166,7 @@ impl Hub {
         if lobby_subscribed {
             channels.push(self.lobby_channel.clone());
         }
-        channels.extend(games.iter().map(|g| self.keys.game_channel(g)));
+        channels.extend(self.channels_of(&games));
         for batch in channels.chunks(SUBSCRIBE_BATCH) {
             if let Err(e) = sink.subscribe(batch).await {
                 tracing::warn!(error = %e, "pub/sub subscribe failed");
@@ -230,10 +234,8 @@ impl Hub {
                 }
             }
             for (i, batch) in join.chunks(SUBSCRIBE_BATCH).enumerate() {
-                let channels: Vec<String> =
-                    batch.iter().map(|g| self.keys.game_channel(g)).collect();
                 let done = self
-                    .dispatching(sink.subscribe(&channels), &mut messages)
+                    .dispatching(sink.subscribe(&self.channels_of(batch)), &mut messages)
                     .await;
                 if let Err(e) = done {
                     tracing::warn!(error = %e, "pub/sub subscribe failed");
@@ -248,10 +250,8 @@ impl Hub {
                 }
             }
             for batch in part.chunks(SUBSCRIBE_BATCH) {
-                let channels: Vec<String> =
-                    batch.iter().map(|g| self.keys.game_channel(g)).collect();
                 let done = self
-                    .dispatching(sink.unsubscribe(&channels), &mut messages)
+                    .dispatching(sink.unsubscribe(&self.channels_of(batch)), &mut messages)
                     .await;
                 if let Err(e) = done {
                     tracing::warn!(error = %e, "pub/sub unsubscribe failed");

@@ -10,9 +10,6 @@ use tictactoe_protocol::ids::GameId;
 use tictactoe_rules::Mark;
 use tokio::sync::oneshot;
 
-/// Probes given up on that are still recognised if they come back.
-pub(super) const LATE_PROBES_KEPT: usize = 8;
-
 /// Messages on an instance's own channel.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -42,7 +39,9 @@ impl Hub {
             Ok(InstanceMsg::Probe { nonce }) => {
                 if let Some((_, tx)) = self.probes.remove(&nonce) {
                     let _ = tx.send(());
-                } else if self.forget_late_probe(nonce) {
+                } else {
+                    // Nobody waits for it any more: given up on, yet delivered. Only this
+                    // process publishes here (the channel is named after its lease).
                     self.late_echoes.fetch_add(1, Ordering::Relaxed);
                     metrics::counter!("pubsub_late_echoes_total").increment(1);
                 }
@@ -72,10 +71,8 @@ impl Hub {
         }
         .await;
         self.probes.remove(&nonce);
-        match &result {
-            Ok(lag) => metrics::histogram!("pubsub_lag_seconds").record(lag.as_secs_f64()),
-            Err(HubError::NoEcho) => self.keep_late_probe(nonce),
-            Err(_) => {}
+        if let Ok(lag) = result {
+            metrics::histogram!("pubsub_lag_seconds").record(lag.as_secs_f64());
         }
         result
     }
@@ -86,21 +83,5 @@ impl Hub {
     /// local game to the load).
     pub fn late_echoes(&self) -> u64 {
         self.late_echoes.load(Ordering::Relaxed)
-    }
-
-    fn keep_late_probe(&self, nonce: u64) {
-        let mut late = self.late_probes.lock().unwrap_or_else(|p| p.into_inner());
-        if late.len() == LATE_PROBES_KEPT {
-            late.pop_front();
-        }
-        late.push_back(nonce);
-    }
-
-    fn forget_late_probe(&self, nonce: u64) -> bool {
-        let mut late = self.late_probes.lock().unwrap_or_else(|p| p.into_inner());
-        match late.iter().position(|n| *n == nonce) {
-            Some(i) => late.remove(i).is_some(),
-            None => false,
-        }
     }
 }

@@ -26,7 +26,7 @@ pub use topic::{Sent, Subscriber};
 use crate::store::{BusMessage, Keys, StoreError};
 use axum::extract::ws::Utf8Bytes;
 use dashmap::DashMap;
-use std::collections::{HashSet, VecDeque};
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -73,9 +73,7 @@ pub struct Hub {
     /// Asks the bus task to drop its connection and make a new one.
     renew_bus: Notify,
     probes: DashMap<u64, oneshot::Sender<()>>,
-    /// Probes that were given up on, newest last (at most `instance::LATE_PROBES_KEPT`): one that
-    /// still comes back shows a bus that delivers, only late.
-    late_probes: Mutex<VecDeque<u64>>,
+    /// Probes that came back after they were given up on: a bus that delivers, only late.
     late_echoes: AtomicU64,
 }
 
@@ -98,7 +96,6 @@ impl Hub {
             wake: Notify::new(),
             renew_bus: Notify::new(),
             probes: DashMap::new(),
-            late_probes: Mutex::new(VecDeque::new()),
             late_echoes: AtomicU64::new(0),
         }
     }

@@ -6,6 +6,7 @@ use super::games::{Actor, SYSTEM, apply, conceding};
 use super::{Done, OpError};
 use crate::app::{App, DueDate, UNWRITTEN_DATES_MAX, wall_ms};
 use crate::store::{PresenceChange, SeatCheck, SeatsView, StoreResult};
+use std::collections::HashMap;
 use tictactoe_protocol::ServerMsg;
 use tictactoe_protocol::ids::GameId;
 use tictactoe_rules::{EndReason, Mark, RuleError, Status};
@@ -187,11 +188,14 @@ async fn set_date(app: &App, game: &GameId, kind: DueDate, at: u64) -> StoreResu
     }
 }
 
-fn keep_unwritten(app: &App, game: GameId, kind: DueDate, at: u64) {
-    let mut unwritten = app
-        .unwritten_dates
+fn unwritten(app: &App) -> std::sync::MutexGuard<'_, HashMap<(GameId, DueDate), u64>> {
+    app.unwritten_dates
         .lock()
-        .unwrap_or_else(|p| p.into_inner());
+        .unwrap_or_else(|p| p.into_inner())
+}
+
+fn keep_unwritten(app: &App, game: GameId, kind: DueDate, at: u64) {
+    let mut unwritten = unwritten(app);
     if let Some(kept) = unwritten.get_mut(&(game.clone(), kind)) {
         *kept = (*kept).min(at);
     } else if unwritten.len() < UNWRITTEN_DATES_MAX {
@@ -205,29 +209,17 @@ fn keep_unwritten(app: &App, game: GameId, kind: DueDate, at: u64) {
 /// Writes again the due dates the store did not take. Stops at the first failure: Redis is
 /// not answering, and the rest waits for the next tick rather than each for its own timeout.
 pub async fn retry_unwritten_dates(app: &App) {
-    let pending: Vec<((GameId, DueDate), u64)> = std::mem::take(
-        &mut *app
-            .unwritten_dates
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()),
-    )
-    .into_iter()
-    .collect();
-    let mut pending = pending.into_iter();
-    while let Some(((game, kind), at)) = pending.next() {
+    let mut pending = std::mem::take(&mut *unwritten(app)).into_iter();
+    for ((game, kind), at) in pending.by_ref() {
         if set_date(app, &game, kind, at).await.is_err() {
             keep_unwritten(app, game, kind, at);
-            for ((game, kind), at) in pending.by_ref() {
-                keep_unwritten(app, game, kind, at);
-            }
+            break;
         }
     }
-    let left = app
-        .unwritten_dates
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .len();
-    metrics::gauge!("deadlines_unwritten").set(left as f64);
+    for ((game, kind), at) in pending {
+        keep_unwritten(app, game, kind, at);
+    }
+    metrics::gauge!("deadlines_unwritten").set(unwritten(app).len() as f64);
 }
 
 /// Resolves up to `max` deadlines that are due, whichever instance set them.
@@ -250,12 +242,11 @@ pub async fn fire_due(app: &App, max: usize) {
 mod tests {
     use super::*;
     use crate::config::Config;
+    use crate::store::Store;
     use crate::store::memory::MemoryStore;
-    use crate::store::{Keys, Store, StoreLimits};
     use std::sync::Arc;
     use std::sync::atomic::Ordering;
     use tictactoe_rules::{GameState, Seats};
-    use tokio_util::sync::CancellationToken;
 
     fn view(
         present: (bool, bool),
@@ -286,18 +277,10 @@ mod tests {
 
     /// An instance on a memory store whose due-date writes can be made to fail.
     fn on_memory(forfeit_grace: std::time::Duration) -> (Arc<MemoryStore>, App, GameId) {
-        let store = Arc::new(MemoryStore::new(Keys::new("t:"), StoreLimits::default()));
-        let config = Config {
+        let (store, app) = crate::app::on_memory_store(Config {
             forfeit_grace,
             ..Config::default()
-        };
-        let app = App::new(
-            config,
-            store.clone(),
-            "i".into(),
-            "i-1".into(),
-            CancellationToken::new(),
-        );
+        });
         (store, app, GameId::try_from("g1".to_string()).unwrap())
     }
 

@@ -191,23 +191,15 @@ mod tests {
     use super::*;
     use crate::app::PendingLeave;
     use crate::config::Config;
+    use crate::store::Store;
     use crate::store::memory::MemoryStore;
-    use crate::store::{Keys, Store, StoreLimits};
     use std::sync::Arc;
     use std::time::Duration;
     use tictactoe_protocol::AwayReason;
-    use tokio_util::sync::CancellationToken;
 
     /// An instance on a memory store, a game and a player of it.
     fn setting() -> (Arc<MemoryStore>, App, GameId, PlayerId) {
-        let store = Arc::new(MemoryStore::new(Keys::new("t:"), StoreLimits::default()));
-        let app = App::new(
-            Config::default(),
-            store.clone(),
-            "i".into(),
-            "i-1".into(),
-            CancellationToken::new(),
-        );
+        let (store, app) = crate::app::on_memory_store(Config::default());
         let game = GameId::try_from("g1".to_string()).unwrap();
         let ann = PlayerId::try_from("ann".to_string()).unwrap();
         (store, app, game, ann)
