@@ -2,6 +2,9 @@
 # binary and the static page, and runs as an unprivileged user.
 
 FROM rust:1.95-slim-bookworm AS build
+# make builds jemalloc, the binary's allocator (the slim image has a C compiler but no make).
+RUN apt-get update && apt-get install -y --no-install-recommends make \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # Dependencies first, in their own layer: a change to the code does not rebuild them. The
 # workspace's manifests come with placeholder sources, replaced by the real ones below.

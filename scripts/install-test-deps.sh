@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs what the browser, load-balancer and compose tests need, only when missing:
-# nginx, Chromium and docker-compose (Debian packages) and the npm packages of tests/browser.
+# Installs what the build and the browser, load-balancer and compose tests need, only when
+# missing: make (jemalloc's build), nginx, Chromium and docker-compose (Debian packages) and the
+# npm packages of tests/browser.
 # Idempotent and quiet when everything is already there; run as root (or with sudo).
 set -euo pipefail
 
@@ -8,6 +9,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 missing=()
 have() { command -v "$1" >/dev/null 2>&1 || [[ -x "/usr/sbin/$1" ]]; }
+have make || missing+=(make)
 have nginx || missing+=(nginx)
 [[ -x "${CHROMIUM:-/usr/bin/chromium}" ]] || missing+=(chromium)
 have docker-compose || missing+=(docker-compose)

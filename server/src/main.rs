@@ -7,6 +7,14 @@ use tictactoe::config::Config;
 use tictactoe_tools::{loadgen, monitor};
 use tokio_util::sync::CancellationToken;
 
+// At human pace every message meets a cold cache, and glibc's allocator spent about 13 % of an
+// instance's CPU in its bins (`_int_malloc`, `unlink_chunk`, `malloc_consolidate`). jemalloc's
+// thread caches cost 4-6 % less CPU per move for 1-2 % more memory per connection
+// (docs/benchmarks.md, "Human pace, seventh pass"). Without its background threads: no thread
+// of its own to wake.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "tictactoe",
