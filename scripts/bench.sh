@@ -36,7 +36,8 @@
 # Allocations: scripts/bench.sh allocs BIN [CONNECTIONS] [DURATION]
 #   Heap allocations per accepted move of one instance under heaptrack (Debian package
 #   `heaptrack`), `play CONNECTIONS 0 DURATION` (default 200, 6s). Unlike CPU time, the count
-#   does not drift with the machine's speed.
+#   does not drift with the machine's speed. BIN must allocate with glibc, which heaptrack
+#   sees: cargo build --release --no-default-features --target-dir target/glibc
 #
 # Baseline:     scripts/bench.sh build REV [DIR]
 #   scripts/bench.sh build a0e92a9         # -> target/bench-bins/a0e92a9…/tictactoe
@@ -302,6 +303,10 @@ allocs() {
   bin=$(readlink -f "${1:?usage: scripts/bench.sh allocs BIN [CONNECTIONS] [DURATION]}")
   local conns=${2:-200} duration=${3:-6s} loadgen=${LOADGEN:-$release}
   command -v heaptrack >/dev/null || die "heaptrack is not installed (apt-get install heaptrack)"
+  # heaptrack sees malloc and free: jemalloc, linked in by default, bypasses them.
+  if grep -q -a _rjem_malloc "$bin"; then
+    die "$bin allocates with jemalloc, which heaptrack cannot see; build one with glibc's allocator: cargo build --release --locked --no-default-features --target-dir target/glibc"
+  fi
   [ -x "$loadgen" ] || cargo build --release --locked
   instances=1
   dir=$(mktemp -d "$work/allocs.XXXX")

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 // thread caches cost 4-6 % less CPU per move for 1-2 % more memory per connection
 // (docs/benchmarks.md, "Human pace, seventh pass"). Without its background threads: no thread
 // of its own to wake.
+#[cfg(feature = "jemalloc")]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
