@@ -16,9 +16,9 @@ use tictactoe::store::profiles::{
 };
 use tictactoe::store::redis::RedisStore;
 use tictactoe::store::{
-    Appended, Applied, Attendance, Author, ChatRecord, Creation, Hold, Keys, LeaseRenewal,
-    LobbyChange, LobbyOwner, LobbyRecord, LobbyShare, Missed, PresenceEntry, SeatCheck,
-    SessionRecord, Store, StoreLimits, Ticket, Transition,
+    Appended, Applied, Attendance, Author, BusLink, ChatRecord, Creation, Deliver, Hold, Keys,
+    LeaseRenewal, LobbyChange, LobbyOwner, LobbyRecord, LobbyShare, Missed, PresenceEntry,
+    SeatCheck, SessionRecord, Store, StoreLimits, Ticket, Transition,
 };
 use tictactoe_protocol::ids::{GameId, PlayerId};
 use tictactoe_protocol::profiles::RoundResult;
@@ -605,9 +605,22 @@ async fn the_log_replays_missed_events_or_says_too_old(store: Arc<dyn Store>) {
     );
 }
 
+/// A bus link whose stream carries every message, whichever way the store hands them over
+/// (to `Deliver` as it reads them, or on the link's stream): both reach the hub.
+async fn bus_link(store: &dyn Store) -> BusLink {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let deliver: Deliver = Arc::new(move |m| drop(tx.send(m)));
+    let link = store.bus().connect(deliver).await.unwrap();
+    let delivered = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
+    BusLink {
+        sink: link.sink,
+        messages: futures_util::stream::select(delivered, link.messages).boxed(),
+    }
+}
+
 async fn events_are_published_to_subscribers(store: Arc<dyn Store>) {
     let g = gid("g1");
-    let mut conn = store.bus().connect().await.unwrap();
+    let mut conn = bus_link(store.as_ref()).await;
     let channel = store.keys().game_channel(&g);
     conn.sink
         .subscribe(std::slice::from_ref(&channel))
@@ -709,7 +722,7 @@ async fn chat_is_bounded_and_needs_the_game(store: Arc<dyn Store>) {
         Appended::UnknownGame
     );
     started_game(store.as_ref(), &g).await;
-    let mut conn = store.bus().connect().await.unwrap();
+    let mut conn = bus_link(store.as_ref()).await;
     conn.sink
         .subscribe(&[store.keys().game_channel(&g)])
         .await
@@ -857,7 +870,7 @@ async fn a_chat_line_retried_with_its_id_is_added_once(store: Arc<dyn Store>) {
 async fn chat_and_presence_events_are_published_byte_for_byte(store: Arc<dyn Store>) {
     let g = gid("g-1_A");
     started_game(store.as_ref(), &g).await;
-    let mut conn = store.bus().connect().await.unwrap();
+    let mut conn = bus_link(store.as_ref()).await;
     conn.sink
         .subscribe(&[store.keys().game_channel(&g), store.keys().lobby_channel()])
         .await
@@ -1178,7 +1191,7 @@ async fn a_dead_lease_is_swept_at(store: Arc<dyn Store>, scale: u32) -> Result<(
         )
         .await
         .unwrap();
-    let mut conn = store.bus().connect().await.unwrap();
+    let mut conn = bus_link(store.as_ref()).await;
     conn.sink
         .subscribe(&[store.keys().game_channel(&g)])
         .await
@@ -1321,7 +1334,7 @@ async fn a_transition_moves_its_game_in_the_lobby_where_the_store_can(store: Arc
         terms: tictactoe_protocol::Terms::of(s),
     };
     lobby_update(store.as_ref(), &record(&s1)).await;
-    let mut conn = store.bus().connect().await.unwrap();
+    let mut conn = bus_link(store.as_ref()).await;
     let lobby_channel = store.keys().lobby_channel();
     conn.sink
         .subscribe(std::slice::from_ref(&lobby_channel))
@@ -1399,7 +1412,7 @@ async fn the_lobby_lists_open_and_live_games(store: Arc<dyn Store>) {
             },
         },
     };
-    let mut conn = store.bus().connect().await.unwrap();
+    let mut conn = bus_link(store.as_ref()).await;
     conn.sink
         .subscribe(&[store.keys().lobby_channel()])
         .await

@@ -3,7 +3,7 @@
 //! connection catch up.
 
 use super::{Hub, Outbound};
-use crate::store::{Bus, BusLink, BusMessage, StoreError, StoreResult};
+use crate::store::{Bus, BusLink, BusMessage, Deliver, StoreError, StoreResult};
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 use std::collections::HashSet;
@@ -88,10 +88,17 @@ impl Hub {
     ) {
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
         let mut connected_before = false;
+        // Weak: the store's link keeps it as long as it lives.
+        let hub = Arc::downgrade(&self);
+        let deliver: Deliver = Arc::new(move |m| {
+            if let Some(hub) = hub.upgrade() {
+                hub.dispatch(m);
+            }
+        });
         loop {
             let link = tokio::select! {
                 _ = shutdown.cancelled() => return,
-                c = bus.connect() => c,
+                c = bus.connect(deliver.clone()) => c,
             };
             match link {
                 Ok(link) => {
@@ -535,6 +542,55 @@ mod tests {
             "the message waited for the subscription"
         );
         joining.await.unwrap().expect("joined once subscribed");
+        stop.cancel();
+        assert_eq!(served.await.unwrap(), BusExit::Shutdown);
+    }
+
+    /// Real time: a topic holds presence back by the clock (`std::time::Instant`).
+    #[tokio::test]
+    async fn presence_held_back_by_a_message_dispatched_outside_the_bus_task_still_goes() {
+        let hub = Arc::new(Hub::new(
+            Keys::new("t:"),
+            "lease",
+            Duration::from_millis(50),
+        ));
+        let game = GameId::try_from("g1".to_string()).unwrap();
+        let (sub, mut rx) = subscriber(1, "p1");
+        hub.topics
+            .entry(game.clone())
+            .or_insert_with(super::super::Topic::new)
+            .members
+            .push(super::super::Member {
+                sub,
+                owes_presence: false,
+            });
+        // No message on the stream: they arrive as a link hands them over (`Deliver`).
+        let (stop, served) = serve(&hub, Box::new(QuietSink), false);
+        let presence = |n: u32| BusMessage {
+            channel: hub.keys.game_channel(&game),
+            payload: format!("{{\"type\":\"presence\",\"n\":{n}}}")
+                .into_bytes()
+                .into(),
+        };
+        // The bus task waits for something to do: nothing wakes it but the hub.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        hub.dispatch(presence(1));
+        hub.dispatch(presence(2));
+        let mut got = Vec::new();
+        while got.len() < 2 {
+            match tokio::time::timeout(Duration::from_secs(10), rx.recv()).await {
+                Ok(Some(Outbound::Game(e))) => got.push(e.payload.to_string()),
+                Ok(other) => panic!("{other:?}"),
+                Err(_) => panic!("the presence held back never went; got {got:?}"),
+            }
+        }
+        assert_eq!(
+            got,
+            [
+                r#"{"type":"presence","n":1}"#,
+                r#"{"type":"presence","n":2}"#
+            ]
+        );
         stop.cancel();
         assert_eq!(served.await.unwrap(), BusExit::Shutdown);
     }

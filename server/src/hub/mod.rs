@@ -258,11 +258,16 @@ impl Hub {
         });
     }
 
+    /// Wakes the bus task, which sends what is due after its interval: a message may be
+    /// dispatched outside that task (see [`crate::store::Deliver`]).
     fn presence_later(&self, game: &GameId) {
-        self.presence_due
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(game.clone());
+        let mut due = self.presence_due.lock().unwrap_or_else(|p| p.into_inner());
+        let first = due.is_empty();
+        due.insert(game.clone());
+        drop(due);
+        if first {
+            self.wake.notify_one();
+        }
     }
 
     fn has_presence_due(&self) -> bool {

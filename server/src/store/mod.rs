@@ -636,10 +636,16 @@ pub struct BusMessage {
     pub payload: Bytes,
 }
 
+/// Takes a bus message in the task that read it off the connection: a link that can hand
+/// messages over that way spares each one a task hop and a turn of the hub's loop.
+pub type Deliver = Arc<dyn Fn(BusMessage) + Send + Sync>;
+
 /// The pub/sub side of a store: one connection per instance, used by the hub.
 #[async_trait]
 pub trait Bus: Send + Sync {
-    async fn connect(&self) -> StoreResult<BusLink>;
+    /// Connects. The link hands each message to `deliver` as it reads it, or yields it on its
+    /// stream (the in-memory bus, a Cluster's sharded one): the hub takes both.
+    async fn connect(&self, deliver: Deliver) -> StoreResult<BusLink>;
 }
 
 /// A live subscription connection. The stream ends when the connection is lost; whatever was

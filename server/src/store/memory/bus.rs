@@ -2,7 +2,7 @@
 //! in publishing order; one that falls too far behind sees its stream end, as after a
 //! dropped Redis connection.
 
-use crate::store::{Bus, BusLink, BusMessage, BusSink, StoreResult};
+use crate::store::{Bus, BusLink, BusMessage, BusSink, Deliver, StoreResult};
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use std::collections::HashSet;
@@ -21,7 +21,8 @@ struct MemorySink {
 
 #[async_trait]
 impl Bus for MemoryBus {
-    async fn connect(&self) -> StoreResult<BusLink> {
+    // Messages come on the stream, in publishing order from the broadcast channel.
+    async fn connect(&self, _deliver: Deliver) -> StoreResult<BusLink> {
         let channels: Arc<Mutex<HashSet<String>>> = Arc::default();
         let filter = channels.clone();
         let rx = self.tx.subscribe();

@@ -5,16 +5,19 @@
 //! separate subscriber connection cost Redis one more write and the instance one more read and
 //! wake-up per move (docs/benchmarks.md, "Human pace, fourth pass").
 //!
-//! The stream of messages ends whenever the subscriptions can no longer be trusted: the
-//! connection dropped (the client reports it), the link replaced a hung connection by a fresh
-//! one, or (behind Sentinel) the connection was left for another primary. The hub then
-//! connects again, resubscribes on the link's current connection and has its clients catch
-//! up, as with a connection of its own.
+//! Each message goes to the hub as the client reads it, in the client's own task (see
+//! [`crate::store::Deliver`]): a channel to the hub's task cost every message one more task
+//! wake-up and a turn of the hub's loop. The link's stream then carries no messages, only the
+//! end of the subscriptions, whenever they can no longer be trusted: the connection dropped
+//! (the client reports it), the link replaced a hung connection by a fresh one, or (behind
+//! Sentinel) the connection was left for another primary. The hub then connects again,
+//! resubscribes on the link's current connection and has its clients catch up, as with a
+//! connection of its own.
 
 use super::decode::text;
 use super::link::{BusConnection, Link, classify};
 use super::sentinel::SentinelHandle;
-use crate::store::{Bus, BusLink, BusMessage, BusSink, StoreError, StoreResult};
+use crate::store::{Bus, BusLink, BusMessage, BusSink, Deliver, StoreError, StoreResult};
 use ::redis::aio::{AsyncPushSender, ConnectionManager, MultiplexedConnection, SendError};
 use ::redis::{ConnectionInfo, PushInfo, PushKind, RedisResult, ToRedisArgs, Value};
 use async_trait::async_trait;
@@ -35,10 +38,10 @@ pub(super) fn speaking_resp3(info: ConnectionInfo) -> ConnectionInfo {
     info.set_redis_settings(settings)
 }
 
-/// Where the pushes of the link's connections go: to the stream of the bus connected on one
-/// of them, if any. Each connection has its own sender, which forwards only while its
-/// connection is the one attached, so a replaced connection that wakes up again cannot feed
-/// the stream stale messages.
+/// Where the pushes of the link's connections go: to the hub of the bus connected on one of
+/// them, if any. Each connection has its own sender, which forwards only while its connection
+/// is the one attached, so a replaced connection that wakes up again cannot feed the hub stale
+/// messages.
 #[derive(Default)]
 pub(super) struct PushRoute {
     next_connection: AtomicU64,
@@ -49,16 +52,25 @@ struct Attached {
     /// The link's generation (see [`Link`]) and the connection within it.
     generation: u64,
     connection: u64,
+    deliver: Deliver,
+    /// The end of the subscriptions, for the stream.
     tx: UnboundedSender<PushInfo>,
 }
 
 impl PushRoute {
-    /// Routes `connection`'s pushes to a new stream, ending the previous one.
-    fn attach(&self, generation: u64, connection: u64) -> UnboundedReceiver<PushInfo> {
+    /// Routes `connection`'s messages to `deliver` and its end to a new stream, ending the
+    /// previous one.
+    fn attach(
+        &self,
+        generation: u64,
+        connection: u64,
+        deliver: Deliver,
+    ) -> UnboundedReceiver<PushInfo> {
         let (tx, rx) = unbounded_channel();
         *self.lock() = Some(Attached {
             generation,
             connection,
+            deliver,
             tx,
         });
         rx
@@ -110,11 +122,30 @@ pub(super) struct ConnectionPushes {
 
 impl AsyncPushSender for ConnectionPushes {
     fn send(&self, info: PushInfo) -> Result<(), SendError> {
-        if let Some(a) = self.route.lock().as_ref()
-            && a.connection == self.connection
-        {
-            // The stream's end (receiver dropped) is the hub reconnecting: nothing to report.
-            let _ = a.tx.send(info);
+        let mut attached = self.route.lock();
+        let Some(a) = attached.as_ref() else {
+            return Ok(());
+        };
+        if a.connection != self.connection {
+            return Ok(());
+        }
+        match info.kind {
+            // Under the lock, so that nothing is delivered once another connection is
+            // attached.
+            PushKind::Message => {
+                if let Push::Message(m) = Push::message(info.data) {
+                    (a.deliver)(m);
+                }
+            }
+            PushKind::Disconnection => {
+                // The stream's end (receiver dropped) is the hub reconnecting: nothing to
+                // report. Nothing this connection reads after it reaches the hub before the
+                // hub attaches again, as when it read the stream.
+                let _ = a.tx.send(info);
+                *attached = None;
+            }
+            // Subscription confirmations and anything else a RESP3 server pushes.
+            _ => {}
         }
         Ok(())
     }
@@ -257,18 +288,18 @@ where
     .boxed()
 }
 
+/// Only a connection's end comes this way: its messages go to the hub as they are read
+/// (`ConnectionPushes`).
 fn on_push(push: PushInfo) -> Push {
     match push.kind {
         PushKind::Disconnection => Push::Lost,
-        PushKind::Message => Push::message(push.data),
-        // Subscription confirmations and anything else a RESP3 server pushes.
         _ => Push::Ignore,
     }
 }
 
 #[async_trait]
 impl Bus for LinkBus {
-    async fn connect(&self) -> StoreResult<BusLink> {
+    async fn connect(&self, deliver: Deliver) -> StoreResult<BusLink> {
         let (generation, target) = self
             .link
             .bus_connection()
@@ -295,7 +326,7 @@ impl Bus for LinkBus {
             }
         };
         // Attached before anything is subscribed: no message of this connection is missed.
-        let rx = self.route.attach(generation, connection);
+        let rx = self.route.attach(generation, connection, deliver);
         let mut sink = LinkBusSink {
             connection: subscriber,
             generation,

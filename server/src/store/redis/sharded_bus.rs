@@ -6,7 +6,7 @@
 use super::decode::text;
 use super::link::{classify, cluster_client};
 use super::link_bus::{Push, messages};
-use crate::store::{Bus, BusLink, BusSink, StoreError, StoreResult};
+use crate::store::{Bus, BusLink, BusSink, Deliver, StoreError, StoreResult};
 use ::redis::cluster_async::ClusterConnection;
 use ::redis::{PushInfo, PushKind};
 use async_trait::async_trait;
@@ -67,7 +67,9 @@ fn on_push(push: PushInfo, leaving: &Leaving) -> Push {
 
 #[async_trait]
 impl Bus for ClusterBus {
-    async fn connect(&self) -> StoreResult<BusLink> {
+    // Messages come on the stream, through `on_push`'s bookkeeping of channels being left;
+    // handing them over as read is done and measured on one Redis only (`link_bus`).
+    async fn connect(&self, _deliver: Deliver) -> StoreResult<BusLink> {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let client = cluster_client(&self.nodes, self.op_timeout, Some(tx))?;
         let handle = tokio::time::timeout(self.op_timeout, client.get_async_connection())
