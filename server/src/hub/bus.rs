@@ -546,6 +546,20 @@ mod tests {
         assert_eq!(served.await.unwrap(), BusExit::Shutdown);
     }
 
+    /// Connection 1 of player p1, a member of `game` here (as if it had joined).
+    fn member_of(hub: &Hub, game: &GameId) -> mpsc::Receiver<Outbound> {
+        let (sub, rx) = subscriber(1, "p1");
+        hub.topics
+            .entry(game.clone())
+            .or_insert_with(super::super::Topic::new)
+            .members
+            .push(super::super::Member {
+                sub,
+                owes_presence: false,
+            });
+        rx
+    }
+
     /// Real time: a topic holds presence back by the clock (`std::time::Instant`).
     #[tokio::test]
     async fn presence_held_back_by_a_message_dispatched_outside_the_bus_task_still_goes() {
@@ -555,15 +569,7 @@ mod tests {
             Duration::from_millis(50),
         ));
         let game = GameId::try_from("g1".to_string()).unwrap();
-        let (sub, mut rx) = subscriber(1, "p1");
-        hub.topics
-            .entry(game.clone())
-            .or_insert_with(super::super::Topic::new)
-            .members
-            .push(super::super::Member {
-                sub,
-                owes_presence: false,
-            });
+        let mut rx = member_of(&hub, &game);
         // No message on the stream: they arrive as a link hands them over (`Deliver`).
         let (stop, served) = serve(&hub, Box::new(QuietSink), false);
         let presence = |n: u32| BusMessage {
@@ -612,16 +618,7 @@ mod tests {
             "lease",
             Duration::from_millis(100),
         ));
-        let game = GameId::try_from("g1".to_string()).unwrap();
-        let (sub, mut rx) = subscriber(1, "p1");
-        hub.topics
-            .entry(game)
-            .or_insert_with(super::super::Topic::new)
-            .members
-            .push(super::super::Member {
-                sub,
-                owes_presence: false,
-            });
+        let mut rx = member_of(&hub, &GameId::try_from("g1".to_string()).unwrap());
         let (stop, served) = serve(&hub, Box::new(QuietSink), true);
         tokio::time::sleep(Duration::from_millis(10)).await;
         assert_eq!(catch_ups(&mut rx), 1, "at once after the reconnect");

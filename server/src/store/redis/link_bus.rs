@@ -22,11 +22,10 @@ use ::redis::aio::{AsyncPushSender, ConnectionManager, MultiplexedConnection, Se
 use ::redis::{ConnectionInfo, PushInfo, PushKind, RedisResult, ToRedisArgs, Value};
 use async_trait::async_trait;
 use futures_util::StreamExt;
-use futures_util::stream::BoxStream;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+use tokio::sync::oneshot;
 
 /// `info` made to speak RESP3, which a connection needs to take commands while subscribed;
 /// its replies are read in RESP2's shapes (`decode::resp2`).
@@ -53,27 +52,22 @@ struct Attached {
     generation: u64,
     connection: u64,
     deliver: Deliver,
-    /// The end of the subscriptions, for the stream.
-    tx: UnboundedSender<PushInfo>,
+    /// Dropped with the route: the end of the subscriptions, for the stream.
+    _held: oneshot::Sender<()>,
 }
 
 impl PushRoute {
-    /// Routes `connection`'s messages to `deliver` and its end to a new stream, ending the
-    /// previous one.
-    fn attach(
-        &self,
-        generation: u64,
-        connection: u64,
-        deliver: Deliver,
-    ) -> UnboundedReceiver<PushInfo> {
-        let (tx, rx) = unbounded_channel();
+    /// Routes `connection`'s messages to `deliver`, ending the previous route. The receiver
+    /// resolves when this route ends (replaced, detached, or its connection dropped).
+    fn attach(&self, generation: u64, connection: u64, deliver: Deliver) -> oneshot::Receiver<()> {
+        let (held, ended) = oneshot::channel();
         *self.lock() = Some(Attached {
             generation,
             connection,
             deliver,
-            tx,
+            _held: held,
         });
-        rx
+        ended
     }
 
     /// The link replaced generation `generation`: its stream ends, so that the hub moves to
@@ -137,13 +131,9 @@ impl AsyncPushSender for ConnectionPushes {
                     (a.deliver)(m);
                 }
             }
-            PushKind::Disconnection => {
-                // The stream's end (receiver dropped) is the hub reconnecting: nothing to
-                // report. Nothing this connection reads after it reaches the hub before the
-                // hub attaches again, as when it read the stream.
-                let _ = a.tx.send(info);
-                *attached = None;
-            }
+            // The route's end ends the stream; nothing this connection reads after it
+            // reaches the hub before the hub attaches again.
+            PushKind::Disconnection => *attached = None,
             // Subscription confirmations and anything else a RESP3 server pushes.
             _ => {}
         }
@@ -244,7 +234,7 @@ impl LinkBusSink {
     }
 }
 
-/// What one push means for a bus's message stream (here and in `sharded_bus`).
+/// What one push means for a bus (here and in `sharded_bus`).
 pub(super) enum Push {
     Message(BusMessage),
     Ignore,
@@ -264,36 +254,6 @@ impl Push {
             }),
             _ => Push::Ignore,
         }
-    }
-}
-
-/// The messages among `rx`'s pushes, as `read` tells them apart, until the first it calls
-/// lost.
-pub(super) fn messages<F>(
-    rx: UnboundedReceiver<PushInfo>,
-    read: F,
-) -> BoxStream<'static, BusMessage>
-where
-    F: Fn(PushInfo) -> Push + Send + Sync + 'static,
-{
-    futures_util::stream::unfold((rx, read), |(mut rx, read)| async move {
-        loop {
-            match read(rx.recv().await?) {
-                Push::Message(m) => return Some((m, (rx, read))),
-                Push::Ignore => continue,
-                Push::Lost => return None,
-            }
-        }
-    })
-    .boxed()
-}
-
-/// Only a connection's end comes this way: its messages go to the hub as they are read
-/// (`ConnectionPushes`).
-fn on_push(push: PushInfo) -> Push {
-    match push.kind {
-        PushKind::Disconnection => Push::Lost,
-        _ => Push::Ignore,
     }
 }
 
@@ -326,7 +286,7 @@ impl Bus for LinkBus {
             }
         };
         // Attached before anything is subscribed: no message of this connection is missed.
-        let rx = self.route.attach(generation, connection, deliver);
+        let ended = self.route.attach(generation, connection, deliver);
         let mut sink = LinkBusSink {
             connection: subscriber,
             generation,
@@ -342,7 +302,12 @@ impl Bus for LinkBus {
                 None => std::future::pending::<()>().await,
             }
         };
-        let messages = messages(rx, on_push).take_until(moved).boxed();
+        // No message comes this way (`ConnectionPushes` delivers them): the stream only ends,
+        // with the route or when the Sentinels name another primary.
+        let messages = futures_util::stream::once(ended)
+            .filter_map(|_| std::future::ready(None))
+            .take_until(moved)
+            .boxed();
         Ok(BusLink {
             sink: Box::new(sink),
             messages,

@@ -5,16 +5,18 @@
 
 use super::decode::text;
 use super::link::{classify, cluster_client};
-use super::link_bus::{Push, messages};
-use crate::store::{Bus, BusLink, BusSink, Deliver, StoreError, StoreResult};
+use super::link_bus::Push;
+use crate::store::{Bus, BusLink, BusMessage, BusSink, Deliver, StoreError, StoreResult};
 use ::redis::cluster_async::ClusterConnection;
 use ::redis::{PushInfo, PushKind};
 use async_trait::async_trait;
+use futures_util::stream::BoxStream;
 use futures_util::{StreamExt, TryStreamExt};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Duration;
+use tokio::sync::mpsc::UnboundedReceiver;
 
 /// Sharded (un)subscriptions in flight at once, on whichever nodes their slots live.
 const CHANNELS_AT_ONCE: usize = 16;
@@ -147,4 +149,22 @@ impl BusSink for ClusterBusSink {
         }
         self.each_channel(channels, Shard::Unsubscribe).await
     }
+}
+
+/// The messages among `rx`'s pushes, as `read` tells them apart, until the first it calls
+/// lost.
+fn messages<F>(rx: UnboundedReceiver<PushInfo>, read: F) -> BoxStream<'static, BusMessage>
+where
+    F: Fn(PushInfo) -> Push + Send + Sync + 'static,
+{
+    futures_util::stream::unfold((rx, read), |(mut rx, read)| async move {
+        loop {
+            match read(rx.recv().await?) {
+                Push::Message(m) => return Some((m, (rx, read))),
+                Push::Ignore => continue,
+                Push::Lost => return None,
+            }
+        }
+    })
+    .boxed()
 }
