@@ -8,8 +8,11 @@
 #
 # Layouts: single (one Redis, AOF appendfsync always), sentinel (a primary, two replicas,
 # three Sentinels, quorum 2, down-after 1000 ms), cluster (three masters each with a replica,
-# cluster-node-timeout 1000 ms). Sentinel and cluster run with REDIS_WAIT_REPLICAS=1
-# (WAIT_REPLICAS=2 waits for both of Sentinel's replicas).
+# cluster-node-timeout 1000 ms). Both wait for every replica by default: REDIS_WAIT_REPLICAS=2
+# on Sentinel, =1 on a Cluster master's one replica (WAIT_REPLICAS overrides). With fewer, a
+# primary the Sentinels replace while it still runs (a stop_primary, or a loaded machine
+# stalling it past down-after) acknowledges moves its replica then throws away
+# (docs/reliability.md, finding 4).
 #
 # Faults, one at a time with a few quiet seconds between them, drawn from a bag of every kind
 # shuffled with the seed (bash's RANDOM, seeded); faults on an instance hit the one holding
@@ -306,7 +309,8 @@ free_port; port_of[nginx]=$FP
 durable=(--durable-moves)
 [[ "$layout" == single ]] && durable+=(--durable-chat)
 [[ -n "${HISTORY_OUT:-}" ]] && durable+=(--history-out "$HISTORY_OUT")
-"$bin" loadgen --mode audit --urls "ws://127.0.0.1:${port_of[nginx]}/ws" \
+# Its error is one line: a backtrace (CI sets RUST_BACKTRACE) would push it out of sight.
+RUST_BACKTRACE=0 "$bin" loadgen --mode audit --urls "ws://127.0.0.1:${port_of[nginx]}/ws" \
   --connections "${CONNECTIONS:-2000}" --think-ms "${THINK_MS:-500}" --duration "${seconds}s" \
   --seed "$seed" --audit-redis "$audit_redis" --control "$control" \
   --ready-file "$run_dir/ready" --proxy "$(IFS=,; echo "${proxies[*]}")" \
@@ -327,7 +331,7 @@ start_instance() {
   case "$layout" in
     single) store=(REDIS_URL="redis://127.0.0.1:${port_of[redis-link-$i]}/" REDIS_LOST_MS=3000) ;;
     sentinel) store=(REDIS_SENTINELS="$(IFS=,; echo "${sentinels[*]}")" REDIS_SENTINEL_MASTER=ttt
-      REDIS_LOST_MS=6000 REDIS_WAIT_REPLICAS="${WAIT_REPLICAS:-1}") ;;
+      REDIS_LOST_MS=6000 REDIS_WAIT_REPLICAS="${WAIT_REPLICAS:-2}") ;;
     cluster) store=(REDIS_CLUSTER_URLS="$(for n in "${redis_nodes[@]}"; do printf 'redis://127.0.0.1:%s,' "${port_of[$n]}"; done | sed 's/,$//')"
       REDIS_LOST_MS=6000 REDIS_WAIT_REPLICAS="${WAIT_REPLICAS:-1}") ;;
   esac
@@ -469,6 +473,25 @@ reconnect_storm() {
   tell "end reconnect_storm"
 }
 
+# What a failed run's reader needs first, short enough to be the last lines of a CI log: the
+# load generator's verdict, the failovers (one no fault asked for means a node stalled past
+# down-after), and each instance's last complaints.
+digest() {
+  local f
+  echo "chaos: digest of the failed run" >&2
+  grep -E '^(Error|FAIL)|must be 0\)$' "$run_dir/loadgen.log" | grep -vE ' 0 +\(must' | sed 's/^/  loadgen: /' >&2 || true
+  grep -E '^(begin|end) ' "$control" | tr '\n' ';' | sed 's/^/  faults: /; s/$/\n/' >&2 || true
+  if [[ "$layout" == sentinel ]]; then
+    echo "  failovers (sentinel-1's +switch-master): $(grep -c '+switch-master' "$run_dir/sentinel-1.log" || true)," \
+      "kill_primary faults: $(grep -c '^begin kill_primary' "$control" || true)" >&2
+    grep -hE '\+(switch-master|tilt)|-failover-abort|failover-end-for-timeout' "$run_dir"/sentinel-*.log |
+      sort -k5,5 | tail -n 12 | sed 's/^/  sentinel: /' >&2 || true
+  fi
+  for f in "$run_dir"/ttt-*.log; do
+    grep -E 'WARN|ERROR' "$f" | tail -n 3 | cut -c1-300 | sed "s|^|  $(basename "$f" .log): |" >&2 || true
+  done
+}
+
 bag=()
 injected=0
 while ((SECONDS - load_start < seconds - 25 - 10)); do
@@ -492,5 +515,5 @@ status=0
 wait "$loadgen_pid" || status=$?
 loadgen_pid=""
 [[ -n "${JSON_OUT:-}" ]] && cp "$run_dir/report.json" "$JSON_OUT"
-if ((status == 0)); then say "PASS"; else say "FAIL (load generator exit $status)"; fi
+if ((status == 0)); then say "PASS"; else digest; say "FAIL (load generator exit $status)"; fi
 exit "$status"

@@ -13,6 +13,9 @@ use tictactoe_protocol::ServerMsg;
 /// Every call's bound: the read happens once faults are over, so a slow answer is a failure.
 const TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Longest wait for the Sentinels to name a primary after the load.
+const FAILOVER_WAIT: Duration = Duration::from_secs(60);
+
 /// Where the audit reads Redis.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Source {
@@ -78,7 +81,7 @@ pub async fn read_games(
             read_all(&mut con, prefix, games).await
         }
         Source::Sentinel { sentinels, master } => {
-            let url = primary(sentinels, master).await?;
+            let url = primary_within(sentinels, master, FAILOVER_WAIT).await?;
             let client = redis::Client::open(url.as_str())?;
             let mut con = connect(&client).await?;
             read_all(&mut con, prefix, games).await
@@ -107,6 +110,31 @@ async fn connect(client: &redis::Client) -> anyhow::Result<redis::aio::Multiplex
         .await
         .context("connecting to Redis")?;
     Ok(con)
+}
+
+/// The primary, waiting up to `within` for one: a run can end in the middle of a failover, and
+/// its games are still there to read once it is over (a failover that takes that long shows as
+/// games stuck, which the checker judges).
+async fn primary_within(
+    sentinels: &[String],
+    master: &str,
+    within: Duration,
+) -> anyhow::Result<String> {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut told = false;
+    loop {
+        match primary(sentinels, master).await {
+            Ok(url) => return Ok(url),
+            Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
+            Err(e) => {
+                if !told {
+                    eprintln!("audit: waiting for a primary to read the games from ({e})");
+                    told = true;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
 }
 
 /// The node the Sentinels name primary and that says so itself.
