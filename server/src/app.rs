@@ -83,6 +83,8 @@ pub struct App {
     /// ([`crate::operations::computer::run`]), which takes the receiving end at start.
     pub computer_timers: tokio::sync::mpsc::Sender<(GameId, u64)>,
     pub computer_timers_rx: Mutex<Option<tokio::sync::mpsc::Receiver<(GameId, u64)>>>,
+    /// The store's address salt, once read (see [`crate::operations::profiles::address_hash`]).
+    pub address_salt: tokio::sync::OnceCell<String>,
     next_conn: AtomicU64,
     ip_fallback: Mutex<std::collections::HashMap<(&'static str, IpAddr), LocalLimiter>>,
 }
@@ -132,6 +134,7 @@ impl App {
             lease_epoch: AtomicU64::new(0),
             redis_lost: tokio::sync::watch::Sender::new(false),
             move_counters: crate::telemetry::MoveCounters::new(),
+            address_salt: tokio::sync::OnceCell::new(),
             next_conn: AtomicU64::new(1),
             ip_fallback: Mutex::new(std::collections::HashMap::new()),
         }

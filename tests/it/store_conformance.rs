@@ -151,6 +151,7 @@ conformance!(
     move_ids_are_remembered_per_player,
     moves_keep_a_game_alive_for_its_ttl_and_a_shorter_ttl_applies_at_once,
     profiles_are_created_recovered_renamed_and_deleted,
+    the_address_salt_is_made_once_and_kept,
     a_finished_round_is_recorded_exactly_once,
     the_leaderboard_ranks_by_rating_with_rows_around_a_player,
 );
@@ -2030,6 +2031,17 @@ fn rated(expected_version: u64, rating: f64) -> Option<RatingWrite> {
             volatility: 0.06,
         },
     })
+}
+
+/// Every instance must key address hashes alike, or two profiles from one address would not
+/// be seen as one (tests/it/profiles.rs plays that across two instances).
+async fn the_address_salt_is_made_once_and_kept(store: Arc<dyn Store>) {
+    let salt = store.address_salt().await.unwrap();
+    assert!(salt.len() >= 32, "too short to be a secret: {salt:?}");
+    let again = futures_util::future::join_all((0..4).map(|_| store.address_salt())).await;
+    for s in again {
+        assert_eq!(s.unwrap(), salt);
+    }
 }
 
 async fn profiles_are_created_recovered_renamed_and_deleted(store: Arc<dyn Store>) {

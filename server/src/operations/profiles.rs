@@ -14,7 +14,7 @@ use crate::session::SessionToken;
 use crate::store::profiles::{
     BoardRecord, ProfileRecord, RatingWrite, Recorded, RoundRecord, RoundSeat,
 };
-use crate::store::{SessionRecord, StoredGame};
+use crate::store::{SessionRecord, StoreError, StoredGame};
 use sha2::{Digest, Sha256};
 use std::net::IpAddr;
 use std::time::Duration;
@@ -74,11 +74,23 @@ pub enum ProfileError {
 }
 
 /// What the store keeps of a client's address on its profile: a short hash, enough to tell
-/// two addresses apart, never shown. IPv6 clients count by their /64, as every budget does.
-pub fn address_hash(ip: IpAddr) -> String {
+/// two addresses apart, never shown, and kept as long as the profile. It is keyed with the
+/// deployment's secret `salt` ([`crate::store::profiles::ProfileStore::address_salt`]):
+/// unkeyed, anyone who reads the store could hash all 2^32 IPv4 addresses in minutes and read
+/// each profile's address back. IPv6 clients count by their /64, as every budget does.
+pub fn address_hash(salt: &str, ip: IpAddr) -> String {
     let ip = crate::admission::budget_key(ip);
-    let digest = Sha256::digest(format!("address\0{ip}").as_bytes());
+    let digest = Sha256::digest(format!("{salt}\0address\0{ip}").as_bytes());
     digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `ip`'s hash for a profile, reading the salt from the store the first time.
+async fn noted_address(app: &App, ip: IpAddr) -> Result<String, StoreError> {
+    let salt = app
+        .address_salt
+        .get_or_try_init(|| app.store.address_salt())
+        .await?;
+    Ok(address_hash(salt, ip))
 }
 
 fn rounded(r: f64) -> u32 {
@@ -96,7 +108,11 @@ fn badge(r: &ProfileRecord) -> ProfileBadge {
 /// and `welcome` shows its rating. A profile that cannot be read only leaves the badge out:
 /// the hello goes on.
 pub async fn on_hello(app: &App, player: &PlayerId, ip: IpAddr) -> Option<ProfileBadge> {
-    match app.store.profile_seen(player, &address_hash(ip)).await {
+    let seen = match noted_address(app, ip).await {
+        Ok(address) => app.store.profile_seen(player, &address).await,
+        Err(e) => Err(e),
+    };
+    match seen {
         Ok(record) => record.as_ref().map(badge),
         Err(e) => {
             tracing::warn!(error = %e, "could not read the player's profile at hello");
@@ -116,9 +132,10 @@ pub async fn create(
     app.limit_ip("ip-profile", ip, CREATE_RULE)
         .await
         .map_err(|retry_after_ms| OpError::RateLimited { retry_after_ms })?;
+    let address = noted_address(app, ip).await?;
     let code = RecoveryCode::generate();
     app.store
-        .profile_create(player, name, &address_hash(ip), &code.hash())
+        .profile_create(player, name, &address, &code.hash())
         .await?;
     metrics::counter!("profiles_created_total").increment(1);
     Ok((view(app, player).await?, code.display()))
@@ -607,17 +624,15 @@ mod tests {
     }
 
     #[test]
-    fn an_address_hash_is_short_stable_and_counts_ipv6_by_its_64() {
+    fn an_address_hash_is_short_stable_keyed_and_counts_ipv6_by_its_64() {
         let a: IpAddr = "203.0.113.7".parse().unwrap();
-        assert_eq!(address_hash(a), address_hash(a));
-        assert_eq!(address_hash(a).len(), 16);
-        assert_ne!(
-            address_hash(a),
-            address_hash("203.0.113.8".parse().unwrap())
-        );
-        assert_eq!(
-            address_hash("2001:db8::1".parse().unwrap()),
-            address_hash("2001:db8::2".parse().unwrap())
-        );
+        let hash = |ip: &str| address_hash("salt", ip.parse().unwrap());
+        assert_eq!(address_hash("salt", a), address_hash("salt", a));
+        assert_eq!(address_hash("salt", a).len(), 16);
+        assert_ne!(address_hash("salt", a), hash("203.0.113.8"));
+        assert_eq!(hash("2001:db8::1"), hash("2001:db8::2"));
+        // Without the deployment's salt, the hash of a guessed address matches nothing.
+        assert_ne!(address_hash("salt", a), address_hash("other", a));
+        assert_ne!(address_hash("", a), address_hash("salt", a));
     }
 }

@@ -178,6 +178,12 @@ impl Keys {
         format!("{}{{profiles}}:codes", self.prefix)
     }
 
+    /// String: the deployment's secret for hashing client addresses on profiles (see
+    /// `ProfileStore::address_salt`).
+    pub fn address_salt(&self) -> String {
+        format!("{}{{profiles}}:salt", self.prefix)
+    }
+
     /// Sorted set: player -> rating, for profiles with at least one rated round.
     pub fn leaderboard(&self) -> String {
         format!("{}{{profiles}}:board", self.prefix)

@@ -110,6 +110,15 @@ pub enum ProfileCreation {
     Existed,
 }
 
+/// A new address salt (see [`ProfileStore::address_salt`]): 244 random bits, as hex.
+pub(crate) fn new_salt() -> String {
+    format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
 /// The profile half of a store (a supertrait of [`super::Store`]).
 #[async_trait]
 pub trait ProfileStore: Send + Sync {
@@ -141,6 +150,10 @@ pub trait ProfileStore: Send + Sync {
     async fn profile_delete(&self, player: &PlayerId) -> StoreResult<bool>;
     /// The profile, if any, is now called `name`.
     async fn profile_rename(&self, player: &PlayerId, name: &str) -> StoreResult<()>;
+    /// The deployment's secret that profiles' address hashes are keyed with: made at random by
+    /// the first instance that asks, then the same for every instance for as long as the
+    /// profiles live (it has no lifetime either).
+    async fn address_salt(&self) -> StoreResult<String>;
     /// The player said hello from `address`: remembered on its profile, which is returned.
     async fn profile_seen(
         &self,

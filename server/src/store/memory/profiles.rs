@@ -5,7 +5,7 @@ use super::{MemoryStore, ms, now_ms};
 use crate::store::StoreResult;
 use crate::store::profiles::{
     BoardRead, BoardRecord, ProfileCreation, ProfileRead, ProfileRecord, ProfileStore, Recorded,
-    RoundRecord,
+    RoundRecord, new_salt,
 };
 use async_trait::async_trait;
 use std::cmp::Ordering;
@@ -23,6 +23,8 @@ pub(super) struct MemProfiles {
     board: HashMap<PlayerId, f64>,
     /// Recorded rounds -> when the marker lapses (ms).
     recorded: HashMap<(GameId, u32), u64>,
+    /// Made on first use, as Redis's is.
+    salt: Option<String>,
 }
 
 struct MemProfile {
@@ -179,6 +181,11 @@ impl ProfileStore for MemoryStore {
             p.record.version += 1;
         }
         Ok(())
+    }
+
+    async fn address_salt(&self) -> StoreResult<String> {
+        let mut inner = self.lock();
+        Ok(inner.profiles.salt.get_or_insert_with(new_salt).clone())
     }
 
     async fn profile_seen(

@@ -245,6 +245,39 @@ impl ProfileStore for RedisStore {
         Ok(())
     }
 
+    async fn address_salt(&self) -> StoreResult<String> {
+        let mine = super::super::profiles::new_salt();
+        let mut set = ::redis::cmd("SET");
+        set.arg(self.keys.address_salt())
+            .arg(&mine)
+            .arg("NX")
+            .arg("GET");
+        // Instances keep it for their life: with REDIS_WAIT_REPLICAS only once the replicas
+        // have it, or a failover could take back a salt that instances already hash with.
+        let before = match &self.durable {
+            Some(durable) => {
+                let mut pipe = ::redis::pipe();
+                pipe.add_command(set).add_command(wait_cmd(durable));
+                let replies = self.durably("address_salt", durable, pipe, &[]).await?;
+                self.confirmed("address_salt", durable, &replies, 1)?;
+                reply(replies.first().cloned())?
+            }
+            None => {
+                let mut handle = self.handle().await?;
+                self.call(
+                    "address_salt",
+                    handle.generation,
+                    set.query_async::<Value>(&mut handle),
+                )
+                .await?
+            }
+        };
+        match before {
+            Value::Nil => Ok(mine),
+            v => text(&v).ok_or_else(|| corrupt("address salt", v)),
+        }
+    }
+
     async fn profile_seen(
         &self,
         player: &PlayerId,
