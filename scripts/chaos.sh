@@ -34,7 +34,10 @@
 # KEEP_LOGS=1 (keep the run directory), TTT_PORT_MIN / TTT_PORT_SPAN (the ports it
 # picks from, default 12000 / 8000: below the test suite's), STUCK_AFTER (default 30s),
 # UPSTREAM_PARAMS (nginx's parameters for each instance, default as docs/deploy.md:
-# `max_fails=0`).
+# `max_fails=0`), SENTINEL_DEBUG (Sentinel timings to set with `SENTINEL DEBUG`, e.g.
+# "info-period 1000 publish-period 250": a resumed old primary is then made a replica within
+# a few seconds instead of up to 18, which is what a stop_primary waits for with every replica
+# waited for; default: Redis's own).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -189,6 +192,11 @@ EOF
       pid_of[sentinel-$i]=$!
       sentinels+=("127.0.0.1:${port_of[sentinel-$i]}")
       wait_port "${port_of[sentinel-$i]}" 10 || { echo "chaos: sentinel-$i did not start" >&2; exit 1; }
+      if [[ -n "${SENTINEL_DEBUG:-}" ]]; then
+        # shellcheck disable=SC2086
+        rcli "${port_of[sentinel-$i]}" sentinel debug $SENTINEL_DEBUG | grep -q '^OK' ||
+          { echo "chaos: sentinel-$i refused SENTINEL DEBUG $SENTINEL_DEBUG" >&2; exit 1; }
+      fi
     done
     # Ready once every Sentinel knows both replicas and the two other Sentinels. A loaded
     # machine can take two of the primary's 10 s INFO rounds: wait well past that.
