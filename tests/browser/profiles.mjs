@@ -132,9 +132,14 @@ await spec('profiles', async (browser) => {
   const board = () => ann.page.locator('#history-board .cell').evaluateAll((cs) => cs.map((c) => c.dataset.mark || '.').join(''));
   await ann.page.locator('#history-pos', { hasText: 'Move 5 of 5' }).waitFor();
   check(await board() === 'XXXOO....', `the final board (${await board()})`);
+  const winning = () => ann.page.locator('#history-board .cell.win').evaluateAll((cs) => cs.map((c) => c.getAttribute('aria-label')));
+  const line = await winning();
+  check(line.length === 3 && line.every((l, i) => l.startsWith(['top left,', 'top,', 'top right,'][i]) && l.includes('winning line')),
+    `the winning line is shown and read out at the final move (${JSON.stringify(line)})`);
   const replay = ann.page.getByRole('group', { name: /^Won against Bob/ });
   await replay.getByRole('button', { name: 'Start of the round' }).click();
   check(await board() === '.........', 'the replay starts empty');
+  check((await winning()).length === 0, 'no winning line before the final move');
   await replay.getByRole('button', { name: 'Next move' }).click();
   await replay.getByRole('button', { name: 'Next move' }).click();
   await ann.page.locator('#history-pos', { hasText: 'Move 2 of 5' }).waitFor();

@@ -9,6 +9,13 @@ import { boardAt } from './game.js';
 // The round a starter opens: X starts odd rounds, O even ones (game.js counts by round).
 const roundOf = (starter) => (starter === 'O' ? 2 : 1);
 
+const LINES = [[0, 1, 2], [3, 4, 5], [6, 7, 8], [0, 3, 6], [1, 4, 7], [2, 5, 8], [0, 4, 8], [2, 4, 6]];
+
+// The cells of a line of one mark on `board` (9 chars of X, O or '.'), or null. The history
+// keeps a round's moves, not its line: the live board gets the line from the server.
+const lineOn = (board) =>
+  LINES.find(([a, b, c]) => board[a] !== '.' && board[a] === board[b] && board[a] === board[c]) ?? null;
+
 export class HistoryReplay {
   constructor() {
     // Read only: a click on a cell plays nothing.
@@ -42,10 +49,12 @@ export class HistoryReplay {
     const moves = this.entry.moves ?? [];
     this.step = Math.max(0, Math.min(moves.length, step));
     const state = { round: roundOf(this.entry.starter), moves };
+    const board = boardAt(state, this.step);
     this.board.render({
-      board: boardAt(state, this.step),
+      board,
       playable: false,
-      line: null,
+      // The final position of a round won on a line shows it, as the game's own board does.
+      line: this.step === moves.length && this.entry.reason === 'line' ? lineOn(board) : null,
       pending: null,
       last: this.step > 0 ? moves[this.step - 1] : null,
     });
