@@ -432,14 +432,14 @@ async fn each_instance_subscribes_once_per_game_with_local_clients() {
     subscriptions_on(Backend::single()).await;
 }
 
-/// Sends a join until the instance is not too busy to take it (a join waits a bounded time
-/// for the game's subscription, and a loaded machine can exceed it): what the test counts
-/// afterwards are the subscriptions of joins that happened.
-async fn joined(c: &mut Ws, join: serde_json::Value) {
-    match c.request_until_available(join).await {
-        ServerMsg::Snapshot { .. } => {}
-        other => panic!("expected a snapshot for the join, got {other:?}"),
-    }
+/// Sends `req` until the instance is not too busy to take it (joining a game or watching the
+/// lobby waits a bounded time for the subscription, which a loaded machine can exceed) and
+/// insists on an answer that is not an error: what the test counts afterwards are the
+/// subscriptions of requests that happened.
+async fn answered(c: &mut Ws, req: serde_json::Value) -> ServerMsg {
+    let reply = c.request_until_available(req).await;
+    assert!(!matches!(reply, ServerMsg::Error { .. }), "{reply:?}");
+    reply
 }
 
 pub async fn subscriptions_on(redis: Backend) {
@@ -456,14 +456,14 @@ pub async fn subscriptions_on(redis: Backend) {
     let mut watchers = Vec::new();
     for i in 0..3 {
         let mut w = player(&a, &format!("w{i}")).await;
-        joined(&mut w, json!({"type":"join","game":game,"spectate":true})).await;
+        answered(&mut w, json!({"type":"join","game":game,"spectate":true})).await;
         watchers.push(w);
     }
     assert_eq!(numsub(&redis, &channel), 1);
 
     // A client on the other instance adds that instance's one subscription.
     let mut o = player(&b, "bob").await;
-    joined(&mut o, json!({"type":"join","game":game})).await;
+    answered(&mut o, json!({"type":"join","game":game})).await;
     assert_eq!(numsub(&redis, &channel), 2);
 
     // The last local client of B leaving drops B's subscription; A keeps its own.
@@ -501,15 +501,15 @@ pub async fn lobby_subscriptions_on(redis: Backend) {
     let mut x = player(&a, "ann").await;
     let mut o = player(&b, "bob").await;
     let game = x.create().await;
-    o.join(&game).await;
+    answered(&mut o, json!({"type":"join","game":game})).await;
     x.play(&game, 4).await;
     assert_eq!(numsub(&redis, &channel), 0, "players only");
 
     let mut wa = player(&a, "wes").await;
-    wa.request(json!({"type":"lobby","watch":true})).await;
+    answered(&mut wa, json!({"type":"lobby","watch":true})).await;
     assert_eq!(numsub(&redis, &channel), 1, "subscribed before the listing");
     let mut wb = player(&b, "wil").await;
-    wb.request(json!({"type":"lobby","watch":true})).await;
+    answered(&mut wb, json!({"type":"lobby","watch":true})).await;
     assert_eq!(numsub(&redis, &channel), 2);
     // A change reaches both.
     let mut y = player(&a, "yan").await;
