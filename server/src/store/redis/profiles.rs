@@ -246,7 +246,7 @@ impl ProfileStore for RedisStore {
     }
 
     async fn address_salt(&self) -> StoreResult<String> {
-        let mine = super::super::profiles::new_salt();
+        let mine = crate::store::profiles::new_salt();
         let mut set = ::redis::cmd("SET");
         set.arg(self.keys.address_salt())
             .arg(&mine)
