@@ -9,7 +9,7 @@ use crate::support::redis::RedisServer;
 use serde_json::json;
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tictactoe_protocol::{ServerMsg, close};
 
 #[tokio::test]
@@ -40,7 +40,13 @@ async fn metrics_count_what_operators_watch() {
     let mut config = test_config(Some(&redis));
     config.move_burst = 1;
     config.move_rate = 0.01;
+    config.hello_timeout = Duration::from_millis(200);
     let a = Instance::start(config).await;
+    let mut silent = a.connect().await;
+    assert_eq!(
+        silent.closed().await.map(|f| u16::from(f.code)),
+        Some(close::POLICY)
+    );
     let mut x = a.connect().await;
     x.hello("ann").await;
     let mut o = a.connect().await;
@@ -63,6 +69,7 @@ async fn metrics_count_what_operators_watch() {
         "redis_command_seconds_bucket{op=\"transition\"",
         "pubsub_lag_seconds_bucket",
         "joins_total{role=\"o\"}",
+        "connections_closed_total{code=\"1008\",reason=\"no hello\"} 1",
     ] {
         assert!(text.contains(name), "missing {name} in:\n{text}");
     }

@@ -137,6 +137,10 @@ pub async fn serve<S: Transport>(app: Arc<App>, socket: S, ip: IpAddr) {
             if code == close::SLOW_CONSUMER {
                 tracing::info!("closing a client that does not keep up");
             }
+            // By reason: a policy close (1008) is either no `hello` in time or rate limits
+            // refused over and over, which only the reason tells apart.
+            metrics::counter!("connections_closed_total", "code" => code.to_string(), "reason" => reason)
+                .increment(1);
             Box::pin(socket.close(code, reason)).await;
         }
     }
