@@ -108,11 +108,11 @@ fn badge(r: &ProfileRecord) -> ProfileBadge {
 /// and `welcome` shows its rating. A profile that cannot be read only leaves the badge out:
 /// the hello goes on.
 pub async fn on_hello(app: &App, player: &PlayerId, ip: IpAddr) -> Option<ProfileBadge> {
-    let seen = match noted_address(app, ip).await {
-        Ok(address) => app.store.profile_seen(player, &address).await,
-        Err(e) => Err(e),
+    let seen = async {
+        let address = noted_address(app, ip).await?;
+        app.store.profile_seen(player, &address).await
     };
-    match seen {
+    match seen.await {
         Ok(record) => record.as_ref().map(badge),
         Err(e) => {
             tracing::warn!(error = %e, "could not read the player's profile at hello");

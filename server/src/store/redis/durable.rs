@@ -10,6 +10,7 @@
 use super::RedisStore;
 use super::decode::corrupt;
 use super::link::Link;
+use super::scripts::reply;
 use crate::store::{StoreError, StoreResult};
 use ::redis::Script;
 use ::redis::{Cmd, Pipeline, Value};
@@ -66,6 +67,23 @@ impl RedisStore {
             &durable.lanes[durable.next.fetch_add(1, Ordering::Relaxed) % durable.lanes.len()];
         let mut handle = self.handle_on(lane).await?;
         self.pipeline(op, lane, &mut handle, pipe, scripts).await
+    }
+
+    /// `call` and its WAIT in one round trip ([`RedisStore::durably`]): `call`'s reply, or
+    /// `Unavailable` unless the replicas confirmed it.
+    pub(super) async fn durably_one(
+        &self,
+        op: &'static str,
+        durable: &Durable,
+        call: Cmd,
+        scripts: &[&Script],
+    ) -> StoreResult<Value> {
+        let mut pipe = ::redis::pipe();
+        pipe.add_command(call).add_command(wait_cmd(durable));
+        let replies = self.durably(op, durable, pipe, scripts).await?;
+        let value = reply(replies.first().cloned())?;
+        self.confirmed(op, durable, &replies, 1)?;
+        Ok(value)
     }
 
     /// The WAIT reply at `at` in `replies`: `Unavailable` unless enough replicas confirmed.

@@ -127,7 +127,7 @@ impl AsyncPushSender for ConnectionPushes {
             // Under the lock, so that nothing is delivered once another connection is
             // attached.
             PushKind::Message => {
-                if let Push::Message(m) = Push::message(info.data) {
+                if let Some(m) = channel_message(info.data) {
                     (a.deliver)(m);
                 }
             }
@@ -234,26 +234,16 @@ impl LinkBusSink {
     }
 }
 
-/// What one push means for a bus (here and in `sharded_bus`).
-pub(super) enum Push {
-    Message(BusMessage),
-    Ignore,
-    /// The subscriptions can no longer be trusted (the connection dropped, say): end the
-    /// stream.
-    Lost,
-}
-
-impl Push {
-    /// A channel message's push: the channel, then the payload.
-    pub(super) fn message(data: Vec<Value>) -> Push {
-        let mut data = data.into_iter();
-        match (data.next().as_ref().and_then(text), data.next()) {
-            (Some(channel), Some(Value::BulkString(payload))) => Push::Message(BusMessage {
-                channel,
-                payload: payload.into(),
-            }),
-            _ => Push::Ignore,
-        }
+/// The message of a channel message's push (here and in `sharded_bus`): the channel, then
+/// the payload.
+pub(super) fn channel_message(data: Vec<Value>) -> Option<BusMessage> {
+    let mut data = data.into_iter();
+    match (data.next().as_ref().and_then(text), data.next()) {
+        (Some(channel), Some(Value::BulkString(payload))) => Some(BusMessage {
+            channel,
+            payload: payload.into(),
+        }),
+        _ => None,
     }
 }
 

@@ -4,8 +4,7 @@
 //! the instance's presence template and publishes it in the same call.
 
 use super::decode::{corrupt, num, parse_state, presence_of, role_name, texts, ttl_ms, why_name};
-use super::durable::wait_cmd;
-use super::scripts::{reply, script_cmd};
+use super::scripts::script_cmd;
 use super::{RedisStore, SCRIPTS};
 use crate::store::PresenceRecord;
 use crate::store::{
@@ -186,12 +185,10 @@ pub(super) async fn renew_lease(
         // sweeping for a lease period (see housekeeping).
         let mut call = script_cmd(&SCRIPTS.lease, &[&keys[0], &keys[1]]);
         call.arg("renew").arg(lease).arg(ttl_ms(ttl));
-        let mut pipe = ::redis::pipe();
-        pipe.add_command(call).add_command(wait_cmd(durable));
-        let replies = s.durably("lease", durable, pipe, &[&SCRIPTS.lease]).await?;
-        let found = reply(replies.first().cloned())?;
-        s.confirmed("lease", durable, &replies, 1)?;
-        match found {
+        match s
+            .durably_one("lease", durable, call, &[&SCRIPTS.lease])
+            .await?
+        {
             Value::Int(n) => n,
             other => return Err(corrupt("lease", other)),
         }

@@ -3,8 +3,7 @@
 //! the `{profiles}` slot.
 
 use super::decode::{corrupt, items, num, text, ttl_ms};
-use super::durable::wait_cmd;
-use super::scripts::{reply, script_cmd};
+use super::scripts::script_cmd;
 use super::{RedisStore, SCRIPTS};
 use crate::store::profiles::{
     BoardRead, BoardRecord, ProfileCreation, ProfileRead, ProfileRecord, ProfileStore, Recorded,
@@ -51,15 +50,10 @@ impl RedisStore {
         call: Cmd,
         script: &::redis::Script,
     ) -> StoreResult<Value> {
-        let Some(durable) = &self.durable else {
-            return self.run_script(op, call, script).await;
-        };
-        let mut pipe = ::redis::pipe();
-        pipe.add_command(call).add_command(wait_cmd(durable));
-        let replies = self.durably(op, durable, pipe, &[script]).await?;
-        let value = reply(replies.first().cloned())?;
-        self.confirmed(op, durable, &replies, 1)?;
-        Ok(value)
+        match &self.durable {
+            Some(durable) => self.durably_one(op, durable, call, &[script]).await,
+            None => self.run_script(op, call, script).await,
+        }
     }
 }
 
@@ -255,13 +249,7 @@ impl ProfileStore for RedisStore {
         // Instances keep it for their life: with REDIS_WAIT_REPLICAS only once the replicas
         // have it, or a failover could take back a salt that instances already hash with.
         let before = match &self.durable {
-            Some(durable) => {
-                let mut pipe = ::redis::pipe();
-                pipe.add_command(set).add_command(wait_cmd(durable));
-                let replies = self.durably("address_salt", durable, pipe, &[]).await?;
-                self.confirmed("address_salt", durable, &replies, 1)?;
-                reply(replies.first().cloned())?
-            }
+            Some(durable) => self.durably_one("address_salt", durable, set, &[]).await?,
             None => {
                 let mut handle = self.handle().await?;
                 self.call(

@@ -5,7 +5,7 @@
 
 use super::decode::text;
 use super::link::{classify, cluster_client};
-use super::link_bus::Push;
+use super::link_bus::channel_message;
 use crate::store::{Bus, BusLink, BusMessage, BusSink, Deliver, StoreError, StoreResult};
 use ::redis::cluster_async::ClusterConnection;
 use ::redis::{PushInfo, PushKind};
@@ -43,6 +43,15 @@ struct ClusterBusSink {
     leaving: Leaving,
 }
 
+/// What one push means for the stream.
+enum Push {
+    Message(BusMessage),
+    Ignore,
+    /// The subscriptions can no longer be trusted (the connection dropped, or the server
+    /// dropped a channel whose slot moved): end the stream.
+    Lost,
+}
+
 fn on_push(push: PushInfo, leaving: &Leaving) -> Push {
     match push.kind {
         PushKind::Disconnection => Push::Lost,
@@ -62,7 +71,9 @@ fn on_push(push: PushInfo, leaving: &Leaving) -> Push {
                 Push::Lost
             }
         }
-        PushKind::SMessage | PushKind::Message => Push::message(push.data),
+        PushKind::SMessage | PushKind::Message => {
+            channel_message(push.data).map_or(Push::Ignore, Push::Message)
+        }
         _ => Push::Ignore,
     }
 }
