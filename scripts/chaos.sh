@@ -399,9 +399,38 @@ busiest() {
   return 0
 }
 
+# Close frames by code and reason (`connections_closed_total`): each instance's latest reading
+# is kept in closes.ttt-<i> (read before every fault), and added to the run's tally when that
+# instance is killed or drained (its counters die with it) and at the end. What an instance
+# sends between its last reading and its death (a drain's own 1012s) is not in the tally.
+closes_read() {
+  local out
+  out="$( (exec 3<>"/dev/tcp/127.0.0.1/${port_of[ttt-$1]}" &&
+    printf 'GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&3 && timeout 2 cat <&3) 2>/dev/null |
+    grep '^connections_closed_total{' || true)"
+  [[ -n "$out" ]] && echo "$out" >"$run_dir/closes.ttt-$1"
+  return 0
+}
+closes_keep() {
+  closes_read "$1"
+  if [[ -f "$run_dir/closes.ttt-$1" ]]; then
+    cat "$run_dir/closes.ttt-$1" >>"$run_dir/closes"
+    rm -f "$run_dir/closes.ttt-$1"
+  fi
+}
+# One line: every close frame the instances sent, summed over their lives, by code and reason.
+closes_summary() {
+  local sum
+  [[ -f "$run_dir/closes" ]] || { say "close frames sent: none"; return 0; }
+  sum="$(awk '{split($0, a, "} "); n[a[1] "}"] += a[2]} END {for (k in n) printf "%s %d; ", k, n[k]}' \
+    "$run_dir/closes" 2>/dev/null | sed 's/connections_closed_total//g')"
+  say "close frames sent: ${sum:-none}"
+}
+
 kill_instance() {
   busiest; local i=$I
   tell "begin kill_instance ttt-$i"
+  closes_keep "$i"
   kill -KILL "${pid_of[ttt-$i]}"; wait "${pid_of[ttt-$i]}" 2>/dev/null || true
   rand 3 8; sleep "$R"
   start_instance "$i"
@@ -410,6 +439,7 @@ kill_instance() {
 drain_instance() {
   busiest; local i=$I
   tell "begin drain_instance ttt-$i"
+  closes_keep "$i"
   stop_pid "${pid_of[ttt-$i]}" TERM
   sleep 1
   start_instance "$i"
@@ -511,6 +541,7 @@ while ((SECONDS - load_start < seconds - 25 - 10)); do
   fi
   kind="${bag[0]}"
   bag=("${bag[@]:1}")
+  for i in 1 2 3; do closes_read "$i"; done
   say "fault: $kind"
   "$kind"
   injected=$((injected + 1))
@@ -523,5 +554,7 @@ status=0
 wait "$loadgen_pid" || status=$?
 loadgen_pid=""
 [[ -n "${JSON_OUT:-}" ]] && cp "$run_dir/report.json" "$JSON_OUT"
+for i in 1 2 3; do closes_keep "$i"; done
+closes_summary
 if ((status == 0)); then say "PASS"; else digest; say "FAIL (load generator exit $status)"; fi
 exit "$status"

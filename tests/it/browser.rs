@@ -32,6 +32,13 @@ async fn browser_page_resumes_on_another_instance_after_kill_9() {
 }
 
 #[tokio::test]
+async fn browser_page_retries_a_hello_met_by_unavailable_without_the_long_wait() {
+    check_tools();
+    let topo = Topology::start(1).await;
+    run_spec("hello_retry.mjs", &topo).await;
+}
+
+#[tokio::test]
 async fn browser_quick_match_resign_leave_and_join_from_the_lobby() {
     check_tools();
     let topo = Topology::start(3).await;

@@ -3,7 +3,7 @@
 //! and a write that timed out is honestly reported as of unknown outcome. Redis, the instances
 //! and the hanging proxy between them are real; timeouts are shortened through settings.
 
-use crate::support::client::{ack_version, seat_pair, try_connect};
+use crate::support::client::{ack_version, error_code, seat_pair, try_connect};
 use crate::support::http::http_get;
 use crate::support::instances::{Instance, test_config};
 use crate::support::proxy::FreezeProxy;
@@ -154,4 +154,37 @@ async fn a_move_that_timed_out_in_a_redis_stall_may_still_apply_and_its_retry_sa
         }
         other => panic!("{other:?}"),
     }
+}
+
+#[tokio::test]
+async fn a_hello_met_by_a_redis_stall_can_be_retried_past_the_hello_timeout() {
+    let redis = RedisServer::start();
+    let mut cfg = quick(&redis);
+    cfg.hello_timeout = Duration::from_millis(1000);
+    // Not the outage that sends everyone elsewhere: a stall the instance waits out.
+    cfg.redis_lost = Duration::from_secs(30);
+    let a = Instance::start(cfg.clone()).await;
+    let mut ann = a.connect().await;
+    let mut bob = a.connect().await;
+
+    redis.pause();
+    let hello = json!({"type": "hello", "name": "ann"});
+    let unavailable = |m: &ServerMsg| error_code(m) == ErrorCode::Unavailable;
+    assert!(unavailable(&bob.request(hello.clone()).await));
+    // Ann retries her hello, as told, for three times the hello timeout.
+    let since = Instant::now();
+    while since.elapsed() < cfg.hello_timeout * 3 {
+        let reply = ann.request(hello.clone()).await;
+        assert!(unavailable(&reply), "{reply:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    redis.resume();
+    match ann.request_until_available(hello).await {
+        ServerMsg::Welcome { .. } => {}
+        other => panic!("{other:?}"),
+    }
+    // Bob never said hello again: the wait for one ran out.
+    let frame = bob.closed().await.expect("a close frame");
+    assert_eq!(u16::from(frame.code), close::POLICY);
+    assert_eq!(frame.reason.as_str(), "no hello");
 }

@@ -115,8 +115,13 @@ export class Connection {
     clearTimeout(giveUp);
     if (ws !== this.ws) return;
     if (reply.type !== 'welcome') {
-      // Minting a session is rate limited per address: wait as long as the server says.
-      const wait = reply.code === 'rate_limited' ? reply.retry_after_ms ?? MAX_MS : MAX_MS;
+      // Minting a session is rate limited per address: wait as long as the server says. A
+      // hello Redis could not answer (`unavailable`: an outage, a failover) is retried like a
+      // lost link, with backoff, perhaps on another instance; anything else would be refused
+      // again soon.
+      let wait = MAX_MS;
+      if (reply.code === 'rate_limited') wait = reply.retry_after_ms ?? MAX_MS;
+      if (reply.code === 'unavailable') wait = reply.retry_after_ms ?? reconnectDelay(this.attempt++);
       this.drop(ws, { delay: wait });
       return;
     }

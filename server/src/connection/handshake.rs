@@ -26,6 +26,15 @@ pub(super) struct Greeted {
     pub(super) left_out: usize,
 }
 
+/// What one frame before the session came to.
+enum Heard {
+    Greeted(Greeted),
+    /// A `hello` the store could not answer (`unavailable`): the client is told to retry it,
+    /// so the wait for a hello starts again.
+    Unanswered,
+    Other,
+}
+
 /// Waits for `hello` and opens its session. The connection's queue is not read here: nothing
 /// can reach it before the connection has joined a game, the lobby or the match queue.
 pub(super) async fn greet<S: Transport>(
@@ -35,7 +44,7 @@ pub(super) async fn greet<S: Transport>(
     kill: &CancellationToken,
     keepalive: &mut Keepalive,
 ) -> Result<Greeted, Closing> {
-    let hello_deadline = tokio::time::Instant::now() + app.config.hello_timeout;
+    let mut hello_deadline = tokio::time::Instant::now() + app.config.hello_timeout;
     let shutdown = app.shutdown.clone();
     let mut redis_lost = app.redis_lost.subscribe();
     loop {
@@ -60,17 +69,25 @@ pub(super) async fn greet<S: Transport>(
             }
             _ = keepalive.tick() => match keepalive.due() {
                 Due::Idle => Err(Closing::Close(close::IDLE, "idle")),
-                Due::Ping => socket.write(Message::Ping(Default::default())).await.map(|()| None),
+                Due::Ping => socket.write(Message::Ping(Default::default())).await.map(|()| Heard::Other),
                 // No session to renew before hello.
                 Due::Renew => {
                     keepalive.defer_renewal();
-                    Ok(None)
+                    Ok(Heard::Other)
                 }
             },
         };
-        if let Some(greeted) = step? {
-            socket.flush().await?;
-            return Ok(greeted);
+        match step? {
+            Heard::Greeted(greeted) => {
+                socket.flush().await?;
+                return Ok(greeted);
+            }
+            // Closing it for "no hello" while it retries as told would blame the client for
+            // a Redis outage (a Cluster failover lasts longer than the hello timeout).
+            Heard::Unanswered => {
+                hello_deadline = tokio::time::Instant::now() + app.config.hello_timeout;
+            }
+            Heard::Other => {}
         }
         socket.flush().await?;
     }
@@ -81,9 +98,9 @@ async fn on_frame<S: Transport>(
     socket: &mut Socket<S>,
     ip: IpAddr,
     frame: Option<Result<Message, axum::Error>>,
-) -> Result<Option<Greeted>, Closing> {
+) -> Result<Heard, Closing> {
     let Some(msg) = socket.request(frame).await? else {
-        return Ok(None);
+        return Ok(Heard::Other);
     };
     match msg {
         ClientMsg::Hello {
@@ -94,7 +111,7 @@ async fn on_frame<S: Transport>(
         } => hello(app, socket, ip, req, token, name, resume).await,
         ClientMsg::Ping { req } => {
             socket.send(ServerMsg::Pong { req }).await?;
-            Ok(None)
+            Ok(Heard::Other)
         }
         other => {
             socket
@@ -104,7 +121,7 @@ async fn on_frame<S: Transport>(
                     "say hello first",
                 ))
                 .await?;
-            Ok(None)
+            Ok(Heard::Other)
         }
     }
 }
@@ -117,17 +134,22 @@ async fn hello<S: Transport>(
     token: Option<String>,
     name: Option<String>,
     resume: Vec<ResumeGame>,
-) -> Result<Option<Greeted>, Closing> {
+) -> Result<Heard, Closing> {
     let name = name.as_deref().and_then(clean_name);
     let opened = match sessions::open(app, token.as_deref(), name, ip).await {
         Ok(opened) => opened,
         Err(OpError::RateLimited { retry_after_ms }) => {
             socket.limited(req, retry_after_ms, "sessions").await?;
-            return Ok(None);
+            return Ok(Heard::Other);
         }
         Err(e) => {
+            let unanswered = matches!(e, OpError::Unavailable);
             socket.op_error(req, e).await?;
-            return Ok(None);
+            return Ok(if unanswered {
+                Heard::Unanswered
+            } else {
+                Heard::Other
+            });
         }
     };
     let mut identity = opened.identity;
@@ -176,7 +198,7 @@ async fn hello<S: Transport>(
             (game, from)
         })
         .collect();
-    Ok(Some(Greeted {
+    Ok(Heard::Greeted(Greeted {
         identity,
         resume,
         left_out,

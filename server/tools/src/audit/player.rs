@@ -89,6 +89,8 @@ pub struct Player {
     rejoin_at: Option<Instant>,
     /// The `join` on its way.
     rejoin_req: Option<u64>,
+    /// The connection's `hello` met `unavailable` or `rate_limited`: when to send it again.
+    hello_at: Option<Instant>,
     /// The chat line waiting for its ack: request and text.
     chat_req: Option<(u64, String)>,
     chats_sent: u64,
@@ -130,6 +132,7 @@ impl Player {
             rematch_asked: None,
             rejoin_at: None,
             rejoin_req: None,
+            hello_at: None,
             chat_req: None,
             chats_sent: 0,
             moves_made: 0,
@@ -229,24 +232,14 @@ impl Player {
         // Whatever this connection is in, a new one starts from its hello's restore.
         self.rejoin_at = None;
         self.rejoin_req = None;
+        self.hello_at = None;
         let mut storm = sh.storm.subscribe();
         storm.mark_unchanged();
-        if !welcomed {
-            let hello = ClientMsg::Hello {
-                req: Some(1),
-                token: Some(self.token.clone()),
-                name: None,
-                resume: vec![ResumeGame {
-                    game: self.game.clone(),
-                    version: self.version,
-                }],
-            };
-            if let Err(f) = conn::send(&mut ws, &hello).await {
-                sh.count_failure(&f);
-                return End::Lost { at_once: false };
-            }
+        if !welcomed && let Err(f) = self.say_hello(&mut ws).await {
+            sh.count_failure(&f);
+            return End::Lost { at_once: false };
         }
-        let opened = Instant::now();
+        let mut opened = Instant::now();
         let mut last_frame = opened;
         loop {
             let silent_at = if welcomed {
@@ -254,6 +247,7 @@ impl Player {
             } else {
                 opened + WELCOME_WITHIN
             };
+            let hello_at = self.hello_at;
             let again_at = self.pending.as_ref().and_then(|p| p.again_at);
             let rematch_at = self.rematch_due();
             let rejoin_at = self.rejoin_at;
@@ -291,6 +285,11 @@ impl Player {
                 _ = tokio::time::sleep_until(rejoin_at.unwrap_or(silent_at)), if welcomed && rejoin_at.is_some() => {
                     self.rejoin(&mut ws).await
                 }
+                _ = tokio::time::sleep_until(hello_at.unwrap_or(silent_at)), if !welcomed && hello_at.is_some() => {
+                    self.hello_at = None;
+                    opened = Instant::now();
+                    self.say_hello(&mut ws).await
+                }
                 _ = tokio::time::sleep_until(silent_at) => Err(Failure::transport("silent")),
             };
             match outcome {
@@ -305,6 +304,20 @@ impl Player {
                 }
             }
         }
+    }
+
+    /// This player's `hello` (always `req` 1): its session, and its game to go back into.
+    async fn say_hello(&mut self, ws: &mut Ws) -> Result<(), Failure> {
+        let hello = ClientMsg::Hello {
+            req: Some(1),
+            token: Some(self.token.clone()),
+            name: None,
+            resume: vec![ResumeGame {
+                game: self.game.clone(),
+                version: self.version,
+            }],
+        };
+        conn::send(ws, &hello).await
     }
 
     async fn on_message(
@@ -396,6 +409,16 @@ impl Player {
                 ..
             } => {
                 sh.count_error(code);
+                if req == Some(1) && !*welcomed {
+                    // As the page does: a hello the server could not answer goes again.
+                    if matches!(code, ErrorCode::Unavailable | ErrorCode::RateLimited) {
+                        let wait = retry_after_ms
+                            .map(Duration::from_millis)
+                            .unwrap_or(RETRY_UNAVAILABLE);
+                        self.hello_at = Some(now + wait);
+                    }
+                    return Ok(());
+                }
                 if code == ErrorCode::UnknownGame && game.as_ref() == Some(&self.game) {
                     return Err(Failure::transport(SESSION_LOST));
                 }
