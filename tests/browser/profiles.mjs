@@ -1,12 +1,10 @@
 // Profiles, rated games and the leaderboard, in the page: a profile is created (its recovery
 // code shown once, copyable), rated games are offered only with one, a rated game shows its
 // badge and the players' ratings on the board and in the lobby, the leaderboard lists the two
-// players with the viewer's own row highlighted, the history replays the round move by move,
+// players with the viewer's own row highlighted (and has an address: Back closes it, a reload
+// opens it again), the history replays the round move by move,
 // a recovery code brings the profile to another browser (an old code does not), and the
 // profile is deleted there.
-//
-// Needs the profiles server (branch `profiles`): registered in tests/it/browser.rs once that
-// is merged into this branch.
 //
 // Ann and Bob come from different addresses (X-Forwarded-For, see `player`): two profiles
 // from one address play rated games that move no rating (docs/protocol.md, Rated games).
@@ -121,10 +119,24 @@ await spec('profiles', async (browser) => {
   await bob.page.locator('#top-table tr.me', { hasText: 'Bob' }).waitFor();
   await view(bob, 'leaderboard');
 
+  step('The leaderboard has an address: Back closes it, Forward and a reload open it again');
+  const viewIn = (p) => new URL(p.page.url()).searchParams.get('view');
+  check(viewIn(ann) === 'leaderboard', `the address names the panel (${ann.page.url()})`);
+  await ann.page.goBack();
+  await ann.page.locator('#lobby:not([hidden])').waitFor();
+  check(await ann.page.locator('#leaderboard').isHidden(), 'Back closed the leaderboard');
+  check(viewIn(ann) === null, `and the address is the lobby's (${ann.page.url()})`);
+  await ann.page.goForward();
+  await ann.page.locator('#leaderboard:not([hidden])').waitFor();
+  await ann.page.reload();
+  await ann.page.locator('#leaderboard:not([hidden]) #top-table tr.me', { hasText: 'Ann' }).waitFor();
+  check(await ann.page.locator('#lobby').isHidden(), 'the reloaded page shows the panel, not the lobby');
+
   step('Ann\'s profile: the record, the rank and the round, replayed move by move');
   await toLobby(ann);
   await ann.page.getByRole('button', { name: /^Profile/ }).click();
   await ann.page.locator('#profile-record', { hasText: '1 win · 0 draws · 0 losses' }).waitFor();
+  check(viewIn(ann) === 'profile', `the address names the profile panel (${ann.page.url()})`);
   check(await text(ann, '#profile-rank') === '1st', 'her rank');
   const game = ann.page.locator('#history .history-item').first();
   check((await game.textContent()).includes('Won against Bob (1500)'), 'the round is in her history');
@@ -180,8 +192,11 @@ await spec('profiles', async (browser) => {
   await cy.page.getByRole('button', { name: 'Create my profile' }).waitFor();
   await toLobby(cy);
   check(await cy.page.getByRole('radio', { name: 'Rated' }).isDisabled(), 'no rated games without it');
+  // Her first browser was left on her profile panel, which a reload keeps.
   await ann.page.reload();
   await connected(ann);
+  await ann.page.locator('#profile:not([hidden])').getByRole('button', { name: 'Create my profile' }).waitFor();
+  await toLobby(ann);
   check(await ann.page.getByRole('radio', { name: 'Rated' }).isDisabled(), 'Ann\'s first browser has no profile either');
   noErrors(ann, bob, cy);
 });

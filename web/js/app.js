@@ -18,7 +18,7 @@ import { Outbox } from './outbox.js';
 import { StatusView } from './status.js';
 import { pageState } from './state.js';
 import { createViews } from './views.js';
-import { createRouting, gameInAddress } from './routing.js';
+import { createRouting, gameInAddress, panelInAddress } from './routing.js';
 import { createActions } from './actions.js';
 import { createNames } from './names.js';
 import { createLink } from './link.js';
@@ -29,6 +29,10 @@ import { createLeaderboard } from './leaderboard.js';
 import { ProfileView } from './profile.js';
 
 const page = pageState(gameInAddress());
+// A page opened at ?view=profile or ?view=leaderboard (a bookmark, a reload) shows that panel
+// once connected; a game's address wins.
+let panelAtStart = page.wanted ? null : panelInAddress();
+const openPanel = (name) => (name === 'profile' ? account.open() : leaderboard.open());
 
 // Hooks name modules built further down: they run only once the connection is started, last.
 const wsUrl = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
@@ -37,6 +41,10 @@ const conn = new Connection(wsUrl, {
   onWelcome: (msg) => {
     recovery.welcome(msg);
     account.welcomed(msg);
+    if (panelAtStart) {
+      openPanel(panelAtStart);
+      panelAtStart = null;
+    }
   },
   onMessage: (msg) => events.receive(msg),
   onState: (s) => {
@@ -94,6 +102,7 @@ const routing = createRouting({
   ask: (msg) => actions.ask(msg),
   // A rated round may have moved the rating the lobby shows.
   lobbyShown: () => account.lobbyShown(),
+  openPanel,
 });
 const recover = (err, game) => recovery.recover(err, game);
 const actions = createActions({ page, conn, lobby: views.lobby, enter: routing.enter, recover });

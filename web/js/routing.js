@@ -1,12 +1,13 @@
 // Which view is on screen (the lobby, a game, the profile or the leaderboard panel) and which
 // game, if any: joining, entering and leaving one, kept in step with the address bar
-// (`?game=<id>`) and the browser's history, and the lobby list watched only while the lobby
-// shows.
+// (`?game=<id>`, `?view=profile|leaderboard`) and the browser's history (Back closes a panel
+// as it leaves a game), and the lobby list watched only while the lobby shows.
 
 import { adopt } from './state.js';
 import { $, show } from './dom.js';
 
 const VIEWS = ['lobby', 'game', 'profile', 'leaderboard'];
+const PANELS = ['profile', 'leaderboard'];
 
 // Shows the view `name`, and hides the others.
 function only(name) {
@@ -17,9 +18,18 @@ export function gameInAddress() {
   return new URLSearchParams(location.search).get('game');
 }
 
+// The panel the address names, if any (a game's address wins over it).
+export function panelInAddress() {
+  const view = new URLSearchParams(location.search).get('view');
+  return PANELS.includes(view) ? view : null;
+}
+
 // `ask(msg)`: a request whose refusal is shown and recovered from (actions.js); `lobbyShown()`
-// hears of every return to the lobby.
-export function createRouting({ page, conn, outbox, gameView, render, ask, lobbyShown }) {
+// hears of every return to the lobby; `openPanel(name)` opens a panel with its content, as its
+// button does.
+export function createRouting({
+  page, conn, outbox, gameView, render, ask, lobbyShown, openPanel,
+}) {
   async function join(id, spectate) {
     page.wanted = id;
     const msg = { type: 'join', game: id };
@@ -43,21 +53,22 @@ export function createRouting({ page, conn, outbox, gameView, render, ask, lobby
     render();
   }
 
-  function leave() {
+  // `push`: false when the browser's history already moved (Back, Forward).
+  function leave({ push = true } = {}) {
     const id = page.current;
     if (id) {
       conn.request({ type: 'leave', game: id }).catch(() => {});
       page.games.delete(id);
       outbox.drop(id);
     }
-    showLobby();
+    showLobby({ push });
   }
 
-  function showLobby() {
+  function showLobby({ push = true } = {}) {
     page.current = null;
     page.view = 'lobby';
     only('lobby');
-    if (new URLSearchParams(location.search).has('game')) {
+    if (push && location.search) {
       history.pushState(null, '', location.pathname);
     }
     document.title = 'Tic-tac-toe';
@@ -91,6 +102,9 @@ export function createRouting({ page, conn, outbox, gameView, render, ask, lobby
   function showPanel(name) {
     page.view = name;
     only(name);
+    if (panelInAddress() !== name) {
+      history.pushState(null, '', `${location.pathname}?view=${name}`);
+    }
     $(`${name}-title`).focus();
   }
 
@@ -104,12 +118,19 @@ export function createRouting({ page, conn, outbox, gameView, render, ask, lobby
 
   window.addEventListener('popstate', () => {
     const id = gameInAddress();
-    if (id && id !== page.current) join(id, false);
-    else if (!id && page.current) leave();
+    if (id) {
+      if (id !== page.current) join(id, false);
+      return;
+    }
+    if (page.current) leave({ push: false });
+    const panel = panelInAddress();
+    if (panel && page.view !== panel) openPanel(panel);
+    else if (!panel && page.view !== 'lobby') showLobby({ push: false });
   });
 
-  // A page opened by a link does not flash the lobby while it joins the game.
-  if (page.wanted) {
+  // A page opened by a link does not flash the lobby while it joins the game, nor while it
+  // waits to open the panel its address names (after the first welcome).
+  if (page.wanted || panelInAddress()) {
     show($('lobby'), false);
   }
 
