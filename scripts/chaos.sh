@@ -385,15 +385,19 @@ say "$(cat "$run_dir/ready") games set up; faults for $((seconds - 25)) s, then 
 kinds=(kill_instance drain_instance stop_primary kill_primary degrade_path reconnect_storm)
 [[ "$layout" == single ]] && kinds+=(freeze_redis_link)
 
+# Instance i's /metrics (nothing when it does not answer).
+metrics_of() {
+  (exec 3<>"/dev/tcp/127.0.0.1/${port_of[ttt-$1]}" &&
+    printf 'GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&3 && timeout 2 cat <&3) 2>/dev/null || true
+}
+
 # I = the instance holding the most connections (its `connections` gauge): a fault on an
 # instance nobody uses (just restarted, say) would prove nothing.
 busiest() {
   local i n best=-1
   I=1
   for i in 1 2 3; do
-    n="$( (exec 3<>"/dev/tcp/127.0.0.1/${port_of[ttt-$i]}" &&
-      printf 'GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&3 && timeout 2 cat <&3) 2>/dev/null |
-      awk '$1 == "connections" {print int($2)}' || true)"
+    n="$(metrics_of "$i" | awk '$1 == "connections" {print int($2)}' || true)"
     if [[ -n "$n" ]] && ((n > best)); then best=$n I=$i; fi
   done
   return 0
@@ -405,9 +409,7 @@ busiest() {
 # sends between its last reading and its death (a drain's own 1012s) is not in the tally.
 closes_read() {
   local out
-  out="$( (exec 3<>"/dev/tcp/127.0.0.1/${port_of[ttt-$1]}" &&
-    printf 'GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&3 && timeout 2 cat <&3) 2>/dev/null |
-    grep '^connections_closed_total{' || true)"
+  out="$(metrics_of "$1" | grep '^connections_closed_total{' || true)"
   [[ -n "$out" ]] && echo "$out" >"$run_dir/closes.ttt-$1"
   return 0
 }
