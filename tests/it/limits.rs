@@ -81,6 +81,39 @@ async fn a_move_retried_after_retry_after_succeeds() {
 }
 
 #[tokio::test]
+async fn a_chat_line_retried_once_the_budget_is_spent_is_acknowledged_as_the_duplicate_it_is() {
+    let redis = RedisServer::start();
+    let mut config = test_config(Some(&redis));
+    config.chat_rate = 0.01;
+    config.chat_burst = 2;
+    let a = Instance::start(config).await;
+    let (mut x, _o, game) = seated(&a, &a).await;
+    let line = |lid: &str| json!({"type":"chat","game":game,"text":"hi","lid":lid});
+    let first = match x.request(line("l-1")).await {
+        ServerMsg::Ack { info, .. } => info.id.expect("the line's id"),
+        other => panic!("{other:?}"),
+    };
+    assert!(matches!(
+        x.request(line("l-2")).await,
+        ServerMsg::Ack { .. }
+    ));
+    // The session's budget is spent. On a new connection (the client reconnected after its
+    // line met `unavailable`), a new line is refused, a retry of one that went in is not.
+    let mut again = Ws::connect(&a.ws_url()).await;
+    again.token = x.token.clone();
+    again.hello("ann").await;
+    again.join(&game).await;
+    retry_after(&again.request(line("l-3")).await);
+    match again.request(line("l-1")).await {
+        ServerMsg::Ack { info, .. } => {
+            assert!(info.duplicate);
+            assert_eq!(info.id, Some(first));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
 async fn two_sessions_do_not_share_a_budget() {
     let redis = RedisServer::start();
     let mut config = test_config(Some(&redis));

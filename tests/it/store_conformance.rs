@@ -835,6 +835,22 @@ async fn a_chat_line_retried_with_its_id_is_added_once(store: Arc<dyn Store>) {
         .await,
     );
     assert_ne!(bobs.id, first.id);
+    // Each remembered id names its own line, for its author, in its place only.
+    let (ann, bob) = (pid(ANN.0), pid(BOB.0));
+    let line_of = |game: Option<GameId>, who: PlayerId, lid: &'static str| {
+        let store = store.clone();
+        async move { store.chat_line_of(game.as_ref(), &who, lid).await.unwrap() }
+    };
+    assert_eq!(
+        line_of(Some(g.clone()), ann.clone(), "l-1").await,
+        Some(first.id.clone())
+    );
+    assert_eq!(
+        line_of(Some(g.clone()), bob.clone(), "l-1").await,
+        Some(bobs.id.clone())
+    );
+    assert_eq!(line_of(Some(g.clone()), ann.clone(), "l-2").await, None);
+    assert_eq!(line_of(None, ann.clone(), "l-1").await, None);
     let lobby = added(say(store.as_ref(), None, ANN, None, "hi all", Some("l-1"), TTL).await);
     assert_eq!(
         say(store.as_ref(), None, ANN, None, "hi all", Some("l-1"), TTL).await,

@@ -33,6 +33,16 @@ pub async fn post(
     // not reset it.
     let key = app.store.keys().rate("chat", from.player.as_str());
     if let Decision::Deny { retry_after_us } = app.store.rate(&key, app.config.chat_rule()).await? {
+        // A retry of a line that went in (its first attempt met `unavailable`) is answered
+        // as the duplicate it is, not refused: the budget is spent before the line id is read.
+        if let Some(lid) = lid
+            && let Some(id) = app.store.chat_line_of(game, &from.player, lid).await?
+        {
+            return Ok(Posted {
+                id,
+                duplicate: true,
+            });
+        }
         return Err(OpError::RateLimited {
             retry_after_ms: Decision::retry_after_ms(retry_after_us),
         });

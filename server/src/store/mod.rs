@@ -479,6 +479,14 @@ pub trait Store: ProfileStore + Send + Sync + 'static {
     ) -> StoreResult<Appended>;
     /// The most recent `n` lines, oldest first.
     async fn recent_chat(&self, game: Option<&GameId>, n: usize) -> StoreResult<Vec<ChatRecord>>;
+    /// The id of the line `player` added with the line id `lid` (still remembered, within
+    /// [`StoreLimits::line_ids_ttl`]), if any.
+    async fn chat_line_of(
+        &self,
+        game: Option<&GameId>,
+        player: &PlayerId,
+        lid: &str,
+    ) -> StoreResult<Option<String>>;
 
     // Rate limits.
     /// One GCRA step on the named bucket, on the store's clock.

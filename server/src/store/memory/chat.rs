@@ -16,6 +16,21 @@ pub(super) struct MemChat {
     pub(super) expires: u64,
 }
 
+pub(super) fn line_of(
+    store: &MemoryStore,
+    game: Option<&GameId>,
+    player: &PlayerId,
+    lid: &str,
+) -> Option<String> {
+    let key = (game.cloned(), player.clone(), lid.to_string());
+    store
+        .lock()
+        .line_ids
+        .get(&key)
+        .filter(|(_, expires)| *expires > now_ms())
+        .map(|(id, _)| id.clone())
+}
+
 pub(super) fn append_chat(
     store: &MemoryStore,
     game: Option<&GameId>,

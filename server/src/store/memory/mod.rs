@@ -277,6 +277,15 @@ impl Store for MemoryStore {
         chat::recent_chat(self, game, n)
     }
 
+    async fn chat_line_of(
+        &self,
+        game: Option<&GameId>,
+        player: &PlayerId,
+        lid: &str,
+    ) -> StoreResult<Option<String>> {
+        Ok(chat::line_of(self, game, player, lid))
+    }
+
     async fn rate(&self, key: &str, rule: Rule) -> StoreResult<Decision> {
         rates::rate(self, key, rule)
     }

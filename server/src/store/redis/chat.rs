@@ -7,7 +7,7 @@ use super::{RedisStore, SCRIPTS};
 use crate::store::{Appended, Author, ChatRecord, StoreResult};
 use ::redis::Value;
 use std::time::Duration;
-use tictactoe_protocol::ids::GameId;
+use tictactoe_protocol::ids::{GameId, PlayerId};
 use tictactoe_protocol::templates::ChatTemplate;
 
 pub(super) async fn append(
@@ -58,6 +58,22 @@ pub(super) async fn append(
         [tag] if tag == "unknown" => Ok(Appended::UnknownGame),
         other => Err(corrupt("chat", other)),
     }
+}
+
+pub(super) async fn line_of(
+    s: &RedisStore,
+    game: Option<&GameId>,
+    player: &PlayerId,
+    lid: &str,
+) -> StoreResult<Option<String>> {
+    let key = s.keys.chat_line_id(game, player, &mid_hex(lid));
+    let mut handle = s.handle().await?;
+    s.call(
+        "chat_line_of",
+        handle.generation,
+        ::redis::cmd("GET").arg(key).query_async(&mut handle),
+    )
+    .await
 }
 
 pub(super) async fn recent(

@@ -202,6 +202,15 @@ impl Store for RedisStore {
         chat::recent(self, game, n).await
     }
 
+    async fn chat_line_of(
+        &self,
+        game: Option<&GameId>,
+        player: &PlayerId,
+        lid: &str,
+    ) -> StoreResult<Option<String>> {
+        chat::line_of(self, game, player, lid).await
+    }
+
     async fn rate(&self, key: &str, rule: Rule) -> StoreResult<Decision> {
         let mut handle = self.handle().await?;
         let mut inv = SCRIPTS.rate.prepare_invoke();
