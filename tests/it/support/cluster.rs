@@ -8,6 +8,9 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// How long `redis-cli --cluster create` may take: a second or two when it works.
+const CREATE_WITHIN: Duration = Duration::from_secs(30);
+
 /// A local Redis Cluster of three masters (no replicas) on free ports, killed on drop.
 /// `cluster-require-full-coverage no`: while one master is down, the other shards' games go on.
 pub struct RedisCluster {
@@ -26,14 +29,33 @@ impl RedisCluster {
     /// Three masters with `replicas` replicas each (`redis-cli --cluster create` pairs them),
     /// returned once every replica is in sync with its master.
     pub fn start_with_replicas(replicas: usize) -> RedisCluster {
-        let n = 3 * (1 + replicas);
-        let dir = TempDir::new("cluster");
-        let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        const ATTEMPTS: u32 = 3;
+        for attempt in 1..=ATTEMPTS {
+            let c = RedisCluster::spawn_nodes(3 * (1 + replicas));
+            match c.create(replicas) {
+                Ok(()) => {
+                    c.wait_ok();
+                    c.wait_replicas_in_sync();
+                    return c;
+                }
+                // Dropped: its nodes die with it, and the next attempt has fresh ports and a
+                // fresh directory.
+                Err(why) if attempt < ATTEMPTS => {
+                    eprintln!("cluster create, attempt {attempt}: {why}; starting again");
+                }
+                Err(why) => panic!("cluster create failed {ATTEMPTS} times, the last: {why}"),
+            }
+        }
+        unreachable!()
+    }
+
+    /// `n` cluster nodes on free ports, not yet joined.
+    fn spawn_nodes(n: usize) -> RedisCluster {
         let mut c = RedisCluster {
-            children: ports.iter().map(|_| None).collect(),
+            children: (0..n).map(|_| None).collect(),
+            ports: (0..n).map(|_| free_port()).collect(),
             bus_ports: (0..n).map(|_| free_port()).collect(),
-            ports,
-            dir,
+            dir: TempDir::new("cluster"),
         };
         for i in 0..n {
             // A node whose port was taken meanwhile exits at once: try fresh ports.
@@ -45,22 +67,52 @@ impl RedisCluster {
                 c.bus_ports[i] = free_port();
             }
         }
-        let nodes: Vec<String> = c.ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
-        let out = Command::new("redis-cli")
+        c
+    }
+
+    /// Joins the nodes and assigns the slots. `redis-cli --cluster create` waits without end
+    /// for the nodes to agree, and on a loaded machine one can drop the others' handshakes
+    /// (`cluster-node-timeout` 1 s) and never hear of them again: seen once in a full test
+    /// run, where it hung the suite. So it gets [`CREATE_WITHIN`], then is stopped.
+    fn create(&self, replicas: usize) -> Result<(), String> {
+        let nodes: Vec<String> = self
+            .ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect();
+        let mut cli = Command::new("redis-cli")
             .args(["--cluster", "create"])
             .args(&nodes)
             .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
-            .output()
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
             .expect("redis-cli (installed with redis-server) creates the cluster");
-        assert!(
-            out.status.success(),
-            "cluster create failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        c.wait_ok();
-        c.wait_replicas_in_sync();
-        c
+        let deadline = Instant::now() + CREATE_WITHIN;
+        let done = loop {
+            if cli.try_wait().expect("redis-cli's status").is_some() {
+                break true;
+            }
+            if Instant::now() > deadline {
+                let _ = cli.kill();
+                break false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let out = cli.wait_with_output().expect("redis-cli's output");
+        let said = || {
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            text.lines().rev().take(5).collect::<Vec<_>>().join(" | ")
+        };
+        match (done, out.status.success()) {
+            (true, true) => Ok(()),
+            (true, false) => Err(format!("redis-cli failed: {}", said())),
+            (false, _) => Err(format!("no join within {CREATE_WITHIN:?}: {}", said())),
+        }
     }
 
     /// Waits until every replica's link to its master is up and it has caught up: a replica
