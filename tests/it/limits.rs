@@ -80,13 +80,19 @@ async fn a_move_retried_after_retry_after_succeeds() {
     assert_eq!(ack_version(&x.play(&game, 2).await), 5);
 }
 
-#[tokio::test]
-async fn a_chat_line_retried_once_the_budget_is_spent_is_acknowledged_as_the_duplicate_it_is() {
+/// An instance whose chat budget is two lines, then one every 100 s.
+async fn two_lines_of_chat() -> (RedisServer, Instance) {
     let redis = RedisServer::start();
     let mut config = test_config(Some(&redis));
     config.chat_rate = 0.01;
     config.chat_burst = 2;
     let a = Instance::start(config).await;
+    (redis, a)
+}
+
+#[tokio::test]
+async fn a_chat_line_retried_once_the_budget_is_spent_is_acknowledged_as_the_duplicate_it_is() {
+    let (_redis, a) = two_lines_of_chat().await;
     let (mut x, _o, game) = seated(&a, &a).await;
     let line = |lid: &str| json!({"type":"chat","game":game,"text":"hi","lid":lid});
     let first = match x.request(line("l-1")).await {
@@ -115,11 +121,7 @@ async fn a_chat_line_retried_once_the_budget_is_spent_is_acknowledged_as_the_dup
 
 #[tokio::test]
 async fn two_sessions_do_not_share_a_budget() {
-    let redis = RedisServer::start();
-    let mut config = test_config(Some(&redis));
-    config.chat_rate = 0.01;
-    config.chat_burst = 2;
-    let a = Instance::start(config).await;
+    let (_redis, a) = two_lines_of_chat().await;
     let (mut x, mut o, game) = seated(&a, &a).await;
     for _ in 0..2 {
         x.request(json!({"type":"chat","game":game,"text":"hi"}))

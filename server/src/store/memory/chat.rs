@@ -3,7 +3,7 @@
 use super::MemoryStore;
 use super::{ms, now_ms};
 use crate::store::{Appended, Author, ChatRecord, StoreResult};
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 use tictactoe_protocol::ids::{GameId, PlayerId};
 use tictactoe_protocol::templates::ChatTemplate;
@@ -16,6 +16,18 @@ pub(super) struct MemChat {
     pub(super) expires: u64,
 }
 
+/// The id of the line remembered under `key`, unless it has lapsed by `now`.
+fn remembered(
+    line_ids: &HashMap<LineKey, (String, u64)>,
+    key: &LineKey,
+    now: u64,
+) -> Option<String> {
+    line_ids
+        .get(key)
+        .filter(|(_, expires)| *expires > now)
+        .map(|(id, _)| id.clone())
+}
+
 pub(super) fn line_of(
     store: &MemoryStore,
     game: Option<&GameId>,
@@ -23,12 +35,7 @@ pub(super) fn line_of(
     lid: &str,
 ) -> Option<String> {
     let key = (game.cloned(), player.clone(), lid.to_string());
-    store
-        .lock()
-        .line_ids
-        .get(&key)
-        .filter(|(_, expires)| *expires > now_ms())
-        .map(|(id, _)| id.clone())
+    remembered(&store.lock().line_ids, &key, now_ms())
 }
 
 pub(super) fn append_chat(
@@ -43,11 +50,11 @@ pub(super) fn append_chat(
     let now = now_ms();
     let mut inner = store.lock();
     let lid = lid.map(|l| (game.cloned(), author.player.clone(), l.to_string()));
-    if let Some(key) = &lid
-        && let Some((id, expires)) = inner.line_ids.get(key)
-        && *expires > now
+    if let Some(id) = lid
+        .as_ref()
+        .and_then(|key| remembered(&inner.line_ids, key, now))
     {
-        return Ok(Appended::Duplicate { id: id.clone() });
+        return Ok(Appended::Duplicate { id });
     }
     if let Some(g) = game
         && inner.live_game(g, now).is_none()
