@@ -25,7 +25,6 @@ pub(super) async fn append(
         None => (k.lobby_chat(), k.lobby_chat(), k.lobby_channel()),
     };
     let [head, middle, tail] = event.pieces();
-    let mut handle = s.handle().await?;
     let mut inv = SCRIPTS.chat.prepare_invoke();
     inv.key(stream).key(exists_key);
     if let Some(lid) = lid {
@@ -43,9 +42,7 @@ pub(super) async fn append(
         .arg(tail)
         .arg(s.publish_cmd())
         .arg(ttl_ms(s.limits.line_ids_ttl));
-    let reply: Vec<String> = s
-        .call("chat", handle.generation, inv.invoke_async(&mut handle))
-        .await?;
+    let reply: Vec<String> = s.invoke("chat", &inv).await?;
     match reply.as_slice() {
         [tag, id] if tag == "ok" => Ok(Appended::Line(ChatRecord {
             ts: chat_ts(id)?,
@@ -67,13 +64,7 @@ pub(super) async fn line_of(
     lid: &str,
 ) -> StoreResult<Option<String>> {
     let key = s.keys.chat_line_id(game, player, &mid_hex(lid));
-    let mut handle = s.handle().await?;
-    s.call(
-        "chat_line_of",
-        handle.generation,
-        ::redis::cmd("GET").arg(key).query_async(&mut handle),
-    )
-    .await
+    s.query("chat_line_of", ::redis::cmd("GET").arg(key)).await
 }
 
 pub(super) async fn recent(
@@ -85,18 +76,15 @@ pub(super) async fn recent(
         Some(g) => s.keys.game_chat(g),
         None => s.keys.lobby_chat(),
     };
-    let mut handle = s.handle().await?;
     let reply: Value = s
-        .call(
+        .query(
             "recent_chat",
-            handle.generation,
             ::redis::cmd("XREVRANGE")
                 .arg(key)
                 .arg("+")
                 .arg("-")
                 .arg("COUNT")
-                .arg(n)
-                .query_async(&mut handle),
+                .arg(n),
         )
         .await?;
     let mut lines = items(reply)

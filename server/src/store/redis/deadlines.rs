@@ -20,25 +20,19 @@ pub(super) async fn clear_match(s: &RedisStore, game: &GameId) -> StoreResult<()
 
 /// Sets (`set`, `match`) or removes (`matched`) one of a game's dates.
 async fn date(s: &RedisStore, mode: &str, game: &GameId, at_ms: Option<u64>) -> StoreResult<()> {
-    let mut handle = s.handle().await?;
     let mut inv = SCRIPTS.deadline.prepare_invoke();
     inv.key(s.keys.deadlines()).arg(mode).arg(game.as_str());
     if let Some(at) = at_ms {
         inv.arg(at);
     }
-    let _: i64 = s
-        .call("deadline", handle.generation, inv.invoke_async(&mut handle))
-        .await?;
+    let _: i64 = s.invoke("deadline", &inv).await?;
     Ok(())
 }
 
 pub(super) async fn due(s: &RedisStore, max: usize) -> StoreResult<(u64, Vec<(GameId, u64)>)> {
-    let mut handle = s.handle().await?;
     let mut inv = SCRIPTS.deadline.prepare_invoke();
     inv.key(s.keys.deadlines()).arg("due").arg(max.max(1));
-    let reply: Vec<String> = s
-        .call("deadline", handle.generation, inv.invoke_async(&mut handle))
-        .await?;
+    let reply: Vec<String> = s.invoke("deadline", &inv).await?;
     let Some((now, rest)) = reply.split_first() else {
         return Err(corrupt("deadline", "empty"));
     };
@@ -62,15 +56,12 @@ pub(super) async fn settle(
     due: u64,
     next: Option<u64>,
 ) -> StoreResult<bool> {
-    let mut handle = s.handle().await?;
     let mut inv = SCRIPTS.deadline.prepare_invoke();
     inv.key(s.keys.deadlines())
         .arg("settle")
         .arg(game.as_str())
         .arg(due)
         .arg(next.map(|n| n.to_string()).unwrap_or_default());
-    let changed: i64 = s
-        .call("deadline", handle.generation, inv.invoke_async(&mut handle))
-        .await?;
+    let changed: i64 = s.invoke("deadline", &inv).await?;
     Ok(changed == 1)
 }

@@ -326,10 +326,7 @@ async fn decisive_read<T: ::redis::FromRedisValue>(
             let value = s.run_script(op, read, script).await?;
             return ::redis::from_redis_value(value).map_err(|e| corrupt(op, e));
         }
-        let mut handle = s.handle().await?;
-        return s
-            .call(op, handle.generation, read.query_async(&mut handle))
-            .await;
+        return s.query(op, &read).await;
     };
     let mut pipe = ::redis::pipe();
     pipe.add_command(script_cmd(&SCRIPTS.touch, &[key]))

@@ -13,7 +13,10 @@ use crate::store::{Keys, StoreError, StoreLimits, StoreResult};
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::cluster::ClusterClient;
 use ::redis::cluster_async::ClusterConnection;
-use ::redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, ServerErrorKind, Value};
+use ::redis::{
+    Cmd, ErrorKind, FromRedisValue, Pipeline, RedisError, RedisFuture, ScriptInvocation,
+    ServerErrorKind, Value,
+};
 use dashmap::DashMap;
 use std::future::Future;
 use std::sync::Arc;
@@ -444,6 +447,40 @@ impl RedisStore {
                 Ok(v)
             }
         }
+    }
+
+    /// One command on the shared link, under [`RedisStore::call`].
+    pub(super) async fn query<T: FromRedisValue>(
+        &self,
+        op: &'static str,
+        cmd: &Cmd,
+    ) -> StoreResult<T> {
+        let mut handle = self.handle().await?;
+        self.call(op, handle.generation, cmd.query_async(&mut handle))
+            .await
+    }
+
+    /// One pipeline on the shared link, under [`RedisStore::call`].
+    pub(super) async fn query_pipeline<T: FromRedisValue>(
+        &self,
+        op: &'static str,
+        pipe: &Pipeline,
+    ) -> StoreResult<T> {
+        let mut handle = self.handle().await?;
+        self.call(op, handle.generation, pipe.query_async(&mut handle))
+            .await
+    }
+
+    /// One script call on the shared link (loaded first where the node lacks it), under
+    /// [`RedisStore::call`].
+    pub(super) async fn invoke<T: FromRedisValue>(
+        &self,
+        op: &'static str,
+        inv: &ScriptInvocation<'_>,
+    ) -> StoreResult<T> {
+        let mut handle = self.handle().await?;
+        self.call(op, handle.generation, inv.invoke_async(&mut handle))
+            .await
     }
 
     pub(super) async fn handle(&self) -> StoreResult<LinkHandle> {

@@ -63,7 +63,6 @@ pub(super) async fn update(
 ) -> StoreResult<()> {
     let k = &s.keys;
     let (status, json) = status_and_json(entry)?;
-    let mut handle = s.handle().await?;
     let mut inv = lobby_script(k);
     inv.arg("update")
         .arg(entry.game.as_str())
@@ -77,9 +76,7 @@ pub(super) async fn update(
                 .map(|o| format!("{}|{}", o.player.as_str(), o.address))
                 .unwrap_or_default(),
         );
-    let _: i64 = s
-        .call("lobby", handle.generation, inv.invoke_async(&mut handle))
-        .await?;
+    let _: i64 = s.invoke("lobby", &inv).await?;
     Ok(())
 }
 
@@ -90,16 +87,13 @@ pub(super) async fn list(
     ttl: Duration,
 ) -> StoreResult<(Vec<LobbyRecord>, Vec<LobbyRecord>)> {
     let k = &s.keys;
-    let mut handle = s.handle().await?;
     let mut inv = lobby_script(k);
     inv.arg("list")
         .arg(max.max(1))
         .arg(ttl_ms(ttl))
         .arg(share.per_owner)
         .arg(share.per_address);
-    let reply: Value = s
-        .call("lobby", handle.generation, inv.invoke_async(&mut handle))
-        .await?;
+    let reply: Value = s.invoke("lobby", &inv).await?;
     let mut lists = items(reply).ok_or_else(|| corrupt("lobby", "not an array"))?;
     let parse = |v: Option<Value>| -> Vec<LobbyRecord> {
         v.and_then(texts)

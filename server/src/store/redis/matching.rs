@@ -3,7 +3,7 @@
 use super::decode::{corrupt, ttl_ms};
 use super::{RedisStore, SCRIPTS};
 use crate::store::{StoreError, StoreResult, Ticket};
-use ::redis::{FromRedisValue, ScriptInvocation};
+use ::redis::ScriptInvocation;
 use std::time::Duration;
 use tictactoe_protocol::ids::PlayerId;
 
@@ -18,12 +18,6 @@ fn invocation(s: &RedisStore, mode: &str) -> ScriptInvocation<'static> {
     inv
 }
 
-async fn run<T: FromRedisValue>(s: &RedisStore, inv: &ScriptInvocation<'_>) -> StoreResult<T> {
-    let mut handle = s.handle().await?;
-    s.call("match", handle.generation, inv.invoke_async(&mut handle))
-        .await
-}
-
 pub(super) async fn match_enqueue(
     s: &RedisStore,
     ticket: &Ticket,
@@ -32,7 +26,7 @@ pub(super) async fn match_enqueue(
     let json = serde_json::to_string(ticket).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let mut inv = invocation(s, "enqueue");
     inv.arg(ticket.player.as_str()).arg(json).arg(ttl_ms(fresh));
-    let reply: Vec<String> = run(s, &inv).await?;
+    let reply: Vec<String> = s.invoke("match", &inv).await?;
     match reply.as_slice() {
         [tag] if tag == "queued" => Ok(None),
         [tag, other, name] if tag == "paired" => {
@@ -54,7 +48,7 @@ pub(super) async fn match_queued(
 ) -> StoreResult<bool> {
     let mut inv = invocation(s, "queued");
     inv.arg(player.as_str()).arg(ttl_ms(fresh));
-    let queued: i64 = run(s, &inv).await?;
+    let queued: i64 = s.invoke("match", &inv).await?;
     Ok(queued == 1)
 }
 
@@ -65,14 +59,14 @@ pub(super) async fn match_rename(
 ) -> StoreResult<bool> {
     let mut inv = invocation(s, "rename");
     inv.arg(player.as_str()).arg(name);
-    let queued: i64 = run(s, &inv).await?;
+    let queued: i64 = s.invoke("match", &inv).await?;
     Ok(queued == 1)
 }
 
 pub(super) async fn match_cancel(s: &RedisStore, player: &PlayerId) -> StoreResult<bool> {
     let mut inv = invocation(s, "cancel");
     inv.arg(player.as_str());
-    let removed: i64 = run(s, &inv).await?;
+    let removed: i64 = s.invoke("match", &inv).await?;
     Ok(removed == 1)
 }
 
@@ -89,7 +83,7 @@ pub(super) async fn match_refresh(
     for p in players {
         inv.arg(p.as_str());
     }
-    let missing: Vec<String> = run(s, &inv).await?;
+    let missing: Vec<String> = s.invoke("match", &inv).await?;
     Ok(missing
         .into_iter()
         .filter_map(|p| PlayerId::try_from(p).ok())

@@ -77,27 +77,17 @@ impl Store for RedisStore {
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        let mut handle = self.handle().await?;
-        let _: String = self
-            .call(
-                "ping",
-                handle.generation,
-                ::redis::cmd("PING").query_async(&mut handle),
-            )
-            .await?;
+        let _: String = self.query("ping", &::redis::cmd("PING")).await?;
         Ok(())
     }
 
     async fn publish(&self, channel: &str, payload: Bytes) -> StoreResult<()> {
-        let mut handle = self.handle().await?;
         let _: i64 = self
-            .call(
+            .query(
                 "publish",
-                handle.generation,
                 ::redis::cmd(self.publish_cmd())
                     .arg(channel)
-                    .arg(payload.as_ref())
-                    .query_async(&mut handle),
+                    .arg(payload.as_ref()),
             )
             .await?;
         Ok(())
@@ -212,12 +202,9 @@ impl Store for RedisStore {
     }
 
     async fn rate(&self, key: &str, rule: Rule) -> StoreResult<Decision> {
-        let mut handle = self.handle().await?;
         let mut inv = SCRIPTS.rate.prepare_invoke();
         inv.key(key).arg(rule.interval_us).arg(rule.tolerance_us());
-        let v: Vec<u64> = self
-            .call("rate", handle.generation, inv.invoke_async(&mut handle))
-            .await?;
+        let v: Vec<u64> = self.invoke("rate", &inv).await?;
         match v.as_slice() {
             [1, _] => Ok(Decision::Allow { new_tat: 0 }),
             [0, retry] => Ok(Decision::Deny {

@@ -43,10 +43,7 @@ async fn script(
     for part in event.args() {
         inv.arg(part);
     }
-    let mut handle = s.handle().await?;
-    let v: Vec<i64> = s
-        .call("presence", handle.generation, inv.invoke_async(&mut handle))
-        .await?;
+    let v: Vec<i64> = s.invoke("presence", &inv).await?;
     match v.as_slice() {
         [x, o, n, xl, ol, mine, away @ ..] => Ok((
             presence_of(*x, *o, *n, away)?,
@@ -76,15 +73,10 @@ pub(super) async fn change(
     };
     if !matches!(change, Attendance::Leave(_)) {
         // Indexed before the entry exists, so a sweep after this instance dies finds it.
-        let mut handle = s.handle().await?;
         let _: i64 = s
-            .call(
+            .query(
                 "presence_index",
-                handle.generation,
-                ::redis::cmd("SADD")
-                    .arg(&games)
-                    .arg(game.as_str())
-                    .query_async(&mut handle),
+                ::redis::cmd("SADD").arg(&games).arg(game.as_str()),
             )
             .await?;
     }
@@ -97,15 +89,10 @@ pub(super) async fn change(
     let (presence, left, mine) =
         script(s, game, &["change", &field, &delta], event, ttl, why).await?;
     if mine == 0 {
-        let mut handle = s.handle().await?;
         let _: i64 = s
-            .call(
+            .query(
                 "presence_index",
-                handle.generation,
-                ::redis::cmd("SREM")
-                    .arg(&games)
-                    .arg(game.as_str())
-                    .query_async(&mut handle),
+                ::redis::cmd("SREM").arg(&games).arg(game.as_str()),
             )
             .await?;
     }
@@ -117,14 +104,11 @@ pub(super) async fn change(
 }
 
 pub(super) async fn read(s: &RedisStore, game: &GameId) -> StoreResult<PresenceRecord> {
-    let mut handle = s.handle().await?;
     let mut inv = SCRIPTS.presence.prepare_invoke();
     inv.key(s.keys.game_presence(game))
         .key(s.keys.game(game))
         .arg("read");
-    let v: Vec<i64> = s
-        .call("presence", handle.generation, inv.invoke_async(&mut handle))
-        .await?;
+    let v: Vec<i64> = s.invoke("presence", &inv).await?;
     match v.as_slice() {
         [x, o, n, away @ ..] => presence_of(*x, *o, *n, away),
         other => Err(corrupt("presence", other)),
@@ -132,14 +116,11 @@ pub(super) async fn read(s: &RedisStore, game: &GameId) -> StoreResult<PresenceR
 }
 
 pub(super) async fn inspect_seats(s: &RedisStore, game: &GameId) -> StoreResult<Option<SeatsView>> {
-    let mut handle = s.handle().await?;
     let mut inv = SCRIPTS.presence.prepare_invoke();
     inv.key(s.keys.game_presence(game))
         .key(s.keys.game(game))
         .arg("inspect");
-    let reply: Value = s
-        .call("inspect", handle.generation, inv.invoke_async(&mut handle))
-        .await?;
+    let reply: Value = s.invoke("inspect", &inv).await?;
     if reply == Value::Nil {
         return Ok(None);
     }
@@ -193,15 +174,13 @@ pub(super) async fn renew_lease(
             other => return Err(corrupt("lease", other)),
         }
     } else {
-        let mut handle = s.handle().await?;
         let mut inv = SCRIPTS.lease.prepare_invoke();
         inv.key(&keys[0])
             .key(&keys[1])
             .arg("renew")
             .arg(lease)
             .arg(ttl_ms(ttl));
-        s.call("lease", handle.generation, inv.invoke_async(&mut handle))
-            .await?
+        s.invoke("lease", &inv).await?
     };
     Ok(match found {
         1 => LeaseRenewal::Renewed,
@@ -214,14 +193,12 @@ pub(super) async fn claim_lapsed_leases(
     s: &RedisStore,
     claim_ttl: Duration,
 ) -> StoreResult<Vec<String>> {
-    let mut handle = s.handle().await?;
     let mut inv = SCRIPTS.lease.prepare_invoke();
     inv.key(s.keys.instances())
         .key(s.keys.lease_sweeps())
         .arg("claim")
         .arg(ttl_ms(claim_ttl));
-    s.call("lease", handle.generation, inv.invoke_async(&mut handle))
-        .await
+    s.invoke("lease", &inv).await
 }
 
 pub(super) async fn sweep_lease(
@@ -231,15 +208,8 @@ pub(super) async fn sweep_lease(
     event: PresenceEvent,
 ) -> StoreResult<Vec<(GameId, Seats<bool>)>> {
     let index = s.keys.instance_games(lease);
-    let mut handle = s.handle().await?;
     let games: Vec<String> = s
-        .call(
-            "sweep",
-            handle.generation,
-            ::redis::cmd("SMEMBERS")
-                .arg(&index)
-                .query_async(&mut handle),
-        )
+        .query("sweep", ::redis::cmd("SMEMBERS").arg(&index))
         .await?;
     let mut emptied = Vec::new();
     for g in games.into_iter().filter_map(|g| GameId::try_from(g).ok()) {
@@ -257,20 +227,12 @@ pub(super) async fn sweep_lease(
         }
     }
     // Two slots (the index and the leases): two independent commands.
-    let _: i64 = s
-        .call(
-            "sweep",
-            handle.generation,
-            ::redis::cmd("DEL").arg(&index).query_async(&mut handle),
-        )
-        .await?;
+    let _: i64 = s.query("sweep", ::redis::cmd("DEL").arg(&index)).await?;
     let mut inv = SCRIPTS.lease.prepare_invoke();
     inv.key(s.keys.instances())
         .key(s.keys.lease_sweeps())
         .arg("done")
         .arg(lease);
-    let _: i64 = s
-        .call("sweep", handle.generation, inv.invoke_async(&mut handle))
-        .await?;
+    let _: i64 = s.invoke("sweep", &inv).await?;
     Ok(emptied)
 }

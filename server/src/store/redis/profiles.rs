@@ -188,16 +188,13 @@ impl ProfileStore for RedisStore {
         &self,
         players: &[&PlayerId],
     ) -> StoreResult<Vec<Option<ProfileRecord>>> {
-        let mut handle = self.handle().await?;
         let mut pipe = ::redis::pipe();
         for p in players {
             pipe.cmd("HMGET")
                 .arg(self.keys.profile(p))
                 .arg(&["name", "r", "d", "s", "w", "dr", "l", "g", "a", "v", "t"]);
         }
-        let replies: Vec<Vec<Value>> = self
-            .call("profiles", handle.generation, pipe.query_async(&mut handle))
-            .await?;
+        let replies: Vec<Vec<Value>> = self.query_pipeline("profiles", &pipe).await?;
         replies
             .iter()
             .map(|fields| match fields.first() {
@@ -208,15 +205,12 @@ impl ProfileStore for RedisStore {
     }
 
     async fn profile_of_code(&self, code_hash: &str) -> StoreResult<Option<PlayerId>> {
-        let mut handle = self.handle().await?;
         let player: Option<String> = self
-            .call(
+            .query(
                 "profile_code",
-                handle.generation,
                 ::redis::cmd("HGET")
                     .arg(self.keys.profile_codes())
-                    .arg(code_hash)
-                    .query_async(&mut handle),
+                    .arg(code_hash),
             )
             .await?;
         player
@@ -250,15 +244,7 @@ impl ProfileStore for RedisStore {
         // have it, or a failover could take back a salt that instances already hash with.
         let before = match &self.durable {
             Some(durable) => self.durably_one("address_salt", durable, set, &[]).await?,
-            None => {
-                let mut handle = self.handle().await?;
-                self.call(
-                    "address_salt",
-                    handle.generation,
-                    set.query_async::<Value>(&mut handle),
-                )
-                .await?
-            }
+            None => self.query::<Value>("address_salt", &set).await?,
         };
         match before {
             Value::Nil => Ok(mine),

@@ -36,7 +36,6 @@ pub(super) async fn create(
         reply(replies.get(3).cloned())?;
         return s.confirmed("create_session", durable, &replies, 4);
     }
-    let mut handle = s.handle().await?;
     let mut pipe = ::redis::pipe();
     pipe.atomic()
         .cmd("HSET")
@@ -50,13 +49,7 @@ pub(super) async fn create(
         .arg(&key)
         .arg(ttl_ms(ttl))
         .ignore();
-    let _: () = s
-        .call(
-            "create_session",
-            handle.generation,
-            pipe.query_async(&mut handle),
-        )
-        .await?;
+    let _: () = s.query_pipeline("create_session", &pipe).await?;
     Ok(())
 }
 
@@ -66,20 +59,13 @@ pub(super) async fn open(
     rename: Option<&str>,
     ttl: Duration,
 ) -> StoreResult<Option<OpenSession>> {
-    let mut handle = s.handle().await?;
     let mut inv = SCRIPTS.open_session.prepare_invoke();
     inv.key(s.keys.session(token))
         .key(s.keys.session_games(token))
         .arg(ttl_ms(ttl))
         .arg(rename.unwrap_or(""))
         .arg(s.limits.session_games);
-    let v: Value = s
-        .call(
-            "open_session",
-            handle.generation,
-            inv.invoke_async(&mut handle),
-        )
-        .await?;
+    let v: Value = s.invoke("open_session", &inv).await?;
     if v == Value::Nil {
         return Ok(None);
     }
@@ -107,19 +93,12 @@ pub(super) async fn remember_game(
     game: &GameId,
     ttl: Duration,
 ) -> StoreResult<()> {
-    let mut handle = s.handle().await?;
     let mut inv = SCRIPTS.remember_game.prepare_invoke();
     inv.key(s.keys.session_games(token))
         .arg(game.as_str())
         .arg(ttl_ms(ttl))
         .arg(s.limits.session_games);
-    let _: i64 = s
-        .call(
-            "remember_game",
-            handle.generation,
-            inv.invoke_async(&mut handle),
-        )
-        .await?;
+    let _: i64 = s.invoke("remember_game", &inv).await?;
     Ok(())
 }
 
@@ -128,15 +107,12 @@ pub(super) async fn forget_game(
     token: &TokenHash,
     game: &GameId,
 ) -> StoreResult<()> {
-    let mut handle = s.handle().await?;
     let _: i64 = s
-        .call(
+        .query(
             "forget_game",
-            handle.generation,
             ::redis::cmd("ZREM")
                 .arg(s.keys.session_games(token))
-                .arg(game.as_str())
-                .query_async(&mut handle),
+                .arg(game.as_str()),
         )
         .await?;
     Ok(())

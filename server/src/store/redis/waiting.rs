@@ -14,16 +14,13 @@ pub(super) async fn hold_waiting(
     cap: usize,
     ttl: Duration,
 ) -> StoreResult<Hold> {
-    let mut handle = s.handle().await?;
     let mut inv = SCRIPTS.waiting.prepare_invoke();
     inv.key(s.keys.player_waiting(player))
         .arg("hold")
         .arg(game.as_str())
         .arg(cap)
         .arg(ttl_ms(ttl));
-    let reply: Vec<Value> = s
-        .call("waiting", handle.generation, inv.invoke_async(&mut handle))
-        .await?;
+    let reply: Vec<Value> = s.invoke("waiting", &inv).await?;
     match reply.split_first() {
         Some((Value::Int(1), _)) => Ok(Hold::Held),
         Some((Value::Int(0), held)) => Ok(Hold::Full(
@@ -41,13 +38,10 @@ pub(super) async fn release_waiting(
     player: &PlayerId,
     game: &GameId,
 ) -> StoreResult<()> {
-    let mut handle = s.handle().await?;
     let mut inv = SCRIPTS.waiting.prepare_invoke();
     inv.key(s.keys.player_waiting(player))
         .arg("release")
         .arg(game.as_str());
-    let _: i64 = s
-        .call("waiting", handle.generation, inv.invoke_async(&mut handle))
-        .await?;
+    let _: i64 = s.invoke("waiting", &inv).await?;
     Ok(())
 }
