@@ -46,8 +46,8 @@ struct Record {
 }
 
 /// Pairs of players (X on instance `a`, O on instance `b`) playing games back to back until
-/// stopped: X takes 0, 1, 2 and O 4, 8, so every game is five moves and X wins. Every move
-/// carries a move id and is retried while the answer is `unavailable`, as the page does.
+/// stopped: X takes 0, 1, 2 and O 4, 8, so every game is five moves and X wins. Every create
+/// and move carries its id and is retried while the answer is `unavailable`, as the page does.
 struct Players {
     record: Arc<Mutex<Record>>,
     stop: CancellationToken,
@@ -135,7 +135,10 @@ async fn until_available(ws: &mut Ws, v: serde_json::Value) -> ServerMsg {
 async fn play_one_game(pair: usize, x: &mut Ws, o: &mut Ws, record: &Mutex<Record>) {
     let progressed = || record.lock().unwrap().progress[pair].push(Instant::now());
     let diverged = |what: String| record.lock().unwrap().diverged.push(what);
-    let game = match until_available(x, json!({"type": "create"})).await {
+    // A create id, as the page sends: a create answered `unavailable` may have been applied,
+    // and without it each retry would open another game until `too_many_waiting`.
+    let cid = format!("c-{}", uuid::Uuid::new_v4().simple());
+    let game = match until_available(x, json!({"type": "create", "cid": cid})).await {
         ServerMsg::Snapshot { game, .. } => game.to_string(),
         other => panic!("create: {other:?}"),
     };
