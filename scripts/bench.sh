@@ -10,6 +10,7 @@
 #
 # One run:      scripts/bench.sh MODE CONNECTIONS THINK_MS|RATE DURATION
 #   scripts/bench.sh play 200 0 30s        # closed loop: 200 connections, no think time
+#   scripts/bench.sh play 200 0 30s -- --json   # flags after `--` go to the load generator
 #   scripts/bench.sh play 1000 100 30s     # closed loop, 100 ms mean think time
 #   scripts/bench.sh open 4000 5000 30s    # open loop: 4,000 connections offering 5,000 moves/s
 #   scripts/bench.sh idle 20000 0 10s      # idle connections (memory)
@@ -369,7 +370,8 @@ case ${1:-play} in
       for i in $(seq 0 $((instances - 1))); do echo "--- load generator $i"; cat "$work/loadgen$i.txt"; done
       stop_pids "${run_pids[@]}"
     else
-      run_once "$bin" "$loadgen" "$mode" "$conns" "$x" "$duration"
+      # Anything after the scenario and a `--` goes to the load generator (e.g. --json).
+      run_once "$bin" "$loadgen" "$mode" "$conns" "$x" "$duration" "${@:5}"
     fi
     ;;
 esac
