@@ -68,11 +68,9 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 # Benchmarks measure the server, not its abuse protection: lift the budgets.
-limits=(MOVE_RATE=1000000 MOVE_BURST=1000000 MSG_RATE=1000000 MSG_BURST=1000000
-  IP_CONN_RATE=1000000 IP_CONN_BURST=1000000 IP_SESSION_RATE=1000000
-  IP_SESSION_BURST=1000000 CHAT_RATE=1000000 CHAT_BURST=1000000
-  IP_PENDING_MAX=1000000 IP_WS_MAX=1000000 CREATE_RATE=1000000
-  CREATE_BURST=1000000 IP_CREATE_RATE=1000000 IP_CREATE_BURST=1000000 RUST_LOG=warn)
+# shellcheck source=scripts/bench-limits.sh
+. scripts/bench-limits.sh
+limits=("${bench_limits[@]}")
 
 die() { echo "bench.sh: $*" >&2; exit 2; }
 
