@@ -62,14 +62,13 @@ done
 
 # shellcheck source=scripts/bench-limits.sh
 . scripts/bench-limits.sh
-limits=("${bench_limits[@]}")
 declare -A ports server_pids
 for mode in A B; do
   wait_replicas=0
   [ "$mode" = B ] && wait_replicas=1
   for i in 1 2; do
     free_port; port=$FP
-    env "${limits[@]}" REDIS_URL="redis://127.0.0.1:$primary/" REDIS_WAIT_REPLICAS=$wait_replicas \
+    env "${bench_limits[@]}" REDIS_URL="redis://127.0.0.1:$primary/" REDIS_WAIT_REPLICAS=$wait_replicas \
       LISTEN_ADDR="127.0.0.1:$port" INSTANCE_ID="bench-$mode$i" \
       "$bin" >"$work/server-$mode$i.log" 2>&1 &
     pids+=($!)

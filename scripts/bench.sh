@@ -70,7 +70,6 @@ trap cleanup EXIT INT TERM
 # Benchmarks measure the server, not its abuse protection: lift the budgets.
 # shellcheck source=scripts/bench-limits.sh
 . scripts/bench-limits.sh
-limits=("${bench_limits[@]}")
 
 die() { echo "bench.sh: $*" >&2; exit 2; }
 
@@ -127,7 +126,7 @@ start_instances() {
   urls=() server_pids=()
   for i in $(seq 0 $((instances - 1))); do
     port=$((18080 + i))
-    env "${limits[@]}" "${store[@]}" LISTEN_ADDR=127.0.0.1:$port INSTANCE_ID=bench-$i \
+    env "${bench_limits[@]}" "${store[@]}" LISTEN_ADDR=127.0.0.1:$port INSTANCE_ID=bench-$i \
       ${wrap[@]+"${wrap[@]}"} "$bin" >"$dir/server$i.log" 2>&1 &
     server_pids+=($!)
     run_pids+=($!) all_pids+=($!)
