@@ -171,6 +171,19 @@ run_once() {
   stop_pids "${run_pids[@]}"
 }
 
+# True unless the report (text or --json) says fewer games started than were planned: the
+# figures of such a run describe fewer connections than asked for.
+games_all_started() {
+  local planned started
+  if jq -e . "$1" >/dev/null 2>&1; then
+    planned=$(jq '.games_planned // 0' "$1")
+    started=$(jq '.games_started // 0' "$1")
+  else
+    read -r planned started < <(sed -nE 's/^games +([0-9]+) planned, ([0-9]+) started.*/\1 \2/p' "$1")
+  fi
+  [ "${started:-0}" -ge "${planned:-0}" ]
+}
+
 build_rev() {
   local rev=${1:?usage: scripts/bench.sh build REV [DIR]} sha out tmp status=0
   sha=$(git rev-parse --verify --short=12 "$rev^{commit}") || die "no such revision: $rev"
@@ -368,7 +381,9 @@ case ${1:-play} in
       stop_pids "${run_pids[@]}"
     else
       # Anything after the scenario and a `--` goes to the load generator (e.g. --json).
-      run_once "$bin" "$loadgen" "$mode" "$conns" "$x" "$duration" "${@:5}"
+      run_once "$bin" "$loadgen" "$mode" "$conns" "$x" "$duration" "${@:5}" | tee "$work/report"
+      games_all_started "$work/report" ||
+        die "not every game started: a limit not lifted (scripts/bench-limits.sh)? The figures above are not the scenario's"
     fi
     ;;
 esac
