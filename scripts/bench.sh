@@ -16,6 +16,9 @@
 #   scripts/bench.sh idle 20000 0 10s      # idle connections (memory)
 #   CLUSTER=1 scripts/bench.sh play 1000 100 30s
 #   AOF=1 scripts/bench.sh play 200 0 30s  # Redis with appendonly yes, appendfsync always
+#   REDIS_UNIX=1 scripts/bench.sh play 4000 1000 30s   # instances reach Redis over a unix
+#       socket (one Redis only); in an A/B, a wrapper BIN that sets
+#       REDIS_URL=unix://$BENCH_REDIS_SOCKET before exec does it for one side
 #   INSTANCES=3 PER_INSTANCE=1 scripts/bench.sh idle 50000 0 10s
 #       (one load generator per instance: one process cannot hold more than its open-file
 #       limit of sockets, and each then reports its own instance's memory exactly; no Redis
@@ -110,12 +113,16 @@ start_redis() {
     local persist=(--appendonly no)
     if [ "${AOF:-0}" = 1 ]; then persist=(--appendonly yes --appendfsync always); fi
     mkdir -p "$dir"
-    redis-server --port 16379 --save '' "${persist[@]}" --dir "$dir" --logfile "$dir/redis.log" &
+    # It listens on a unix socket too: REDIS_UNIX=1 points the instances there, and every
+    # instance finds its path in BENCH_REDIS_SOCKET (for a wrapper that picks per binary).
+    redis-server --port 16379 --unixsocket "$dir/redis.sock" --unixsocketperm 700 --save '' \
+      "${persist[@]}" --dir "$dir" --logfile "$dir/redis.log" &
     redis_pids+=($!)
     run_pids+=($!) all_pids+=($!)
     until redis-cli -p 16379 ping >/dev/null 2>&1; do sleep 0.05; done
     redis_urls=("redis://127.0.0.1:16379")
-    store=("REDIS_URL=redis://127.0.0.1:16379")
+    store=("REDIS_URL=redis://127.0.0.1:16379" "BENCH_REDIS_SOCKET=$dir/redis.sock")
+    if [ "${REDIS_UNIX:-0}" = 1 ]; then store[0]="REDIS_URL=unix://$dir/redis.sock"; fi
   fi
 }
 
