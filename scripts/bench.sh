@@ -115,14 +115,24 @@ start_redis() {
     mkdir -p "$dir"
     # It listens on a unix socket too: REDIS_UNIX=1 points the instances there, and every
     # instance finds its path in BENCH_REDIS_SOCKET (for a wrapper that picks per binary).
-    redis-server --port 16379 --unixsocket "$dir/redis.sock" --unixsocketperm 700 --save '' \
-      "${persist[@]}" --dir "$dir" --logfile "$dir/redis.log" &
+    # A socket's path has room for 107 bytes.
+    local sock="$dir/redis.sock" unix=()
+    if [ ${#sock} -le 107 ]; then
+      unix=(--unixsocket "$sock" --unixsocketperm 700)
+    elif [ "${REDIS_UNIX:-0}" = 1 ]; then
+      die "REDIS_UNIX=1: the socket's path $sock is too long (TMPDIR)"
+    fi
+    redis-server --port 16379 ${unix[@]+"${unix[@]}"} --save '' "${persist[@]}" --dir "$dir" \
+      --logfile "$dir/redis.log" &
     redis_pids+=($!)
     run_pids+=($!) all_pids+=($!)
-    until redis-cli -p 16379 ping >/dev/null 2>&1; do sleep 0.05; done
+    until redis-cli -p 16379 ping >/dev/null 2>&1; do
+      kill -0 "${redis_pids[0]}" 2>/dev/null || { cat "$dir/redis.log" >&2; die "redis-server exited"; }
+      sleep 0.05
+    done
     redis_urls=("redis://127.0.0.1:16379")
-    store=("REDIS_URL=redis://127.0.0.1:16379" "BENCH_REDIS_SOCKET=$dir/redis.sock")
-    if [ "${REDIS_UNIX:-0}" = 1 ]; then store[0]="REDIS_URL=unix://$dir/redis.sock"; fi
+    store=("REDIS_URL=redis://127.0.0.1:16379" "BENCH_REDIS_SOCKET=$sock")
+    if [ "${REDIS_UNIX:-0}" = 1 ]; then store[0]="REDIS_URL=unix://$sock"; fi
   fi
 }
 
