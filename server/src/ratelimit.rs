@@ -65,6 +65,15 @@ pub fn gcra(now: u64, tat: Option<u64>, rule: Rule) -> Decision {
     }
 }
 
+/// The bucket's theoretical arrival time once one allowed request is given back (it turned
+/// out to add nothing, as a retry of a chat line that went in): `tat` moved one interval
+/// back, never before `now`. `None` when there is nothing to give back (a fresh or refilled
+/// bucket), so that a refund never lifts a bucket above its burst.
+pub fn gcra_refund(now: u64, tat: Option<u64>, rule: Rule) -> Option<u64> {
+    tat.filter(|&t| t > now)
+        .map(|t| t.saturating_sub(rule.interval_us).max(now))
+}
+
 /// An in-process bucket for one connection and one kind of request.
 #[derive(Debug)]
 pub struct LocalLimiter {
@@ -182,7 +191,42 @@ mod tests {
         assert_eq!(Decision::retry_after_ms(1000), 1);
     }
 
+    #[test]
+    fn a_refund_gives_back_one_request_and_never_more_than_the_burst() {
+        let rule = Rule::per_second(1.0, 2);
+        let (a, b) = match (gcra(0, None, rule), gcra(0, Some(1_000_000), rule)) {
+            (Decision::Allow { new_tat: a }, Decision::Allow { new_tat: b }) => (a, b),
+            other => panic!("{other:?}"),
+        };
+        assert!(matches!(gcra(0, Some(b), rule), Decision::Deny { .. }));
+        // One given back: exactly one more passes.
+        assert_eq!(gcra_refund(0, Some(b), rule), Some(a));
+        assert!(matches!(gcra(0, Some(a), rule), Decision::Allow { .. }));
+        // Half a second later, the refund stops at now.
+        assert_eq!(gcra_refund(500_000, Some(a), rule), Some(500_000));
+        // A full bucket has nothing to give back.
+        assert_eq!(gcra_refund(2_000_000, Some(a), rule), None);
+        assert_eq!(gcra_refund(0, None, rule), None);
+    }
+
     proptest! {
+        /// At the same instant, an allowed request and its refund leave the bucket exactly
+        /// where it was.
+        #[test]
+        fn a_refund_undoes_an_allowed_request(
+            start in 0u64..10_000_000,
+            ahead in 0u64..5_000_000,
+            per_second in 0.5f64..50.0,
+            burst in 1u32..20,
+        ) {
+            let rule = Rule::per_second(per_second, burst);
+            let tat = (ahead > 0).then_some(start + ahead);
+            if let Decision::Allow { new_tat } = gcra(start, tat, rule) {
+                let back = gcra_refund(start, Some(new_tat), rule);
+                prop_assert_eq!(back, Some(tat.unwrap_or(start).max(start)));
+            }
+        }
+
         /// Over any schedule of requests, the number allowed up to time t never exceeds
         /// burst + t / interval: the defining bound of the algorithm.
         #[test]

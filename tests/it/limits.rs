@@ -120,6 +120,37 @@ async fn a_chat_line_retried_once_the_budget_is_spent_is_acknowledged_as_the_dup
 }
 
 #[tokio::test]
+async fn a_chat_line_retried_after_it_went_in_costs_no_budget() {
+    let (_redis, a) = two_lines_of_chat().await;
+    let (mut x, _o, game) = seated(&a, &a).await;
+    let line = |lid: &str| json!({"type":"chat","game":game,"text":"hi","lid":lid});
+    assert!(matches!(
+        x.request(line("l-1")).await,
+        ServerMsg::Ack { .. }
+    ));
+    // The client met `unavailable`, reconnected and sent the line again: a duplicate, which
+    // leaves the session's budget as it was, so its next line still has room.
+    let mut again = Ws::connect(&a.ws_url()).await;
+    again.token = x.token.clone();
+    again.hello("ann").await;
+    again.join(&game).await;
+    match again.request(line("l-1")).await {
+        ServerMsg::Ack { info, .. } => assert!(info.duplicate),
+        other => panic!("{other:?}"),
+    }
+    match again.request(line("l-2")).await {
+        ServerMsg::Ack { info, .. } => assert!(!info.duplicate),
+        other => panic!("{other:?}"),
+    }
+    // And that was the second of two.
+    let mut third = Ws::connect(&a.ws_url()).await;
+    third.token = x.token.clone();
+    third.hello("ann").await;
+    third.join(&game).await;
+    retry_after(&third.request(line("l-3")).await);
+}
+
+#[tokio::test]
 async fn two_sessions_do_not_share_a_budget() {
     let (_redis, a) = two_lines_of_chat().await;
     let (mut x, mut o, game) = seated(&a, &a).await;

@@ -134,6 +134,7 @@ conformance!(
     a_chat_line_retried_with_its_id_is_added_once,
     chat_and_presence_events_are_published_byte_for_byte,
     rate_buckets_allow_exactly_the_burst,
+    a_refund_gives_back_one_request_and_no_more,
     presence_counts_connections_and_starts_clocks,
     a_dead_lease_is_swept,
     a_lapsed_claim_is_taken_up_again,
@@ -1010,6 +1011,29 @@ async fn rate_buckets_allow_exactly_the_burst(store: Arc<dyn Store>) {
         store.rate(&other, rule).await.unwrap(),
         Decision::Allow { .. }
     ));
+}
+
+async fn a_refund_gives_back_one_request_and_no_more(store: Arc<dyn Store>) {
+    let key = store.keys().rate("test", "10.0.0.3");
+    // Slow enough that the clock refills nothing during the test.
+    let rule = Rule::per_second(0.001, 2);
+    let allowed = |d: Decision| matches!(d, Decision::Allow { .. });
+    // A fresh bucket is full: nothing to give back, and still exactly the burst passes.
+    store.rate_refund(&key, rule).await.unwrap();
+    assert!(allowed(store.rate(&key, rule).await.unwrap()));
+    assert!(allowed(store.rate(&key, rule).await.unwrap()));
+    assert!(!allowed(store.rate(&key, rule).await.unwrap()));
+    // One given back: one more passes, then none.
+    store.rate_refund(&key, rule).await.unwrap();
+    assert!(allowed(store.rate(&key, rule).await.unwrap()));
+    assert!(!allowed(store.rate(&key, rule).await.unwrap()));
+    // Given back more often than requests were allowed: back to the burst, not beyond it.
+    for _ in 0..4 {
+        store.rate_refund(&key, rule).await.unwrap();
+    }
+    assert!(allowed(store.rate(&key, rule).await.unwrap()));
+    assert!(allowed(store.rate(&key, rule).await.unwrap()));
+    assert!(!allowed(store.rate(&key, rule).await.unwrap()));
 }
 
 async fn presence_counts_connections_and_starts_clocks(store: Arc<dyn Store>) {

@@ -73,10 +73,19 @@ pub async fn post(
                 duplicate: false,
             })
         }
-        Appended::Duplicate { id } => Ok(Posted {
-            id,
-            duplicate: true,
-        }),
+        Appended::Duplicate { id } => {
+            // A retry of a line that went in adds nothing, so it costs nothing of the shared
+            // budget: the client's own retries after `unavailable` (often from another
+            // connection, after a reconnect) must not make its next line wait. The
+            // connection's own limiter stays charged, which bounds a flood of retries.
+            if let Err(e) = app.store.rate_refund(&key, app.config.chat_rule()).await {
+                tracing::debug!(error = %e, "chat budget not given back");
+            }
+            Ok(Posted {
+                id,
+                duplicate: true,
+            })
+        }
         Appended::UnknownGame => Err(OpError::UnknownGame),
     }
 }

@@ -491,6 +491,9 @@ pub trait Store: ProfileStore + Send + Sync + 'static {
     // Rate limits.
     /// One GCRA step on the named bucket, on the store's clock.
     async fn rate(&self, key: &str, rule: Rule) -> StoreResult<Decision>;
+    /// Gives back one request that [`Store::rate`] allowed on the bucket and that turned out
+    /// to add nothing (see [`crate::ratelimit::gcra_refund`]).
+    async fn rate_refund(&self, key: &str, rule: Rule) -> StoreResult<()>;
 
     // PresenceRecord.
     /// Adds or removes a connection of `entry` in `game`, and publishes the game's presence

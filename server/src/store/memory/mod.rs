@@ -290,6 +290,10 @@ impl Store for MemoryStore {
         rates::rate(self, key, rule)
     }
 
+    async fn rate_refund(&self, key: &str, rule: Rule) -> StoreResult<()> {
+        rates::refund(self, key, rule)
+    }
+
     async fn presence_change(
         &self,
         game: &GameId,

@@ -214,6 +214,16 @@ impl Store for RedisStore {
         }
     }
 
+    async fn rate_refund(&self, key: &str, rule: Rule) -> StoreResult<()> {
+        let mut inv = SCRIPTS.rate.prepare_invoke();
+        inv.key(key)
+            .arg(rule.interval_us)
+            .arg(rule.tolerance_us())
+            .arg("refund");
+        let _: Vec<u64> = self.invoke("rate_refund", &inv).await?;
+        Ok(())
+    }
+
     async fn presence_change(
         &self,
         game: &GameId,
