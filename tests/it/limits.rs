@@ -4,7 +4,7 @@
 
 use crate::support::backend::Backend;
 use crate::support::client::{
-    Ws, ack_version, error_code, reply_req, retry_after, seat_pair, try_connect,
+    Ws, ack_version, error_code, reconnected, reply_req, retry_after, seat_pair, try_connect,
 };
 use crate::support::instances::{Instance, test_config};
 use crate::support::redis::RedisServer;
@@ -105,9 +105,7 @@ async fn a_chat_line_retried_once_the_budget_is_spent_is_acknowledged_as_the_dup
     ));
     // The session's budget is spent. On a new connection (the client reconnected after its
     // line met `unavailable`), a new line is refused, a retry of one that went in is not.
-    let mut again = Ws::connect(&a.ws_url()).await;
-    again.token = x.token.clone();
-    again.hello("ann").await;
+    let mut again = reconnected(&x, &a, "ann").await;
     again.join(&game).await;
     retry_after(&again.request(line("l-3")).await);
     match again.request(line("l-1")).await {
@@ -130,9 +128,7 @@ async fn a_chat_line_retried_after_it_went_in_costs_no_budget() {
     ));
     // The client met `unavailable`, reconnected and sent the line again: a duplicate, which
     // leaves the session's budget as it was, so its next line still has room.
-    let mut again = Ws::connect(&a.ws_url()).await;
-    again.token = x.token.clone();
-    again.hello("ann").await;
+    let mut again = reconnected(&x, &a, "ann").await;
     again.join(&game).await;
     match again.request(line("l-1")).await {
         ServerMsg::Ack { info, .. } => assert!(info.duplicate),
@@ -143,9 +139,7 @@ async fn a_chat_line_retried_after_it_went_in_costs_no_budget() {
         other => panic!("{other:?}"),
     }
     // And that was the second of two.
-    let mut third = Ws::connect(&a.ws_url()).await;
-    third.token = x.token.clone();
-    third.hello("ann").await;
+    let mut third = reconnected(&x, &a, "ann").await;
     third.join(&game).await;
     retry_after(&third.request(line("l-3")).await);
 }

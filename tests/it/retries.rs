@@ -2,19 +2,11 @@
 //! connection) is sent again with the same client id, on any instance: it takes effect once,
 //! and the retry is answered as the first attempt was, marked `duplicate`.
 
-use crate::support::client::{Ws, ack_version, error_code, player, seat_pair};
+use crate::support::client::{ack_version, error_code, player, reconnected, seat_pair};
 use crate::support::instances::{Instance, test_config, two_instances};
 use crate::support::redis::RedisServer;
 use serde_json::json;
 use tictactoe_protocol::{ErrorCode, Role, ServerMsg};
-
-/// The same session on another connection, to `at`.
-async fn reconnected(ws: &Ws, at: &Instance, name: &str) -> Ws {
-    let mut again = Ws::connect(&at.ws_url()).await;
-    again.token = ws.token.clone();
-    again.hello(name).await;
-    again
-}
 
 #[tokio::test]
 async fn a_create_retried_with_its_cid_on_another_instance_is_answered_with_the_same_game() {

@@ -25,6 +25,14 @@ pub async fn player(at: &impl Endpoint, name: &str) -> Ws {
     ws
 }
 
+/// The session of `ws` on another connection, to `at`: a client that reconnected.
+pub async fn reconnected(ws: &Ws, at: &impl Endpoint, name: &str) -> Ws {
+    let mut again = Ws::connect(&at.ws_url()).await;
+    again.token = ws.token.clone();
+    again.hello(name).await;
+    again
+}
+
 /// A test WebSocket client speaking the protocol.
 pub struct Ws {
     stream: WebSocketStream<MaybeTlsStream<TcpStream>>,
