@@ -9,14 +9,18 @@ WORKDIR /src
 # Dependencies first, in their own layer: a change to the code does not rebuild them. The
 # workspace's manifests come with placeholder sources, replaced by the real ones below.
 COPY Cargo.toml Cargo.lock ./
+# Every member of the workspace needs its manifest here, or cargo cannot load the workspace
+# (the test dockerfile::dockerfile_dependency_layer_has_every_member checks the list).
 COPY server/Cargo.toml server/Cargo.toml
+COPY server/rules/Cargo.toml server/rules/Cargo.toml
 COPY server/protocol/Cargo.toml server/protocol/Cargo.toml
 COPY server/tools/Cargo.toml server/tools/Cargo.toml
-RUN mkdir -p server/src server/protocol/src server/tools/src tests/it \
+RUN mkdir -p server/src server/rules/src server/protocol/src server/tools/src tests/it \
     && echo 'fn main() {}' > server/src/main.rs \
-    && touch server/src/lib.rs server/protocol/src/lib.rs server/tools/src/lib.rs tests/it/main.rs \
+    && touch server/src/lib.rs server/rules/src/lib.rs server/protocol/src/lib.rs \
+        server/tools/src/lib.rs tests/it/main.rs \
     && cargo build --release --locked --bin tictactoe \
-    && rm -rf server/src server/protocol/src server/tools/src
+    && rm -rf server/src server/rules/src server/protocol/src server/tools/src
 COPY server ./server
 # The placeholder build left fresher timestamps than the copied sources.
 RUN find server -name '*.rs' -exec touch {} + \

@@ -7,6 +7,7 @@ mod cluster;
 mod compose;
 mod computer;
 mod connection_limits;
+mod dockerfile;
 mod failover;
 mod floods;
 mod game_flow;
