@@ -179,7 +179,8 @@ pub struct Config {
         default_value = ""
     )]
     pub allowed_origins: Vec<String>,
-    /// Peers whose X-Forwarded-For is believed (the load balancer), comma separated IPs.
+    /// Peers whose X-Forwarded-For is believed (the load balancer), comma separated IPs; an
+    /// entry that is not one stops the start.
     #[arg(
         long,
         env = "TRUSTED_PROXIES",
@@ -299,6 +300,10 @@ pub enum ConfigError {
     SentinelMasterMissing,
     #[error("REDIS_WAIT_TIMEOUT_MS ({wait} ms) must be below REDIS_TIMEOUT_MS ({timeout} ms)")]
     WaitOutlastsTimeout { wait: u128, timeout: u128 },
+    /// Ignoring the entry would make every client behind that proxy one address to the
+    /// per-address limits, which then refuse nearly everyone: refused at start instead.
+    #[error("TRUSTED_PROXIES: {entry:?} is not an IP address")]
+    TrustedProxyNotAnIp { entry: String },
 }
 
 /// Settings that work together, with what is unwise about them.
@@ -307,6 +312,31 @@ pub struct Checked {
     pub layout: RedisLayout,
     /// Combinations that work but badly; logged at start-up.
     pub warnings: Vec<&'static str>,
+}
+
+impl Checked {
+    /// What `tictactoe check` prints: the store the settings name, without its addresses
+    /// (a URL may carry a password), then one line per warning.
+    pub fn report(&self) -> String {
+        let store = match &self.layout {
+            RedisLayout::Memory => "no Redis: everything in memory, a single instance only".into(),
+            RedisLayout::Single { .. } => "one Redis (REDIS_URL)".into(),
+            RedisLayout::Sentinel { sentinels, master } => format!(
+                "a replicated Redis found through {} Sentinel(s), primary named {master:?}",
+                sentinels.len()
+            ),
+            RedisLayout::Cluster { nodes } => {
+                format!("a Redis Cluster, {} seed node(s)", nodes.len())
+            }
+        };
+        let mut out = format!("settings ok: {store}\n");
+        for warning in &self.warnings {
+            out.push_str("warning: ");
+            out.push_str(warning);
+            out.push('\n');
+        }
+        out
+    }
 }
 
 /// Parses a [`Config`] alone, for [`Config::default`].
@@ -334,6 +364,16 @@ impl Config {
     /// The checks across settings that one setting's parser cannot make.
     pub fn check(&self) -> Result<Checked, ConfigError> {
         let layout = self.redis_layout()?;
+        if let Some(entry) = self
+            .trusted_proxies
+            .iter()
+            .map(|s| s.trim())
+            .find(|s| !s.is_empty() && s.parse::<IpAddr>().is_err())
+        {
+            return Err(ConfigError::TrustedProxyNotAnIp {
+                entry: entry.to_owned(),
+            });
+        }
         if layout != RedisLayout::Memory
             && self.redis_wait_replicas > 0
             && self.redis_wait_timeout >= self.redis_timeout
@@ -570,7 +610,8 @@ impl Config {
         Rule::per_second(f64::from(self.abuse_limit) / 60.0, self.abuse_limit)
     }
 
-    /// Trusted proxy addresses; entries that are not IPs are reported and ignored.
+    /// Trusted proxy addresses. [`Config::check`] refuses entries that are not IPs; one that
+    /// reaches here anyway (settings built without the check) is reported and ignored.
     pub fn trusted_proxy_ips(&self) -> Vec<IpAddr> {
         self.trusted_proxies
             .iter()
@@ -720,6 +761,32 @@ mod tests {
     }
 
     #[test]
+    fn the_check_report_names_the_store_and_every_warning_but_no_address() {
+        let c = Cli::parse_from([
+            "tictactoe",
+            "--redis-sentinels",
+            "10.0.0.1:26379,10.0.0.2:26379",
+            "--redis-sentinel-master",
+            "ttt",
+            "--redis-lost-ms",
+            "60000",
+        ])
+        .config;
+        let report = c.check().unwrap().report();
+        assert!(
+            report.starts_with("settings ok: a replicated Redis found through 2 Sentinel(s)"),
+            "{report}"
+        );
+        assert!(!report.contains("10.0.0.1"), "{report}");
+        assert_eq!(report.matches("\nwarning: ").count(), 1, "{report}");
+        let c = Cli::parse_from(["tictactoe", "--redis-url", "redis://:secret@db:6379/"]).config;
+        assert_eq!(
+            c.check().unwrap().report(),
+            "settings ok: one Redis (REDIS_URL)\n"
+        );
+    }
+
+    #[test]
     fn settings_that_cannot_work_together_are_refused_and_unwise_ones_named() {
         let mut c = Config {
             redis_url: Some("redis://r".into()),
@@ -741,6 +808,21 @@ mod tests {
             ..Config::default()
         };
         assert_eq!(c.check().unwrap().warnings.len(), 1);
+        let c = Config {
+            trusted_proxies: vec!["10.0.0.1".into(), " ::1".into(), "".into()],
+            ..Config::default()
+        };
+        assert!(c.check().is_ok());
+        let c = Config {
+            trusted_proxies: vec!["10.0.0.1".into(), "10.0.0.300".into()],
+            ..Config::default()
+        };
+        assert_eq!(
+            c.check().unwrap_err(),
+            ConfigError::TrustedProxyNotAnIp {
+                entry: "10.0.0.300".into()
+            }
+        );
     }
 
     #[test]

@@ -45,6 +45,10 @@ enum Command {
     /// Print the leaderboard's top rows (rank, rating, wins/draws/losses, name) from the
     /// store the server settings name.
     Leaderboard(tictactoe::leaderboard::LeaderboardArgs),
+    /// Check the server settings (flags and environment, as `serve` reads them) without
+    /// starting: prints the store they name and any warning; fails on settings that cannot
+    /// work, as `serve` would.
+    Check(Config),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -58,6 +62,10 @@ fn main() -> anyhow::Result<()> {
             print!("{}", tictactoe::leaderboard::run(&args).await?);
             Ok(())
         }),
+        Some(Command::Check(config)) => {
+            print!("{}", config.check()?.report());
+            Ok(())
+        }
     }
 }
 

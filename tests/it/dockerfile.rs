@@ -146,6 +146,26 @@ fn dockerfile_runtime_stage_takes_the_built_binary_and_the_page() {
     assert!(page.is_file(), "the image has no {}", page.display());
 }
 
+/// The environment the runtime image sets (its `ENV` instructions), name and value.
+pub fn image_env() -> Vec<(String, String)> {
+    let mut env = Vec::new();
+    let runtime = instructions()
+        .into_iter()
+        .skip_while(|i| !(i.keyword == "FROM" && i.args.contains(" AS build")))
+        .skip(1)
+        .skip_while(|i| i.keyword != "FROM");
+    for i in runtime.filter(|i| i.keyword == "ENV") {
+        for pair in i.args.split_whitespace() {
+            let (name, value) = pair
+                .split_once('=')
+                .expect("ENV in the NAME=value form, without spaces in values");
+            env.push((name.to_owned(), value.to_owned()));
+        }
+    }
+    assert!(!env.is_empty(), "the runtime image sets no ENV");
+    env
+}
+
 #[derive(Clone, Debug)]
 struct Instruction {
     keyword: String,
