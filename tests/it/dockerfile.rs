@@ -2,9 +2,13 @@
 //! anywhere: a workspace member added later had no manifest in its dependency layer, so cargo
 //! could not load the workspace. These tests lay out what each of its `COPY` instructions
 //! would put in the image, honouring `.dockerignore`, and ask cargo whether that is a
-//! workspace it can build the binary from.
+//! workspace it can build the binary from; and they run its health check against a real
+//! instance.
 
-use crate::support::{TempDir, repo_path};
+use crate::support::http::http_get;
+use crate::support::instances::{Instance, test_config};
+use crate::support::redis::RedisServer;
+use crate::support::{TempDir, eventually, repo_path};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -164,6 +168,76 @@ pub fn image_env() -> Vec<(String, String)> {
     }
     assert!(!env.is_empty(), "the runtime image sets no ENV");
     env
+}
+
+/// The image's `HEALTHCHECK`, run as Docker runs it (its `CMD` array) against a real
+/// instance on the port it listens on in the image: it passes while `/readyz` is 200 and
+/// fails once the instance has lost Redis, so Docker's health (which nginx's start waits for)
+/// says what it means.
+#[tokio::test]
+async fn the_images_health_check_passes_when_ready_and_fails_without_redis() {
+    let mut redis = RedisServer::start();
+    let instance = Instance::start(test_config(Some(&redis))).await;
+    let port = instance.addr.port();
+    assert!(
+        health_check(port).await,
+        "the health check fails on a ready instance"
+    );
+    redis.stop();
+    eventually("/readyz to stop answering 200", || async {
+        (!matches!(http_get(instance.addr, "/readyz").await, Ok((200, _)))).then_some(())
+    })
+    .await;
+    assert!(
+        !health_check(port).await,
+        "the health check passes on an instance without Redis"
+    );
+}
+
+/// Runs the `HEALTHCHECK` command with the image's port replaced by `port`; says whether it
+/// passed.
+async fn health_check(port: u16) -> bool {
+    let line = instructions()
+        .into_iter()
+        .find(|i| i.keyword == "HEALTHCHECK")
+        .expect("the image has a HEALTHCHECK");
+    let (_, array) = line
+        .args
+        .split_once("CMD ")
+        .expect("HEALTHCHECK ... CMD [...]");
+    let argv: Vec<String> = serde_json::from_str(array).expect("CMD in the exec (JSON) form");
+    let listen = image_env()
+        .into_iter()
+        .find(|(name, _)| name == "LISTEN_ADDR")
+        .map(|(_, value)| value)
+        .expect("the image sets LISTEN_ADDR");
+    let image_port = listen.rsplit(':').next().expect("LISTEN_ADDR has a port");
+    let local = format!("127.0.0.1/{image_port}");
+    let argv: Vec<String> = argv
+        .into_iter()
+        .map(|a| {
+            if a.contains(&local) {
+                a.replace(&local, &format!("127.0.0.1/{port}"))
+            } else {
+                a
+            }
+        })
+        .collect();
+    assert!(
+        argv.iter()
+            .any(|a| a.contains(&format!("127.0.0.1/{port}"))),
+        "the health check does not ask the port the image listens on ({image_port}): {argv:?}"
+    );
+    let status = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        tokio::process::Command::new(&argv[0])
+            .args(&argv[1..])
+            .status(),
+    )
+    .await
+    .expect("the health check ends (Docker gives it 3 s)")
+    .expect("run the health check");
+    status.success()
 }
 
 #[derive(Clone, Debug)]
