@@ -34,6 +34,15 @@ impl Application {
         for warning in &checked.warnings {
             tracing::warn!("{warning}");
         }
+        // Not a setting that cannot work, so not refused: a binary started from another
+        // directory than the repository's (a service manager's `/`) otherwise serves a 404
+        // for its page with nothing in its log to say why.
+        if !config.web_dir.join("index.html").is_file() {
+            tracing::warn!(
+                web_dir = %config.web_dir.display(),
+                "WEB_DIR has no index.html: the page answers 404 (WebSockets still work)"
+            );
+        }
         let instance = config.instance_id.clone().unwrap_or_else(|| {
             format!(
                 "ttt-{}",

@@ -75,6 +75,32 @@ async fn metrics_count_what_operators_watch() {
     }
 }
 
+/// An instance whose WEB_DIR holds no page says so at start, and still serves WebSockets;
+/// one with the page says nothing of it.
+#[tokio::test]
+async fn a_web_dir_without_the_page_is_named_in_the_log() {
+    let mut config = test_config(None);
+    config.web_dir = std::env::temp_dir().join(format!("ttt-no-page-{}", uuid::Uuid::new_v4()));
+    let p = ServerProcess::start(&config, "nopage");
+    p.wait_ready().await;
+    let (status, _) = http_get(p.addr, "/")
+        .await
+        .expect("the page's address answers");
+    assert_eq!(status, 404);
+    let mut x = p.connect().await;
+    x.hello("ann").await;
+    assert!(
+        p.log().contains("WEB_DIR has no index.html"),
+        "nothing in the log says why the page is missing:\n{}",
+        p.log()
+    );
+    let q = ServerProcess::start(&test_config(None), "page");
+    q.wait_ready().await;
+    let (status, _) = http_get(q.addr, "/").await.expect("the page answers");
+    assert_eq!(status, 200);
+    assert!(!q.log().contains("WEB_DIR"), "{}", q.log());
+}
+
 #[tokio::test]
 async fn json_logs_carry_the_instance_and_player() {
     let redis = RedisServer::start();
