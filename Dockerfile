@@ -27,7 +27,11 @@ RUN find server -name '*.rs' -exec touch {} + \
     && cargo build --release --locked --bin tictactoe
 
 FROM debian:bookworm-slim
-RUN useradd --system --uid 10001 --no-create-home ttt
+# The system's roots, for Redis over TLS (`rediss://`) to a managed service; a private CA
+# comes in through SSL_CERT_FILE.
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --system --uid 10001 --no-create-home ttt
 COPY --from=build /src/target/release/tictactoe /usr/local/bin/tictactoe
 COPY web /srv/tictactoe/web
 ENV LISTEN_ADDR=0.0.0.0:8080 \

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the build and the browser, load-balancer and compose tests need, only when
-# missing: make (jemalloc's build), nginx, Chromium and docker-compose (Debian packages) and the
-# npm packages of tests/browser.
+# missing: make (jemalloc's build), nginx, Chromium, docker-compose and openssl (the Redis TLS
+# tests' certificates) as Debian packages, and the npm packages of tests/browser.
 # Idempotent and quiet when everything is already there; run as root (or with sudo).
 set -euo pipefail
 
@@ -16,6 +16,7 @@ have docker-compose || missing+=(docker-compose)
 have redis-server || missing+=(redis-server)
 have node || missing+=(nodejs)
 have npm || missing+=(npm)
+have openssl || missing+=(openssl)
 
 if ((${#missing[@]})); then
   echo "install-test-deps: installing ${missing[*]}"

@@ -20,6 +20,7 @@ mod profiles;
 mod protocol_doc;
 mod redis_failover;
 mod redis_link;
+mod redis_tls;
 mod retries;
 mod social;
 mod store_conformance;

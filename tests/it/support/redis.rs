@@ -68,6 +68,25 @@ impl RedisServer {
         replica
     }
 
+    /// A server that also speaks TLS on `tls_port`, with the certificate and key in
+    /// `cert_dir` (`server.crt`, `server.key`, signed by `ca.crt`); clients need no
+    /// certificate of their own. Its plain port stays open for the harness.
+    pub fn start_tls(cert_dir: &std::path::Path, tls_port: u16) -> RedisServer {
+        let file = |name: &str| cert_dir.join(name).to_string_lossy().into_owned();
+        RedisServer::start_with(vec![
+            "--tls-port".into(),
+            tls_port.to_string(),
+            "--tls-cert-file".into(),
+            file("server.crt"),
+            "--tls-key-file".into(),
+            file("server.key"),
+            "--tls-ca-cert-file".into(),
+            file("ca.crt"),
+            "--tls-auth-clients".into(),
+            "no".into(),
+        ])
+    }
+
     fn start_with(extra: Vec<String>) -> RedisServer {
         let dir = TempDir::new("redis");
         let mut r = RedisServer {

@@ -1,0 +1,136 @@
+//! Redis over TLS (`rediss://`), as managed Redis services require: a real redis-server with
+//! a TLS port and a certificate from a throwaway CA, which the instances trust through
+//! `SSL_CERT_FILE` (read by the TLS library's loading of the system's roots), and refuse
+//! without it.
+
+use crate::support::client::seat_pair;
+use crate::support::http::http_get;
+use crate::support::instances::test_config;
+use crate::support::processes::ServerProcess;
+use crate::support::redis::RedisServer;
+use crate::support::{TempDir, eventually, free_port};
+use std::path::Path;
+use std::process::Command;
+
+/// Two instances reach Redis only through its TLS port and carry a game between them.
+#[tokio::test]
+async fn instances_play_through_a_redis_reached_over_tls() {
+    let certs = TempDir::new("tls");
+    make_certificates(&certs.0);
+    let tls_port = free_port();
+    let redis = RedisServer::start_tls(&certs.0, tls_port);
+    let mut config = test_config(Some(&redis));
+    config.redis_url = Some(format!("rediss://127.0.0.1:{tls_port}/"));
+    let ca = certs.0.join("ca.crt").to_string_lossy().into_owned();
+    let env = [("SSL_CERT_FILE", ca.as_str())];
+    let a = ServerProcess::start_with_env(&config, "tls-a", &env);
+    let b = ServerProcess::start_with_env(&config, "tls-b", &env);
+    a.wait_ready().await;
+    b.wait_ready().await;
+    let (mut x, mut o, game) = seat_pair(a.connect().await, b.connect().await).await;
+    x.play(&game, 4).await;
+    o.event(&game, 3).await;
+    o.play(&game, 0).await;
+    x.event(&game, 4).await;
+    // Every connection the instances hold to Redis came in on the TLS port: its plain port
+    // serves only this test's own client.
+    let tls_clients = tls_connections(&redis);
+    assert!(tls_clients >= 2, "TLS connections: {tls_clients}");
+}
+
+/// A certificate the instance cannot verify is refused, and /readyz says why.
+#[tokio::test]
+async fn a_redis_certificate_from_an_unknown_issuer_is_refused_and_named() {
+    let certs = TempDir::new("tls");
+    make_certificates(&certs.0);
+    let tls_port = free_port();
+    let redis = RedisServer::start_tls(&certs.0, tls_port);
+    let mut config = test_config(Some(&redis));
+    config.redis_url = Some(format!("rediss://127.0.0.1:{tls_port}/"));
+    let p = ServerProcess::start(&config, "tls-untrusted");
+    let addr = p.addr;
+    let body = eventually("/readyz to name the certificate", || async move {
+        match http_get(addr, "/readyz").await {
+            Ok((503, body)) if body.contains("certificate") => Some(body),
+            _ => None,
+        }
+    })
+    .await;
+    assert!(body.contains("UnknownIssuer"), "{body}");
+    assert_eq!(tls_connections(&redis), 0, "{}", p.log());
+}
+
+/// Clients connected through the server's TLS port: every one whose local address is not
+/// its plain port.
+fn tls_connections(redis: &RedisServer) -> usize {
+    let clients: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .query(&mut redis.sync_conn())
+        .expect("CLIENT LIST");
+    clients
+        .lines()
+        .filter(|l| !l.contains(&format!("laddr=127.0.0.1:{} ", redis.port)))
+        .count()
+}
+
+/// A throwaway CA and a certificate for 127.0.0.1 signed by it, made with the openssl
+/// command (installed with redis-server's dependencies on Debian).
+fn make_certificates(dir: &Path) {
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl (scripts/install-test-deps.sh installs it)");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=tictactoe test CA",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    std::fs::write(dir.join("ext"), "subjectAltName=IP:127.0.0.1\n").expect("write ext");
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "ext",
+    ]);
+}
