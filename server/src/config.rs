@@ -54,6 +54,18 @@ pub struct Config {
     #[arg(long, env = "REDIS_SENTINEL_MASTER")]
     pub redis_sentinel_master: Option<String>,
 
+    /// With REDIS_SENTINELS: the ACL user for the primary the Sentinels name (whose address
+    /// comes from them, not from a URL that could carry it). Other layouts put it in their
+    /// URLs.
+    #[arg(long, env = "REDIS_USERNAME")]
+    pub redis_username: Option<String>,
+
+    /// With REDIS_SENTINELS: the password of the primary the Sentinels name (`requirepass`,
+    /// or the ACL user's). The Sentinels' own password goes in their URLs. The primary is
+    /// reached over TLS when the Sentinels are (`rediss://`).
+    #[arg(long, env = "REDIS_PASSWORD", hide_env_values = true)]
+    pub redis_password: Option<String>,
+
     /// Replicas that must hold a game change before it is acknowledged (Redis WAIT after the
     /// move, in the same round trip). 0: acknowledged once the primary has it, so a failover
     /// can lose the last moves. To go on playing after a failover, run one replica more.
@@ -294,6 +306,12 @@ pub enum RedisLayout {
 pub enum ConfigError {
     #[error("set one of REDIS_URL, REDIS_SENTINELS and REDIS_CLUSTER_URLS, not several")]
     SeveralRedisLayouts,
+    /// Set elsewhere, they would be silently unused: the URLs carry the credentials there.
+    #[error(
+        "REDIS_USERNAME and REDIS_PASSWORD are for REDIS_SENTINELS only: put them in the URL \
+         (redis://user:password@host:port/)"
+    )]
+    CredentialsOutsideSentinel,
     #[error(
         "REDIS_SENTINELS needs REDIS_SENTINEL_MASTER, the name the Sentinels know the primary by"
     )]
@@ -364,6 +382,12 @@ impl Config {
     /// The checks across settings that one setting's parser cannot make.
     pub fn check(&self) -> Result<Checked, ConfigError> {
         let layout = self.redis_layout()?;
+        let credentials = [&self.redis_username, &self.redis_password]
+            .iter()
+            .any(|v| v.as_deref().is_some_and(|v| !v.is_empty()));
+        if credentials && !matches!(layout, RedisLayout::Sentinel { .. }) {
+            return Err(ConfigError::CredentialsOutsideSentinel);
+        }
         if let Some(entry) = self
             .trusted_proxies
             .iter()
@@ -427,6 +451,12 @@ impl Config {
         }
         if let Some(v) = &self.redis_sentinel_master {
             put("REDIS_SENTINEL_MASTER", v.to_string());
+        }
+        if let Some(v) = &self.redis_username {
+            put("REDIS_USERNAME", v.to_string());
+        }
+        if let Some(v) = &self.redis_password {
+            put("REDIS_PASSWORD", v.to_string());
         }
         put("REDIS_WAIT_REPLICAS", self.redis_wait_replicas.to_string());
         put(
@@ -823,6 +853,23 @@ mod tests {
                 entry: "10.0.0.300".into()
             }
         );
+        // The primary's credentials are for the Sentinel layout alone.
+        let with_password = |c: Config| Config {
+            redis_password: Some("secret".into()),
+            ..c
+        };
+        let single = with_password(Config {
+            redis_url: Some("redis://r".into()),
+            ..Config::default()
+        });
+        assert_eq!(
+            single.check().unwrap_err(),
+            ConfigError::CredentialsOutsideSentinel
+        );
+        let mut sentinel = with_password(Config::default());
+        sentinel.redis_sentinels = vec!["127.0.0.1:26379".into()];
+        sentinel.redis_sentinel_master = Some("ttt".into());
+        assert!(sentinel.check().is_ok());
     }
 
     #[test]
@@ -839,6 +886,8 @@ mod tests {
             ..Config::default()
         };
         c.redis_sentinel_master = Some("m".into());
+        c.redis_username = Some("u".into());
+        c.redis_password = Some("p".into());
         let env = c.to_env();
         let cmd = Cli::command();
         for arg in cmd.get_arguments() {

@@ -361,6 +361,43 @@ fn sentinel_bound() -> Duration {
     Duration::from_millis(DOWN_AFTER_MS) + Duration::from_secs(5)
 }
 
+/// Data nodes behind a password, as production runs them: the instances reach the primary the
+/// Sentinels name with REDIS_PASSWORD, follow it through a failover with it, and an instance
+/// without it stays unready and says why.
+#[tokio::test]
+async fn a_password_protected_primary_is_reached_and_followed_with_redis_password() {
+    const PASSWORD: &str = "correct-horse";
+    let mut set = SentinelSet::start_with_password(1, PASSWORD);
+    let config = Config {
+        redis_password: Some(PASSWORD.into()),
+        ..sentinel_config(&set, 0)
+    };
+    let (a, b) = two_processes(&config).await;
+    let (mut x, mut o, game) = seat_pair(a.connect().await, b.connect().await).await;
+    ack_version(&x.play(&game, 4).await); // v3
+    o.event(&game, 3).await;
+
+    let old = set.primary().expect("a primary");
+    set.kill9(old);
+    set.wait_promoted(old);
+    let mv = json!({"type":"move","game":game,"cell":0,"mid":"m-o-1"});
+    assert_eq!(ack_version(&o.request_until_available(mv).await), 4);
+    x.event(&game, 4).await;
+
+    let without = ServerProcess::start(&sentinel_config(&set, 0), "no-password");
+    let addr = without.addr;
+    let body = crate::support::eventually("/readyz to name the missing password", || async move {
+        match crate::support::http::http_get(addr, "/readyz").await {
+            Ok((503, body)) if body.contains("NOAUTH") || body.contains("uthentication") => {
+                Some(body)
+            }
+            _ => None,
+        }
+    })
+    .await;
+    assert!(body.contains("\"ready\":false"), "{body}");
+}
+
 #[tokio::test]
 async fn a_sentinel_failover_mid_game_costs_players_only_a_pause() {
     let mut set = SentinelSet::start(1);

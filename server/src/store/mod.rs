@@ -59,16 +59,20 @@ pub fn connect(layout: &RedisLayout, config: &Config) -> StoreResult<Arc<dyn Sto
     let timeout = config.redis_timeout;
     match layout {
         RedisLayout::Sentinel { sentinels, master } => {
-            tracing::info!(sentinels = ?sentinels, master, "finding the Redis primary through Sentinel");
+            tracing::info!(sentinels = ?without_credentials(sentinels), master, "finding the Redis primary through Sentinel");
+            let auth = redis::PrimaryAuth {
+                username: config.redis_username.clone(),
+                password: config.redis_password.clone(),
+            };
             durable(redis::RedisStore::connect_sentinel(
-                sentinels, master, keys, limits, timeout,
+                sentinels, master, auth, keys, limits, timeout,
             )?)
         }
         RedisLayout::Single { url } => {
             durable(redis::RedisStore::connect(url, keys, limits, timeout)?)
         }
         RedisLayout::Cluster { nodes } => {
-            tracing::info!(nodes = ?nodes, "using Redis Cluster with sharded pub/sub");
+            tracing::info!(nodes = ?without_credentials(nodes), "using Redis Cluster with sharded pub/sub");
             durable(redis::RedisStore::connect_cluster(
                 nodes, keys, limits, timeout,
             )?)
@@ -81,6 +85,26 @@ pub fn connect(layout: &RedisLayout, config: &Config) -> StoreResult<Arc<dyn Sto
             Ok(Arc::new(memory::MemoryStore::new(keys, limits)))
         }
     }
+}
+
+/// Redis URLs as they may be logged: a password in one (`redis://user:secret@host`) is left
+/// out, as is the user.
+fn without_credentials(urls: &[String]) -> Vec<String> {
+    urls.iter()
+        .map(|url| match url.split_once("://") {
+            Some((scheme, rest)) => {
+                let host_end = rest.find('/').unwrap_or(rest.len());
+                match rest[..host_end].rfind('@') {
+                    Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
+                    None => url.clone(),
+                }
+            }
+            None => match url.rfind('@') {
+                Some(at) => url[at + 1..].to_string(),
+                None => url.clone(),
+            },
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -675,5 +699,31 @@ pub trait BusSink: Send {
     /// connection that stopped answering is otherwise indistinguishable from a quiet one.
     async fn ping(&mut self) -> StoreResult<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_credentials;
+
+    #[test]
+    fn logged_urls_carry_no_password() {
+        let urls = [
+            "redis://:s3cret@10.0.0.1:6379/0",
+            "rediss://game:p@ss@node-2:7000",
+            "redis://10.0.0.3:7000/",
+            "user:pw@10.0.0.4:26379",
+        ]
+        .map(String::from);
+        let logged = without_credentials(&urls);
+        assert_eq!(
+            logged,
+            [
+                "redis://10.0.0.1:6379/0",
+                "rediss://node-2:7000",
+                "redis://10.0.0.3:7000/",
+                "10.0.0.4:26379",
+            ]
+        );
     }
 }

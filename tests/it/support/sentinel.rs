@@ -21,11 +21,16 @@ struct Node {
     port: u16,
     dir: PathBuf,
     child: Option<Child>,
+    /// The data nodes' `requirepass`, when the set has one (Sentinels have none).
+    password: Option<String>,
 }
 
 impl Node {
     fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
+        match &self.password {
+            Some(p) => format!("redis://:{p}@127.0.0.1:{}/", self.port),
+            None => format!("redis://127.0.0.1:{}/", self.port),
+        }
     }
 
     fn kill9(&mut self) {
@@ -44,7 +49,7 @@ impl Drop for Node {
 
 /// Starts redis-server with `args` (a config file first, for a Sentinel) on a free port,
 /// trying other ports if the chosen one was taken meanwhile; waits until it answers PING.
-fn spawn(dir: &Path, args: impl Fn(u16) -> Vec<String>) -> Node {
+fn spawn(dir: &Path, password: Option<&str>, args: impl Fn(u16) -> Vec<String>) -> Node {
     std::fs::create_dir_all(dir).expect("node dir");
     for _ in 0..5 {
         let port = free_port();
@@ -59,6 +64,7 @@ fn spawn(dir: &Path, args: impl Fn(u16) -> Vec<String>) -> Node {
             port,
             dir: dir.to_path_buf(),
             child: Some(child),
+            password: password.map(str::to_owned),
         };
         let url = node.url();
         if wait_until_up(&mut node.child, &url, &log) {
@@ -98,8 +104,28 @@ impl SentinelSet {
     /// the Sentinels, and returns once every Sentinel knows the replicas and the two other
     /// Sentinels: only then could they agree on a failover.
     pub fn start(replicas: usize) -> SentinelSet {
+        SentinelSet::start_with(replicas, None)
+    }
+
+    /// The same, with `password` required by the data nodes (`requirepass`, `masterauth`)
+    /// and given to the Sentinels (`sentinel auth-pass`), as a production set has it.
+    pub fn start_with_password(replicas: usize, password: &str) -> SentinelSet {
+        SentinelSet::start_with(replicas, Some(password))
+    }
+
+    fn start_with(replicas: usize, password: Option<&str>) -> SentinelSet {
         let dir = TempDir::new("sentinel");
+        let auth: Vec<String> = match password {
+            Some(p) => vec![
+                "--requirepass".into(),
+                p.into(),
+                "--masterauth".into(),
+                p.into(),
+            ],
+            None => Vec::new(),
+        };
         let data_args = |d: PathBuf, extra: Vec<String>| {
+            let auth = auth.clone();
             move |port: u16| {
                 let mut a: Vec<String> = [
                     "--port",
@@ -124,11 +150,16 @@ impl SentinelSet {
                 a.push("--logfile".into());
                 a.push(d.join("redis.log").display().to_string());
                 a.extend(extra.iter().cloned());
+                a.extend(auth.iter().cloned());
                 a
             }
         };
         let primary_dir = dir.0.join("node0");
-        let primary = spawn(&primary_dir, data_args(primary_dir.clone(), vec![]));
+        let primary = spawn(
+            &primary_dir,
+            password,
+            data_args(primary_dir.clone(), vec![]),
+        );
         let primary_port = primary.port;
         let mut nodes = vec![primary];
         for i in 1..=replicas {
@@ -140,6 +171,7 @@ impl SentinelSet {
             ];
             nodes.push(spawn(
                 &replica_dir,
+                password,
                 data_args(replica_dir.clone(), replicaof),
             ));
         }
@@ -153,7 +185,10 @@ impl SentinelSet {
         }
         for i in 0..3 {
             let sdir = set.dir.0.join(format!("sentinel{i}"));
-            let sentinel = spawn(&sdir, |port| {
+            let auth_pass = password
+                .map(|p| format!("sentinel auth-pass {MASTER_NAME} {p}\n"))
+                .unwrap_or_default();
+            let sentinel = spawn(&sdir, None, |port| {
                 // Sentinel rewrites its configuration file: each gets its own, fresh per start.
                 let conf = sdir.join("sentinel.conf");
                 std::fs::write(
@@ -163,7 +198,7 @@ impl SentinelSet {
                          sentinel monitor {MASTER_NAME} 127.0.0.1 {primary_port} 2\n\
                          sentinel down-after-milliseconds {MASTER_NAME} {DOWN_AFTER_MS}\n\
                          sentinel failover-timeout {MASTER_NAME} 5000\n\
-                         sentinel parallel-syncs {MASTER_NAME} 1\n",
+                         sentinel parallel-syncs {MASTER_NAME} 1\n{auth_pass}",
                         dir = sdir.display()
                     ),
                 )

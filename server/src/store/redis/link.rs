@@ -7,7 +7,7 @@
 use super::RedisStore;
 use super::decode::resp2;
 use super::link_bus::{LinkBus, PushRoute, speaking_resp3};
-use super::sentinel::{SentinelHandle, Sentinels};
+use super::sentinel::{PrimaryAuth, SentinelHandle, Sentinels};
 use super::sharded_bus::ClusterBus;
 use crate::store::{Keys, StoreError, StoreLimits, StoreResult};
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -354,15 +354,17 @@ impl RedisStore {
     }
 
     /// A store on the primary the Sentinels at `sentinels` (`host:port`) name for `master`,
-    /// following it through failovers. Nothing is connected until first use.
+    /// reached with `auth`, following it through failovers. Nothing is connected until first
+    /// use.
     pub fn connect_sentinel(
         sentinels: &[String],
         master: &str,
+        auth: PrimaryAuth,
         keys: Keys,
         limits: StoreLimits,
         op_timeout: Duration,
     ) -> StoreResult<RedisStore> {
-        let sentinels = Sentinels::new(sentinels, master, tcp_settings(), op_timeout)?;
+        let sentinels = Sentinels::new(sentinels, master, auth, tcp_settings(), op_timeout)?;
         let route = Arc::new(PushRoute::default());
         let link = Arc::new(Link::new(LinkKind::Sentinel {
             sentinels,

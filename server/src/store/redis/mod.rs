@@ -30,6 +30,7 @@ mod sharded_bus;
 mod waiting;
 
 pub use link_bus::LinkBus;
+pub use sentinel::PrimaryAuth;
 pub use sharded_bus::ClusterBus;
 
 use crate::ratelimit::{Decision, Rule};

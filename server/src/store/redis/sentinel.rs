@@ -36,11 +36,23 @@ const LOOKUP_BACKOFF: Duration = Duration::from_millis(100);
 /// How often the Sentinels are asked which node is primary.
 const WATCH_EVERY: Duration = Duration::from_millis(500);
 
+/// The credentials of the primary: the Sentinels give only its address, so they cannot come
+/// from a URL (REDIS_USERNAME, REDIS_PASSWORD).
+#[derive(Clone, Debug, Default)]
+pub struct PrimaryAuth {
+    pub username: Option<String>,
+    pub password: Option<String>,
+}
+
 /// The Sentinels of one primary, shared by every connection that follows it.
 pub struct Sentinels {
     /// The Sentinels' URLs, in the configured order.
     urls: Vec<String>,
     master: String,
+    auth: PrimaryAuth,
+    /// The primary is reached over TLS when the Sentinels are: TLS everywhere or nowhere,
+    /// as `tls-replication` deployments run.
+    tls: bool,
     timeout: Duration,
     tcp: ::redis::io::tcp::TcpSettings,
     /// One connection per Sentinel. Lookups hold the lock: one at a time is enough.
@@ -70,6 +82,7 @@ impl Sentinels {
     pub fn new(
         addrs: &[String],
         master: &str,
+        auth: PrimaryAuth,
         tcp: ::redis::io::tcp::TcpSettings,
         timeout: Duration,
     ) -> StoreResult<Arc<Sentinels>> {
@@ -98,10 +111,18 @@ impl Sentinels {
                 "REDIS_SENTINEL_MASTER is needed with REDIS_SENTINELS".into(),
             ));
         }
+        let tls = urls.iter().filter(|u| u.starts_with("rediss://")).count();
+        if tls != 0 && tls != urls.len() {
+            return Err(StoreError::Config(
+                "REDIS_SENTINELS mixes TLS (rediss://) and plain addresses".into(),
+            ));
+        }
         Ok(Arc::new(Sentinels {
             conns: tokio::sync::Mutex::new(vec![None; urls.len()]),
             urls,
             master: master.trim().to_string(),
+            auth,
+            tls: tls != 0,
             timeout,
             tcp,
             last: Mutex::new(None),
@@ -169,11 +190,24 @@ impl Sentinels {
     }
 
     fn client(&self, addr: &str) -> Option<::redis::Client> {
-        let info = format!("redis://{addr}")
+        ::redis::Client::open(speaking_resp3(self.primary_info(addr)?)).ok()
+    }
+
+    /// How to reach the primary at `addr`: TLS as the Sentinels, its own credentials.
+    fn primary_info(&self, addr: &str) -> Option<::redis::ConnectionInfo> {
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        let info = format!("{scheme}://{addr}")
             .into_connection_info()
             .ok()?
             .set_tcp_settings(self.tcp.clone());
-        ::redis::Client::open(speaking_resp3(info)).ok()
+        let mut settings = info.redis_settings().clone();
+        if let Some(user) = self.auth.username.as_deref().filter(|u| !u.is_empty()) {
+            settings = settings.set_username(user);
+        }
+        if let Some(password) = self.auth.password.as_deref().filter(|p| !p.is_empty()) {
+            settings = settings.set_password(password);
+        }
+        Some(info.set_redis_settings(settings))
     }
 
     /// Asks every Sentinel (at once, each within the timeout) about the primary, and believes
@@ -484,15 +518,67 @@ mod tests {
         ::redis::io::tcp::TcpSettings::default()
     }
 
+    fn none() -> PrimaryAuth {
+        PrimaryAuth::default()
+    }
+
+    #[test]
+    fn the_primary_is_reached_with_its_credentials_and_the_sentinels_tls() {
+        let auth = PrimaryAuth {
+            username: Some("game".into()),
+            password: Some("s3cret".into()),
+        };
+        let second = Duration::from_secs(1);
+        let plain = Sentinels::new(
+            &["10.0.0.1:26379".into()],
+            "ttt",
+            auth.clone(),
+            tcp(),
+            second,
+        )
+        .unwrap();
+        let info = plain.primary_info("10.0.0.9:6379").unwrap();
+        assert_eq!(info.redis_settings().username(), Some("game"));
+        assert_eq!(info.redis_settings().password(), Some("s3cret"));
+        assert!(matches!(info.addr(), ::redis::ConnectionAddr::Tcp(h, 6379) if h == "10.0.0.9"));
+        let tls = Sentinels::new(
+            &[
+                "rediss://10.0.0.1:26379".into(),
+                "rediss://10.0.0.2:26379".into(),
+            ],
+            "ttt",
+            none(),
+            tcp(),
+            second,
+        )
+        .unwrap();
+        let info = tls.primary_info("10.0.0.9:6379").unwrap();
+        assert!(matches!(
+            info.addr(),
+            ::redis::ConnectionAddr::TcpTls { port: 6379, .. }
+        ));
+        assert_eq!(info.redis_settings().password(), None);
+        assert!(matches!(
+            Sentinels::new(
+                &["rediss://10.0.0.1:26379".into(), "10.0.0.2:26379".into()],
+                "ttt",
+                none(),
+                tcp(),
+                second,
+            ),
+            Err(StoreError::Config(_))
+        ));
+    }
+
     #[test]
     fn sentinels_need_addresses_and_a_master_name() {
         let second = Duration::from_secs(1);
         assert!(matches!(
-            Sentinels::new(&[" ".into()], "ttt", tcp(), second),
+            Sentinels::new(&[" ".into()], "ttt", none(), tcp(), second),
             Err(StoreError::Config(_))
         ));
         assert!(matches!(
-            Sentinels::new(&["127.0.0.1:26379".into()], " ", tcp(), second),
+            Sentinels::new(&["127.0.0.1:26379".into()], " ", none(), tcp(), second),
             Err(StoreError::Config(_))
         ));
     }
@@ -503,7 +589,7 @@ mod tests {
             "127.0.0.1:26379".to_string(),
             "redis://127.0.0.1:26380".to_string(),
         ];
-        assert!(Sentinels::new(&addrs, "ttt", tcp(), Duration::from_secs(1)).is_ok());
+        assert!(Sentinels::new(&addrs, "ttt", none(), tcp(), Duration::from_secs(1)).is_ok());
     }
 
     #[test]
