@@ -6,6 +6,7 @@ use crate::support::backend::Backend;
 use crate::support::client::{ack_version, error_code, seat_pair};
 use crate::support::cluster::RedisCluster;
 use crate::support::instances::{Instance, test_config};
+use crate::support::processes::ServerProcess;
 use crate::{failover, game_flow, limits, social};
 use serde_json::json;
 
@@ -116,4 +117,47 @@ async fn a_games_subscriptions_follow_its_slot_to_another_master() {
         .query(&mut cluster.conn(after))
         .unwrap();
     assert_eq!(n, 2);
+}
+
+/// Nodes behind a password: the instances take it from the URLs in REDIS_CLUSTER_URLS, for
+/// every node the client finds and for the sharded pub/sub, and a game goes across them; an
+/// instance whose URLs lack it stays unready and says why.
+#[tokio::test]
+async fn a_password_protected_cluster_is_reached_with_the_urls_credentials() {
+    let cluster = RedisCluster::start_with_password("cluster-secret");
+    let config = tictactoe::config::Config {
+        redis_cluster_urls: cluster.urls(),
+        ..test_config(None)
+    };
+    let a = Instance::start(config.clone()).await;
+    let b = Instance::start(config).await;
+    let (mut x, mut o, game) = seat_pair(a.connect().await, b.connect().await).await;
+    ack_version(&x.play(&game, 4).await); // v3
+    o.event(&game, 3).await;
+    ack_version(&o.play(&game, 0).await); // v4
+    x.event(&game, 4).await;
+
+    let bare: Vec<String> = cluster
+        .urls()
+        .iter()
+        .map(|u| u.replace(":cluster-secret@", ""))
+        .collect();
+    let without = ServerProcess::start(
+        &tictactoe::config::Config {
+            redis_cluster_urls: bare,
+            ..test_config(None)
+        },
+        "cluster-no-password",
+    );
+    let addr = without.addr;
+    let body = crate::support::eventually("/readyz to name the missing password", || async move {
+        match crate::support::http::http_get(addr, "/readyz").await {
+            Ok((503, body)) if body.contains("NOAUTH") || body.contains("uthentication") => {
+                Some(body)
+            }
+            _ => None,
+        }
+    })
+    .await;
+    assert!(body.contains("\"ready\":false"), "{body}");
 }

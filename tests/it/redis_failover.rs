@@ -362,12 +362,13 @@ fn sentinel_bound() -> Duration {
 }
 
 /// Data nodes behind a password, as production runs them: the instances reach the primary the
-/// Sentinels name with REDIS_PASSWORD, follow it through a failover with it, and an instance
-/// without it stays unready and says why.
+/// Sentinels name with REDIS_PASSWORD, and an instance without it stays unready and says why.
+/// (Every primary the Sentinels name is reached the same way: `Sentinels::primary_info`, unit
+/// tested; no failover here, which would only add a sixth concurrent one to this module's.)
 #[tokio::test]
-async fn a_password_protected_primary_is_reached_and_followed_with_redis_password() {
+async fn a_password_protected_primary_is_reached_with_redis_password() {
     const PASSWORD: &str = "correct-horse";
-    let mut set = SentinelSet::start_with_password(1, PASSWORD);
+    let set = SentinelSet::start_with_password(1, PASSWORD);
     let config = Config {
         redis_password: Some(PASSWORD.into()),
         ..sentinel_config(&set, 0)
@@ -376,12 +377,7 @@ async fn a_password_protected_primary_is_reached_and_followed_with_redis_passwor
     let (mut x, mut o, game) = seat_pair(a.connect().await, b.connect().await).await;
     ack_version(&x.play(&game, 4).await); // v3
     o.event(&game, 3).await;
-
-    let old = set.primary().expect("a primary");
-    set.kill9(old);
-    set.wait_promoted(old);
-    let mv = json!({"type":"move","game":game,"cell":0,"mid":"m-o-1"});
-    assert_eq!(ack_version(&o.request_until_available(mv).await), 4);
+    ack_version(&o.play(&game, 0).await); // v4
     x.event(&game, 4).await;
 
     let without = ServerProcess::start(&sentinel_config(&set, 0), "no-password");

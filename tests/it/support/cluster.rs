@@ -19,6 +19,8 @@ pub struct RedisCluster {
     bus_ports: Vec<u16>,
     children: Vec<Option<Child>>,
     dir: TempDir,
+    /// Every node's `requirepass` (and `masterauth`), when the cluster has one.
+    password: Option<String>,
 }
 
 impl RedisCluster {
@@ -29,9 +31,18 @@ impl RedisCluster {
     /// Three masters with `replicas` replicas each (`redis-cli --cluster create` pairs them),
     /// returned once every replica is in sync with its master.
     pub fn start_with_replicas(replicas: usize) -> RedisCluster {
+        RedisCluster::start_with(replicas, None)
+    }
+
+    /// Three masters whose every node requires `password`, as a production cluster has it.
+    pub fn start_with_password(password: &str) -> RedisCluster {
+        RedisCluster::start_with(0, Some(password))
+    }
+
+    fn start_with(replicas: usize, password: Option<&str>) -> RedisCluster {
         const ATTEMPTS: u32 = 3;
         for attempt in 1..=ATTEMPTS {
-            let c = RedisCluster::spawn_nodes(3 * (1 + replicas));
+            let c = RedisCluster::spawn_nodes(3 * (1 + replicas), password);
             match c.create(replicas) {
                 Ok(()) => {
                     c.wait_ok();
@@ -50,12 +61,13 @@ impl RedisCluster {
     }
 
     /// `n` cluster nodes on free ports, not yet joined.
-    fn spawn_nodes(n: usize) -> RedisCluster {
+    fn spawn_nodes(n: usize, password: Option<&str>) -> RedisCluster {
         let mut c = RedisCluster {
             children: (0..n).map(|_| None).collect(),
             ports: (0..n).map(|_| free_port()).collect(),
             bus_ports: (0..n).map(|_| free_port()).collect(),
             dir: TempDir::new("cluster"),
+            password: password.map(str::to_owned),
         };
         for i in 0..n {
             // A node whose port was taken meanwhile exits at once: try fresh ports.
@@ -80,7 +92,11 @@ impl RedisCluster {
             .iter()
             .map(|p| format!("127.0.0.1:{p}"))
             .collect();
-        let mut cli = Command::new("redis-cli")
+        let mut cli = Command::new("redis-cli");
+        if let Some(p) = &self.password {
+            cli.args(["-a", p, "--no-auth-warning"]);
+        }
+        let mut cli = cli
             .args(["--cluster", "create"])
             .args(&nodes)
             .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
@@ -119,7 +135,7 @@ impl RedisCluster {
     /// that never synced refuses to take over.
     pub fn wait_replicas_in_sync(&self) {
         let replication = |i: usize| -> Option<String> {
-            let url = format!("redis://127.0.0.1:{}/", self.ports[i]);
+            let url = self.url_of(self.ports[i]);
             redis::Client::open(url)
                 .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(1)))
                 .and_then(|mut c| redis::cmd("INFO").arg("replication").query(&mut c))
@@ -220,6 +236,11 @@ impl RedisCluster {
             .args(["--cluster-node-timeout", "1000"])
             .args(["--cluster-require-full-coverage", "no"])
             .args(["--repl-diskless-sync-delay", "0"])
+            .args(
+                self.password
+                    .iter()
+                    .flat_map(|p| ["--requirepass", p.as_str(), "--masterauth", p.as_str()]),
+            )
             .args([
                 "--save",
                 "",
@@ -238,7 +259,7 @@ impl RedisCluster {
             .expect("redis-server");
         self.children[i] = Some(child);
         let deadline = Instant::now() + WAIT;
-        let url = format!("redis://127.0.0.1:{port}/");
+        let url = self.url_of(port);
         loop {
             if redis_answers(&url) {
                 return true;
@@ -266,7 +287,7 @@ impl RedisCluster {
                 "the cluster never became healthy"
             );
             for port in &self.ports {
-                let ok = redis::Client::open(format!("redis://127.0.0.1:{port}/"))
+                let ok = redis::Client::open(self.url_of(*port))
                     .and_then(|c| c.get_connection())
                     .and_then(|mut c| redis::cmd("CLUSTER").arg("INFO").query::<String>(&mut c))
                     .is_ok_and(|info| info.contains("cluster_state:ok"));
@@ -279,11 +300,16 @@ impl RedisCluster {
         }
     }
 
+    /// The nodes' URLs, with the password when the cluster has one.
     pub fn urls(&self) -> Vec<String> {
-        self.ports
-            .iter()
-            .map(|p| format!("redis://127.0.0.1:{p}/"))
-            .collect()
+        self.ports.iter().map(|p| self.url_of(*p)).collect()
+    }
+
+    fn url_of(&self, port: u16) -> String {
+        match &self.password {
+            Some(p) => format!("redis://:{p}@127.0.0.1:{port}/"),
+            None => format!("redis://127.0.0.1:{port}/"),
+        }
     }
 
     /// The node (index) serving the slot of `key`.
