@@ -3,14 +3,14 @@
 //! `SSL_CERT_FILE` (read by the TLS library's loading of the system's roots), and refuse
 //! without it.
 
-use crate::support::client::seat_pair;
+use crate::support::client::{ack_version, seat_pair};
+use crate::support::cluster::RedisCluster;
 use crate::support::http::http_get;
 use crate::support::instances::test_config;
 use crate::support::processes::ServerProcess;
 use crate::support::redis::RedisServer;
+use crate::support::tls::make_certificates;
 use crate::support::{TempDir, eventually, free_port};
-use std::path::Path;
-use std::process::Command;
 
 /// Two instances reach Redis only through its TLS port and carry a game between them.
 #[tokio::test]
@@ -73,64 +73,34 @@ fn tls_connections(redis: &RedisServer) -> usize {
         .count()
 }
 
-/// A throwaway CA and a certificate for 127.0.0.1 signed by it, made with the openssl
-/// command (installed with redis-server's dependencies on Debian).
-fn make_certificates(dir: &Path) {
-    let openssl = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("openssl (scripts/install-test-deps.sh installs it)");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.crt",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=tictactoe test CA",
-    ]);
-    openssl(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-        "-subj",
-        "/CN=127.0.0.1",
-    ]);
-    std::fs::write(dir.join("ext"), "subjectAltName=IP:127.0.0.1\n").expect("write ext");
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "server.crt",
-        "-days",
-        "2",
-        "-extfile",
-        "ext",
-    ]);
+/// A Redis Cluster over TLS (`tls-cluster yes`): the instances take `rediss://` seeds, reach
+/// every node and the sharded pub/sub on the TLS ports, and carry a game between them.
+#[tokio::test]
+async fn instances_play_through_a_cluster_reached_over_tls() {
+    let certs = TempDir::new("tls");
+    make_certificates(&certs.0);
+    let cluster = RedisCluster::start_with_tls(&certs.0);
+    let mut config = test_config(None);
+    config.redis_cluster_urls = cluster.tls_urls();
+    let ca = certs.0.join("ca.crt").to_string_lossy().into_owned();
+    let env = [("SSL_CERT_FILE", ca.as_str())];
+    let a = ServerProcess::start_with_env(&config, "tls-cluster-a", &env);
+    let b = ServerProcess::start_with_env(&config, "tls-cluster-b", &env);
+    a.wait_ready().await;
+    b.wait_ready().await;
+    let (mut x, mut o, game) = seat_pair(a.connect().await, b.connect().await).await;
+    ack_version(&x.play(&game, 4).await); // v3
+    o.event(&game, 3).await;
+    ack_version(&o.play(&game, 0).await); // v4
+    x.event(&game, 4).await;
+    // Every node's clients other than the harness's own came in on its TLS port.
+    for node in 0..3 {
+        let clients: String = redis::cmd("CLIENT")
+            .arg("LIST")
+            .query(&mut cluster.conn(node))
+            .expect("CLIENT LIST");
+        let plain = format!("laddr=127.0.0.1:{} ", cluster.ports[node]);
+        let on_tls = clients.lines().filter(|l| !l.contains(&plain)).count();
+        assert!(on_tls >= 2, "node {node}: {on_tls} TLS clients:\n{clients}");
+    }
 }

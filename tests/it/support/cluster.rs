@@ -21,6 +21,9 @@ pub struct RedisCluster {
     dir: TempDir,
     /// Every node's `requirepass` (and `masterauth`), when the cluster has one.
     password: Option<String>,
+    /// With TLS: the directory of `server.crt`, `server.key` and `ca.crt`, and each node's
+    /// TLS port. The plain ports stay open for the harness.
+    tls: Option<(PathBuf, Vec<u16>)>,
 }
 
 impl RedisCluster {
@@ -39,10 +42,25 @@ impl RedisCluster {
         RedisCluster::start_with(0, Some(password))
     }
 
+    /// Three masters that also speak TLS on ports of their own, between themselves too
+    /// (`tls-cluster yes`, so that a client on a TLS port is told the nodes' TLS ports), with
+    /// the certificates in `cert_dir` (see [`super::tls::make_certificates`]).
+    pub fn start_with_tls(cert_dir: &std::path::Path) -> RedisCluster {
+        RedisCluster::start_with_options(0, None, Some(cert_dir))
+    }
+
     fn start_with(replicas: usize, password: Option<&str>) -> RedisCluster {
+        RedisCluster::start_with_options(replicas, password, None)
+    }
+
+    fn start_with_options(
+        replicas: usize,
+        password: Option<&str>,
+        tls: Option<&std::path::Path>,
+    ) -> RedisCluster {
         const ATTEMPTS: u32 = 3;
         for attempt in 1..=ATTEMPTS {
-            let c = RedisCluster::spawn_nodes(3 * (1 + replicas), password);
+            let c = RedisCluster::spawn_nodes(3 * (1 + replicas), password, tls);
             match c.create(replicas) {
                 Ok(()) => {
                     c.wait_ok();
@@ -61,13 +79,18 @@ impl RedisCluster {
     }
 
     /// `n` cluster nodes on free ports, not yet joined.
-    fn spawn_nodes(n: usize, password: Option<&str>) -> RedisCluster {
+    fn spawn_nodes(
+        n: usize,
+        password: Option<&str>,
+        tls: Option<&std::path::Path>,
+    ) -> RedisCluster {
         let mut c = RedisCluster {
             children: (0..n).map(|_| None).collect(),
             ports: (0..n).map(|_| free_port()).collect(),
             bus_ports: (0..n).map(|_| free_port()).collect(),
             dir: TempDir::new("cluster"),
             password: password.map(str::to_owned),
+            tls: tls.map(|dir| (dir.to_path_buf(), (0..n).map(|_| free_port()).collect())),
         };
         for i in 0..n {
             // A node whose port was taken meanwhile exits at once: try fresh ports.
@@ -77,6 +100,9 @@ impl RedisCluster {
                 assert!(attempts < 5, "cluster node {i} would not start");
                 c.ports[i] = free_port();
                 c.bus_ports[i] = free_port();
+                if let Some((_, tls_ports)) = c.tls.as_mut() {
+                    tls_ports[i] = free_port();
+                }
             }
         }
         c
@@ -241,6 +267,7 @@ impl RedisCluster {
                     .iter()
                     .flat_map(|p| ["--requirepass", p.as_str(), "--masterauth", p.as_str()]),
             )
+            .args(self.tls_args(i))
             .args([
                 "--save",
                 "",
@@ -298,6 +325,36 @@ impl RedisCluster {
             }
             return;
         }
+    }
+
+    fn tls_args(&self, i: usize) -> Vec<String> {
+        let Some((dir, tls_ports)) = &self.tls else {
+            return Vec::new();
+        };
+        let file = |name: &str| dir.join(name).to_string_lossy().into_owned();
+        vec![
+            "--tls-port".into(),
+            tls_ports[i].to_string(),
+            "--tls-cluster".into(),
+            "yes".into(),
+            "--tls-cert-file".into(),
+            file("server.crt"),
+            "--tls-key-file".into(),
+            file("server.key"),
+            "--tls-ca-cert-file".into(),
+            file("ca.crt"),
+            "--tls-auth-clients".into(),
+            "no".into(),
+        ]
+    }
+
+    /// The nodes' `rediss://` URLs, on their TLS ports (a cluster started with TLS).
+    pub fn tls_urls(&self) -> Vec<String> {
+        let (_, tls_ports) = self.tls.as_ref().expect("a cluster started with TLS");
+        tls_ports
+            .iter()
+            .map(|p| format!("rediss://127.0.0.1:{p}/"))
+            .collect()
     }
 
     /// The nodes' URLs, with the password when the cluster has one.

@@ -14,6 +14,7 @@ pub mod processes;
 pub mod proxy;
 pub mod redis;
 pub mod sentinel;
+pub mod tls;
 pub mod topology;
 
 use std::collections::BTreeSet;
