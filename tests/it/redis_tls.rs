@@ -9,6 +9,7 @@ use crate::support::http::http_get;
 use crate::support::instances::test_config;
 use crate::support::processes::ServerProcess;
 use crate::support::redis::RedisServer;
+use crate::support::sentinel::{MASTER_NAME, SentinelSet};
 use crate::support::tls::make_certificates;
 use crate::support::{TempDir, eventually, free_port};
 
@@ -103,4 +104,54 @@ async fn instances_play_through_a_cluster_reached_over_tls() {
         let on_tls = clients.lines().filter(|l| !l.contains(&plain)).count();
         assert!(on_tls >= 2, "node {node}: {on_tls} TLS clients:\n{clients}");
     }
+}
+
+/// Sentinel over TLS (`tls-replication yes`): the instances ask the Sentinels over TLS
+/// (`rediss://` in REDIS_SENTINELS), reach the primary they name over TLS too, and carry a
+/// game between them.
+#[tokio::test]
+async fn instances_play_through_a_sentinel_set_reached_over_tls() {
+    let certs = TempDir::new("tls");
+    make_certificates(&certs.0);
+    let set = SentinelSet::start_with_tls(1, &certs.0);
+    let mut config = test_config(None);
+    config.redis_sentinels = set.sentinel_addrs();
+    config.redis_sentinel_master = Some(MASTER_NAME.into());
+    assert!(
+        config
+            .redis_sentinels
+            .iter()
+            .all(|u| u.starts_with("rediss://"))
+    );
+    let ca = certs.0.join("ca.crt").to_string_lossy().into_owned();
+    let env = [("SSL_CERT_FILE", ca.as_str())];
+    let a = ServerProcess::start_with_env(&config, "tls-sentinel-a", &env);
+    let b = ServerProcess::start_with_env(&config, "tls-sentinel-b", &env);
+    a.wait_ready().await;
+    b.wait_ready().await;
+    let (mut x, mut o, game) = seat_pair(a.connect().await, b.connect().await).await;
+    ack_version(&x.play(&game, 4).await); // v3
+    o.event(&game, 3).await;
+    ack_version(&o.play(&game, 0).await); // v4
+    x.event(&game, 4).await;
+    // The instances' connections to the primary came in on its TLS port.
+    let primary = set.primary().expect("a primary");
+    let plain_port = set
+        .url(primary)
+        .trim_end_matches('/')
+        .rsplit(':')
+        .next()
+        .expect("a port")
+        .to_owned();
+    let clients: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .query(&mut set.conn(primary))
+        .expect("CLIENT LIST");
+    let instances = clients
+        .lines()
+        .filter(|l| !l.contains(&format!("laddr=127.0.0.1:{plain_port} ")))
+        // Not the replica's link, nor the Sentinels' own (they name their connections).
+        .filter(|l| !l.contains("flags=S") && !l.contains("name=sentinel-"))
+        .count();
+    assert!(instances >= 2, "TLS clients of the primary:\n{clients}");
 }

@@ -23,9 +23,16 @@ struct Node {
     child: Option<Child>,
     /// The data nodes' `requirepass`, when the set has one (Sentinels have none).
     password: Option<String>,
+    /// Its TLS port, in a set started with TLS: the port the Sentinels name it by.
+    tls_port: Option<u16>,
 }
 
 impl Node {
+    /// Whether `port` (as a Sentinel names a node) is this node's.
+    fn has_port(&self, port: u16) -> bool {
+        self.port == port || self.tls_port == Some(port)
+    }
+
     fn url(&self) -> String {
         match &self.password {
             Some(p) => format!("redis://:{p}@127.0.0.1:{}/", self.port),
@@ -49,7 +56,12 @@ impl Drop for Node {
 
 /// Starts redis-server with `args` (a config file first, for a Sentinel) on a free port,
 /// trying other ports if the chosen one was taken meanwhile; waits until it answers PING.
-fn spawn(dir: &Path, password: Option<&str>, args: impl Fn(u16) -> Vec<String>) -> Node {
+fn spawn(
+    dir: &Path,
+    password: Option<&str>,
+    tls_port: Option<u16>,
+    args: impl Fn(u16) -> Vec<String>,
+) -> Node {
     std::fs::create_dir_all(dir).expect("node dir");
     for _ in 0..5 {
         let port = free_port();
@@ -65,6 +77,7 @@ fn spawn(dir: &Path, password: Option<&str>, args: impl Fn(u16) -> Vec<String>) 
             dir: dir.to_path_buf(),
             child: Some(child),
             password: password.map(str::to_owned),
+            tls_port,
         };
         let url = node.url();
         if wait_until_up(&mut node.child, &url, &log) {
@@ -104,17 +117,45 @@ impl SentinelSet {
     /// the Sentinels, and returns once every Sentinel knows the replicas and the two other
     /// Sentinels: only then could they agree on a failover.
     pub fn start(replicas: usize) -> SentinelSet {
-        SentinelSet::start_with(replicas, None)
+        SentinelSet::start_with(replicas, None, None)
+    }
+
+    /// The same over TLS, with the certificates in `cert_dir` (see
+    /// [`super::tls::make_certificates`]): every node and Sentinel also listens on a TLS
+    /// port, replication and the Sentinels' links use TLS (`tls-replication yes`), so the
+    /// Sentinels name the nodes by their TLS ports. Plain ports stay open for the harness.
+    pub fn start_with_tls(replicas: usize, cert_dir: &Path) -> SentinelSet {
+        SentinelSet::start_with(replicas, None, Some(cert_dir))
     }
 
     /// The same, with `password` required by the data nodes (`requirepass`, `masterauth`)
     /// and given to the Sentinels (`sentinel auth-pass`), as a production set has it.
     pub fn start_with_password(replicas: usize, password: &str) -> SentinelSet {
-        SentinelSet::start_with(replicas, Some(password))
+        SentinelSet::start_with(replicas, Some(password), None)
     }
 
-    fn start_with(replicas: usize, password: Option<&str>) -> SentinelSet {
+    fn start_with(replicas: usize, password: Option<&str>, tls: Option<&Path>) -> SentinelSet {
         let dir = TempDir::new("sentinel");
+        // The TLS settings every node and Sentinel shares, and each one's TLS port.
+        let tls_common: Vec<String> = match tls {
+            Some(certs) => {
+                let file = |name: &str| certs.join(name).display().to_string();
+                vec![
+                    "tls-cert-file".into(),
+                    file("server.crt"),
+                    "tls-key-file".into(),
+                    file("server.key"),
+                    "tls-ca-cert-file".into(),
+                    file("ca.crt"),
+                    "tls-auth-clients".into(),
+                    "no".into(),
+                    "tls-replication".into(),
+                    "yes".into(),
+                ]
+            }
+            None => Vec::new(),
+        };
+        let tls_port = || tls.map(|_| free_port());
         let auth: Vec<String> = match password {
             Some(p) => vec![
                 "--requirepass".into(),
@@ -124,8 +165,20 @@ impl SentinelSet {
             ],
             None => Vec::new(),
         };
-        let data_args = |d: PathBuf, extra: Vec<String>| {
+        let data_args = |d: PathBuf, extra: Vec<String>, tls_port: Option<u16>| {
             let auth = auth.clone();
+            let tls: Vec<String> = match tls_port {
+                Some(p) => {
+                    let mut a = vec!["--tls-port".to_string(), p.to_string()];
+                    a.extend(
+                        tls_common
+                            .chunks(2)
+                            .flat_map(|kv| [format!("--{}", kv[0]), kv[1].clone()]),
+                    );
+                    a
+                }
+                None => Vec::new(),
+            };
             move |port: u16| {
                 let mut a: Vec<String> = [
                     "--port",
@@ -151,16 +204,20 @@ impl SentinelSet {
                 a.push(d.join("redis.log").display().to_string());
                 a.extend(extra.iter().cloned());
                 a.extend(auth.iter().cloned());
+                a.extend(tls.iter().cloned());
                 a
             }
         };
         let primary_dir = dir.0.join("node0");
+        let primary_tls = tls_port();
         let primary = spawn(
             &primary_dir,
             password,
-            data_args(primary_dir.clone(), vec![]),
+            primary_tls,
+            data_args(primary_dir.clone(), vec![], primary_tls),
         );
-        let primary_port = primary.port;
+        // The port replicas and Sentinels reach it on: its TLS port in a TLS set.
+        let primary_port = primary_tls.unwrap_or(primary.port);
         let mut nodes = vec![primary];
         for i in 1..=replicas {
             let replica_dir = dir.0.join(format!("node{i}"));
@@ -169,10 +226,12 @@ impl SentinelSet {
                 "127.0.0.1".into(),
                 primary_port.to_string(),
             ];
+            let replica_tls = tls_port();
             nodes.push(spawn(
                 &replica_dir,
                 password,
-                data_args(replica_dir.clone(), replicaof),
+                replica_tls,
+                data_args(replica_dir.clone(), replicaof, replica_tls),
             ));
         }
         let mut set = SentinelSet {
@@ -188,7 +247,18 @@ impl SentinelSet {
             let auth_pass = password
                 .map(|p| format!("sentinel auth-pass {MASTER_NAME} {p}\n"))
                 .unwrap_or_default();
-            let sentinel = spawn(&sdir, None, |port| {
+            let sentinel_tls = tls_port();
+            let tls_conf: String = match sentinel_tls {
+                Some(p) => {
+                    let mut c = format!("tls-port {p}\n");
+                    for kv in tls_common.chunks(2) {
+                        c.push_str(&format!("{} {}\n", kv[0], kv[1]));
+                    }
+                    c
+                }
+                None => String::new(),
+            };
+            let sentinel = spawn(&sdir, None, sentinel_tls, |port| {
                 // Sentinel rewrites its configuration file: each gets its own, fresh per start.
                 let conf = sdir.join("sentinel.conf");
                 std::fs::write(
@@ -198,7 +268,7 @@ impl SentinelSet {
                          sentinel monitor {MASTER_NAME} 127.0.0.1 {primary_port} 2\n\
                          sentinel down-after-milliseconds {MASTER_NAME} {DOWN_AFTER_MS}\n\
                          sentinel failover-timeout {MASTER_NAME} 5000\n\
-                         sentinel parallel-syncs {MASTER_NAME} 1\n{auth_pass}",
+                         sentinel parallel-syncs {MASTER_NAME} 1\n{auth_pass}{tls_conf}",
                         dir = sdir.display()
                     ),
                 )
@@ -211,11 +281,15 @@ impl SentinelSet {
         set
     }
 
-    /// `host:port` of each Sentinel, as `REDIS_SENTINELS` takes them.
+    /// `host:port` of each Sentinel, as `REDIS_SENTINELS` takes them; in a set started
+    /// with TLS, `rediss://` URLs of their TLS ports.
     pub fn sentinel_addrs(&self) -> Vec<String> {
         self.sentinels
             .iter()
-            .map(|s| format!("127.0.0.1:{}", s.port))
+            .map(|s| match s.tls_port {
+                Some(p) => format!("rediss://127.0.0.1:{p}"),
+                None => format!("127.0.0.1:{}", s.port),
+            })
             .collect()
     }
 
@@ -243,7 +317,7 @@ impl SentinelSet {
                 )
                 .ok()?;
                 let port: u16 = addr.get(1)?.parse().ok()?;
-                self.nodes.iter().position(|n| n.port == port)
+                self.nodes.iter().position(|n| n.has_port(port))
             })
     }
 
@@ -319,8 +393,10 @@ impl SentinelSet {
     }
 
     fn wait_sentinels_ready(&self) {
-        let replica_ports: Vec<String> =
-            self.nodes[1..].iter().map(|n| n.port.to_string()).collect();
+        let replica_ports: Vec<String> = self.nodes[1..]
+            .iter()
+            .map(|n| n.tls_port.unwrap_or(n.port).to_string())
+            .collect();
         for s in &self.sentinels {
             wait_for("a Sentinel to see its peers and the replica", || {
                 let quorum: String = query(
