@@ -65,7 +65,7 @@ pub struct App {
     pub admission: Arc<Admission>,
     /// Local connections waiting for a quick match, with their player.
     pub match_queue: DashMap<ConnId, PlayerId>,
-    pub trusted_proxies: Vec<IpAddr>,
+    pub trusted_proxies: crate::trusted_proxies::TrustedProxies,
     /// Presence decrements to retry.
     pub pending_leaves: Mutex<Vec<PendingLeave>>,
     /// Due dates the store did not take (Redis did not answer), the earliest per game and
@@ -120,7 +120,7 @@ impl App {
             computer_timers,
             computer_timers_rx: Mutex::new(Some(computer_timers_rx)),
             admission,
-            trusted_proxies: config.trusted_proxy_ips(),
+            trusted_proxies: config.trusted_proxies(),
             config,
             store,
             hub,

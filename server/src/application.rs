@@ -115,7 +115,7 @@ impl Application {
                     admission::METRICS_PER_ADDRESS,
                     1,
                 )),
-                trusted: Vec::new(),
+                trusted: Default::default(),
                 header_read_timeout: app.config.header_read_timeout.min(METRICS_HEADER_TIMEOUT),
                 polite_refusals: admission::METRICS_MAX_OPEN,
             };

@@ -6,8 +6,9 @@
 //! instead of being clamped wherever they are read.
 
 use crate::ratelimit::Rule;
+use crate::trusted_proxies::TrustedProxies;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, ValueEnum};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -191,8 +192,9 @@ pub struct Config {
         default_value = ""
     )]
     pub allowed_origins: Vec<String>,
-    /// Peers whose X-Forwarded-For is believed (the load balancer), comma separated IPs; an
-    /// entry that is not one stops the start.
+    /// Peers whose X-Forwarded-For is believed (the load balancer), comma separated: IPs, or
+    /// networks (10.0.0.0/16) for a load balancer whose addresses change. An entry that is
+    /// neither stops the start.
     #[arg(
         long,
         env = "TRUSTED_PROXIES",
@@ -320,7 +322,7 @@ pub enum ConfigError {
     WaitOutlastsTimeout { wait: u128, timeout: u128 },
     /// Ignoring the entry would make every client behind that proxy one address to the
     /// per-address limits, which then refuse nearly everyone: refused at start instead.
-    #[error("TRUSTED_PROXIES: {entry:?} is not an IP address")]
+    #[error("TRUSTED_PROXIES: {entry:?} is neither an IP address nor a network (10.0.0.0/16)")]
     TrustedProxyNotAnIp { entry: String },
 }
 
@@ -388,15 +390,8 @@ impl Config {
         if credentials && !matches!(layout, RedisLayout::Sentinel { .. }) {
             return Err(ConfigError::CredentialsOutsideSentinel);
         }
-        if let Some(entry) = self
-            .trusted_proxies
-            .iter()
-            .map(|s| s.trim())
-            .find(|s| !s.is_empty() && s.parse::<IpAddr>().is_err())
-        {
-            return Err(ConfigError::TrustedProxyNotAnIp {
-                entry: entry.to_owned(),
-            });
+        if let Err(entry) = TrustedProxies::parse(&self.trusted_proxies) {
+            return Err(ConfigError::TrustedProxyNotAnIp { entry });
         }
         if layout != RedisLayout::Memory
             && self.redis_wait_replicas > 0
@@ -640,22 +635,25 @@ impl Config {
         Rule::per_second(f64::from(self.abuse_limit) / 60.0, self.abuse_limit)
     }
 
-    /// Trusted proxy addresses. [`Config::check`] refuses entries that are not IPs; one that
-    /// reaches here anyway (settings built without the check) is reported and ignored.
-    pub fn trusted_proxy_ips(&self) -> Vec<IpAddr> {
-        self.trusted_proxies
+    /// The trusted proxies. [`Config::check`] refuses entries that are neither addresses nor
+    /// networks; with settings built without the check, such an entry is reported and the
+    /// others kept.
+    pub fn trusted_proxies(&self) -> TrustedProxies {
+        let valid: Vec<&String> = self
+            .trusted_proxies
             .iter()
-            .map(|s| s.trim())
-            .filter(|s| !s.is_empty())
-            .filter_map(|s| match s.parse::<IpAddr>() {
-                // As peers are compared: an IPv4-mapped entry is the IPv4 address.
-                Ok(ip) => Some(ip.to_canonical()),
-                Err(_) => {
-                    tracing::warn!(entry = s, "TRUSTED_PROXIES: not an IP address, ignored");
-                    None
+            .filter(|e| match TrustedProxies::parse(&[e.as_str()]) {
+                Ok(_) => true,
+                Err(entry) => {
+                    tracing::warn!(
+                        entry,
+                        "TRUSTED_PROXIES: not an IP address or network, ignored"
+                    );
+                    false
                 }
             })
-            .collect()
+            .collect();
+        TrustedProxies::parse(&valid).unwrap_or_default()
     }
 }
 
@@ -839,10 +837,16 @@ mod tests {
         };
         assert_eq!(c.check().unwrap().warnings.len(), 1);
         let c = Config {
-            trusted_proxies: vec!["10.0.0.1".into(), " ::1".into(), "".into()],
+            trusted_proxies: vec![
+                "10.0.0.1".into(),
+                " ::1".into(),
+                "".into(),
+                "172.16.0.0/12".into(),
+            ],
             ..Config::default()
         };
         assert!(c.check().is_ok());
+        assert!(c.trusted_proxies().contains(&"172.20.1.2".parse().unwrap()));
         let c = Config {
             trusted_proxies: vec!["10.0.0.1".into(), "10.0.0.300".into()],
             ..Config::default()

@@ -51,6 +51,7 @@ pub mod session;
 pub mod store;
 pub mod telemetry;
 pub mod text;
+pub mod trusted_proxies;
 pub mod watchdog;
 
 use application::Application;

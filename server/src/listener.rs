@@ -50,7 +50,7 @@ pub struct Gate {
     /// The listener's connection caps.
     pub admission: Arc<Admission>,
     /// Peers exempt from the per-address caps (the load balancer).
-    pub trusted: Vec<IpAddr>,
+    pub trusted: crate::trusted_proxies::TrustedProxies,
     pub header_read_timeout: Duration,
     /// Refusals answered politely at once; more are answered with one write and closed.
     pub polite_refusals: usize,

@@ -4,6 +4,7 @@
 use crate::app::App;
 use crate::connection;
 use crate::ratelimit::Rule;
+use crate::trusted_proxies::TrustedProxies;
 use axum::Router;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, State};
@@ -193,7 +194,7 @@ fn is_localhost(origin: &str) -> bool {
 /// The client's address: the peer's, unless the peer is a trusted proxy, in which case the
 /// nearest X-Forwarded-For entry that is not itself a trusted proxy.
 /// Every address is compared in its canonical form (IPv4-mapped IPv6 as IPv4).
-pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> IpAddr {
+pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &TrustedProxies) -> IpAddr {
     let peer = peer.to_canonical();
     if !trusted.contains(&peer) {
         return peer;
@@ -327,20 +328,28 @@ mod tests {
         ));
     }
 
+    fn only(proxy: IpAddr) -> TrustedProxies {
+        TrustedProxies::parse(&[proxy.to_string()]).unwrap()
+    }
+
     #[test]
     fn forwarded_for_is_believed_only_from_trusted_proxies() {
         let proxy: IpAddr = "10.0.0.2".parse().unwrap();
         let client: IpAddr = "203.0.113.7".parse().unwrap();
         let h = headers(&[("x-forwarded-for", "198.51.100.1, 203.0.113.7")]);
-        assert_eq!(client_ip(client, &h, &[proxy]), client, "untrusted peer");
         assert_eq!(
-            client_ip(proxy, &h, &[proxy]),
+            client_ip(client, &h, &only(proxy)),
+            client,
+            "untrusted peer"
+        );
+        assert_eq!(
+            client_ip(proxy, &h, &only(proxy)),
             client,
             "rightmost untrusted entry"
         );
-        assert_eq!(client_ip(proxy, &headers(&[]), &[proxy]), proxy);
+        assert_eq!(client_ip(proxy, &headers(&[]), &only(proxy)), proxy);
         let chained = headers(&[("x-forwarded-for", "203.0.113.7, 10.0.0.2")]);
-        assert_eq!(client_ip(proxy, &chained, &[proxy]), client);
+        assert_eq!(client_ip(proxy, &chained, &only(proxy)), client);
     }
 
     #[test]
@@ -349,7 +358,10 @@ mod tests {
         let mapped_proxy: IpAddr = "::ffff:127.0.0.1".parse().unwrap();
         let h = headers(&[("x-forwarded-for", "::ffff:203.0.113.7")]);
         let client: IpAddr = "203.0.113.7".parse().unwrap();
-        assert_eq!(client_ip(mapped_proxy, &h, &[proxy]), client);
-        assert_eq!(client_ip(mapped_proxy, &headers(&[]), &[]), proxy);
+        assert_eq!(client_ip(mapped_proxy, &h, &only(proxy)), client);
+        assert_eq!(
+            client_ip(mapped_proxy, &headers(&[]), &TrustedProxies::default()),
+            proxy
+        );
     }
 }

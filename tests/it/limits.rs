@@ -226,6 +226,41 @@ async fn forwarded_for_from_an_untrusted_peer_is_ignored() {
     );
 }
 
+/// A load balancer whose addresses change is trusted by its network: a peer inside
+/// `127.0.0.0/8` has its X-Forwarded-For believed (each forwarded address has its own
+/// budget); a peer outside the network listed does not.
+#[tokio::test]
+async fn a_proxy_network_in_trusted_proxies_is_believed_and_no_peer_outside_it() {
+    let redis = RedisServer::start();
+    let mut config = test_config(Some(&redis));
+    config.ip_conn_rate = 0.01;
+    config.ip_conn_burst = 1;
+    config.trusted_proxies = vec!["127.0.0.0/8".into()];
+    let a = Instance::start(config.clone()).await;
+    let from = |ip: &'static str| [("x-forwarded-for", ip)];
+    let _c1 = try_connect(&a.ws_url(), &from("203.0.113.1"))
+        .await
+        .unwrap();
+    let _c2 = try_connect(&a.ws_url(), &from("203.0.113.2"))
+        .await
+        .unwrap();
+    assert_eq!(
+        try_connect(&a.ws_url(), &from("203.0.113.1")).await.err(),
+        Some(429),
+        "the forwarded address's own budget"
+    );
+    config.trusted_proxies = vec!["10.0.0.0/8".into()];
+    let b = Instance::start(config).await;
+    let _d1 = try_connect(&b.ws_url(), &from("198.51.100.1"))
+        .await
+        .unwrap();
+    assert_eq!(
+        try_connect(&b.ws_url(), &from("198.51.100.2")).await.err(),
+        Some(429),
+        "a peer outside the trusted network is one address, whatever it forwards"
+    );
+}
+
 #[tokio::test]
 async fn a_flood_of_frames_is_limited_before_parsing_then_closed_as_abuse() {
     let redis = RedisServer::start();
