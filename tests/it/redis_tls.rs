@@ -58,7 +58,8 @@ async fn a_redis_certificate_from_an_unknown_issuer_is_refused_and_named() {
     })
     .await;
     assert!(body.contains("UnknownIssuer"), "{body}");
-    assert_eq!(tls_connections(&redis), 0, "{}", p.log());
+    // (No count of the server's TLS clients here: Redis lists a connection whose handshake
+    // is under way, so it would race the instance's retries.)
 }
 
 /// Clients connected through the server's TLS port: every one whose local address is not
