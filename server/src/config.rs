@@ -639,21 +639,14 @@ impl Config {
     /// networks; with settings built without the check, such an entry is reported and the
     /// others kept.
     pub fn trusted_proxies(&self) -> TrustedProxies {
-        let valid: Vec<&String> = self
-            .trusted_proxies
-            .iter()
-            .filter(|e| match TrustedProxies::parse(&[e.as_str()]) {
-                Ok(_) => true,
-                Err(entry) => {
-                    tracing::warn!(
-                        entry,
-                        "TRUSTED_PROXIES: not an IP address or network, ignored"
-                    );
-                    false
-                }
-            })
-            .collect();
-        TrustedProxies::parse(&valid).unwrap_or_default()
+        let (trusted, bad) = TrustedProxies::parse_valid(&self.trusted_proxies);
+        for entry in bad {
+            tracing::warn!(
+                entry,
+                "TRUSTED_PROXIES: not an IP address or network, ignored"
+            );
+        }
+        trusted
     }
 }
 

@@ -19,13 +19,28 @@ impl TrustedProxies {
     /// Parses the setting's entries (blank ones are skipped); `Err` holds the first entry
     /// that is neither an address nor a network.
     pub fn parse<S: AsRef<str>>(entries: &[S]) -> Result<TrustedProxies, String> {
-        entries
+        let (trusted, bad) = TrustedProxies::parse_valid(entries);
+        match bad.into_iter().next() {
+            Some(entry) => Err(entry),
+            None => Ok(trusted),
+        }
+    }
+
+    /// The entries that parse, and the (trimmed) ones that do not.
+    pub fn parse_valid<S: AsRef<str>>(entries: &[S]) -> (TrustedProxies, Vec<String>) {
+        let mut networks = Vec::new();
+        let mut bad = Vec::new();
+        for entry in entries
             .iter()
             .map(|e| e.as_ref().trim())
             .filter(|e| !e.is_empty())
-            .map(|e| Network::parse(e).ok_or_else(|| e.to_owned()))
-            .collect::<Result<Vec<_>, _>>()
-            .map(TrustedProxies)
+        {
+            match Network::parse(entry) {
+                Some(n) => networks.push(n),
+                None => bad.push(entry.to_owned()),
+            }
+        }
+        (TrustedProxies(networks), bad)
     }
 
     pub fn contains(&self, ip: &IpAddr) -> bool {

@@ -149,15 +149,6 @@ async fn a_password_protected_cluster_is_reached_with_the_urls_credentials() {
         },
         "cluster-no-password",
     );
-    let addr = without.addr;
-    let body = crate::support::eventually("/readyz to name the missing password", || async move {
-        match crate::support::http::http_get(addr, "/readyz").await {
-            Ok((503, body)) if body.contains("NOAUTH") || body.contains("uthentication") => {
-                Some(body)
-            }
-            _ => None,
-        }
-    })
-    .await;
+    let body = without.wait_unready_for(&["NOAUTH", "uthentication"]).await;
     assert!(body.contains("\"ready\":false"), "{body}");
 }

@@ -106,19 +106,13 @@ fn dockerfile_build_stage_has_every_source_of_the_binary() {
 /// The runtime stage copies the binary from where the build stage left it, and the page.
 #[test]
 fn dockerfile_runtime_stage_takes_the_built_binary_and_the_page() {
-    let all = instructions();
     let build_workdir = build_stage()
         .iter()
         .rev()
         .find(|i| i.keyword == "WORKDIR")
         .map(|i| i.args.clone())
         .expect("the build stage sets a WORKDIR");
-    let runtime: Vec<&Instruction> = all
-        .iter()
-        .skip_while(|i| !(i.keyword == "FROM" && i.args.contains(" AS build")))
-        .skip(1)
-        .skip_while(|i| i.keyword != "FROM")
-        .collect();
+    let runtime = runtime_stage();
     let from_build = runtime
         .iter()
         .find(|i| i.keyword == "COPY" && i.args.starts_with("--from=build "))
@@ -143,7 +137,7 @@ fn dockerfile_runtime_stage_takes_the_built_binary_and_the_page() {
     let local: Vec<Instruction> = runtime
         .iter()
         .filter(|i| i.keyword == "COPY" && !i.args.starts_with("--from"))
-        .map(|i| (*i).clone())
+        .cloned()
         .collect();
     lay_out(&local, &image.0);
     let page = image.0.join("srv/tictactoe/web/index.html");
@@ -153,12 +147,7 @@ fn dockerfile_runtime_stage_takes_the_built_binary_and_the_page() {
 /// The environment the runtime image sets (its `ENV` instructions), name and value.
 pub fn image_env() -> Vec<(String, String)> {
     let mut env = Vec::new();
-    let runtime = instructions()
-        .into_iter()
-        .skip_while(|i| !(i.keyword == "FROM" && i.args.contains(" AS build")))
-        .skip(1)
-        .skip_while(|i| i.keyword != "FROM");
-    for i in runtime.filter(|i| i.keyword == "ENV") {
+    for i in runtime_stage().iter().filter(|i| i.keyword == "ENV") {
         for pair in i.args.split_whitespace() {
             let (name, value) = pair
                 .split_once('=')
@@ -276,12 +265,23 @@ fn instructions() -> Vec<Instruction> {
 
 /// The instructions of the stage named `build`, after its FROM.
 fn build_stage() -> Vec<Instruction> {
+    after_build_from()
+        .take_while(|i| i.keyword != "FROM")
+        .collect()
+}
+
+/// The stage after the build stage (the runtime image), its FROM included.
+fn runtime_stage() -> Vec<Instruction> {
+    after_build_from()
+        .skip_while(|i| i.keyword != "FROM")
+        .collect()
+}
+
+fn after_build_from() -> impl Iterator<Item = Instruction> {
     instructions()
         .into_iter()
         .skip_while(|i| !(i.keyword == "FROM" && i.args.contains(" AS build")))
         .skip(1)
-        .take_while(|i| i.keyword != "FROM")
-        .collect()
 }
 
 /// Plays the `WORKDIR` and local `COPY` instructions into `root`, standing for the image's

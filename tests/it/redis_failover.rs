@@ -381,16 +381,7 @@ async fn a_password_protected_primary_is_reached_with_redis_password() {
     x.event(&game, 4).await;
 
     let without = ServerProcess::start(&sentinel_config(&set, 0), "no-password");
-    let addr = without.addr;
-    let body = crate::support::eventually("/readyz to name the missing password", || async move {
-        match crate::support::http::http_get(addr, "/readyz").await {
-            Ok((503, body)) if body.contains("NOAUTH") || body.contains("uthentication") => {
-                Some(body)
-            }
-            _ => None,
-        }
-    })
-    .await;
+    let body = without.wait_unready_for(&["NOAUTH", "uthentication"]).await;
     assert!(body.contains("\"ready\":false"), "{body}");
 }
 

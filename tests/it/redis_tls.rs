@@ -5,13 +5,14 @@
 
 use crate::support::client::{ack_version, seat_pair};
 use crate::support::cluster::RedisCluster;
-use crate::support::http::http_get;
 use crate::support::instances::test_config;
 use crate::support::processes::ServerProcess;
 use crate::support::redis::RedisServer;
 use crate::support::sentinel::{MASTER_NAME, SentinelSet};
 use crate::support::tls::make_certificates;
-use crate::support::{TempDir, eventually, free_port};
+use crate::support::{TempDir, free_port};
+use std::path::Path;
+use tictactoe::config::Config;
 
 /// Two instances reach Redis only through its TLS port and carry a game between them.
 #[tokio::test]
@@ -22,17 +23,7 @@ async fn instances_play_through_a_redis_reached_over_tls() {
     let redis = RedisServer::start_tls(&certs.0, tls_port);
     let mut config = test_config(Some(&redis));
     config.redis_url = Some(format!("rediss://127.0.0.1:{tls_port}/"));
-    let ca = certs.0.join("ca.crt").to_string_lossy().into_owned();
-    let env = [("SSL_CERT_FILE", ca.as_str())];
-    let a = ServerProcess::start_with_env(&config, "tls-a", &env);
-    let b = ServerProcess::start_with_env(&config, "tls-b", &env);
-    a.wait_ready().await;
-    b.wait_ready().await;
-    let (mut x, mut o, game) = seat_pair(a.connect().await, b.connect().await).await;
-    x.play(&game, 4).await;
-    o.event(&game, 3).await;
-    o.play(&game, 0).await;
-    x.event(&game, 4).await;
+    let _instances = play_across_two_instances(&config, &certs.0, "tls").await;
     // Every connection the instances hold to Redis came in on the TLS port: its plain port
     // serves only this test's own client.
     let tls_clients = tls_connections(&redis);
@@ -49,17 +40,32 @@ async fn a_redis_certificate_from_an_unknown_issuer_is_refused_and_named() {
     let mut config = test_config(Some(&redis));
     config.redis_url = Some(format!("rediss://127.0.0.1:{tls_port}/"));
     let p = ServerProcess::start(&config, "tls-untrusted");
-    let addr = p.addr;
-    let body = eventually("/readyz to name the certificate", || async move {
-        match http_get(addr, "/readyz").await {
-            Ok((503, body)) if body.contains("certificate") => Some(body),
-            _ => None,
-        }
-    })
-    .await;
+    let body = p.wait_unready_for(&["certificate"]).await;
     assert!(body.contains("UnknownIssuer"), "{body}");
     // (No count of the server's TLS clients here: Redis lists a connection whose handshake
     // is under way, so it would race the instance's retries.)
+}
+
+/// Two instance processes with `config`, trusting the CA in `certs` through SSL_CERT_FILE
+/// (set for them alone), and a game between them: X on the first, O on the second, a move
+/// each way. Returned so that their connections outlive the game.
+async fn play_across_two_instances(
+    config: &Config,
+    certs: &Path,
+    name: &str,
+) -> (ServerProcess, ServerProcess) {
+    let ca = certs.join("ca.crt").to_string_lossy().into_owned();
+    let env = [("SSL_CERT_FILE", ca.as_str())];
+    let a = ServerProcess::start_with_env(config, &format!("{name}-a"), &env);
+    let b = ServerProcess::start_with_env(config, &format!("{name}-b"), &env);
+    a.wait_ready().await;
+    b.wait_ready().await;
+    let (mut x, mut o, game) = seat_pair(a.connect().await, b.connect().await).await;
+    ack_version(&x.play(&game, 4).await); // v3
+    o.event(&game, 3).await;
+    ack_version(&o.play(&game, 0).await); // v4
+    x.event(&game, 4).await;
+    (a, b)
 }
 
 /// Clients connected through the server's TLS port: every one whose local address is not
@@ -84,17 +90,7 @@ async fn instances_play_through_a_cluster_reached_over_tls() {
     let cluster = RedisCluster::start_with_tls(&certs.0);
     let mut config = test_config(None);
     config.redis_cluster_urls = cluster.tls_urls();
-    let ca = certs.0.join("ca.crt").to_string_lossy().into_owned();
-    let env = [("SSL_CERT_FILE", ca.as_str())];
-    let a = ServerProcess::start_with_env(&config, "tls-cluster-a", &env);
-    let b = ServerProcess::start_with_env(&config, "tls-cluster-b", &env);
-    a.wait_ready().await;
-    b.wait_ready().await;
-    let (mut x, mut o, game) = seat_pair(a.connect().await, b.connect().await).await;
-    ack_version(&x.play(&game, 4).await); // v3
-    o.event(&game, 3).await;
-    ack_version(&o.play(&game, 0).await); // v4
-    x.event(&game, 4).await;
+    let _instances = play_across_two_instances(&config, &certs.0, "tls-cluster").await;
     // Every node's clients other than the harness's own came in on its TLS port.
     for node in 0..3 {
         let clients: String = redis::cmd("CLIENT")
@@ -124,17 +120,7 @@ async fn instances_play_through_a_sentinel_set_reached_over_tls() {
             .iter()
             .all(|u| u.starts_with("rediss://"))
     );
-    let ca = certs.0.join("ca.crt").to_string_lossy().into_owned();
-    let env = [("SSL_CERT_FILE", ca.as_str())];
-    let a = ServerProcess::start_with_env(&config, "tls-sentinel-a", &env);
-    let b = ServerProcess::start_with_env(&config, "tls-sentinel-b", &env);
-    a.wait_ready().await;
-    b.wait_ready().await;
-    let (mut x, mut o, game) = seat_pair(a.connect().await, b.connect().await).await;
-    ack_version(&x.play(&game, 4).await); // v3
-    o.event(&game, 3).await;
-    ack_version(&o.play(&game, 0).await); // v4
-    x.event(&game, 4).await;
+    let _instances = play_across_two_instances(&config, &certs.0, "tls-sentinel").await;
     // The instances' connections to the primary came in on its TLS port.
     let primary = set.primary().expect("a primary");
     let plain_port = set

@@ -331,21 +331,16 @@ impl RedisCluster {
         let Some((dir, tls_ports)) = &self.tls else {
             return Vec::new();
         };
-        let file = |name: &str| dir.join(name).to_string_lossy().into_owned();
-        vec![
-            "--tls-port".into(),
-            tls_ports[i].to_string(),
-            "--tls-cluster".into(),
-            "yes".into(),
-            "--tls-cert-file".into(),
-            file("server.crt"),
-            "--tls-key-file".into(),
-            file("server.key"),
-            "--tls-ca-cert-file".into(),
-            file("ca.crt"),
-            "--tls-auth-clients".into(),
-            "no".into(),
+        let mut args: Vec<String> = [
+            "--tls-port",
+            &tls_ports[i].to_string(),
+            "--tls-cluster",
+            "yes",
         ]
+        .map(String::from)
+        .into();
+        args.extend(super::tls::server_args(dir));
+        args
     }
 
     /// The nodes' `rediss://` URLs, on their TLS ports (a cluster started with TLS).

@@ -102,6 +102,27 @@ impl ServerProcess {
         }
     }
 
+    /// Waits until /readyz answers 503 with one of `reasons` in its body, and returns the
+    /// body; the process's log is in the panic if it never does.
+    pub async fn wait_unready_for(&self, reasons: &[&str]) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Ok((503, body)) = http_get(self.addr, "/readyz").await
+                && reasons.iter().any(|r| body.contains(r))
+            {
+                return body;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "{} never said it was unready for {reasons:?}:\n{}",
+                    self.instance,
+                    self.log()
+                );
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
     /// SIGKILL: the process dies without any cleanup.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {

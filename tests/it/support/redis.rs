@@ -72,19 +72,9 @@ impl RedisServer {
     /// `cert_dir` (`server.crt`, `server.key`, signed by `ca.crt`); clients need no
     /// certificate of their own. Its plain port stays open for the harness.
     pub fn start_tls(cert_dir: &std::path::Path, tls_port: u16) -> RedisServer {
-        let file = |name: &str| cert_dir.join(name).to_string_lossy().into_owned();
-        RedisServer::start_with(vec![
-            "--tls-port".into(),
-            tls_port.to_string(),
-            "--tls-cert-file".into(),
-            file("server.crt"),
-            "--tls-key-file".into(),
-            file("server.key"),
-            "--tls-ca-cert-file".into(),
-            file("ca.crt"),
-            "--tls-auth-clients".into(),
-            "no".into(),
-        ])
+        let mut args = vec!["--tls-port".to_string(), tls_port.to_string()];
+        args.extend(super::tls::server_args(cert_dir));
+        RedisServer::start_with(args)
     }
 
     fn start_with(extra: Vec<String>) -> RedisServer {

@@ -137,21 +137,11 @@ impl SentinelSet {
     fn start_with(replicas: usize, password: Option<&str>, tls: Option<&Path>) -> SentinelSet {
         let dir = TempDir::new("sentinel");
         // The TLS settings every node and Sentinel shares, and each one's TLS port.
-        let tls_common: Vec<String> = match tls {
+        let tls_common: Vec<(&str, String)> = match tls {
             Some(certs) => {
-                let file = |name: &str| certs.join(name).display().to_string();
-                vec![
-                    "tls-cert-file".into(),
-                    file("server.crt"),
-                    "tls-key-file".into(),
-                    file("server.key"),
-                    "tls-ca-cert-file".into(),
-                    file("ca.crt"),
-                    "tls-auth-clients".into(),
-                    "no".into(),
-                    "tls-replication".into(),
-                    "yes".into(),
-                ]
+                let mut settings = super::tls::server_settings(certs);
+                settings.push(("tls-replication", "yes".into()));
+                settings
             }
             None => Vec::new(),
         };
@@ -172,8 +162,8 @@ impl SentinelSet {
                     let mut a = vec!["--tls-port".to_string(), p.to_string()];
                     a.extend(
                         tls_common
-                            .chunks(2)
-                            .flat_map(|kv| [format!("--{}", kv[0]), kv[1].clone()]),
+                            .iter()
+                            .flat_map(|(name, value)| [format!("--{name}"), value.clone()]),
                     );
                     a
                 }
@@ -251,8 +241,8 @@ impl SentinelSet {
             let tls_conf: String = match sentinel_tls {
                 Some(p) => {
                     let mut c = format!("tls-port {p}\n");
-                    for kv in tls_common.chunks(2) {
-                        c.push_str(&format!("{} {}\n", kv[0], kv[1]));
+                    for (name, value) in &tls_common {
+                        c.push_str(&format!("{name} {value}\n"));
                     }
                     c
                 }

@@ -3,6 +3,27 @@
 use std::path::Path;
 use std::process::Command;
 
+/// A TLS server's settings (name, value) for the certificates `make_certificates` left in
+/// `dir`; clients need no certificate of their own. The configuration file's form; see
+/// [`server_args`] for the command line's.
+pub fn server_settings(dir: &Path) -> Vec<(&'static str, String)> {
+    let file = |name: &str| dir.join(name).display().to_string();
+    vec![
+        ("tls-cert-file", file("server.crt")),
+        ("tls-key-file", file("server.key")),
+        ("tls-ca-cert-file", file("ca.crt")),
+        ("tls-auth-clients", "no".into()),
+    ]
+}
+
+/// [`server_settings`] as redis-server's command-line arguments.
+pub fn server_args(dir: &Path) -> Vec<String> {
+    server_settings(dir)
+        .into_iter()
+        .flat_map(|(name, value)| [format!("--{name}"), value])
+        .collect()
+}
+
 /// A throwaway CA and a certificate for 127.0.0.1 signed by it, made with the openssl
 /// command (installed with redis-server's dependencies on Debian).
 pub fn make_certificates(dir: &Path) {
