@@ -30,6 +30,44 @@ async fn instances_play_through_a_redis_reached_over_tls() {
     assert!(tls_clients >= 2, "TLS connections: {tls_clients}");
 }
 
+/// A managed Redis's usual terms, TLS and an ACL user with a password in one URL
+/// (`rediss://user:password@host:port`): the instances log in as that user on every
+/// connection, and with a wrong password stay unready and say why.
+#[tokio::test]
+async fn instances_log_in_as_the_acl_user_of_a_rediss_url() {
+    let certs = TempDir::new("tls");
+    make_certificates(&certs.0);
+    let tls_port = free_port();
+    let redis = RedisServer::start_tls_with_user(&certs.0, tls_port, "app", "s3cret");
+    let mut config = test_config(Some(&redis));
+    config.redis_url = Some(format!("rediss://app:s3cret@127.0.0.1:{tls_port}/"));
+    let _instances = play_across_two_instances(&config, &certs.0, "tls-user").await;
+    let clients: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .query(&mut redis.sync_conn())
+        .expect("CLIENT LIST");
+    let plain = format!("laddr=127.0.0.1:{} ", redis.port);
+    let on_tls: Vec<&str> = clients.lines().filter(|l| !l.contains(&plain)).collect();
+    assert!(on_tls.len() >= 2, "TLS connections:\n{clients}");
+    assert!(
+        on_tls.iter().all(|l| l.contains(" user=app ")),
+        "a TLS connection not logged in as app:\n{clients}"
+    );
+
+    config.redis_url = Some(format!("rediss://app:n0t-the-Pa55@127.0.0.1:{tls_port}/"));
+    let ca = certs.0.join("ca.crt").to_string_lossy().into_owned();
+    let wrong =
+        ServerProcess::start_with_env(&config, "tls-wrong-password", &[("SSL_CERT_FILE", &ca)]);
+    let body = wrong.wait_unready_for(&["WRONGPASS"]).await;
+    assert!(body.contains("\"ready\":false"), "{body}");
+    // The password is in neither what /readyz shows nor the log.
+    let log = wrong.log();
+    assert!(
+        !body.contains("n0t-the-Pa55") && !log.contains("n0t-the-Pa55"),
+        "the password leaked:\n{body}\n{log}"
+    );
+}
+
 /// A certificate the instance cannot verify is refused, and /readyz says why.
 #[tokio::test]
 async fn a_redis_certificate_from_an_unknown_issuer_is_refused_and_named() {

@@ -72,8 +72,23 @@ impl RedisServer {
     /// `cert_dir` (`server.crt`, `server.key`, signed by `ca.crt`); clients need no
     /// certificate of their own. Its plain port stays open for the harness.
     pub fn start_tls(cert_dir: &std::path::Path, tls_port: u16) -> RedisServer {
-        let mut args = vec!["--tls-port".to_string(), tls_port.to_string()];
-        args.extend(super::tls::server_args(cert_dir));
+        RedisServer::start_with(tls_args(cert_dir, tls_port))
+    }
+
+    /// [`Self::start_tls`], with an ACL user `user` whose password is `password`, as a
+    /// managed Redis service gives its applications. The default user stays open, for the
+    /// harness.
+    pub fn start_tls_with_user(
+        cert_dir: &std::path::Path,
+        tls_port: u16,
+        user: &str,
+        password: &str,
+    ) -> RedisServer {
+        let mut args = tls_args(cert_dir, tls_port);
+        // One argument per word: redis-server quotes an argument that has spaces.
+        let rule = format!("{user} on >{password} ~* &* +@all");
+        args.push("--user".into());
+        args.extend(rule.split(' ').map(String::from));
         RedisServer::start_with(args)
     }
 
@@ -192,7 +207,12 @@ impl Drop for RedisServer {
     }
 }
 
-/// Whether a Redis at `url` answers PING.
+fn tls_args(cert_dir: &std::path::Path, tls_port: u16) -> Vec<String> {
+    let mut args = vec!["--tls-port".to_string(), tls_port.to_string()];
+    args.extend(super::tls::server_args(cert_dir));
+    args
+}
+
 /// Waits until the redis-server `child` answers at `url`: true then, false if it exited first
 /// (its port was taken meanwhile: the caller tries another). Panics with its log after `WAIT`.
 pub(super) fn wait_until_up(child: &mut Option<Child>, url: &str, log: &std::path::Path) -> bool {
