@@ -352,6 +352,11 @@ async fn sentinel_failover(
         record.acked.len(),
         lost.len()
     );
+    if fault == Fault::Killed && rec.max(stall) >= sentinel_bound() {
+        // Shown with the failing assertion: how the Sentinels and the nodes went through
+        // it (a replica pointed at the promoted node late, or a slow election).
+        eprintln!("{}", set.logs());
+    }
     (rec, stall, lost)
 }
 

@@ -88,6 +88,12 @@ impl TempDir {
 
 impl Drop for TempDir {
     fn drop(&mut self) {
+        // TTT_KEEP_TEST_DIRS keeps the data and logs of the processes a test started, to
+        // read after a failure that a test's own message does not explain.
+        if std::env::var_os("TTT_KEEP_TEST_DIRS").is_some() {
+            eprintln!("kept {}", self.0.display());
+            return;
+        }
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }

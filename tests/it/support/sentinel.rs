@@ -211,10 +211,15 @@ impl SentinelSet {
         let mut nodes = vec![primary];
         for i in 1..=replicas {
             let replica_dir = dir.0.join(format!("node{i}"));
+            // No fsync on every write on a replica, as `RedisServer::start_replica_of`: on
+            // a busy machine (the whole suite at once) that alone can hold a replica's
+            // acknowledgement, and with it a WAIT, up for longer than the WAIT lasts.
             let replicaof = vec![
                 "--replicaof".into(),
                 "127.0.0.1".into(),
                 primary_port.to_string(),
+                "--appendfsync".into(),
+                "everysec".into(),
             ];
             let replica_tls = tls_port();
             nodes.push(spawn(
