@@ -455,6 +455,7 @@ async fn cluster_failover(
     if restart_killed {
         cluster.start_node(old);
         cluster.wait_replicas_in_sync();
+        cluster.replicas_fsync_every_second();
     }
     let at_kill = players.acked();
     players.wait_acked(at_kill, 60, WAIT * 3).await;

@@ -65,6 +65,7 @@ impl RedisCluster {
                 Ok(()) => {
                     c.wait_ok();
                     c.wait_replicas_in_sync();
+                    c.replicas_fsync_every_second();
                     return c;
                 }
                 // Dropped: its nodes die with it, and the next attempt has fresh ports and a
@@ -199,6 +200,28 @@ impl RedisCluster {
                 }
             }
             return;
+        }
+    }
+
+    /// Every live replica writes its append-only file with `appendfsync everysec`, as
+    /// `RedisServer`'s replicas and the Sentinel set's: with `always`, a replica answers
+    /// its master's `GETACK` only after an fsync, which on a busy machine (the whole suite at
+    /// once) can hold a WAIT up for longer than it lasts. Masters keep `always`.
+    pub fn replicas_fsync_every_second(&self) {
+        for i in (0..self.ports.len()).filter(|i| self.children[*i].is_some()) {
+            let mut conn = self.conn(i);
+            let info: String = redis::cmd("INFO")
+                .arg("replication")
+                .query(&mut conn)
+                .expect("INFO replication");
+            if info.lines().any(|l| l.trim() == "role:slave") {
+                let _: () = redis::cmd("CONFIG")
+                    .arg("SET")
+                    .arg("appendfsync")
+                    .arg("everysec")
+                    .query(&mut conn)
+                    .expect("CONFIG SET appendfsync");
+            }
         }
     }
 
