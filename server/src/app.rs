@@ -85,6 +85,8 @@ pub struct App {
     pub computer_timers_rx: Mutex<Option<tokio::sync::mpsc::Receiver<(GameId, u64)>>>,
     /// The store's address salt, once read (see [`crate::operations::profiles::address_hash`]).
     pub address_salt: tokio::sync::OnceCell<String>,
+    /// `/readyz`'s probes of Redis, on a budget (see [`crate::readiness`]).
+    pub readiness: crate::readiness::Readiness,
     next_conn: AtomicU64,
     ip_fallback: Mutex<std::collections::HashMap<(&'static str, IpAddr), LocalLimiter>>,
 }
@@ -135,6 +137,7 @@ impl App {
             redis_lost: tokio::sync::watch::Sender::new(false),
             move_counters: crate::telemetry::MoveCounters::new(),
             address_salt: tokio::sync::OnceCell::new(),
+            readiness: crate::readiness::Readiness::default(),
             next_conn: AtomicU64::new(1),
             ip_fallback: Mutex::new(std::collections::HashMap::new()),
         }

@@ -45,6 +45,7 @@ pub mod leaderboard;
 pub mod listener;
 pub mod operations;
 pub mod ratelimit;
+pub mod readiness;
 pub mod recovery_code;
 pub mod routes;
 pub mod session;

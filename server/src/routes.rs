@@ -220,16 +220,21 @@ async fn healthz() -> &'static str {
 
 /// Ready when Redis answers and this instance's pub/sub delivers end to end (a probe it
 /// publishes to itself comes back), it has not given up on Redis (the watchdog's verdict,
-/// which outlasts a single lucky probe), and it is not shutting down.
+/// which outlasts a single lucky probe), and it is not shutting down. The Redis half is
+/// probed within a budget; beyond it, the latest verdict answers (see [`crate::readiness`]).
 async fn readyz(State(app): State<Arc<App>>) -> Response {
-    let timeout = app.config.redis_timeout.min(Duration::from_secs(1));
-    let store = match app.store.ping().await {
-        Ok(()) => Ok(()),
-        Err(e) => Err(e.to_string()),
+    let verdict = if app.readiness.may_probe_at(std::time::Instant::now()) {
+        let verdict = probe_redis(&app).await;
+        app.readiness.record(verdict.clone());
+        Some(verdict)
+    } else {
+        metrics::counter!("readyz_from_latest_total").increment(1);
+        app.readiness.latest()
     };
-    let pubsub = match app.hub.probe(app.store.as_ref(), timeout).await {
-        Ok(lag) => Ok(lag),
-        Err(e) => Err(e.to_string()),
+    let not_yet = "not probed yet".to_string();
+    let (store, pubsub, age) = match verdict {
+        Some(v) => (v.store, v.pubsub, v.at.elapsed()),
+        None => (Err(not_yet.clone()), Err(not_yet), Duration::ZERO),
     };
     let shutting_down = app.shutdown.is_cancelled();
     let redis_lost = app.is_redis_lost();
@@ -242,6 +247,7 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
             Ok(lag) => format!("ok ({} us round trip)", lag.as_micros()),
             Err(e) => e.clone(),
         },
+        "probed_ms_ago": age.as_millis() as u64,
         "shutting_down": shutting_down,
         "redis_lost": redis_lost,
         "local_games": app.hub.local_games(),
@@ -252,6 +258,23 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, axum::Json(body)).into_response()
+}
+
+/// A fresh look at Redis: a `PING`, and a probe published to this instance's own channel
+/// that must come back.
+async fn probe_redis(app: &App) -> crate::readiness::Verdict {
+    let timeout = app.config.redis_timeout.min(Duration::from_secs(1));
+    let store = app.store.ping().await.map_err(|e| e.to_string());
+    let pubsub = app
+        .hub
+        .probe(app.store.as_ref(), timeout)
+        .await
+        .map_err(|e| e.to_string());
+    crate::readiness::Verdict {
+        store,
+        pubsub,
+        at: std::time::Instant::now(),
+    }
 }
 
 async fn metrics_page() -> Response {

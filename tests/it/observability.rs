@@ -34,6 +34,67 @@ async fn health_and_readiness_tell_alive_from_ready() {
     a.wait_ready().await;
 }
 
+/// `/readyz` is public, and each fresh verdict costs Redis a PING and a pub/sub echo: a flood
+/// of it costs Redis only the readiness budget's probes, not two commands a request, and
+/// every request is still answered with the verdict.
+#[tokio::test]
+async fn a_flood_of_readiness_checks_costs_redis_only_the_probe_budget() {
+    use tictactoe::readiness::{PROBE_BURST, PROBES_PER_SECOND};
+    const CLIENTS: usize = 8;
+    const EACH: usize = 100;
+    let redis = RedisServer::start();
+    let config = test_config(Some(&redis));
+    let bus_ping_every = config.redis_probe_every();
+    let a = Instance::start(config).await;
+    a.wait_ready().await;
+    let pings = || -> u64 {
+        let stats: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query(&mut redis.sync_conn())
+            .expect("INFO commandstats");
+        stats
+            .lines()
+            .find_map(|l| l.strip_prefix("cmdstat_ping:calls="))
+            .and_then(|rest| rest.split(',').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    let before = pings();
+    let started = Instant::now();
+    let addr = a.addr;
+    let ready = futures_util::future::join_all((0..CLIENTS).map(|_| async move {
+        let mut ready = 0;
+        for _ in 0..EACH {
+            if let Ok((200, body)) = http_get(addr, "/readyz").await
+                && body.contains("\"ready\":true")
+            {
+                ready += 1;
+            }
+        }
+        ready
+    }))
+    .await;
+    let elapsed = started.elapsed();
+    let probes = pings() - before;
+    eprintln!("readyz flood: {probes} PINGs in {elapsed:?}");
+    assert_eq!(
+        ready.iter().sum::<usize>(),
+        CLIENTS * EACH,
+        "every check answered ready"
+    );
+    // The budget, plus the instance's own pub/sub ping (one every REDIS_LOST_MS / 6).
+    let secs = elapsed.as_secs_f64();
+    let bound = f64::from(PROBE_BURST)
+        + PROBES_PER_SECOND * secs
+        + secs / bus_ping_every.as_secs_f64()
+        + 2.0;
+    assert!(
+        probes as f64 <= bound,
+        "{probes} PINGs for {} checks in {elapsed:?}: more than the budget's {bound:.0}",
+        CLIENTS * EACH
+    );
+}
+
 #[tokio::test]
 async fn metrics_count_what_operators_watch() {
     let redis = RedisServer::start();
