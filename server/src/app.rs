@@ -87,6 +87,8 @@ pub struct App {
     pub address_salt: tokio::sync::OnceCell<String>,
     /// `/readyz`'s probes of Redis, on a budget (see [`crate::readiness`]).
     pub readiness: crate::readiness::Readiness,
+    /// The leaderboard's top rows, kept while the board does not change.
+    pub board_top: crate::operations::profiles::BoardTop,
     next_conn: AtomicU64,
     ip_fallback: Mutex<std::collections::HashMap<(&'static str, IpAddr), LocalLimiter>>,
 }
@@ -138,6 +140,7 @@ impl App {
             move_counters: crate::telemetry::MoveCounters::new(),
             address_salt: tokio::sync::OnceCell::new(),
             readiness: crate::readiness::Readiness::default(),
+            board_top: Default::default(),
             next_conn: AtomicU64::new(1),
             ip_fallback: Mutex::new(std::collections::HashMap::new()),
         }

@@ -644,3 +644,85 @@ async fn profiles_made_during_a_game_count_from_the_next_round() {
     let ann_p = profile_with_rounds(&mut ann, 1).await;
     assert_eq!((ann_p.losses, ann_p.games.len()), (1, 1));
 }
+
+/// The leaderboard's top rows are the same for everyone until one of them changes: an
+/// instance reads them once per change of the board, so a flood of leaderboard requests costs
+/// Redis each player's own rows, not a hundred profile reads a request (counted in Redis's
+/// command statistics: one `HMGET` per row read).
+#[tokio::test]
+async fn a_flood_of_leaderboard_requests_reads_the_top_once_per_change() {
+    const LISTED: usize = 40;
+    const REQUESTS: usize = 100;
+    let redis = RedisServer::start();
+    let config = test_config(Some(&redis));
+    let prefix = config.key_prefix.clone();
+    let profile = |i: usize| format!("{prefix}{{profiles}}:p:board-{i:03}");
+    // Players on the board, written as docs/redis.md lays them out.
+    let mut c = redis.sync_conn();
+    for i in 0..LISTED {
+        let rating = (1500 + i).to_string();
+        let name = format!("Player {i}");
+        let fields = [
+            ("name", name.as_str()),
+            ("r", &rating),
+            ("d", "80"),
+            ("s", "0.06"),
+            ("w", "1"),
+            ("dr", "0"),
+            ("l", "0"),
+            ("g", "1"),
+            ("v", "1"),
+        ];
+        let _: () = redis::cmd("HSET")
+            .arg(profile(i))
+            .arg(&fields[..])
+            .query(&mut c)
+            .unwrap();
+        let _: () = redis::cmd("ZADD")
+            .arg(format!("{prefix}{{profiles}}:board"))
+            .arg(&rating)
+            .arg(format!("board-{i:03}"))
+            .query(&mut c)
+            .unwrap();
+    }
+    let hmgets = |c: &mut redis::Connection| -> u64 {
+        let stats: String = redis::cmd("INFO").arg("commandstats").query(c).unwrap();
+        stats
+            .lines()
+            .find_map(|l| l.strip_prefix("cmdstat_hmget:calls="))
+            .and_then(|rest| rest.split(',').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    let a = Instance::start(config).await;
+    let mut ws = a.connect().await;
+    ws.hello("ann").await;
+    let top_names = |m: ServerMsg| match m {
+        ServerMsg::Leaderboard { top, .. } => top.into_iter().map(|r| r.name).collect::<Vec<_>>(),
+        other => panic!("expected the leaderboard, got {other:?}"),
+    };
+    let before = hmgets(&mut c);
+    for _ in 0..REQUESTS {
+        let names = top_names(ws.request(json!({"type": "leaderboard"})).await);
+        assert_eq!((names.len(), names[0].as_str()), (LISTED, "Player 39"));
+    }
+    let read = hmgets(&mut c) - before;
+    // Ann has no profile, so no rows of her own: the top once, and nothing more.
+    assert!(
+        read <= 2 * LISTED as u64,
+        "{read} profile reads for {REQUESTS} leaderboards of {LISTED} rows"
+    );
+    // Another instance's change moves the board's version on: the next request has it.
+    let _: () = redis::cmd("HSET")
+        .arg(profile(LISTED - 1))
+        .arg("name")
+        .arg("Renamed")
+        .query(&mut c)
+        .unwrap();
+    let _: () = redis::cmd("INCR")
+        .arg(format!("{prefix}{{profiles}}:board:v"))
+        .query(&mut c)
+        .unwrap();
+    let names = top_names(ws.request(json!({"type": "leaderboard"})).await);
+    assert_eq!(names[0], "Renamed");
+}

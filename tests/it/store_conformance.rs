@@ -155,6 +155,7 @@ conformance!(
     the_address_salt_is_made_once_and_kept,
     a_finished_round_is_recorded_exactly_once,
     the_leaderboard_ranks_by_rating_with_rows_around_a_player,
+    the_leaderboards_top_is_read_again_only_once_a_row_changed,
 );
 
 fn gid(s: &str) -> GameId {
@@ -2382,4 +2383,105 @@ async fn the_leaderboard_ranks_by_rating_with_rows_around_a_player(store: Arc<dy
     assert_eq!(names(&board.top), vec![(1, "N13".into())]);
     let read = store.profile_read(&players[13], 0).await.unwrap().unwrap();
     assert_eq!(read.rank, Some(1));
+}
+
+/// A caller holding the board's top rows at its current version is sent only its own rows,
+/// until a row the board shows changes: a rating, a count (a casual round of a listed
+/// player too), a name, a profile gone. A store may always send them (the one in memory does):
+/// then they are the current rows.
+async fn the_leaderboards_top_is_read_again_only_once_a_row_changed(store: Arc<dyn Store>) {
+    let g = gid("g1");
+    let players: Vec<PlayerId> = (0..3).map(|i| pid(&format!("q-{i}"))).collect();
+    let mut round_no = 0;
+    let mut play = |p: &PlayerId, rating: Option<f64>| {
+        round_no += 1;
+        let (store, g, p) = (store.clone(), g.clone(), p.clone());
+        let n = round_no;
+        async move {
+            let write = match rating {
+                Some(r) => {
+                    let version = store.profile_records(&[&p]).await.unwrap()[0]
+                        .as_ref()
+                        .unwrap()
+                        .version;
+                    rated(version, r)
+                }
+                None => None,
+            };
+            let r = round(&g, n, vec![seat(&p, "{}", RoundResult::Win, write)]);
+            assert_eq!(store.record_round(&r).await.unwrap(), Recorded::Done);
+        }
+    };
+    for (i, p) in players.iter().enumerate() {
+        store
+            .profile_create(p, &format!("Q{i}"), "a", &format!("k{i}"))
+            .await
+            .unwrap();
+        play(p, Some(1200.0 + 10.0 * i as f64)).await;
+    }
+    let outsider = pid("q-out");
+    store
+        .profile_create(&outsider, "Out", "a", "kout")
+        .await
+        .unwrap();
+    let full = store.leaderboard(None, 10, 0).await.unwrap();
+    assert_eq!(full.top.len(), 3);
+    assert!(!full.top_unchanged);
+    // What a caller holding `held` at `version` sees next: the current top either way.
+    let next = |held: tictactoe::store::profiles::BoardRead| {
+        let store = store.clone();
+        async move {
+            let read = store
+                .leaderboard_since(Some(&pid("q-0")), 10, 1, Some(held.version))
+                .await
+                .unwrap();
+            assert!(read.me.is_some(), "a listed player's own row: {read:?}");
+            let current = if read.top_unchanged {
+                assert!(read.top.is_empty(), "{read:?}");
+                assert_eq!(read.version, held.version);
+                held.top.clone()
+            } else {
+                read.top.clone()
+            };
+            let fresh = store.leaderboard(None, 10, 0).await.unwrap();
+            assert_eq!(current, fresh.top, "the rows held are the board's");
+            (read, fresh)
+        }
+    };
+    // Nothing changed; nor for a change the board does not show (the outsider's rename and
+    // its casual round; a new recovery code).
+    let (read, _) = next(full.clone()).await;
+    let unchanged_seen = read.top_unchanged;
+    store.profile_rename(&outsider, "Outer").await.unwrap();
+    play(&outsider, None).await;
+    store
+        .profile_create(&players[0], "Q0", "a", "k-new")
+        .await
+        .unwrap();
+    let (read, _) = next(full.clone()).await;
+    assert_eq!(read.top_unchanged, unchanged_seen, "{read:?}");
+    // Each change the board shows: the rows are read again, and are the new ones.
+    let mut held = store.leaderboard(None, 10, 0).await.unwrap();
+    store
+        .profile_rename(&players[2], "Q2 renamed")
+        .await
+        .unwrap();
+    let (read, fresh) = next(held.clone()).await;
+    assert!(!read.top_unchanged);
+    assert_eq!(fresh.top[0].name, "Q2 renamed");
+    held = fresh;
+    play(&players[1], None).await; // a casual win: the count shows
+    let (read, fresh) = next(held.clone()).await;
+    assert!(!read.top_unchanged);
+    assert_eq!(fresh.top[1].wins, 2);
+    held = fresh;
+    play(&players[0], Some(1300.0)).await;
+    let (read, fresh) = next(held.clone()).await;
+    assert!(!read.top_unchanged);
+    assert_eq!(fresh.top[0].name, "Q0");
+    held = fresh;
+    store.profile_delete(&players[1]).await.unwrap();
+    let (read, fresh) = next(held.clone()).await;
+    assert!(!read.top_unchanged);
+    assert_eq!(fresh.top.len(), 2);
 }

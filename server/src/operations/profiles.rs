@@ -17,7 +17,8 @@ use crate::store::profiles::{
 use crate::store::{SessionRecord, StoreError, StoredGame};
 use sha2::{Digest, Sha256};
 use std::net::IpAddr;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tictactoe_protocol::ids::{GameId, PlayerId};
 use tictactoe_protocol::profiles::{
     BoardRow, HistoryEntry, ProfileBadge, ProfileView, RoundResult, provisional,
@@ -251,11 +252,56 @@ pub struct Board {
     pub around: Vec<BoardRow>,
 }
 
+/// The leaderboard's top rows as this instance last read them, at the board's version: read
+/// again only once the board changed. They are most of a leaderboard's cost to Redis (251 us
+/// a request with 100 rows, 35 us without: docs/redis.md), and the same for everyone, so
+/// a flood of leaderboard requests costs Redis what as many moves would.
+#[derive(Default)]
+pub struct BoardTop(std::sync::Mutex<Option<KeptTop>>);
+
+type KeptTop = (u64, Arc<Vec<BoardRecord>>, Instant);
+
+/// Kept rows are read again after this long whatever the version says: a change that did not
+/// move it on (an instance of an older release, an operator's edit) shows within this time.
+const BOARD_TOP_MAX_AGE: Duration = Duration::from_secs(30);
+
+impl BoardTop {
+    /// The rows kept, unless they are older than [`BOARD_TOP_MAX_AGE`].
+    fn get(&self) -> Option<KeptTop> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .filter(|(_, _, at)| at.elapsed() < BOARD_TOP_MAX_AGE)
+    }
+
+    /// Keeps `top` at `version`, unless rows of a later version are kept already (reads end
+    /// in any order).
+    fn keep(&self, version: u64, top: Arc<Vec<BoardRecord>>) {
+        let mut kept = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if kept.as_ref().is_none_or(|(v, _, _)| *v <= version) {
+            *kept = Some((version, top, Instant::now()));
+        }
+    }
+}
+
 pub async fn leaderboard(app: &App, player: Option<&PlayerId>) -> Result<Board, OpError> {
+    let known = app.board_top.get();
     let read = app
         .store
-        .leaderboard(player, BOARD_TOP, BOARD_AROUND)
+        .leaderboard_since(player, BOARD_TOP, BOARD_AROUND, known.as_ref().map(|k| k.0))
         .await?;
+    let top = match (read.top_unchanged, known) {
+        (true, Some((_, top, _))) => top,
+        (true, None) => {
+            return Err(StoreError::Corrupt("leaderboard: top rows kept by nobody".into()).into());
+        }
+        (false, _) => {
+            let top = Arc::new(read.top);
+            app.board_top.keep(read.version, top.clone());
+            top
+        }
+    };
     let row = |r: BoardRecord| BoardRow {
         rank: r.rank,
         name: r.name,
@@ -266,7 +312,7 @@ pub async fn leaderboard(app: &App, player: Option<&PlayerId>) -> Result<Board, 
         losses: r.losses,
     };
     Ok(Board {
-        top: read.top.into_iter().map(row).collect(),
+        top: top.iter().cloned().map(row).collect(),
         me: read.me.map(row),
         around: read.around.into_iter().map(row).collect(),
     })
@@ -508,6 +554,32 @@ mod tests {
     use super::*;
     use tictactoe_rules::computer::Level;
     use tictactoe_rules::{Cell, EndReason};
+
+    fn row(name: &str) -> Arc<Vec<BoardRecord>> {
+        Arc::new(vec![BoardRecord {
+            rank: 1,
+            name: name.into(),
+            rating: 1500.0,
+            deviation: 80.0,
+            wins: 1,
+            draws: 0,
+            losses: 0,
+        }])
+    }
+
+    #[test]
+    fn the_board_top_kept_is_the_latest_version_read() {
+        let kept = BoardTop::default();
+        assert!(kept.get().is_none());
+        kept.keep(3, row("three"));
+        // A read that began before the board changed, ending after one that saw the change.
+        kept.keep(2, row("two"));
+        let (version, top, _) = kept.get().expect("kept");
+        assert_eq!((version, top[0].name.as_str()), (3, "three"));
+        kept.keep(3, row("again"));
+        kept.keep(4, row("four"));
+        assert_eq!(kept.get().expect("kept").0, 4);
+    }
 
     fn record(rating: f64, address: &str) -> ProfileRecord {
         ProfileRecord {

@@ -189,6 +189,12 @@ impl Keys {
         format!("{}{{profiles}}:board", self.prefix)
     }
 
+    /// String: the board's version, bumped whenever a row the leaderboard shows changes (a
+    /// rating, a count, a name, a profile gone), so that instances can keep its top rows.
+    pub fn board_version(&self) -> String {
+        format!("{}{{profiles}}:board:v", self.prefix)
+    }
+
     /// String with a lifetime: this round of this game is recorded in the profiles.
     pub fn round_recorded(&self, g: &GameId, round: u32) -> String {
         format!("{}{{profiles}}:done:{g}:{round}", self.prefix)

@@ -97,6 +97,11 @@ pub struct BoardRecord {
 /// The top of the board, and a player's row and neighbours.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct BoardRead {
+    /// The board's version when read (see [`ProfileStore::leaderboard_since`]); 0 from a store
+    /// that keeps none.
+    pub version: u64,
+    /// The caller's top rows, at `version`, are current: `top` was not read, and is empty.
+    pub top_unchanged: bool,
     pub top: Vec<BoardRecord>,
     pub me: Option<BoardRecord>,
     pub around: Vec<BoardRecord>,
@@ -168,5 +173,18 @@ pub trait ProfileStore: Send + Sync {
         me: Option<&PlayerId>,
         top: usize,
         around: usize,
+    ) -> StoreResult<BoardRead> {
+        self.leaderboard_since(me, top, around, None).await
+    }
+    /// [`ProfileStore::leaderboard`] for a caller that holds the top rows of the board at
+    /// version `known`: while the board is still at that version they are not read again
+    /// (`top_unchanged`). A store may always read them (the one in memory does: they cost it
+    /// nothing).
+    async fn leaderboard_since(
+        &self,
+        me: Option<&PlayerId>,
+        top: usize,
+        around: usize,
+        known: Option<u64>,
     ) -> StoreResult<BoardRead>;
 }

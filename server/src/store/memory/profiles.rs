@@ -244,11 +244,12 @@ impl ProfileStore for MemoryStore {
         Ok(Recorded::Done)
     }
 
-    async fn leaderboard(
+    async fn leaderboard_since(
         &self,
         me: Option<&PlayerId>,
         top: usize,
         around: usize,
+        _known: Option<u64>,
     ) -> StoreResult<BoardRead> {
         let inner = self.lock();
         let p = &inner.profiles;

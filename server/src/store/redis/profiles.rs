@@ -30,6 +30,7 @@ impl RedisStore {
                 &k.profile_history(player),
                 &k.profile_codes(),
                 &k.leaderboard(),
+                &k.board_version(),
             ],
         );
         call.arg(mode).arg(player.as_str());
@@ -264,7 +265,11 @@ impl ProfileStore for RedisStore {
 
     async fn record_round(&self, round: &RoundRecord<'_>) -> StoreResult<Recorded> {
         let k = &self.keys;
-        let mut keys = vec![k.round_recorded(round.game, round.round), k.leaderboard()];
+        let mut keys = vec![
+            k.round_recorded(round.game, round.round),
+            k.leaderboard(),
+            k.board_version(),
+        ];
         for seat in &round.seats {
             keys.push(k.profile(seat.player));
             keys.push(k.profile_history(seat.player));
@@ -296,31 +301,44 @@ impl ProfileStore for RedisStore {
         }
     }
 
-    async fn leaderboard(
+    async fn leaderboard_since(
         &self,
         me: Option<&PlayerId>,
         top: usize,
         around: usize,
+        known: Option<u64>,
     ) -> StoreResult<BoardRead> {
-        let mut call = script_cmd(&SCRIPTS.leaderboard, &[&self.keys.leaderboard()]);
-        call.arg(self.keys.profile_prefix())
+        let k = &self.keys;
+        let mut call = script_cmd(
+            &SCRIPTS.leaderboard,
+            &[&k.leaderboard(), &k.board_version()],
+        );
+        call.arg(k.profile_prefix())
             .arg(top)
             .arg(me.map(PlayerId::as_str).unwrap_or(""))
-            .arg(around);
+            .arg(around)
+            .arg(known.map(|v| v.to_string()).unwrap_or_default());
         let reply = self
             .run_script("leaderboard", call, &SCRIPTS.leaderboard)
             .await?;
         let reply = items(reply).ok_or_else(|| corrupt("leaderboard", "not an array"))?;
-        let n = usize::try_from(int(reply.first(), "leaderboard count")?)
-            .map_err(|_| corrupt("leaderboard count", &reply))?;
+        let version = text(reply.first().unwrap_or(&Value::Nil))
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| corrupt("leaderboard version", &reply))?;
+        let count = int(reply.get(1), "leaderboard count")?;
+        let mut board = BoardRead {
+            version,
+            top_unchanged: count < 0,
+            ..BoardRead::default()
+        };
+        let n = usize::try_from(count).unwrap_or(0);
         let rows = reply
-            .get(1..=n)
+            .get(2..2 + n)
             .ok_or_else(|| corrupt("leaderboard", &reply))?;
-        let mut board = BoardRead::default();
         for (i, row) in rows.iter().enumerate() {
             board.top.push(board_row(i as u32 + 1, row)?);
         }
-        let rest = &reply[n + 1..];
+        let rest = &reply[2 + n..];
         let my_rank = int(rest.first(), "leaderboard rank")?;
         if my_rank < 0 {
             return Ok(board);

@@ -1,6 +1,7 @@
 -- A player's profile: create it, replace its recovery code, read it, delete it, rename it,
 -- note the address it said hello from. Every key is in the {profiles} slot.
 -- KEYS  1 profile hash  2 history list  3 codes hash (code hash -> player)  4 board zset
+--       5 board version (string: bumped when a row the board shows changes; leaderboard.lua)
 -- ARGV  1 mode  2 player, then by mode:
 --   create  3 name  4 address  5 code hash  6 rating  7 deviation  8 volatility
 --           -> 1 created, 0 existed (its code replaced)
@@ -63,12 +64,17 @@ elseif mode == 'delete' then
     redis.call('HDEL', KEYS[3], code)
   end
   redis.call('DEL', KEYS[1], KEYS[2])
-  redis.call('ZREM', KEYS[4], player)
+  if redis.call('ZREM', KEYS[4], player) == 1 then
+    redis.call('INCR', KEYS[5])
+  end
   return 1
 elseif mode == 'rename' then
   if redis.call('HGET', KEYS[1], 'name') ~= ARGV[3] then
     redis.call('HSET', KEYS[1], 'name', ARGV[3])
     redis.call('HINCRBY', KEYS[1], 'v', 1)
+    if redis.call('ZSCORE', KEYS[4], player) then
+      redis.call('INCR', KEYS[5])
+    end
   end
   return 1
 elseif mode == 'seen' then

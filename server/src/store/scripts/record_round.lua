@@ -1,6 +1,7 @@
 -- Records a finished round in the profiles of its players, exactly once: the marker says it
 -- is done; a rating computed from a profile that changed since is not applied.
--- KEYS  1 marker (string with a lifetime)  2 board zset  then per seat: profile hash, history
+-- KEYS  1 marker (string with a lifetime)  2 board zset  3 board version (string, bumped when a
+--       row the board shows changes; leaderboard.lua)  then per seat: profile hash, history
 -- ARGV  1 marker lifetime ms  2 history entries kept  then per seat (7 values): player,
 --       history entry JSON, result field ('w', 'dr' or 'l'), expected version ('' when the
 --       rating does not change), rating, deviation, volatility
@@ -9,20 +10,21 @@
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return 'already'
 end
-local seats = (#KEYS - 2) / 2
+local seats = (#KEYS - 3) / 2
 local function arg(i, k)
   return ARGV[2 + (i - 1) * 7 + k]
 end
 for i = 1, seats do
   local expected = arg(i, 4)
-  if expected ~= '' and redis.call('HGET', KEYS[1 + 2 * i], 'v') ~= expected then
+  if expected ~= '' and redis.call('HGET', KEYS[2 + 2 * i], 'v') ~= expected then
     return 'stale'
   end
 end
 redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])
 local keep = tonumber(ARGV[2])
+local boarded = false
 for i = 1, seats do
-  local profile, history = KEYS[1 + 2 * i], KEYS[2 + 2 * i]
+  local profile, history = KEYS[2 + 2 * i], KEYS[3 + 2 * i]
   -- A profile deleted meanwhile gets nothing: no history list may outlive its profile.
   if redis.call('EXISTS', profile) == 1 then
     redis.call('LPUSH', history, arg(i, 2))
@@ -34,6 +36,10 @@ for i = 1, seats do
       redis.call('ZADD', KEYS[2], arg(i, 5), arg(i, 1))
     end
     redis.call('HINCRBY', profile, 'v', 1)
+    boarded = boarded or redis.call('ZSCORE', KEYS[2], arg(i, 1)) ~= false
   end
+end
+if boarded then
+  redis.call('INCR', KEYS[3])
 end
 return 'done'
