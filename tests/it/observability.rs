@@ -5,7 +5,7 @@ use crate::support::client::{ack_version, error_code};
 use crate::support::http::http_get;
 use crate::support::instances::{Instance, test_config};
 use crate::support::processes::ServerProcess;
-use crate::support::redis::RedisServer;
+use crate::support::redis::{RedisServer, command_calls};
 use serde_json::json;
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
@@ -47,18 +47,7 @@ async fn a_flood_of_readiness_checks_costs_redis_only_the_probe_budget() {
     let bus_ping_every = config.redis_probe_every();
     let a = Instance::start(config).await;
     a.wait_ready().await;
-    let pings = || -> u64 {
-        let stats: String = redis::cmd("INFO")
-            .arg("commandstats")
-            .query(&mut redis.sync_conn())
-            .expect("INFO commandstats");
-        stats
-            .lines()
-            .find_map(|l| l.strip_prefix("cmdstat_ping:calls="))
-            .and_then(|rest| rest.split(',').next())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0)
-    };
+    let pings = || command_calls(&mut redis.sync_conn(), "ping");
     let before = pings();
     let started = Instant::now();
     let addr = a.addr;

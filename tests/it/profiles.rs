@@ -6,7 +6,7 @@
 use crate::support::client::{Endpoint, Ws, error_code, try_connect};
 use crate::support::instances::{Instance, test_config};
 use crate::support::processes::server_command;
-use crate::support::redis::RedisServer;
+use crate::support::redis::{RedisServer, command_calls};
 use crate::support::{WAIT, eventually};
 use bytes::Bytes;
 use serde_json::json;
@@ -685,15 +685,7 @@ async fn a_flood_of_leaderboard_requests_reads_the_top_once_per_change() {
             .query(&mut c)
             .unwrap();
     }
-    let hmgets = |c: &mut redis::Connection| -> u64 {
-        let stats: String = redis::cmd("INFO").arg("commandstats").query(c).unwrap();
-        stats
-            .lines()
-            .find_map(|l| l.strip_prefix("cmdstat_hmget:calls="))
-            .and_then(|rest| rest.split(',').next())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0)
-    };
+    let hmgets = |c: &mut redis::Connection| command_calls(c, "hmget");
     let a = Instance::start(config).await;
     let mut ws = a.connect().await;
     ws.hello("ann").await;

@@ -263,3 +263,19 @@ pub fn client_list(
         })
         .collect()
 }
+
+/// How many times a node has run `command` since its start (`INFO commandstats`, which counts
+/// the commands scripts call too); 0 if it never has.
+pub fn command_calls(conn: &mut redis::Connection, command: &str) -> u64 {
+    let stats: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(conn)
+        .expect("INFO commandstats");
+    let prefix = format!("cmdstat_{command}:calls=");
+    stats
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
