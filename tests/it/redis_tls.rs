@@ -7,26 +7,24 @@ use crate::support::client::{ack_version, seat_pair};
 use crate::support::cluster::RedisCluster;
 use crate::support::instances::test_config;
 use crate::support::processes::ServerProcess;
-use crate::support::redis::RedisServer;
+use crate::support::redis::{RedisServer, client_list};
 use crate::support::sentinel::{MASTER_NAME, SentinelSet};
 use crate::support::tls::make_certificates;
 use crate::support::{TempDir, free_port};
+use std::collections::HashMap;
 use std::path::Path;
 use tictactoe::config::Config;
 
 /// Two instances reach Redis only through its TLS port and carry a game between them.
 #[tokio::test]
 async fn instances_play_through_a_redis_reached_over_tls() {
-    let certs = TempDir::new("tls");
-    make_certificates(&certs.0);
-    let tls_port = free_port();
-    let redis = RedisServer::start_tls(&certs.0, tls_port);
+    let (certs, redis, tls_port) = tls_redis(None);
     let mut config = test_config(Some(&redis));
     config.redis_url = Some(format!("rediss://127.0.0.1:{tls_port}/"));
     let _instances = play_across_two_instances(&config, &certs.0, "tls").await;
     // Every connection the instances hold to Redis came in on the TLS port: its plain port
     // serves only this test's own client.
-    let tls_clients = tls_connections(&redis);
+    let tls_clients = tls_clients(&mut redis.sync_conn(), redis.port).len();
     assert!(tls_clients >= 2, "TLS connections: {tls_clients}");
 }
 
@@ -35,27 +33,29 @@ async fn instances_play_through_a_redis_reached_over_tls() {
 /// connection, and with a wrong password stay unready and say why.
 #[tokio::test]
 async fn instances_log_in_as_the_acl_user_of_a_rediss_url() {
-    let certs = TempDir::new("tls");
-    make_certificates(&certs.0);
-    let tls_port = free_port();
-    let redis = RedisServer::start_tls_with_user(&certs.0, tls_port, "app", "s3cret");
+    let (certs, redis, tls_port) = tls_redis(Some(("app", "s3cret")));
     let mut config = test_config(Some(&redis));
     config.redis_url = Some(format!("rediss://app:s3cret@127.0.0.1:{tls_port}/"));
     let _instances = play_across_two_instances(&config, &certs.0, "tls-user").await;
-    let clients: String = redis::cmd("CLIENT")
-        .arg("LIST")
-        .query(&mut redis.sync_conn())
-        .expect("CLIENT LIST");
-    let plain = format!("laddr=127.0.0.1:{} ", redis.port);
-    let on_tls: Vec<&str> = clients.lines().filter(|l| !l.contains(&plain)).collect();
-    assert!(on_tls.len() >= 2, "TLS connections:\n{clients}");
+    let on_tls = tls_clients(&mut redis.sync_conn(), redis.port);
+    let lines = || {
+        on_tls
+            .iter()
+            .map(|(_, l)| l.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert!(on_tls.len() >= 2, "TLS connections:\n{}", lines());
     assert!(
-        on_tls.iter().all(|l| l.contains(" user=app ")),
-        "a TLS connection not logged in as app:\n{clients}"
+        on_tls
+            .iter()
+            .all(|(f, _)| f.get("user").map(String::as_str) == Some("app")),
+        "a TLS connection not logged in as app:\n{}",
+        lines()
     );
 
     config.redis_url = Some(format!("rediss://app:n0t-the-Pa55@127.0.0.1:{tls_port}/"));
-    let ca = certs.0.join("ca.crt").to_string_lossy().into_owned();
+    let ca = ca_file(&certs.0);
     let wrong =
         ServerProcess::start_with_env(&config, "tls-wrong-password", &[("SSL_CERT_FILE", &ca)]);
     let body = wrong.wait_unready_for(&["WRONGPASS"]).await;
@@ -71,10 +71,7 @@ async fn instances_log_in_as_the_acl_user_of_a_rediss_url() {
 /// A certificate the instance cannot verify is refused, and /readyz says why.
 #[tokio::test]
 async fn a_redis_certificate_from_an_unknown_issuer_is_refused_and_named() {
-    let certs = TempDir::new("tls");
-    make_certificates(&certs.0);
-    let tls_port = free_port();
-    let redis = RedisServer::start_tls(&certs.0, tls_port);
+    let (_certs, redis, tls_port) = tls_redis(None);
     let mut config = test_config(Some(&redis));
     config.redis_url = Some(format!("rediss://127.0.0.1:{tls_port}/"));
     let p = ServerProcess::start(&config, "tls-untrusted");
@@ -92,7 +89,7 @@ async fn play_across_two_instances(
     certs: &Path,
     name: &str,
 ) -> (ServerProcess, ServerProcess) {
-    let ca = certs.join("ca.crt").to_string_lossy().into_owned();
+    let ca = ca_file(certs);
     let env = [("SSL_CERT_FILE", ca.as_str())];
     let a = ServerProcess::start_with_env(config, &format!("{name}-a"), &env);
     let b = ServerProcess::start_with_env(config, &format!("{name}-b"), &env);
@@ -106,17 +103,38 @@ async fn play_across_two_instances(
     (a, b)
 }
 
-/// Clients connected through the server's TLS port: every one whose local address is not
-/// its plain port.
-fn tls_connections(redis: &RedisServer) -> usize {
-    let clients: String = redis::cmd("CLIENT")
-        .arg("LIST")
-        .query(&mut redis.sync_conn())
-        .expect("CLIENT LIST");
-    clients
-        .lines()
-        .filter(|l| !l.contains(&format!("laddr=127.0.0.1:{} ", redis.port)))
-        .count()
+/// A redis-server that also speaks TLS on a port of its own (its plain port stays for the
+/// harness), with an ACL user (name, password) when `user` is given: the throwaway CA and
+/// certificates, the server, and its TLS port.
+fn tls_redis(user: Option<(&str, &str)>) -> (TempDir, RedisServer, u16) {
+    let certs = TempDir::new("tls");
+    make_certificates(&certs.0);
+    let tls_port = free_port();
+    let redis = match user {
+        Some((name, password)) => {
+            RedisServer::start_tls_with_user(&certs.0, tls_port, name, password)
+        }
+        None => RedisServer::start_tls(&certs.0, tls_port),
+    };
+    (certs, redis, tls_port)
+}
+
+/// The CA file in `certs`, as SSL_CERT_FILE takes it.
+fn ca_file(certs: &Path) -> String {
+    certs.join("ca.crt").to_string_lossy().into_owned()
+}
+
+/// The clients of the node behind `conn` that came in through its TLS port: every one whose
+/// local address is not its plain port, with its `CLIENT LIST` fields and line.
+fn tls_clients(
+    conn: &mut redis::Connection,
+    plain_port: u16,
+) -> Vec<(HashMap<String, String>, String)> {
+    let plain = format!("127.0.0.1:{plain_port}");
+    client_list(conn)
+        .into_iter()
+        .filter(|(fields, _)| fields.get("laddr") != Some(&plain))
+        .collect()
 }
 
 /// A Redis Cluster over TLS (`tls-cluster yes`): the instances take `rediss://` seeds, reach
@@ -131,13 +149,8 @@ async fn instances_play_through_a_cluster_reached_over_tls() {
     let _instances = play_across_two_instances(&config, &certs.0, "tls-cluster").await;
     // Every node's clients other than the harness's own came in on its TLS port.
     for node in 0..3 {
-        let clients: String = redis::cmd("CLIENT")
-            .arg("LIST")
-            .query(&mut cluster.conn(node))
-            .expect("CLIENT LIST");
-        let plain = format!("laddr=127.0.0.1:{} ", cluster.ports[node]);
-        let on_tls = clients.lines().filter(|l| !l.contains(&plain)).count();
-        assert!(on_tls >= 2, "node {node}: {on_tls} TLS clients:\n{clients}");
+        let on_tls = tls_clients(&mut cluster.conn(node), cluster.ports[node]).len();
+        assert!(on_tls >= 2, "node {node}: {on_tls} TLS clients");
     }
 }
 
@@ -161,22 +174,26 @@ async fn instances_play_through_a_sentinel_set_reached_over_tls() {
     let _instances = play_across_two_instances(&config, &certs.0, "tls-sentinel").await;
     // The instances' connections to the primary came in on its TLS port.
     let primary = set.primary().expect("a primary");
-    let plain_port = set
+    let plain_port: u16 = set
         .url(primary)
         .trim_end_matches('/')
         .rsplit(':')
         .next()
-        .expect("a port")
-        .to_owned();
-    let clients: String = redis::cmd("CLIENT")
-        .arg("LIST")
-        .query(&mut set.conn(primary))
-        .expect("CLIENT LIST");
-    let instances = clients
-        .lines()
-        .filter(|l| !l.contains(&format!("laddr=127.0.0.1:{plain_port} ")))
-        // Not the replica's link, nor the Sentinels' own (they name their connections).
-        .filter(|l| !l.contains("flags=S") && !l.contains("name=sentinel-"))
-        .count();
-    assert!(instances >= 2, "TLS clients of the primary:\n{clients}");
+        .and_then(|p| p.parse().ok())
+        .expect("a port");
+    let on_tls = tls_clients(&mut set.conn(primary), plain_port);
+    // Not the replica's link, nor the Sentinels' own (they name their connections).
+    let instances: Vec<&str> = on_tls
+        .iter()
+        .filter(|(f, _)| {
+            !f.get("flags").is_some_and(|x| x.starts_with('S'))
+                && !f.get("name").is_some_and(|n| n.starts_with("sentinel-"))
+        })
+        .map(|(_, line)| line.as_str())
+        .collect();
+    assert!(
+        instances.len() >= 2,
+        "TLS clients of the primary:\n{}",
+        instances.join("\n")
+    );
 }
