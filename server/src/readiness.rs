@@ -8,6 +8,7 @@
 //! second or two always gets a fresh one.
 
 use crate::ratelimit::{LocalLimiter, Rule};
+use std::future::Future;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -41,8 +42,24 @@ impl Default for Readiness {
 }
 
 impl Readiness {
+    /// The verdict for a check arriving `now`: a fresh one from `probe` within the budget
+    /// (kept as the latest), else the latest; `None` before any probe has ended.
+    pub async fn verdict(
+        &self,
+        now: Instant,
+        probe: impl Future<Output = Verdict>,
+    ) -> Option<Verdict> {
+        if !self.may_probe_at(now) {
+            metrics::counter!("readyz_from_latest_total").increment(1);
+            return self.latest();
+        }
+        let verdict = probe.await;
+        self.record(verdict.clone());
+        Some(verdict)
+    }
+
     /// Whether a request arriving `now` may take a fresh verdict (spending the budget).
-    pub fn may_probe_at(&self, now: Instant) -> bool {
+    fn may_probe_at(&self, now: Instant) -> bool {
         self.budget
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -52,7 +69,7 @@ impl Readiness {
 
     /// Keeps `verdict` unless a newer one is kept already (concurrent probes end in any
     /// order).
-    pub fn record(&self, verdict: Verdict) {
+    fn record(&self, verdict: Verdict) {
         let mut latest = self.latest.lock().unwrap_or_else(|p| p.into_inner());
         if latest.as_ref().is_none_or(|l| l.at <= verdict.at) {
             *latest = Some(verdict);
@@ -60,7 +77,7 @@ impl Readiness {
     }
 
     /// The newest verdict, if any probe has ended yet.
-    pub fn latest(&self) -> Option<Verdict> {
+    fn latest(&self) -> Option<Verdict> {
         self.latest
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -94,6 +111,33 @@ mod tests {
         // A second without requests refills the burst.
         let later = t0 + interval + Duration::from_secs(1);
         assert!((0..PROBE_BURST).all(|_| r.may_probe_at(later)));
+    }
+
+    #[tokio::test]
+    async fn over_the_budget_the_latest_verdict_answers_without_a_probe() {
+        let r = Readiness::default();
+        let t0 = Instant::now();
+        for _ in 0..PROBE_BURST {
+            let fresh = r
+                .verdict(t0, async { verdict(Instant::now(), Ok(())) })
+                .await;
+            assert!(fresh.is_some_and(|v| v.store.is_ok()));
+        }
+        let latest = r
+            .verdict(t0, async { panic!("probed beyond the budget") })
+            .await
+            .expect("the latest verdict");
+        assert!(latest.store.is_ok());
+        let none_yet = Readiness::default();
+        for _ in 0..PROBE_BURST {
+            assert!(none_yet.may_probe_at(t0));
+        }
+        assert!(
+            none_yet
+                .verdict(t0, async { panic!("probed beyond the budget") })
+                .await
+                .is_none()
+        );
     }
 
     #[test]

@@ -223,14 +223,10 @@ async fn healthz() -> &'static str {
 /// which outlasts a single lucky probe), and it is not shutting down. The Redis half is
 /// probed within a budget; beyond it, the latest verdict answers (see [`crate::readiness`]).
 async fn readyz(State(app): State<Arc<App>>) -> Response {
-    let verdict = if app.readiness.may_probe_at(std::time::Instant::now()) {
-        let verdict = probe_redis(&app).await;
-        app.readiness.record(verdict.clone());
-        Some(verdict)
-    } else {
-        metrics::counter!("readyz_from_latest_total").increment(1);
-        app.readiness.latest()
-    };
+    let verdict = app
+        .readiness
+        .verdict(std::time::Instant::now(), probe_redis(&app))
+        .await;
     let not_yet = "not probed yet".to_string();
     let (store, pubsub, age) = match verdict {
         Some(v) => (v.store, v.pubsub, v.at.elapsed()),
